@@ -1,0 +1,1 @@
+"""EVM adapter: our contracts (compiled from source with vyper), anvil, and web3 helpers."""

@@ -1,0 +1,47 @@
+"""Secrets at rest: wallet keys sealed with AES-256-GCM under the master key; API keys stored as hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+API_KEY_PREFIX = "pgk_"
+
+
+def new_master_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def decode_master_key(text: str) -> bytes:
+    key = base64.urlsafe_b64decode(text.encode())
+    if len(key) != 32:
+        raise ValueError("master key must be 32 bytes, urlsafe-base64 encoded")
+    return key
+
+
+def seal(master_key: bytes, plaintext: bytes, *, context: bytes) -> bytes:
+    """Encrypt; `context` (e.g. the wallet id) is bound as associated data so ciphertexts cannot be swapped."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master_key).encrypt(nonce, plaintext, context)
+
+
+def unseal(master_key: bytes, sealed: bytes, *, context: bytes) -> bytes:
+    return AESGCM(master_key).decrypt(sealed[:12], sealed[12:], context)
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    """API keys are 256-bit random tokens, so a plain SHA-256 is a sound, indexable verifier."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

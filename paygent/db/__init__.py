@@ -1,0 +1,1 @@
+"""Postgres adapter: the schema (SQLAlchemy Core), the engine, and the audit log."""

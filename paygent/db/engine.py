@@ -1,0 +1,32 @@
+"""One async engine per process and database URL."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_engines: dict[str, AsyncEngine] = {}
+
+
+def async_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def get_engine(url: str | None = None) -> AsyncEngine:
+    if url is None:
+        from paygent.settings import get_settings
+
+        url = get_settings().database_url
+    url = async_url(url)
+    engine = _engines.get(url)
+    if engine is None:
+        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        _engines[url] = engine
+    return engine
+
+
+async def dispose_all() -> None:
+    for engine in list(_engines.values()):
+        await engine.dispose()
+    _engines.clear()

@@ -1,0 +1,117 @@
+"""The relational schema. Alembic migrations in `migrations/` create it; this module describes it for queries.
+
+Amounts are NUMERIC(78, 0) in atomic units (fits uint256); never floats.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+metadata = sa.MetaData()
+
+Amount = sa.Numeric(78, 0)
+
+
+def _ts(name: str = "created_at") -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+tenants = sa.Table(
+    "tenants", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    _ts(),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("api_key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("roles", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ts(),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+wallets = sa.Table(
+    "wallets", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False, unique=True),
+    # AES-256-GCM(master key, private key, associated data = wallet id); never leaves the signer
+    sa.Column("encrypted_key", sa.LargeBinary, nullable=False),
+    _ts(),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+# One nonce allocator per signing address: the row lock serialises allocation across workers.
+address_nonces = sa.Table(
+    "address_nonces", metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True),
+    sa.Column("address", sa.Text, primary_key=True),
+    sa.Column("next_nonce", sa.BigInteger, nullable=False),
+)
+
+payments = sa.Table(
+    "payments", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
+    sa.Column("requested_by", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, server_default="transfer"),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("token_address", sa.Text, nullable=False),
+    sa.Column("to_address", sa.Text, nullable=False),
+    sa.Column("amount_atomic", Amount, nullable=False),
+    sa.Column("memo", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
+    sa.Column("nonce", sa.BigInteger, nullable=True),
+    sa.Column("signed_tx", sa.LargeBinary, nullable=True),
+    sa.Column("tx_hash", sa.Text, nullable=True, unique=True),
+    sa.Column("block_number", sa.BigInteger, nullable=True),
+    sa.Column("details", JSONB, nullable=False, server_default="{}"),
+    _ts(),
+    _ts("updated_at"),
+    sa.UniqueConstraint("tenant_id", "idempotency_key"),
+    sa.CheckConstraint("amount_atomic > 0", name="payments_amount_positive"),
+)
+
+# Double entry: every confirmed payment writes one debit and one credit that sum to zero per asset.
+ledger_entries = sa.Table(
+    "ledger_entries", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=False),
+    sa.Column("account", sa.Text, nullable=False),  # "wallet:<uuid>" or "external:<address>"
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("amount_atomic", Amount, nullable=False),  # negative = debit, positive = credit
+    sa.Column("tx_hash", sa.Text, nullable=True),
+    _ts(),
+    sa.UniqueConstraint("payment_id", "account", name="ledger_one_entry_per_account"),
+)
+
+# Append-only, hash-chained: each row carries the previous row's hash; a trigger refuses UPDATE and DELETE.
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),  # api, cli, temporal, system
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False, server_default="{}"),
+    sa.Column("prev_hash", sa.Text, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False, unique=True),
+    sa.Index("audit_log_subject", "subject_type", "subject_id"),
+)

@@ -1,0 +1,1 @@
+"""Pure domain rules: no I/O, no clocks, no Temporal. Safe to import from workflows."""

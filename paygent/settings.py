@@ -1,0 +1,104 @@
+"""Settings from the environment, then `.paygent/dev.json` (written by `paygent stack up`), then defaults.
+
+Secrets (`master_key`, LLM keys) are `SecretStr`: they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from paygent.paths import dev_json_path, state_dir
+
+
+class DevJsonSource(PydanticBaseSettingsSource):
+    """Reads what `paygent stack up` wrote for clients; lower priority than the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = dev_json_path()
+        if not path.exists():
+            return {}
+        dev = json.loads(path.read_text())
+        out: dict[str, Any] = {}
+        for key in ("api_url", "temporal_address", "temporal_ui_url", "rpc_url", "chain_id",
+                    "database_url", "redis_url"):
+            if key in dev:
+                out[key] = dev[key]
+        token = dev.get("token") or {}
+        if "address" in token:
+            out["token_address"] = token["address"]
+            out["token_symbol"] = token.get("symbol", "USDC")
+            out["token_decimals"] = token.get("decimals", 6)
+        return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYGENT_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/paygent",
+        validation_alias=AliasChoices("PAYGENT_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("PAYGENT_REDIS_URL", "REDIS_URL", "redis_url"),
+    )
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "paygent"
+    api_url: str = "http://127.0.0.1:8000"
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    chain_id: int = 31337
+    token_address: str | None = None
+    token_symbol: str = "USDC"
+    token_decimals: int = 6
+    confirmations: int = 1
+    transfer_gas_limit: int = 100_000
+    receipt_timeout_seconds: int = 120
+
+    master_key: SecretStr | None = None
+
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PAYGENT_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PAYGENT_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4.1-mini"
+
+    max_body_bytes: int = 16_384
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, env_settings, DevJsonSource(settings_cls), file_secret_settings)
+
+    def master_key_bytes(self) -> bytes:
+        """The 32-byte key that encrypts wallet keys at rest: from settings, else `.paygent/master.key`."""
+        from paygent.crypto import decode_master_key
+
+        if self.master_key is not None:
+            return decode_master_key(self.master_key.get_secret_value())
+        path = state_dir() / "master.key"
+        if path.exists():
+            return decode_master_key(path.read_text().strip())
+        raise RuntimeError("no master key: set PAYGENT_MASTER_KEY or run `paygent stack up`")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

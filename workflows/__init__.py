@@ -1,0 +1,1 @@
+"""Temporal workflows. Deterministic: they decide, activities do the I/O."""

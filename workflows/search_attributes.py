@@ -1,0 +1,30 @@
+"""Custom search attributes: what operators filter on in the Temporal Web UI and `temporal workflow list`.
+
+`paygent stack up` registers them on the dev server; tests register them on theirs.
+Example saved query for pending approvals: `PaygentApprovalState = "pending"`.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+STATUS = SearchAttributeKey.for_keyword("PaygentStatus")
+TENANT = SearchAttributeKey.for_keyword("PaygentTenant")
+KIND = SearchAttributeKey.for_keyword("PaygentKind")
+ASSET = SearchAttributeKey.for_keyword("PaygentAsset")
+# Atomic units; an Int search attribute holds int64, ample for display and range queries.
+AMOUNT = SearchAttributeKey.for_int("PaygentAmount")
+APPROVAL_STATE = SearchAttributeKey.for_keyword("PaygentApprovalState")
+APPROVALS_HAD = SearchAttributeKey.for_int("PaygentApprovalsHad")
+APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")
+
+ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED)
+
+
+def cli_flags() -> list[str]:
+    """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
+    flags: list[str] = []
+    for key in ALL:
+        kind = "Int" if key in (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED) else "Keyword"
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
