@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
+
+# Tests never read or write the developer's `.paygent/` (dev.json, master key, build cache).
+os.environ["PAYGENT_HOME"] = tempfile.mkdtemp(prefix="paygent-test-home-")
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -106,3 +110,82 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+# --- the application on top of the services ---------------------------------------------------------
+
+@pytest_asyncio.fixture(scope="session")
+async def token_address(anvil_rpc: str) -> str:
+    """Our USDC-like token, compiled from contracts/PaygentUSD.vy and deployed by anvil account 0."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import deploy_token
+
+    return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
+
+
+@pytest.fixture(scope="session")
+def app_settings(database_url, redis_url, anvil_rpc, token_address, temporal_env):
+    from paygent.crypto import new_master_key
+    from paygent.settings import Settings
+
+    return Settings(
+        database_url=database_url, redis_url=redis_url, rpc_url=anvil_rpc, token_address=token_address,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}", master_key=new_master_key(), confirmations=1,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev(app_settings, anvil_rpc, token_address) -> dict:
+    """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH and 1,000,000 USDC in treasury."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import mint, send_eth
+    from paygent.db.seed import seed_dev
+
+    seeded = await seed_dev(app_settings.database_url, app_settings.master_key_bytes())
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    treasury = seeded["wallets"]["treasury"]["address"]
+    await send_eth(w3, dev_account(0), treasury, 10 * 10**18)
+    await mint(w3, token_address, dev_account(0), treasury, 1_000_000 * 10**6)
+    return seeded
+
+
+@pytest_asyncio.fixture(scope="session")
+async def worker(temporal_env, app_settings, dev):
+    """The real worker (every workflow and activity) polling this session's task queue."""
+    from paygent.db.engine import get_engine
+    from workers.main import build_worker
+
+    w = build_worker(temporal_env.client, app_settings, get_engine(app_settings.database_url))
+    async with w:
+        yield w
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_url(app_settings, temporal_env, worker):
+    """The API served by uvicorn on a free port: tests speak real HTTP to it."""
+    import uvicorn
+
+    from api.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(app_settings, temporal=temporal_env.client),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def http(api_url):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        yield client

@@ -1,0 +1,64 @@
+"""Payment bookkeeping in Postgres: status changes, and the ledger when a transfer settles."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from paygent.db.audit import append_audit
+from paygent.db.schema import ledger_entries, payments
+from workflows import payment_types as t
+
+
+class PaymentActivities:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @activity.defn(name=t.ACT_MARK_STATUS)
+    async def mark_status(self, change: t.StatusChange) -> None:
+        """Idempotent; a terminal status is never overwritten (a replayed retry cannot resurrect a payment)."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(payments.c.status, payments.c.tenant_id)
+                                      .where(payments.c.id == uuid.UUID(change.payment_id))
+                                      .with_for_update())).first()
+            if row is None:
+                raise LookupError(f"payment {change.payment_id} not recorded")
+            if row.status == change.status or row.status in t.TERMINAL:
+                return
+            await conn.execute(payments.update().where(payments.c.id == uuid.UUID(change.payment_id)).values(
+                status=change.status, failure_reason=change.reason, updated_at=sa.func.now()))
+            await append_audit(conn, tenant_id=row.tenant_id, actor=change.actor, channel="system",
+                               action=f"payment.{change.status}", subject_type="payment",
+                               subject_id=change.payment_id,
+                               data={"reason": change.reason, **change.details} if change.reason else change.details)
+
+    @activity.defn(name=t.ACT_SETTLE)
+    async def settle(self, s: t.Settlement) -> None:
+        """Final status from the receipt; on success one debit and one credit (unique per payment/account)."""
+        pid = uuid.UUID(s.payment_id)
+        status = t.CONFIRMED if s.receipt.succeeded else t.FAILED
+        reason = None if s.receipt.succeeded else f"TransferReverted: {s.receipt.revert_reason or 'reverted'}"
+        async with self.engine.begin() as conn:
+            current = await conn.scalar(sa.select(payments.c.status).where(payments.c.id == pid).with_for_update())
+            if current in t.TERMINAL:
+                return
+            await conn.execute(payments.update().where(payments.c.id == pid).values(
+                status=status, failure_reason=reason, block_number=s.receipt.block_number,
+                updated_at=sa.func.now()))
+            if s.receipt.succeeded:
+                rows = [
+                    {"account": f"wallet:{s.wallet_id}", "amount_atomic": -s.amount_atomic},
+                    {"account": f"external:{s.to}", "amount_atomic": s.amount_atomic},
+                ]
+                await conn.execute(pg_insert(ledger_entries).values([
+                    {**r, "tenant_id": uuid.UUID(s.tenant_id), "payment_id": pid, "asset": s.asset,
+                     "tx_hash": s.receipt.tx_hash} for r in rows
+                ]).on_conflict_do_nothing(constraint="ledger_one_entry_per_account"))
+            await append_audit(conn, tenant_id=s.tenant_id, actor="system", channel="system",
+                               action=f"payment.{status}", subject_type="payment", subject_id=s.payment_id,
+                               data={"tx_hash": s.receipt.tx_hash, "block_number": s.receipt.block_number,
+                                     "gas_used": s.receipt.gas_used, "reason": reason})

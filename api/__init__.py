@@ -1,0 +1,1 @@
+"""The HTTP layer: authenticate, validate, start workflows, send decisions. No business rules of its own."""

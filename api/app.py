@@ -1,0 +1,38 @@
+"""The FastAPI application. `create_app()` for uvicorn (`paygent api`); tests pass their own settings."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api import errors
+from api.deps import Deps
+from api.routes import health, payments
+from paygent.db.engine import get_engine
+from paygent.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        client = temporal or await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                                  data_converter=pydantic_data_converter)
+        redis = Redis.from_url(settings.redis_url)
+        app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
+                              redis=redis)
+        yield
+        await redis.aclose()
+
+    app = FastAPI(title="Paygent", version="0.1.0", lifespan=lifespan,
+                  description="Durable control plane for AI agents that spend money.")
+    errors.install(app)
+    app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(payments.router)
+    return app

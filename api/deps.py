@@ -1,0 +1,39 @@
+"""Request dependencies: the shared clients, and the caller's identity from `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from api.errors import ApiError
+from paygent.db.accounts import Principal, authenticate
+from paygent.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: AsyncEngine
+    temporal: Client
+    redis: Redis
+
+
+def deps(request: Request) -> Deps:
+    return request.app.state.deps
+
+
+async def principal(request: Request, d: Deps = Depends(deps)) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthenticated", "Authorization: a 'Bearer <api key>' header is required",
+                       "Authorization")
+    async with d.engine.connect() as conn:
+        who = await authenticate(conn, key.strip())
+    if who is None:
+        raise ApiError(401, "unauthenticated", "Authorization: the API key is not valid", "Authorization")
+    return who

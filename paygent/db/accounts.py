@@ -1,0 +1,87 @@
+"""Tenants, users (API keys stored as hashes) and wallets (keys sealed under the master key)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paygent.crypto import hash_api_key, new_api_key, seal, unseal
+from paygent.db.schema import tenants, users, wallets
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from an API key, never from a request body."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    roles: tuple[str, ...]
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
+    existing = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.name == name))
+    if existing:
+        return existing
+    tenant_id = uuid.uuid4()
+    await conn.execute(tenants.insert().values(id=tenant_id, name=name))
+    return tenant_id
+
+
+async def create_user(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
+                      roles: list[str]) -> tuple[uuid.UUID, str]:
+    """Returns (user id, API key). The key is shown once; only its hash is stored."""
+    api_key = new_api_key()
+    user_id = uuid.uuid4()
+    await conn.execute(users.insert().values(id=user_id, tenant_id=tenant_id, name=name,
+                                             api_key_hash=hash_api_key(api_key), roles=roles))
+    return user_id, api_key
+
+
+async def find_user(conn: AsyncConnection, tenant_id: uuid.UUID, name: str):
+    return (await conn.execute(
+        sa.select(users).where(users.c.tenant_id == tenant_id, users.c.name == name))).mappings().first()
+
+
+async def authenticate(conn: AsyncConnection, api_key: str) -> Principal | None:
+    row = (await conn.execute(
+        sa.select(users.c.id, users.c.tenant_id, users.c.name, users.c.roles)
+        .where(users.c.api_key_hash == hash_api_key(api_key), users.c.disabled.is_(False))
+    )).first()
+    if row is None:
+        return None
+    return Principal(user_id=row.id, tenant_id=row.tenant_id, name=row.name, roles=tuple(row.roles))
+
+
+async def create_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
+                        master_key: bytes) -> tuple[uuid.UUID, str]:
+    """Generates a key, stores it sealed (bound to the wallet id), returns (wallet id, address)."""
+    wallet_id = uuid.uuid4()
+    account = Account.create()
+    sealed = seal(master_key, bytes(account.key), context=wallet_id.bytes)
+    await conn.execute(wallets.insert().values(id=wallet_id, tenant_id=tenant_id, name=name,
+                                               address=account.address, encrypted_key=sealed))
+    return wallet_id, account.address
+
+
+async def get_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uuid.UUID):
+    """The wallet if it belongs to the tenant (id, name, address; never the key)."""
+    return (await conn.execute(
+        sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id)
+        .where(wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id))).first()
+
+
+async def load_signer(conn: AsyncConnection, wallet_id: uuid.UUID, master_key: bytes) -> LocalAccount:
+    """Only the signing activity calls this; the account object must not be logged or returned."""
+    sealed = await conn.scalar(sa.select(wallets.c.encrypted_key).where(wallets.c.id == wallet_id))
+    if sealed is None:
+        raise LookupError(f"wallet {wallet_id} not found")
+    return Account.from_key(unseal(master_key, sealed, context=wallet_id.bytes))

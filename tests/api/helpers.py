@@ -1,0 +1,55 @@
+"""Small helpers shared by the API tests: auth headers, polling a payment, reading balances on chain."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from eth_account import Account
+from web3 import AsyncWeb3
+
+from paygent.chain.token import balance_of
+
+
+def auth(dev: dict, user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {dev['users'][user]['api_key']}"}
+
+
+def new_recipient() -> str:
+    return Account.create().address
+
+
+def payment_body(dev: dict, to: str, amount: str = "1.5", **extra) -> dict:
+    return {"wallet_id": dev["wallets"]["treasury"]["id"], "to": to, "amount": amount, "asset": "USDC",
+            "memo": "test", **extra}
+
+
+async def create(http, dev, body, key: str | None = None, user: str = "alice"):
+    headers = {**auth(dev, user), "Idempotency-Key": key or uuid.uuid4().hex}
+    return await http.post("/v1/payments", json=body, headers=headers)
+
+
+async def wait_final(http, dev, payment_id: str, timeout: float = 60, user: str = "alice") -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        r = await http.get(f"/v1/payments/{payment_id}", headers=auth(dev, user))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["status"] in ("confirmed", "failed", "cancelled", "refused"):
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"payment still {body['status']} after {timeout}s: {body}")
+        await asyncio.sleep(0.1)
+
+
+async def token_balance(rpc_url: str, token: str, holder: str) -> int:
+    return await balance_of(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url)), token, holder)
+
+
+async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
+    """How many Transfer events on chain credited `recipient` (each one is one execution)."""
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+    topic = AsyncWeb3.keccak(text="Transfer(address,address,uint256)")
+    logs = await w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": token,
+                                  "topics": [topic, None, "0x" + "0" * 24 + recipient[2:].lower()]})
+    return len(logs)

@@ -1,0 +1,55 @@
+"""The Paygent worker: every workflow and activity on the `paygent` task queue.
+
+Run with `paygent worker`. Tests build the same worker in-process with `build_worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.chain import ChainActivities
+from activities.payments import PaymentActivities
+from paygent.db.engine import get_engine
+from paygent.settings import Settings, get_settings
+from workflows.payment import PaymentWorkflow
+
+log = logging.getLogger("paygent.worker")
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+    payments = PaymentActivities(engine)
+    chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
+                            gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[PaymentWorkflow],
+        activities=[payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
+                    chain.await_receipt],
+    )
+
+
+async def run(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect(settings)
+    worker = build_worker(client, settings, get_engine(settings.database_url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        await stop.wait()
+    log.info("worker stopped")

@@ -1,0 +1,111 @@
+"""PaymentWorkflow: record -> sign once -> broadcast -> wait for the receipt -> settle the ledger.
+
+Exactly-once on chain rests on the activities: signing persists the signed transaction before anything is
+broadcast and returns the same one on every retry, and broadcasting re-sends those same bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import payment_types as t
+from workflows import search_attributes as sa
+
+with workflow.unsafe.imports_passed_through():
+    from paygent.domain.money import format_amount
+
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+CHAIN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
+                          non_retryable_error_types=["TransferReverted", "WalletMissing"])
+
+
+@workflow.defn(name=t.WORKFLOW_NAME)
+class PaymentWorkflow:
+    def __init__(self) -> None:
+        self._state: t.PaymentState | None = None
+
+    @workflow.query(name="state")
+    def state(self) -> t.PaymentState | None:
+        return self._state
+
+    @workflow.run
+    async def run(self, req: t.PaymentRequest) -> t.PaymentState:
+        self._req = req
+        self._state = t.PaymentState(payment_id=req.payment_id, status=t.PENDING)
+        self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
+        workflow.set_current_details(f"Pay {self._label}")
+        try:
+            await self._set_status(t.SIGNING)
+            signed: t.SignedTransfer = await workflow.execute_activity(
+                t.ACT_SIGN, req, result_type=t.SignedTransfer,
+                start_to_close_timeout=timedelta(seconds=20), schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=CHAIN_RETRY, summary=f"Sign transfer of {self._label}",
+            )
+            self._state.tx_hash = signed.tx_hash
+            await workflow.execute_activity(
+                t.ACT_BROADCAST, req.payment_id, start_to_close_timeout=timedelta(seconds=20),
+                schedule_to_close_timeout=timedelta(hours=1), retry_policy=CHAIN_RETRY,
+                summary=f"Broadcast {signed.tx_hash}",
+            )
+            await self._set_status(t.SUBMITTED, details={"tx_hash": signed.tx_hash})
+            receipt: t.ReceiptResult = await workflow.execute_activity(
+                t.ACT_AWAIT_RECEIPT, req.payment_id, result_type=t.ReceiptResult,
+                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=5),
+                schedule_to_close_timeout=timedelta(hours=6), retry_policy=CHAIN_RETRY,
+                summary=f"Wait for receipt of {signed.tx_hash}",
+            )
+        except ActivityError as err:
+            reason = _reason(err)
+            return await self._finish(t.FAILED, reason=reason)
+
+        settlement = t.Settlement(payment_id=req.payment_id, tenant_id=req.tenant_id, wallet_id=req.wallet_id,
+                                  to=req.to, asset=req.asset, amount_atomic=req.amount_atomic, receipt=receipt)
+        await workflow.execute_activity(
+            t.ACT_SETTLE, settlement, start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
+            summary="Write ledger entries and the final status",
+        )
+        self._state.block_number = receipt.block_number
+        if receipt.succeeded:
+            self._state.status = t.CONFIRMED
+            self._upsert_status()
+            workflow.set_current_details(f"Paid {self._label} in block {receipt.block_number}")
+        else:
+            self._state.status = t.FAILED
+            self._state.failure_reason = receipt.revert_reason
+            self._upsert_status()
+            workflow.set_current_details(f"Reverted on chain: {receipt.revert_reason}")
+        return self._state
+
+    async def _set_status(self, status: str, *, reason: str | None = None, details: dict | None = None) -> None:
+        await workflow.execute_activity(
+            t.ACT_MARK_STATUS,
+            t.StatusChange(payment_id=self._req.payment_id, status=status, reason=reason, details=details or {}),
+            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY, summary=f"Status -> {status}",
+        )
+        assert self._state is not None
+        self._state.status = status
+        self._upsert_status()
+
+    async def _finish(self, status: str, *, reason: str) -> t.PaymentState:
+        assert self._state is not None
+        self._state.failure_reason = reason
+        await self._set_status(status, reason=reason)
+        workflow.set_current_details(f"{status}: {reason}")
+        return self._state
+
+    def _upsert_status(self) -> None:
+        assert self._state is not None
+        workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type}: {cause.message}" if cause.type else cause.message
+    return str(cause or err)

@@ -1,0 +1,95 @@
+"""The payment workflow's public contract: its input, state, and the names of the activities it calls.
+
+The API and activities import these models; the workflow never imports activity code (it names activities
+by string), so the workflow sandbox stays free of web3 and database drivers.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+WORKFLOW_NAME = "PaymentWorkflow"
+
+# Statuses a payment moves through; the last four are terminal.
+PENDING = "pending"
+AWAITING_APPROVAL = "awaiting_approval"
+TIME_LOCKED = "time_locked"
+SIGNING = "signing"
+SUBMITTED = "submitted"
+CONFIRMED = "confirmed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+REFUSED = "refused"
+TERMINAL = frozenset({CONFIRMED, FAILED, CANCELLED, REFUSED})
+
+# Activity names (implemented in activities/payments.py and activities/chain.py).
+ACT_MARK_STATUS = "payments.mark_status"
+ACT_SIGN = "payments.sign_transfer"
+ACT_BROADCAST = "payments.broadcast"
+ACT_AWAIT_RECEIPT = "payments.await_receipt"
+ACT_SETTLE = "payments.settle"
+
+
+def payment_workflow_id(payment_id: str) -> str:
+    return f"payment-{payment_id}"
+
+
+class PaymentRequest(BaseModel):
+    """Everything the workflow needs to decide; the signing key is never part of it."""
+
+    payment_id: str
+    tenant_id: str
+    wallet_id: str
+    wallet_address: str
+    requested_by: str  # user name
+    requested_by_id: str
+    chain_id: int
+    asset: str
+    decimals: int
+    token_address: str
+    to: str
+    amount_atomic: int
+    memo: str | None = None
+
+
+class StatusChange(BaseModel):
+    payment_id: str
+    status: str
+    reason: str | None = None
+    actor: str = "system"
+    details: dict = Field(default_factory=dict)
+
+
+class SignedTransfer(BaseModel):
+    payment_id: str
+    tx_hash: str
+    nonce: int
+    reused: bool  # True when an earlier attempt had already signed: the same payload is used again
+
+
+class ReceiptResult(BaseModel):
+    tx_hash: str
+    succeeded: bool
+    block_number: int
+    gas_used: int
+    revert_reason: str | None = None
+
+
+class Settlement(BaseModel):
+    payment_id: str
+    tenant_id: str
+    wallet_id: str
+    to: str
+    asset: str
+    amount_atomic: int
+    receipt: ReceiptResult
+
+
+class PaymentState(BaseModel):
+    """What the `state` query returns and what the workflow ends with."""
+
+    payment_id: str
+    status: str
+    tx_hash: str | None = None
+    block_number: int | None = None
+    failure_reason: str | None = None
