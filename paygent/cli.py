@@ -1,31 +1,98 @@
-"""The `paygent` command. Sub-commands live beside the code they drive and are attached here."""
+"""The `paygent` command. Groups of sub-commands live beside the code they drive and are attached here."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Paygent: a durable control plane for "
-                  "AI agents that spend money.")
+from paygent.stack.cli import app as stack_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Paygent: a durable control plane for AI agents that spend money.")
+app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or down, or show it.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
 
 
-def _attach() -> None:
-    """Attach sub-command groups; each module owns its commands."""
-    import importlib
+def _exit(code: int) -> None:
+    """Temporal's SDK can crash at interpreter exit (sdk-python#300): flush and leave without teardown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
-    for module, name in (
-        ("paygent.stack.cli", "stack"),
-    ):
-        try:
-            sub = importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a group whose module is not written yet
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(sub.app, name=name)
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (all workflows and activities)."""
+    from paygent.logs import configure
+    from paygent.settings import get_settings
+    from workers.main import run
+
+    settings = get_settings()
+    configure(settings.log_level)
+    asyncio.run(run(settings))
+    _exit(0)
+
+
+@app.command()
+def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API_URL"),
+        port: int = typer.Option(None, help="Defaults to the port of PAYGENT_API_URL")) -> None:
+    """Serve the HTTP API with uvicorn."""
+    from urllib.parse import urlparse
+
+    import uvicorn
+
+    from paygent.logs import configure
+    from paygent.settings import get_settings
+
+    settings = get_settings()
+    configure(settings.log_level)
+    url = urlparse(settings.api_url)
+    uvicorn.run("api.app:create_app", factory=True, host=host or url.hostname or "127.0.0.1",
+                port=port or url.port or 8000, log_config=None, access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the newest."""
+    from paygent.db.migrate import upgrade
+    from paygent.settings import get_settings
+
+    upgrade(get_settings().database_url)
+    typer.echo("migrations applied")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; name the first broken row. Exit 1 if broken."""
+    from paygent.db.audit import verify_chain
+    from paygent.db.engine import get_engine
+
+    async def check():
+        async with get_engine().connect() as conn:
+            return await verify_chain(conn)
+
+    result = asyncio.run(check())
+    if result.ok:
+        typer.echo(f"audit log intact: {result.rows_checked} rows verified")
+        _exit(0)
+    typer.echo(f"audit log BROKEN at row {result.first_broken_id}: {result.reason} "
+               f"({result.rows_checked} rows before it verified)", err=True)
+    _exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """With the stack up: make payments through the API and show them settle on chain."""
+    from paygent.demo import run_demo
+
+    _exit(asyncio.run(run_demo()))
 
 
 def main() -> None:
-    _attach()
     app()
 
 

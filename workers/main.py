@@ -53,3 +53,10 @@ async def run(settings: Settings | None = None) -> None:
         log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
     log.info("worker stopped")
+
+
+if __name__ == "__main__":  # `python -m workers.main`: the same as `paygent worker`
+    from paygent.logs import configure
+
+    configure(get_settings().log_level)
+    asyncio.run(run())

@@ -1,0 +1,85 @@
+"""`paygent demo`: a payment through the API, watched until it settles on chain, with links to Temporal's UI.
+
+It uses only what a client has: `.paygent/dev.json` (API URL, keys, wallet ids) and the public chain RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from eth_account import Account
+from web3 import AsyncWeb3
+
+from paygent.chain.token import balance_of
+from paygent.domain.money import format_amount
+from paygent.paths import dev_json_path
+
+TERMINAL = ("confirmed", "failed", "cancelled", "refused")
+
+
+def _load_dev() -> dict:
+    path = dev_json_path()
+    if not path.exists():
+        raise SystemExit(f"{path} not found: run `paygent stack up` first")
+    return json.loads(path.read_text())
+
+
+async def _wait(http: httpx.AsyncClient, headers: dict, payment_id: str, timeout: float = 120) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = None
+    while loop.time() < deadline:
+        body = (await http.get(f"/v1/payments/{payment_id}", headers=headers)).json()
+        if body["status"] != last:
+            print(f"    status: {body['status']}")
+            last = body["status"]
+        if body["status"] in TERMINAL:
+            return body
+        await asyncio.sleep(0.25)
+    raise SystemExit(f"payment {payment_id} did not finish within {timeout:.0f}s (last status {last})")
+
+
+async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str = "alice") -> dict:
+    token = dev["token"]
+    treasury = dev["wallets"]["treasury"]
+    to = Account.create().address
+    headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
+    before_from = await balance_of(w3, token["address"], treasury["address"])
+    print(f"\n==> {as_user} pays {amount} {token['symbol']} from treasury to {to} ({memo})")
+    r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                        json={"wallet_id": treasury["id"], "to": to, "amount": amount,
+                              "asset": token["symbol"], "memo": memo})
+    if r.status_code != 202:
+        raise SystemExit(f"payment refused: HTTP {r.status_code} {r.text}")
+    accepted = r.json()
+    print(f"    accepted: payment {accepted['id']} (workflow {accepted['workflow_id']})")
+    final = await _wait(http, headers, accepted["id"])
+    after_from = await balance_of(w3, token["address"], treasury["address"])
+    after_to = await balance_of(w3, token["address"], to)
+    d = token["decimals"]
+    print(f"    tx hash:  {final['tx_hash']} (block {final['block_number']})")
+    print(f"    treasury: {format_amount(before_from, d)} -> {format_amount(after_from, d)} {token['symbol']}")
+    print(f"    recipient: 0 -> {format_amount(after_to, d)} {token['symbol']}")
+    print(f"    Temporal UI: {final['temporal_ui_url']}")
+    if final["status"] != "confirmed":
+        raise SystemExit(f"payment ended {final['status']}: {final['failure_reason']}")
+    return final
+
+
+async def run_demo() -> int:
+    dev = _load_dev()
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    async with httpx.AsyncClient(base_url=dev["api_url"], timeout=30) as http:
+        health = (await http.get("/healthz")).json()
+        down = [k for k, v in health["components"].items() if not v["ok"]]
+        if down:
+            print(f"stack not healthy: {', '.join(down)} down; see `paygent stack status`")
+            return 1
+        print(f"Paygent demo against {dev['api_url']} (chain {dev['chain_id']}, token {dev['token']['address']})")
+        await pay_and_watch(http, dev, w3, amount="25", memo="demo: small payment, no approval needed")
+    print(f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
+          "?query=WorkflowType%3D%27PaymentWorkflow%27")
+    return 0
