@@ -1,0 +1,110 @@
+"""The worker and API processes (`paygent worker`, `paygent api`), pointed explicitly at this stack.
+
+They get the stack's addresses in their environment (which outranks dev.json and any stale shell variable),
+so a second stack in another PAYGENT_HOME drives its own services. Readiness is real: the worker counts once
+it polls the task queue, the API once GET /healthz answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import httpx
+
+from paygent.netutil import port_open
+from paygent.paths import REPO_ROOT
+from paygent.stack import processes
+from paygent.stack.config import StackConfig
+from paygent.stack.processes import Piece, StackError
+from paygent.stack.servers import utcnow, worker_polling
+
+
+def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_address: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PAYGENT_HOME": str(cfg.home),
+        "PAYGENT_DATABASE_URL": database_url, "DATABASE_URL": database_url,
+        "PAYGENT_REDIS_URL": redis_url, "REDIS_URL": redis_url,
+        "PAYGENT_TEMPORAL_ADDRESS": cfg.temporal_address,
+        "PAYGENT_TEMPORAL_UI_URL": cfg.temporal_ui_url,
+        "PAYGENT_RPC_URL": cfg.rpc_url,
+        "PAYGENT_CHAIN_ID": str(cfg.chain_id),
+        "PAYGENT_API_URL": cfg.api_url,
+        "PYTHONUNBUFFERED": "1",
+    })
+    if token_address:
+        env["PAYGENT_TOKEN_ADDRESS"] = token_address
+    return env
+
+
+def task_queue() -> str:
+    from paygent.settings import Settings
+
+    return Settings().task_queue
+
+
+def launch_worker(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
+    """Start our worker unless it runs; returns a function that waits until it polls the task queue.
+
+    Only our own pidfile counts as "running": Temporal lists a dead worker's poller for minutes, and a second
+    worker beside someone else's is harmless. Launch and wait are split so the API can start meanwhile.
+    """
+    queue = env.get("PAYGENT_TASK_QUEUE") or task_queue()
+    own = processes.running(cfg, "worker")
+    if own is not None:
+        return lambda: Piece.ours(own)
+    since = utcnow()
+    proc, rec = processes.start(cfg, "worker", [sys.executable, "-m", "paygent.cli", "worker"],
+                                address=f"task queue {queue}", env=env, cwd=REPO_ROOT)
+
+    def ready() -> Piece:
+        processes.wait_until(lambda: worker_polling(cfg.temporal_address, queue, proc.pid, since),
+                             piece="worker", log=rec.log, timeout=90, proc=proc, interval=0.5)
+        return Piece.ours(rec)
+
+    return ready
+
+
+def api_answers(api_url: str) -> bool:
+    """Any HTTP answer from /healthz counts (503 = up but a dependency is down; the body says which)."""
+    try:
+        httpx.get(f"{api_url}/healthz", timeout=5)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
+    """Start our API unless it (or another) answers on the port; returns a function that waits for /healthz."""
+    own = processes.running(cfg, "api")
+    note = f"docs {cfg.api_url}/docs"
+    if own is not None:
+        def already() -> Piece:
+            processes.wait_until(lambda: api_answers(cfg.api_url), piece="API", log=own.log, timeout=60)
+            return Piece.ours(own, note=note)
+
+        return already
+    if api_answers(cfg.api_url):
+        return lambda: Piece("api", True, "external", cfg.api_url, note=note)
+    if port_open("127.0.0.1", cfg.api_port):
+        raise StackError(f"API: port {cfg.api_port} is taken by something that does not answer /healthz; "
+                         "free it or set PAYGENT_API_PORT")
+    cmd = [sys.executable, "-m", "paygent.cli", "api", "--host", "127.0.0.1", "--port", str(cfg.api_port)]
+    proc, rec = processes.start(cfg, "api", cmd, address=cfg.api_url, env=env, cwd=REPO_ROOT)
+
+    def ready() -> Piece:
+        processes.wait_until(lambda: api_answers(cfg.api_url), piece="API", log=rec.log, timeout=90, proc=proc,
+                             interval=0.25)
+        return Piece.ours(rec, note=note)
+
+    return ready
+
+
+def api_health(api_url: str) -> dict | None:
+    """The API's own view of its dependencies, for `status`."""
+    try:
+        return httpx.get(f"{api_url}/healthz", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None

@@ -1,0 +1,165 @@
+"""What `up` does once the servers answer: schema, master key, token, dev tenant, funding, dev.json.
+
+Each step is idempotent, so `up` can run any number of times: migrations go to head, an existing key is kept,
+a token that still has code on chain is reused, the seed keeps API keys recorded in dev.json, and wallets are
+topped up only when below their floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from paygent.stack.config import StackConfig
+from paygent.stack.processes import StackError
+
+GAS_FLOOR_WEI = 10**18  # 1 ETH
+GAS_TOP_UP_WEI = 10 * 10**18
+TREASURY_FLOOR_TOKENS = 1_000_000
+
+
+def migrate(database_url: str) -> None:
+    """Alembic to head. Synchronous (Alembic runs its own event loop): call outside any running loop."""
+    from paygent.db.migrate import upgrade
+
+    try:
+        upgrade(database_url)
+    except Exception as exc:
+        raise StackError(f"migrations failed on the database: {type(exc).__name__}: {exc}") from exc
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write atomically with mode 0600 from the first byte: these files hold keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def master_key(cfg: StackConfig) -> bytes:
+    """PAYGENT_MASTER_KEY when set (as the app reads it), else `.paygent/master.key`, created if missing."""
+    from paygent.crypto import decode_master_key, new_master_key
+
+    if os.environ.get("PAYGENT_MASTER_KEY"):
+        return decode_master_key(os.environ["PAYGENT_MASTER_KEY"])
+    if not cfg.master_key_path.exists():
+        write_secret(cfg.master_key_path, new_master_key() + "\n")
+    return decode_master_key(cfg.master_key_path.read_text().strip())
+
+
+def read_dev_json(cfg: StackConfig) -> dict[str, Any] | None:
+    try:
+        return json.loads(cfg.dev_json.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_dev_json(cfg: StackConfig, dev: dict[str, Any]) -> None:
+    """dev.json holds API keys: mode 0600, never printed."""
+    write_secret(cfg.dev_json, json.dumps(dev, indent=2) + "\n")
+
+
+async def ensure_token(w3, existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The token from dev.json if it still has code on this chain, else a fresh deployment by dev account 0."""
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, deploy_token, is_deployed
+
+    address = ((existing or {}).get("token") or {}).get("address")
+    if not address or not await is_deployed(w3, address):
+        address = await deploy_token(w3, dev_account(0))
+    return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}
+
+
+async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The dev tenant, users and wallets; then proves the master key opens the wallets it finds."""
+    import uuid
+
+    from paygent.db.accounts import load_signer
+    from paygent.db.engine import dispose_all, get_engine
+    from paygent.db.seed import seed_dev
+
+    try:
+        seeded = await seed_dev(database_url, key, existing)
+        async with get_engine(database_url).connect() as conn:
+            for name, wallet in seeded["wallets"].items():
+                try:
+                    await load_signer(conn, uuid.UUID(wallet["id"]), key)
+                except Exception:
+                    raise StackError(
+                        f"wallet {name!r} in the database was sealed under a different master key than this "
+                        "stack's (.paygent/master.key or PAYGENT_MASTER_KEY). Restore that key, or point "
+                        "DATABASE_URL at a fresh database.") from None
+        return seeded
+    finally:
+        await dispose_all()
+
+
+async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
+    """Gas for every wallet below 1 ETH; treasury minted up to 1,000,000 tokens. Returns what it did."""
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import balance_of, mint, send_eth
+
+    funder = dev_account(0)
+    done: list[str] = []
+    for name, wallet in wallets.items():
+        if await w3.eth.get_balance(wallet["address"]) < GAS_FLOOR_WEI:
+            await send_eth(w3, funder, wallet["address"], GAS_TOP_UP_WEI)
+            done.append(f"{name}: +{GAS_TOP_UP_WEI // 10**18} ETH for gas")
+    treasury = wallets.get("treasury")
+    if treasury:
+        floor = TREASURY_FLOOR_TOKENS * 10 ** token["decimals"]
+        have = await balance_of(w3, token["address"], treasury["address"])
+        if have < floor:
+            await mint(w3, token["address"], funder, treasury["address"], floor - have)
+            done.append(f"treasury: minted {(floor - have) / 10 ** token['decimals']:,.2f} {token['symbol']}")
+    return done
+
+
+def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: dict[str, Any] | None
+                               ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Token, seed and funding in one event loop: (token, seeded, what was funded)."""
+    key = master_key(cfg)
+
+    async def run():
+        from web3 import AsyncWeb3
+
+        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(cfg.rpc_url))
+        try:
+            try:
+                token = await ensure_token(w3, existing)
+            except Exception as exc:
+                raise StackError(f"token: could not deploy on {cfg.rpc_url}: {type(exc).__name__}: {exc}") from exc
+            seeded = await seed(database_url, key, existing)
+            try:
+                funded = await fund(w3, token, seeded["wallets"])
+            except Exception as exc:
+                raise StackError(f"funding the dev wallets failed on {cfg.rpc_url}: {type(exc).__name__}: "
+                                 f"{exc}") from exc
+            return token, seeded, funded
+        finally:
+            await w3.provider.disconnect()
+
+    return asyncio.run(run())
+
+
+def dev_document(cfg: StackConfig, *, database_url: str, redis_url: str, token: dict[str, Any],
+                 seeded: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "api_url": cfg.api_url,
+        "temporal_address": cfg.temporal_address,
+        "temporal_ui_url": cfg.temporal_ui_url,
+        "rpc_url": cfg.rpc_url,
+        "chain_id": cfg.chain_id,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "token": token,
+        "tenant": seeded.get("tenant"),
+        "users": seeded["users"],
+        "wallets": seeded["wallets"],
+    }

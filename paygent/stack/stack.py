@@ -1,0 +1,123 @@
+"""The order of `up`, and `down` / `status`.
+
+`up` goes piece by piece and reports each as it comes up; the first piece that cannot start stops the run with
+an error naming it (what already runs is left running, so fixing the cause and re-running `up` continues).
+`down` stops exactly the processes recorded in `.paygent/run/`, newest first; a server it did not start is
+never touched. `status` probes every address, ours or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from paygent.netutil import port_open
+from paygent.stack import apps, processes, provision, servers, services
+from paygent.stack.config import StackConfig
+from paygent.stack.processes import Piece
+
+Echo = Callable[[str], None]
+STOP_ORDER = ("api", "worker", "anvil", "temporal", "redis", "postgres")
+
+
+def piece_line(p: Piece) -> str:
+    state = "up" if p.up else "down"
+    return f"  {p.name:<12} {state:<5} {p.owner:<20} {p.address}" + (f"   ({p.note})" if p.note else "")
+
+
+def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
+    """Bring every piece up (only what is missing) and write dev.json; returns the dev.json document."""
+    cfg.ensure_dirs()
+    pg, database_url = services.ensure_postgres(cfg)
+    echo(piece_line(pg))
+    rd, redis_url = services.ensure_redis(cfg)
+    echo(piece_line(rd))
+    echo(piece_line(servers.ensure_temporal(cfg)))
+    echo(piece_line(servers.ensure_anvil(cfg)))
+
+    provision.migrate(database_url)
+    echo(f"  {'migrations':<12} at head")
+    existing = provision.read_dev_json(cfg)
+    token, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)
+    echo(f"  {'token':<12} {token['symbol']} ({token['decimals']} decimals) at {token['address']}")
+    users = ", ".join(f"{name} ({'+'.join(u['roles'])})" for name, u in seeded["users"].items())
+    echo(f"  {'tenant':<12} {(seeded.get('tenant') or {}).get('name', '?')}: {users}")
+    for name, wallet in seeded["wallets"].items():
+        echo(f"  {'wallet':<12} {name} {wallet['address']}")
+    for line in funded:
+        echo(f"  {'funded':<12} {line}")
+
+    dev = provision.dev_document(cfg, database_url=database_url, redis_url=redis_url, token=token,
+                                 seeded=seeded)
+    provision.write_dev_json(cfg, dev)
+    env = apps.app_env(cfg, database_url=database_url, redis_url=redis_url, token_address=token["address"])
+    for ready in (apps.launch_worker(cfg, env), apps.launch_api(cfg, env)):  # both start, then both wait
+        echo(piece_line(ready()))
+    return dev
+
+
+def down(cfg: StackConfig, echo: Echo) -> list[str]:
+    """Stop what `up` started (pidfiles), newest first. Returns the names stopped."""
+    stopped: list[str] = []
+    for name in STOP_ORDER:
+        rec = processes.running(cfg, name)
+        if rec is None:
+            continue
+        ok = services.stop_postgres(cfg) if name == "postgres" else processes.stop(cfg, name)
+        if ok:
+            stopped.append(name)
+            echo(f"  stopped {name} (pid {rec.pid})")
+    if not stopped:
+        echo("  nothing to stop: no process started by this stack is running")
+    return stopped
+
+
+def _addresses(cfg: StackConfig) -> dict[str, str]:
+    """Where each piece should answer: dev.json (what the last `up` wrote), else the configuration."""
+    dev = provision.read_dev_json(cfg) or {}
+    pg = processes.running(cfg, "postgres")
+    rd = processes.running(cfg, "redis")
+    return {
+        "postgres": dev.get("database_url") or (pg.extra["url"] if pg else services.plain_pg_url(cfg.database_url)),
+        "redis": dev.get("redis_url") or (rd.extra["url"] if rd else cfg.redis_url),
+        "temporal": dev.get("temporal_address") or cfg.temporal_address,
+        "temporal-ui": dev.get("temporal_ui_url") or cfg.temporal_ui_url,
+        "anvil": dev.get("rpc_url") or cfg.rpc_url,
+        "api": dev.get("api_url") or cfg.api_url,
+    }
+
+
+def _answers(name: str, address: str) -> bool:
+    if name == "postgres":
+        import asyncio
+
+        return asyncio.run(services._pg_check(address)) == "ok"
+    if name == "redis":
+        return services._redis_ok(address)
+    if name == "temporal":
+        return servers.temporal_healthy(address)
+    if name == "anvil":
+        return servers.chain_id_at(address) is not None
+    if name == "api":
+        return apps.api_answers(address)
+    parts = urlsplit(address)
+    return port_open(parts.hostname or "127.0.0.1", parts.port or 80)
+
+
+def status(cfg: StackConfig) -> list[Piece]:
+    """Each piece: up or down, started by this stack (pid) or not, and its address (no passwords)."""
+    pieces: list[Piece] = []
+    addresses = _addresses(cfg)
+    for name in ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api"):
+        own = processes.running(cfg, "temporal" if name == "temporal-ui" else name)
+        if name == "worker":
+            pieces.append(Piece.ours(own) if own else Piece("worker", False, "-", "not started by this stack"))
+            continue
+        address = addresses[name]
+        is_up = _answers(name, address)
+        owner = f"stack (pid {own.pid})" if own else ("external" if is_up else "-")
+        shown = services.redact(address)
+        pieces.append(Piece(name, is_up, owner, shown,
+                            note="process alive but not answering" if own and not is_up else ""))
+    return pieces
