@@ -1,0 +1,1 @@
+"""Temporal activities: all I/O (Postgres, chain, LLMs, Redis). Workflows never import these."""
