@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from paygent.db import reservations
 from paygent.db.audit import append_audit
 from paygent.db.schema import ledger_entries, payments
 from workflows import payment_types as t
@@ -17,6 +18,23 @@ from workflows import payment_types as t
 class PaymentActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+
+    @activity.defn(name=t.ACT_RESERVE)
+    async def reserve(self, req: t.PaymentRequest) -> t.ReserveOutcome:
+        """Check the wallet's spending policy and reserve the amount, atomically, before anything is signed."""
+        async with self.engine.begin() as conn:
+            result = await reservations.reserve(
+                conn, payment_id=uuid.UUID(req.payment_id), wallet_id=uuid.UUID(req.wallet_id), to=req.to,
+                asset=req.asset, amount_atomic=req.amount_atomic)
+            data = {"amount_atomic": str(req.amount_atomic)}
+            if result.refusal:
+                data |= {"limit": result.refusal.limit, "message": result.refusal.message}
+            await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system",
+                               action="payment.reserved" if result.reserved else "payment.limit_refused",
+                               subject_type="payment", subject_id=req.payment_id, data=data)
+        if result.refusal:
+            return t.ReserveOutcome(reserved=False, limit=result.refusal.limit, message=result.refusal.message)
+        return t.ReserveOutcome(reserved=result.reserved)
 
     @activity.defn(name=t.ACT_MARK_STATUS)
     async def mark_status(self, change: t.StatusChange) -> None:
@@ -31,6 +49,8 @@ class PaymentActivities:
                 return
             await conn.execute(payments.update().where(payments.c.id == uuid.UUID(change.payment_id)).values(
                 status=change.status, failure_reason=change.reason, updated_at=sa.func.now()))
+            if change.status in t.TERMINAL:  # failed, cancelled, refused: the budget is given back
+                await reservations.settle_reservation(conn, uuid.UUID(change.payment_id), reservations.RELEASED)
             await append_audit(conn, tenant_id=row.tenant_id, actor=change.actor, channel="system",
                                action=f"payment.{change.status}", subject_type="payment",
                                subject_id=change.payment_id,
@@ -49,6 +69,8 @@ class PaymentActivities:
             await conn.execute(payments.update().where(payments.c.id == pid).values(
                 status=status, failure_reason=reason, block_number=s.receipt.block_number,
                 updated_at=sa.func.now()))
+            await reservations.settle_reservation(
+                conn, pid, reservations.COMMITTED if s.receipt.succeeded else reservations.RELEASED)
             if s.receipt.succeeded:
                 rows = [
                     {"account": f"wallet:{s.wallet_id}", "amount_atomic": -s.amount_atomic},

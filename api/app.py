@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.deps import Deps
-from api.routes import health, payments
+from api.routes import health, payments, wallets
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -35,4 +35,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(payments.router)
+    app.include_router(wallets.router)
     return app

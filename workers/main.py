@@ -36,7 +36,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         client,
         task_queue=settings.task_queue,
         workflows=[PaymentWorkflow],
-        activities=[payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
+        activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
                     chain.await_receipt],
     )
 

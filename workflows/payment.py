@@ -38,6 +38,13 @@ class PaymentWorkflow:
         self._state = t.PaymentState(payment_id=req.payment_id, status=t.PENDING)
         self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
         workflow.set_current_details(f"Pay {self._label}")
+        reserved: t.ReserveOutcome = await workflow.execute_activity(
+            t.ACT_RESERVE, req, result_type=t.ReserveOutcome, start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
+            summary=f"Check spending limits and reserve {self._label}",
+        )
+        if not reserved.reserved:
+            return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
         try:
             await self._set_status(t.SIGNING)
             signed: t.SignedTransfer = await workflow.execute_activity(

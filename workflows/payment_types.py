@@ -24,6 +24,7 @@ TERMINAL = frozenset({CONFIRMED, FAILED, CANCELLED, REFUSED})
 
 # Activity names (implemented in activities/payments.py and activities/chain.py).
 ACT_MARK_STATUS = "payments.mark_status"
+ACT_RESERVE = "payments.reserve"
 ACT_SIGN = "payments.sign_transfer"
 ACT_BROADCAST = "payments.broadcast"
 ACT_AWAIT_RECEIPT = "payments.await_receipt"
@@ -58,6 +59,12 @@ class StatusChange(BaseModel):
     reason: str | None = None
     actor: str = "system"
     details: dict = Field(default_factory=dict)
+
+
+class ReserveOutcome(BaseModel):
+    reserved: bool
+    limit: str | None = None  # which spending rule refused, when not reserved
+    message: str | None = None
 
 
 class SignedTransfer(BaseModel):

@@ -116,6 +116,29 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('payment_id', 'account', name='ledger_one_entry_per_account')
     )
+    # Spending limits and reservations (paygent/db/reservations.py)
+    op.create_table('spending_policies',
+    sa.Column('wallet_id', sa.UUID(), nullable=False),
+    sa.Column('policy', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_by', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], ),
+    sa.PrimaryKeyConstraint('wallet_id')
+    )
+    op.create_table('reservations',
+    sa.Column('payment_id', sa.UUID(), nullable=False),
+    sa.Column('wallet_id', sa.UUID(), nullable=False),
+    sa.Column('asset', sa.Text(), nullable=False),
+    sa.Column('amount_atomic', sa.Numeric(precision=78, scale=0), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
+    sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], ),
+    sa.PrimaryKeyConstraint('payment_id')
+    )
+    op.create_index('reservations_wallet_window', 'reservations', ['wallet_id', 'created_at'], unique=False)
+
     # The audit log is append-only: the database itself refuses UPDATE and DELETE.
     op.execute("""
         CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -137,6 +160,9 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
     op.execute("DROP TRIGGER IF EXISTS audit_log_no_update_delete ON audit_log")
     op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
+    op.drop_index('reservations_wallet_window', table_name='reservations')
+    op.drop_table('reservations')
+    op.drop_table('spending_policies')
     op.drop_table('ledger_entries')
     op.drop_table('payments')
     op.drop_table('wallets')

@@ -1,0 +1,93 @@
+"""Spending reservations: checked and reserved atomically per wallet before anything is signed.
+
+A reservation is `reserved` while a payment is in flight, `committed` once it confirms, and `released` when
+it fails, is refused, rejected, expires or is cancelled. Velocity limits count reserved + committed amounts in
+the rolling window, so in-flight payments already use the budget: concurrent payments cannot overshoot it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paygent.db.schema import Amount, metadata, wallets
+from paygent.domain.spending import Refusal, SpendingPolicy, check_static, check_velocity
+
+spending_policies = sa.Table(
+    "spending_policies", metadata,
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
+    sa.Column("policy", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_by", sa.Text, nullable=False),
+)
+
+reservations = sa.Table(
+    "reservations", metadata,
+    sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), primary_key=True),
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("amount_atomic", Amount, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # reserved | committed | released
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("reservations_wallet_window", "wallet_id", "created_at"),
+)
+
+RESERVED, COMMITTED, RELEASED = "reserved", "committed", "released"
+
+
+@dataclass
+class ReserveResult:
+    reserved: bool
+    refusal: Refusal | None = None
+
+
+async def load_policy(conn: AsyncConnection, wallet_id: uuid.UUID) -> SpendingPolicy:
+    raw = await conn.scalar(sa.select(spending_policies.c.policy).where(spending_policies.c.wallet_id == wallet_id))
+    return SpendingPolicy.model_validate(raw) if raw else SpendingPolicy()
+
+
+async def save_policy(conn: AsyncConnection, wallet_id: uuid.UUID, policy: SpendingPolicy, actor: str) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    values = {"wallet_id": wallet_id, "policy": policy.model_dump(mode="json"), "updated_by": actor}
+    await conn.execute(insert(spending_policies).values(values).on_conflict_do_update(
+        index_elements=["wallet_id"], set_={"policy": values["policy"], "updated_by": actor,
+                                            "updated_at": sa.func.now()}))
+
+
+async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, to: str, asset: str,
+                  amount_atomic: int) -> ReserveResult:
+    """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations."""
+    await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update())
+    existing = await conn.scalar(sa.select(reservations.c.status).where(reservations.c.payment_id == payment_id))
+    if existing is not None:
+        return ReserveResult(reserved=existing != RELEASED)
+    policy = await load_policy(conn, wallet_id)
+    refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
+    if refusal is None and policy.velocity:
+        used: dict[str, int] = {}
+        for limit in policy.velocity:
+            used[limit.name] = int(await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
+                    reservations.c.wallet_id == wallet_id, reservations.c.asset == asset,
+                    reservations.c.status.in_([RESERVED, COMMITTED]),
+                    reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+                )))
+        refusal = check_velocity(policy, used, amount_atomic)
+    if refusal is not None:
+        return ReserveResult(reserved=False, refusal=refusal)
+    await conn.execute(reservations.insert().values(payment_id=payment_id, wallet_id=wallet_id, asset=asset,
+                                                    amount_atomic=amount_atomic, status=RESERVED))
+    return ReserveResult(reserved=True)
+
+
+async def settle_reservation(conn: AsyncConnection, payment_id: uuid.UUID, status: str) -> None:
+    """Commit (confirmed) or release (anything else); a settled reservation never changes again."""
+    await conn.execute(reservations.update().where(
+        reservations.c.payment_id == payment_id, reservations.c.status == RESERVED
+    ).values(status=status, settled_at=sa.func.now()))
