@@ -15,6 +15,9 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Synchronous: Alembic's env runs its own event loop, so call this outside a running loop."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Synchronous: Alembic's env runs its own event loop, so call this outside a running loop.
+
+    `heads`: feature branches of the migration graph (approvals, agents) apply independently.
+    """
     command.upgrade(alembic_config(database_url), revision)
