@@ -27,13 +27,37 @@ CHAIN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 class PaymentWorkflow:
     def __init__(self) -> None:
         self._state: t.PaymentState | None = None
+        self._cancel: t.CancelRequest | None = None
 
     @workflow.query(name="state")
     def state(self) -> t.PaymentState | None:
         return self._state
 
+    @workflow.update(name="cancel")
+    async def cancel(self, request: t.CancelRequest) -> t.PaymentState:
+        """Cancel before signing starts; waits for the workflow to record the outcome, then returns it."""
+        if self._cancel is None:
+            self._cancel = request
+        await workflow.wait_condition(lambda: self._state is not None and self._state.status in t.TERMINAL)
+        assert self._state is not None
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self, request: t.CancelRequest) -> None:
+        status = self._state.status if self._state else t.PENDING
+        if status not in t.CANCELLABLE:
+            raise ApplicationError(f"payment is {status}: it can be cancelled only before signing "
+                                   "(once a transaction is signed and broadcast it cannot be recalled)",
+                                   type="PaymentNotCancellable")
+
     @workflow.run
     async def run(self, req: t.PaymentRequest) -> t.PaymentState:
+        final = await self._run(req)
+        # a pending `cancel` update returns the final state: let it finish before the workflow closes
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return final
+
+    async def _run(self, req: t.PaymentRequest) -> t.PaymentState:
         self._req = req
         self._state = t.PaymentState(payment_id=req.payment_id, status=t.PENDING)
         self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
@@ -45,7 +69,10 @@ class PaymentWorkflow:
         )
         if not reserved.reserved:
             return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
+        if self._cancel is not None:
+            return await self._cancelled()
         try:
+            # from here on the payment is not cancellable: the status changes before any await
             await self._set_status(t.SIGNING)
             signed: t.SignedTransfer = await workflow.execute_activity(
                 t.ACT_SIGN, req, result_type=t.SignedTransfer,
@@ -88,21 +115,30 @@ class PaymentWorkflow:
             workflow.set_current_details(f"Reverted on chain: {receipt.revert_reason}")
         return self._state
 
-    async def _set_status(self, status: str, *, reason: str | None = None, details: dict | None = None) -> None:
+    async def _cancelled(self) -> t.PaymentState:
+        assert self._cancel is not None
+        reason = f"cancelled by {self._cancel.actor} via {self._cancel.channel}"
+        if self._cancel.reason:
+            reason += f": {self._cancel.reason}"
+        return await self._finish(t.CANCELLED, reason=reason, actor=self._cancel.actor)
+
+    async def _set_status(self, status: str, *, reason: str | None = None, details: dict | None = None,
+                          actor: str = "system") -> None:
+        assert self._state is not None
+        previous, self._state.status = self._state.status, status
         await workflow.execute_activity(
             t.ACT_MARK_STATUS,
-            t.StatusChange(payment_id=self._req.payment_id, status=status, reason=reason, details=details or {}),
+            t.StatusChange(payment_id=self._req.payment_id, status=status, reason=reason, actor=actor,
+                           details=details or {}),
             start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY, summary=f"Status -> {status}",
+            retry_policy=DB_RETRY, summary=f"Status {previous} -> {status}",
         )
-        assert self._state is not None
-        self._state.status = status
         self._upsert_status()
 
-    async def _finish(self, status: str, *, reason: str) -> t.PaymentState:
+    async def _finish(self, status: str, *, reason: str, actor: str = "system") -> t.PaymentState:
         assert self._state is not None
         self._state.failure_reason = reason
-        await self._set_status(status, reason=reason)
+        await self._set_status(status, reason=reason, actor=actor)
         workflow.set_current_details(f"{status}: {reason}")
         return self._state
 

@@ -92,6 +92,17 @@ class Settlement(BaseModel):
     receipt: ReceiptResult
 
 
+CANCELLABLE = frozenset({PENDING, AWAITING_APPROVAL, TIME_LOCKED})
+
+
+class CancelRequest(BaseModel):
+    """Sent as the `cancel` Update; the update id is the caller's request id, so retries deduplicate."""
+
+    actor: str
+    channel: str = "api"
+    reason: str | None = None
+
+
 class PaymentState(BaseModel):
     """What the `state` query returns and what the workflow ends with."""
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from api.deps import Deps, deps, principal
 from api.errors import ApiError
@@ -146,3 +146,39 @@ async def get_payment(payment_id: str, who: Principal = Depends(principal), d: D
     if row is None:
         raise ApiError(404, "not_found", "payment not found")
     return payment_view(row, d.settings)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=500)
+
+
+@router.post("/{payment_id}/cancel")
+async def cancel_payment(payment_id: str, body: CancelBody | None = None, who: Principal = Depends(principal),
+                         d: Deps = Depends(deps),
+                         request_id: str | None = Header(None, alias="Idempotency-Key")):
+    """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
+    try:
+        pid = uuid.UUID(payment_id)
+    except ValueError:
+        raise ApiError(404, "not_found", "payment not found") from None
+    async with d.engine.connect() as conn:
+        row = (await conn.execute(sa.select(payments).where(
+            payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).mappings().first()
+    if row is None:
+        raise ApiError(404, "not_found", "payment not found")
+    if row["requested_by"] != who.user_id and not who.has_role("admin"):
+        raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
+    if row["status"] in t.TERMINAL:
+        raise ApiError(409, "not_cancellable", f"payment is already {row['status']}")
+    handle = d.temporal.get_workflow_handle(row["workflow_id"])
+    try:
+        state = await handle.execute_update(
+            "cancel", t.CancelRequest(actor=who.name, channel="api", reason=body.reason if body else None),
+            id=request_id or None, result_type=t.PaymentState)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable":
+            raise ApiError(409, "not_cancellable", cause.message) from None
+        raise
+    return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}

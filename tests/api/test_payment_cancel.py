@@ -1,0 +1,37 @@
+"""Cancelling a payment: refused with the reason once its transaction is signed and broadcast."""
+
+from __future__ import annotations
+
+from web3 import AsyncWeb3
+
+from tests.api.helpers import auth, create, new_recipient, payment_body, transfers_to, wait_final
+from tests.api.test_worker_crash import _wait_row
+
+
+async def test_cancel_after_broadcast_is_refused(http, dev, app_settings, db_engine):
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    to = new_recipient()
+    await w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        r = await create(http, dev, payment_body(dev, to, "1"))
+        pid = r.json()["id"]
+        await _wait_row(db_engine, pid, lambda p: p["status"] == "submitted")
+        refused = await http.post(f"/v1/payments/{pid}/cancel", headers=auth(dev), json={"reason": "changed mind"})
+        assert refused.status_code == 409
+        assert "submitted" in refused.json()["error"]["message"]
+    finally:
+        await w3.provider.make_request("evm_setAutomine", [True])
+        await w3.provider.make_request("evm_mine", [])
+    final = await wait_final(http, dev, pid)
+    assert final["status"] == "confirmed"
+    again = await http.post(f"/v1/payments/{pid}/cancel", headers=auth(dev))
+    assert again.status_code == 409 and "already confirmed" in again.json()["error"]["message"]
+    assert await transfers_to(app_settings.rpc_url, app_settings.token_address, to) == 1
+
+
+async def test_only_requester_or_admin_may_cancel(http, dev):
+    r = await create(http, dev, payment_body(dev, new_recipient(), "1"))
+    pid = r.json()["id"]
+    denied = await http.post(f"/v1/payments/{pid}/cancel", headers=auth(dev, "bob"))
+    assert denied.status_code == 403 and "requester or an admin" in denied.json()["error"]["message"]
+    assert (await wait_final(http, dev, pid))["status"] == "confirmed"
