@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from paygent.stack import services, stack
+from paygent.stack import processes, services, stack
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import StackError
 
@@ -79,6 +79,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         typer.echo(stack.piece_line(piece))
     if cfg.dev_json.exists():
         typer.echo(f"  dev.json: {cfg.dev_json}")
+
+
+@app.command()
+def provision() -> None:
+    """Only the setup steps, against servers that run elsewhere (docker compose): search attributes,
+    migrations, token, dev tenant, funding, dev.json. Addresses come from the settings (env, dev.json)."""
+    from dataclasses import replace
+
+    from paygent.settings import Settings
+    from paygent.stack import servers
+
+    settings = Settings()
+    keys = ("temporal_address", "temporal_ui_url", "rpc_url", "api_url")
+    addresses = {key: getattr(settings, key) for key in keys}
+    cfg = replace(StackConfig.load(), elsewhere=addresses, chain_id=settings.chain_id)
+    typer.echo(f"==> paygent stack provision (state in {cfg.home})")
+    try:
+        database_url = services.plain_pg_url(settings.database_url)
+        services.ensure_database(database_url)
+        processes.wait_until(lambda: servers.temporal_healthy(cfg.temporal_address), piece="Temporal",
+                             log="the Temporal server's own logs", timeout=120, interval=1)
+        servers.ensure_search_attributes(cfg.temporal_address)
+        typer.echo(f"  {'temporal':<12} search attributes registered at {cfg.temporal_address}")
+        stack.prepare(cfg, database_url, settings.redis_url, typer.echo)
+    except (StackError, OSError) as exc:
+        _fail("provision", exc)
+    typer.echo(f"dev.json written to {cfg.dev_json} (mode 0600)")
 
 
 @app.command()

@@ -9,7 +9,7 @@ Precedence: option, then `PAYGENT_<PIECE>_PORT`, then the port in the matching s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,6 +70,8 @@ class StackConfig:
     postgres_port: int
     redis_port: int
     chain_id: int = 31337
+    # Fixed addresses for pieces that run elsewhere (docker compose: `temporal:7233`); keys as in dev.json.
+    elsewhere: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, **overrides: int | None) -> StackConfig:
@@ -86,19 +88,19 @@ class StackConfig:
 
     @property
     def temporal_address(self) -> str:
-        return f"{HOST}:{self.temporal_port}"
+        return self.elsewhere.get("temporal_address") or f"{HOST}:{self.temporal_port}"
 
     @property
     def temporal_ui_url(self) -> str:
-        return f"http://{HOST}:{self.temporal_ui_port}"
+        return self.elsewhere.get("temporal_ui_url") or f"http://{HOST}:{self.temporal_ui_port}"
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{HOST}:{self.anvil_port}"
+        return self.elsewhere.get("rpc_url") or f"http://{HOST}:{self.anvil_port}"
 
     @property
     def api_url(self) -> str:
-        return f"http://{HOST}:{self.api_port}"
+        return self.elsewhere.get("api_url") or f"http://{HOST}:{self.api_port}"
 
     @property
     def run_dir(self) -> Path:

@@ -76,7 +76,12 @@ async def ensure_token(w3, existing: dict[str, Any] | None) -> dict[str, Any]:
     return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}
 
 
-async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None) -> dict[str, Any]:
+def key_source(cfg: StackConfig) -> str:
+    return "PAYGENT_MASTER_KEY" if os.environ.get("PAYGENT_MASTER_KEY") else str(cfg.master_key_path)
+
+
+async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *, key_from: str
+               ) -> dict[str, Any]:
     """The dev tenant, users and wallets; then proves the master key opens the wallets it finds."""
     import uuid
 
@@ -92,9 +97,8 @@ async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None) -
                     await load_signer(conn, uuid.UUID(wallet["id"]), key)
                 except Exception:
                     raise StackError(
-                        f"wallet {name!r} in the database was sealed under a different master key than this "
-                        "stack's (.paygent/master.key or PAYGENT_MASTER_KEY). Restore that key, or point "
-                        "DATABASE_URL at a fresh database.") from None
+                        f"wallet {name!r} in the database was sealed under another master key than this stack's "
+                        f"({key_from}). Restore that key, or point DATABASE_URL at a fresh database.") from None
         return seeded
     finally:
         await dispose_all()
@@ -135,7 +139,7 @@ def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: di
                 token = await ensure_token(w3, existing)
             except Exception as exc:
                 raise StackError(f"token: could not deploy on {cfg.rpc_url}: {type(exc).__name__}: {exc}") from exc
-            seeded = await seed(database_url, key, existing)
+            seeded = await seed(database_url, key, existing, key_from=key_source(cfg))
             try:
                 funded = await fund(w3, token, seeded["wallets"])
             except Exception as exc:

@@ -78,6 +78,13 @@ def _pg_usable(url: str) -> str:
     return state
 
 
+def ensure_database(url: str) -> None:
+    """For a server that runs elsewhere (compose): it must answer; our database is created if missing."""
+    state = _pg_usable(url)
+    if state != "ok":
+        raise StackError(f"Postgres at {redact(url)}: {state}")
+
+
 def private_postgres_url(cfg: StackConfig) -> str:
     db = urlsplit(plain_pg_url(cfg.database_url)).path.lstrip("/") or "paygent"
     return f"postgresql://postgres@{HOST}:{cfg.postgres_port}/{db}"

@@ -36,6 +36,15 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     echo(piece_line(servers.ensure_temporal(cfg)))
     echo(piece_line(servers.ensure_anvil(cfg)))
 
+    dev = prepare(cfg, database_url, redis_url, echo)
+    env = apps.app_env(cfg, database_url=database_url, redis_url=redis_url, token_address=dev["token"]["address"])
+    for ready in (apps.launch_worker(cfg, env), apps.launch_api(cfg, env)):  # both start, then both wait
+        echo(piece_line(ready()))
+    return dev
+
+
+def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo) -> dict[str, Any]:
+    """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
     existing = provision.read_dev_json(cfg)
@@ -47,13 +56,9 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
         echo(f"  {'wallet':<12} {name} {wallet['address']}")
     for line in funded:
         echo(f"  {'funded':<12} {line}")
-
     dev = provision.dev_document(cfg, database_url=database_url, redis_url=redis_url, token=token,
                                  seeded=seeded)
     provision.write_dev_json(cfg, dev)
-    env = apps.app_env(cfg, database_url=database_url, redis_url=redis_url, token_address=token["address"])
-    for ready in (apps.launch_worker(cfg, env), apps.launch_api(cfg, env)):  # both start, then both wait
-        echo(piece_line(ready()))
     return dev
 
 

@@ -1,0 +1,136 @@
+"""`paygent stack up|status|down` for real: a second stack in a temp PAYGENT_HOME on free ports.
+
+Temporal, anvil, the worker, the API and a private Redis are started by the stack under test (REDIS_URL points
+at a port where nothing answers, so the private-server path runs); Postgres is the machine's server with a
+database of its own. The commands run as subprocesses, exactly as a developer types them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from paygent.netutil import free_port
+from paygent.paths import REPO_ROOT
+from paygent.stack.processes import pid_alive
+from paygent.stack.services import plain_pg_url
+
+ADMIN_URL = plain_pg_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+PIECES = ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api")
+OURS = ("redis", "temporal", "temporal-ui", "anvil", "worker", "api")
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Env for the second stack, and a runner for `paygent stack ...` in it; always brought down at the end."""
+    home = tmp_path_factory.mktemp("stack-home")
+    db = f"paygent_stack_{uuid.uuid4().hex[:8]}"
+    temporal, ui, anvil, api, redis, dead_redis, pg = _free_ports(7)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PAYGENT_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({
+        "PAYGENT_HOME": str(home),
+        "DATABASE_URL": f"{ADMIN_URL.rsplit('/', 1)[0]}/{db}",
+        "REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0",
+        "PAYGENT_REDIS_PORT": str(redis), "PAYGENT_POSTGRES_PORT": str(pg),
+        "PAYGENT_TEMPORAL_PORT": str(temporal), "PAYGENT_TEMPORAL_UI_PORT": str(ui),
+        "PAYGENT_ANVIL_PORT": str(anvil), "PAYGENT_API_PORT": str(api),
+    })
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "paygent.cli", "stack", *args], env=env, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=240)
+        if check and proc.returncode != 0:
+            pytest.fail(f"paygent stack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    run.home = home
+    run.ports = {"temporal": temporal, "ui": ui, "anvil": anvil, "api": api, "redis": redis}
+    yield run
+    run("down", check=False)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+def _status(stack) -> dict[str, dict]:
+    return {p["name"]: p for p in json.loads(stack("status", "--json").stdout)}
+
+
+def test_up_starts_every_piece_and_writes_dev_json(stack):
+    out = stack("up").stdout
+    for piece in ("postgres", "redis", "temporal", "anvil", "migrations", "token", "tenant", "worker", "api"):
+        assert f"  {piece} " in out, out
+    dev_json = Path(stack.home) / "dev.json"
+    dev = json.loads(dev_json.read_text())
+    assert stat.S_IMODE(dev_json.stat().st_mode) == 0o600
+    assert stat.S_IMODE((Path(stack.home) / "master.key").stat().st_mode) == 0o600
+    assert dev["api_url"] == f"http://127.0.0.1:{stack.ports['api']}"
+    assert dev["temporal_address"] == f"127.0.0.1:{stack.ports['temporal']}"
+    assert dev["rpc_url"] == f"http://127.0.0.1:{stack.ports['anvil']}"
+    assert dev["redis_url"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
+    assert dev["token"]["symbol"] == "USDC" and dev["token"]["decimals"] == 6
+    assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
+    for user in dev["users"].values():  # keys live in dev.json only, never on the terminal
+        assert user["api_key"] not in out
+
+
+def test_status_reports_each_piece_and_who_started_it(stack):
+    status = _status(stack)
+    assert set(status) == set(PIECES)
+    assert all(p["up"] for p in status.values()), status
+    for name in OURS:
+        assert status[name]["owner"].startswith("stack (pid"), status[name]
+    assert status["postgres"]["owner"] == "external"  # the machine's server, reused
+    text = stack("status").stdout
+    for name in PIECES:
+        assert f"  {name} " in text
+
+
+def test_up_twice_is_idempotent(stack):
+    before = json.loads((Path(stack.home) / "dev.json").read_text())
+    pids = {n: p["owner"] for n, p in _status(stack).items()}
+    stack("up")
+    after = json.loads((Path(stack.home) / "dev.json").read_text())
+    assert after["token"]["address"] == before["token"]["address"]
+    assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}
+    assert after["wallets"] == before["wallets"]
+    assert {n: p["owner"] for n, p in _status(stack).items()} == pids  # nothing restarted
+
+
+def test_down_stops_only_what_it_started(stack):
+    records = [json.loads(p.read_text()) for p in (Path(stack.home) / "run").glob("*.pid")]
+    assert {r["name"] for r in records} == {"redis", "temporal", "anvil", "worker", "api"}
+    out = stack("down").stdout
+    assert "postgres" not in out  # the machine's server is not ours to stop
+    for rec in records:
+        assert not pid_alive(rec["pid"], rec["start_time"]), rec
+    assert not list((Path(stack.home) / "run").glob("*.pid"))
+    status = _status(stack)
+    assert not any(status[name]["up"] for name in OURS), status
+    assert status["postgres"]["up"]
+    asyncio.run(_admin("SELECT 1"))  # the machine's Postgres still answers
+    assert "nothing to stop" in stack("down").stdout
