@@ -93,11 +93,13 @@ def _addresses(cfg: StackConfig) -> dict[str, str]:
     }
 
 
-def _answers(name: str, address: str) -> bool:
+def _answers(name: str, address: str) -> bool | str:
+    """True/False; for Postgres, a note when the server answers but the database is not there yet."""
     if name == "postgres":
         import asyncio
 
-        return asyncio.run(services._pg_check(address)) == "ok"
+        state = asyncio.run(services._pg_check(address))
+        return True if state == "ok" else ("database not created yet" if state == "missing-db" else False)
     if name == "redis":
         return services._redis_ok(address)
     if name == "temporal":
@@ -120,9 +122,10 @@ def status(cfg: StackConfig) -> list[Piece]:
             pieces.append(Piece.ours(own) if own else Piece("worker", False, "-", "not started by this stack"))
             continue
         address = addresses[name]
-        is_up = _answers(name, address)
+        answer = _answers(name, address)
+        is_up = bool(answer)
+        note = answer if isinstance(answer, str) else ("process alive but not answering" if own and not is_up
+                                                        else "")
         owner = f"stack (pid {own.pid})" if own else ("external" if is_up else "-")
-        shown = services.redact(address)
-        pieces.append(Piece(name, is_up, owner, shown,
-                            note="process alive but not answering" if own and not is_up else ""))
+        pieces.append(Piece(name, is_up, owner, services.redact(address), note=note))
     return pieces

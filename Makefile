@@ -1,0 +1,46 @@
+# Paygent, in two commands:
+#   make up     install if needed, bring the local stack up (`paygent stack up`), run the demo payment
+#   make test   install if needed, make sure Postgres and Redis answer, run the whole test suite
+# and: make status, make down, make demo, make install.
+#
+# Installs are stamped (.venv/.installed, node_modules/.installed) and redone only when pyproject.toml or
+# package-lock.json change. Ports and URLs come from the environment (see README.md, "Configuration").
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PAYGENT := $(BIN)/paygent
+
+.PHONY: up test down status demo install
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# anvil comes from npm (@foundry-rs/anvil); `npm ci` installs exactly what package-lock.json pins.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+up: install
+	$(PAYGENT) stack up
+	$(PAYGENT) demo
+
+# The tests start their own Temporal servers and anvil; they need Postgres and Redis, which `stack infra`
+# provides (the machine's when they answer, else private ones) and exports as DATABASE_URL / REDIS_URL.
+test: install
+	@exports="$$($(PAYGENT) stack infra --shell)"; eval "$$exports"; $(BIN)/pytest -q
+
+demo: install
+	$(PAYGENT) demo
+
+status: install
+	$(PAYGENT) stack status
+
+down:
+	@if [ -x $(PAYGENT) ]; then $(PAYGENT) stack down; else echo "nothing installed, nothing to stop"; fi
