@@ -1,13 +1,16 @@
 """Signing and broadcasting token transfers, exactly once per payment.
 
-The invariant: a payment has at most one signed transaction. `sign_transfer` persists the signed bytes (with
-the nonce it allocated) in the same database transaction that marks the payment signed; every later attempt,
-after a crash or a retry, reads and re-sends those bytes and reconciles by their hash.
+The invariant: a payment executes at most once on chain. `sign_transfer` persists the signed bytes (with the
+nonce it allocated) in the same database transaction that marks the payment signed; every later attempt, after
+a crash or a retry, reads and re-sends those bytes and reconciles by their hash. A transaction that is not
+mined in time is replaced by one with the same nonce and fees raised by 12.5% (nodes require at least 10%):
+the nonce guarantees that only one of them can ever land, and whichever lands is the execution.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -21,18 +24,26 @@ from paygent.chain.nonces import allocate_nonce
 from paygent.chain.token import fee_fields, transfer_calldata
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
-from paygent.db.schema import payments
+from paygent.db.schema import payment_transactions, payments
 from workflows import payment_types as t
+
+FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
+
+
+def _hex(value) -> str:
+    text = value.hex() if hasattr(value, "hex") else str(value)
+    return text if text.startswith("0x") else "0x" + text
 
 
 class ChainActivities:
     def __init__(self, engine: AsyncEngine, rpc_url: str, master_key: bytes, *, gas_limit: int,
-                 confirmations: int, poll_seconds: float = 0.25) -> None:
+                 confirmations: int, replace_after_seconds: float = 60, poll_seconds: float = 0.25) -> None:
         self.engine = engine
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
         self._master_key = master_key
         self.gas_limit = gas_limit
         self.confirmations = confirmations
+        self.replace_after_seconds = replace_after_seconds
         self.poll_seconds = poll_seconds
 
     async def _payment(self, payment_id: str):
@@ -41,6 +52,34 @@ class ChainActivities:
         if row is None:
             raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing", non_retryable=True)
         return row
+
+    async def _attempts(self, payment_id: str) -> list:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.select(payment_transactions).where(
+                payment_transactions.c.payment_id == uuid.UUID(payment_id)).order_by(
+                payment_transactions.c.created_at))).mappings().all())
+
+    async def _sign_and_store(self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *, action: str) -> str:
+        signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
+        signed = signer.sign_transaction({
+            "type": 2, "chainId": req.chain_id, "nonce": nonce, "to": req.token_address, "value": 0,
+            # a fixed gas limit, not an estimate: a transfer that will revert is still executed on chain and
+            # ends `failed` with its reason, instead of failing to sign forever
+            "data": transfer_calldata(req.to, req.amount_atomic), "gas": self.gas_limit, **fees,
+        })
+        del signer
+        tx_hash = _hex(signed.hash)
+        raw = bytes(signed.raw_transaction)
+        await conn.execute(payment_transactions.insert().values(
+            tx_hash=tx_hash, payment_id=uuid.UUID(req.payment_id), nonce=nonce, raw=raw,
+            max_fee_per_gas=fees["maxFeePerGas"], max_priority_fee_per_gas=fees["maxPriorityFeePerGas"]))
+        await conn.execute(payments.update().where(payments.c.id == uuid.UUID(req.payment_id)).values(
+            signed_tx=raw, tx_hash=tx_hash, nonce=nonce, updated_at=sa.func.now()))
+        await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system", action=action,
+                           subject_type="payment", subject_id=req.payment_id,
+                           data={"tx_hash": tx_hash, "nonce": nonce, "from": req.wallet_address,
+                                 "max_fee_per_gas": str(fees["maxFeePerGas"])})
+        return tx_hash
 
     @activity.defn(name=t.ACT_SIGN)
     async def sign_transfer(self, req: t.PaymentRequest) -> t.SignedTransfer:
@@ -58,83 +97,106 @@ class ChainActivities:
             if row.status in t.TERMINAL:
                 raise ApplicationError(f"payment is already {row.status}", type="PaymentClosed", non_retryable=True)
             nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, chain_pending)
-            signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
-            signed = signer.sign_transaction({
-                "type": 2, "chainId": req.chain_id, "nonce": nonce, "to": req.token_address, "value": 0,
-                # a fixed gas limit, not an estimate: a transfer that will revert is still executed on
-                # chain and ends `failed` with its reason, instead of failing to sign forever
-                "data": transfer_calldata(req.to, req.amount_atomic), "gas": self.gas_limit, **fees,
-            })
-            del signer
-            tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
-            await conn.execute(payments.update().where(payments.c.id == pid).values(
-                signed_tx=bytes(signed.raw_transaction), tx_hash=tx_hash, nonce=nonce, updated_at=sa.func.now()))
-            await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system",
-                               action="payment.signed", subject_type="payment", subject_id=req.payment_id,
-                               data={"tx_hash": tx_hash, "nonce": nonce, "from": req.wallet_address})
+            tx_hash = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
         return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False)
 
-    async def _send_signed(self, row) -> None:
-        """Send the stored bytes; 'already known' or a nonce used by this very tx are success, not errors."""
+    async def _send(self, tx_hash: str, raw: bytes, nonce: int) -> None:
+        """Send stored bytes; 'already known', or a nonce used by one of this payment's own attempts, is fine."""
         try:
-            await self.w3.eth.send_raw_transaction(row["signed_tx"])
+            await self.w3.eth.send_raw_transaction(raw)
         except (Web3RPCError, ValueError) as err:
             text = str(err).lower()
-            if "already known" in text or "already imported" in text:
-                return
+            if "already known" in text or "already imported" in text or "underpriced" in text:
+                return  # known, or a higher-fee replacement of it is already pending
             if "nonce too low" in text:
-                if await self._known(row["tx_hash"]):
-                    return
-                raise ApplicationError(f"nonce {row['nonce']} was used by another transaction",
-                                       type="NonceConflict", non_retryable=True) from None
+                return  # the nonce is used: the receipt check decides whether by this payment or another
             raise
-
-    async def _known(self, tx_hash: str) -> bool:
-        try:
-            await self.w3.eth.get_transaction(tx_hash)
-            return True
-        except TransactionNotFound:
-            return False
 
     @activity.defn(name=t.ACT_BROADCAST)
     async def broadcast(self, payment_id: str) -> str:
         row = await self._payment(payment_id)
         if row["signed_tx"] is None:
             raise ApplicationError("nothing signed to broadcast", type="NotSigned", non_retryable=True)
-        await self._send_signed(row)
+        await self._send(row["tx_hash"], row["signed_tx"], row["nonce"])
         return row["tx_hash"]
+
+    async def _landed(self, attempts: list):
+        for attempt in attempts:
+            try:
+                return attempt, await self.w3.eth.get_transaction_receipt(attempt["tx_hash"])
+            except TransactionNotFound:
+                continue
+        return None, None
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
     async def await_receipt(self, payment_id: str) -> t.ReceiptResult:
-        """Poll until the receipt is `confirmations` deep; re-send the same bytes if the node forgot the tx."""
+        """Poll until one attempt's receipt is `confirmations` deep; re-send what the node forgot (restart,
+        reorg); replace the transaction with higher fees when it is not mined within the deadline."""
         row = await self._payment(payment_id)
-        tx_hash = row["tx_hash"]
+        req = await self._request_for(row)
+        started = time.monotonic()
         while True:
             activity.heartbeat()
-            try:
-                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                receipt = None
+            attempts = await self._attempts(payment_id)
+            attempt, receipt = await self._landed(attempts)
             if receipt is not None:
                 depth = await self.w3.eth.block_number - receipt["blockNumber"] + 1
                 if depth >= self.confirmations:
-                    return await self._result(row, receipt)
-            elif not await self._known(tx_hash):
-                await self._send_signed(row)  # dropped (node restart, reorg): same bytes, same hash
+                    return await self._result(attempt["tx_hash"], receipt)
+            else:
+                latest = attempts[-1]
+                for a in attempts:  # keep every attempt known to the node; the nonce lets only one land
+                    await self._send(a["tx_hash"], a["raw"], a["nonce"])
+                mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
+                if mined_nonce > latest["nonce"] and (await self._landed(attempts))[1] is None:
+                    raise ApplicationError(f"nonce {latest['nonce']} was used by a transaction that is not "
+                                           "this payment's", type="NonceConflict", non_retryable=True)
+                if time.monotonic() - started >= self.replace_after_seconds:
+                    await self._replace(req, latest)
+                    started = time.monotonic()
             await asyncio.sleep(self.poll_seconds)
 
-    async def _result(self, row, receipt) -> t.ReceiptResult:
+    async def _replace(self, req: t.PaymentRequest, latest) -> None:
+        """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
+        market = await fee_fields(self.w3)
+        bumped = {
+            "maxPriorityFeePerGas": max(int(latest["max_priority_fee_per_gas"]) * FEE_BUMP_NUMERATOR
+                                        // FEE_BUMP_DENOMINATOR + 1, market["maxPriorityFeePerGas"]),
+            "maxFeePerGas": max(int(latest["max_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
+                                market["maxFeePerGas"]),
+        }
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.select(payments.c.id).where(payments.c.id == uuid.UUID(req.payment_id))
+                               .with_for_update())
+            tx_hash = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
+            raw = await conn.scalar(sa.select(payment_transactions.c.raw).where(
+                payment_transactions.c.tx_hash == tx_hash))
+        activity.logger.info("replaced %s with %s for payment %s", latest["tx_hash"], tx_hash, req.payment_id)
+        await self._send(tx_hash, raw, latest["nonce"])
+
+    async def _request_for(self, row) -> t.PaymentRequest:
+        from paygent.db.schema import wallets
+
+        async with self.engine.connect() as conn:
+            address = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"]))
+        return t.PaymentRequest(
+            payment_id=str(row["id"]), tenant_id=str(row["tenant_id"]), wallet_id=str(row["wallet_id"]),
+            wallet_address=address, requested_by="system", requested_by_id=str(row["requested_by"]),
+            chain_id=row["chain_id"], asset=row["asset"], decimals=0, token_address=row["token_address"],
+            to=row["to_address"], amount_atomic=int(row["amount_atomic"]), memo=row["memo"])
+
+    async def _result(self, tx_hash: str, receipt) -> t.ReceiptResult:
         reason = None
         if receipt["status"] != 1:
-            reason = await self._revert_reason(row, receipt["blockNumber"])
-        return t.ReceiptResult(tx_hash=row["tx_hash"], succeeded=receipt["status"] == 1,
+            reason = await self._revert_reason(tx_hash, receipt["blockNumber"])
+        return t.ReceiptResult(tx_hash=tx_hash, succeeded=receipt["status"] == 1,
                                block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
                                revert_reason=reason)
 
-    async def _revert_reason(self, row, block_number: int) -> str:
+    async def _revert_reason(self, tx_hash: str, block_number: int) -> str:
         """Replay the call on the state before its block to read the revert message."""
-        tx = await self.w3.eth.get_transaction(row["tx_hash"])
+        tx = await self.w3.eth.get_transaction(tx_hash)
         try:
             await self.w3.eth.call({"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": 0},
                                    block_identifier=block_number - 1)

@@ -68,7 +68,7 @@ class PaymentActivities:
                 return
             await conn.execute(payments.update().where(payments.c.id == pid).values(
                 status=status, failure_reason=reason, block_number=s.receipt.block_number,
-                updated_at=sa.func.now()))
+                tx_hash=s.receipt.tx_hash, updated_at=sa.func.now()))
             await reservations.settle_reservation(
                 conn, pid, reservations.COMMITTED if s.receipt.succeeded else reservations.RELEASED)
             if s.receipt.succeeded:

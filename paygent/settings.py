@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     token_decimals: int = 6
     confirmations: int = 1
     transfer_gas_limit: int = 100_000
-    receipt_timeout_seconds: int = 120
+    # a transaction not mined this long after its latest attempt is replaced (same nonce, fees +12.5%)
+    replace_after_seconds: int = 60
 
     master_key: SecretStr | None = None
 

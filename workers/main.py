@@ -31,7 +31,8 @@ async def connect(settings: Settings) -> Client:
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
     payments = PaymentActivities(engine)
     chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
-                            gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations)
+                            gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations,
+                            replace_after_seconds=settings.replace_after_seconds)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -116,6 +116,19 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('payment_id', 'account', name='ledger_one_entry_per_account')
     )
+    op.create_table('payment_transactions',
+    sa.Column('tx_hash', sa.Text(), nullable=False),
+    sa.Column('payment_id', sa.UUID(), nullable=False),
+    sa.Column('nonce', sa.BigInteger(), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('max_fee_per_gas', sa.Numeric(precision=78, scale=0), nullable=False),
+    sa.Column('max_priority_fee_per_gas', sa.Numeric(precision=78, scale=0), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
+    sa.PrimaryKeyConstraint('tx_hash')
+    )
+    op.create_index('ix_payment_transactions_payment_id', 'payment_transactions', ['payment_id'], unique=False)
+
     # Spending limits and reservations (paygent/db/reservations.py)
     op.create_table('spending_policies',
     sa.Column('wallet_id', sa.UUID(), nullable=False),
@@ -162,6 +175,8 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
     op.drop_index('reservations_wallet_window', table_name='reservations')
     op.drop_table('reservations')
+    op.drop_index('ix_payment_transactions_payment_id', table_name='payment_transactions')
+    op.drop_table('payment_transactions')
     op.drop_table('spending_policies')
     op.drop_table('ledger_entries')
     op.drop_table('payments')

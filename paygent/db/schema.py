@@ -85,6 +85,19 @@ payments = sa.Table(
     sa.CheckConstraint("amount_atomic > 0", name="payments_amount_positive"),
 )
 
+# Every transaction signed for a payment: the first, and any fee-bumped replacement with the same nonce.
+# Whichever one lands is the payment's single execution (`payments.tx_hash` then names it).
+payment_transactions = sa.Table(
+    "payment_transactions", metadata,
+    sa.Column("tx_hash", sa.Text, primary_key=True),
+    sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=False, index=True),
+    sa.Column("nonce", sa.BigInteger, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("max_fee_per_gas", Amount, nullable=False),
+    sa.Column("max_priority_fee_per_gas", Amount, nullable=False),
+    _ts(),
+)
+
 # Double entry: every confirmed payment writes one debit and one credit that sum to zero per asset.
 ledger_entries = sa.Table(
     "ledger_entries", metadata,
