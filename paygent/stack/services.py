@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -128,25 +129,38 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+def _pg_data_dir(cfg: StackConfig) -> Path:
+    """`.paygent/postgres`, unless we are root and user postgres cannot reach it (a checkout under /root): then a
+    directory in postgres's home (else /var/tmp) named after this PAYGENT_HOME, so a restart finds it again."""
+    if os.geteuid() != 0:
+        return cfg.postgres_dir
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(_as_postgres(["test", "-x", str(cfg.home)]), capture_output=True, cwd="/").returncode == 0:
+        return cfg.postgres_dir
+    digest = hashlib.sha256(str(cfg.home.resolve()).encode()).hexdigest()[:12]
+    base = next(p for p in (Path(pwd.getpwnam("postgres").pw_dir), Path("/var/tmp")) if p.is_dir())
+    return base / f"paygent-{digest}"
+
+
 def _start_private_postgres(cfg: StackConfig, *, reason: str) -> processes.Record:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise StackError(f"Postgres: nothing usable at {reason}, and no PostgreSQL server binaries to start a "
                          "private one. Install them (Debian/Ubuntu: `apt-get install postgresql`) or set "
                          "DATABASE_URL to a server that answers.")
-    data = cfg.postgres_dir
+    data = _pg_data_dir(cfg)
     log = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
         data.chmod(0o700)
-        probe = subprocess.run(_as_postgres(["test", "-w", str(data)]), capture_output=True)
+        probe = subprocess.run(_as_postgres(["test", "-w", str(data)]), capture_output=True, cwd="/")
         if probe.returncode != 0:
             raise StackError(f"Postgres (private): user postgres cannot reach {data}; make its parent "
                              "directories traversable (chmod o+x) or set PAYGENT_HOME elsewhere")
     if not (data / "PG_VERSION").exists():
         init = subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
-                                            "-E", "UTF8", "--no-sync"]), capture_output=True, text=True)
+                                            "-E", "UTF8", "--no-sync"]), capture_output=True, text=True, cwd="/")
         if init.returncode != 0:
             raise StackError(f"Postgres (private): initdb failed in {data}:\n{init.stderr.strip()[-2000:]}")
         with open(data / "postgresql.conf", "a") as conf:
@@ -155,7 +169,7 @@ def _start_private_postgres(cfg: StackConfig, *, reason: str) -> processes.Recor
                        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")
     started = subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60",
                                            "-o", f"-p {cfg.postgres_port}", "start"]),
-                             capture_output=True, text=True, start_new_session=True)
+                             capture_output=True, text=True, start_new_session=True, cwd="/")
     if started.returncode != 0:
         raise processes.failure("Postgres (private)", started.stdout.strip()[-500:] or "pg_ctl start failed", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
@@ -169,7 +183,7 @@ def stop_postgres(cfg: StackConfig) -> bool:
     if own is None:
         return False
     subprocess.run(_as_postgres([own.extra["pg_ctl"], "-D", own.extra["pgdata"], "-m", "fast", "-w", "stop"]),
-                   capture_output=True, timeout=90)
+                   capture_output=True, timeout=90, cwd="/")
     processes.stop(cfg, "postgres")  # removes the pidfile; signals only if pg_ctl did not finish
     return True
 
