@@ -1,0 +1,245 @@
+"""x402 pay-per-request activities: probe, sign exactly once, send the same signed payment every time.
+
+State lives on the payment row (`payments`, kind "x402") in `details` (JSONB):
+`url`, `requirements` (the 402's PaymentRequired JSON), `requirement` (the option chosen), `signed`
+(the stored payment: a signed EIP-3009 authorization and its header, never a key),
+`payment_identifier`, `attempts` / `send_attempts`, `response` (status, headers, body excerpt),
+`receipt` (decoded PAYMENT-RESPONSE), `outcome`, `chain_confirmed` and `refusal`.
+The invariant: `x402.sign` writes `signed` once, under the row lock, in the transaction that loads
+the key; `x402.send` only ever re-sends it. Every refusal, signature and send is audited.
+The row's `status` is left to the workflow (`payments.mark_status`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from web3 import AsyncWeb3
+from x402.schemas import NoMatchingRequirementsError
+
+from paygent.db.accounts import load_signer
+from paygent.db.audit import append_audit
+from paygent.db.schema import payments
+from paygent.settings import Settings
+from paygent.x402 import client as x402c
+from paygent.x402.policy import choose, requirement_amount
+from workflows import x402_types as t
+
+MAX_ATTEMPTS_KEPT = 20
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _state_error(message: str) -> ApplicationError:
+    return ApplicationError(message, type=t.ERR_STATE, non_retryable=True)
+
+
+class X402Activities:
+    """The three x402 activities; register `X402Activities(engine, settings).activities()` on a worker."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._master_key = settings.master_key_bytes()
+        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+
+    def activities(self) -> list:
+        return [self.probe, self.sign, self.send]
+
+    async def _row(self, conn: AsyncConnection, payment_id: str, tenant_id: str, *, lock: bool):
+        query = sa.select(payments.c.kind, payments.c.tenant_id, payments.c.wallet_id, payments.c.details).where(
+            payments.c.id == uuid.UUID(payment_id))
+        row = (await conn.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            raise _state_error(f"payment {payment_id} is not recorded")
+        if row.kind != t.KIND_X402:
+            raise _state_error(f"payment {payment_id} is a {row.kind!r} payment, not x402")
+        if str(row.tenant_id) != tenant_id:
+            raise _state_error(f"payment {payment_id} belongs to another tenant")
+        return row
+
+    async def _save(self, conn: AsyncConnection, payment_id: str, details: dict[str, Any]) -> None:
+        await conn.execute(payments.update().where(payments.c.id == uuid.UUID(payment_id))
+                           .values(details=details, updated_at=sa.func.now()))
+
+    @staticmethod
+    async def _audit(conn: AsyncConnection, tenant_id: str, payment_id: str, action: str, data: dict) -> None:
+        await append_audit(conn, tenant_id=tenant_id, actor="system", channel="temporal", action=action,
+                           subject_type="payment", subject_id=payment_id, data=data)
+
+    @staticmethod
+    def _probe_result(payment_id: str, details: dict[str, Any]) -> t.X402ProbeResult:
+        req = details["requirement"]
+        return t.X402ProbeResult(payment_id=payment_id, payment_required=True, amount_atomic=requirement_amount(req),
+                                 asset=req["asset"], pay_to=req["payTo"], network=req["network"])
+
+    @activity.defn(name=t.ACT_X402_PROBE)
+    async def probe(self, req: t.X402ProbeRequest) -> t.X402ProbeResult:
+        """GET the URL unpaid; record and check a 402's requirements (refusal: X402Refused, nothing signed)."""
+        async with self.engine.connect() as conn:
+            details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=False)).details or {})
+        if details.get("signed"):
+            return self._probe_result(req.payment_id, details)  # the signed requirements are the ones that count
+        if details.get("url") not in (None, req.url):
+            raise _state_error("the payment was recorded for another URL")
+        try:
+            answer = await x402c.probe(req.url, timeout=req.timeout_seconds)
+            reason = x402c.check(answer, req.policy) if isinstance(answer, x402c.Requirements) else None
+        except x402c.AmbiguousResult as exc:
+            raise ApplicationError(str(exc), type=t.ERR_AMBIGUOUS) from None
+        except x402c.PaymentRefused as exc:
+            answer, reason = None, exc.reason
+        if isinstance(answer, x402c.Response) and answer.status >= 500:
+            raise ApplicationError(f"probe answered {answer.status}", type=t.ERR_AMBIGUOUS)
+        async with self.engine.begin() as conn:
+            details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})
+            if details.get("signed"):
+                return self._probe_result(req.payment_id, details)
+            details.update(url=req.url, probed_at=_now())
+            if isinstance(answer, x402c.Response):
+                details.update(response=answer.model_dump(), outcome=t.NO_PAYMENT_REQUIRED)
+            elif answer is not None:
+                details["requirements"] = answer.model_dump()
+                index = choose(answer.accepts, req.policy)[0]
+                details["requirement"] = answer.accepts[index] if index is not None else None
+            if reason:
+                details["refusal"] = reason
+                await self._audit(conn, req.tenant_id, req.payment_id, "x402.refused",
+                                  {"url": req.url, "reason": reason, "stage": "probe"})
+            await self._save(conn, req.payment_id, details)
+        if reason:
+            raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
+        if isinstance(answer, x402c.Response):
+            return t.X402ProbeResult(payment_id=req.payment_id, payment_required=False, status_code=answer.status)
+        return self._probe_result(req.payment_id, details)
+
+    @staticmethod
+    def _sign_result(payment_id: str, stored: x402c.StoredPayment, reused: bool) -> t.X402SignResult:
+        return t.X402SignResult(payment_id=payment_id, payment_identifier=stored.payment_identifier,
+                                payer=stored.payer, authorization_nonce=stored.authorization_nonce,
+                                amount_atomic=requirement_amount(stored.requirement),
+                                pay_to=stored.requirement["payTo"], asset=stored.requirement["asset"],
+                                valid_before=stored.valid_before, reused=reused)
+
+    @activity.defn(name=t.ACT_X402_SIGN)
+    async def sign(self, req: t.X402SignRequest) -> t.X402SignResult:
+        """Sign once: under the row lock, load the key, sign, and persist in the same transaction."""
+        stored = reason = None
+        async with self.engine.begin() as conn:
+            row = await self._row(conn, req.payment_id, req.tenant_id, lock=True)
+            details = dict(row.details or {})
+            if details.get("signed"):
+                return self._sign_result(req.payment_id, x402c.StoredPayment(**details["signed"]), reused=True)
+            if str(row.wallet_id) != req.wallet_id:
+                raise _state_error("the payment belongs to another wallet")
+            if not details.get("requirements"):
+                raise _state_error("the payment has not been probed (no requirements recorded)")
+            requirements = x402c.Requirements(**details["requirements"])
+            reason = x402c.check(requirements, req.policy)
+            if reason is None:
+                signer = await load_signer(conn, row.wallet_id, self._master_key)
+                try:
+                    stored = await x402c.sign(requirements, signer, req.policy,
+                                              payment_identifier=f"paygent_{uuid.UUID(req.payment_id).hex}")
+                except x402c.PaymentRefused as exc:
+                    reason = exc.reason
+                except NoMatchingRequirementsError as exc:  # the SDK's own spend controls said no
+                    reason = f"x402 client refused: {exc}"
+                finally:
+                    del signer
+            if reason:
+                details["refusal"] = reason
+                await self._audit(conn, req.tenant_id, req.payment_id, "x402.refused",
+                                  {"url": details.get("url"), "reason": reason, "stage": "sign"})
+            else:
+                details.update(signed=stored.model_dump(), payment_identifier=stored.payment_identifier,
+                               signed_at=_now())
+                await self._audit(conn, req.tenant_id, req.payment_id, "x402.signed", {
+                    "url": details.get("url"), "payment_identifier": stored.payment_identifier,
+                    "payer": stored.payer, "pay_to": stored.requirement["payTo"],
+                    "asset": stored.requirement["asset"], "amount_atomic": str(requirement_amount(stored.requirement)),
+                    "authorization_nonce": stored.authorization_nonce, "valid_before": stored.valid_before})
+            await self._save(conn, req.payment_id, details)
+        if reason:
+            raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
+        activity.logger.info("x402 payment %s signed (identifier %s)", req.payment_id, stored.payment_identifier)
+        return self._sign_result(req.payment_id, stored, reused=False)
+
+    async def _classify(self, resp: x402c.Response, stored: x402c.StoredPayment) -> tuple[str | None, bool, str | None]:
+        """(outcome or error type, chain_confirmed, reason): what a paid request's answer means."""
+        used = await x402c.authorization_used(self.w3, stored)
+        if resp.settled:
+            return (t.PAID if resp.status < 400 else t.PAID_SERVER_ERROR), used, None
+        if used:  # no successful receipt, but the chain shows this very authorization consumed
+            if resp.status == 402:
+                return t.PAID_RESPONSE_LOST, True, None
+            return (t.PAID if resp.status < 400 else t.PAID_SERVER_ERROR), True, None
+        if resp.status < 400:
+            return t.SERVED_UNSETTLED, False, None
+        if resp.settle_failed_on_server:
+            return t.ERR_AMBIGUOUS, False, f"settlement failed on the server side: {resp.receipt.get('errorReason')}"
+        if resp.status == 402:
+            verdict = ((resp.receipt or {}).get("errorReason") or (resp.payment_required or {}).get("error")
+                       or "payment required again")
+            return t.ERR_REFUSED, False, f"the server refused the payment: {verdict}"
+        if resp.status >= 500:
+            return t.ERR_AMBIGUOUS, False, f"the server answered {resp.status} without settling"
+        return t.ERR_REJECTED, False, f"the server answered {resp.status}"
+
+    def _send_result(self, payment_id: str, details: dict[str, Any]) -> t.X402SendResult:
+        stored = x402c.StoredPayment(**details["signed"])
+        response, receipt = details.get("response") or {}, details.get("receipt") or {}
+        return t.X402SendResult(
+            payment_id=payment_id, outcome=details["outcome"], settled=details["outcome"] in t.SETTLED_OUTCOMES,
+            status_code=response.get("status", 0), transaction=receipt.get("transaction") or None,
+            amount_atomic=requirement_amount(stored.requirement), pay_to=stored.requirement["payTo"],
+            payer=stored.payer, replayed=response.get("headers", {}).get("idempotent-replayed") == "true",
+            attempts=details.get("send_attempts", 0), body_excerpt=response.get("body_excerpt", ""))
+
+    @activity.defn(name=t.ACT_X402_SEND)
+    async def send(self, req: t.X402SendRequest) -> t.X402SendResult:
+        """Send the stored payment (never a new one); record the answer and the settlement receipt."""
+        async with self.engine.connect() as conn:
+            details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=False)).details or {})
+        if not details.get("signed"):
+            raise _state_error("nothing signed to send")
+        if details.get("outcome") in t.SETTLED_OUTCOMES:
+            return self._send_result(req.payment_id, details)  # settled and recorded: nothing to re-send
+        stored = x402c.StoredPayment(**details["signed"])
+        resp = error = None
+        try:
+            resp = await x402c.send(details["url"], stored, timeout=req.timeout_seconds)
+            outcome, confirmed, reason = await self._classify(resp, stored)
+        except x402c.AmbiguousResult as exc:
+            outcome, confirmed, reason, error = t.ERR_AMBIGUOUS, False, str(exc), str(exc)
+        async with self.engine.begin() as conn:
+            details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})
+            attempt = {"at": _now(), "status": resp.status if resp else None, "error": error,
+                       "replayed": bool(resp and resp.headers.get("idempotent-replayed") == "true")}
+            details["attempts"] = (details.get("attempts") or [])[-(MAX_ATTEMPTS_KEPT - 1):] + [attempt]
+            details["send_attempts"] = details.get("send_attempts", 0) + 1
+            if resp is not None:
+                details.update(response=resp.model_dump(exclude={"receipt", "payment_required"}),
+                               receipt=resp.receipt, chain_confirmed=confirmed)
+            if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
+                details["refusal"] = reason
+            elif outcome != t.ERR_AMBIGUOUS:
+                details["outcome"] = outcome
+            await self._audit(conn, req.tenant_id, req.payment_id, "x402.sent", {
+                "url": details.get("url"), "payment_identifier": stored.payment_identifier, "attempt":
+                details["send_attempts"], "status": attempt["status"], "error": error, "outcome": outcome,
+                "transaction": (resp.receipt or {}).get("transaction") if resp else None, "reason": reason})
+            await self._save(conn, req.payment_id, details)
+        if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
+            raise ApplicationError(reason, type=outcome, non_retryable=True)
+        if outcome == t.ERR_AMBIGUOUS:
+            raise ApplicationError(reason, type=t.ERR_AMBIGUOUS)  # retryable: the same payment is re-sent
+        return self._send_result(req.payment_id, details)

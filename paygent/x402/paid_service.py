@@ -1,0 +1,154 @@
+"""A local paid HTTP service: the official x402 server middleware, settling on anvil in-process.
+
+Routes are priced in Paygent USD atomic units with the token's EIP-712 domain. Payments are verified
+and settled by the SDK's own facilitator logic (`x402Facilitator` + `FacilitatorWeb3Signer`), passed
+straight into `x402ResourceServer` (no facilitator HTTP hop). Every route declares the
+`payment-identifier` extension and the service honours it (see `paygent.x402.idempotency`): the same
+identifier with the same payload gets the recorded answer again, with a different payload a 409.
+
+Test routes: `/overcharge` asks far more than any sane cap, `/wrong-network` asks for payment on
+another chain, `/unknown-asset` in another token; `/fail-after-pay` settles and then answers 500
+(with the PAYMENT-RESPONSE receipt); `/flaky` settles and then holds its first answer until the
+client gives up (a lost response), answering the retry from the recorded result; `/flaky-no-replay`
+does the same without payment-identifier support, so a retry of the same (already used)
+authorization is refused by the facilitator and the payer must reconcile on chain. A server error
+is never turned into a 402. `/legacy-v1` answers like an x402 v1 server (requirements in the body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import to_checksum_address
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from x402 import x402Facilitator, x402ResourceServer
+from x402.http import PAYMENT_RESPONSE_HEADER
+from x402.http.middleware.fastapi import PaymentMiddlewareASGI
+from x402.http.utils import encode_payment_response_header
+from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.exact import ExactEvmServerScheme, register_exact_evm_facilitator
+
+from paygent.chain.token import TOKEN_NAME, TOKEN_VERSION
+from paygent.x402 import identifier
+from paygent.x402.idempotency import PaymentIdentifierCache
+
+NETWORK = "eip155:31337"
+OTHER_NETWORK = "eip155:84532"  # Base Sepolia: a real chain this service's payer is not on
+# An address with no token behind it, for /unknown-asset (any asset but ours must be refused).
+OTHER_ASSET = "0x000000000000000000000000000000000000dEaD"
+
+PRICES_ATOMIC: dict[str, int] = {
+    "/weather": 10_000,              # 0.01 USDC
+    "/premium": 2_000_000,           # 2 USDC
+    "/overcharge": 1_000_000_000,    # 1,000 USDC
+    "/wrong-network": 10_000,
+    "/unknown-asset": 10_000,
+    "/fail-after-pay": 10_000,
+    "/flaky": 10_000,
+    "/flaky-no-replay": 10_000,  # like /flaky, but without payment-identifier support
+}
+NO_IDENTIFIER_PATHS = frozenset({"/flaky-no-replay"})
+MAX_TIMEOUT_SECONDS = 300
+
+
+def _option(path: str, token: str, pay_to: str) -> dict[str, Any]:
+    asset = OTHER_ASSET if path == "/unknown-asset" else token
+    return {
+        "scheme": "exact",
+        "network": OTHER_NETWORK if path == "/wrong-network" else NETWORK,
+        "payTo": pay_to,
+        "price": {"amount": str(PRICES_ATOMIC[path]), "asset": asset,
+                  "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION}},
+        "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
+    }
+
+
+def route_config(token_address: str, pay_to: str) -> dict[str, Any]:
+    """The middleware's routes: one `exact` option per priced path, payment-identifier declared."""
+    token, pay_to = to_checksum_address(token_address), to_checksum_address(pay_to)
+    return {
+        f"GET {path}": {
+            "accepts": _option(path, token, pay_to),
+            "description": f"Paygent test resource {path}",
+            "mimeType": "application/json",
+            **({} if path in NO_IDENTIFIER_PATHS else
+               {"extensions": {identifier.PAYMENT_IDENTIFIER: identifier.declaration(required=False)}}),
+        }
+        for path in PRICES_ATOMIC
+    }
+
+
+def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitator_private_key: str, *,
+                        flaky_hold_seconds: float = 10.0) -> FastAPI:
+    """The paid service as a FastAPI app. The facilitator key pays settlement gas; it is never logged.
+
+    `flaky_hold_seconds`: how long `/flaky` holds its first (already settled) answer before sending
+    it anyway; a client whose read timeout is shorter sees a lost response.
+    """
+    facilitator = x402Facilitator()
+    signer = FacilitatorWeb3Signer(private_key=facilitator_private_key, rpc_url=rpc_url)
+    register_exact_evm_facilitator(facilitator, signer, networks=[NETWORK, OTHER_NETWORK])
+    server = x402ResourceServer(facilitator)
+    server.register(NETWORK, ExactEvmServerScheme())
+    server.register(OTHER_NETWORK, ExactEvmServerScheme())
+
+    app = FastAPI(title="Paygent paid service (x402)", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"ok": True, "network": NETWORK, "asset": to_checksum_address(token_address)}
+
+    @app.get("/weather")
+    async def weather() -> dict:
+        return {"city": "Lisbon", "forecast": "sunny", "temperature_c": 21}
+
+    @app.get("/premium")
+    async def premium() -> dict:
+        return {"report": "premium market summary", "items": 3}
+
+    @app.get("/overcharge")
+    async def overcharge() -> dict:
+        return {"note": "you should never have paid this much"}
+
+    @app.get("/wrong-network")
+    async def wrong_network() -> dict:
+        return {"note": "paid on another chain"}
+
+    @app.get("/unknown-asset")
+    async def unknown_asset() -> dict:
+        return {"note": "paid in another token"}
+
+    @app.get("/fail-after-pay")
+    async def fail_after_pay(request: Request) -> JSONResponse:
+        # The exact scheme settles after the handler, and the middleware never settles an error
+        # response. This handler settles explicitly first, then fails: the 500 carries the receipt.
+        settled = await server.settle_payment(request.state.payment_payload,
+                                              request.state.payment_requirements)
+        return JSONResponse({"error": "the service failed after taking payment"}, status_code=500,
+                            headers={PAYMENT_RESPONSE_HEADER: encode_payment_response_header(settled)})
+
+    @app.get("/flaky")
+    async def flaky() -> dict:
+        return {"note": "this answer was delivered on a retry"}
+
+    @app.get("/flaky-no-replay")
+    async def flaky_no_replay() -> dict:
+        return {"note": "a retry of this payment is refused: nonce already used"}
+
+    @app.get("/legacy-v1")
+    async def legacy_v1(request: Request) -> JSONResponse:
+        # An x402 v1 server: requirements in the 402 body, on a named network. The SDK has no v1
+        # server side, so this route answers by hand; it is outside the middleware and never settles.
+        return JSONResponse({"x402Version": 1, "error": "X-PAYMENT header is required", "accepts": [{
+            "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000",
+            "resource": str(request.url), "description": "legacy v1 resource", "mimeType": "application/json",
+            "payTo": to_checksum_address(pay_to), "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
+            "asset": to_checksum_address(token_address), "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+        }]}, status_code=402)
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=route_config(token_address, pay_to), server=server)
+    # Added last, so it runs outermost: it sees the settled answer the x402 middleware produced.
+    app.add_middleware(PaymentIdentifierCache, hold_first_response_paths={"/flaky", "/flaky-no-replay"},
+                       hold_seconds=flaky_hold_seconds)
+    return app
