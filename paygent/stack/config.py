@@ -61,7 +61,6 @@ def _env_url(*names: str) -> str | None:
 class StackConfig:
     home: Path
     database_url: str
-    database_url_explicit: bool  # set by the user: an auth failure there is an error, not a reason to go private
     redis_url: str
     temporal_port: int
     temporal_ui_port: int
@@ -81,7 +80,6 @@ class StackConfig:
         return cls(
             home=state_dir(),
             database_url=db or DEFAULT_DATABASE_URL,
-            database_url_explicit=db is not None,
             redis_url=redis or DEFAULT_REDIS_URL,
             **{f"{piece}_port": _port(piece, overrides.get(f"{piece}_port")) for piece in PORTS},
         )

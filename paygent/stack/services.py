@@ -74,7 +74,10 @@ def _pg_usable(url: str) -> str:
     """Make sure the database in `url` exists when its server answers; returns the final check result."""
     state = asyncio.run(_pg_check(url))
     if state == "missing-db":
-        asyncio.run(_pg_create_db(url))
+        try:
+            asyncio.run(_pg_create_db(url))
+        except Exception as exc:  # e.g. a role without CREATEDB
+            return f"refused: cannot create the database: {type(exc).__name__}: {exc}"
         state = asyncio.run(_pg_check(url))
     return state
 
@@ -103,13 +106,14 @@ def ensure_postgres(cfg: StackConfig) -> tuple[Piece, str]:
     state = _pg_usable(url)
     if state == "ok":
         return Piece("postgres", True, "external", redact(url)), url
-    if state.startswith("refused") and cfg.database_url_explicit:
-        raise StackError(f"Postgres at {redact(url)} answers but refused us ({state[9:]}); fix DATABASE_URL")
+    # Nothing there, or a server that will not let us in (a fresh Debian install wants a password over TCP):
+    # either way a private server gives the stack a database it controls.
     rec = _start_private_postgres(cfg, reason=f"{redact(url)}: {state}")
     url = private_postgres_url(cfg)
     if _pg_usable(url) != "ok":
         raise processes.failure("Postgres (private)", "started but not accepting connections", rec.log)
-    return Piece.ours(rec), url
+    note = f"{redact(cfg.database_url)} {state}" if state.startswith("refused") else ""
+    return Piece.ours(rec, note=note), url
 
 
 def _pg_bin(name: str) -> str | None:
