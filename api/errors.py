@@ -36,7 +36,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        # drop the request part and the union tag ("transfer"/"x402") from the error's location
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "transfer", "x402")]
         field = ".".join(loc) or "body"
         message = f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body("invalid_input", message, field), status_code=422)

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.chain import ChainActivities
 from activities.payments import PaymentActivities
+from activities.x402 import X402Activities
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 from workflows.payment import PaymentWorkflow
@@ -38,7 +39,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         task_queue=settings.task_queue,
         workflows=[PaymentWorkflow],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
-                    chain.await_receipt],
+                    chain.await_receipt, *X402Activities(engine, settings).activities()],
     )
 
 

@@ -13,12 +13,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import payment_types as t
+from workflows import x402_types as x
 from workflows import search_attributes as sa
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.money import format_amount
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+X402_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
+                         non_retryable_error_types=[x.ERR_REFUSED, x.ERR_REJECTED, x.ERR_STATE])
 CHAIN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TransferReverted", "WalletMissing"])
 
@@ -62,6 +65,12 @@ class PaymentWorkflow:
         self._state = t.PaymentState(payment_id=req.payment_id, status=t.PENDING)
         self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
         workflow.set_current_details(f"Pay {self._label}")
+        if req.kind == x.KIND_X402:  # the price and recipient come from the server's 402 answer
+            terms = await self._x402_terms(req)
+            if isinstance(terms, t.PaymentState):
+                return terms
+            req = self._req = terms
+            self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to} for {req.url}"
         reserved: t.ReserveOutcome = await workflow.execute_activity(
             t.ACT_RESERVE, req, result_type=t.ReserveOutcome, start_to_close_timeout=timedelta(seconds=15),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
@@ -74,28 +83,85 @@ class PaymentWorkflow:
         try:
             # from here on the payment is not cancellable: the status changes before any await
             await self._set_status(t.SIGNING)
-            signed: t.SignedTransfer = await workflow.execute_activity(
-                t.ACT_SIGN, req, result_type=t.SignedTransfer,
-                start_to_close_timeout=timedelta(seconds=20), schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=CHAIN_RETRY, summary=f"Sign transfer of {self._label}",
-            )
-            self._state.tx_hash = signed.tx_hash
-            await workflow.execute_activity(
-                t.ACT_BROADCAST, req.payment_id, start_to_close_timeout=timedelta(seconds=20),
-                schedule_to_close_timeout=timedelta(hours=1), retry_policy=CHAIN_RETRY,
-                summary=f"Broadcast {signed.tx_hash}",
-            )
-            await self._set_status(t.SUBMITTED, details={"tx_hash": signed.tx_hash})
-            receipt: t.ReceiptResult = await workflow.execute_activity(
-                t.ACT_AWAIT_RECEIPT, req.payment_id, result_type=t.ReceiptResult,
-                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=5),
-                schedule_to_close_timeout=timedelta(hours=6), retry_policy=CHAIN_RETRY,
-                summary=f"Wait for receipt of {signed.tx_hash}",
+            if req.kind == x.KIND_X402:
+                receipt = await self._execute_x402(req)
+                if isinstance(receipt, t.PaymentState):
+                    return receipt
+            else:
+                receipt = await self._execute_transfer(req)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in (x.ERR_REFUSED, x.ERR_REJECTED):
+                return await self._finish(t.REFUSED, reason=_reason(err))
+            return await self._finish(t.FAILED, reason=_reason(err))
+        return await self._settle(req, receipt)
+
+    async def _execute_transfer(self, req: t.PaymentRequest) -> t.ReceiptResult:
+        signed: t.SignedTransfer = await workflow.execute_activity(
+            t.ACT_SIGN, req, result_type=t.SignedTransfer,
+            start_to_close_timeout=timedelta(seconds=20), schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=CHAIN_RETRY, summary=f"Sign transfer of {self._label}",
+        )
+        assert self._state is not None
+        self._state.tx_hash = signed.tx_hash
+        await workflow.execute_activity(
+            t.ACT_BROADCAST, req.payment_id, start_to_close_timeout=timedelta(seconds=20),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=CHAIN_RETRY,
+            summary=f"Broadcast {signed.tx_hash}",
+        )
+        await self._set_status(t.SUBMITTED, details={"tx_hash": signed.tx_hash})
+        return await workflow.execute_activity(
+            t.ACT_AWAIT_RECEIPT, req.payment_id, result_type=t.ReceiptResult,
+            start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=5),
+            schedule_to_close_timeout=timedelta(hours=6), retry_policy=CHAIN_RETRY,
+            summary=f"Wait for receipt of {signed.tx_hash}",
+        )
+
+    def _x402_policy(self, req: t.PaymentRequest) -> x.X402Policy:
+        return x.X402Policy(max_amount_atomic=req.max_amount_atomic or req.amount_atomic,
+                            allowed_assets=[req.token_address], network=f"eip155:{req.chain_id}")
+
+    async def _x402_terms(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
+        """Ask the URL its price (nothing is signed); refuse what the wallet's x402 policy rules out."""
+        try:
+            probe: x.X402ProbeResult = await workflow.execute_activity(
+                x.ACT_X402_PROBE, x.X402ProbeRequest(payment_id=req.payment_id, tenant_id=req.tenant_id,
+                                                    url=req.url, policy=self._x402_policy(req)),
+                result_type=x.X402ProbeResult, start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=10), retry_policy=X402_RETRY,
+                summary=f"Ask {req.url} for its price",
             )
         except ActivityError as err:
-            reason = _reason(err)
-            return await self._finish(t.FAILED, reason=reason)
+            return await self._finish(t.REFUSED, reason=_reason(err))
+        if not probe.payment_required:
+            return await self._finish(t.CANCELLED, reason=f"{req.url} answered {probe.status_code} without "
+                                                          "asking for payment: nothing was paid")
+        return req.model_copy(update={"amount_atomic": probe.amount_atomic, "to": probe.pay_to})
 
+    async def _execute_x402(self, req: t.PaymentRequest) -> t.ReceiptResult | t.PaymentState:
+        """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
+        await workflow.execute_activity(
+            x.ACT_X402_SIGN, x.X402SignRequest(payment_id=req.payment_id, tenant_id=req.tenant_id,
+                                              wallet_id=req.wallet_id, policy=self._x402_policy(req)),
+            result_type=x.X402SignResult, start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=X402_RETRY,
+            summary=f"Sign the x402 authorization for {self._label}",
+        )
+        await self._set_status(t.SUBMITTED)
+        sent: x.X402SendResult = await workflow.execute_activity(
+            x.ACT_X402_SEND, x.X402SendRequest(payment_id=req.payment_id, tenant_id=req.tenant_id),
+            result_type=x.X402SendResult, start_to_close_timeout=timedelta(seconds=40),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=X402_RETRY,
+            summary=f"Send the paid request to {req.url}",
+        )
+        if sent.outcome not in x.SETTLED_OUTCOMES:
+            return await self._finish(t.CANCELLED, reason=f"{req.url} answered {sent.status_code} without "
+                                                          "settling: nothing was paid")
+        return t.ReceiptResult(tx_hash=sent.transaction, succeeded=True, block_number=None, gas_used=0,
+                               revert_reason=None)
+
+    async def _settle(self, req: t.PaymentRequest, receipt: t.ReceiptResult) -> t.PaymentState:
+        assert self._state is not None
         settlement = t.Settlement(payment_id=req.payment_id, tenant_id=req.tenant_id, wallet_id=req.wallet_id,
                                   to=req.to, asset=req.asset, amount_atomic=req.amount_atomic, receipt=receipt)
         await workflow.execute_activity(
@@ -104,15 +170,16 @@ class PaymentWorkflow:
             summary="Write ledger entries and the final status",
         )
         self._state.block_number = receipt.block_number
+        self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
         if receipt.succeeded:
             self._state.status = t.CONFIRMED
-            self._upsert_status()
-            workflow.set_current_details(f"Paid {self._label} in block {receipt.block_number}")
+            workflow.set_current_details(f"Paid {self._label}" + (
+                f" in block {receipt.block_number}" if receipt.block_number else ""))
         else:
             self._state.status = t.FAILED
-            self._state.failure_reason = receipt.revert_reason
-            self._upsert_status()
+            self._state.failure_reason = f"TransferReverted: {receipt.revert_reason}"
             workflow.set_current_details(f"Reverted on chain: {receipt.revert_reason}")
+        self._upsert_status()
         return self._state
 
     async def _cancelled(self) -> t.PaymentState:

@@ -51,6 +51,9 @@ class PaymentRequest(BaseModel):
     to: str
     amount_atomic: int
     memo: str | None = None
+    kind: str = "transfer"  # or "x402": fetch `url`, paying at most `max_amount_atomic` if asked
+    url: str | None = None
+    max_amount_atomic: int | None = None
 
 
 class StatusChange(BaseModel):
@@ -75,9 +78,9 @@ class SignedTransfer(BaseModel):
 
 
 class ReceiptResult(BaseModel):
-    tx_hash: str
+    tx_hash: str | None  # None for an x402 settlement whose receipt was lost (the chain shows it used)
     succeeded: bool
-    block_number: int
+    block_number: int | None
     gas_used: int
     revert_reason: str | None = None
 

@@ -9,8 +9,12 @@ import uuid
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Literal, Union
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -32,13 +36,38 @@ PAYMENT_NAMESPACE = uuid.UUID("6f1c2a52-8f0e-4d7e-9a55-0c1b5e1d2a10")
 
 
 class PaymentCreate(BaseModel):
+    """A token transfer (`kind` omitted or "transfer")."""
+
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["transfer"] = "transfer"
     wallet_id: str = Field(description="The paying wallet's id")
     to: str = Field(description="Recipient address, 0x-prefixed")
     amount: str = Field(description="Decimal string in token units, e.g. \"12.50\"")
     asset: str = Field(description="Token symbol, e.g. USDC")
     memo: str | None = Field(None, max_length=500)
+
+
+class X402PaymentCreate(BaseModel):
+    """Fetch `url`, paying with x402 if the server asks, at most `max_amount` (token units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["x402"]
+    wallet_id: str
+    url: str = Field(max_length=2000)
+    max_amount: str
+    asset: str = "USDC"
+    memo: str | None = Field(None, max_length=500)
+
+
+def _kind(value) -> str:
+    return (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) or "transfer"
+
+
+PaymentBody = Annotated[Union[Annotated[PaymentCreate, Tag("transfer")], Annotated[X402PaymentCreate, Tag("x402")]],
+                        Discriminator(_kind)]
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 def resolve_asset(settings: Settings, symbol: str) -> tuple[str, int]:
@@ -60,18 +89,34 @@ def payment_view(row, settings: Settings) -> dict:
         "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
                            f"/workflows/{row['workflow_id']}",
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        **({"x402": _x402_view(row["details"])} if row["kind"] == "x402" else {}),
     }
 
 
+def _x402_view(details: dict) -> dict:
+    """What the paid request did; never the signed authorization itself (whoever holds it could settle it)."""
+    response = details.get("response") or {}
+    return {"url": details.get("url"), "outcome": details.get("outcome"), "refusal": details.get("refusal"),
+            "response_status": response.get("status"), "response_body_excerpt": response.get("body_excerpt"),
+            "receipt": details.get("receipt")}
+
+
 @router.post("", status_code=202)
-async def create_payment(body: PaymentCreate, who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def create_payment(body: PaymentBody, who: Principal = Depends(principal), d: Deps = Depends(deps),
                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     if not idempotency_key or len(idempotency_key) > 200:
         raise ApiError(400, "invalid_input", "Idempotency-Key: a header of 1-200 characters is required",
                        "Idempotency-Key")
     token_address, decimals = resolve_asset(d.settings, body.asset)
-    amount_atomic = parse_amount(body.amount, decimals)
-    to = parse_address(body.to, field="to")
+    if isinstance(body, X402PaymentCreate):
+        amount_atomic = parse_amount(body.max_amount, decimals, field="max_amount")
+        url = urlparse(body.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise InvalidInput("url", "must be an absolute http(s) URL")
+        to = ZERO_ADDRESS  # the server's 402 answer names the recipient; recorded once probed
+    else:
+        amount_atomic = parse_amount(body.amount, decimals)
+        to = parse_address(body.to, field="to")
     try:
         wallet_id = uuid.UUID(body.wallet_id)
     except ValueError:
@@ -79,44 +124,73 @@ async def create_payment(body: PaymentCreate, who: Principal = Depends(principal
 
     payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{who.tenant_id}:{idempotency_key}")
     workflow_id = t.payment_workflow_id(str(payment_id))
-    request_hash = hashlib.sha256(json.dumps(
-        {"wallet_id": str(wallet_id), "to": to, "amount_atomic": amount_atomic, "asset": body.asset,
-         "memo": body.memo}, sort_keys=True).encode()).hexdigest()
-
     async with d.engine.begin() as conn:
         wallet = await get_wallet(conn, who.tenant_id, wallet_id)
         if wallet is None:  # another tenant's wallet looks exactly like a missing one
             raise InvalidInput("wallet_id", "no such wallet")
-        inserted = await conn.scalar(pg_insert(payments).values(
-            id=payment_id, tenant_id=who.tenant_id, wallet_id=wallet_id, requested_by=who.user_id,
-            idempotency_key=idempotency_key, request_hash=request_hash, kind="transfer",
-            chain_id=d.settings.chain_id, asset=body.asset, token_address=token_address, to_address=to,
-            amount_atomic=amount_atomic, memo=body.memo, status=t.PENDING, workflow_id=workflow_id,
-        ).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"]).returning(payments.c.id))
-        if inserted is not None:
-            await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
-                               action="payment.requested", subject_type="payment", subject_id=str(payment_id),
-                               data={"to": to, "amount_atomic": str(amount_atomic), "asset": body.asset,
-                                     "wallet_id": str(wallet_id), "memo": body.memo})
-        row = (await conn.execute(sa.select(payments).where(payments.c.id == payment_id))).mappings().one()
+        row, request_hash = await record_payment(
+            conn, payment_id=payment_id, tenant_id=who.tenant_id, requested_by_id=who.user_id, actor=who.name,
+            channel="api", wallet_id=wallet_id, idempotency_key=idempotency_key, chain_id=d.settings.chain_id,
+            asset=body.asset, token_address=token_address, to=to, amount_atomic=amount_atomic, memo=body.memo,
+            kind=body.kind, url=getattr(body, "url", None))
     if row["request_hash"] != request_hash:
         raise ApiError(409, "idempotency_conflict",
                        "Idempotency-Key: already used for a different request", "Idempotency-Key")
 
-    request = t.PaymentRequest(
-        payment_id=str(payment_id), tenant_id=str(who.tenant_id), wallet_id=str(wallet_id),
-        wallet_address=wallet.address, requested_by=who.name, requested_by_id=str(who.user_id),
-        chain_id=d.settings.chain_id, asset=body.asset, decimals=decimals, token_address=token_address,
-        to=to, amount_atomic=amount_atomic, memo=body.memo,
-    )
+    request = payment_request(row, wallet.address, requested_by=who.name, decimals=decimals)
     await start_payment_workflow(d, request, wallet.name)
     return JSONResponse({"id": str(payment_id), "status": row["status"], "workflow_id": workflow_id},
                         status_code=202)
 
 
+async def record_payment(conn: AsyncConnection, *, payment_id: uuid.UUID, tenant_id: uuid.UUID,
+                         requested_by_id: uuid.UUID, actor: str, channel: str, wallet_id: uuid.UUID,
+                         idempotency_key: str, chain_id: int, asset: str, token_address: str, to: str,
+                         amount_atomic: int, memo: str | None, audit_extra: dict | None = None,
+                         kind: str = "transfer", url: str | None = None):
+    """Record a transfer once per (tenant, idempotency key), audited; returns (stored row, this request's hash).
+
+    Shared by the API and agent runs (activities/agent_payments.py) so a payment is recorded one way. When
+    the key was used before, the stored row is the first request's: a caller compares its `request_hash`.
+    """
+    request_hash = hashlib.sha256(json.dumps(
+        {"wallet_id": str(wallet_id), "to": to, "amount_atomic": amount_atomic, "asset": asset,
+         "memo": memo, **({"kind": kind, "url": url} if kind != "transfer" else {})},
+        sort_keys=True).encode()).hexdigest()
+    inserted = await conn.scalar(pg_insert(payments).values(
+        id=payment_id, tenant_id=tenant_id, wallet_id=wallet_id, requested_by=requested_by_id,
+        idempotency_key=idempotency_key, request_hash=request_hash, kind=kind,
+        chain_id=chain_id, asset=asset, token_address=token_address, to_address=to,
+        amount_atomic=amount_atomic, memo=memo, status=t.PENDING,
+        workflow_id=t.payment_workflow_id(str(payment_id)), details={"url": url} if url else {},
+    ).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"]).returning(payments.c.id))
+    if inserted is not None:
+        await append_audit(conn, tenant_id=tenant_id, actor=actor, channel=channel,
+                           action="payment.requested", subject_type="payment", subject_id=str(payment_id),
+                           data={"to": to, "amount_atomic": str(amount_atomic), "asset": asset,
+                                 "wallet_id": str(wallet_id), "memo": memo, **(audit_extra or {})})
+    row = (await conn.execute(sa.select(payments).where(
+        payments.c.tenant_id == tenant_id, payments.c.idempotency_key == idempotency_key))).mappings().one()
+    return row, request_hash
+
+
+def payment_request(row, wallet_address: str, *, requested_by: str, decimals: int) -> t.PaymentRequest:
+    """The workflow input for a recorded payment row."""
+    return t.PaymentRequest(
+        payment_id=str(row["id"]), tenant_id=str(row["tenant_id"]), wallet_id=str(row["wallet_id"]),
+        wallet_address=wallet_address, requested_by=requested_by, requested_by_id=str(row["requested_by"]),
+        chain_id=int(row["chain_id"]), asset=row["asset"], decimals=decimals, token_address=row["token_address"],
+        to=row["to_address"], amount_atomic=int(row["amount_atomic"]), memo=row["memo"], kind=row["kind"],
+        url=(row["details"] or {}).get("url"),
+        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None,
+    )
+
+
 async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: str) -> WorkflowHandle:
     """Start, or join the one already running: a retried request never starts a second workflow."""
     label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset}"
+    if req.kind == "x402":
+        label = f"up to {label} for {req.url}"
     try:
         return await d.temporal.start_workflow(
             t.WORKFLOW_NAME, req, id=t.payment_workflow_id(req.payment_id), task_queue=d.settings.task_queue,
@@ -124,10 +198,10 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sattr.STATUS, t.PENDING), SearchAttributePair(sattr.TENANT, req.tenant_id),
-                SearchAttributePair(sattr.KIND, "transfer"), SearchAttributePair(sattr.ASSET, req.asset),
+                SearchAttributePair(sattr.KIND, req.kind), SearchAttributePair(sattr.ASSET, req.asset),
                 SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
             ]),
-            static_summary=f"Pay {label} from {wallet_name} to {req.to}",
+            static_summary=f"Pay {label} from {wallet_name}" + ("" if req.kind == "x402" else f" to {req.to}"),
             static_details=f"Requested by {req.requested_by}. Memo: {req.memo or '-'}. Payment {req.payment_id}.",
         )
     except WorkflowAlreadyStartedError:  # it ran and closed already: the same payment, nothing to start
