@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("PAYGENT_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
     )
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-5-5"
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("PAYGENT_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
