@@ -14,11 +14,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.agents import agent_activities
 from activities.chain import ChainActivities
 from activities.payments import PaymentActivities
 from activities.x402 import X402Activities
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
+from workflows.agent_run import AgentRunWorkflow
 from workflows.payment import PaymentWorkflow
 
 log = logging.getLogger("paygent.worker")
@@ -37,9 +39,10 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PaymentWorkflow],
+        workflows=[PaymentWorkflow, AgentRunWorkflow],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
-                    chain.await_receipt, *X402Activities(engine, settings).activities()],
+                    chain.await_receipt, *X402Activities(engine, settings).activities(),
+                    *agent_activities(client, settings, engine)],
     )
 
 

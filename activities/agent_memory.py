@@ -1,0 +1,108 @@
+"""The agent's key-value memory: Postgres holds it, Redis caches reads.
+
+Memory is namespaced per (tenant, user, namespace), so one user's agent can never read another's notes. A
+value may carry a TTL: an expired row is invisible at once (every read filters on `expires_at`) and pruned on
+the next write. The Redis copy is only a cache with a short TTL of its own (never longer than the value's):
+a write replaces it, so a read never serves a value older than the last write from any worker.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paygent.db.agent_schema import agent_memory
+
+CACHE_SECONDS = 300
+MAX_TTL_SECONDS = 366 * 86400
+SEARCH_LIMIT = 50
+_KEY = r"^[\w.\-:/]{1,200}$"
+_NAMESPACE = r"^[\w.\-]{1,64}$"
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field("default", pattern=_NAMESPACE)
+
+
+class SetArgs(_Args):
+    key: str = Field(pattern=_KEY)
+    value: str = Field(max_length=4000)
+    ttl_seconds: int | None = Field(None, ge=1, le=MAX_TTL_SECONDS)
+
+
+class GetArgs(_Args):
+    key: str = Field(pattern=_KEY)
+
+
+class SearchArgs(_Args):
+    prefix: str = Field("", max_length=200)
+
+
+class Memory:
+    def __init__(self, engine: AsyncEngine, redis: Redis, tenant_id: str, user_id: str) -> None:
+        self.engine, self.redis = engine, redis
+        self.tenant_id, self.user_id = uuid.UUID(tenant_id), uuid.UUID(user_id)
+
+    def _owner(self, namespace: str):
+        c = agent_memory.c
+        return sa.and_(c.tenant_id == self.tenant_id, c.user_id == self.user_id, c.namespace == namespace)
+
+    @staticmethod
+    def _live():
+        return sa.or_(agent_memory.c.expires_at.is_(None), agent_memory.c.expires_at > sa.func.now())
+
+    def _cache_key(self, namespace: str, key: str) -> str:
+        return f"paygent:mem:{self.tenant_id}:{self.user_id}:{namespace}:{key}"
+
+    async def set(self, args: SetArgs) -> dict[str, Any]:
+        expires = (datetime.now(timezone.utc) + timedelta(seconds=args.ttl_seconds)) if args.ttl_seconds else None
+        values = {"tenant_id": self.tenant_id, "user_id": self.user_id, "namespace": args.namespace,
+                  "key": args.key, "value": args.value, "expires_at": expires}
+        async with self.engine.begin() as conn:
+            await conn.execute(agent_memory.delete().where(
+                self._owner(args.namespace), agent_memory.c.expires_at <= sa.func.now()))
+            await conn.execute(pg_insert(agent_memory).values(values).on_conflict_do_update(
+                index_elements=["tenant_id", "user_id", "namespace", "key"],
+                set_={"value": args.value, "expires_at": expires, "updated_at": sa.func.now()}))
+        cache_for = min(CACHE_SECONDS, args.ttl_seconds or CACHE_SECONDS)
+        await self.redis.set(self._cache_key(args.namespace, args.key), json.dumps({"value": args.value}),
+                             ex=cache_for)
+        return {"key": args.key, "namespace": args.namespace, "stored": True,
+                "expires_at": expires.isoformat() if expires else None}
+
+    async def get(self, args: GetArgs) -> dict[str, Any]:
+        cache_key = self._cache_key(args.namespace, args.key)
+        cached = await self.redis.get(cache_key)
+        if cached is not None:
+            return {"key": args.key, "namespace": args.namespace, "value": json.loads(cached)["value"],
+                    "cached": True}
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(agent_memory.c.value, agent_memory.c.expires_at).where(
+                self._owner(args.namespace), agent_memory.c.key == args.key, self._live()))).first()
+        if row is None:
+            return {"key": args.key, "namespace": args.namespace, "value": None}
+        ttl = CACHE_SECONDS
+        if row.expires_at is not None:
+            ttl = max(1, min(ttl, int((row.expires_at - datetime.now(timezone.utc)).total_seconds())))
+        await self.redis.set(cache_key, json.dumps({"value": row.value}), ex=ttl)
+        return {"key": args.key, "namespace": args.namespace, "value": row.value, "cached": False}
+
+    async def search(self, args: SearchArgs) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(agent_memory.c.key, agent_memory.c.value,
+                                                 agent_memory.c.expires_at).where(
+                self._owner(args.namespace), self._live(),
+                agent_memory.c.key.startswith(args.prefix, autoescape=True),
+            ).order_by(agent_memory.c.key).limit(SEARCH_LIMIT))).all()
+        items = [{"key": r.key, "value": r.value if len(r.value) <= 200 else r.value[:197] + "...",
+                  "expires_at": r.expires_at.isoformat() if r.expires_at else None} for r in rows]
+        return {"namespace": args.namespace, "prefix": args.prefix, "count": len(items), "items": items}

@@ -1,0 +1,138 @@
+"""The `pay` tool's activities: record the payment, read its status, and cancel it when the run is cancelled.
+
+A payment an agent makes is recorded exactly as one made through the API (`api.routes.payments.record_payment`:
+same row, same audit entry, same request hash), with id uuid5(run id, tool call id) and idempotency key
+`agent-run:<run>:<call>`, so a retried or replayed run finds the same payment instead of making another. This
+module imports from the API layer on purpose: one way to record a payment beats two that drift apart.
+
+Cancelling goes through PaymentWorkflow's own `cancel` Update, not Temporal cancellation: the payment decides
+(cancellable before signing; after that it settles on its own) and releases its reservation itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.agent_tools import validation_message
+from api.routes.payments import payment_request, record_payment
+from paygent.db.accounts import get_wallet
+from paygent.db.audit import append_audit
+from paygent.db.schema import payments
+from paygent.domain.addresses import parse_address
+from paygent.domain.errors import InvalidInput
+from paygent.domain.money import format_amount, parse_amount
+from paygent.settings import Settings
+from workflows import agent_types as t
+from workflows import payment_types as pt
+
+
+class PayArgs(BaseModel):
+    """Strict strings: an amount the model sent as a JSON number is refused, never rounded through a float."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    to: str
+    amount: str
+    asset: str
+    memo: str | None = Field(None, max_length=500)
+
+
+class AgentPaymentActivities:
+    def __init__(self, engine: AsyncEngine, client: Client, settings: Settings) -> None:
+        self.engine, self.client, self.settings = engine, client, settings
+
+    def _parse(self, p: t.PreparePayment) -> tuple[PayArgs, int, str]:
+        args = PayArgs.model_validate(p.call.arguments)
+        if not self.settings.token_address:
+            raise InvalidInput("asset", "no token is configured on this server")
+        if args.asset.upper() != self.settings.token_symbol:
+            raise InvalidInput("asset", f"unknown asset {args.asset!r}; known: {self.settings.token_symbol}")
+        amount_atomic = parse_amount(args.amount, self.settings.token_decimals)
+        return args, amount_atomic, parse_address(args.to, field="to")
+
+    @activity.defn(name=t.ACT_PREPARE_PAYMENT)
+    async def prepare_payment(self, p: t.PreparePayment) -> t.PreparedPayment:
+        try:
+            args, amount_atomic, to = self._parse(p)
+        except ValidationError as exc:
+            return t.PreparedPayment(error=f"invalid arguments for pay: {validation_message(exc)}")
+        except InvalidInput as exc:
+            return t.PreparedPayment(error=f"invalid arguments for pay: {exc}")
+        if not p.wallet_id:
+            return t.PreparedPayment(error="this run has no wallet to pay from")
+        payment_id = uuid.UUID(t.agent_payment_id(p.run_id, p.call.id))
+        symbol, decimals = self.settings.token_symbol, self.settings.token_decimals
+        async with self.engine.begin() as conn:
+            wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
+            if wallet is None:
+                return t.PreparedPayment(error="the run's wallet no longer exists")
+            row, request_hash = await record_payment(
+                conn, payment_id=payment_id, tenant_id=uuid.UUID(p.tenant_id), requested_by_id=uuid.UUID(p.user_id),
+                actor=p.user_name, channel="temporal", wallet_id=wallet.id,
+                idempotency_key=f"agent-run:{p.run_id}:{p.call.id}", chain_id=self.settings.chain_id, asset=symbol,
+                token_address=self.settings.token_address, to=to, amount_atomic=amount_atomic, memo=args.memo,
+                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id})
+        if row["request_hash"] != request_hash:
+            return t.PreparedPayment(error="a different payment is already recorded for this tool call")
+        return t.PreparedPayment(
+            request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=decimals),
+            status=row["status"], wallet_name=wallet.name,
+            amount_label=f"{format_amount(amount_atomic, decimals)} {symbol}")
+
+    async def _status(self, payment_id: str) -> t.PaymentStatus:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(payments).where(
+                payments.c.id == uuid.UUID(payment_id)))).mappings().first()
+        if row is None:
+            raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing",
+                                   non_retryable=True)
+        return t.PaymentStatus(payment_id=payment_id, status=row["status"], tx_hash=row["tx_hash"],
+                               block_number=row["block_number"], failure_reason=row["failure_reason"])
+
+    @activity.defn(name=t.ACT_PAYMENT_STATUS)
+    async def payment_status(self, payment_id: str) -> t.PaymentStatus:
+        return await self._status(payment_id)
+
+    @activity.defn(name=t.ACT_CANCEL_PAYMENT)
+    async def cancel_payment(self, c: t.CancelPayment) -> t.PaymentStatus:
+        """Ask the payment to cancel; returns its status afterwards (still moving if it was already signed)."""
+        handle = self.client.get_workflow_handle(pt.payment_workflow_id(c.payment_id))
+        try:
+            state = await handle.execute_update(
+                "cancel", pt.CancelRequest(actor=c.actor, channel="temporal", reason=c.reason),
+                id=f"agent-cancel-{c.payment_id}", result_type=pt.PaymentState)
+            return t.PaymentStatus(payment_id=c.payment_id, status=state.status, tx_hash=state.tx_hash,
+                                   failure_reason=state.failure_reason)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable"):
+                raise
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                await self._cancel_unstarted(c)
+        return await self._status(c.payment_id)
+
+    async def _cancel_unstarted(self, c: t.CancelPayment) -> None:
+        """No workflow ever started for this row (the run was cancelled in between): close the row itself."""
+        try:
+            await self.client.get_workflow_handle(pt.payment_workflow_id(c.payment_id)).describe()
+            return  # it exists after all (it finished): its own status stands
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        async with self.engine.begin() as conn:
+            updated = await conn.scalar(payments.update().where(
+                payments.c.id == uuid.UUID(c.payment_id), payments.c.status == pt.PENDING,
+            ).values(status=pt.CANCELLED, failure_reason=c.reason, updated_at=sa.func.now())
+                .returning(payments.c.tenant_id))
+            if updated is not None:
+                await append_audit(conn, tenant_id=updated, actor=c.actor, channel="temporal",
+                                   action="payment.cancelled", subject_type="payment", subject_id=c.payment_id,
+                                   data={"reason": c.reason, "before_start": True})

@@ -1,0 +1,206 @@
+"""Agent runs: start one on a thread, read it, cancel it, and follow its events as Server-Sent Events.
+
+A run is recorded (thread, user message, run row) in one transaction before its workflow starts, so a client
+that gets 202 can always read the run back. One run at a time per thread (the thread row is locked while
+checking): a transcript is a single line of conversation. Reads are scoped to the caller's tenant and user.
+
+Events: `GET /v1/agent-runs/{id}/events` replays what Postgres has after `Last-Event-ID` (or `?after=`), then
+follows the run's Redis Stream until a terminal event, re-reading Postgres on every idle tick so an event the
+stream missed is still delivered. `id:` is the event's sequence number, so a client resumes exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from api.deps import Deps, deps, principal
+from api.errors import ApiError
+from api.routes.threads import create_thread, owned_thread, parse_id
+from paygent.db.accounts import Principal, get_wallet
+from paygent.db.agent_events import load_events, read_live
+from paygent.db.agent_schema import agent_runs
+from paygent.db.agent_transcript import insert_message
+from paygent.db.audit import append_audit
+from paygent.db.schema import wallets
+from paygent.domain.errors import InvalidInput
+from paygent.settings import Settings
+from workflows import agent_types as t
+from workflows import search_attributes as sattr
+
+router = APIRouter(prefix="/v1/agent-runs", tags=["agent runs"])
+log = logging.getLogger("paygent.api.agent_runs")
+LIVE_BLOCK_MS = 5_000
+STREAM_MAX_SECONDS = 3_600  # a client reconnects with Last-Event-ID after this
+
+
+class AgentRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1, max_length=8_000)
+    thread_id: str | None = None
+    wallet_id: str | None = None
+    max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
+
+
+def run_view(row, settings: Settings) -> dict:
+    iso = lambda v: v.isoformat() if v else None  # noqa: E731
+    return {"id": str(row["id"]), "thread_id": str(row["thread_id"]), "message_id": str(row["message_id"]),
+            "status": row["status"], "steps": row["steps"], "max_steps": row["max_steps"], "answer": row["answer"],
+            "error": row["error"], "wallet_id": str(row["wallet_id"]) if row["wallet_id"] else None,
+            "workflow_id": row["workflow_id"], "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]), "finished_at": iso(row["finished_at"]),
+            "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+                               f"/workflows/{row['workflow_id']}"}
+
+
+async def run_or_404(conn, who: Principal, run_id: str):
+    rid = parse_id(run_id)
+    row = None if rid is None else (await conn.execute(sa.select(agent_runs).where(
+        agent_runs.c.id == rid, agent_runs.c.tenant_id == who.tenant_id,
+        agent_runs.c.user_id == who.user_id))).mappings().first()
+    if row is None:
+        raise ApiError(404, "not_found", "agent run not found")
+    return row
+
+
+async def _wallet_for_run(conn, who: Principal, wallet_id: str | None) -> uuid.UUID | None:
+    """The named wallet (must be the tenant's), else the tenant's `treasury`, else its oldest, else none."""
+    if wallet_id is not None:
+        wid = parse_id(wallet_id)
+        row = None if wid is None else await get_wallet(conn, who.tenant_id, wid)
+        if row is None:
+            raise InvalidInput("wallet_id", "no such wallet")
+        return row.id
+    return await conn.scalar(sa.select(wallets.c.id).where(wallets.c.tenant_id == who.tenant_id).order_by(
+        (wallets.c.name != "treasury"), wallets.c.created_at).limit(1))
+
+
+@router.post("", status_code=202)
+async def create_run(body: AgentRunCreate, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    if not body.message.strip():
+        raise InvalidInput("message", "must not be blank")
+    if body.thread_id is not None and parse_id(body.thread_id) is None:
+        raise InvalidInput("thread_id", "must be a UUID")
+    run_id, message_id = uuid.uuid4(), uuid.uuid4()
+    workflow_id = t.agent_workflow_id(str(run_id))
+    async with d.engine.begin() as conn:
+        if body.thread_id is not None:
+            thread = await owned_thread(conn, who, body.thread_id, lock=True)
+            if thread is None:
+                raise ApiError(404, "not_found", "thread_id: no such thread", "thread_id")
+            if thread["archived_at"] is not None:
+                raise ApiError(409, "thread_archived", "thread_id: the thread is archived", "thread_id")
+            active = await conn.scalar(sa.select(agent_runs.c.id).where(
+                agent_runs.c.thread_id == thread["id"], agent_runs.c.status.not_in(t.TERMINAL)).limit(1))
+            if active is not None:
+                raise ApiError(409, "run_active", f"thread_id: run {active} is still active in this thread",
+                               "thread_id")
+            thread_id = thread["id"]
+        else:
+            thread_id = await create_thread(conn, who, body.message.strip()[:80])
+        wallet_id = await _wallet_for_run(conn, who, body.wallet_id)
+        await insert_message(conn, thread_id=thread_id, tenant_id=who.tenant_id, run_id=run_id, role="user",
+                             text=body.message, message_id=message_id)
+        await conn.execute(agent_runs.insert().values(
+            id=run_id, tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id, message_id=message_id,
+            wallet_id=wallet_id, workflow_id=workflow_id, status=t.QUEUED, max_steps=body.max_steps))
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+                           action="agent_run.requested", subject_type="agent_run", subject_id=str(run_id),
+                           data={"thread_id": str(thread_id), "wallet_id": str(wallet_id) if wallet_id else None})
+    inp = t.AgentRunInput(run_id=str(run_id), tenant_id=str(who.tenant_id), user_id=str(who.user_id),
+                          user_name=who.name, thread_id=str(thread_id), message_id=str(message_id),
+                          wallet_id=str(wallet_id) if wallet_id else None, max_steps=body.max_steps)
+    try:
+        await d.temporal.start_workflow(
+            t.WORKFLOW_NAME, inp, id=workflow_id, task_queue=d.settings.task_queue,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(sattr.STATUS, t.RUNNING), SearchAttributePair(sattr.TENANT, str(who.tenant_id)),
+                SearchAttributePair(sattr.KIND, "agent_run")]),
+            static_summary=f"Agent run for {who.name}: {body.message.strip()[:100]}")
+    except Exception as exc:  # the run is recorded: mark it failed rather than leave it queued forever
+        log.exception("could not start agent run %s", run_id)
+        async with d.engine.begin() as conn:
+            await conn.execute(agent_runs.update().where(agent_runs.c.id == run_id).values(
+                status=t.FAILED, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now()))
+        raise ApiError(503, "temporal_unavailable", "the run could not be started; try again") from None
+    return JSONResponse({"id": str(run_id), "thread_id": str(thread_id), "message_id": str(message_id),
+                         "workflow_id": workflow_id, "status": t.QUEUED,
+                         "events_url": f"/v1/agent-runs/{run_id}/events"}, status_code=202)
+
+
+@router.get("/{run_id}")
+async def get_run(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    async with d.engine.connect() as conn:
+        return run_view(await run_or_404(conn, who, run_id), d.settings)
+
+
+@router.post("/{run_id}/cancel", status_code=202)
+async def cancel_run(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    """Temporal cancellation: in-flight activities stop, a payment in flight is asked to cancel."""
+    async with d.engine.begin() as conn:
+        row = await run_or_404(conn, who, run_id)
+        if row["status"] in t.TERMINAL:
+            raise ApiError(409, "not_cancellable", f"agent run is already {row['status']}")
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+                           action="agent_run.cancel_requested", subject_type="agent_run", subject_id=run_id)
+    await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.name} via api")
+    return {"id": run_id, "status": "cancelling"}
+
+
+def _sse(event: dict) -> bytes:
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+async def _follow(d: Deps, run_id: uuid.UUID, after: int) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STREAM_MAX_SECONDS
+    last = after
+    while loop.time() < deadline:
+        async with d.engine.connect() as conn:
+            stored = await load_events(conn, run_id, last)
+            status = await conn.scalar(sa.select(agent_runs.c.status).where(agent_runs.c.id == run_id))
+        for event in stored:
+            yield _sse(event)
+            last = event["seq"]
+            if event["type"] in t.TERMINAL_EVENTS:
+                return
+        if status in t.TERMINAL and not stored:
+            return  # finished without a terminal event (e.g. never started): nothing more will come
+        try:
+            live = await read_live(d.redis, str(run_id), last, LIVE_BLOCK_MS)
+        except Exception:  # the live feed is an optimisation: fall back to polling Postgres
+            log.warning("redis stream unavailable for run %s; polling", run_id, exc_info=True)
+            live = []
+            await asyncio.sleep(1)
+        for event in live:
+            if event["seq"] == last + 1:  # only in order; anything else is re-read from Postgres above
+                yield _sse(event)
+                last = event["seq"]
+                if event["type"] in t.TERMINAL_EVENTS:
+                    return
+        if not live:
+            yield b": keepalive\n\n"
+
+
+@router.get("/{run_id}/events")
+async def events(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps),
+                 last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+                 after: int | None = Query(None, ge=0)):
+    async with d.engine.connect() as conn:
+        row = await run_or_404(conn, who, run_id)
+    start = after or 0
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise InvalidInput("Last-Event-ID", "must be an event id (a sequence number) from this stream")
+        start = int(last_event_id.strip())
+    return StreamingResponse(_follow(d, row["id"], start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

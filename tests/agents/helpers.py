@@ -1,0 +1,87 @@
+"""Helpers for agent-run tests: start a run, read its Server-Sent Events, wait for it, serve an extra API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from paygent.netutil import free_port
+from tests.api.helpers import auth
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@asynccontextmanager
+async def serve_api(settings, client):
+    """The real API on a free port with these settings (e.g. another task queue)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def start_run(http, dev: dict, message: str, user: str = "alice", **extra: Any) -> dict:
+    r = await http.post("/v1/agent-runs", json={"message": message, **extra}, headers=auth(dev, user))
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+async def sse_events(http, dev: dict, run_id: str, *, user: str = "alice", last_event_id: str | None = None,
+                     timeout: float = 60, on_event=None) -> list[dict]:
+    """Every event the SSE endpoint sends until it closes the stream (it does at the terminal event)."""
+    headers = auth(dev, user)
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    events: list[dict] = []
+    async with asyncio.timeout(timeout):
+        async with http.stream("GET", f"/v1/agent-runs/{run_id}/events", headers=headers) as r:
+            assert r.status_code == 200, await r.aread()
+            assert r.headers["content-type"].startswith("text/event-stream")
+            fields: dict[str, str] = {}
+            async for line in r.aiter_lines():
+                if line == "":
+                    if "data" in fields:
+                        event = json.loads(fields["data"])
+                        assert fields["id"] == str(event["seq"]) and fields["event"] == event["type"]
+                        events.append(event)
+                        if on_event is not None:
+                            await on_event(event)
+                    fields = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+    return events
+
+
+async def wait_run(http, dev: dict, run_id: str, *, user: str = "alice", timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        r = await http.get(f"/v1/agent-runs/{run_id}", headers=auth(dev, user))
+        assert r.status_code == 200, r.text
+        if r.json()["status"] in TERMINAL:
+            return r.json()
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run still {r.json()['status']} after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+def types(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def of_type(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["type"] == kind]

@@ -1,0 +1,177 @@
+"""The `pay` tool inside an agent run: a child PaymentWorkflow, watched until it ends or a deadline passes.
+
+Runs in the AgentRunWorkflow's sandbox (deterministic: timers and activities only). The payment is recorded by
+an activity with id uuid5(run id, tool call id) and started as child `payment-<that id>` with
+REJECT_DUPLICATE, so no replay, retry or continue-as-new can pay twice. The child is ABANDONed when the run
+closes: a payment already signed must settle on its own, never be terminated half-way.
+
+While the child runs, its row status is polled with a growing interval. `awaiting_approval`/`time_locked`
+emits `approval_requested` (bound to this tool call id and its arguments); leaving that state, or ending,
+emits `approval_decided`. Whatever the payment ends as (confirmed, refused, rejected, expired, cancelled,
+failed) becomes the tool's result for the model to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import (ActivityError, ApplicationError, ChildWorkflowError,
+                                   WorkflowAlreadyStartedError, is_cancelled_exception)
+
+from paygent.llm.types import ToolCall
+from workflows import agent_types as t
+from workflows import payment_types as pt
+from workflows import search_attributes as sa
+
+with workflow.unsafe.imports_passed_through():
+    from paygent.domain.money import format_amount
+
+if TYPE_CHECKING:
+    from workflows.agent_run import AgentRunWorkflow
+
+FIRST_POLL = timedelta(seconds=1)
+MAX_POLL = timedelta(seconds=60)
+PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
+WAITING = frozenset({pt.AWAITING_APPROVAL, pt.TIME_LOCKED})
+DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
+
+
+def failure_reason(err: BaseException) -> str:
+    """The innermost cause's message (and error type), for a human and for the model."""
+    cause: BaseException = err
+    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
+        cause = cause.cause
+    message = getattr(cause, "message", None) or str(cause)
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{message} [{cause.type}]"
+    return message
+
+
+def decision_of(status: str, reason: str | None) -> str:
+    """How the human decision went, read from where the payment went next."""
+    text = f"{status} {reason or ''}".lower()
+    for word in ("rejected", "expired", "cancelled"):
+        if word in text:
+            return word
+    return "approved"
+
+
+def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
+    data = {"payment_id": req.payment_id, "status": final.status, "asset": req.asset, "to": req.to,
+            "amount": format_amount(req.amount_atomic, req.decimals)}
+    if final.tx_hash:
+        data["tx_hash"] = final.tx_hash
+    if final.status == pt.CONFIRMED:
+        data["block_number"] = final.block_number
+        return t.ToolOutcome(ok=True, text=json.dumps(data))
+    data["reason"] = final.failure_reason or f"the payment is {final.status}"
+    if final.status == pt.REFUSED:
+        data["error"] = f"refused by the spending policy: {data['reason']}"
+    return t.ToolOutcome(ok=False, text=json.dumps(data))
+
+
+class PaymentTool:
+    def __init__(self, run: AgentRunWorkflow) -> None:
+        self.run = run
+
+    async def pay(self, step: int, call: ToolCall) -> t.ToolOutcome:
+        inp = self.run._inp
+        prepared: t.PreparedPayment = await workflow.execute_activity(
+            t.ACT_PREPARE_PAYMENT, t.PreparePayment(run_id=inp.run_id, tenant_id=inp.tenant_id,
+                                                    user_id=inp.user_id, user_name=inp.user_name,
+                                                    wallet_id=inp.wallet_id, call=call),
+            result_type=t.PreparedPayment, start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY, summary="Record the payment")
+        if prepared.error or prepared.request is None:
+            return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
+        req = prepared.request
+        try:
+            final = await self._watch(step, call, prepared)
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
+            if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
+                raise
+            status = await self._cancel(req.payment_id, "the agent run was cancelled")
+            self.run.note_cancelled_payment({"payment_id": req.payment_id, "payment_status": status.status})
+            raise
+        return outcome(req, final)
+
+    async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentStatus:
+        req = prepared.request
+        assert req is not None
+        try:
+            child = await workflow.start_child_workflow(
+                pt.WORKFLOW_NAME, req, id=pt.payment_workflow_id(req.payment_id), result_type=pt.PaymentState,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(sa.STATUS, pt.PENDING), SearchAttributePair(sa.TENANT, req.tenant_id),
+                    SearchAttributePair(sa.KIND, "transfer"), SearchAttributePair(sa.ASSET, req.asset),
+                    SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1))]),
+                static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} to {req.to}",
+                static_details=f"Agent run {self.run._inp.run_id}, tool call {call.id}, for {req.requested_by}.")
+        except WorkflowAlreadyStartedError:
+            child = None  # started by an earlier execution of this run: follow it through its row instead
+        bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments,
+                 "payment_id": req.payment_id}
+        asked = decided = False
+        delay = FIRST_POLL
+        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
+        while True:
+            if child is not None:
+                try:
+                    await workflow.wait_condition(child.done, timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+                if child.done():
+                    final = self._child_final(child, req.payment_id)
+                    break
+            else:
+                await workflow.sleep(delay)
+            status = await self._status(req.payment_id)
+            if child is None and status.status in pt.TERMINAL:
+                final = status
+                break
+            if status.status in WAITING and not asked:
+                asked = True
+                await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": status.status})
+            elif asked and not decided and status.status not in WAITING:
+                decided = True
+                await self.run.emit(t.APPROVAL_DECIDED, {
+                    **bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)})
+            if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
+                final = await self._cancel(req.payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
+                break
+            delay = min(delay * 2, MAX_POLL)
+        if asked and not decided:
+            await self.run.emit(t.APPROVAL_DECIDED, {
+                **bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)})
+        return final
+
+    @staticmethod
+    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentStatus:
+        try:
+            state: pt.PaymentState = child.result()
+        except ChildWorkflowError as err:
+            status = pt.CANCELLED if is_cancelled_exception(err) else pt.FAILED
+            return t.PaymentStatus(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
+        return t.PaymentStatus(payment_id=payment_id, status=state.status, tx_hash=state.tx_hash,
+                               block_number=state.block_number, failure_reason=state.failure_reason)
+
+    async def _status(self, payment_id: str) -> t.PaymentStatus:
+        return await workflow.execute_activity(
+            t.ACT_PAYMENT_STATUS, payment_id, result_type=t.PaymentStatus,
+            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY, summary="Payment status")
+
+    async def _cancel(self, payment_id: str, reason: str) -> t.PaymentStatus:
+        return await workflow.execute_activity(
+            t.ACT_CANCEL_PAYMENT, t.CancelPayment(payment_id=payment_id, actor=self.run._inp.user_name,
+                                                  reason=reason),
+            result_type=t.PaymentStatus, start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DB_RETRY, summary="Cancel the payment")

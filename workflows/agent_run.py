@@ -1,0 +1,179 @@
+"""AgentRunWorkflow: LLM step -> tool calls -> results -> ... until a final answer or the step limit.
+
+The workflow decides; activities do the I/O. It carries ids and short summaries only: the conversation is in
+Postgres, each LLM step is stored under (run_id, step) by `agent.llm_step` (a retry returns the stored answer,
+so a finished step is never asked again), and the child payment's id is derived from (run id, tool call id),
+so a replay can never pay twice. Every event gets the next sequence number here, and every emit finishes before
+the next starts (`WAIT_CANCELLATION_COMPLETED`), so a run's events are gap-free and in order.
+
+Cancellation (`POST /v1/agent-runs/{id}/cancel` -> Temporal workflow cancellation): in-flight activities are
+cancelled (the LLM step heartbeats, so it stops), a payment in flight is asked to cancel through its own Update
+(see workflows/agent_pay.py), then `agent_failed` with status `cancelled` is emitted and the run ends cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
+
+from paygent.llm.types import ToolCall
+from workflows import agent_types as t
+from workflows import search_attributes as sa
+from workflows.agent_pay import PaymentTool, failure_reason
+
+LLM_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                        maximum_interval=timedelta(seconds=30), maximum_attempts=5,
+                        non_retryable_error_types=["LlmPermanentError", "AgentRunMissing"])
+DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
+TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                         maximum_attempts=5)
+RUN_FAILED = "AgentRunFailed"
+
+
+def tool_error(message: str) -> t.ToolOutcome:
+    return t.ToolOutcome(ok=False, text=json.dumps({"error": message}))
+
+
+@workflow.defn(name=t.WORKFLOW_NAME)
+class AgentRunWorkflow:
+    def __init__(self) -> None:
+        self._status = t.QUEUED
+        self._step = 0
+        self._seq = 1
+        self._cancelling = False
+        self._cancel_note: dict[str, Any] = {}
+
+    @workflow.query(name="state")
+    def state(self) -> dict[str, Any]:
+        return {"status": self._status, "step": self._step, "next_seq": self._seq}
+
+    @workflow.run
+    async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
+        self._inp = inp
+        self._seq = inp.next_seq
+        self._payments = PaymentTool(self)
+        try:
+            return await self._loop()
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
+            if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
+                raise
+            await self._on_cancelled()
+            raise asyncio.CancelledError() from None
+
+    async def _loop(self) -> t.AgentRunResult:
+        inp = self._inp
+        if inp.next_seq == 1:  # the first execution, not a continuation
+            await self.emit(t.AGENT_STARTED, {"thread_id": inp.thread_id, "message_id": inp.message_id,
+                                              "max_steps": inp.max_steps, "wallet_id": inp.wallet_id})
+        self._status = t.RUNNING
+        step = inp.next_step
+        while True:
+            if step > inp.max_steps:
+                await self._fail(f"stopped: the step limit ({inp.max_steps}) was reached before a final answer",
+                                 step - 1)
+            if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
+                workflow.continue_as_new(inp.model_copy(update={"next_step": step, "next_seq": self._seq}))
+            self._step = step
+            workflow.set_current_details(f"Step {step}: thinking")
+            await self.emit(t.AGENT_THINKING, {"step": step, "status": "started"})
+            try:
+                result: t.LlmStepResult = await workflow.execute_activity(
+                    t.ACT_LLM_STEP, t.LlmStepInput(run_id=inp.run_id, step=step), result_type=t.LlmStepResult,
+                    start_to_close_timeout=timedelta(minutes=3), heartbeat_timeout=timedelta(seconds=20),
+                    schedule_to_close_timeout=timedelta(minutes=15), retry_policy=LLM_RETRY,
+                    summary=f"LLM step {step}")
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                await self._fail(f"LLM step {step} failed: {failure_reason(err)}", step)
+            await self.emit(t.AGENT_THINKING, {
+                "step": step, "status": "answered", "provider": result.provider, "model": result.model,
+                "fallback_from": result.fallback_from, "fallback_reason": result.fallback_reason,
+                "tool_calls": [c.name for c in result.tool_calls], "text": result.text_excerpt})
+            if not result.tool_calls:
+                await self.emit(t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step})
+                self._finish(t.COMPLETED, f"Answered in {step} step(s)")
+                return t.AgentRunResult(run_id=inp.run_id, status=t.COMPLETED, steps=step,
+                                        answer_excerpt=result.text_excerpt)
+            for call in result.tool_calls:
+                await self._run_tool(step, call)
+            step += 1
+
+    async def _run_tool(self, step: int, call: ToolCall) -> None:
+        inp = self._inp
+        workflow.set_current_details(f"Step {step}: running {call.name}")
+        await self.emit(t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name,
+                                           "arguments": call.arguments})
+        if call.name == "pay":
+            outcome = await self._payments.pay(step, call)
+        else:
+            try:
+                outcome = await workflow.execute_activity(
+                    t.ACT_RUN_TOOL, t.ToolInvocation(run_id=inp.run_id, tenant_id=inp.tenant_id,
+                                                     user_id=inp.user_id, wallet_id=inp.wallet_id, call=call),
+                    result_type=t.ToolOutcome, start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=timedelta(minutes=10), retry_policy=TOOL_RETRY,
+                    summary=f"Tool {call.name}")
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                outcome = tool_error(f"{call.name} failed: {failure_reason(err)}")
+        seq = self._next_seq()
+        await workflow.execute_activity(
+            t.ACT_RECORD_TOOL_RESULT, t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call,
+                                                         outcome=outcome),
+            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY, cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"Record the {call.name} result")
+        self.check_cancelled()
+
+    def _next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    async def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
+        await workflow.execute_activity(
+            t.ACT_EMIT, t.EmitEvent(run_id=self._inp.run_id, seq=self._next_seq(), type=kind, data=data),
+            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY, cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=kind)
+        if kind == t.APPROVAL_REQUESTED:
+            self._status = t.AWAITING_APPROVAL
+        elif kind == t.APPROVAL_DECIDED:
+            self._status = t.RUNNING
+        if not self._cancelling:
+            self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        """A cancel that arrived while a non-cancellable activity ran is honoured at the next step boundary."""
+        if workflow.cancellation_reason() is not None and not self._cancelling:
+            raise asyncio.CancelledError()
+
+    def note_cancelled_payment(self, note: dict[str, Any]) -> None:
+        self._cancel_note = note
+
+    async def _fail(self, error: str, step: int) -> None:
+        self._cancelling = True  # the run is ending: a late cancel must not add a second terminal event
+        await self.emit(t.AGENT_FAILED, {"status": t.FAILED, "error": error, "step": step})
+        self._finish(t.FAILED, error)
+        raise ApplicationError(error, type=RUN_FAILED, non_retryable=True)
+
+    async def _on_cancelled(self) -> None:
+        self._cancelling = True
+        reason = workflow.cancellation_reason() or ""
+        error = "cancelled" + (f": {reason}" if reason else "")
+        await self.emit(t.AGENT_FAILED, {"status": t.CANCELLED, "error": error, "step": self._step,
+                                         **self._cancel_note})
+        self._finish(t.CANCELLED, error)
+
+    def _finish(self, status: str, detail: str) -> None:
+        self._status = status
+        workflow.set_current_details(detail)
+        workflow.upsert_search_attributes([sa.STATUS.value_set(status)])

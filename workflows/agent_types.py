@@ -1,0 +1,198 @@
+"""The agent run's public contract: workflow input/result, activity names and payloads, event types, tools.
+
+Pure pydantic and constants (the workflow sandbox imports this module; so do the API and the activities). The
+workflow passes ids and short summaries through these models; the conversation itself stays in Postgres.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from paygent.llm.types import ToolCall, ToolSpec
+from workflows.payment_types import PaymentRequest
+
+WORKFLOW_NAME = "AgentRunWorkflow"
+DEFAULT_MAX_STEPS = 8
+MAX_MAX_STEPS = 50
+
+# Run statuses (agent_runs.status); the last three are terminal.
+QUEUED, RUNNING, AWAITING_APPROVAL = "queued", "running", "awaiting_approval"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+# Event types, in the order a run usually emits them.
+AGENT_STARTED = "agent_started"
+AGENT_THINKING = "agent_thinking"
+TOOL_EXECUTING = "tool_executing"
+TOOL_COMPLETED = "tool_completed"
+APPROVAL_REQUESTED = "approval_requested"
+APPROVAL_DECIDED = "approval_decided"
+AGENT_COMPLETED = "agent_completed"
+AGENT_FAILED = "agent_failed"
+EVENT_TYPES = (AGENT_STARTED, AGENT_THINKING, TOOL_EXECUTING, TOOL_COMPLETED, APPROVAL_REQUESTED,
+               APPROVAL_DECIDED, AGENT_COMPLETED, AGENT_FAILED)
+TERMINAL_EVENTS = frozenset({AGENT_COMPLETED, AGENT_FAILED})
+
+# Activity names (activities/agent_*.py); the workflow calls them by name and never imports activity code.
+ACT_EMIT = "agent.emit_event"
+ACT_LLM_STEP = "agent.llm_step"
+ACT_RUN_TOOL = "agent.run_tool"
+ACT_RECORD_TOOL_RESULT = "agent.record_tool_result"
+ACT_PREPARE_PAYMENT = "agent.prepare_payment"
+ACT_PAYMENT_STATUS = "agent.payment_status"
+ACT_CANCEL_PAYMENT = "agent.cancel_payment"
+
+# A payment made by a run's tool call has an id derived from (run id, tool call id): a replayed or retried run
+# computes the same payment, hence the same child workflow id, and can never pay twice.
+AGENT_PAYMENT_NAMESPACE = uuid.UUID("0b7d8f6e-3c2a-5e1f-9a4b-6d5c4e3f2a10")
+
+
+def agent_workflow_id(run_id: str) -> str:
+    return f"agent-run-{run_id}"
+
+
+def agent_payment_id(run_id: str, tool_call_id: str) -> str:
+    return str(uuid.uuid5(AGENT_PAYMENT_NAMESPACE, f"{run_id}:{tool_call_id}"))
+
+
+def stream_key(run_id: str) -> str:
+    """The Redis Stream that fans a run's events out live; entry ids are `0-<seq>`."""
+    return f"paygent:run:{run_id}"
+
+
+class AgentRunInput(BaseModel):
+    """Who asked what, where. `next_step`/`next_seq` carry progress across continue-as-new."""
+
+    run_id: str
+    tenant_id: str
+    user_id: str
+    user_name: str
+    thread_id: str
+    message_id: str
+    wallet_id: str | None = None
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=MAX_MAX_STEPS)
+    next_step: int = 1
+    next_seq: int = 1
+
+
+class AgentRunResult(BaseModel):
+    run_id: str
+    status: str
+    steps: int
+    answer_excerpt: str | None = None
+
+
+class EmitEvent(BaseModel):
+    """One event; (run_id, seq) makes emitting idempotent. The event type also moves the run's status."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class LlmStepInput(BaseModel):
+    run_id: str
+    step: int
+
+
+class LlmStepResult(BaseModel):
+    """The step's outcome, small: tool calls to run, or the id of the stored final answer plus an excerpt."""
+
+    step: int
+    message_id: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    text_excerpt: str | None = None
+    provider: str
+    model: str
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+    reused: bool = False  # True when the step had already been answered and stored (a retry after a crash)
+
+
+class ToolInvocation(BaseModel):
+    run_id: str
+    tenant_id: str
+    user_id: str
+    wallet_id: str | None = None
+    call: ToolCall
+
+
+class ToolOutcome(BaseModel):
+    """A tool's result as the text the LLM will read (usually JSON), and whether the tool succeeded."""
+
+    ok: bool
+    text: str
+
+
+class ToolResultRecord(BaseModel):
+    run_id: str
+    step: int
+    seq: int  # the `tool_completed` event written in the same transaction
+    call: ToolCall
+    outcome: ToolOutcome
+
+
+class PreparePayment(BaseModel):
+    run_id: str
+    tenant_id: str
+    user_id: str
+    user_name: str
+    wallet_id: str | None
+    call: ToolCall
+
+
+class PreparedPayment(BaseModel):
+    """Either a recorded payment to start as a child workflow, or the reason it cannot be made (for the LLM)."""
+
+    request: PaymentRequest | None = None
+    status: str | None = None   # the row's status when it already existed (a retried run)
+    error: str | None = None
+    wallet_name: str | None = None
+    amount_label: str | None = None
+
+
+class PaymentStatus(BaseModel):
+    payment_id: str
+    status: str
+    tx_hash: str | None = None
+    block_number: int | None = None
+    failure_reason: str | None = None
+
+
+class CancelPayment(BaseModel):
+    payment_id: str
+    actor: str
+    reason: str
+
+
+def _spec(name: str, description: str, required: tuple[str, ...] = (), **props: dict) -> ToolSpec:
+    return ToolSpec(name=name, description=description,
+                    input_schema={"type": "object", "properties": props, "required": list(required)})
+
+
+_STR = {"type": "string"}
+TOOLS: list[ToolSpec] = [
+    _spec("wallet_balance", "The agent wallet's token balance."),
+    _spec("pay", "Pay a token amount to an address. Spending limits and approvals apply; amounts are decimal "
+          "strings such as \"5\" or \"0.25\".", ("to", "amount", "asset"), to=_STR, amount=_STR, asset=_STR,
+          memo=_STR),
+    _spec("x402_fetch", "Fetch a URL, paying via x402 up to a cap (decimal string, USDC).", ("url", "max_amount"),
+          url=_STR, max_amount=_STR),
+    _spec("memory_set", "Remember a value under a key (optional ttl_seconds, optional namespace).",
+          ("key", "value"), key=_STR, value=_STR, namespace=_STR, ttl_seconds={"type": "integer"}),
+    _spec("memory_get", "Recall the value stored under a key.", ("key",), key=_STR, namespace=_STR),
+    _spec("memory_search", "List remembered keys starting with a prefix.", ("prefix",), prefix=_STR,
+          namespace=_STR),
+    _spec("list_paid_services", "List the paid services the agent may use."),
+    _spec("health", "Check that the control plane is healthy."),
+]
+SYSTEM_PROMPT = (
+    "You are Paygent's agent. You act for one user and may spend money from their wallet only through the "
+    "`pay` and `x402_fetch` tools, where spending limits and human approvals apply. Amounts are decimal strings "
+    "(never floats). If a payment is rejected, expires or is refused, say so plainly; never retry it on your "
+    "own. When a payment confirms, give its transaction hash."
+)
