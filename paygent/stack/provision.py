@@ -71,13 +71,26 @@ async def ensure_token(w3, existing: dict[str, Any] | None) -> dict[str, Any]:
     from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, deploy_token, is_deployed
 
     address = ((existing or {}).get("token") or {}).get("address")
-    if not address or not await is_deployed(w3, address):
+    if not address or not await is_deployed(w3, address) or not await _is_our_token(w3, address):
         address = await deploy_token(w3, dev_account(0))
     return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}
 
 
 def key_source(cfg: StackConfig) -> str:
     return "PAYGENT_MASTER_KEY" if os.environ.get("PAYGENT_MASTER_KEY") else str(cfg.master_key_path)
+
+
+async def _is_our_token(w3, address: str) -> bool:
+    """Code at the address is not enough on a reused chain: a fresh anvil gives every first deployment of
+    account 0 the same address. Ask the contract what it is."""
+    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, token_abi
+
+    contract = w3.eth.contract(address=address, abi=token_abi())
+    try:
+        return (await contract.functions.symbol().call() == TOKEN_SYMBOL
+                and await contract.functions.decimals().call() == TOKEN_DECIMALS)
+    except Exception:
+        return False
 
 
 async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *, key_from: str

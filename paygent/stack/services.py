@@ -41,7 +41,7 @@ def _with_db(url: str, db: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
 
-async def _pg_check(url: str) -> str:
+async def pg_state(url: str) -> str:
     """'ok', 'missing-db', 'unreachable', or 'refused: <reason>' (auth and the like)."""
     import asyncpg
 
@@ -72,13 +72,13 @@ async def _pg_create_db(url: str) -> None:
 
 def _pg_usable(url: str) -> str:
     """Make sure the database in `url` exists when its server answers; returns the final check result."""
-    state = asyncio.run(_pg_check(url))
+    state = asyncio.run(pg_state(url))
     if state == "missing-db":
         try:
             asyncio.run(_pg_create_db(url))
         except Exception as exc:  # e.g. a role without CREATEDB
             return f"refused: cannot create the database: {type(exc).__name__}: {exc}"
-        state = asyncio.run(_pg_check(url))
+        state = asyncio.run(pg_state(url))
     return state
 
 
@@ -192,7 +192,7 @@ def stop_postgres(cfg: StackConfig) -> bool:
     return True
 
 
-def _redis_ok(url: str) -> bool:
+def redis_answers(url: str) -> bool:
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
@@ -209,7 +209,7 @@ def ensure_redis(cfg: StackConfig) -> tuple[Piece, str]:
     own = processes.running(cfg, "redis")
     if own is not None:
         return Piece.ours(own), own.extra["url"]
-    if _redis_ok(cfg.redis_url):
+    if redis_answers(cfg.redis_url):
         return Piece("redis", True, "external", redact(cfg.redis_url)), cfg.redis_url
     binary = shutil.which("redis-server") or next(
         (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()), None)
@@ -221,7 +221,7 @@ def ensure_redis(cfg: StackConfig) -> tuple[Piece, str]:
     proc, rec = processes.start(cfg, "redis", [binary, "--port", str(cfg.redis_port), "--bind", HOST,
                                                "--save", "", "--appendonly", "no", "--dir", str(cfg.redis_dir)],
                                 address=f"{HOST}:{cfg.redis_port}")
-    processes.wait_until(lambda: _redis_ok(url), piece="Redis (private)", log=rec.log, timeout=20, proc=proc)
+    processes.wait_until(lambda: redis_answers(url), piece="Redis (private)", log=rec.log, timeout=20, proc=proc)
     rec = processes.remember(cfg, "redis", proc.pid, address=rec.address, log=Path(rec.log), url=url)
     return Piece.ours(rec), url
 

@@ -98,10 +98,10 @@ def _answers(name: str, address: str) -> bool | str:
     if name == "postgres":
         import asyncio
 
-        state = asyncio.run(services._pg_check(address))
+        state = asyncio.run(services.pg_state(address))
         return True if state == "ok" else ("database not created yet" if state == "missing-db" else False)
     if name == "redis":
-        return services._redis_ok(address)
+        return services.redis_answers(address)
     if name == "temporal":
         return servers.temporal_healthy(address)
     if name == "anvil":
