@@ -63,7 +63,8 @@ async def save_policy(conn: AsyncConnection, wallet_id: uuid.UUID, policy: Spend
 async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, to: str, asset: str,
                   amount_atomic: int) -> ReserveResult:
     """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations."""
-    await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update())
+    # NO KEY UPDATE: serialises reservations without blocking inserts that merely reference the wallet
+    await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
     existing = await conn.scalar(sa.select(reservations.c.status).where(reservations.c.payment_id == payment_id))
     if existing is not None:
         return ReserveResult(reserved=existing != RELEASED)

@@ -1,4 +1,4 @@
-"""The worker SIGKILLed while a payment is in flight, then restarted: the payment completes, one transfer."""
+"""The worker SIGKILLed at each step of a payment, then restarted: it completes with exactly one transfer."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import uuid
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 import sqlalchemy as sa
 import uvicorn
 from web3 import AsyncWeb3
 
 from api.app import create_app
-from paygent.db.schema import payments
+from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.netutil import free_port
+from tests.api.rpc_proxy import RpcProxy
 from tests.api.helpers import create, new_recipient, payment_body, token_balance, transfers_to, wait_final
 
 
@@ -58,35 +60,80 @@ async def _wait_row(db_engine, payment_id: str, predicate, timeout: float = 30):
     raise AssertionError(f"payment {payment_id} never reached the expected state")
 
 
-async def test_sigkill_while_awaiting_the_receipt(app_settings, temporal_env, dev, db_engine):
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("step", ["before_signing", "after_signing", "after_broadcast", "after_receipt"])
+async def test_sigkill_at_each_step_then_restart_pays_exactly_once(step, app_settings, temporal_env, dev,
+                                                                   db_engine):
     # A task queue no in-process worker serves: only the subprocess workers below run this payment.
     settings = app_settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}"})
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
     to = new_recipient()
-    await w3.provider.make_request("evm_setAutomine", [False])  # hold the tx in the mempool
-    first = _worker_process(settings)
-    second = None
-    try:
-        async with _api(settings, temporal_env.client) as http:
-            r = await create(http, dev, payment_body(dev, to, "7.25"))
-            assert r.status_code == 202, r.text
-            pid = r.json()["id"]
-            row = await _wait_row(db_engine, pid, lambda p: p["status"] == "submitted")
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
-            assert await transfers_to(settings.rpc_url, settings.token_address, to) == 0
-
-            second = _worker_process(settings)
+    treasury_id = uuid.UUID(dev["wallets"]["treasury"]["id"])
+    procs: list[subprocess.Popen] = []
+    async with RpcProxy(settings.rpc_url) as proxy:
+        worker_settings = settings.model_copy(update={"rpc_url": proxy.url})
+        procs.append(_worker_process(worker_settings))
+        try:
+            async with _api(settings, temporal_env.client) as http:
+                if step == "before_signing":
+                    async with db_engine.connect() as conn:  # hold the wallet row: the reservation waits on it
+                        txn = await conn.begin()
+                        await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == treasury_id)
+                                           .with_for_update(key_share=True))
+                        pid = (await create(http, dev, payment_body(dev, to, "7.25"))).json()["id"]
+                        await asyncio.sleep(1.5)
+                        row = await _wait_row(db_engine, pid, lambda p: True)
+                        assert row["signed_tx"] is None
+                        _kill(procs[0])
+                        await txn.rollback()
+                elif step == "after_signing":
+                    proxy.hold_sends()  # the signed bytes are stored, the node never gets them
+                    pid = (await create(http, dev, payment_body(dev, to, "7.25"))).json()["id"]
+                    await _wait_row(db_engine, pid, lambda p: p["signed_tx"] is not None)
+                    while proxy.held == 0:
+                        await asyncio.sleep(0.05)
+                    _kill(procs[0])
+                    proxy.release_sends()
+                elif step == "after_broadcast":
+                    await w3.provider.make_request("evm_setAutomine", [False])
+                    pid = (await create(http, dev, payment_body(dev, to, "7.25"))).json()["id"]
+                    await _wait_row(db_engine, pid, lambda p: p["status"] == "submitted")
+                    _kill(procs[0])
+                    await w3.provider.make_request("evm_setAutomine", [True])
+                    await w3.provider.make_request("evm_mine", [])
+                else:  # after_receipt: mined, but the ledger is not written yet
+                    await w3.provider.make_request("evm_setAutomine", [False])
+                    pid = (await create(http, dev, payment_body(dev, to, "7.25"))).json()["id"]
+                    row = await _wait_row(db_engine, pid, lambda p: p["status"] == "submitted")
+                    async with db_engine.connect() as conn:  # hold the payment row: settling waits on it
+                        txn = await conn.begin()
+                        await conn.execute(sa.select(payments.c.id).where(payments.c.id == uuid.UUID(pid))
+                                           .with_for_update())
+                        await w3.provider.make_request("evm_setAutomine", [True])
+                        await w3.provider.make_request("evm_mine", [])
+                        assert (await w3.eth.get_transaction_receipt(row["tx_hash"]))["status"] == 1
+                        await asyncio.sleep(1.0)
+                        _kill(procs[0])
+                        await txn.rollback()
+                    assert (await _wait_row(db_engine, pid, lambda p: True))["status"] == "submitted"
+                procs.append(_worker_process(worker_settings))
+                final = await wait_final(http, dev, pid, timeout=120)
+        finally:
             await w3.provider.make_request("evm_setAutomine", [True])
-            await w3.provider.make_request("evm_mine", [])
-            final = await wait_final(http, dev, pid, timeout=90)
-        assert final["status"] == "confirmed"
-        assert final["tx_hash"] == row["tx_hash"]  # the one transaction signed before the crash
-        assert await transfers_to(settings.rpc_url, settings.token_address, to) == 1
-        assert await token_balance(settings.rpc_url, settings.token_address, to) == 7_250_000
-    finally:
-        await w3.provider.make_request("evm_setAutomine", [True])
-        for proc in (first, second):
-            if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            for proc in procs:
+                if proc.poll() is None:
+                    _kill(proc)
+    assert final["status"] == "confirmed", final
+    assert await transfers_to(settings.rpc_url, settings.token_address, to) == 1
+    assert await token_balance(settings.rpc_url, settings.token_address, to) == 7_250_000
+    async with db_engine.connect() as conn:
+        ledger = dict((await conn.execute(sa.select(ledger_entries.c.account, ledger_entries.c.amount_atomic)
+                                          .where(ledger_entries.c.payment_id == uuid.UUID(pid)))).all())
+        attempts = await conn.scalar(sa.select(sa.func.count()).select_from(payment_transactions).where(
+            payment_transactions.c.payment_id == uuid.UUID(pid)))
+    assert ledger == {f"wallet:{treasury_id}": -7_250_000, f"external:{to}": 7_250_000}  # agrees with the chain
+    assert attempts == 1  # signed once, whatever the crash

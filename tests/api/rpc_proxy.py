@@ -1,0 +1,58 @@
+"""A JSON-RPC pass-through to anvil that can hold `eth_sendRawTransaction` calls: it lets a test stop a worker
+right after it persisted a signed transaction and before the node ever saw it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paygent.netutil import free_port
+
+
+class RpcProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.release = asyncio.Event()
+        self.release.set()
+        self.held = 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._client = httpx.AsyncClient(timeout=30)
+        app = Starlette(routes=[Route("/", self._forward, methods=["POST"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+
+    def hold_sends(self) -> None:
+        self.release.clear()
+
+    def release_sends(self) -> None:
+        self.release.set()
+
+    async def _forward(self, request: Request) -> Response:
+        body = await request.body()
+        methods = {c.get("method") for c in (json.loads(body) if body.startswith(b"[") else [json.loads(body)])}
+        if "eth_sendRawTransaction" in methods and not self.release.is_set():
+            self.held += 1
+            await self.release.wait()
+            return Response(status_code=503)  # the caller that was held is long gone; never forward it
+        upstream = await self._client.post(self.upstream, content=body,
+                                            headers={"content-type": "application/json"})
+        return Response(upstream.content, status_code=upstream.status_code, media_type="application/json")
+
+    async def __aenter__(self) -> "RpcProxy":
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.release.set()
+        self._server.should_exit = True
+        await self._task
+        await self._client.aclose()
