@@ -69,6 +69,27 @@ async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str =
     return final
 
 
+async def fetch_paid(http, dev, w3, *, url: str, max_amount: str, as_user: str = "alice") -> dict:
+    """An x402 pay-per-request fetch through the API: the workflow probes, reserves, signs once, settles."""
+    token = dev["token"]
+    headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
+    print(f"\n==> {as_user} fetches {url}, paying with x402 up to {max_amount} {token['symbol']}")
+    r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                        json={"kind": "x402", "wallet_id": dev["wallets"]["treasury"]["id"], "url": url,
+                              "max_amount": max_amount, "asset": token["symbol"], "memo": "demo: paid API call"})
+    if r.status_code != 202:
+        raise SystemExit(f"x402 payment refused: HTTP {r.status_code} {r.text}")
+    final = await _wait(http, headers, r.json()["id"])
+    x402 = final.get("x402") or {}
+    print(f"    paid:     {final['amount']} {token['symbol']} to {final['to']} (outcome {x402.get('outcome')})")
+    print(f"    answer:   HTTP {x402.get('response_status')} {str(x402.get('response_body_excerpt'))[:120]}")
+    print(f"    settled:  tx {(x402.get('receipt') or {}).get('transaction')}")
+    print(f"    Temporal UI: {final['temporal_ui_url']}")
+    if final["status"] != "confirmed":
+        raise SystemExit(f"x402 payment ended {final['status']}: {final['failure_reason']}")
+    return final
+
+
 async def run_demo() -> int:
     dev = _load_dev()
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
@@ -80,6 +101,8 @@ async def run_demo() -> int:
             return 1
         print(f"Paygent demo against {dev['api_url']} (chain {dev['chain_id']}, token {dev['token']['address']})")
         await pay_and_watch(http, dev, w3, amount="25", memo="demo: small payment, no approval needed")
+        if dev.get("x402_service_url"):
+            await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
     print(f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
           "?query=WorkflowType%3D%27PaymentWorkflow%27")
     return 0

@@ -108,3 +108,29 @@ def api_health(api_url: str) -> dict | None:
         return httpx.get(f"{api_url}/healthz", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def paid_service_answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def launch_paid_service(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
+    """The local x402 paid service (`python -m paygent.x402`): paid endpoints settling on our anvil."""
+    url = cfg.x402_service_url
+    own = processes.running(cfg, "x402")
+    if own is not None:
+        return lambda: Piece.ours(own, note=f"try {url}/weather")
+    if port_open("127.0.0.1", cfg.x402_port):
+        raise StackError(f"x402 service: port {cfg.x402_port} is taken; free it or set PAYGENT_X402_PORT")
+    cmd = [sys.executable, "-m", "paygent.x402", "--host", "127.0.0.1", "--port", str(cfg.x402_port)]
+    proc, rec = processes.start(cfg, "x402", cmd, address=url, env=env, cwd=REPO_ROOT)
+
+    def ready() -> Piece:
+        processes.wait_until(lambda: paid_service_answers(url), piece="x402 service", log=rec.log, timeout=60,
+                             proc=proc, interval=0.25)
+        return Piece.ours(rec, note=f"try {url}/weather")
+
+    return ready

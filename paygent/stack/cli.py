@@ -35,12 +35,14 @@ def up(
     temporal_ui_port: PortOpt = typer.Option(None, help="Temporal Web UI port [env PAYGENT_TEMPORAL_UI_PORT, 8233]"),
     anvil_port: PortOpt = typer.Option(None, help="anvil JSON-RPC port [env PAYGENT_ANVIL_PORT, 8545]"),
     api_port: PortOpt = typer.Option(None, help="API port [env PAYGENT_API_PORT, 8000]"),
+    x402_port: PortOpt = typer.Option(None, help="x402 paid service port [env PAYGENT_X402_PORT, 8402]"),
     postgres_port: PortOpt = typer.Option(None, help="private Postgres port [env PAYGENT_POSTGRES_PORT, 54329]"),
     redis_port: PortOpt = typer.Option(None, help="private Redis port [env PAYGENT_REDIS_PORT, 63799]"),
 ) -> None:
     """Start whatever is not already running, set everything up, and write .paygent/dev.json. Idempotent."""
     cfg = StackConfig.load(temporal_port=temporal_port, temporal_ui_port=temporal_ui_port, anvil_port=anvil_port,
-                           api_port=api_port, postgres_port=postgres_port, redis_port=redis_port)
+                           api_port=api_port, x402_port=x402_port, postgres_port=postgres_port,
+                           redis_port=redis_port)
     typer.echo(f"==> paygent stack up (state in {cfg.home})")
     try:
         dev = stack.up(cfg, typer.echo)

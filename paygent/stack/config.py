@@ -25,6 +25,8 @@ PORTS: dict[str, tuple[str, str | None, int]] = {
     "temporal_ui": ("PAYGENT_TEMPORAL_UI_PORT", "PAYGENT_TEMPORAL_UI_URL", 8233),
     "anvil": ("PAYGENT_ANVIL_PORT", "PAYGENT_RPC_URL", 8545),
     "api": ("PAYGENT_API_PORT", "PAYGENT_API_URL", 8000),
+    # the local x402 paid service (pay-per-request demo and tests)
+    "x402": ("PAYGENT_X402_PORT", "PAYGENT_X402_SERVICE_URL", 8402),
     # private servers, started only when DATABASE_URL / REDIS_URL do not answer
     "postgres": ("PAYGENT_POSTGRES_PORT", None, 54329),
     "redis": ("PAYGENT_REDIS_PORT", None, 63799),
@@ -66,6 +68,7 @@ class StackConfig:
     temporal_ui_port: int
     anvil_port: int
     api_port: int
+    x402_port: int
     postgres_port: int
     redis_port: int
     chain_id: int = 31337
@@ -99,6 +102,10 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return self.elsewhere.get("api_url") or f"http://{HOST}:{self.api_port}"
+
+    @property
+    def x402_service_url(self) -> str:
+        return self.elsewhere.get("x402_service_url") or f"http://{HOST}:{self.x402_port}"
 
     @property
     def run_dir(self) -> Path:

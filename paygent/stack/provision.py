@@ -169,6 +169,7 @@ def dev_document(cfg: StackConfig, *, database_url: str, redis_url: str, token: 
                  seeded: dict[str, Any]) -> dict[str, Any]:
     return {
         "api_url": cfg.api_url,
+        "x402_service_url": cfg.x402_service_url,
         "temporal_address": cfg.temporal_address,
         "temporal_ui_url": cfg.temporal_ui_url,
         "rpc_url": cfg.rpc_url,

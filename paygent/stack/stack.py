@@ -18,7 +18,7 @@ from paygent.stack.config import StackConfig
 from paygent.stack.processes import Piece
 
 Echo = Callable[[str], None]
-STOP_ORDER = ("api", "worker", "anvil", "temporal", "redis", "postgres")
+STOP_ORDER = ("api", "worker", "x402", "anvil", "temporal", "redis", "postgres")
 
 
 def piece_line(p: Piece) -> str:
@@ -38,7 +38,8 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
 
     dev = prepare(cfg, database_url, redis_url, echo)
     env = apps.app_env(cfg, database_url=database_url, redis_url=redis_url, token_address=dev["token"]["address"])
-    for ready in (apps.launch_worker(cfg, env), apps.launch_api(cfg, env)):  # both start, then both wait
+    launches = (apps.launch_worker(cfg, env), apps.launch_api(cfg, env), apps.launch_paid_service(cfg, env))
+    for ready in launches:  # all start, then each is waited for
         echo(piece_line(ready()))
     return dev
 
@@ -90,6 +91,7 @@ def _addresses(cfg: StackConfig) -> dict[str, str]:
         "temporal-ui": dev.get("temporal_ui_url") or cfg.temporal_ui_url,
         "anvil": dev.get("rpc_url") or cfg.rpc_url,
         "api": dev.get("api_url") or cfg.api_url,
+        "x402": dev.get("x402_service_url") or cfg.x402_service_url,
     }
 
 
@@ -108,6 +110,8 @@ def _answers(name: str, address: str) -> bool | str:
         return servers.chain_id_at(address) is not None
     if name == "api":
         return apps.api_answers(address)
+    if name == "x402":
+        return apps.paid_service_answers(address)
     parts = urlsplit(address)
     return port_open(parts.hostname or "127.0.0.1", parts.port or 80)
 
@@ -116,7 +120,7 @@ def status(cfg: StackConfig) -> list[Piece]:
     """Each piece: up or down, started by this stack (pid) or not, and its address (no passwords)."""
     pieces: list[Piece] = []
     addresses = _addresses(cfg)
-    for name in ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api"):
+    for name in ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api", "x402"):
         own = processes.running(cfg, "temporal" if name == "temporal-ui" else name)
         if name == "worker":
             pieces.append(Piece.ours(own) if own else Piece("worker", False, "-", "not started by this stack"))

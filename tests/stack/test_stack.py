@@ -24,8 +24,8 @@ from paygent.stack.processes import pid_alive
 from paygent.stack.services import plain_pg_url
 
 ADMIN_URL = plain_pg_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-PIECES = ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api")
-OURS = ("redis", "temporal", "temporal-ui", "anvil", "worker", "api")
+PIECES = ("postgres", "redis", "temporal", "temporal-ui", "anvil", "worker", "api", "x402")
+OURS = ("redis", "temporal", "temporal-ui", "anvil", "worker", "api", "x402")
 
 
 async def _admin(sql: str) -> None:
@@ -50,7 +50,7 @@ def stack(tmp_path_factory):
     """Env for the second stack, and a runner for `paygent stack ...` in it; always brought down at the end."""
     home = tmp_path_factory.mktemp("stack-home")
     db = f"paygent_stack_{uuid.uuid4().hex[:8]}"
-    temporal, ui, anvil, api, redis, dead_redis, pg = _free_ports(7)
+    temporal, ui, anvil, api, redis, dead_redis, pg, x402 = _free_ports(8)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PAYGENT_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({
@@ -59,7 +59,7 @@ def stack(tmp_path_factory):
         "REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0",
         "PAYGENT_REDIS_PORT": str(redis), "PAYGENT_POSTGRES_PORT": str(pg),
         "PAYGENT_TEMPORAL_PORT": str(temporal), "PAYGENT_TEMPORAL_UI_PORT": str(ui),
-        "PAYGENT_ANVIL_PORT": str(anvil), "PAYGENT_API_PORT": str(api),
+        "PAYGENT_ANVIL_PORT": str(anvil), "PAYGENT_API_PORT": str(api), "PAYGENT_X402_PORT": str(x402),
     })
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -82,7 +82,8 @@ def _status(stack) -> dict[str, dict]:
 
 def test_up_starts_every_piece_and_writes_dev_json(stack):
     out = stack("up").stdout
-    for piece in ("postgres", "redis", "temporal", "anvil", "migrations", "token", "tenant", "worker", "api"):
+    for piece in ("postgres", "redis", "temporal", "anvil", "migrations", "token", "tenant", "worker", "api",
+                  "x402"):
         assert f"  {piece} " in out, out
     dev_json = Path(stack.home) / "dev.json"
     dev = json.loads(dev_json.read_text())
@@ -123,7 +124,7 @@ def test_up_twice_is_idempotent(stack):
 
 def test_down_stops_only_what_it_started(stack):
     records = [json.loads(p.read_text()) for p in (Path(stack.home) / "run").glob("*.pid")]
-    assert {r["name"] for r in records} == {"redis", "temporal", "anvil", "worker", "api"}
+    assert {r["name"] for r in records} == {"redis", "temporal", "anvil", "worker", "api", "x402"}
     out = stack("down").stdout
     assert "postgres" not in out  # the machine's server is not ours to stop
     for rec in records:
