@@ -128,3 +128,61 @@ audit_log = sa.Table(
     sa.Column("hash", sa.Text, nullable=False, unique=True),
     sa.Index("audit_log_subject", "subject_type", "subject_id"),
 )
+
+# --- Approvals (issue 3): policies per tenant or wallet, one row per approval for listing, webhook targets. ---
+
+# A tenant's default policy has wallet_id NULL; NULLS NOT DISTINCT keeps it to one row per scope (PostgreSQL 15+).
+approval_policies = sa.Table(
+    "approval_policies", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=True),
+    sa.Column("policy", JSONB, nullable=False),  # paygent.domain.approval_policy.ApprovalPolicy as JSON
+    sa.Column("updated_by", sa.Text, nullable=False),
+    _ts(),
+    _ts("updated_at"),
+    sa.UniqueConstraint("tenant_id", "wallet_id", name="approval_policies_scope",
+                        postgresql_nulls_not_distinct=True),
+)
+
+# The ApprovalWorkflow's state as of its latest decision (written by its audit activity, newest revision wins),
+# so the API lists "pending approvals for user X" with `status = 'pending' AND X = ANY(awaiting)`.
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # approval id (for a payment: the payment id)
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
+    sa.Column("payment_id", sa.Text, nullable=True),
+    sa.Column("initiator", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # pending, timelocked, approved, rejected, expired, cancelled
+    sa.Column("approvals_had", sa.Integer, nullable=False),
+    sa.Column("approvals_needed", sa.Integer, nullable=False),
+    sa.Column("operation_hash", sa.Text, nullable=False),
+    sa.Column("operation", JSONB, nullable=False),
+    sa.Column("amount_atomic", Amount, nullable=False),
+    sa.Column("approvers", ARRAY(sa.Text), nullable=False, server_default="{}"),  # the current tier's set
+    sa.Column("approved_by", ARRAY(sa.Text), nullable=False, server_default="{}"),  # counted tier approvers
+    sa.Column("awaiting", ARRAY(sa.Text), nullable=False, server_default="{}"),  # who may still approve
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("timelock_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("decided_by", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    _ts(),
+    _ts("updated_at"),
+    sa.Index("approvals_tenant_status", "tenant_id", "status"),
+    sa.Index("approvals_awaiting", "awaiting", postgresql_using="gin"),
+)
+
+# Where approval events are POSTed; the body is signed with HMAC-SHA256(secret) in X-Paygent-Signature.
+# The secret must be readable to sign with, so it is stored as given (rotate it by replacing the row).
+webhooks = sa.Table(
+    "webhooks", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("events", ARRAY(sa.Text), nullable=False, server_default="{}"),  # empty: every event type
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _ts(),
+)

@@ -1,0 +1,301 @@
+"""ApprovalWorkflow: M-of-N human approval of one operation, bound to its hash, with a deadline and a time-lock.
+
+It decides; the rules are pure functions in `paygent.domain.approval_rules`, run once in the Update validator on a
+copy of the state (so a bad request is refused before anything reaches history) and again in the handler under
+`self._lock` (the state may have moved while other handlers awaited). Decisions also arrive as Signals with JSON
+bodies, for `temporal workflow signal`; a Signal cannot answer, so a refused one is logged and audited instead.
+Every accepted decision is audited through an activity before the handler returns; the workflow waits for all
+handlers to finish before it ends, so no decision is lost between the outcome and completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from paygent.domain import approval_rules as rules
+    from workflows import search_attributes as keys
+    from workflows.approval_decisions import apply_decision
+    from workflows.approval_types import (
+        ACT_PUBLISH, ACT_RECORD, ACT_WEBHOOK, REQUEST_MODELS, ApprovalEvent, ApprovalInput, ApprovalOutcome,
+        ApprovalView, ApproveRequest, CancelRequest, DecisionRecord, DecisionResult, DelegateRequest,
+        EditRequest, EventType, RejectRequest, RevokeRequest, WebhookDelivery, details_markdown, outcome_of,
+        view_of,
+    )
+
+INT64_MAX = 2**63 - 1
+RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                           maximum_attempts=6)  # bounded: a dead webhook must not hold the payment forever
+
+
+@workflow.defn
+class ApprovalWorkflow:
+    @workflow.init
+    def __init__(self, inp: ApprovalInput) -> None:
+        self._state = rules.open_approval(
+            approval_id=inp.approval_id, tenant_id=inp.tenant_id, initiator=inp.initiator, policy=inp.policy,
+            operation=inp.operation, delegations=inp.delegations, now=workflow.now())
+        self._lock = asyncio.Lock()
+        self._results: dict[str, DecisionResult] = {}  # request id -> answer: a retried request gets the same one
+        self._notifications: list[asyncio.Task[None]] = []
+        self._opened = False  # handlers wait for it, so "approval.requested" is always the first audit row
+
+    @workflow.run
+    async def run(self, inp: ApprovalInput) -> ApprovalOutcome:
+        try:
+            async with self._lock:
+                self._show()
+                await self._record("approval.requested", inp.initiator, "system",
+                                   {"operation_hash": self._state.operation_hash,
+                                    "tier": self._state.tier.describe()})
+                self._opened = True
+            self._notify_later("approval.requested")
+            while self._state.status not in rules.FINAL:
+                if self._state.status == "pending":
+                    await self._wait_for_decision()
+                else:
+                    await self._wait_for_timelock()
+        except asyncio.CancelledError:  # e.g. the parent payment was cancelled: still a clean, audited outcome
+            self._opened = True
+            rules.abandon(self._state, workflow.now(), "the approval workflow was cancelled")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        async with self._lock:
+            self._show()
+            await self._record("approval.decided", "system", "system",
+                               {"status": self._state.status, "decided_by": self._state.decided_by,
+                                "reason": self._state.reason, "operation_hash": self._state.operation_hash})
+        self._notify_later("approval.decided")
+        await asyncio.gather(*self._notifications)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome_of(self._state)
+
+    async def _wait_for_decision(self) -> None:
+        """The updatable-timer shape: an edit moves the deadline, so wait on the deadline we started with."""
+        deadline = self._state.expires_at
+        remaining = (deadline - workflow.now()).total_seconds()
+        if remaining > 0:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._state.status != "pending" or self._state.expires_at != deadline,
+                    timeout=remaining, timeout_summary=f"approval deadline {rules.fmt_time(deadline)}")
+                return
+            except asyncio.TimeoutError:
+                pass
+        async with self._lock:  # a handler in flight finishes first; expire() re-checks status and deadline
+            rules.expire(self._state, workflow.now())
+
+    async def _wait_for_timelock(self) -> None:
+        until = self._state.timelock_until
+        assert until is not None
+        remaining = (until - workflow.now()).total_seconds()
+        if remaining > 0:
+            try:
+                await workflow.wait_condition(lambda: self._state.status != "timelocked", timeout=remaining,
+                                              timeout_summary=f"time-lock until {until:%H:%M} UTC")
+                return
+            except asyncio.TimeoutError:
+                pass
+        async with self._lock:
+            rules.end_timelock(self._state, workflow.now())
+
+    # --- Updates: validator refuses before history; handler re-checks under the lock and audits. ---
+    @workflow.update
+    async def approve(self, req: ApproveRequest) -> DecisionResult:
+        return await self._answer("approve", req)
+
+    @approve.validator
+    def _validate_approve(self, req: ApproveRequest) -> None:
+        self._validate("approve", req)
+
+    @workflow.update
+    async def reject(self, req: RejectRequest) -> DecisionResult:
+        return await self._answer("reject", req)
+
+    @reject.validator
+    def _validate_reject(self, req: RejectRequest) -> None:
+        self._validate("reject", req)
+
+    @workflow.update
+    async def revoke(self, req: RevokeRequest) -> DecisionResult:
+        return await self._answer("revoke", req)
+
+    @revoke.validator
+    def _validate_revoke(self, req: RevokeRequest) -> None:
+        self._validate("revoke", req)
+
+    @workflow.update
+    async def cancel(self, req: CancelRequest) -> DecisionResult:
+        return await self._answer("cancel", req)
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        self._validate("cancel", req)
+
+    @workflow.update
+    async def edit(self, req: EditRequest) -> DecisionResult:
+        return await self._answer("edit", req)
+
+    @edit.validator
+    def _validate_edit(self, req: EditRequest) -> None:
+        self._validate("edit", req)
+
+    @workflow.update
+    async def delegate(self, req: DelegateRequest) -> DecisionResult:
+        return await self._answer("delegate", req)
+
+    @delegate.validator
+    def _validate_delegate(self, req: DelegateRequest) -> None:
+        self._validate("delegate", req)
+
+    # --- Signals: the same decisions as JSON bodies, e.g. from `temporal workflow signal --name approve`. ---
+    @workflow.signal(name="approve")
+    async def approve_signal(self, body: Any) -> None:
+        await self._decide_from_signal("approve", body)
+
+    @workflow.signal(name="reject")
+    async def reject_signal(self, body: Any) -> None:
+        await self._decide_from_signal("reject", body)
+
+    @workflow.signal(name="revoke")
+    async def revoke_signal(self, body: Any) -> None:
+        await self._decide_from_signal("revoke", body)
+
+    @workflow.signal(name="cancel")
+    async def cancel_signal(self, body: Any) -> None:
+        await self._decide_from_signal("cancel", body)
+
+    @workflow.signal(name="edit")
+    async def edit_signal(self, body: Any) -> None:
+        await self._decide_from_signal("edit", body)
+
+    @workflow.signal(name="delegate")
+    async def delegate_signal(self, body: Any) -> None:
+        await self._decide_from_signal("delegate", body)
+
+    @workflow.query(name="state")
+    def state(self) -> ApprovalView:
+        return view_of(self._state, workflow.now(), workflow.info().workflow_id)
+
+    async def _answer(self, kind: str, req: Any) -> DecisionResult:
+        result = await self._decide(kind, req, _update_id())
+        assert result is not None  # an Update's refusal raises ApplicationError
+        return result
+
+    def _validate(self, kind: str, req: BaseModel) -> None:
+        if _update_id() in self._results:
+            return  # a retry of an accepted request: the handler answers it from the cache
+        try:
+            apply_decision(self._state.model_copy(deep=True), kind, req, workflow.now())
+        except rules.Refusal as refusal:
+            raise ApplicationError(refusal.reason, type=refusal.type, non_retryable=True) from None
+
+    async def _decide(self, kind: str, req: Any, request_id: str | None,
+                      via_signal: bool = False) -> DecisionResult | None:
+        """Returns None only for a refused Signal (already logged and audited)."""
+        await workflow.wait_condition(lambda: self._opened)
+        if request_id and request_id in self._results:
+            return self._results[request_id]
+        async with self._lock:
+            if request_id and request_id in self._results:
+                return self._results[request_id]
+            try:
+                data = apply_decision(self._state, kind, req, workflow.now())
+            except rules.Refusal as refusal:
+                if not via_signal:
+                    raise ApplicationError(refusal.reason, type=refusal.type, non_retryable=True) from None
+                await self._refuse_signal(kind, req.model_dump(mode="json"), req.actor, req.channel, refusal)
+                return None
+            s = self._state
+            result = DecisionResult(decision=kind, counted=kind == "approve" and data is not None,
+                                    duplicate=data is None, status=s.status, approvals_had=len(s.approvals),
+                                    approvals_needed=s.approvals_needed, operation_hash=s.operation_hash)
+            if request_id:
+                self._results[request_id] = result
+            if data is not None:
+                self._show()
+                await self._record(f"approval.{kind}", req.actor, req.channel,
+                                   {**data, "request_id": request_id, "status": s.status,
+                                    "approvals_had": len(s.approvals), "approvals_needed": s.approvals_needed})
+                if kind == "edit":
+                    self._notify_later("approval.requested")  # the new operation needs (new) approvals
+            return result
+
+    async def _decide_from_signal(self, kind: str, body: Any) -> None:
+        try:
+            req = REQUEST_MODELS[kind].model_validate(body)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            actor = str(body.get("actor") or body.get("approver") or "unknown") if isinstance(body, dict) else "unknown"
+            await workflow.wait_condition(lambda: self._opened)
+            async with self._lock:
+                await self._refuse_signal(kind, body, actor, "temporal", rules.Refusal(rules.INVALID, problems))
+            return
+        await self._decide(kind, req, req.request_id, via_signal=True)
+
+    async def _refuse_signal(self, kind: str, body: Any, actor: str, channel: str, refusal: rules.Refusal) -> None:
+        """Caller holds the lock. A Signal has no answer channel: the refusal is logged and audited instead."""
+        workflow.logger.warning("refused %s signal from %s: %s (%s)", kind, actor, refusal.reason, refusal.type)
+        shown = body if len(json.dumps(body, default=str)) <= 4000 else "(body over 4000 characters, not kept)"
+        await self._record("approval.signal_refused", actor[:200], channel,  # type: ignore[arg-type]
+                           {"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown})
+
+    async def _record(self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any]) -> None:
+        record = DecisionRecord(action=action, actor=actor, channel=channel, at=workflow.now(), data=data,
+                                view=self._view())
+        write = asyncio.ensure_future(workflow.execute_activity(
+            ACT_RECORD, record, start_to_close_timeout=RECORD_TIMEOUT, summary=f"audit {action} by {actor}"))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write  # an audit write is never abandoned: the cancellation is seen once it has landed
+            raise
+
+    def _notify_later(self, event_type: EventType) -> None:
+        """Notifications run beside the decision flow; the workflow gathers them before it ends."""
+        view = self._view()  # the state as of now, not as of when the activity runs
+        event = ApprovalEvent(event_id=f"{view.approval_id}:{view.revision}:{event_type}", type=event_type,
+                              at=workflow.now(), approval=view)
+        self._notifications.append(asyncio.create_task(self._notify(event)))
+
+    async def _notify(self, event: ApprovalEvent) -> None:
+        try:
+            webhook_ids = await workflow.execute_activity(
+                ACT_PUBLISH, event, result_type=list[str], start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=NOTIFY_RETRY, summary=f"publish {event.type}")
+            deliveries = [workflow.execute_activity(
+                ACT_WEBHOOK, WebhookDelivery(webhook_id=wid, event=event), start_to_close_timeout=timedelta(
+                    seconds=15), retry_policy=NOTIFY_RETRY, summary=f"webhook {event.type}") for wid in webhook_ids]
+            for wid, result in zip(webhook_ids, await asyncio.gather(*deliveries, return_exceptions=True)):
+                if isinstance(result, BaseException):
+                    workflow.logger.warning("webhook %s gave up on %s: %s", wid, event.event_id, result)
+        except ActivityError as exc:  # a notification failure never changes the approval's outcome
+            workflow.logger.warning("could not publish %s: %s", event.event_id, exc)
+
+    def _view(self) -> ApprovalView:
+        return view_of(self._state, workflow.now(), workflow.info().workflow_id)
+
+    def _show(self) -> None:
+        """Search attributes make 'pending approvals' one saved query in the Web UI; details say who and what."""
+        s = self._state
+        workflow.upsert_search_attributes([
+            keys.APPROVAL_STATE.value_set(s.status), keys.APPROVALS_HAD.value_set(len(s.approvals)),
+            keys.APPROVALS_NEEDED.value_set(s.approvals_needed), keys.TENANT.value_set(s.tenant_id),
+            keys.AMOUNT.value_set(min(s.operation.amount_atomic, INT64_MAX)),
+            keys.ASSET.value_set(s.operation.asset),
+        ])
+        workflow.set_current_details(details_markdown(self._view()))
+
+
+def _update_id() -> str | None:
+    info = workflow.current_update_info()
+    return info.id if info else None

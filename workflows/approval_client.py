@@ -1,0 +1,60 @@
+"""Client side of the ApprovalWorkflow, for the API, the CLI and tests: send a decision, read the state.
+
+One error shape for every refusal: `DecisionRefused(type, reason)`, whether the workflow's validator refused the
+Update or the workflow had already ended (then the server knows no Update handler; the reason comes from the
+`state` Query, which still answers on a closed workflow).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from paygent.domain.approval_rules import CLOSED, FINAL
+from workflows.approval_types import (
+    DECISIONS, QUERY_STATE, REQUEST_MODELS, ApprovalView, DecisionResult, approval_workflow_id,
+)
+
+
+class DecisionRefused(Exception):
+    def __init__(self, type_: str, reason: str) -> None:
+        super().__init__(f"{type_}: {reason}")
+        self.type = type_
+        self.reason = reason
+
+
+async def get_state(client: Client, approval_id: str) -> ApprovalView:
+    handle = client.get_workflow_handle(approval_workflow_id(approval_id))
+    return await handle.query(QUERY_STATE, result_type=ApprovalView)
+
+
+async def send_decision(client: Client, approval_id: str, decision: str, request: BaseModel, *,
+                        request_id: str | None = None) -> DecisionResult:
+    """Sends one decision as an Update whose id is the request id, so a retried request is answered once.
+
+    Pass the caller's request id (e.g. the HTTP Idempotency-Key) to make retries safe across processes.
+    """
+    if decision not in DECISIONS or not isinstance(request, REQUEST_MODELS[decision]):
+        raise ValueError(f"{decision!r} takes a {REQUEST_MODELS.get(decision, BaseModel).__name__}")
+    handle = client.get_workflow_handle(approval_workflow_id(approval_id))
+    try:
+        return await handle.execute_update(decision, request, id=request_id or str(uuid.uuid4()),
+                                           result_type=DecisionResult)
+    except WorkflowUpdateFailedError as exc:
+        if isinstance(exc.cause, ApplicationError):
+            raise DecisionRefused(exc.cause.type or "Refused", exc.cause.message) from None
+        raise
+    except RPCError as exc:
+        try:
+            view: ApprovalView | None = await get_state(client, approval_id)
+        except RPCError:
+            view = None  # no such approval: the original error says so
+        if view is not None and view.status in FINAL:
+            by = f" by {view.decided_by}" if view.decided_by else ""
+            raise DecisionRefused(CLOSED, f"approval {approval_id} is already {view.status}{by}: "
+                                          f"{view.reason}") from None
+        raise exc

@@ -1,0 +1,226 @@
+"""Public types of the ApprovalWorkflow: its input and outcome, the decision payloads (the same models for
+Updates and Signals), the state view the `state` Query returns, and the activities' inputs.
+
+The API, the CLI and PaymentWorkflow import these, never the workflow's internals. Names on the wire (update,
+signal, query and activity names) are constants here so that a rename breaks the build, not production.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from paygent.domain.approval_policy import ApprovalPolicy, Tier
+from paygent.domain.approval_rules import ApprovalRecord, ApprovalState, Channel, Delegation, Status, fmt_time
+from paygent.domain.operation_hash import Operation
+
+QUERY_STATE = "state"
+DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")  # each is an Update and a Signal
+ACT_RECORD = "approval.record_decision"
+ACT_PUBLISH = "approval.publish_event"
+ACT_WEBHOOK = "approval.deliver_webhook"
+ACT_LOAD_POLICY = "approval.load_policy"
+EventType = Literal["approval.requested", "approval.decided"]
+
+
+def approval_workflow_id(approval_id: str) -> str:
+    """Deterministic, so the API finds an approval from its id (for payments: the payment id) without a lookup."""
+    return f"approval-{approval_id}"
+
+
+class ApprovalInput(BaseModel):
+    approval_id: str = Field(min_length=1)
+    tenant_id: str = Field(min_length=1)
+    operation: Operation
+    initiator: str = Field(min_length=1)
+    policy: ApprovalPolicy
+    delegations: list[Delegation] = Field(default_factory=list)  # standing delegations known at start
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_uuid(cls, value: str) -> str:
+        return str(uuid.UUID(value))  # the audit log and approvals table key tenants by UUID
+
+
+class ApprovalOutcome(BaseModel):
+    approval_id: str
+    status: Literal["approved", "rejected", "expired", "cancelled"]
+    operation: Operation  # the final operation, after any edits: execute exactly this
+    operation_hash: str
+    approvals: list[ApprovalRecord]
+    decided_by: str
+    reason: str
+    decided_at: datetime
+    timelock_until: datetime | None = None
+    edits: int = 0
+
+
+def outcome_of(state: ApprovalState) -> ApprovalOutcome:
+    """The outcome of a closed approval (its status is final, so decided_at/by and reason are set)."""
+    return ApprovalOutcome(
+        approval_id=state.approval_id, status=state.status, operation=state.operation,  # type: ignore[arg-type]
+        operation_hash=state.operation_hash, approvals=list(state.approvals),
+        decided_by=state.decided_by or "system", reason=state.reason or "",
+        decided_at=state.decided_at or state.opened_at, timelock_until=state.timelock_until, edits=state.edits)
+
+
+class _Decision(BaseModel):
+    # Unknown fields are refused: a typo such as "aprover" must not become an anonymous decision.
+    model_config = ConfigDict(extra="forbid")
+
+    # The API sets this from the caller's API key; CLI-signal users name themselves (they hold cluster access).
+    actor: str = Field(min_length=1, max_length=200, validation_alias=AliasChoices(
+        "actor", "approver", "user", "by", "initiator", "delegator"))
+    channel: Literal["api", "cli", "temporal"] = "temporal"
+    reason: str | None = Field(default=None, max_length=1000)
+    # Updates use the Update id; a Signal may carry one so a retried `temporal workflow signal` counts once.
+    request_id: str | None = Field(default=None, max_length=200)
+
+
+class ApproveRequest(_Decision):
+    operation_hash: str = Field(min_length=1)
+    on_behalf_of: str | None = None  # only needed when a delegate holds several delegations
+
+
+class RejectRequest(_Decision):
+    operation_hash: str | None = None
+
+
+class RevokeRequest(_Decision):
+    operation_hash: str | None = None
+
+
+class CancelRequest(_Decision):
+    operation_hash: str | None = None
+
+
+class EditRequest(_Decision):
+    operation_hash: str = Field(min_length=1)  # the version being edited: a concurrent edit makes this stale
+    amount_atomic: int | None = Field(default=None, gt=0)
+    to: str | None = None
+    memo: str | None = None
+    clear_memo: bool = False
+
+    def changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: v for k, v in (("amount_atomic", self.amount_atomic), ("to", self.to),
+                                                 ("memo", self.memo)) if v is not None}
+        if self.clear_memo:
+            out["memo"] = None
+        return out
+
+
+class DelegateRequest(_Decision):
+    delegate: str = Field(min_length=1, max_length=200)
+    until: AwareDatetime
+
+
+REQUEST_MODELS: dict[str, type[_Decision]] = {
+    "approve": ApproveRequest, "reject": RejectRequest, "revoke": RevokeRequest,
+    "cancel": CancelRequest, "edit": EditRequest, "delegate": DelegateRequest,
+}
+
+
+class DecisionResult(BaseModel):
+    """What an accepted Update returns; a refused one raises ApplicationError(type=...) instead."""
+
+    decision: str
+    counted: bool  # an approval that added a distinct approver
+    duplicate: bool  # accepted, but it changed nothing (already counted)
+    status: Status
+    approvals_had: int
+    approvals_needed: int
+    operation_hash: str
+
+
+class ApprovalView(BaseModel):
+    """The full state, as the `state` Query returns it and as the `approvals` table stores it."""
+
+    approval_id: str
+    tenant_id: str
+    workflow_id: str
+    initiator: str
+    status: Status
+    operation: Operation
+    operation_hash: str
+    previous_hashes: list[str]
+    tier: Tier
+    approvals_had: int
+    approvals_needed: int
+    approvals: list[ApprovalRecord]
+    approved_by: list[str]
+    awaiting: list[str]  # who may still approve right now
+    delegations: list[Delegation]
+    opened_at: datetime
+    expires_at: datetime
+    timelock_until: datetime | None
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+    revision: int
+    edits: int
+
+
+def view_of(state: ApprovalState, now: datetime, workflow_id: str) -> ApprovalView:
+    return ApprovalView(
+        approval_id=state.approval_id, tenant_id=state.tenant_id, workflow_id=workflow_id,
+        initiator=state.initiator, status=state.status, operation=state.operation,
+        operation_hash=state.operation_hash, previous_hashes=list(state.previous_hashes), tier=state.tier,
+        approvals_had=len(state.approvals), approvals_needed=state.approvals_needed,
+        approvals=list(state.approvals), approved_by=state.approved_by, awaiting=state.awaiting(now),
+        delegations=[d for d in state.delegations if d.until > now], opened_at=state.opened_at,
+        expires_at=state.expires_at, timelock_until=state.timelock_until, decided_at=state.decided_at,
+        decided_by=state.decided_by, reason=state.reason, revision=state.revision, edits=state.edits,
+    )
+
+
+def details_markdown(view: ApprovalView) -> str:
+    """What the Web UI shows as the workflow's current details: who approved, what is missing, until when."""
+    lines = [f"**{view.status}**: {view.approvals_had} of {view.approvals_needed} approvals "
+             f"({view.tier.describe()})"]
+    if view.approvals:
+        lines.append("approved by: " + ", ".join(
+            a.approver + (f" for {a.on_behalf_of}" if a.on_behalf_of else "") + f" via {a.channel}"
+            for a in view.approvals))
+    if view.status == "pending":
+        missing = view.approvals_needed - view.approvals_had
+        lines.append(f"missing: {missing} more from {', '.join(view.awaiting) or 'nobody eligible'}; "
+                     f"expires {fmt_time(view.expires_at)}")
+    elif view.status == "timelocked" and view.timelock_until:
+        lines.append(f"time-lock until {fmt_time(view.timelock_until)}; cancel is still possible")
+    else:
+        lines.append(f"decided by {view.decided_by}: {view.reason}")
+    lines.append(f"operation {view.operation_hash}")
+    return "\n".join(lines)
+
+
+class DecisionRecord(BaseModel):
+    """One audit row (and the approvals-table row as it is after the decision)."""
+
+    action: str
+    actor: str
+    channel: Channel
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    view: ApprovalView
+
+
+class ApprovalEvent(BaseModel):
+    """Published on Redis `paygent:approvals:<tenant_id>` and POSTed to webhooks."""
+
+    event_id: str  # stable across retries: receivers deduplicate on it (header X-Paygent-Delivery)
+    type: EventType
+    at: datetime
+    approval: ApprovalView
+
+
+class WebhookDelivery(BaseModel):
+    webhook_id: str  # the activity looks up URL and secret by id, so secrets never enter workflow history
+    event: ApprovalEvent
+
+
+class PolicyRequest(BaseModel):
+    tenant_id: str
+    wallet_id: str | None = None
