@@ -23,9 +23,12 @@ class PaymentActivities:
     async def reserve(self, req: t.PaymentRequest) -> t.ReserveOutcome:
         """Check the wallet's spending policy and reserve the amount, atomically, before anything is signed."""
         async with self.engine.begin() as conn:
-            if req.kind != "transfer":  # x402: the terms the server asked for, fixed from here on
-                await conn.execute(payments.update().where(payments.c.id == uuid.UUID(req.payment_id)).values(
-                    to_address=req.to, amount_atomic=req.amount_atomic, updated_at=sa.func.now()))
+            # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
+            await conn.execute(payments.update().where(
+                payments.c.id == uuid.UUID(req.payment_id),
+                sa.or_(payments.c.to_address != req.to, payments.c.amount_atomic != req.amount_atomic,
+                       payments.c.memo.is_distinct_from(req.memo)),
+            ).values(to_address=req.to, amount_atomic=req.amount_atomic, memo=req.memo, updated_at=sa.func.now()))
             result = await reservations.reserve(
                 conn, payment_id=uuid.UUID(req.payment_id), wallet_id=uuid.UUID(req.wallet_id), to=req.to,
                 asset=req.asset, amount_atomic=req.amount_atomic)

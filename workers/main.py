@@ -9,12 +9,14 @@ import asyncio
 import logging
 import signal
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.agents import agent_activities
+from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
 from activities.chain import ChainActivities
 from activities.payments import PaymentActivities
 from activities.x402 import X402Activities
@@ -36,13 +38,14 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
                             gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations,
                             replace_after_seconds=settings.replace_after_seconds)
+    approvals = ApprovalActivities(engine, Redis.from_url(settings.redis_url), settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PaymentWorkflow, AgentRunWorkflow],
+        workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
                     chain.await_receipt, *X402Activities(engine, settings).activities(),
-                    *agent_activities(client, settings, engine)],
+                    *agent_activities(client, settings, engine), *approval_activities(approvals)],
     )
 
 

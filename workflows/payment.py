@@ -6,6 +6,7 @@ broadcast and returns the same one on every retry, and broadcasting re-sends tho
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,10 +15,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import payment_types as t
 from workflows import x402_types as x
+from workflows.approval_types import (
+    ACT_LOAD_POLICY, ApprovalInput, ApprovalOutcome, PolicyRequest, approval_workflow_id,
+)
 from workflows import search_attributes as sa
 
 with workflow.unsafe.imports_passed_through():
+    from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
     from paygent.domain.money import format_amount
+    from paygent.domain.operation_hash import Operation, operation_hash
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 X402_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
@@ -78,6 +84,10 @@ class PaymentWorkflow:
         )
         if not reserved.reserved:
             return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
+        approved = await self._approval_gate(req)
+        if isinstance(approved, t.PaymentState):
+            return approved
+        req = self._req = approved
         if self._cancel is not None:
             return await self._cancelled()
         try:
@@ -95,6 +105,65 @@ class PaymentWorkflow:
                 return await self._finish(t.REFUSED, reason=_reason(err))
             return await self._finish(t.FAILED, reason=_reason(err))
         return await self._settle(req, receipt)
+
+    async def _approval_gate(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
+        """M-of-N approval (and its time-lock) when the policy's tier for this amount asks for it.
+
+        Runs the ApprovalWorkflow as a child bound to the operation's hash; returns the operation to execute
+        (an edit may have changed amount, recipient or memo: the reservation is then taken again), or the
+        payment's final state when the approval did not end `approved`.
+        """
+        policy: ApprovalPolicy = await workflow.execute_activity(
+            ACT_LOAD_POLICY, PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
+            result_type=ApprovalPolicy, start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
+            summary="Load the approval policy",
+        )
+        if not needs_approval(policy, req.amount_atomic) or self._cancel is not None:
+            return req
+        tier = choose_tier(policy, req.amount_atomic)
+        await self._set_status(t.AWAITING_APPROVAL, details={
+            "approvals_needed": tier.approvals_required, "approvers": tier.approvers,
+            "timelock_seconds": tier.timelock_seconds})
+        workflow.set_current_details(f"Pay {self._label}: waiting for {tier.approvals_required} of "
+                                     f"{', '.join(tier.approvers)}")
+        operation = Operation(chain_id=req.chain_id, wallet_id=req.wallet_id, asset=req.asset,
+                              token_address=req.token_address, to=req.to, amount_atomic=req.amount_atomic,
+                              payment_id=req.payment_id, memo=req.memo)
+        child_id = approval_workflow_id(req.payment_id)
+        child = await workflow.start_child_workflow(
+            "ApprovalWorkflow",
+            ApprovalInput(approval_id=req.payment_id, tenant_id=req.tenant_id, operation=operation,
+                          initiator=req.requested_by, policy=policy),
+            id=child_id, result_type=ApprovalOutcome, parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+            static_summary=f"Approve: pay {self._label} ({tier.approvals_required} of {len(tier.approvers)})",
+        )
+        waiting = asyncio.ensure_future(_result(child))
+        await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None)
+        if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
+            await workflow.get_external_workflow_handle(child_id).cancel()
+        outcome: ApprovalOutcome = await waiting
+        if outcome.status != "approved":
+            if self._cancel is not None:
+                return await self._cancelled()
+            return await self._finish(t.CANCELLED, reason=f"approval {outcome.status}: {outcome.reason}",
+                                      actor=outcome.decided_by or "system")
+        final = outcome.operation
+        if operation_hash(final) != outcome.operation_hash:
+            return await self._finish(t.FAILED, reason="approved operation does not match its hash")
+        edited = req.model_copy(update={"to": final.to, "amount_atomic": final.amount_atomic, "memo": final.memo})
+        if edited != req:  # the initiator edited it while pending: the new terms must fit the limits too
+            reserved: t.ReserveOutcome = await workflow.execute_activity(
+                t.ACT_RESERVE, edited, result_type=t.ReserveOutcome, start_to_close_timeout=timedelta(seconds=15),
+                schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
+                summary="Reserve again for the edited operation",
+            )
+            if not reserved.reserved:
+                return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
+            self._label = f"{format_amount(edited.amount_atomic, edited.decimals)} {edited.asset} to {edited.to}"
+        who = ", ".join(a.on_behalf_of or a.approver for a in outcome.approvals)
+        workflow.set_current_details(f"Pay {self._label}: approved by {who}")
+        return edited
 
     async def _execute_transfer(self, req: t.PaymentRequest) -> t.ReceiptResult:
         signed: t.SignedTransfer = await workflow.execute_activity(
@@ -212,6 +281,10 @@ class PaymentWorkflow:
     def _upsert_status(self) -> None:
         assert self._state is not None
         workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])
+
+
+async def _result(child: workflow.ChildWorkflowHandle) -> ApprovalOutcome:
+    return await child
 
 
 def _reason(err: ActivityError) -> str:

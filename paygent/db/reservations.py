@@ -65,9 +65,13 @@ async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uu
     """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations."""
     # NO KEY UPDATE: serialises reservations without blocking inserts that merely reference the wallet
     await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
-    existing = await conn.scalar(sa.select(reservations.c.status).where(reservations.c.payment_id == payment_id))
+    existing = (await conn.execute(sa.select(reservations.c.status, reservations.c.amount_atomic).where(
+        reservations.c.payment_id == payment_id))).first()
     if existing is not None:
-        return ReserveResult(reserved=existing != RELEASED)
+        if existing.status != RESERVED or int(existing.amount_atomic) == amount_atomic:
+            return ReserveResult(reserved=existing.status != RELEASED)
+        # the operation was edited while pending: check the new amount against the limits from scratch
+        await conn.execute(reservations.delete().where(reservations.c.payment_id == payment_id))
     policy = await load_policy(conn, wallet_id)
     refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
     if refusal is None and policy.velocity:

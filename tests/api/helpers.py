@@ -53,3 +53,18 @@ async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
     logs = await w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": token,
                                   "topics": [topic, None, "0x" + "0" * 24 + recipient[2:].lower()]})
     return len(logs)
+
+
+async def funded_wallet(http, dev, settings, usdc: int) -> dict:
+    """A new wallet created through the API, with 1 ETH for gas and `usdc` tokens minted to it."""
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import mint, send_eth
+
+    r = await http.post("/v1/wallets", json={"name": f"agent-{uuid.uuid4().hex[:8]}"}, headers=auth(dev))
+    assert r.status_code == 201, r.text
+    wallet = r.json()
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    await send_eth(w3, dev_account(0), wallet["address"], 10**18)
+    if usdc:
+        await mint(w3, settings.token_address, dev_account(0), wallet["address"], usdc * 10**6)
+    return wallet

@@ -8,7 +8,7 @@ import uuid
 import sqlalchemy as sa
 
 from paygent.db.schema import audit_log, ledger_entries, payments
-from tests.api.helpers import (auth, create, new_recipient, payment_body, token_balance, transfers_to,
+from tests.api.helpers import (auth, create, funded_wallet, new_recipient, payment_body, token_balance, transfers_to,
                                wait_final)
 
 
@@ -81,7 +81,8 @@ async def test_key_reused_for_a_different_request_is_409(http, dev):
 
 async def test_transfer_that_reverts_ends_failed_with_reason(http, dev, app_settings):
     to = new_recipient()
-    r = await create(http, dev, payment_body(dev, to, "999999999"))  # more than the treasury holds
+    wallet = await funded_wallet(http, dev, app_settings, 1)
+    r = await create(http, dev, {**payment_body(dev, to, "5"), "wallet_id": wallet["id"]})  # more than it holds
     assert r.status_code == 202
     final = await wait_final(http, dev, r.json()["id"])
     assert final["status"] == "failed"

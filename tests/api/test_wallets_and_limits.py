@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-from web3 import AsyncWeb3
 
-from paygent.chain.anvil import dev_account
-from paygent.chain.token import mint, send_eth
-from tests.api.helpers import auth, create, new_recipient, token_balance, transfers_to, wait_final
+from tests.api.helpers import (auth, create, funded_wallet, new_recipient, token_balance, transfers_to,
+                               wait_final)
 
 
 async def _funded_wallet(http, dev, app_settings, usdc: int) -> dict:
-    r = await http.post("/v1/wallets", json={"name": f"agent-{uuid.uuid4().hex[:8]}"}, headers=auth(dev))
-    assert r.status_code == 201, r.text
-    wallet = r.json()
+    wallet = await funded_wallet(http, dev, app_settings, usdc)
     assert set(wallet) == {"id", "name", "address"}  # never a key
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
-    await send_eth(w3, dev_account(0), wallet["address"], 10**18)
-    await mint(w3, app_settings.token_address, dev_account(0), wallet["address"], usdc * 10**6)
     return wallet
 
 
