@@ -1,9 +1,10 @@
-"""The `pay` tool's activities: record the payment, read its status, and cancel it when the run is cancelled.
+"""The paying tools' activities (`pay`, `x402_fetch`): record the payment, read its status, cancel it.
 
 A payment an agent makes is recorded exactly as one made through the API (`api.routes.payments.record_payment`:
-same row, same audit entry, same request hash), with id uuid5(run id, tool call id) and idempotency key
-`agent-run:<run>:<call>`, so a retried or replayed run finds the same payment instead of making another. This
-module imports from the API layer on purpose: one way to record a payment beats two that drift apart.
+same row, same audit entry, same request hash; `x402_fetch` is a payment of kind "x402"), with id
+uuid5(run id, tool call id) and idempotency key `agent-run:<run>:<call>`, so a retried or replayed run finds the
+same payment instead of making another. This module imports from the API layer on purpose: one way to record a
+payment beats two that drift apart.
 
 Cancelling goes through PaymentWorkflow's own `cancel` Update, not Temporal cancellation: the payment decides
 (cancellable before signing; after that it settles on its own) and releases its reservation itself.
@@ -12,6 +13,7 @@ Cancelling goes through PaymentWorkflow's own `cancel` Update, not Temporal canc
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlparse
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,27 +46,44 @@ class PayArgs(BaseModel):
     memo: str | None = Field(None, max_length=500)
 
 
+class FetchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    url: str = Field(max_length=2000)
+    max_amount: str
+
+
+ZERO_ADDRESS = "0x" + "0" * 40  # an x402 recipient is known only once the server's 402 answer is probed
+
+
 class AgentPaymentActivities:
     def __init__(self, engine: AsyncEngine, client: Client, settings: Settings) -> None:
         self.engine, self.client, self.settings = engine, client, settings
 
-    def _parse(self, p: t.PreparePayment) -> tuple[PayArgs, int, str]:
-        args = PayArgs.model_validate(p.call.arguments)
+    def _parse(self, p: t.PreparePayment) -> tuple[str, int, str, str | None, str | None]:
+        """(kind, amount_atomic, to, memo, url) from the model's arguments; refusals name the argument."""
         if not self.settings.token_address:
             raise InvalidInput("asset", "no token is configured on this server")
+        decimals = self.settings.token_decimals
+        if p.call.name == "x402_fetch":
+            fetch = FetchArgs.model_validate(p.call.arguments)
+            url = urlparse(fetch.url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise InvalidInput("url", "must be an absolute http(s) URL")
+            cap = parse_amount(fetch.max_amount, decimals, field="max_amount")
+            return "x402", cap, ZERO_ADDRESS, None, fetch.url
+        args = PayArgs.model_validate(p.call.arguments)
         if args.asset.upper() != self.settings.token_symbol:
             raise InvalidInput("asset", f"unknown asset {args.asset!r}; known: {self.settings.token_symbol}")
-        amount_atomic = parse_amount(args.amount, self.settings.token_decimals)
-        return args, amount_atomic, parse_address(args.to, field="to")
+        return "transfer", parse_amount(args.amount, decimals), parse_address(args.to, field="to"), args.memo, None
 
     @activity.defn(name=t.ACT_PREPARE_PAYMENT)
     async def prepare_payment(self, p: t.PreparePayment) -> t.PreparedPayment:
         try:
-            args, amount_atomic, to = self._parse(p)
+            kind, amount_atomic, to, memo, url = self._parse(p)
         except ValidationError as exc:
-            return t.PreparedPayment(error=f"invalid arguments for pay: {validation_message(exc)}")
+            return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {validation_message(exc)}")
         except InvalidInput as exc:
-            return t.PreparedPayment(error=f"invalid arguments for pay: {exc}")
+            return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {exc}")
         if not p.wallet_id:
             return t.PreparedPayment(error="this run has no wallet to pay from")
         payment_id = uuid.UUID(t.agent_payment_id(p.run_id, p.call.id))
@@ -77,14 +96,14 @@ class AgentPaymentActivities:
                 conn, payment_id=payment_id, tenant_id=uuid.UUID(p.tenant_id), requested_by_id=uuid.UUID(p.user_id),
                 actor=p.user_name, channel="temporal", wallet_id=wallet.id,
                 idempotency_key=f"agent-run:{p.run_id}:{p.call.id}", chain_id=self.settings.chain_id, asset=symbol,
-                token_address=self.settings.token_address, to=to, amount_atomic=amount_atomic, memo=args.memo,
-                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id})
+                token_address=self.settings.token_address, to=to, amount_atomic=amount_atomic, memo=memo,
+                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id}, kind=kind, url=url)
         if row["request_hash"] != request_hash:
             return t.PreparedPayment(error="a different payment is already recorded for this tool call")
         return t.PreparedPayment(
             request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=decimals),
             status=row["status"], wallet_name=wallet.name,
-            amount_label=f"{format_amount(amount_atomic, decimals)} {symbol}")
+            amount_label=f"{'up to ' if url else ''}{format_amount(amount_atomic, decimals)} {symbol}")
 
     async def _status(self, payment_id: str) -> t.PaymentStatus:
         async with self.engine.connect() as conn:
@@ -93,8 +112,16 @@ class AgentPaymentActivities:
         if row is None:
             raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing",
                                    non_retryable=True)
+        x402 = None
+        if row["kind"] == "x402":
+            details = row["details"] or {}
+            response = details.get("response") or {}
+            x402 = {"url": details.get("url"), "outcome": details.get("outcome"),
+                    "response_status": response.get("status"), "body_excerpt": response.get("body_excerpt"),
+                    "transaction": (details.get("receipt") or {}).get("transaction")}
         return t.PaymentStatus(payment_id=payment_id, status=row["status"], tx_hash=row["tx_hash"],
-                               block_number=row["block_number"], failure_reason=row["failure_reason"])
+                               block_number=row["block_number"], failure_reason=row["failure_reason"],
+                               amount_atomic=int(row["amount_atomic"]), to=row["to_address"], x402=x402)
 
     @activity.defn(name=t.ACT_PAYMENT_STATUS)
     async def payment_status(self, payment_id: str) -> t.PaymentStatus:

@@ -2,8 +2,9 @@
 
 Arguments come from a model, so they are validated here like any outside input; a bad argument or a tool that
 cannot answer becomes a tool result `{"error": ...}` for the model to read, never a failed run. Only
-infrastructure trouble (Postgres or Redis down) raises, so Temporal retries the activity. `pay` is not here:
-it runs as a child PaymentWorkflow (see workflows/agent_run.py), where limits and approvals apply.
+infrastructure trouble (Postgres or Redis down) raises, so Temporal retries the activity. `pay` and
+`x402_fetch` are not here: they run as a child PaymentWorkflow (workflows/agent_pay.py), where spending
+limits and approvals apply.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ from paygent.domain.money import format_amount
 from paygent.settings import Settings
 from workflows import agent_types as t
 
-X402_UNAVAILABLE = "x402 not available: this server has no x402 payment support yet, nothing was paid"
-
-
 class ToolRefused(Exception):
     """A tool call the model made that cannot be served; its message goes back to the model."""
 
@@ -53,8 +51,7 @@ class AgentToolActivities:
     @activity.defn(name=t.ACT_RUN_TOOL)
     async def run_tool(self, inv: t.ToolInvocation) -> t.ToolOutcome:
         handlers = {"wallet_balance": self._balance, "memory_set": self._memory, "memory_get": self._memory,
-                    "memory_search": self._memory, "list_paid_services": self._services, "health": self._health,
-                    "x402_fetch": self._x402}
+                    "memory_search": self._memory, "list_paid_services": self._services, "health": self._health}
         handler = handlers.get(inv.call.name)
         try:
             if handler is None:
@@ -118,6 +115,3 @@ class AgentToolActivities:
                 components[name] = f"down: {type(exc).__name__}"
         ok = all(not v.startswith("down") for v in components.values())
         return {"status": "ok" if ok else "degraded", "components": components}
-
-    async def _x402(self, inv: t.ToolInvocation) -> dict[str, Any]:
-        raise ToolRefused(X402_UNAVAILABLE)

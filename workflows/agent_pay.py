@@ -1,4 +1,4 @@
-"""The `pay` tool inside an agent run: a child PaymentWorkflow, watched until it ends or a deadline passes.
+"""The paying tools in an agent run (`pay`, `x402_fetch`): a child PaymentWorkflow, watched until it ends.
 
 Runs in the AgentRunWorkflow's sandbox (deterministic: timers and activities only). The payment is recorded by
 an activity with id uuid5(run id, tool call id) and started as child `payment-<that id>` with
@@ -8,7 +8,7 @@ closes: a payment already signed must settle on its own, never be terminated hal
 While the child runs, its row status is polled with a growing interval. `awaiting_approval`/`time_locked`
 emits `approval_requested` (bound to this tool call id and its arguments); leaving that state, or ending,
 emits `approval_decided`. Whatever the payment ends as (confirmed, refused, rejected, expired, cancelled,
-failed) becomes the tool's result for the model to read.
+failed) becomes the tool's result for the model to read; for x402 that includes what the server answered.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ FIRST_POLL = timedelta(seconds=1)
 MAX_POLL = timedelta(seconds=60)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 WAITING = frozenset({pt.AWAITING_APPROVAL, pt.TIME_LOCKED})
+X402 = "x402"
+PAYING_TOOLS = frozenset({"pay", "x402_fetch"})
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
 
 
@@ -62,10 +64,22 @@ def decision_of(status: str, reason: str | None) -> str:
 
 
 def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
-    data = {"payment_id": req.payment_id, "status": final.status, "asset": req.asset, "to": req.to,
-            "amount": format_amount(req.amount_atomic, req.decimals)}
+    """The tool result the model reads: what was paid (and fetched), or why not."""
+    amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
+    data = {"payment_id": req.payment_id, "status": final.status, "asset": req.asset, "to": final.to or req.to,
+            "amount": format_amount(amount, req.decimals)}
     if final.tx_hash:
         data["tx_hash"] = final.tx_hash
+    if req.kind == X402:
+        info = final.x402 or {}
+        data.update(url=req.url, max_amount=format_amount(req.max_amount_atomic or req.amount_atomic, req.decimals),
+                    outcome=info.get("outcome"), response_status=info.get("response_status"),
+                    body=info.get("body_excerpt"))
+        if final.status != pt.CONFIRMED:  # nothing was paid: no price, no recipient to report
+            for key in ("amount", "to"):
+                data.pop(key)
+        elif info.get("transaction") and "tx_hash" not in data:
+            data["tx_hash"] = info["transaction"]
     if final.status == pt.CONFIRMED:
         data["block_number"] = final.block_number
         return t.ToolOutcome(ok=True, text=json.dumps(data))
@@ -98,6 +112,8 @@ class PaymentTool:
             status = await self._cancel(req.payment_id, "the agent run was cancelled")
             self.run.note_cancelled_payment({"payment_id": req.payment_id, "payment_status": status.status})
             raise
+        if req.kind == X402 and final.x402 is None:  # what the server answered is on the row, not in the state
+            final = await self._status(req.payment_id)
         return outcome(req, final)
 
     async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentStatus:
@@ -111,9 +127,10 @@ class PaymentTool:
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(sa.STATUS, pt.PENDING), SearchAttributePair(sa.TENANT, req.tenant_id),
-                    SearchAttributePair(sa.KIND, "transfer"), SearchAttributePair(sa.ASSET, req.asset),
+                    SearchAttributePair(sa.KIND, req.kind), SearchAttributePair(sa.ASSET, req.asset),
                     SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1))]),
-                static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} to {req.to}",
+                static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
+                               + (f"for {req.url}" if req.kind == X402 else f"to {req.to}"),
                 static_details=f"Agent run {self.run._inp.run_id}, tool call {call.id}, for {req.requested_by}.")
         except WorkflowAlreadyStartedError:
             child = None  # started by an earlier execution of this run: follow it through its row instead

@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import search_attributes as sa
-from workflows.agent_pay import PaymentTool, failure_reason
+from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
 
 LLM_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=30), maximum_attempts=5,
@@ -85,7 +85,7 @@ class AgentRunWorkflow:
             try:
                 result: t.LlmStepResult = await workflow.execute_activity(
                     t.ACT_LLM_STEP, t.LlmStepInput(run_id=inp.run_id, step=step), result_type=t.LlmStepResult,
-                    start_to_close_timeout=timedelta(minutes=3), heartbeat_timeout=timedelta(seconds=20),
+                    start_to_close_timeout=timedelta(minutes=3), heartbeat_timeout=timedelta(seconds=6),
                     schedule_to_close_timeout=timedelta(minutes=15), retry_policy=LLM_RETRY,
                     summary=f"LLM step {step}")
             except ActivityError as err:
@@ -110,7 +110,7 @@ class AgentRunWorkflow:
         workflow.set_current_details(f"Step {step}: running {call.name}")
         await self.emit(t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name,
                                            "arguments": call.arguments})
-        if call.name == "pay":
+        if call.name in PAYING_TOOLS:
             outcome = await self._payments.pay(step, call)
         else:
             try:

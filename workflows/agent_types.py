@@ -161,6 +161,9 @@ class PaymentStatus(BaseModel):
     tx_hash: str | None = None
     block_number: int | None = None
     failure_reason: str | None = None
+    amount_atomic: int | None = None  # for x402, the price the server asked (once probed)
+    to: str | None = None
+    x402: dict[str, Any] | None = None  # url, outcome, response_status, body_excerpt (never the signature)
 
 
 class CancelPayment(BaseModel):

@@ -18,6 +18,7 @@ from paygent.db.engine import get_engine
 from paygent.settings import Settings
 from tests.agents.helpers import serve_api
 from tests.fakes.llm_server import FakeLlmServer, fake_llm, fake_llm_server  # noqa: F401  (pytest fixtures)
+from tests.x402.conftest import paid_service  # noqa: F401  (pytest fixture: the real x402 paid service)
 from workers.main import build_worker
 
 

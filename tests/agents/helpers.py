@@ -67,10 +67,11 @@ async def sse_events(http, dev: dict, run_id: str, *, user: str = "alice", last_
     return events
 
 
-async def wait_run(http, dev: dict, run_id: str, *, user: str = "alice", timeout: float = 60) -> dict:
+async def wait_run(http, dev: dict | None, run_id: str, *, user: str = "alice", timeout: float = 60,
+                   headers: dict | None = None) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        r = await http.get(f"/v1/agent-runs/{run_id}", headers=auth(dev, user))
+        r = await http.get(f"/v1/agent-runs/{run_id}", headers=headers or auth(dev, user))
         assert r.status_code == 200, r.text
         if r.json()["status"] in TERMINAL:
             return r.json()

@@ -82,3 +82,13 @@ async def test_bad_input_names_the_field(http, dev):
     assert r.status_code == 404 and r.json()["error"]["field"] == "thread_id"
     r = await http.post("/v1/agent-runs", json={"message": "hi"})
     assert r.status_code == 401
+
+
+async def test_x402_fetch_pays_the_asked_price_once_and_returns_the_body(http, dev, paid_service, app_settings):
+    url = f"{paid_service.url}/weather"
+    run = await start_run(http, dev, f"fetch {url} paying up to 0.05 USDC")
+    events = await sse_events(http, dev, run["id"])
+    assert of_type(events, "tool_executing")[0]["data"]["tool"] == "x402_fetch"
+    answer = events[-1]["data"]["answer"]
+    assert events[-1]["type"] == "agent_completed" and answer.startswith(f"Fetched {url}, paid 0.01 USDC")
+    assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 10_000
