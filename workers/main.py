@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import agent_activities
 from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
@@ -33,6 +34,20 @@ async def connect(settings: Settings) -> Client:
                                 data_converter=pydantic_data_converter)
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with the pure hashing libraries shared from the host.
+
+    eth_hash picks its keccak backend lazily by reading the environment, which the sandbox forbids; sharing
+    the (deterministic, side-effect-free) modules and choosing the backend once here keeps workflows that
+    checksum addresses or hash operations replay-safe.
+    """
+    from eth_utils import keccak
+
+    keccak(b"")  # choose the backend outside the sandbox
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "eth_utils", "eth_hash", "eth_typing", "Crypto"))
+
+
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
     payments = PaymentActivities(engine)
     chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
@@ -42,6 +57,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     return Worker(
         client,
         task_queue=settings.task_queue,
+        workflow_runner=workflow_runner(),
         workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
                     chain.await_receipt, *X402Activities(engine, settings).activities(),
