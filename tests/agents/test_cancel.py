@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 from web3 import AsyncWeb3
 
 from tests.agents.helpers import of_type, sse_events, start_run, wait_run
@@ -38,7 +41,11 @@ async def test_cancel_during_a_slow_llm_step_cancels_it_and_ends_the_run_cancell
     assert "cancelled by alice via api" in events[-1]["data"]["error"]
     final = await wait_run(http, dev, run["id"])
     assert final["status"] == "cancelled" and final["answer"] is None
-    history = await temporal_env.client.get_workflow_handle(run["workflow_id"]).fetch_history()
+    handle = temporal_env.client.get_workflow_handle(run["workflow_id"])
+    with pytest.raises(WorkflowFailureError) as ended:
+        await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    history = await handle.fetch_history()
     kinds = [e.event_type for e in history.events]
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
     assert kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
