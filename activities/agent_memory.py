@@ -2,8 +2,9 @@
 
 Memory is namespaced per (tenant, user, namespace), so one user's agent can never read another's notes. A
 value may carry a TTL: an expired row is invisible at once (every read filters on `expires_at`) and pruned on
-the next write. The Redis copy is only a cache with a short TTL of its own (never longer than the value's):
-a write replaces it, so a read never serves a value older than the last write from any worker.
+the next write. Redis holds read-through copies only: a write deletes the copy, a read fills it (SET NX) for
+at most 60 s and not (by more than a second) past the value's expiry, so a read racing a write is stale for
+60 s at worst. Redis being down slows reads down; it never loses or invents a value.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paygent.db.agent_schema import agent_memory
 
-CACHE_SECONDS = 300
+CACHE_SECONDS = 60
 MAX_TTL_SECONDS = 366 * 86400
 SEARCH_LIMIT = 50
 _KEY = r"^[\w.\-:/]{1,200}$"
 _NAMESPACE = r"^[\w.\-]{1,64}$"
+
+
+class ToolUnavailable(Exception):
+    """Infrastructure trouble the tool cannot hide; raised so Temporal retries the activity."""
 
 
 class _Args(BaseModel):
@@ -63,6 +69,19 @@ class Memory:
     def _cache_key(self, namespace: str, key: str) -> str:
         return f"paygent:mem:{self.tenant_id}:{self.user_id}:{namespace}:{key}"
 
+    async def _cache_get(self, key: str) -> str | None:
+        try:
+            return await self.redis.get(key)
+        except (RedisError, OSError):  # the cache is optional: Postgres answers
+            return None
+
+    async def _invalidate(self, key: str) -> None:
+        """After a write the cached copy must go; if Redis cannot drop it, the write is reported as failed."""
+        try:
+            await self.redis.delete(key)
+        except (RedisError, OSError):
+            raise ToolUnavailable("the memory cache could not be invalidated; try again") from None
+
     async def set(self, args: SetArgs) -> dict[str, Any]:
         expires = (datetime.now(timezone.utc) + timedelta(seconds=args.ttl_seconds)) if args.ttl_seconds else None
         values = {"tenant_id": self.tenant_id, "user_id": self.user_id, "namespace": args.namespace,
@@ -73,15 +92,13 @@ class Memory:
             await conn.execute(pg_insert(agent_memory).values(values).on_conflict_do_update(
                 index_elements=["tenant_id", "user_id", "namespace", "key"],
                 set_={"value": args.value, "expires_at": expires, "updated_at": sa.func.now()}))
-        cache_for = min(CACHE_SECONDS, args.ttl_seconds or CACHE_SECONDS)
-        await self.redis.set(self._cache_key(args.namespace, args.key), json.dumps({"value": args.value}),
-                             ex=cache_for)
+        await self._invalidate(self._cache_key(args.namespace, args.key))
         return {"key": args.key, "namespace": args.namespace, "stored": True,
                 "expires_at": expires.isoformat() if expires else None}
 
     async def get(self, args: GetArgs) -> dict[str, Any]:
         cache_key = self._cache_key(args.namespace, args.key)
-        cached = await self.redis.get(cache_key)
+        cached = await self._cache_get(cache_key)
         if cached is not None:
             return {"key": args.key, "namespace": args.namespace, "value": json.loads(cached)["value"],
                     "cached": True}
@@ -93,7 +110,11 @@ class Memory:
         ttl = CACHE_SECONDS
         if row.expires_at is not None:
             ttl = max(1, min(ttl, int((row.expires_at - datetime.now(timezone.utc)).total_seconds())))
-        await self.redis.set(cache_key, json.dumps({"value": row.value}), ex=ttl)
+        try:
+            # NX: never overwrite a copy; writes delete it, so a racing read leaves one at most 60 s stale
+            await self.redis.set(cache_key, json.dumps({"value": row.value}), ex=ttl, nx=True)
+        except (RedisError, OSError):
+            pass  # read-through only: the answer stands without the cache
         return {"key": args.key, "namespace": args.namespace, "value": row.value, "cached": False}
 
     async def search(self, args: SearchArgs) -> dict[str, Any]:

@@ -52,7 +52,8 @@ class FetchArgs(BaseModel):
     max_amount: str
 
 
-ZERO_ADDRESS = "0x" + "0" * 40  # an x402 recipient is known only once the server's 402 answer is probed
+ZERO_ADDRESS = "0x" + "0" * 40
+NOT_RECORDED = "not_recorded"  # an x402 recipient is known only once the server's 402 answer is probed
 
 
 class AgentPaymentActivities:
@@ -109,9 +110,8 @@ class AgentPaymentActivities:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(payments).where(
                 payments.c.id == uuid.UUID(payment_id)))).mappings().first()
-        if row is None:
-            raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing",
-                                   non_retryable=True)
+        if row is None:  # a run cancelled before its payment was recorded: nothing to cancel, nothing paid
+            return t.PaymentStatus(payment_id=payment_id, status=NOT_RECORDED)
         x402 = None
         if row["kind"] == "x402":
             details = row["details"] or {}

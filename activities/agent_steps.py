@@ -14,6 +14,7 @@ import uuid
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -97,11 +98,19 @@ class AgentStepActivities:
                                  dedupe_key=f"{run_id}:step:{inp.step}", message_id=message_id)
         return step_result(inp.step, message_id, response, reused=False)
 
+    async def _publish(self, payload: dict) -> None:
+        """Best effort: Postgres already has the event and SSE re-reads it, so a Redis outage never stalls a run."""
+        try:
+            await publish(self.redis, payload)
+        except (RedisError, OSError) as exc:
+            activity.logger.warning("event %s of run %s not published live: %s", payload["seq"],
+                                    payload["run_id"], exc)
+
     @activity.defn(name=t.ACT_EMIT)
     async def emit_event(self, event: t.EmitEvent) -> None:
         async with self.engine.begin() as conn:
             payload = await record_event(conn, event)
-        await publish(self.redis, payload)
+        await self._publish(payload)
 
     @activity.defn(name=t.ACT_RECORD_TOOL_RESULT)
     async def record_tool_result(self, rec: t.ToolResultRecord) -> None:
@@ -117,4 +126,4 @@ class AgentStepActivities:
                 run_id=rec.run_id, seq=rec.seq, type=t.TOOL_COMPLETED,
                 data={"step": rec.step, "tool_call_id": rec.call.id, "tool": rec.call.name, "ok": rec.outcome.ok,
                       "result": text if len(text) <= RESULT_EXCERPT else text[:RESULT_EXCERPT - 3] + "..."}))
-        await publish(self.redis, payload)
+        await self._publish(payload)

@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from workflows.agent_run import AgentRunWorkflow
 
 FIRST_POLL = timedelta(seconds=1)
-MAX_POLL = timedelta(seconds=60)
+# Polls back off to 10 minutes: an 8-day wait then costs ~1,200 polls (~12k history events, far below the 50k
+# limit). The child finishing wakes the run at once whatever the interval; only a mid-way `approval_decided`
+# (approved, then a long time-lock) can be reported up to one interval late.
+MAX_POLL = timedelta(minutes=10)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 WAITING = frozenset({pt.AWAITING_APPROVAL, pt.TIME_LOCKED})
 X402 = "x402"
@@ -92,26 +95,35 @@ def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
 class PaymentTool:
     def __init__(self, run: AgentRunWorkflow) -> None:
         self.run = run
+        self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
 
     async def pay(self, step: int, call: ToolCall) -> t.ToolOutcome:
-        inp = self.run._inp
-        prepared: t.PreparedPayment = await workflow.execute_activity(
-            t.ACT_PREPARE_PAYMENT, t.PreparePayment(run_id=inp.run_id, tenant_id=inp.tenant_id,
-                                                    user_id=inp.user_id, user_name=inp.user_name,
-                                                    wallet_id=inp.wallet_id, call=call),
-            result_type=t.PreparedPayment, start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY, summary="Record the payment")
-        if prepared.error or prepared.request is None:
-            return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
-        req = prepared.request
+        inp = self.run.inp
+        payment_id = t.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
         try:
+            prepared: t.PreparedPayment = await workflow.execute_activity(
+                t.ACT_PREPARE_PAYMENT, t.PreparePayment(run_id=inp.run_id, tenant_id=inp.tenant_id,
+                                                        user_id=inp.user_id, user_name=inp.user_name,
+                                                        wallet_id=inp.wallet_id, call=call),
+                result_type=t.PreparedPayment, start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY, summary="Record the payment",
+                # never cut short: whether the row exists must be known before a cancel is decided
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+            self.run.check_cancelled()
+            if prepared.error or prepared.request is None:
+                return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
             final = await self._watch(step, call, prepared)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
             if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
                 raise
-            status = await self._cancel(req.payment_id, "the agent run was cancelled")
-            self.run.note_cancelled_payment({"payment_id": req.payment_id, "payment_status": status.status})
+            status = await self._cancel(payment_id, "the agent run was cancelled")
+            if self._awaiting is not None:  # close the approval the stream announced
+                await self.run.emit(t.APPROVAL_DECIDED, {**self._awaiting, "status": status.status,
+                                                         "decision": decision_of(status.status, status.failure_reason)},
+                                    honour_cancel=False)
+            self.run.note_cancelled_payment({"payment_id": payment_id, "payment_status": status.status})
             raise
+        req = prepared.request
         if req.kind == X402 and final.x402 is None:  # what the server answered is on the row, not in the state
             final = await self._status(req.payment_id)
         return outcome(req, final)
@@ -131,7 +143,7 @@ class PaymentTool:
                     SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1))]),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
                                + (f"for {req.url}" if req.kind == X402 else f"to {req.to}"),
-                static_details=f"Agent run {self.run._inp.run_id}, tool call {call.id}, for {req.requested_by}.")
+                static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.")
         except WorkflowAlreadyStartedError:
             child = None  # started by an earlier execution of this run: follow it through its row instead
         bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments,
@@ -140,6 +152,7 @@ class PaymentTool:
         delay = FIRST_POLL
         deadline = workflow.now() + PAYMENT_WAIT_LIMIT
         while True:
+            self.run.check_cancelled()  # a cancel swallowed by a completed activity is honoured here
             if child is not None:
                 try:
                     await workflow.wait_condition(child.done, timeout=delay)
@@ -155,10 +168,10 @@ class PaymentTool:
                 final = status
                 break
             if status.status in WAITING and not asked:
-                asked = True
+                asked, self._awaiting = True, bound
                 await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": status.status})
             elif asked and not decided and status.status not in WAITING:
-                decided = True
+                decided, self._awaiting = True, None
                 await self.run.emit(t.APPROVAL_DECIDED, {
                     **bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)})
             if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
@@ -166,6 +179,7 @@ class PaymentTool:
                 break
             delay = min(delay * 2, MAX_POLL)
         if asked and not decided:
+            self._awaiting = None
             await self.run.emit(t.APPROVAL_DECIDED, {
                 **bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)})
         return final
@@ -188,7 +202,7 @@ class PaymentTool:
 
     async def _cancel(self, payment_id: str, reason: str) -> t.PaymentStatus:
         return await workflow.execute_activity(
-            t.ACT_CANCEL_PAYMENT, t.CancelPayment(payment_id=payment_id, actor=self.run._inp.user_name,
+            t.ACT_CANCEL_PAYMENT, t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name,
                                                   reason=reason),
             result_type=t.PaymentStatus, start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DB_RETRY, summary="Cancel the payment")

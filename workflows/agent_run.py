@@ -55,7 +55,7 @@ class AgentRunWorkflow:
 
     @workflow.run
     async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
-        self._inp = inp
+        self.inp = inp
         self._seq = inp.next_seq
         self._payments = PaymentTool(self)
         try:
@@ -67,7 +67,7 @@ class AgentRunWorkflow:
             raise asyncio.CancelledError() from None
 
     async def _loop(self) -> t.AgentRunResult:
-        inp = self._inp
+        inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(t.AGENT_STARTED, {"thread_id": inp.thread_id, "message_id": inp.message_id,
                                               "max_steps": inp.max_steps, "wallet_id": inp.wallet_id})
@@ -106,7 +106,7 @@ class AgentRunWorkflow:
             step += 1
 
     async def _run_tool(self, step: int, call: ToolCall) -> None:
-        inp = self._inp
+        inp = self.inp
         workflow.set_current_details(f"Step {step}: running {call.name}")
         await self.emit(t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name,
                                            "arguments": call.arguments})
@@ -137,10 +137,10 @@ class AgentRunWorkflow:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    async def emit(self, kind: str, data: dict[str, Any]) -> None:
+    async def emit(self, kind: str, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
-            t.ACT_EMIT, t.EmitEvent(run_id=self._inp.run_id, seq=self._next_seq(), type=kind, data=data),
+            t.ACT_EMIT, t.EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
             start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
             retry_policy=DB_RETRY, cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=kind)
@@ -148,7 +148,7 @@ class AgentRunWorkflow:
             self._status = t.AWAITING_APPROVAL
         elif kind == t.APPROVAL_DECIDED:
             self._status = t.RUNNING
-        if not self._cancelling:
+        if honour_cancel:
             self.check_cancelled()
 
     def check_cancelled(self) -> None:

@@ -1,14 +1,19 @@
 """A run whose payment needs 2 approvals: it waits, streams `approval_requested` (bound to the tool call),
-resumes once bob and carol approve, and answers with the tx hash; a rejection is reported to the model."""
+resumes once bob and carol approve, and answers with the tx hash; a rejection is reported to the model;
+cancelling the run while it waits cancels the payment and releases its reservation."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest_asyncio
+import sqlalchemy as sa
 from temporalio.service import RPCError
 
 from paygent.db.policies import save_policy
+from paygent.db.reservations import reservations
+from paygent.db.schema import payments
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
 from tests.agents.helpers import of_type, sse_events, start_run, types
 from tests.api.helpers import auth, funded_wallet, new_recipient, token_balance, transfers_to
@@ -95,4 +100,28 @@ async def test_a_rejected_payment_is_reported_back_as_the_tool_result(http, dev,
     result = of_type(events, "tool_completed")[0]["data"]
     assert result["ok"] is False and "rejected" in result["result"] and "not in the budget" in result["result"]
     assert events[-1]["type"] == "agent_completed" and "rejected" in events[-1]["data"]["answer"]
+    assert await transfers_to(app_settings.rpc_url, app_settings.token_address, to) == 0
+
+
+async def test_cancelling_a_run_that_waits_for_approval_cancels_its_payment_and_frees_the_budget(
+        http, dev, gated_wallet, db_engine, app_settings):
+    to = new_recipient()
+    run = await start_run(http, dev, f"pay 200 USDC to {to}", wallet_id=gated_wallet["id"])
+
+    async def cancel_when_waiting(event: dict) -> None:
+        if event["type"] == "approval_requested":
+            r = await http.post(f"/v1/agent-runs/{run['id']}/cancel", headers=auth(dev))
+            assert r.status_code == 202
+
+    events = await sse_events(http, dev, run["id"], on_event=cancel_when_waiting)
+    failed = events[-1]["data"]
+    assert events[-1]["type"] == "agent_failed" and failed["status"] == "cancelled"
+    assert failed["payment_status"] == "cancelled"
+    assert of_type(events, "approval_decided")[0]["data"]["decision"] == "cancelled"
+    async with db_engine.connect() as conn:
+        payment = (await conn.execute(sa.select(payments).where(
+            payments.c.id == uuid.UUID(failed["payment_id"])))).mappings().one()
+        held = await conn.scalar(sa.select(reservations.c.status).where(
+            reservations.c.payment_id == payment["id"]))
+    assert payment["status"] == "cancelled" and held == "released"
     assert await transfers_to(app_settings.rpc_url, app_settings.token_address, to) == 0

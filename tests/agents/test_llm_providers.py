@@ -82,3 +82,14 @@ async def test_a_finished_llm_step_is_returned_from_storage_never_asked_again(st
     async with db_engine.connect() as conn:
         chat = await load_chat(conn, thread_id)
     assert [m.role for m in chat] == ["user", "assistant", "tool"]  # one assistant turn; its call marked not run
+
+
+async def test_an_amount_sent_as_a_number_is_refused_and_the_step_limit_ends_the_run(llm_stack, fake_llm, dev):
+    to = "0x" + "ab" * 20
+    fake_llm.script("anthropic", tool("pay", to=to, amount=5.0, asset="USDC"), tool("wallet_balance"))
+    run = await start_run(llm_stack.http, dev, "pay five", max_steps=2)
+    events = await sse_events(llm_stack.http, dev, run["id"])
+    paid = of_type(events, "tool_completed")[0]["data"]
+    assert paid["tool"] == "pay" and paid["ok"] is False and "amount" in paid["result"]  # never rounded, never paid
+    assert events[-1]["type"] == "agent_failed" and "step limit (2)" in events[-1]["data"]["error"]
+    assert (await wait_run(llm_stack.http, dev, run["id"]))["status"] == "failed"
