@@ -1,4 +1,4 @@
-"""The dev tenant: users alice (requester, admin), bob, carol, dave (approvers) and wallet `treasury`.
+"""The dev tenant: users alice (requester, admin), bob, carol, dave (approvers), wallets `treasury` and `ops`.
 
 Idempotent: users that already exist keep the API key recorded in the previous dev.json when it still
 verifies; otherwise a new key is issued (only hashes are stored, so a lost key cannot be recovered).
@@ -22,7 +22,7 @@ DEV_USERS: dict[str, list[str]] = {
     "carol": ["approver"],
     "dave": ["approver"],
 }
-DEV_WALLETS = ("treasury",)
+DEV_WALLETS = ("treasury", "ops")
 
 
 async def seed_dev(database_url: str, master_key: bytes, existing: dict[str, Any] | None = None,

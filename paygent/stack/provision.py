@@ -18,7 +18,8 @@ from paygent.stack.processes import StackError
 
 GAS_FLOOR_WEI = 10**18  # 1 ETH
 GAS_TOP_UP_WEI = 10 * 10**18
-TREASURY_FLOOR_TOKENS = 1_000_000
+# tokens each dev wallet is topped up to: `ops` carries the demo's approval-gated payments
+TOKEN_FLOORS = {"treasury": 1_000_000, "ops": 100_000}
 
 
 def migrate(database_url: str) -> None:
@@ -118,9 +119,10 @@ async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *
 
 
 async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
-    """Gas for every wallet below 1 ETH; treasury minted up to 1,000,000 tokens. Returns what it did."""
+    """Gas for every wallet below 1 ETH; tokens minted up to TOKEN_FLOORS. Returns what it did."""
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import balance_of, mint, send_eth
+    from paygent.domain.money import format_amount
 
     funder = dev_account(0)
     done: list[str] = []
@@ -128,13 +130,15 @@ async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
         if await w3.eth.get_balance(wallet["address"]) < GAS_FLOOR_WEI:
             await send_eth(w3, funder, wallet["address"], GAS_TOP_UP_WEI)
             done.append(f"{name}: +{GAS_TOP_UP_WEI // 10**18} ETH for gas")
-    treasury = wallets.get("treasury")
-    if treasury:
-        floor = TREASURY_FLOOR_TOKENS * 10 ** token["decimals"]
-        have = await balance_of(w3, token["address"], treasury["address"])
+    for name, tokens in TOKEN_FLOORS.items():
+        wallet = wallets.get(name)
+        if wallet is None:
+            continue
+        floor = tokens * 10 ** token["decimals"]
+        have = await balance_of(w3, token["address"], wallet["address"])
         if have < floor:
-            await mint(w3, token["address"], funder, treasury["address"], floor - have)
-            done.append(f"treasury: minted {(floor - have) / 10 ** token['decimals']:,.2f} {token['symbol']}")
+            await mint(w3, token["address"], funder, wallet["address"], floor - have)
+            done.append(f"{name}: minted {format_amount(floor - have, token['decimals'])} {token['symbol']}")
     return done
 
 
