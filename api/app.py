@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.deps import Deps
-from api.routes import agent_runs, health, payments, threads, wallets
+from api.routes import agent_runs, approvals, health, payments, threads, wallets
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(wallets.router)
     app.include_router(agent_runs.router)
     app.include_router(threads.router)
+    app.include_router(approvals.router)  # approvals, decisions, payment edits, approval policies
     return app

@@ -1,0 +1,226 @@
+"""Approvals over HTTP: list what the caller may act on, read one, and decide (approve, reject, revoke, cancel,
+delegate, and the initiator's edit of a payment awaiting approval).
+
+The workflow decides; this layer only says who is asking (the API key's user is the actor, never a body field),
+through which channel, and under which request id (the Idempotency-Key, so a retried request is answered once).
+The state comes from the workflow's `state` Query, the list from the `approvals` table its activity keeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.approval_http import (
+    HASH_PATTERN, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id, view_json,
+)
+from api.deps import Deps, deps, principal
+from api.errors import ApiError
+from api.routes import approval_policies
+from paygent.db.accounts import Principal, find_user
+from paygent.db.schema import approvals, payments
+from paygent.domain.addresses import parse_address
+from paygent.domain.errors import InvalidInput
+from paygent.domain.money import parse_amount
+from workflows.approval_client import DecisionRefused, get_state, send_decision
+from workflows.approval_types import (
+    ApprovalView, ApproveRequest, CancelRequest, DelegateRequest, EditRequest, RejectRequest, RevokeRequest,
+)
+
+router = APIRouter(tags=["approvals"])
+router.include_router(approval_policies.router)
+StatusFilter = Literal["pending", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an "approver" or "actor" field is refused: the key says who
+    reason: str | None = Field(None, max_length=1000)
+
+
+class ApproveBody(_Body):
+    operation_hash: str = Field(pattern=HASH_PATTERN, description="the hash of the exact operation approved")
+    on_behalf_of: str | None = Field(None, max_length=200, description="only when delegated by several")
+
+
+class DecisionBody(_Body):
+    operation_hash: str | None = Field(None, pattern=HASH_PATTERN)
+
+
+class DelegateBody(_Body):
+    delegate: str = Field(min_length=1, max_length=200, description="a user of the same tenant")
+    until: AwareDatetime = Field(description="ISO 8601 with a time zone, e.g. 2026-12-01T00:00:00Z")
+
+
+async def approval_or_404(d: Deps, who: Principal, approval_id: str) -> ApprovalView:
+    """The approval's state if it belongs to the caller's tenant; another tenant's looks exactly like none."""
+    check_approval_id(approval_id)
+    try:
+        view = await get_state(d.temporal, approval_id)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, "not_found", "approval not found") from None
+        raise
+    if view.tenant_id != str(who.tenant_id):
+        raise ApiError(404, "not_found", "approval not found")
+    return view
+
+
+async def decide(d: Deps, who: Principal, approval_id: str, decision: str, request: BaseModel, key: str | None,
+                 *, checked: bool = False):
+    """Sends the decision as an Update; a refusal becomes 403/409/422 with the workflow's reason and type."""
+    if not checked:
+        await approval_or_404(d, who, approval_id)
+    try:
+        result = await send_decision(d.temporal, approval_id, decision, request,
+                                     request_id=update_id(who, decision, key))
+    except DecisionRefused as exc:
+        return refusal_response(exc)
+    return {"approval_id": approval_id, **result.model_dump(mode="json")}
+
+
+def _cursor(created_at: datetime, approval_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), approval_id]).encode()).decode()
+
+
+def _parse_cursor(text: str) -> tuple[datetime, str]:
+    try:
+        at, approval_id = json.loads(base64.urlsafe_b64decode(text.encode()))
+        return datetime.fromisoformat(at), str(approval_id)
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor", "is not a cursor this API returned (use next_cursor as given)") from None
+
+
+@router.get("/v1/approvals")
+async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50, ge=1, le=200),
+                         cursor: str | None = None, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    """`pending`: what the caller may approve now (as a tier approver or a live delegate). Other statuses (and
+    `all`): approvals the caller is part of (initiator, approver, delegate). Newest first; a page may hold fewer
+    than `limit` items (an ended delegation drops out), so follow `next_cursor` until it is null."""
+    name = who.name
+    where = [approvals.c.tenant_id == who.tenant_id]
+    if status == "pending":
+        where += [approvals.c.status == "pending", sa.literal(name) == sa.any_(approvals.c.awaiting)]
+    else:
+        if status != "all":
+            where.append(approvals.c.status == status)
+        where.append(sa.or_(approvals.c.initiator == name, sa.literal(name) == sa.any_(approvals.c.approvers),
+                            sa.literal(name) == sa.any_(approvals.c.approved_by),
+                            sa.literal(name) == sa.any_(approvals.c.awaiting)))
+    if cursor:
+        at, after = _parse_cursor(cursor)
+        where.append(sa.tuple_(approvals.c.created_at, approvals.c.id) < sa.tuple_(sa.literal(at), sa.literal(after)))
+    async with d.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(approvals).where(*where).order_by(
+            approvals.c.created_at.desc(), approvals.c.id.desc()).limit(limit + 1))).mappings().all()
+    more, rows = len(rows) > limit, rows[:limit]
+    decimals = d.settings.token_decimals
+    items = []
+    for row in rows:
+        if status == "pending" and name not in row["approvers"]:  # only a delegate: is the delegation still live?
+            try:
+                if name not in (await get_state(d.temporal, row["id"])).awaiting:
+                    continue
+            except RPCError:
+                continue
+        items.append(row_json(row, decimals))
+    next_cursor = _cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/v1/approvals/{approval_id}")
+async def get_approval(approval_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    view = await approval_or_404(d, who, approval_id)
+    return {**view_json(view, d.settings.token_decimals), "you_may_approve": who.name in view.awaiting}
+
+
+@router.post("/v1/approvals/{approval_id}/approve")
+async def approve(approval_id: str, body: ApproveBody, who: Principal = Depends(principal),
+                  d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+    request = ApproveRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash,
+                             on_behalf_of=body.on_behalf_of)
+    return await decide(d, who, approval_id, "approve", request, key)
+
+
+@router.post("/v1/approvals/{approval_id}/reject")
+async def reject(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+    body = body or DecisionBody()
+    request = RejectRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
+    return await decide(d, who, approval_id, "reject", request, key)
+
+
+@router.post("/v1/approvals/{approval_id}/revoke")
+async def revoke(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+    body = body or DecisionBody()
+    request = RevokeRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
+    return await decide(d, who, approval_id, "revoke", request, key)
+
+
+@router.post("/v1/approvals/{approval_id}/cancel")
+async def cancel(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+    body = body or DecisionBody()
+    request = CancelRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
+    return await decide(d, who, approval_id, "cancel", request, key)
+
+
+@router.post("/v1/approvals/{approval_id}/delegate")
+async def delegate(approval_id: str, body: DelegateBody, who: Principal = Depends(principal),
+                   d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+    if body.until <= datetime.now(timezone.utc):
+        raise InvalidInput("until", f"{body.until.isoformat()} is not in the future")
+    async with d.engine.connect() as conn:
+        if await find_user(conn, who.tenant_id, body.delegate) is None:
+            raise InvalidInput("delegate", f"no user {body.delegate!r} in this tenant")
+    request = DelegateRequest(actor=who.name, channel=via, reason=body.reason, delegate=body.delegate,
+                              until=body.until)
+    return await decide(d, who, approval_id, "delegate", request, key)
+
+
+class EditBody(_Body):
+    """Fields left out stay as they are; `"memo": null` clears the memo."""
+
+    operation_hash: str = Field(pattern=HASH_PATTERN, description="the version being edited")
+    amount: str | None = Field(None, description="decimal string in token units")
+    to: str | None = None
+    memo: str | None = Field(None, max_length=1000)
+
+
+@router.post("/v1/payments/{payment_id}/edit")
+async def edit_payment(payment_id: str, body: EditBody, who: Principal = Depends(principal),
+                       d: Deps = Depends(deps), via: str = Depends(channel),
+                       key: str | None = Depends(idempotency_key)):
+    """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""
+    try:
+        pid = uuid.UUID(payment_id)
+    except ValueError:
+        raise ApiError(404, "not_found", "payment not found") from None
+    async with d.engine.connect() as conn:
+        row = (await conn.execute(sa.select(payments.c.status).where(
+            payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).first()
+    if row is None:
+        raise ApiError(404, "not_found", "payment not found")
+    changes = {"amount_atomic": parse_amount(body.amount, d.settings.token_decimals)
+               if body.amount is not None else None,
+               "to": parse_address(body.to, field="to") if body.to is not None else None,
+               "memo": body.memo, "clear_memo": "memo" in body.model_fields_set and body.memo is None}
+    if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
+        raise InvalidInput("body", "an edit changes at least one of amount, to, memo")
+    try:
+        await approval_or_404(d, who, str(pid))
+    except ApiError as exc:  # the payment is the caller's tenant's, so "not found" means no approval was started
+        raise ApiError(409, "not_awaiting_approval", f"payment is {row.status}: only a payment awaiting approval "
+                                                     "can be edited") from exc
+    request = EditRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash,
+                          **changes)
+    answer = await decide(d, who, str(pid), "edit", request, key, checked=True)
+    return answer if not isinstance(answer, dict) else {"payment_id": str(pid), **answer}
