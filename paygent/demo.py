@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -90,6 +92,73 @@ async def fetch_paid(http, dev, w3, *, url: str, max_amount: str, as_user: str =
     return final
 
 
+DEMO_TIMELOCK_SECONDS = 10
+APPROVERS = ["bob", "carol", "dave"]
+
+
+def demo_policy() -> dict:
+    """The dev tiers, with a 10-second time-lock (instead of 1 hour) so the demo can watch it run out."""
+    day = 86_400
+    return {"tiers": [
+        {"max_amount": "100", "approvals_required": 0, "approvers": []},
+        {"max_amount": "1000", "approvals_required": 1, "approvers": APPROVERS, "approval_timeout_seconds": day},
+        {"max_amount": "10000", "approvals_required": 2, "approvers": APPROVERS, "approval_timeout_seconds": day,
+         "timelock_seconds": DEMO_TIMELOCK_SECONDS},
+        {"max_amount": None, "approvals_required": 3, "approvers": APPROVERS, "approval_timeout_seconds": day,
+         "timelock_seconds": DEMO_TIMELOCK_SECONDS},
+    ]}
+
+
+def cli(*args: str) -> None:
+    """Run a `paygent` CLI command as an operator would, and show it."""
+    print(f"    $ paygent {' '.join(args)}")
+    done = subprocess.run([sys.executable, "-m", "paygent.cli", *args], capture_output=True, text=True, timeout=60)
+    for line in (done.stdout + done.stderr).strip().splitlines():
+        print(f"      {line}")
+    if done.returncode != 0:
+        raise SystemExit(f"`paygent {' '.join(args)}` failed (exit {done.returncode})")
+
+
+async def approved_payment(http, dev, w3) -> dict:
+    """5,000 USDC from `ops`: 2 of {bob, carol, dave} approve from the CLI, then the time-lock, then the chain."""
+    token = dev["token"]
+    ops = dev["wallets"]["ops"]
+    alice = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+    r = await http.put(f"/v1/wallets/{ops['id']}/approval-policy", headers=alice, json=demo_policy())
+    if r.status_code != 200:
+        raise SystemExit(f"could not set the demo approval policy: HTTP {r.status_code} {r.text}")
+    to = Account.create().address
+    before = await balance_of(w3, token["address"], ops["address"])
+    print(f"\n==> alice pays 5000 {token['symbol']} from ops to {to}: the policy wants 2 of bob, carol, dave, "
+          f"then a {DEMO_TIMELOCK_SECONDS}-second time-lock")
+    r = await http.post("/v1/payments", headers={**alice, "Idempotency-Key": str(uuid.uuid4())},
+                        json={"wallet_id": ops["id"], "to": to, "amount": "5000", "asset": token["symbol"],
+                              "memo": "demo: supplier invoice, needs approval"})
+    if r.status_code != 202:
+        raise SystemExit(f"payment refused: HTTP {r.status_code} {r.text}")
+    pid = r.json()["id"]
+    print(f"    accepted: payment {pid}")
+    while (await http.get(f"/v1/payments/{pid}", headers=alice)).json()["status"] != "awaiting_approval":
+        await asyncio.sleep(0.2)
+    print("    status: awaiting_approval")
+    cli("approvals", "list", "--as", "bob")
+    cli("approve", pid, "--as", "bob")
+    cli("approve", pid, "--as", "carol")
+    final = await _wait(http, alice, pid, timeout=DEMO_TIMELOCK_SECONDS + 60)
+    approval = (await http.get(f"/v1/approvals/{pid}", headers=alice)).json()
+    after = await balance_of(w3, token["address"], ops["address"])
+    d = token["decimals"]
+    print(f"    approved by: {', '.join(a['approver'] + ' via ' + a['channel'] for a in approval['approvals'])}")
+    print(f"    time-lock until {approval.get('timelock_until')}; settled in block {final['block_number']}")
+    print(f"    tx hash:  {final['tx_hash']}")
+    print(f"    ops:      {format_amount(before, d)} -> {format_amount(after, d)} {token['symbol']}")
+    print(f"    Temporal UI: {final['temporal_ui_url']}")
+    print(f"    approval:    {dev['temporal_ui_url']}/namespaces/default/workflows/approval-{pid}")
+    if final["status"] != "confirmed":
+        raise SystemExit(f"payment ended {final['status']}: {final['failure_reason']}")
+    return final
+
+
 async def run_demo() -> int:
     dev = _load_dev()
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
@@ -103,6 +172,8 @@ async def run_demo() -> int:
         await pay_and_watch(http, dev, w3, amount="25", memo="demo: small payment, no approval needed")
         if dev.get("x402_service_url"):
             await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
+        if "ops" in dev["wallets"]:
+            await approved_payment(http, dev, w3)
     print(f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
           "?query=WorkflowType%3D%27PaymentWorkflow%27")
     return 0
