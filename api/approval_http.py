@@ -8,6 +8,7 @@ like that") that the CLI relies on to explain refusals; keeping it in one place 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from fastapi import Header
@@ -59,6 +60,19 @@ def check_approval_id(approval_id: str) -> str:
     if not _ID.match(approval_id):
         raise ApiError(404, "not_found", "approval not found")
     return approval_id
+
+
+def awaits(view: ApprovalView, name: str, now: datetime) -> bool:
+    """Whether `name` may approve now, judged at the real time `now`.
+
+    The Query's `awaiting` is computed at the workflow's clock, which only moves when the workflow runs: a
+    delegation that ended since its last task would still look live. Same rule as `ApprovalState.awaiting`.
+    """
+    if view.status != "pending" or any(a.approver == name for a in view.approvals):
+        return False
+    open_members = [m for m in view.tier.approvers if m != view.initiator and m not in view.approved_by]
+    return name in open_members or any(d.delegate == name and d.delegator in open_members and d.until > now
+                                       for d in view.delegations)
 
 
 def refusal_response(exc: DecisionRefused) -> JSONResponse:

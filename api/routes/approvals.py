@@ -20,7 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.approval_http import (
-    HASH_PATTERN, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id, view_json,
+    HASH_PATTERN, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
+    view_json,
 )
 from api.deps import Deps, deps, principal
 from api.errors import ApiError
@@ -126,7 +127,7 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
     for row in rows:
         if status == "pending" and name not in row["approvers"]:  # only a delegate: is the delegation still live?
             try:
-                if name not in (await get_state(d.temporal, row["id"])).awaiting:
+                if not awaits(await get_state(d.temporal, row["id"]), name, datetime.now(timezone.utc)):
                     continue
             except RPCError:
                 continue
@@ -138,7 +139,8 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
 @router.get("/v1/approvals/{approval_id}")
 async def get_approval(approval_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
     view = await approval_or_404(d, who, approval_id)
-    return {**view_json(view, d.settings.token_decimals), "you_may_approve": who.name in view.awaiting}
+    mine = awaits(view, who.name, datetime.now(timezone.utc))
+    return {**view_json(view, d.settings.token_decimals), "you_may_approve": mine}
 
 
 @router.post("/v1/approvals/{approval_id}/approve")

@@ -15,7 +15,7 @@ from web3 import AsyncWeb3
 
 from paygent.db.schema import payment_transactions
 from paygent.paths import temporal_cli
-from tests.api.helpers import auth, new_recipient, transfers_to, wait_final
+from tests.api.helpers import new_recipient, transfers_to, wait_final
 from tests.approvals.helpers import (
     approval, audit_of, cli, decide, pay, payment, reservation_status, tiers, until, wallet_with_policy,
 )

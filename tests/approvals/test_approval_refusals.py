@@ -11,7 +11,9 @@ import pytest_asyncio
 
 from paygent.db.accounts import create_user, ensure_tenant
 from tests.api.helpers import auth, wait_final
-from tests.approvals.helpers import approval, audit_of, cli, decide, pay, tiers, until, wallet_with_policy
+from tests.approvals.helpers import (
+    approval, audit_of, cli, decide, pay, payment, reservation_status, tiers, until, wallet_with_policy,
+)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -115,8 +117,6 @@ async def test_fifty_concurrent_approvals_from_three_approvers_count_three(http,
 
 async def test_no_decision_before_the_timeout_expires_it_and_releases_the_reservation(http, dev, app_settings,
                                                                                      db_engine):
-    from tests.approvals.helpers import payment, reservation_status
-
     wallet = await wallet_with_policy(http, dev, app_settings, tiers(timeout=2))
     pid = await pay(http, dev, "500", wallet_id=wallet["id"])
     final = await wait_final(http, dev, pid, timeout=30)
