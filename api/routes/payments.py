@@ -210,6 +210,11 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
 
 @router.get("/{payment_id}")
 async def get_payment(payment_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    return payment_view(await _own_payment(d, who, payment_id), d.settings)
+
+
+async def _own_payment(d: Deps, who: Principal, payment_id: str):
+    """The payment row if it is the caller's tenant's; anything else (bad id, other tenant) is a 404."""
     try:
         pid = uuid.UUID(payment_id)
     except ValueError:
@@ -219,7 +224,7 @@ async def get_payment(payment_id: str, who: Principal = Depends(principal), d: D
             payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).mappings().first()
     if row is None:
         raise ApiError(404, "not_found", "payment not found")
-    return payment_view(row, d.settings)
+    return row
 
 
 class CancelBody(BaseModel):
@@ -232,15 +237,7 @@ async def cancel_payment(payment_id: str, body: CancelBody | None = None, who: P
                          d: Deps = Depends(deps),
                          request_id: str | None = Header(None, alias="Idempotency-Key")):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
-    try:
-        pid = uuid.UUID(payment_id)
-    except ValueError:
-        raise ApiError(404, "not_found", "payment not found") from None
-    async with d.engine.connect() as conn:
-        row = (await conn.execute(sa.select(payments).where(
-            payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).mappings().first()
-    if row is None:
-        raise ApiError(404, "not_found", "payment not found")
+    row = await _own_payment(d, who, payment_id)
     if row["requested_by"] != who.user_id and not who.has_role("admin"):
         raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
     if row["status"] in t.TERMINAL:

@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
-import uvicorn
-
-from api.app import create_app
-from paygent.netutil import free_port
-from tests.api.helpers import auth
+from tests.api.helpers import auth, serve_api  # noqa: F401  (re-exported for the agent tests)
 
 TERMINAL = ("completed", "failed", "cancelled")
-
-
-@asynccontextmanager
-async def serve_api(settings, client):
-    """The real API on a free port with these settings (e.g. another task queue)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def start_run(http, dev: dict, message: str, user: str = "alice", **extra: Any) -> dict:

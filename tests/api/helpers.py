@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager
+
+import httpx
+import uvicorn
 
 from eth_account import Account
 from web3 import AsyncWeb3
@@ -68,3 +72,23 @@ async def funded_wallet(http, dev, settings, usdc: int) -> dict:
     if usdc:
         await mint(w3, settings.token_address, dev_account(0), wallet["address"], usdc * 10**6)
     return wallet
+
+
+@asynccontextmanager
+async def serve_api(settings, client):
+    """The real API on a free port with these settings (e.g. another task queue), and an HTTP client for it."""
+    from api.app import create_app
+    from paygent.netutil import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task

@@ -14,8 +14,8 @@ from web3 import AsyncWeb3
 
 from paygent.db.engine import get_engine
 from paygent.db.schema import payment_transactions
-from tests.api.helpers import create, new_recipient, payment_body, token_balance, transfers_to, wait_final
-from tests.api.test_worker_crash import _api, _wait_row
+from tests.api.helpers import create, serve_api, new_recipient, payment_body, token_balance, transfers_to, wait_final
+from tests.api.test_worker_crash import _wait_row
 from workers.main import build_worker
 
 
@@ -23,7 +23,7 @@ from workers.main import build_worker
 async def _tuned_stack(app_settings, temporal_env, **overrides):
     settings = app_settings.model_copy(update={"task_queue": f"tuned-{uuid.uuid4().hex[:6]}", **overrides})
     async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):
-        async with _api(settings, temporal_env.client) as http:
+        async with serve_api(settings, temporal_env.client) as http:
             yield http
 
 

@@ -8,19 +8,15 @@ import signal
 import subprocess
 import sys
 import uuid
-from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from web3 import AsyncWeb3
 
-from api.app import create_app
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
-from paygent.netutil import free_port
+from tests.api.helpers import (create, new_recipient, payment_body, serve_api, token_balance, transfers_to,
+                               wait_final)
 from tests.api.rpc_proxy import RpcProxy
-from tests.api.helpers import create, new_recipient, payment_body, token_balance, transfers_to, wait_final
 
 
 def _worker_process(settings) -> subprocess.Popen:
@@ -31,22 +27,6 @@ def _worker_process(settings) -> subprocess.Popen:
            "PAYGENT_RPC_URL": settings.rpc_url, "PAYGENT_TOKEN_ADDRESS": settings.token_address,
            "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(), "PAYGENT_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, start_new_session=True)
-
-
-@asynccontextmanager
-async def _api(settings, client):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _wait_row(db_engine, payment_id: str, predicate, timeout: float = 30):
@@ -78,7 +58,7 @@ async def test_sigkill_at_each_step_then_restart_pays_exactly_once(step, app_set
         worker_settings = settings.model_copy(update={"rpc_url": proxy.url})
         procs.append(_worker_process(worker_settings))
         try:
-            async with _api(settings, temporal_env.client) as http:
+            async with serve_api(settings, temporal_env.client) as http:
                 if step == "before_signing":
                     async with db_engine.connect() as conn:  # hold the wallet row: the reservation waits on it
                         txn = await conn.begin()

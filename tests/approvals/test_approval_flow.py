@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
 from paygent.db.schema import payment_transactions
 from paygent.paths import temporal_cli
@@ -48,9 +47,9 @@ async def test_api_and_cli_approvals_then_the_time_lock_then_the_chain(http, dev
     async with db_engine.connect() as conn:
         signed_at = await conn.scalar(sa.select(sa.func.min(payment_transactions.c.created_at)).where(
             payment_transactions.c.payment_id == uuid.UUID(pid)))
+    # nothing was signed before the time-lock ended (anvil's block clock is not compared: tests that mine and
+    # roll back blocks move it independently of the wall clock)
     assert signed_at >= timelock_until, (signed_at, timelock_until)
-    block = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)).eth.get_block(final["block_number"])
-    assert block["timestamp"] >= int(timelock_until.timestamp())
     assert await transfers_to(app_settings.rpc_url, app_settings.token_address, final["to"]) == 1
 
     assert await audit_of(db_engine, pid, "approval.approve") == [
