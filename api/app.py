@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from web3 import AsyncWeb3
 
 from api import errors
 from api.deps import Deps
@@ -24,10 +25,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         client = temporal or await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                                   data_converter=pydantic_data_converter)
         redis = Redis.from_url(settings.redis_url)
+        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
-                              redis=redis)
+                              redis=redis, w3=w3)
         yield
         await redis.aclose()
+        await w3.provider.disconnect()
 
     app = FastAPI(title="Paygent", version="0.1.0", lifespan=lifespan,
                   description="Durable control plane for AI agents that spend money.")

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from web3 import AsyncWeb3
 
 from api.errors import ApiError
 from paygent.db.accounts import Principal, authenticate
@@ -20,6 +21,7 @@ class Deps:
     engine: AsyncEngine
     temporal: Client
     redis: Redis
+    w3: AsyncWeb3  # one HTTP session to the chain for the whole app
 
 
 def deps(request: Request) -> Deps:

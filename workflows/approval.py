@@ -49,6 +49,7 @@ class ApprovalWorkflow:
         self._results: dict[str, DecisionResult] = {}  # request id -> answer: a retried request gets the same one
         self._notifications: list[asyncio.Task[None]] = []
         self._opened = False  # handlers wait for it, so "approval.requested" is always the first audit row
+        self._told_parent = None  # the time-lock end last signalled to a parent workflow
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalOutcome:
@@ -97,6 +98,7 @@ class ApprovalWorkflow:
     async def _wait_for_timelock(self) -> None:
         until = self._state.timelock_until
         assert until is not None
+        await self._tell_parent_timelocked(until)
         remaining = (until - workflow.now()).total_seconds()
         if remaining > 0:
             try:
@@ -107,6 +109,18 @@ class ApprovalWorkflow:
                 pass
         async with self._lock:
             rules.end_timelock(self._state, workflow.now())
+
+    async def _tell_parent_timelocked(self, until) -> None:
+        """Let a parent payment show `time_locked` (it cannot query its child); once, best effort."""
+        parent = workflow.info().parent
+        if parent is None or self._told_parent == until:
+            return
+        self._told_parent = until
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                "approval_timelocked", until.isoformat())
+        except Exception as err:  # the parent may be gone: the approval's own outcome is unaffected
+            workflow.logger.warning("could not tell parent %s about the time-lock: %s", parent.workflow_id, err)
 
     # --- Updates: validator refuses before history; handler re-checks under the lock and audits. ---
     @workflow.update

@@ -37,10 +37,15 @@ class PaymentWorkflow:
     def __init__(self) -> None:
         self._state: t.PaymentState | None = None
         self._cancel: t.CancelRequest | None = None
+        self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
 
     @workflow.query(name="state")
     def state(self) -> t.PaymentState | None:
         return self._state
+
+    @workflow.signal(name="approval_timelocked")
+    def approval_timelocked(self, until: str) -> None:
+        self._timelocked_until = until
 
     @workflow.update(name="cancel")
     async def cancel(self, request: t.CancelRequest) -> t.PaymentState:
@@ -139,7 +144,15 @@ class PaymentWorkflow:
             static_summary=f"Approve: pay {self._label} ({tier.approvals_required} of {len(tier.approvers)})",
         )
         waiting = asyncio.ensure_future(_result(child))
-        await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None)
+        shown_timelock = None
+        while True:  # no timeout of its own: the child's approval timeout and time-lock bound this wait
+            await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None
+                                          or self._timelocked_until != shown_timelock)
+            if waiting.done() or self._cancel is not None:
+                break
+            shown_timelock = self._timelocked_until
+            await self._set_status(t.TIME_LOCKED, details={"until": shown_timelock})
+            workflow.set_current_details(f"Pay {self._label}: approved, time-locked until {shown_timelock}")
         if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(child_id).cancel()
         outcome: ApprovalOutcome = await waiting

@@ -8,7 +8,6 @@ import time
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from web3 import AsyncWeb3
 
 from api.deps import Deps, deps
 
@@ -39,7 +38,7 @@ async def healthz(d: Deps = Depends(deps)):
         return f"{d.settings.temporal_address} namespace {d.settings.temporal_namespace}"
 
     async def chain():
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(d.settings.rpc_url))
+        w3 = d.w3
         block = await w3.eth.block_number
         chain_id = await w3.eth.chain_id
         token = d.settings.token_address

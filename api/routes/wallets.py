@@ -7,7 +7,6 @@ import uuid
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from web3 import AsyncWeb3
 
 from api.deps import Deps, deps, principal
 from api.errors import ApiError
@@ -81,7 +80,7 @@ async def create(body: WalletCreate, who: Principal = Depends(principal), d: Dep
 @router.get("/{wallet_id}/balance")
 async def balance(wallet_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
     row = await _wallet_or_404(d, who, wallet_id)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(d.settings.rpc_url))
+    w3 = d.w3
     wei = await w3.eth.get_balance(row.address)
     tokens = []
     if d.settings.token_address:
