@@ -9,7 +9,7 @@ import sys
 import typer
 
 from paygent import agent_cli
-from paygent import approvals_cli
+from paygent import approvals_cli, wallets_cli
 from paygent.stack.cli import app as stack_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -17,6 +17,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or down, or show it.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
+wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
