@@ -12,7 +12,7 @@ from web3 import AsyncWeb3
 
 from api import errors
 from api.deps import Deps
-from api.routes import agent_runs, approvals, health, payments, threads, wallets
+from api.routes import agent_runs, approvals, health, payments, threads, wallets, webhooks
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -42,4 +42,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(agent_runs.router)
     app.include_router(threads.router)
     app.include_router(approvals.router)  # approvals, decisions, payment edits, approval policies
+    app.include_router(webhooks.router)
     return app

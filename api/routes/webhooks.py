@@ -1,0 +1,85 @@
+"""Webhooks (admins): where approval events are POSTed, HMAC-SHA256-signed with a per-webhook secret.
+
+The secret is generated here and shown once, in the creation answer; receivers check `X-Paygent-Signature`
+(`sha256=<hex>` of the raw body) and deduplicate on `X-Paygent-Delivery`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Literal
+from urllib.parse import urlparse
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Deps, deps, principal
+from api.errors import ApiError
+from paygent.db.accounts import Principal
+from paygent.db.audit import append_audit
+from paygent.db.schema import webhooks
+from paygent.domain.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+EventType = Literal["approval.requested", "approval.decided"]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2000)
+    events: list[EventType] = Field(default_factory=list, description="empty: every event type")
+
+
+def _admin(who: Principal) -> None:
+    if not who.has_role("admin"):
+        raise ApiError(403, "forbidden", "this action needs the admin role")
+
+
+def _view(row) -> dict:
+    return {"id": str(row.id), "url": row.url, "events": list(row.events), "active": row.active,
+            "created_at": row.created_at.isoformat()}
+
+
+@router.post("", status_code=201)
+async def create(body: WebhookCreate, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    _admin(who)
+    url = urlparse(body.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise InvalidInput("url", "must be an absolute http(s) URL")
+    webhook_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
+    async with d.engine.begin() as conn:
+        await conn.execute(webhooks.insert().values(id=webhook_id, tenant_id=who.tenant_id, url=body.url,
+                                                    secret=secret, events=body.events))
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api", action="webhook.created",
+                           subject_type="webhook", subject_id=str(webhook_id),
+                           data={"url": body.url, "events": body.events})
+    return {"id": str(webhook_id), "url": body.url, "events": body.events, "active": True,
+            "secret": secret}  # shown this once
+
+
+@router.get("")
+async def list_(who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    _admin(who)
+    async with d.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(webhooks).where(webhooks.c.tenant_id == who.tenant_id)
+                                   .order_by(webhooks.c.created_at.desc()))).all()
+    return {"items": [_view(r) for r in rows]}
+
+
+@router.delete("/{webhook_id}", status_code=204)
+async def deactivate(webhook_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+    _admin(who)
+    try:
+        wid = uuid.UUID(webhook_id)
+    except ValueError:
+        raise ApiError(404, "not_found", "webhook not found") from None
+    async with d.engine.begin() as conn:
+        done = await conn.execute(webhooks.update().where(webhooks.c.id == wid,
+                                                          webhooks.c.tenant_id == who.tenant_id)
+                                  .values(active=False))
+        if done.rowcount == 0:
+            raise ApiError(404, "not_found", "webhook not found")
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+                           action="webhook.deactivated", subject_type="webhook", subject_id=webhook_id)
