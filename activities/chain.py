@@ -59,7 +59,9 @@ class ChainActivities:
                 payment_transactions.c.payment_id == uuid.UUID(payment_id)).order_by(
                 payment_transactions.c.created_at))).mappings().all())
 
-    async def _sign_and_store(self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *, action: str) -> str:
+    async def _sign_and_store(self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *,
+                              action: str) -> tuple[str, bytes]:
+        """Sign with the wallet's key and persist the signed bytes, in the caller's transaction: (hash, bytes)."""
         signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
         signed = signer.sign_transaction({
             "type": 2, "chainId": req.chain_id, "nonce": nonce, "to": req.token_address, "value": 0,
@@ -79,7 +81,7 @@ class ChainActivities:
                            subject_type="payment", subject_id=req.payment_id,
                            data={"tx_hash": tx_hash, "nonce": nonce, "from": req.wallet_address,
                                  "max_fee_per_gas": str(fees["maxFeePerGas"])})
-        return tx_hash
+        return tx_hash, raw
 
     @activity.defn(name=t.ACT_SIGN)
     async def sign_transfer(self, req: t.PaymentRequest) -> t.SignedTransfer:
@@ -97,7 +99,7 @@ class ChainActivities:
             if row.status in t.TERMINAL:
                 raise ApplicationError(f"payment is already {row.status}", type="PaymentClosed", non_retryable=True)
             nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, chain_pending)
-            tx_hash = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
+            tx_hash, _ = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
         return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False)
 
@@ -130,11 +132,12 @@ class ChainActivities:
         return None, None
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
-    async def await_receipt(self, payment_id: str) -> t.ReceiptResult:
+    async def await_receipt(self, req: t.PaymentRequest) -> t.ReceiptResult:
         """Poll until one attempt's receipt is `confirmations` deep; re-send what the node forgot (restart,
-        reorg); replace the transaction with higher fees when it is not mined within the deadline."""
-        row = await self._payment(payment_id)
-        req = await self._request_for(row)
+        reorg); replace the transaction with higher fees when it is not mined within the deadline.
+
+        Takes the workflow's request (the terms that were signed) rather than rebuilding it from the row."""
+        payment_id = req.payment_id
         started = time.monotonic()
         while True:
             activity.heartbeat()
@@ -169,22 +172,9 @@ class ChainActivities:
         async with self.engine.begin() as conn:
             await conn.execute(sa.select(payments.c.id).where(payments.c.id == uuid.UUID(req.payment_id))
                                .with_for_update())
-            tx_hash = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
-            raw = await conn.scalar(sa.select(payment_transactions.c.raw).where(
-                payment_transactions.c.tx_hash == tx_hash))
+            tx_hash, raw = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
         activity.logger.info("replaced %s with %s for payment %s", latest["tx_hash"], tx_hash, req.payment_id)
         await self._send(tx_hash, raw, latest["nonce"])
-
-    async def _request_for(self, row) -> t.PaymentRequest:
-        from paygent.db.schema import wallets
-
-        async with self.engine.connect() as conn:
-            address = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"]))
-        return t.PaymentRequest(
-            payment_id=str(row["id"]), tenant_id=str(row["tenant_id"]), wallet_id=str(row["wallet_id"]),
-            wallet_address=address, requested_by="system", requested_by_id=str(row["requested_by"]),
-            chain_id=row["chain_id"], asset=row["asset"], decimals=0, token_address=row["token_address"],
-            to=row["to_address"], amount_atomic=int(row["amount_atomic"]), memo=row["memo"])
 
     async def _result(self, tx_hash: str, receipt) -> t.ReceiptResult:
         reason = None

@@ -193,7 +193,7 @@ class PaymentWorkflow:
         )
         await self._set_status(t.SUBMITTED, details={"tx_hash": signed.tx_hash})
         return await workflow.execute_activity(
-            t.ACT_AWAIT_RECEIPT, req.payment_id, result_type=t.ReceiptResult,
+            t.ACT_AWAIT_RECEIPT, req, result_type=t.ReceiptResult,
             start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=5),
             schedule_to_close_timeout=timedelta(hours=6), retry_policy=CHAIN_RETRY,
             summary=f"Wait for receipt of {signed.tx_hash}",
