@@ -27,6 +27,7 @@ from activities.agent_tools import validation_message
 from api.routes.payments import payment_request, record_payment
 from paygent.db.accounts import get_wallet
 from paygent.db.audit import append_audit
+from paygent.db.grants import has_grant
 from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
@@ -93,6 +94,8 @@ class AgentPaymentActivities:
             wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
             if wallet is None:
                 return t.PreparedPayment(error="the run's wallet no longer exists")
+            if not await has_grant(conn, uuid.UUID(p.user_id), wallet.id):  # grants can be withdrawn mid-run
+                return t.PreparedPayment(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
             row, request_hash = await record_payment(
                 conn, payment_id=payment_id, tenant_id=uuid.UUID(p.tenant_id), requested_by_id=uuid.UUID(p.user_id),
                 actor=p.user_name, channel="temporal", wallet_id=wallet.id,

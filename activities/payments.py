@@ -31,7 +31,7 @@ class PaymentActivities:
             ).values(to_address=req.to, amount_atomic=req.amount_atomic, memo=req.memo, updated_at=sa.func.now()))
             result = await reservations.reserve(
                 conn, payment_id=uuid.UUID(req.payment_id), wallet_id=uuid.UUID(req.wallet_id), to=req.to,
-                asset=req.asset, amount_atomic=req.amount_atomic)
+                asset=req.asset, amount_atomic=req.amount_atomic, principal_id=uuid.UUID(req.requested_by_id))
             data = {"amount_atomic": str(req.amount_atomic)}
             if result.refusal:
                 data |= {"limit": result.refusal.limit, "message": result.refusal.message}

@@ -12,7 +12,7 @@ from web3 import AsyncWeb3
 
 from api import errors
 from api.deps import Deps
-from api.routes import agent_runs, approvals, health, payments, threads, wallets, webhooks
+from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -43,4 +43,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(threads.router)
     app.include_router(approvals.router)  # approvals, decisions, payment edits, approval policies
     app.include_router(webhooks.router)
+    app.include_router(agents.router)
+    app.include_router(audit.router)
     return app

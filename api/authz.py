@@ -7,13 +7,18 @@ writes nothing. tests/api/test_route_roles.py walks the app's routes, so a route
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from fastapi import Depends
+from fastapi.routing import iter_route_contexts
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import principal
 from api.errors import ApiError
-from paygent.db.accounts import Principal
+from paygent.db.accounts import Principal, get_wallet
+from paygent.db.grants import SPEND, has_grant
+from paygent.domain.errors import InvalidInput
 
 
 class Role(StrEnum):
@@ -27,16 +32,63 @@ class Role(StrEnum):
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
-def allow(*roles: Role, any_principal: bool = False):
-    """A dependency that yields the caller when they hold one of `roles` (or, with any_principal, any caller)."""
-    if not roles and not any_principal:
-        raise ValueError("allow() needs roles or any_principal=True")
+def allow(*roles: Role, agents: bool = False):
+    """A dependency that yields the caller when they hold one of `roles`, else refuses with 403.
+
+    Agent keys hold the requester role but reach only the routes that say `agents=True` (paying, agent runs,
+    reading their own payments and runs); every other route refuses them, whatever roles they hold.
+    """
+    if not roles:
+        raise ValueError("allow() needs at least one role")
     needed = " or ".join(r.value for r in roles)
 
     async def check(who: Principal = Depends(principal)) -> Principal:
-        if any_principal or any(who.has_role(r) for r in roles):
+        if who.is_agent and not agents:
+            raise ApiError(403, "forbidden", f"agent keys may not do this; it needs a person with the {needed} role")
+        if any(who.has_role(r) for r in roles):
             return who
         raise ApiError(403, "forbidden", f"this action needs the {needed} role")
 
-    check.paygent_roles = tuple(roles) if not any_principal else ("any",)  # read by the route-walk test
+    check.paygent_roles = tuple(r.value for r in roles) + (("agent",) if agents else ())  # read by the route walk
     return check
+
+
+def declared_roles(route) -> tuple[str, ...] | None:
+    """The roles a route declared through `allow`, or None when it declared none (public or forgotten)."""
+    if not hasattr(route, "dependant"):
+        return None
+    stack = [route.dependant]
+    while stack:
+        dep = stack.pop()
+        roles = getattr(dep.call, "paygent_roles", None)
+        if roles is not None:
+            return roles
+        stack.extend(dep.dependencies)
+    return None
+
+
+def route_table(app) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(method, path, roles) for every route of the app, as README.md's role table shows them."""
+    rows = []
+    for ctx in iter_route_contexts(app.routes):
+        for method in sorted((ctx.methods or set()) - {"HEAD"}):
+            rows.append((method, ctx.path, declared_roles(ctx.original_route)))
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+def oversees(who: Principal) -> bool:
+    """Admins and auditors see every wallet and approval of the tenant; others see the wallets they hold a grant
+    on and the approvals they take part in."""
+    return not who.is_agent and (who.has_role(Role.admin) or who.has_role(Role.auditor))
+
+
+async def spendable_wallet(conn: AsyncConnection, who: Principal, wallet_id: uuid.UUID):
+    """The wallet if the caller may spend from it: the tenant's, and a `spend` grant on it; else 4xx naming
+    `wallet_id` (another tenant's wallet looks exactly like a missing one)."""
+    wallet = await get_wallet(conn, who.tenant_id, wallet_id)
+    if wallet is None:
+        raise InvalidInput("wallet_id", "no such wallet")
+    if not await has_grant(conn, who.user_id, wallet.id, SPEND):
+        raise ApiError(403, "forbidden", f"wallet_id: {who.actor} holds no spend grant on wallet {wallet.name}",
+                       "wallet_id")
+    return wallet

@@ -12,6 +12,7 @@ from web3 import AsyncWeb3
 
 from api.errors import ApiError
 from paygent.db.accounts import Principal, authenticate
+from paygent.db.tenancy import use_tenant
 from paygent.settings import Settings
 
 
@@ -38,4 +39,5 @@ async def principal(request: Request, d: Deps = Depends(deps)) -> Principal:
         who = await authenticate(conn, key.strip())
     if who is None:
         raise ApiError(401, "unauthenticated", "Authorization: the API key is not valid", "Authorization")
+    use_tenant(who.tenant_id)  # every transaction of this request is scoped to the caller's tenant (RLS)
     return who

@@ -29,7 +29,7 @@ class DevJsonSource(PydanticBaseSettingsSource):
         dev = json.loads(path.read_text())
         out: dict[str, Any] = {}
         for key in ("api_url", "temporal_address", "temporal_ui_url", "rpc_url", "chain_id",
-                    "database_url", "redis_url"):
+                    "database_url", "migrate_database_url", "redis_url"):
             if key in dev:
                 out[key] = dev[key]
         token = dev.get("token") or {}
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/paygent",
         validation_alias=AliasChoices("PAYGENT_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    # Migrations run as the tables' owner; the API and the worker connect as DATABASE_URL's role, which is
+    # neither superuser nor owner, so row-level security holds for it (paygent/db/roles.py). Unset: the same URL.
+    migrate_database_url: str | None = Field(
+        None, validation_alias=AliasChoices("PAYGENT_MIGRATE_DATABASE_URL", "migrate_database_url"),
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -87,6 +92,10 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
         return (init_settings, env_settings, DevJsonSource(settings_cls), file_secret_settings)
+
+    def owner_database_url(self) -> str:
+        """Where migrations, seeding and `paygent audit verify` connect: the tables' owner."""
+        return self.migrate_database_url or self.database_url
 
     def master_key_bytes(self) -> bytes:
         """The 32-byte key that encrypts wallet keys at rest: from settings, else `.paygent/master.key`."""

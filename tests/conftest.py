@@ -61,6 +61,14 @@ def database_url() -> Iterator[str]:
 
 
 @pytest_asyncio.fixture(scope="session")
+async def app_database_url(database_url: str) -> str:
+    """The same database as the application role (not superuser, not owner): row-level security holds."""
+    from paygent.db.roles import grant_app_role
+
+    return async_url(await grant_app_role(database_url))
+
+
+@pytest_asyncio.fixture(scope="session")
 async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url, pool_size=20, max_overflow=20)
     yield engine
@@ -126,12 +134,12 @@ async def token_address(anvil_rpc: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def app_settings(database_url, redis_url, anvil_rpc, token_address, temporal_env):
+def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env):
     from paygent.crypto import new_master_key
     from paygent.settings import Settings
 
     return Settings(
-        database_url=database_url, redis_url=redis_url, rpc_url=anvil_rpc, token_address=token_address,
+        database_url=app_database_url, migrate_database_url=database_url, redis_url=redis_url, rpc_url=anvil_rpc, token_address=token_address,
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}", master_key=new_master_key(), confirmations=1,
     )
@@ -146,7 +154,7 @@ async def dev(app_settings, anvil_rpc, token_address) -> dict:
     from paygent.chain.token import mint, send_eth
     from paygent.db.seed import seed_dev
 
-    seeded = await seed_dev(app_settings.database_url, app_settings.master_key_bytes())
+    seeded = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes())
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
     treasury = seeded["wallets"]["treasury"]["address"]
     await send_eth(w3, dev_account(0), treasury, 10 * 10**18)

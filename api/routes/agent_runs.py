@@ -23,15 +23,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow, spendable_wallet
+from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes.threads import create_thread, owned_thread, parse_id
-from paygent.db.accounts import Principal, get_wallet
+from paygent.db import agents as agents_db
+from paygent.db.accounts import AGENT, Principal
+from paygent.db.grants import SPEND
 from paygent.db.agent_events import load_events, read_live
 from paygent.db.agent_schema import agent_runs
 from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
-from paygent.db.schema import wallets
+from paygent.db.schema import wallet_grants, wallets
 from paygent.domain.errors import InvalidInput
 from paygent.settings import Settings
 from workflows import agent_types as t
@@ -48,6 +51,7 @@ class AgentRunCreate(BaseModel):
     message: str = Field(min_length=1, max_length=8_000)
     thread_id: str | None = None
     wallet_id: str | None = None
+    agent_id: str | None = Field(None, description="run as this agent of yours (its grants, budget and payments)")
     max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
 
 
@@ -72,20 +76,39 @@ async def run_or_404(conn, who: Principal, run_id: str):
     return row
 
 
-async def _wallet_for_run(conn, who: Principal, wallet_id: str | None) -> uuid.UUID | None:
-    """The named wallet (must be the tenant's), else the tenant's `treasury`, else its oldest, else none."""
+async def _wallet_for_run(conn, actor: Principal, wallet_id: str | None) -> uuid.UUID | None:
+    """The named wallet (the tenant's, with a spend grant for whoever the run acts as), else the first such
+    wallet (`treasury` first), else none: the run then cannot pay."""
     if wallet_id is not None:
         wid = parse_id(wallet_id)
-        row = None if wid is None else await get_wallet(conn, who.tenant_id, wid)
-        if row is None:
-            raise InvalidInput("wallet_id", "no such wallet")
-        return row.id
-    return await conn.scalar(sa.select(wallets.c.id).where(wallets.c.tenant_id == who.tenant_id).order_by(
+        if wid is None:
+            raise InvalidInput("wallet_id", "must be a UUID")
+        return (await spendable_wallet(conn, actor, wid)).id
+    return await conn.scalar(sa.select(wallets.c.id).join(wallet_grants, sa.and_(
+        wallet_grants.c.wallet_id == wallets.c.id, wallet_grants.c.user_id == actor.user_id,
+        wallet_grants.c.permission == SPEND)).where(wallets.c.tenant_id == actor.tenant_id).order_by(
         (wallets.c.name != "treasury"), wallets.c.created_at).limit(1))
 
 
+async def _acting_principal(conn, who: Principal, agent_id: str | None) -> Principal:
+    """Whom the run acts as: the caller, or (for a person) one of the agents they own, named by `agent_id`."""
+    if agent_id is None:
+        return who
+    if who.is_agent:
+        raise InvalidInput("agent_id", "an agent key runs as itself")
+    aid = parse_id(agent_id)
+    row = None if aid is None else await agents_db.get_agent(conn, who.tenant_id, aid)
+    if row is None or row["owner"] != who.name:
+        raise InvalidInput("agent_id", "no such agent of yours")
+    if row["disabled"]:
+        raise ApiError(409, "agent_disabled", "agent_id: the agent is disabled", "agent_id")
+    return Principal(user_id=row["id"], tenant_id=who.tenant_id, name=row["name"], roles=("requester",),
+                     kind=AGENT, owner_id=who.user_id, owner_name=who.name)
+
+
 @router.post("", status_code=202)
-async def create_run(body: AgentRunCreate, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.requester, agents=True)),
+                     d: Deps = Depends(deps)):
     if not body.message.strip():
         raise InvalidInput("message", "must not be blank")
     if body.thread_id is not None and parse_id(body.thread_id) is None:
@@ -107,17 +130,21 @@ async def create_run(body: AgentRunCreate, who: Principal = Depends(principal), 
             thread_id = thread["id"]
         else:
             thread_id = await create_thread(conn, who, body.message.strip()[:80])
-        wallet_id = await _wallet_for_run(conn, who, body.wallet_id)
+        actor = await _acting_principal(conn, who, body.agent_id)
+        wallet_id = await _wallet_for_run(conn, actor, body.wallet_id)
         await insert_message(conn, thread_id=thread_id, tenant_id=who.tenant_id, run_id=run_id, role="user",
                              text=body.message, message_id=message_id)
         await conn.execute(agent_runs.insert().values(
             id=run_id, tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id, message_id=message_id,
-            wallet_id=wallet_id, workflow_id=workflow_id, status=t.QUEUED, max_steps=body.max_steps))
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+            wallet_id=wallet_id, agent_id=actor.user_id if actor.is_agent else None, workflow_id=workflow_id,
+            status=t.QUEUED, max_steps=body.max_steps))
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                            action="agent_run.requested", subject_type="agent_run", subject_id=str(run_id),
-                           data={"thread_id": str(thread_id), "wallet_id": str(wallet_id) if wallet_id else None})
-    inp = t.AgentRunInput(run_id=str(run_id), tenant_id=str(who.tenant_id), user_id=str(who.user_id),
-                          user_name=who.name, thread_id=str(thread_id), message_id=str(message_id),
+                           data={"thread_id": str(thread_id), "wallet_id": str(wallet_id) if wallet_id else None,
+                                 "as": actor.actor})
+    # the run acts as `actor`: its payments, grants, budget and memory are the agent's when one is named
+    inp = t.AgentRunInput(run_id=str(run_id), tenant_id=str(who.tenant_id), user_id=str(actor.user_id),
+                          user_name=actor.actor, thread_id=str(thread_id), message_id=str(message_id),
                           wallet_id=str(wallet_id) if wallet_id else None, max_steps=body.max_steps)
     try:
         await d.temporal.start_workflow(
@@ -125,7 +152,7 @@ async def create_run(body: AgentRunCreate, who: Principal = Depends(principal), 
             search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sattr.STATUS, t.RUNNING), SearchAttributePair(sattr.TENANT, str(who.tenant_id)),
                 SearchAttributePair(sattr.KIND, "agent_run")]),
-            static_summary=f"Agent run for {who.name}: {body.message.strip()[:100]}")
+            static_summary=f"Agent run for {actor.actor}: {body.message.strip()[:100]}")
     except Exception as exc:  # the run is recorded: mark it failed rather than leave it queued forever
         log.exception("could not start agent run %s", run_id)
         async with d.engine.begin() as conn:
@@ -138,21 +165,23 @@ async def create_run(body: AgentRunCreate, who: Principal = Depends(principal), 
 
 
 @router.get("/{run_id}")
-async def get_run(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def get_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
+                  d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         return run_view(await run_or_404(conn, who, run_id), d.settings)
 
 
 @router.post("/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def cancel_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
+                     d: Deps = Depends(deps)):
     """Temporal cancellation: in-flight activities stop, a payment in flight is asked to cancel."""
     async with d.engine.begin() as conn:
         row = await run_or_404(conn, who, run_id)
         if row["status"] in t.TERMINAL:
             raise ApiError(409, "not_cancellable", f"agent run is already {row['status']}")
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                            action="agent_run.cancel_requested", subject_type="agent_run", subject_id=run_id)
-    await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.name} via api")
+    await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
     return {"id": run_id, "status": "cancelling"}
 
 
@@ -192,7 +221,7 @@ async def _follow(d: Deps, run_id: uuid.UUID, after: int) -> AsyncIterator[bytes
 
 
 @router.get("/{run_id}/events")
-async def events(run_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def events(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                  after: int | None = Query(None, ge=0)):
     async with d.engine.connect() as conn:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.approval_http import channel
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow
+from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.db import policies
 from paygent.db.accounts import Principal, find_user, get_wallet
@@ -25,6 +26,7 @@ from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 
 router = APIRouter(tags=["approval policies"])
+ADMIN, READ = allow(Role.admin), allow(Role.admin, Role.auditor)  # admins change; auditors read too
 MAX_SECONDS = 366 * DAY
 
 
@@ -100,11 +102,6 @@ def policy_json(policy: ApprovalPolicy, decimals: int, *, source: str, wallet_id
     return {"scope": "wallet" if wallet_id else "tenant", "wallet_id": wallet_id, "source": source, "tiers": tiers}
 
 
-def _admin(who: Principal) -> None:
-    if not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "approval policies can be read and changed by admins only")
-
-
 async def _effective(conn: AsyncConnection, who: Principal, decimals: int, wallet_id: uuid.UUID | None) -> dict:
     """The policy in force for the scope, and where it comes from (wallet, tenant, or the built-in default)."""
     if wallet_id is not None:
@@ -128,51 +125,46 @@ async def _wallet(conn: AsyncConnection, who: Principal, wallet_id: str) -> uuid
 
 
 @router.get("/v1/approval-policy")
-async def get_tenant_policy(who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _admin(who)
+async def get_tenant_policy(who: Principal = Depends(READ), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         return await _effective(conn, who, d.settings.token_decimals, None)
 
 
 @router.put("/v1/approval-policy")
-async def put_tenant_policy(raw: Any = Body(...), who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def put_tenant_policy(raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps),
                             via: str = Depends(channel)):
     """Applies to new operations; approvals already running keep the policy they started with."""
-    _admin(who)
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
         policy = await parse_policy(raw, conn, who.tenant_id, decimals)
-        await policies.save_policy(conn, who.tenant_id, policy, actor=who.name, channel=via)
+        await policies.save_policy(conn, who.tenant_id, policy, actor=who.actor, channel=via)
     return policy_json(policy, decimals, source="tenant")
 
 
 @router.get("/v1/wallets/{wallet_id}/approval-policy")
-async def get_wallet_policy(wallet_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _admin(who)
+async def get_wallet_policy(wallet_id: str, who: Principal = Depends(READ), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         return await _effective(conn, who, d.settings.token_decimals, await _wallet(conn, who, wallet_id))
 
 
 @router.put("/v1/wallets/{wallet_id}/approval-policy")
-async def put_wallet_policy(wallet_id: str, raw: Any = Body(...), who: Principal = Depends(principal),
+async def put_wallet_policy(wallet_id: str, raw: Any = Body(...), who: Principal = Depends(ADMIN),
                             d: Deps = Depends(deps), via: str = Depends(channel)):
-    _admin(who)
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
         wid = await _wallet(conn, who, wallet_id)
         policy = await parse_policy(raw, conn, who.tenant_id, decimals)
-        await policies.save_policy(conn, who.tenant_id, policy, actor=who.name, channel=via, wallet_id=wid)
+        await policies.save_policy(conn, who.tenant_id, policy, actor=who.actor, channel=via, wallet_id=wid)
     return policy_json(policy, decimals, source="wallet", wallet_id=str(wid))
 
 
 @router.delete("/v1/wallets/{wallet_id}/approval-policy")
-async def delete_wallet_policy(wallet_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def delete_wallet_policy(wallet_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps),
                                via: str = Depends(channel)):
     """Removes the override (idempotent): the wallet falls back to the tenant's policy, which is returned."""
-    _admin(who)
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
         wid = await _wallet(conn, who, wallet_id)
-        deleted = await policies.delete_policy(conn, who.tenant_id, actor=who.name, channel=via, wallet_id=wid)
+        deleted = await policies.delete_policy(conn, who.tenant_id, actor=who.actor, channel=via, wallet_id=wid)
         effective = await _effective(conn, who, decimals, wid)
     return {"deleted": deleted, "effective": effective}

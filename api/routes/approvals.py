@@ -23,7 +23,8 @@ from api.approval_http import (
     HASH_PATTERN, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
     view_json,
 )
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow, oversees
+from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes import approval_policies
 from paygent.db.accounts import Principal, find_user
@@ -37,6 +38,12 @@ from workflows.approval_types import (
 )
 
 router = APIRouter(tags=["approvals"])
+# Who may: read approvals (the people involved, and auditors); decide (approvers); cancel an approval (its
+# initiator, or an admin); edit a payment awaiting approval (its initiator). The workflow then checks the person.
+READ = allow(Role.requester, Role.approver, Role.admin, Role.auditor)
+APPROVER = allow(Role.approver)
+INITIATOR = allow(Role.requester, Role.admin)
+EDITOR = allow(Role.requester)
 router.include_router(approval_policies.router)
 StatusFilter = Literal["pending", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
 
@@ -101,10 +108,11 @@ def _parse_cursor(text: str) -> tuple[datetime, str]:
 
 @router.get("/v1/approvals")
 async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50, ge=1, le=200),
-                         cursor: str | None = None, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+                         cursor: str | None = None, who: Principal = Depends(READ), d: Deps = Depends(deps)):
     """`pending`: what the caller may approve now (as a tier approver or a live delegate). Other statuses (and
-    `all`): approvals the caller is part of (initiator, approver, delegate). Newest first; a page may hold fewer
-    than `limit` items (an ended delegation drops out), so follow `next_cursor` until it is null."""
+    `all`): approvals the caller is part of (initiator, approver, delegate); admins and auditors see them all.
+    Newest first; a page may hold fewer than `limit` items (an ended delegation drops out), so follow
+    `next_cursor` until it is null."""
     name = who.name
     where = [approvals.c.tenant_id == who.tenant_id]
     if status == "pending":
@@ -112,9 +120,10 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
     else:
         if status != "all":
             where.append(approvals.c.status == status)
-        where.append(sa.or_(approvals.c.initiator == name, sa.literal(name) == sa.any_(approvals.c.approvers),
-                            sa.literal(name) == sa.any_(approvals.c.approved_by),
-                            sa.literal(name) == sa.any_(approvals.c.awaiting)))
+        if not oversees(who):  # admins and auditors see every approval of the tenant
+            where.append(sa.or_(approvals.c.initiator == name, sa.literal(name) == sa.any_(approvals.c.approvers),
+                                sa.literal(name) == sa.any_(approvals.c.approved_by),
+                                sa.literal(name) == sa.any_(approvals.c.awaiting)))
     if cursor:
         at, after = _parse_cursor(cursor)
         where.append(sa.tuple_(approvals.c.created_at, approvals.c.id) < sa.tuple_(sa.literal(at), sa.literal(after)))
@@ -137,14 +146,14 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
 
 
 @router.get("/v1/approvals/{approval_id}")
-async def get_approval(approval_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def get_approval(approval_id: str, who: Principal = Depends(READ), d: Deps = Depends(deps)):
     view = await approval_or_404(d, who, approval_id)
     mine = awaits(view, who.name, datetime.now(timezone.utc))
     return {**view_json(view, d.settings.token_decimals), "you_may_approve": mine}
 
 
 @router.post("/v1/approvals/{approval_id}/approve")
-async def approve(approval_id: str, body: ApproveBody, who: Principal = Depends(principal),
+async def approve(approval_id: str, body: ApproveBody, who: Principal = Depends(APPROVER),
                   d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
     request = ApproveRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash,
                              on_behalf_of=body.on_behalf_of)
@@ -152,7 +161,7 @@ async def approve(approval_id: str, body: ApproveBody, who: Principal = Depends(
 
 
 @router.post("/v1/approvals/{approval_id}/reject")
-async def reject(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+async def reject(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(APPROVER),
                  d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
     body = body or DecisionBody()
     request = RejectRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
@@ -160,7 +169,7 @@ async def reject(approval_id: str, body: DecisionBody | None = None, who: Princi
 
 
 @router.post("/v1/approvals/{approval_id}/revoke")
-async def revoke(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+async def revoke(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(APPROVER),
                  d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
     body = body or DecisionBody()
     request = RevokeRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
@@ -168,7 +177,7 @@ async def revoke(approval_id: str, body: DecisionBody | None = None, who: Princi
 
 
 @router.post("/v1/approvals/{approval_id}/cancel")
-async def cancel(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(principal),
+async def cancel(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(INITIATOR),
                  d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
     body = body or DecisionBody()
     request = CancelRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
@@ -176,7 +185,7 @@ async def cancel(approval_id: str, body: DecisionBody | None = None, who: Princi
 
 
 @router.post("/v1/approvals/{approval_id}/delegate")
-async def delegate(approval_id: str, body: DelegateBody, who: Principal = Depends(principal),
+async def delegate(approval_id: str, body: DelegateBody, who: Principal = Depends(APPROVER),
                    d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
     if body.until <= datetime.now(timezone.utc):
         raise InvalidInput("until", f"{body.until.isoformat()} is not in the future")
@@ -198,7 +207,7 @@ class EditBody(_Body):
 
 
 @router.post("/v1/payments/{payment_id}/edit")
-async def edit_payment(payment_id: str, body: EditBody, who: Principal = Depends(principal),
+async def edit_payment(payment_id: str, body: EditBody, who: Principal = Depends(EDITOR),
                        d: Deps = Depends(deps), via: str = Depends(channel),
                        key: str | None = Depends(idempotency_key)):
     """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""

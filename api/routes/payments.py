@@ -19,9 +19,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow, spendable_wallet
+from api.deps import Deps, deps
 from api.errors import ApiError
-from paygent.db.accounts import Principal, get_wallet
+from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
@@ -102,7 +103,8 @@ def _x402_view(details: dict) -> dict:
 
 
 @router.post("", status_code=202)
-async def create_payment(body: PaymentBody, who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def create_payment(body: PaymentBody, who: Principal = Depends(allow(Role.requester, agents=True)),
+                         d: Deps = Depends(deps),
                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     if not idempotency_key or len(idempotency_key) > 200:
         raise ApiError(400, "invalid_input", "Idempotency-Key: a header of 1-200 characters is required",
@@ -122,14 +124,13 @@ async def create_payment(body: PaymentBody, who: Principal = Depends(principal),
     except ValueError:
         raise InvalidInput("wallet_id", "must be a UUID") from None
 
-    payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{who.tenant_id}:{idempotency_key}")
+    # the key is the caller's own: another principal's identical key makes another payment, and reveals nothing
+    payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{who.tenant_id}:{who.user_id}:{idempotency_key}")
     workflow_id = t.payment_workflow_id(str(payment_id))
     async with d.engine.begin() as conn:
-        wallet = await get_wallet(conn, who.tenant_id, wallet_id)
-        if wallet is None:  # another tenant's wallet looks exactly like a missing one
-            raise InvalidInput("wallet_id", "no such wallet")
+        wallet = await spendable_wallet(conn, who, wallet_id)
         row, request_hash = await record_payment(
-            conn, payment_id=payment_id, tenant_id=who.tenant_id, requested_by_id=who.user_id, actor=who.name,
+            conn, payment_id=payment_id, tenant_id=who.tenant_id, requested_by_id=who.user_id, actor=who.actor,
             channel="api", wallet_id=wallet_id, idempotency_key=idempotency_key, chain_id=d.settings.chain_id,
             asset=body.asset, token_address=token_address, to=to, amount_atomic=amount_atomic, memo=body.memo,
             kind=body.kind, url=getattr(body, "url", None))
@@ -137,7 +138,7 @@ async def create_payment(body: PaymentBody, who: Principal = Depends(principal),
         raise ApiError(409, "idempotency_conflict",
                        "Idempotency-Key: already used for a different request", "Idempotency-Key")
 
-    request = payment_request(row, wallet.address, requested_by=who.name, decimals=decimals)
+    request = payment_request(row, wallet.address, requested_by=who.actor, decimals=decimals)
     await start_payment_workflow(d, request, wallet.name)
     return JSONResponse({"id": str(payment_id), "status": row["status"], "workflow_id": workflow_id},
                         status_code=202)
@@ -163,14 +164,15 @@ async def record_payment(conn: AsyncConnection, *, payment_id: uuid.UUID, tenant
         chain_id=chain_id, asset=asset, token_address=token_address, to_address=to,
         amount_atomic=amount_atomic, memo=memo, status=t.PENDING,
         workflow_id=t.payment_workflow_id(str(payment_id)), details={"url": url} if url else {},
-    ).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"]).returning(payments.c.id))
+    ).on_conflict_do_nothing(constraint="payments_idempotency_per_principal").returning(payments.c.id))
     if inserted is not None:
         await append_audit(conn, tenant_id=tenant_id, actor=actor, channel=channel,
                            action="payment.requested", subject_type="payment", subject_id=str(payment_id),
                            data={"to": to, "amount_atomic": str(amount_atomic), "asset": asset,
                                  "wallet_id": str(wallet_id), "memo": memo, **(audit_extra or {})})
     row = (await conn.execute(sa.select(payments).where(
-        payments.c.tenant_id == tenant_id, payments.c.idempotency_key == idempotency_key))).mappings().one()
+        payments.c.tenant_id == tenant_id, payments.c.requested_by == requested_by_id,
+        payments.c.idempotency_key == idempotency_key))).mappings().one()
     return row, request_hash
 
 
@@ -209,12 +211,13 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
 
 
 @router.get("/{payment_id}")
-async def get_payment(payment_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def get_payment(payment_id: str, who: Principal = Depends(allow(*Role, agents=True)), d: Deps = Depends(deps)):
     return payment_view(await _own_payment(d, who, payment_id), d.settings)
 
 
 async def _own_payment(d: Deps, who: Principal, payment_id: str):
-    """The payment row if it is the caller's tenant's; anything else (bad id, other tenant) is a 404."""
+    """The payment row if the caller may see it; anything else (bad id, other tenant, for an agent another
+    principal's payment) is a 404, so ids reveal nothing."""
     try:
         pid = uuid.UUID(payment_id)
     except ValueError:
@@ -222,7 +225,7 @@ async def _own_payment(d: Deps, who: Principal, payment_id: str):
     async with d.engine.connect() as conn:
         row = (await conn.execute(sa.select(payments).where(
             payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).mappings().first()
-    if row is None:
+    if row is None or (who.is_agent and row["requested_by"] != who.user_id):
         raise ApiError(404, "not_found", "payment not found")
     return row
 
@@ -233,7 +236,8 @@ class CancelBody(BaseModel):
 
 
 @router.post("/{payment_id}/cancel")
-async def cancel_payment(payment_id: str, body: CancelBody | None = None, who: Principal = Depends(principal),
+async def cancel_payment(payment_id: str, body: CancelBody | None = None,
+                         who: Principal = Depends(allow(Role.requester, Role.admin, agents=True)),
                          d: Deps = Depends(deps),
                          request_id: str | None = Header(None, alias="Idempotency-Key")):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
@@ -245,7 +249,7 @@ async def cancel_payment(payment_id: str, body: CancelBody | None = None, who: P
     handle = d.temporal.get_workflow_handle(row["workflow_id"])
     try:
         state = await handle.execute_update(
-            "cancel", t.CancelRequest(actor=who.name, channel="api", reason=body.reason if body else None),
+            "cancel", t.CancelRequest(actor=who.actor, channel="api", reason=body.reason if body else None),
             id=request_id or None, result_type=t.PaymentState)
     except WorkflowUpdateFailedError as err:
         cause = err.cause

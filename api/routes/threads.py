@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow
+from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs, messages, threads
@@ -26,6 +27,7 @@ from paygent.domain.errors import InvalidInput
 from workflows import agent_types as t
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
+RUNNER = allow(Role.requester, agents=True)  # threads hold agent runs: whoever may start a run
 
 
 class ThreadCreate(BaseModel):
@@ -62,7 +64,7 @@ async def create_thread(conn: AsyncConnection, who: Principal, title: str, chann
     thread_id = uuid.uuid4()
     await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id,
                                                title=title))
-    await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel=channel, action="thread.created",
+    await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel=channel, action="thread.created",
                        subject_type="thread", subject_id=str(thread_id), data={"title": title})
     return thread_id
 
@@ -86,7 +88,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 @router.post("", status_code=201)
-async def create(body: ThreadCreate | None = None, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def create(body: ThreadCreate | None = None, who: Principal = Depends(RUNNER), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
         thread_id = await create_thread(conn, who, (body.title if body and body.title else "New thread"))
         row = await thread_or_404(conn, who, str(thread_id))
@@ -94,7 +96,7 @@ async def create(body: ThreadCreate | None = None, who: Principal = Depends(prin
 
 
 @router.get("")
-async def list_threads(who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def list_threads(who: Principal = Depends(RUNNER), d: Deps = Depends(deps),
                        limit: int = Query(20, ge=1, le=100), cursor: str | None = Query(None, max_length=200),
                        include_archived: bool = Query(False)):
     """Newest first; `next_cursor` continues after the last thread of this page (stable under inserts)."""
@@ -113,13 +115,13 @@ async def list_threads(who: Principal = Depends(principal), d: Deps = Depends(de
 
 
 @router.get("/{thread_id}")
-async def get_thread(thread_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def get_thread(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         return thread_view(await thread_or_404(conn, who, thread_id))
 
 
 @router.get("/{thread_id}/messages")
-async def list_messages(thread_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps),
+async def list_messages(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps),
                         limit: int = Query(50, ge=1, le=200), after: int = Query(0, ge=0)):
     """Oldest first; `next_after` is the position to pass as `after` for the next page."""
     async with d.engine.connect() as conn:
@@ -133,20 +135,20 @@ async def list_messages(thread_id: str, who: Principal = Depends(principal), d: 
 
 
 @router.post("/{thread_id}/archive")
-async def archive(thread_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
         row = await thread_or_404(conn, who, thread_id, lock=True)
         if row["archived_at"] is None:
             await conn.execute(threads.update().where(threads.c.id == row["id"]).values(
                 archived_at=sa.func.now(), updated_at=sa.func.now()))
-            await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+            await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                                action="thread.archived", subject_type="thread", subject_id=str(row["id"]))
         row = await thread_or_404(conn, who, thread_id)
     return thread_view(row)
 
 
 @router.delete("/{thread_id}", status_code=204)
-async def delete(thread_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
         row = await thread_or_404(conn, who, thread_id, lock=True)
         active = await conn.scalar(sa.select(agent_runs.c.id).where(
@@ -155,6 +157,6 @@ async def delete(thread_id: str, who: Principal = Depends(principal), d: Deps = 
             raise ApiError(409, "run_active", f"thread_id: run {active} is still active; cancel it first",
                            "thread_id")
         await conn.execute(threads.delete().where(threads.c.id == row["id"]))  # cascades to messages and runs
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api", action="thread.deleted",
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="thread.deleted",
                            subject_type="thread", subject_id=str(row["id"]), data={"title": row["title"]})
     return Response(status_code=204)

@@ -1,26 +1,35 @@
-"""Wallets: create (key generated and sealed server-side), read balances, set the spending policy."""
+"""Wallets: create (key generated and sealed server-side), list and read them, their balances, spending policy
+and grants (who may spend from them).
+
+Admins and auditors see every wallet of the tenant; anyone else (agents included) sees only the wallets they
+hold a grant on: any other id answers 404, exactly like a missing one."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow, oversees
+from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.chain.token import balance_of
-from paygent.db import reservations
+from paygent.db import grants, reservations
 from paygent.db.accounts import Principal, create_wallet, get_wallet
 from paygent.db.audit import append_audit
-from paygent.db.schema import wallets
+from paygent.db.schema import users, wallets
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
+ADMIN = allow(Role.admin)
+OVERSIGHT = allow(Role.admin, Role.auditor)
+VIEWER = allow(*Role, agents=True)  # what they may see is then narrowed to their grants (see `_wallet_or_404`)
 
 
 class WalletCreate(BaseModel):
@@ -46,9 +55,35 @@ class SpendingPolicyIn(BaseModel):
     allowed_assets: list[str] | None = None
 
 
-def _require_admin(who: Principal) -> None:
-    if not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "this action needs the admin role")
+def policy_from_body(body: SpendingPolicyIn, decimals: int, prefix: str = "") -> SpendingPolicy:
+    """A spending policy (a wallet's or an agent's) from its HTTP form; refusals name the field."""
+    policy = SpendingPolicy(
+        per_payment_cap_atomic=parse_amount(body.per_payment_cap, decimals, field=f"{prefix}per_payment_cap")
+        if body.per_payment_cap is not None else None,
+        velocity=[VelocityLimit(name=v.name, window_seconds=v.window_seconds,
+                                max_atomic=parse_amount(v.max, decimals, field=f"{prefix}velocity[{i}].max"))
+                  for i, v in enumerate(body.velocity)],
+        allowlist=[parse_address(a, field=f"{prefix}allowlist") for a in body.allowlist]
+        if body.allowlist is not None else None,
+        denylist=[parse_address(a, field=f"{prefix}denylist") for a in body.denylist],
+        allowed_assets=body.allowed_assets,
+    )
+    if len({v.name for v in policy.velocity}) != len(policy.velocity):
+        raise InvalidInput(f"{prefix}velocity", "limit names must be distinct")
+    return policy
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    principal_id: str = Field(description="a user or agent of this tenant")
+    permission: Literal["spend"] = "spend"
+
+
+class GrantsIn(BaseModel):
+    """The wallet's grants, all of them: what is not listed is withdrawn."""
+
+    model_config = ConfigDict(extra="forbid")
+    grants: list[GrantIn] = Field(max_length=500)
 
 
 async def _wallet_or_404(d: Deps, who: Principal, wallet_id: str):
@@ -58,27 +93,80 @@ async def _wallet_or_404(d: Deps, who: Principal, wallet_id: str):
         raise ApiError(404, "not_found", "wallet not found") from None
     async with d.engine.connect() as conn:
         row = await get_wallet(conn, who.tenant_id, wid)
+        if row is not None and not oversees(who) and not await grants.grants_of_on(conn, who.user_id, row.id):
+            row = None
     if row is None:
         raise ApiError(404, "not_found", "wallet not found")
     return row
 
 
+def _wallet_view(row, mine: list[str]) -> dict:
+    return {"id": str(row.id), "name": row.name, "address": row.address, "created_at": row.created_at.isoformat(),
+            "your_grants": sorted(mine)}
+
+
+@router.get("")
+async def list_wallets(who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
+    """The wallets the caller may see, with the caller's own grants on each."""
+    async with d.engine.connect() as conn:
+        mine = await grants.grants_of(conn, who.user_id)
+        rows = (await conn.execute(sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.created_at)
+                                   .where(wallets.c.tenant_id == who.tenant_id).order_by(wallets.c.name))).all()
+    return {"items": [_wallet_view(r, mine.get(r.id, [])) for r in rows if oversees(who) or r.id in mine]}
+
+
+
+@router.get("/{wallet_id}")
+async def get_one(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
+    row = await _wallet_or_404(d, who, wallet_id)
+    async with d.engine.connect() as conn:
+        return _wallet_view(row, await grants.grants_of_on(conn, who.user_id, row.id))
+
+
+@router.get("/{wallet_id}/grants")
+async def get_grants(wallet_id: str, who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
+    row = await _wallet_or_404(d, who, wallet_id)
+    async with d.engine.connect() as conn:
+        return {"wallet_id": str(row.id), "grants": await grants.wallet_grants_view(conn, row.id)}
+
+
+@router.put("/{wallet_id}/grants")
+async def put_grants(wallet_id: str, body: GrantsIn, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
+    row = await _wallet_or_404(d, who, wallet_id)
+    wanted: list[tuple[uuid.UUID, str]] = []
+    for i, g in enumerate(body.grants):
+        try:
+            wanted.append((uuid.UUID(g.principal_id), g.permission))
+        except ValueError:
+            raise InvalidInput(f"grants[{i}].principal_id", "must be a UUID") from None
+    async with d.engine.begin() as conn:
+        known = set(await conn.scalars(sa.select(users.c.id).where(
+            users.c.tenant_id == who.tenant_id, users.c.id.in_([u for u, _ in wanted]))))
+        for i, (user_id, _) in enumerate(wanted):
+            if user_id not in known:
+                raise InvalidInput(f"grants[{i}].principal_id", "no such user or agent in this tenant")
+        change = await grants.replace_wallet_grants(conn, tenant_id=who.tenant_id, wallet_id=row.id,
+                                                    grants=wanted, granted_by=who.actor)
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
+                           action="wallet.grants_set", subject_type="wallet", subject_id=str(row.id), data=change)
+        return {"wallet_id": str(row.id), "grants": await grants.wallet_grants_view(conn, row.id)}
+
+
 @router.post("", status_code=201)
-async def create(body: WalletCreate, who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _require_admin(who)
+async def create(body: WalletCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
         taken = await conn.scalar(sa.select(wallets.c.id).where(wallets.c.tenant_id == who.tenant_id,
                                                                 wallets.c.name == body.name))
         if taken:
             raise ApiError(409, "conflict", f"name: a wallet named {body.name!r} exists", "name")
         wallet_id, address = await create_wallet(conn, who.tenant_id, body.name, d.settings.master_key_bytes())
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api", action="wallet.created",
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="wallet.created",
                            subject_type="wallet", subject_id=str(wallet_id), data={"address": address})
     return {"id": str(wallet_id), "name": body.name, "address": address}
 
 
 @router.get("/{wallet_id}/balance")
-async def balance(wallet_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def balance(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
     row = await _wallet_or_404(d, who, wallet_id)
     w3 = d.w3
     wei = await w3.eth.get_balance(row.address)
@@ -93,7 +181,7 @@ async def balance(wallet_id: str, who: Principal = Depends(principal), d: Deps =
 
 
 @router.get("/{wallet_id}/spending-policy")
-async def get_policy(wallet_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
+async def get_policy(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
     row = await _wallet_or_404(d, who, wallet_id)
     async with d.engine.connect() as conn:
         policy = await reservations.load_policy(conn, row.id)
@@ -101,27 +189,13 @@ async def get_policy(wallet_id: str, who: Principal = Depends(principal), d: Dep
 
 
 @router.put("/{wallet_id}/spending-policy")
-async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = Depends(principal),
+async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN),
                      d: Deps = Depends(deps)):
-    _require_admin(who)
     row = await _wallet_or_404(d, who, wallet_id)
-    decimals = d.settings.token_decimals
-    policy = SpendingPolicy(
-        per_payment_cap_atomic=parse_amount(body.per_payment_cap, decimals, field="per_payment_cap")
-        if body.per_payment_cap is not None else None,
-        velocity=[VelocityLimit(name=v.name, window_seconds=v.window_seconds,
-                                max_atomic=parse_amount(v.max, decimals, field=f"velocity[{i}].max"))
-                  for i, v in enumerate(body.velocity)],
-        allowlist=[parse_address(a, field="allowlist") for a in body.allowlist] if body.allowlist is not None
-        else None,
-        denylist=[parse_address(a, field="denylist") for a in body.denylist],
-        allowed_assets=body.allowed_assets,
-    )
-    if len({v.name for v in policy.velocity}) != len(policy.velocity):
-        raise InvalidInput("velocity", "limit names must be distinct")
+    policy = policy_from_body(body, d.settings.token_decimals)
     async with d.engine.begin() as conn:
-        await reservations.save_policy(conn, row.id, policy, who.name)
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
+        await reservations.save_policy(conn, row.id, policy, who.actor)
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                            action="wallet.spending_policy_set", subject_type="wallet", subject_id=str(row.id),
                            data=policy.model_dump(mode="json"))
     return policy.model_dump(mode="json")

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Deps, deps, principal
+from api.authz import Role, allow
+from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
@@ -23,6 +24,7 @@ from paygent.db.schema import webhooks
 from paygent.domain.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+ADMIN = allow(Role.admin)
 EventType = Literal["approval.requested", "approval.decided"]
 
 
@@ -32,19 +34,13 @@ class WebhookCreate(BaseModel):
     events: list[EventType] = Field(default_factory=list, description="empty: every event type")
 
 
-def _admin(who: Principal) -> None:
-    if not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "this action needs the admin role")
-
-
 def _view(row) -> dict:
     return {"id": str(row.id), "url": row.url, "events": list(row.events), "active": row.active,
             "created_at": row.created_at.isoformat()}
 
 
 @router.post("", status_code=201)
-async def create(body: WebhookCreate, who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _admin(who)
+async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     url = urlparse(body.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise InvalidInput("url", "must be an absolute http(s) URL")
@@ -60,8 +56,7 @@ async def create(body: WebhookCreate, who: Principal = Depends(principal), d: De
 
 
 @router.get("")
-async def list_(who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _admin(who)
+async def list_(who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         rows = (await conn.execute(sa.select(webhooks).where(webhooks.c.tenant_id == who.tenant_id)
                                    .order_by(webhooks.c.created_at.desc()))).all()
@@ -69,8 +64,7 @@ async def list_(who: Principal = Depends(principal), d: Deps = Depends(deps)):
 
 
 @router.delete("/{webhook_id}", status_code=204)
-async def deactivate(webhook_id: str, who: Principal = Depends(principal), d: Deps = Depends(deps)):
-    _admin(who)
+async def deactivate(webhook_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     try:
         wid = uuid.UUID(webhook_id)
     except ValueError:

@@ -14,14 +14,33 @@ from paygent.crypto import hash_api_key, new_api_key, seal, unseal
 from paygent.db.schema import tenants, users, wallets
 
 
+HUMAN, AGENT = "human", "agent"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: resolved from an API key, never from a request body."""
+    """Who is calling: resolved from an API key, never from a request body.
+
+    A human holds roles; an agent (kind "agent") is a principal of its own with its own key, created and owned
+    by an admin (`owner_id`), that may only spend from the wallets granted to it, within its own budget.
+    """
 
     user_id: uuid.UUID
     tenant_id: uuid.UUID
     name: str
     roles: tuple[str, ...]
+    kind: str = HUMAN
+    owner_id: uuid.UUID | None = None
+    owner_name: str | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == AGENT
+
+    @property
+    def actor(self) -> str:
+        """How audit rows and approvals name the caller: an agent together with the admin who owns it."""
+        return f"agent:{self.name} (owner {self.owner_name})" if self.is_agent else self.name
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -52,13 +71,15 @@ async def find_user(conn: AsyncConnection, tenant_id: uuid.UUID, name: str):
 
 
 async def authenticate(conn: AsyncConnection, api_key: str) -> Principal | None:
-    row = (await conn.execute(
-        sa.select(users.c.id, users.c.tenant_id, users.c.name, users.c.roles)
-        .where(users.c.api_key_hash == hash_api_key(api_key), users.c.disabled.is_(False))
-    )).first()
+    """The key's principal, looked up before any tenant is known: through `paygent_authenticate`, a
+    SECURITY DEFINER function (migration 0005), since row-level security hides every user row until then."""
+    row = (await conn.execute(sa.text(
+        "SELECT id, tenant_id, name, roles, kind, owner_id, owner_name FROM paygent_authenticate(:h)"),
+        {"h": hash_api_key(api_key)})).first()
     if row is None:
         return None
-    return Principal(user_id=row.id, tenant_id=row.tenant_id, name=row.name, roles=tuple(row.roles))
+    return Principal(user_id=row.id, tenant_id=row.tenant_id, name=row.name, roles=tuple(row.roles),
+                     kind=row.kind, owner_id=row.owner_id, owner_name=row.owner_name)
 
 
 async def create_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
@@ -73,9 +94,9 @@ async def create_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
 
 
 async def get_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uuid.UUID):
-    """The wallet if it belongs to the tenant (id, name, address; never the key)."""
+    """The wallet if it belongs to the tenant (id, name, address, created_at; never the key)."""
     return (await conn.execute(
-        sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id)
+        sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id, wallets.c.created_at)
         .where(wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id))).first()
 
 

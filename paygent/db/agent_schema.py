@@ -57,6 +57,8 @@ agent_runs = sa.Table(
     sa.Column("thread_id", UUID(as_uuid=True), sa.ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
     sa.Column("message_id", UUID(as_uuid=True), nullable=False),
     sa.Column("wallet_id", UUID(as_uuid=True), nullable=True),
+    # the agent the run acts as (its payments are the agent's); user_id is who started it
+    sa.Column("agent_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=True),
     sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
     sa.Column("status", sa.Text, nullable=False),  # queued running awaiting_approval completed failed cancelled
     sa.Column("max_steps", sa.Integer, nullable=False),

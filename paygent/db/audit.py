@@ -34,7 +34,8 @@ async def append_audit(
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}")
     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
-    prev = await conn.scalar(sa.select(audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1))
+    # the newest row of the one chain, whichever tenant it belongs to (row-level security would hide it)
+    prev = await conn.scalar(sa.text("SELECT paygent_audit_last_hash()"))
     fields = AuditFields(
         tenant_id=str(tenant_id) if tenant_id else None,
         at=at or datetime.now(timezone.utc),

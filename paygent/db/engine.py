@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from paygent.db.tenancy import scope_engine
+
 _engines: dict[str, AsyncEngine] = {}
 
 
@@ -21,7 +23,8 @@ def get_engine(url: str | None = None) -> AsyncEngine:
     url = async_url(url)
     engine = _engines.get(url)
     if engine is None:
-        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # every transaction carries the current tenant for row-level security (paygent/db/tenancy.py)
+        engine = scope_engine(create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
         _engines[url] = engine
     return engine
 

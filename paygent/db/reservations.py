@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paygent.db.agents import load_agent_policy
 from paygent.db.schema import Amount, metadata, wallets
 from paygent.domain.spending import Refusal, SpendingPolicy, check_static, check_velocity
 
@@ -32,6 +33,7 @@ reservations = sa.Table(
     sa.Column("asset", sa.Text, nullable=False),
     sa.Column("amount_atomic", Amount, nullable=False),
     sa.Column("status", sa.Text, nullable=False),  # reserved | committed | released
+    sa.Column("agent_id", UUID(as_uuid=True), nullable=True),  # the agent that asked: its budget spans wallets
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("reservations_wallet_window", "wallet_id", "created_at"),
@@ -61,10 +63,17 @@ async def save_policy(conn: AsyncConnection, wallet_id: uuid.UUID, policy: Spend
 
 
 async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, to: str, asset: str,
-                  amount_atomic: int) -> ReserveResult:
-    """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations."""
+                  amount_atomic: int, principal_id: uuid.UUID | None = None) -> ReserveResult:
+    """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations.
+
+    When the payment was asked for by an agent (`principal_id` is an agent), the agent's own policy is checked
+    in the same step, under the agent's row lock too, so the tighter of the two wins; its refusals are named
+    `agent:<limit>`. A disabled agent reserves nothing.
+    """
     # NO KEY UPDATE: serialises reservations without blocking inserts that merely reference the wallet
     await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
+    agent = await load_agent_policy(conn, principal_id, lock=True) if principal_id is not None else None
+    agent_id = principal_id if agent is not None else None
     existing = (await conn.execute(sa.select(reservations.c.status, reservations.c.amount_atomic).where(
         reservations.c.payment_id == payment_id))).first()
     if existing is not None:
@@ -72,23 +81,36 @@ async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uu
             return ReserveResult(reserved=existing.status != RELEASED)
         # the operation was edited while pending: check the new amount against the limits from scratch
         await conn.execute(reservations.delete().where(reservations.c.payment_id == payment_id))
-    policy = await load_policy(conn, wallet_id)
-    refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
-    if refusal is None and policy.velocity:
-        used: dict[str, int] = {}
-        for limit in policy.velocity:
-            used[limit.name] = int(await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
-                    reservations.c.wallet_id == wallet_id, reservations.c.asset == asset,
-                    reservations.c.status.in_([RESERVED, COMMITTED]),
-                    reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
-                )))
-        refusal = check_velocity(policy, used, amount_atomic)
+    if agent is not None and agent[1]:
+        return ReserveResult(reserved=False, refusal=Refusal(limit="agent:disabled", message="the agent is disabled"))
+    refusal = await _check(conn, await load_policy(conn, wallet_id), reservations.c.wallet_id == wallet_id,
+                           to=to, asset=asset, amount_atomic=amount_atomic)
+    if refusal is None and agent is not None:
+        refusal = await _check(conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset,
+                               amount_atomic=amount_atomic)
+        if refusal is not None:
+            refusal = Refusal(limit=f"agent:{refusal.limit}", message=f"agent limit: {refusal.message}")
     if refusal is not None:
         return ReserveResult(reserved=False, refusal=refusal)
     await conn.execute(reservations.insert().values(payment_id=payment_id, wallet_id=wallet_id, asset=asset,
-                                                    amount_atomic=amount_atomic, status=RESERVED))
+                                                    amount_atomic=amount_atomic, status=RESERVED, agent_id=agent_id))
     return ReserveResult(reserved=True)
+
+
+async def _check(conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str,
+                 amount_atomic: int) -> Refusal | None:
+    """One policy's rules; velocity counts what `scope` (a wallet, or an agent across wallets) holds or spent."""
+    refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
+    if refusal is not None or not policy.velocity:
+        return refusal
+    used: dict[str, int] = {}
+    for limit in policy.velocity:
+        used[limit.name] = int(await conn.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
+                scope, reservations.c.asset == asset, reservations.c.status.in_([RESERVED, COMMITTED]),
+                reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+            )))
+    return check_velocity(policy, used, amount_atomic)
 
 
 async def settle_reservation(conn: AsyncConnection, payment_id: uuid.UUID, status: str) -> None:

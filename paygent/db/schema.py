@@ -32,8 +32,20 @@ users = sa.Table(
     sa.Column("api_key_hash", sa.Text, nullable=False, unique=True),
     sa.Column("roles", ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kind", sa.Text, nullable=False, server_default="human"),  # human | agent
+    sa.Column("owner_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=True),  # an agent's admin
     _ts(),
     sa.UniqueConstraint("tenant_id", "name"),
+)
+
+# What only an agent has; the agent itself is a `users` row (kind 'agent') so it can hold a key and own rows.
+agents = sa.Table(
+    "agents", metadata,
+    sa.Column("id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("spending_policy", JSONB, nullable=False, server_default="{}"),  # paygent.domain.spending
+    _ts(),
+    sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 wallets = sa.Table(
@@ -46,6 +58,17 @@ wallets = sa.Table(
     sa.Column("encrypted_key", sa.LargeBinary, nullable=False),
     _ts(),
     sa.UniqueConstraint("tenant_id", "name"),
+)
+
+# Who may spend from which wallet (besides holding the requester role). Humans and agents alike.
+wallet_grants = sa.Table(
+    "wallet_grants", metadata,
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("permission", sa.Text, primary_key=True),  # spend
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("granted_by", sa.Text, nullable=False),
+    _ts(),
 )
 
 # One nonce allocator per signing address: the row lock serialises allocation across workers.
@@ -81,7 +104,8 @@ payments = sa.Table(
     sa.Column("details", JSONB, nullable=False, server_default="{}"),
     _ts(),
     _ts("updated_at"),
-    sa.UniqueConstraint("tenant_id", "idempotency_key"),
+    # an Idempotency-Key belongs to the principal that sent it: another's never answers or reveals it
+    sa.UniqueConstraint("tenant_id", "requested_by", "idempotency_key", name="payments_idempotency_per_principal"),
     sa.CheckConstraint("amount_atomic > 0", name="payments_amount_positive"),
 )
 

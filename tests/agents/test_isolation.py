@@ -13,7 +13,7 @@ from tests.agents.helpers import start_run, wait_run
 @pytest_asyncio.fixture(scope="module")
 async def people(app_settings, dev) -> dict[str, str]:
     """API keys of alice and bob in the dev tenant and in a second tenant."""
-    other = await seed_dev(app_settings.database_url, app_settings.master_key_bytes(),
+    other = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
                            tenant_name=f"acme-{uuid.uuid4().hex[:6]}")
     return {f"{tenant}/{name}": seeded["users"][name]["api_key"]
             for tenant, seeded in (("dev", dev), ("acme", other)) for name in ("alice", "bob")}

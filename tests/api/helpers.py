@@ -60,13 +60,16 @@ async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
 
 
 async def funded_wallet(http, dev, settings, usdc: int) -> dict:
-    """A new wallet created through the API, with 1 ETH for gas and `usdc` tokens minted to it."""
+    """A new wallet created through the API (alice granted `spend` on it), with 1 ETH for gas and `usdc` tokens."""
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import mint, send_eth
 
     r = await http.post("/v1/wallets", json={"name": f"agent-{uuid.uuid4().hex[:8]}"}, headers=auth(dev))
     assert r.status_code == 201, r.text
     wallet = r.json()
+    granted = await http.put(f"/v1/wallets/{wallet['id']}/grants", headers=auth(dev),
+                             json={"grants": [{"principal_id": dev["users"]["alice"]["id"], "permission": "spend"}]})
+    assert granted.status_code == 200, granted.text
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
     await send_eth(w3, dev_account(0), wallet["address"], 10**18)
     if usdc:
