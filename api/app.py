@@ -12,6 +12,7 @@ from web3 import AsyncWeb3
 
 from api import errors
 from api.deps import Deps
+from api.ratelimit import RateLimits
 from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         redis = Redis.from_url(settings.redis_url)
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
-                              redis=redis, w3=w3)
+                              redis=redis, w3=w3, limits=RateLimits.from_settings(settings))
         yield
         await redis.aclose()
         await w3.provider.disconnect()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from urllib.parse import urlsplit
 
 import typer
 
 from paygent import agent_cli
-from paygent import approvals_cli, wallets_cli
+from paygent import agents_cli, approvals_cli, wallets_cli
 from paygent.stack.cli import app as stack_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -18,6 +19,7 @@ app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or dow
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
+agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
@@ -62,12 +64,19 @@ def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations (Alembic) up to the newest."""
+    """Apply database migrations (Alembic) up to the newest, as the owner (PAYGENT_MIGRATE_DATABASE_URL), then
+    grant the application role (DATABASE_URL's user, when it differs) what it needs on the tables."""
     from paygent.db.migrate import upgrade
+    from paygent.db.roles import grant_app_role
     from paygent.settings import get_settings
 
-    upgrade(get_settings().database_url)
+    settings = get_settings()
+    upgrade(settings.owner_database_url())
     typer.echo("migrations applied")
+    app_user = urlsplit(settings.database_url).username
+    if settings.migrate_database_url and app_user and app_user != urlsplit(settings.migrate_database_url).username:
+        asyncio.run(grant_app_role(settings.owner_database_url(), app_user))
+        typer.echo(f"role {app_user}: granted")
 
 
 @audit_app.command("verify")
@@ -75,9 +84,10 @@ def audit_verify() -> None:
     """Recompute the audit log's hash chain; name the first broken row. Exit 1 if broken."""
     from paygent.db.audit import verify_chain
     from paygent.db.engine import get_engine
+    from paygent.settings import get_settings
 
-    async def check():
-        async with get_engine().connect() as conn:
+    async def check():  # as the owner: the application's role sees one tenant's rows, the chain spans all
+        async with get_engine(get_settings().owner_database_url()).connect() as conn:
             return await verify_chain(conn)
 
     result = asyncio.run(check())

@@ -14,7 +14,7 @@ import typer
 
 from paygent.paths import dev_json_path
 
-AsUser = Annotated[str | None, typer.Option("--as", help="Act as this dev user (key from .paygent/dev.json)")]
+AsUser = Annotated[str | None, typer.Option("--as", help="Act as this dev user or agent (key from .paygent/dev.json)")]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="PAYGENT_API_KEY", help="Act with this API key")]
 ApiUrl = Annotated[str | None, typer.Option("--api-url", help="Default: api_url from .paygent/dev.json")]
 Key = Annotated[str | None, typer.Option("--idempotency-key", help="Repeat it to retry a request safely")]
@@ -36,10 +36,11 @@ def client(as_user: str | None, api_key: str | None, api_url: str | None) -> htt
     if api_key is None:
         if as_user is None:
             _fail("say who acts: --as NAME (a dev user) or --api-key KEY", 2)
-        user = dev.get("users", {}).get(as_user)
+        principals = {**dev.get("users", {}), **dev.get("agents", {})}  # people, and agents with their own keys
+        user = principals.get(as_user)
         if user is None:
-            known = ", ".join(dev.get("users", {})) or f"none: {dev_json_path()} not found, run `paygent stack up`"
-            _fail(f"no dev user {as_user!r} (known: {known})", 2)
+            known = ", ".join(principals) or f"none: {dev_json_path()} not found, run `paygent stack up`"
+            _fail(f"no dev user or agent {as_user!r} (known: {known})", 2)
         api_key = user["api_key"]
     base = api_url or dev.get("api_url")
     if not base:

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_model: str = "gpt-4.1-mini"
 
+    # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
+    rate_limit_auth_failures: str = "5/minute"  # per client address: then 429 until the window passes
+    rate_limit_per_key: str = "6000/minute"
+    rate_limit_per_address: str = "12000/minute"
+    rate_limit_prefix: str = "paygent-rl"
+
     max_body_bytes: int = 16_384
     log_level: str = "INFO"
 

@@ -142,6 +142,9 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         database_url=app_database_url, migrate_database_url=database_url, redis_url=redis_url, rpc_url=anvil_rpc, token_address=token_address,
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}", master_key=new_master_key(), confirmations=1,
+        # sessions sharing a Redis never throttle each other; every test calls from 127.0.0.1, so the hard limit on
+        # failed authentications is lifted here and proven in tests/api/test_rate_limits.py with its own API
+        rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}", rate_limit_auth_failures="100000/minute",
     )
 
 

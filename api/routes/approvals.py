@@ -39,10 +39,11 @@ from workflows.approval_types import (
 
 router = APIRouter(tags=["approvals"])
 # Who may: read approvals (the people involved, and auditors); decide (approvers); cancel an approval (its
-# initiator, or an admin); edit a payment awaiting approval (its initiator). The workflow then checks the person.
+# initiator or an approver of its tier); edit a payment awaiting approval (its initiator). The workflow then
+# checks the person (self-approval, tier membership, initiator).
 READ = allow(Role.requester, Role.approver, Role.admin, Role.auditor)
 APPROVER = allow(Role.approver)
-INITIATOR = allow(Role.requester, Role.admin)
+INITIATOR = allow(Role.requester, Role.approver)
 EDITOR = allow(Role.requester)
 router.include_router(approval_policies.router)
 StatusFilter = Literal["pending", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]

@@ -21,11 +21,14 @@ from paygent.stack.processes import Piece, StackError
 from paygent.stack.servers import utcnow, worker_polling
 
 
-def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_address: str | None) -> dict[str, str]:
+def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_address: str | None,
+            migrate_database_url: str | None = None) -> dict[str, str]:
+    """The API's and the worker's environment: DATABASE_URL is the application's role, never the owner."""
     env = dict(os.environ)
     env.update({
         "PAYGENT_HOME": str(cfg.home),
         "PAYGENT_DATABASE_URL": database_url, "DATABASE_URL": database_url,
+        "PAYGENT_MIGRATE_DATABASE_URL": migrate_database_url or database_url,
         "PAYGENT_REDIS_URL": redis_url, "REDIS_URL": redis_url,
         "PAYGENT_TEMPORAL_ADDRESS": cfg.temporal_address,
         "PAYGENT_TEMPORAL_UI_URL": cfg.temporal_ui_url,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,22 @@ def migrate(database_url: str) -> None:
         upgrade(database_url)
     except Exception as exc:
         raise StackError(f"migrations failed on the database: {type(exc).__name__}: {exc}") from exc
+
+
+def app_role(cfg: StackConfig, owner_url: str) -> str:
+    """The application's own database role (not superuser, not owner: row-level security holds for it), granted
+    after the migrations; returns the URL the API and the worker connect with. Its password is kept in
+    `.paygent/app-db.password` (0600), made once."""
+    from paygent.db.roles import grant_app_role
+
+    path = cfg.home / "app-db.password"
+    if not path.exists():
+        write_secret(path, secrets.token_urlsafe(24) + "\n")
+    try:
+        return asyncio.run(grant_app_role(owner_url, password=path.read_text().strip()))
+    except Exception as exc:
+        raise StackError(f"the application's database role could not be set up: {type(exc).__name__}: {exc}"
+                         ) from exc
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -169,8 +186,8 @@ def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: di
     return asyncio.run(run())
 
 
-def dev_document(cfg: StackConfig, *, database_url: str, redis_url: str, token: dict[str, Any],
-                 seeded: dict[str, Any]) -> dict[str, Any]:
+def dev_document(cfg: StackConfig, *, database_url: str, migrate_database_url: str, redis_url: str,
+                 token: dict[str, Any], seeded: dict[str, Any]) -> dict[str, Any]:
     return {
         "api_url": cfg.api_url,
         "x402_service_url": cfg.x402_service_url,
@@ -178,10 +195,12 @@ def dev_document(cfg: StackConfig, *, database_url: str, redis_url: str, token: 
         "temporal_ui_url": cfg.temporal_ui_url,
         "rpc_url": cfg.rpc_url,
         "chain_id": cfg.chain_id,
-        "database_url": database_url,
+        "database_url": database_url,  # the application's role (row-level security holds for it)
+        "migrate_database_url": migrate_database_url,  # the owner: migrations, seeding, `paygent audit verify`
         "redis_url": redis_url,
         "token": token,
         "tenant": seeded.get("tenant"),
         "users": seeded["users"],
         "wallets": seeded["wallets"],
+        "agents": seeded.get("agents", {}),
     }

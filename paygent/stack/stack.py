@@ -37,7 +37,8 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     echo(piece_line(servers.ensure_anvil(cfg)))
 
     dev = prepare(cfg, database_url, redis_url, echo)
-    env = apps.app_env(cfg, database_url=database_url, redis_url=redis_url, token_address=dev["token"]["address"])
+    env = apps.app_env(cfg, database_url=dev["database_url"], migrate_database_url=database_url, redis_url=redis_url,
+                       token_address=dev["token"]["address"])
     launches = (apps.launch_worker(cfg, env), apps.launch_api(cfg, env), apps.launch_paid_service(cfg, env))
     for ready in launches:  # all start, then each is waited for
         echo(piece_line(ready()))
@@ -48,6 +49,8 @@ def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo) -> 
     """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
+    app_database_url = provision.app_role(cfg, database_url)
+    echo(f"  {'db role':<12} {urlsplit(app_database_url).username} (the API and worker; row-level security)")
     existing = provision.read_dev_json(cfg)
     token, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)
     echo(f"  {'token':<12} {token['symbol']} ({token['decimals']} decimals) at {token['address']}")
@@ -57,8 +60,10 @@ def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo) -> 
         echo(f"  {'wallet':<12} {name} {wallet['address']}")
     for line in funded:
         echo(f"  {'funded':<12} {line}")
-    dev = provision.dev_document(cfg, database_url=database_url, redis_url=redis_url, token=token,
-                                 seeded=seeded)
+    for name, agent in seeded.get("agents", {}).items():
+        echo(f"  {'agent':<12} {name} (owner {agent['owner']}; wallets {', '.join(agent['wallets'])})")
+    dev = provision.dev_document(cfg, database_url=app_database_url, migrate_database_url=database_url,
+                                 redis_url=redis_url, token=token, seeded=seeded)
     provision.write_dev_json(cfg, dev)
     return dev
 

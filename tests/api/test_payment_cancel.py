@@ -38,7 +38,7 @@ async def test_only_requester_or_admin_may_cancel(http, dev):
     r = await create(http, dev, payment_body(dev, new_recipient(), "1"))
     pid = r.json()["id"]
     denied = await http.post(f"/v1/payments/{pid}/cancel", headers=auth(dev, "bob"))
-    assert denied.status_code == 403 and "requester or an admin" in denied.json()["error"]["message"]
+    assert denied.status_code == 403 and "requester or admin role" in denied.json()["error"]["message"]
     assert (await wait_final(http, dev, pid))["status"] == "confirmed"
 
 

@@ -17,12 +17,15 @@ async def _funded_wallet(http, dev, app_settings, usdc: int) -> dict:
 
 async def test_wallet_balance_and_admin_only_creation(http, dev, app_settings):
     wallet = await _funded_wallet(http, dev, app_settings, 70)
-    r = await http.get(f"/v1/wallets/{wallet['id']}/balance", headers=auth(dev, "bob"))
+    hidden = await http.get(f"/v1/wallets/{wallet['id']}/balance", headers=auth(dev, "bob"))
+    assert hidden.status_code == 404  # bob holds no grant on it: to him it does not exist
+    r = await http.get(f"/v1/wallets/{wallet['id']}/balance", headers=auth(dev, "erin"))  # auditors see all
     assert r.status_code == 200
     body = r.json()
     assert body["native"]["amount"] == "1" and body["tokens"][0]["amount"] == "70"
     denied = await http.post("/v1/wallets", json={"name": "bobs"}, headers=auth(dev, "bob"))
     assert denied.status_code == 403
+    assert denied.json()["error"] == {"code": "forbidden", "field": None, "message": "this action needs the admin role"}
 
 
 async def test_two_hundred_concurrent_payments_never_exceed_the_daily_limit(http, dev, app_settings):
