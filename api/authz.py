@@ -76,6 +76,16 @@ def route_table(app) -> list[tuple[str, str, tuple[str, ...] | None]]:
     return sorted(rows, key=lambda r: (r[1], r[0]))
 
 
+def markdown_table(app) -> str:
+    """README.md's table of routes and the roles they need (tests/authz/test_role_matrix.py keeps it true)."""
+    lines = ["| endpoint | who may call it |", "|---|---|"]
+    for method, path, roles in route_table(app):
+        who = "anyone (no key)" if roles is None else ", ".join(
+            "agent keys" if r == "agent" else r for r in roles)
+        lines.append(f"| `{method} {path}` | {who} |")
+    return "\n".join(lines)
+
+
 def oversees(who: Principal) -> bool:
     """Admins and auditors see every wallet and approval of the tenant; others see the wallets they hold a grant
     on and the approvals they take part in."""

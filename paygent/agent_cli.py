@@ -125,7 +125,8 @@ def run(message: str = typer.Argument(None, help='What the agent should do, e.g.
         cancel: str = typer.Option(None, "--cancel", help="Cancel this run id instead of starting one"),
         raw: bool = typer.Option(False, "--json", help="Print each event as a JSON line"),
         api_url: str = typer.Option(None, "--api-url", help="Defaults to api_url in dev.json")) -> None:
-    """Start an agent run and stream its progress; exit 0 if it completes, 1 if it fails or is cancelled."""
+    """Start an agent run and stream its progress; exit 0 if it completes, 1 if it fails or is cancelled.
+    Role: requester, or an agent key (`--as shopper`)."""
     if not message and not cancel:
         typer.echo('say what to do, e.g. paygent run "balance" (or --cancel RUN_ID)', err=True)
         _exit(2)

@@ -51,7 +51,8 @@ def list_(status: Annotated[str, typer.Option(help="pending (what you may approv
                                                     "rejected, expired, cancelled or all")] = "pending",
           as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False) -> None:
-    """Approvals for you: by default the pending ones you may approve now."""
+    """Approvals for you: by default the pending ones you may approve now (role: requester, approver, admin or
+    auditor; admins and auditors see every approval of other statuses)."""
     with client(as_user, api_key, api_url) as http:
         items, cursor = [], None
         while True:
@@ -79,7 +80,8 @@ def _page(http: httpx.Client, status: str, cursor: str | None) -> dict[str, Any]
 @app.command("show")
 def show(approval_id: str, as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None,
          as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False) -> None:
-    """The full state of one approval: the operation, its hash, who approved, who is awaited, deadlines."""
+    """The full state of one approval: the operation, its hash, who approved, who is awaited, deadlines (role:
+    requester, approver, admin or auditor)."""
     with client(as_user, api_key, api_url) as http:
         a = call(http, "GET", f"/v1/approvals/{approval_id}")
     if as_json:
@@ -105,7 +107,7 @@ def approve(approval_id: str, as_user: AsUser = None, api_key: ApiKey = None, ap
                                                                               "(default: the current one)")] = None,
             on_behalf_of: Annotated[str | None, typer.Option(help="When you are a delegate of several")] = None,
             reason: Reason = None, idempotency_key: Key = None) -> None:
-    """Approve the operation as it is now (its current hash is fetched and shown first)."""
+    """Approve the operation as it is now (its current hash is fetched and shown first). Role: approver."""
     with client(as_user, api_key, api_url) as http:
         state = call(http, "GET", f"/v1/approvals/{approval_id}")
         chosen = operation_hash or state["operation_hash"]
@@ -124,9 +126,10 @@ def _simple(decision: str, verb: str):
             _outcome(http, approval_id, result, verb)
 
     command.__name__ = decision
-    command.__doc__ = {"reject": "Reject: one rejection by an approver ends the approval.",
-                       "revoke": "Withdraw your approval (possible until the threshold is met).",
-                       "cancel": "Cancel (initiator or approver), also during the time-lock."}[decision]
+    command.__doc__ = {"reject": "Reject: one rejection by an approver ends the approval. Role: approver.",
+                       "revoke": "Withdraw your approval (possible until the threshold is met). Role: approver.",
+                       "cancel": "Cancel (initiator or approver), also during the time-lock. Role: requester or "
+                                 "approver."}[decision]
     return command
 
 
@@ -134,7 +137,7 @@ def delegate(approval_id: str, to: Annotated[str, typer.Option("--to", help="The
              until: Annotated[str, typer.Option(help="ISO 8601 with a zone, e.g. 2026-12-01T00:00:00Z")],
              as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None, reason: Reason = None,
              idempotency_key: Key = None) -> None:
-    """Let another user approve for you on this approval until a given time."""
+    """Let another user approve for you on this approval until a given time. Role: approver."""
     with client(as_user, api_key, api_url) as http:
         call(http, "POST", f"/v1/approvals/{approval_id}/delegate", key=idempotency_key,
              body={"delegate": to, "until": until, "reason": reason})
@@ -147,7 +150,8 @@ def edit(payment_id: str, amount: Annotated[str | None, typer.Option(help="New a
          clear_memo: Annotated[bool, typer.Option("--clear-memo", help="Remove the memo")] = False,
          as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None,
          idempotency_key: Key = None) -> None:
-    """Change a payment awaiting approval (initiator only): every approval is cleared, the tier chosen again."""
+    """Change a payment awaiting approval (initiator only; role: requester): every approval is cleared, the
+    tier chosen again."""
     changes: dict[str, Any] = {k: v for k, v in (("amount", amount), ("to", to), ("memo", memo)) if v is not None}
     if clear_memo:
         changes["memo"] = None

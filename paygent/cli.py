@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import typer
 
 from paygent import agent_cli
-from paygent import agents_cli, approvals_cli, wallets_cli
+from paygent import agents_cli, approvals_cli, payments_cli, wallets_cli
 from paygent.stack.cli import app as stack_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -20,6 +20,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 app.add_typer(audit_app, name="audit")
 wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
+payments_cli.attach(app)  # `paygent pay`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 

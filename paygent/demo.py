@@ -44,11 +44,13 @@ async def _wait(http: httpx.AsyncClient, headers: dict, payment_id: str, timeout
     raise SystemExit(f"payment {payment_id} did not finish within {timeout:.0f}s (last status {last})")
 
 
-async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str = "alice") -> dict:
+async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str = "alice",
+                        budget_may_run_out: bool = False) -> dict:
     token = dev["token"]
     treasury = dev["wallets"]["treasury"]
     to = Account.create().address
-    headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
+    principal = dev["users"].get(as_user) or dev.get("agents", {})[as_user]  # a person, or an agent's own key
+    headers = {"Authorization": f"Bearer {principal['api_key']}"}
     before_from = await balance_of(w3, token["address"], treasury["address"])
     print(f"\n==> {as_user} pays {amount} {token['symbol']} from treasury to {to} ({memo})")
     r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
@@ -66,6 +68,9 @@ async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str =
     print(f"    treasury: {format_amount(before_from, d)} -> {format_amount(after_from, d)} {token['symbol']}")
     print(f"    recipient: 0 -> {format_amount(after_to, d)} {token['symbol']}")
     print(f"    Temporal UI: {final['temporal_ui_url']}")
+    if budget_may_run_out and final["status"] == "refused" and (final["failure_reason"] or "").startswith("agent:"):
+        print(f"    refused by the agent's own budget (run the demo again tomorrow): {final['failure_reason']}")
+        return final
     if final["status"] != "confirmed":
         raise SystemExit(f"payment ended {final['status']}: {final['failure_reason']}")
     return final
@@ -170,6 +175,9 @@ async def run_demo() -> int:
             return 1
         print(f"Paygent demo against {dev['api_url']} (chain {dev['chain_id']}, token {dev['token']['address']})")
         await pay_and_watch(http, dev, w3, amount="25", memo="demo: small payment, no approval needed")
+        if "shopper" in dev.get("agents", {}):
+            await pay_and_watch(http, dev, w3, amount="2", as_user="shopper", budget_may_run_out=True,
+                                memo="demo: the agent `shopper` pays with its own key, within its 10 USDC daily budget")
         if dev.get("x402_service_url"):
             await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:

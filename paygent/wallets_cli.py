@@ -23,7 +23,7 @@ def _wallet_id(name_or_id: str) -> str:
 
 @app.command("create")
 def create(name: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
-    """Create a wallet (admins): a new key, sealed at rest; prints its id and address."""
+    """Create a wallet (role: admin): a new key, sealed at rest; prints its id and address."""
     with client(as_user, api_key, api_url) as http:
         w = call(http, "POST", "/v1/wallets", body={"name": name})
     typer.echo(f"wallet {w['name']}: id {w['id']}, address {w['address']}")
@@ -31,7 +31,7 @@ def create(name: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_url
 
 @app.command("balance")
 def balance(wallet: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
-    """ETH and token balances of a wallet (name from dev.json, or id)."""
+    """ETH and token balances of a wallet (name from dev.json, or id). Role: admin or auditor, or a grant on it."""
     with client(as_user, api_key, api_url) as http:
         b = call(http, "GET", f"/v1/wallets/{_wallet_id(wallet)}/balance")
     typer.echo(f"{b['address']}: {b['native']['amount']} ETH" +
@@ -44,7 +44,8 @@ def limits(wallet: str,
            daily: Annotated[str | None, typer.Option(help="Rolling 24 h limit, token units")] = None,
            deny: Annotated[list[str] | None, typer.Option(help="Recipient to refuse (repeatable)")] = None,
            as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
-    """Show a wallet's spending policy, or set it (admins) when --cap/--daily/--deny are given."""
+    """Show a wallet's spending policy (admin, auditor, or a grant on it), or set it (role: admin) when
+    --cap/--daily/--deny are given."""
     wallet_id = _wallet_id(wallet)
     with client(as_user, api_key, api_url) as http:
         if cap is None and daily is None and not deny:

@@ -57,6 +57,19 @@ async def wait_run(http, dev: dict | None, run_id: str, *, user: str = "alice", 
         await asyncio.sleep(0.1)
 
 
+async def new_requester(app_settings, tenant_id: str) -> str:
+    """A fresh user with only the requester role in the tenant; returns the API key."""
+    import uuid as _uuid
+
+    from paygent.db.accounts import create_user
+    from paygent.db.engine import get_engine
+    from paygent.db.tenancy import tenant_transaction
+
+    async with tenant_transaction(get_engine(app_settings.owner_database_url()), tenant_id) as conn:
+        _, key = await create_user(conn, _uuid.UUID(tenant_id), f"req-{_uuid.uuid4().hex[:8]}", ["requester"])
+    return key
+
+
 def types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
 

@@ -7,16 +7,19 @@ import uuid
 import pytest_asyncio
 
 from paygent.db.seed import seed_dev
-from tests.agents.helpers import start_run, wait_run
+from tests.agents.helpers import new_requester, start_run, wait_run
 
 
 @pytest_asyncio.fixture(scope="module")
 async def people(app_settings, dev) -> dict[str, str]:
-    """API keys of alice and bob in the dev tenant and in a second tenant."""
+    """API keys of alice and of a second requester ("bob") in the dev tenant and in a second tenant."""
     other = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
                            tenant_name=f"acme-{uuid.uuid4().hex[:6]}")
-    return {f"{tenant}/{name}": seeded["users"][name]["api_key"]
-            for tenant, seeded in (("dev", dev), ("acme", other)) for name in ("alice", "bob")}
+    keys = {}
+    for tenant, seeded in (("dev", dev), ("acme", other)):
+        keys[f"{tenant}/alice"] = seeded["users"]["alice"]["api_key"]
+        keys[f"{tenant}/bob"] = await new_requester(app_settings, seeded["tenant"]["id"])
+    return keys
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -64,8 +67,8 @@ async def test_nobody_reaches_anothers_threads_runs_or_events(http, people):
         assert [m["role"] for m in messages["messages"]] == ["user", "assistant", "tool", "assistant"]
 
 
-async def test_threads_list_newest_first_with_cursor_archive_and_delete(http, dev):
-    h = {"Authorization": f"Bearer {dev['users']['carol']['api_key']}"}
+async def test_threads_list_newest_first_with_cursor_archive_and_delete(http, dev, app_settings):
+    h = {"Authorization": f"Bearer {await new_requester(app_settings, dev['tenant']['id'])}"}
     made = [(await http.post("/v1/threads", json={"title": f"t{i}"}, headers=h)).json()["id"] for i in range(5)]
     page1 = (await http.get("/v1/threads?limit=2", headers=h)).json()
     page2 = (await http.get(f"/v1/threads?limit=2&cursor={page1['next_cursor']}", headers=h)).json()
