@@ -51,7 +51,9 @@ def upgrade() -> None:
         op.execute(f"CREATE POLICY paygent_tenant ON {table} USING ({visible}) WITH CHECK ({visible})")
     # the audit log: read your tenant's rows, append (system rows have no tenant); never change or delete
     _secure("audit_log")
-    op.execute(f"CREATE POLICY paygent_read ON audit_log FOR SELECT USING (tenant_id = {TENANT})")
+    # rows without a tenant (e.g. a refused anonymous caller) are seen only by transactions without one
+    op.execute(f"CREATE POLICY paygent_read ON audit_log FOR SELECT "
+               f"USING (tenant_id = {TENANT} OR (tenant_id IS NULL AND {TENANT} IS NULL))")
     op.execute(f"CREATE POLICY paygent_append ON audit_log FOR INSERT "
                f"WITH CHECK (tenant_id = {TENANT} OR tenant_id IS NULL)")
     # paid services with no tenant are offered to every tenant

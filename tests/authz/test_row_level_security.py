@@ -54,8 +54,10 @@ async def test_a_query_without_tenant_filter_sees_only_the_current_tenant(app_en
             tenants_seen = set(await conn.scalars(sa.text("SELECT DISTINCT tenant_id::text FROM audit_log")))
             assert tenants_seen == ({tenant} if tenant == dev_tenant else tenants_seen & {tenant})
     async with app_engine.begin() as conn:  # no tenant set: nothing at all
-        for table in ("payments", "wallets", "users", "audit_log", "reservations", "ledger_entries"):
+        for table in ("payments", "wallets", "users", "reservations", "ledger_entries", "agents", "wallet_grants"):
             assert await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
+        # audit rows of any tenant stay hidden (rows with no tenant, e.g. refused anonymous callers, show)
+        assert await conn.scalar(sa.text("SELECT count(*) FROM audit_log WHERE tenant_id IS NOT NULL")) == 0
 
 
 async def test_a_row_for_another_tenant_cannot_be_written(app_engine, two_tenants):
