@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import typer
 
@@ -76,7 +76,8 @@ def migrate() -> None:
     typer.echo("migrations applied")
     app_user = urlsplit(settings.database_url).username
     if settings.migrate_database_url and app_user and app_user != urlsplit(settings.migrate_database_url).username:
-        asyncio.run(grant_app_role(settings.owner_database_url(), app_user))
+        password = urlsplit(settings.database_url).password
+        asyncio.run(grant_app_role(settings.owner_database_url(), app_user, unquote(password) if password else None))
         typer.echo(f"role {app_user}: granted")
 
 

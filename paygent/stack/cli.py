@@ -98,13 +98,14 @@ def provision() -> None:
     cfg = replace(StackConfig.load(), elsewhere=addresses, chain_id=settings.chain_id)
     typer.echo(f"==> paygent stack provision (state in {cfg.home})")
     try:
-        database_url = services.plain_pg_url(settings.database_url)
+        database_url = services.plain_pg_url(settings.owner_database_url())  # migrations and seed: the owner
         services.ensure_database(database_url)
         processes.wait_until(lambda: servers.temporal_healthy(cfg.temporal_address), piece="Temporal",
                              log="the Temporal server's own logs", timeout=120, interval=1)
         servers.ensure_search_attributes(cfg.temporal_address)
         typer.echo(f"  {'temporal':<12} search attributes registered at {cfg.temporal_address}")
-        stack.prepare(cfg, database_url, settings.redis_url, typer.echo)
+        stack.prepare(cfg, database_url, settings.redis_url, typer.echo,
+                      app_database_url=services.plain_pg_url(settings.database_url))
     except (StackError, OSError) as exc:
         _fail("provision", exc)
     typer.echo(f"dev.json written to {cfg.dev_json} (mode 0600)")

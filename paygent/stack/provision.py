@@ -33,17 +33,25 @@ def migrate(database_url: str) -> None:
         raise StackError(f"migrations failed on the database: {type(exc).__name__}: {exc}") from exc
 
 
-def app_role(cfg: StackConfig, owner_url: str) -> str:
+def app_role(cfg: StackConfig, owner_url: str, app_url: str | None = None) -> str:
     """The application's own database role (not superuser, not owner: row-level security holds for it), granted
-    after the migrations; returns the URL the API and the worker connect with. Its password is kept in
-    `.paygent/app-db.password` (0600), made once."""
-    from paygent.db.roles import grant_app_role
+    after the migrations; returns the URL the API and the worker connect with.
 
-    path = cfg.home / "app-db.password"
-    if not path.exists():
-        write_secret(path, secrets.token_urlsafe(24) + "\n")
+    `app_url` names a role chosen by the operator (docker-compose's DATABASE_URL): its user and password are used.
+    Otherwise the role is `paygent_app`, with a password kept in `.paygent/app-db.password` (0600), made once."""
+    from urllib.parse import unquote, urlsplit
+
+    from paygent.db.roles import APP_ROLE, grant_app_role
+
+    if app_url and urlsplit(app_url).username and urlsplit(app_url).username != urlsplit(owner_url).username:
+        role, password = urlsplit(app_url).username, unquote(urlsplit(app_url).password or "") or None
+    else:
+        path = cfg.home / "app-db.password"
+        if not path.exists():
+            write_secret(path, secrets.token_urlsafe(24) + "\n")
+        role, password = APP_ROLE, path.read_text().strip()
     try:
-        return asyncio.run(grant_app_role(owner_url, password=path.read_text().strip()))
+        return asyncio.run(grant_app_role(owner_url, role, password))
     except Exception as exc:
         raise StackError(f"the application's database role could not be set up: {type(exc).__name__}: {exc}"
                          ) from exc

@@ -45,11 +45,12 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     return dev
 
 
-def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo) -> dict[str, Any]:
+def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo,
+            app_database_url: str | None = None) -> dict[str, Any]:
     """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
-    app_database_url = provision.app_role(cfg, database_url)
+    app_database_url = provision.app_role(cfg, database_url, app_database_url)
     echo(f"  {'db role':<12} {urlsplit(app_database_url).username} (the API and worker; row-level security)")
     existing = provision.read_dev_json(cfg)
     token, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)

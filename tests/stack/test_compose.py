@@ -17,10 +17,11 @@ from paygent.settings import Settings
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("migrate", "provision", "worker", "api")
-NEEDED_ENV = ("DATABASE_URL", "REDIS_URL", "PAYGENT_TEMPORAL_ADDRESS", "PAYGENT_RPC_URL", "PAYGENT_CHAIN_ID",
+NEEDED_ENV = ("DATABASE_URL", "PAYGENT_MIGRATE_DATABASE_URL", "REDIS_URL", "PAYGENT_TEMPORAL_ADDRESS", "PAYGENT_RPC_URL", "PAYGENT_CHAIN_ID",
               "PAYGENT_MASTER_KEY", "PAYGENT_API_URL", "PAYGENT_HOME")
 # where each address must point: (service, port inside the compose network)
-TARGETS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("redis", 6379),
+TARGETS = {"DATABASE_URL": ("postgres", 5432), "PAYGENT_MIGRATE_DATABASE_URL": ("postgres", 5432),
+           "REDIS_URL": ("redis", 6379),
            "PAYGENT_TEMPORAL_ADDRESS": ("temporal", 7233), "PAYGENT_RPC_URL": ("anvil", 8545),
            "PAYGENT_API_URL": ("api", 8000)}
 
@@ -98,3 +99,10 @@ def test_the_image_has_all_the_code():
         assert pattern in copied, f"Dockerfile does not COPY the {pattern} package"
     for needed in ("alembic.ini", "migrations", "contracts", "pyproject.toml"):
         assert needed in copied, f"Dockerfile does not COPY {needed}"
+
+
+def test_the_app_connects_as_its_own_role_and_migrations_as_the_owner():
+    env = COMPOSE["x-app-env"]
+    app_user = urlsplit(env["DATABASE_URL"]).username
+    owner = urlsplit(env["PAYGENT_MIGRATE_DATABASE_URL"]).username
+    assert app_user == "paygent_app" and owner == SERVICES["postgres"]["environment"]["POSTGRES_USER"] != app_user
