@@ -51,7 +51,8 @@ def up(
     typer.echo("\nThe stack is up.")
     typer.echo(f"  Temporal UI   {dev['temporal_ui_url']}")
     typer.echo(f"  API docs      {dev['api_url']}/docs")
-    typer.echo(f"  dev.json      {cfg.dev_json}  (API keys for {', '.join(dev['users'])}; mode 0600)")
+    keys = [*dev["users"], *(f"agent {a}" for a in dev.get("agents", {}))]
+    typer.echo(f"  dev.json      {cfg.dev_json}  (API keys for {', '.join(keys)}; mode 0600)")
     typer.echo(f"  logs          {cfg.log_dir}/")
     typer.echo("Next: `paygent demo`, `paygent stack status`, `paygent stack down`.")
 
