@@ -105,6 +105,19 @@ async def get_one(agent_id: str, who: Principal = Depends(OVERSIGHT), d: Deps = 
         return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
 
 
+@router.put("/{agent_id}/spending-policy")
+async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
+    """Replace the agent's own spending policy; it applies from the agent's next reservation."""
+    policy = policy_from_body(body, d.settings.token_decimals)
+    async with d.engine.begin() as conn:
+        row = await _agent_or_404(conn, who, agent_id)
+        await agents_db.save_agent_policy(conn, row["id"], policy)
+        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
+                           action="agent.spending_policy_set", subject_type="agent", subject_id=str(row["id"]),
+                           data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")})
+        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
+
+
 @router.post("/{agent_id}/rotate-key")
 async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     """A new key, shown once; the old one stops working as this answer is sent."""

@@ -62,6 +62,11 @@ async def disable(conn: AsyncConnection, agent_id: uuid.UUID) -> None:
                        .values(disabled_at=sa.func.now()))
 
 
+async def save_agent_policy(conn: AsyncConnection, agent_id: uuid.UUID, policy: SpendingPolicy) -> None:
+    await conn.execute(agents.update().where(agents.c.id == agent_id)
+                       .values(spending_policy=policy.model_dump(mode="json")))
+
+
 async def load_agent_policy(conn: AsyncConnection, agent_id: uuid.UUID, *, lock: bool = False):
     """(policy, disabled) of an agent, or None when `agent_id` is not an agent (a human's payment)."""
     query = sa.select(agents.c.spending_policy, agents.c.disabled_at).where(agents.c.id == agent_id)

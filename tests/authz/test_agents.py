@@ -117,6 +117,9 @@ async def test_rotate_and_disable_take_effect_on_the_next_request(http, dev, roo
     disabled = await http.post(f"/v1/agents/{agent['id']}/disable", headers=auth(dev))
     assert disabled.status_code == 200, disabled.text
     assert (await http.get("/v1/wallets", headers=bearer(new))).status_code == 401
+    tightened = await http.put(f"/v1/agents/{agent['id']}/spending-policy", headers=auth(dev),
+                               json={"per_payment_cap": "0.5"})
+    assert tightened.status_code == 200 and tightened.json()["spending_policy"]["per_payment_cap_atomic"] == 500_000
     shown = (await http.get(f"/v1/agents/{agent['id']}", headers=auth(dev, "erin"))).json()  # auditors read
     assert shown["disabled"] is True and shown["owner"] == "alice"
 

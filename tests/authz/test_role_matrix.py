@@ -75,6 +75,7 @@ def request_for(method: str, path: str, ids: dict[str, str], dev: dict) -> tuple
         ("PUT", "/v1/wallets/{wallet_id}/grants"): {"grants": [{"principal_id": ids["requester_id"]},
                                                                {"principal_id": ids["alice_id"]}]},
         ("PUT", "/v1/wallets/{wallet_id}/spending-policy"): {},
+        ("PUT", "/v1/agents/{agent_id}/spending-policy"): {"per_payment_cap": "1"},
         ("POST", "/v1/wallets"): {"name": f"m-{uuid.uuid4().hex[:8]}"},
         ("POST", "/v1/webhooks"): {"url": "https://hooks.example.com/paygent"},
         ("POST", "/v1/threads"): {"title": "t"},
@@ -149,7 +150,7 @@ async def test_every_route_as_every_principal(http, dev, principals, targets, db
     print(f"\nrole matrix: {len(routes)} routes x {len(PRINCIPALS)} principals = {tried} calls "
           f"({len(refusals)} refusals, {len(allowed_calls)} allowed), failures: {len(failures)}")
     assert failures == [], failures
-    assert tried == len(routes) * len(PRINCIPALS) and len(routes) >= 43
+    assert tried == len(routes) * len(PRINCIPALS) and len(routes) >= 44
 
 
 def _json(content: bytes) -> dict:
