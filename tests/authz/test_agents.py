@@ -86,6 +86,9 @@ async def test_an_agent_key_reaches_only_its_own_wallets_and_data(http, dev, roo
     key = agent["api_key"]
     r = await pay(http, key, payment_body(dev, new_recipient(), "0.5"))  # treasury: not granted to it
     assert r.status_code == 403 and r.json()["error"]["field"] == "wallet_id", r.text
+    run = await http.post("/v1/agent-runs", json={"message": "health", "wallet_id": dev["wallets"]["treasury"]["id"]},
+                          headers=bearer(key))
+    assert run.status_code == 403 and run.json()["error"]["field"] == "wallet_id", run.text
     alices = await http.post("/v1/payments", json=payment_body(dev, new_recipient(), "0.01"),
                              headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex})
     assert (await http.get(f"/v1/payments/{alices.json()['id']}", headers=bearer(key))).status_code == 404
