@@ -13,7 +13,6 @@ Cancelling goes through PaymentWorkflow's own `cancel` Update, not Temporal canc
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlparse
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +31,7 @@ from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.egress import require_allowed
 from paygent.settings import Settings
 from workflows import agent_types as t
 from workflows import payment_types as pt
@@ -68,9 +68,6 @@ class AgentPaymentActivities:
         decimals = self.settings.token_decimals
         if p.call.name == "x402_fetch":
             fetch = FetchArgs.model_validate(p.call.arguments)
-            url = urlparse(fetch.url)
-            if url.scheme not in ("http", "https") or not url.hostname:
-                raise InvalidInput("url", "must be an absolute http(s) URL")
             cap = parse_amount(fetch.max_amount, decimals, field="max_amount")
             return "x402", cap, ZERO_ADDRESS, None, fetch.url
         args = PayArgs.model_validate(p.call.arguments)
@@ -82,6 +79,8 @@ class AgentPaymentActivities:
     async def prepare_payment(self, p: t.PreparePayment) -> t.PreparedPayment:
         try:
             kind, amount_atomic, to, memo, url = self._parse(p)
+            if url:  # the same egress policy as POST /v1/payments: nothing is recorded for a refused URL
+                await require_allowed(self.settings, url, field="url")
         except ValidationError as exc:
             return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {validation_message(exc)}")
         except InvalidInput as exc:

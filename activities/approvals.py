@@ -25,6 +25,7 @@ from paygent.db.audit import append_audit
 from paygent.db import policies
 from paygent.db.schema import approvals, audit_log, webhooks
 from paygent.domain.approval_policy import ApprovalPolicy
+from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import (
@@ -65,16 +66,14 @@ class ConfiguredWebhook:
 
 class ApprovalActivities:
     def __init__(self, engine: AsyncEngine, redis_client: aioredis.Redis, settings: Settings, *,
-                 webhooks: Sequence[ConfiguredWebhook] = (), http: httpx.AsyncClient | None = None) -> None:
+                 webhooks: Sequence[ConfiguredWebhook] = ()) -> None:
         self._engine = engine
         self._redis = redis_client
         self._settings = settings
         self._configured = list(webhooks)
-        # The SDK's own retries are off (one attempt per activity attempt): Temporal owns retries.
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Nothing held open: each delivery uses its own egress-checked client."""
 
     @activity.defn(name=ACT_RECORD)
     async def record_decision(self, record: DecisionRecord) -> int:
@@ -135,8 +134,11 @@ class ApprovalActivities:
         body = event_body(event)
         headers = {"Content-Type": "application/json", "X-Paygent-Event": event.type,
                    "X-Paygent-Delivery": event.event_id, SIGNATURE_HEADER: sign_body(secret, body)}
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
+        try:  # one attempt per activity attempt (Temporal owns retries); checked and pinned by the egress policy
+            async with EgressPolicy.from_settings(self._settings).client(timeout=10.0) as http:
+                response = await http.post(url, content=body, headers=headers)
+        except EgressRefused as exc:  # the address is refused now (DNS moved): retrying cannot help
+            raise ApplicationError(f"webhook url: {exc.reason}", type="WebhookRefused", non_retryable=True) from None
         except httpx.HTTPError as exc:
             raise ApplicationError(f"webhook {url} unreachable: {exc!r}", type="WebhookUnreachable") from exc
         if response.is_success:

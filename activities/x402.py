@@ -26,6 +26,7 @@ from x402.schemas import NoMatchingRequirementsError
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402.policy import choose, requirement_amount
@@ -91,12 +92,15 @@ class X402Activities:
         if details.get("url") not in (None, req.url):
             raise _state_error("the payment was recorded for another URL")
         try:
-            answer = await x402c.probe(req.url, timeout=req.timeout_seconds)
+            answer = await x402c.probe(req.url, egress=EgressPolicy.from_settings(self.settings),
+                                       timeout=req.timeout_seconds)
             reason = x402c.check(answer, req.policy) if isinstance(answer, x402c.Requirements) else None
         except x402c.AmbiguousResult as exc:
             raise ApplicationError(str(exc), type=t.ERR_AMBIGUOUS) from None
         except x402c.PaymentRefused as exc:
             answer, reason = None, exc.reason
+        except EgressRefused as exc:  # e.g. the name resolves elsewhere now than when the API checked it
+            answer, reason = None, f"url: {exc.reason}"
         if isinstance(answer, x402c.Response) and answer.status >= 500:
             raise ApplicationError(f"probe answered {answer.status}", type=t.ERR_AMBIGUOUS)
         async with self.engine.begin() as conn:
@@ -216,10 +220,15 @@ class X402Activities:
         stored = x402c.StoredPayment(**details["signed"])
         resp = error = None
         try:
-            resp = await x402c.send(details["url"], stored, timeout=req.timeout_seconds)
+            resp = await x402c.send(details["url"], stored, egress=EgressPolicy.from_settings(self.settings),
+                                    timeout=req.timeout_seconds)
             outcome, confirmed, reason = await self._classify(resp, stored)
         except x402c.AmbiguousResult as exc:
             outcome, confirmed, reason, error = t.ERR_AMBIGUOUS, False, str(exc), str(exc)
+        except EgressRefused as exc:  # nothing was sent: the signed authorization never left Paygent
+            outcome, confirmed, reason, error = t.ERR_REFUSED, False, f"url: {exc.reason}", exc.reason
+        if resp is not None and outcome not in t.SETTLED_OUTCOMES:
+            resp = resp.model_copy(update={"body_excerpt": ""})  # an excerpt is kept only for what was paid for
         async with self.engine.begin() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})
             attempt = {"at": _now(), "status": resp.status if resp else None, "error": error,

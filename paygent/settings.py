@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -91,8 +91,21 @@ class Settings(BaseSettings):
     rate_limit_per_address: str = "12000/minute"
     rate_limit_prefix: str = "paygent-rl"
 
+    # Destinations exempt from the egress policy (paygent/egress.py): comma-separated host:port or CIDR.
+    egress_allow: str = ""
+    # Approval decisions sent as raw Temporal Signals: accepted (audited with channel `temporal`) or refused.
+    signal_decisions: bool = True
+
     max_body_bytes: int = 16_384
     log_level: str = "INFO"
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_allow(cls, value: str) -> str:
+        from paygent.egress import parse_exemptions
+
+        parse_exemptions(value)  # a typo fails at startup, not at the first webhook
+        return value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

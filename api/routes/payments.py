@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from typing import Annotated, Literal, Union
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +27,7 @@ from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.egress import require_allowed
 from paygent.settings import Settings
 from workflows import payment_types as t
 from workflows import search_attributes as sattr
@@ -112,9 +112,7 @@ async def create_payment(body: PaymentBody, who: Principal = Depends(allow(Role.
     token_address, decimals = resolve_asset(d.settings, body.asset)
     if isinstance(body, X402PaymentCreate):
         amount_atomic = parse_amount(body.max_amount, decimals, field="max_amount")
-        url = urlparse(body.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise InvalidInput("url", "must be an absolute http(s) URL")
+        await require_allowed(d.settings, body.url, field="url")  # before anything is recorded or started
         to = ZERO_ADDRESS  # the server's 402 answer names the recipient; recorded once probed
     else:
         amount_atomic = parse_amount(body.amount, decimals)

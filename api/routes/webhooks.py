@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from typing import Literal
-from urllib.parse import urlparse
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
@@ -21,7 +20,7 @@ from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import webhooks
-from paygent.domain.errors import InvalidInput
+from paygent.egress import require_allowed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 ADMIN = allow(Role.admin)
@@ -41,9 +40,7 @@ def _view(row) -> dict:
 
 @router.post("", status_code=201)
 async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
-    url = urlparse(body.url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise InvalidInput("url", "must be an absolute http(s) URL")
+    await require_allowed(d.settings, body.url, field="url")  # before anything is recorded
     webhook_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
     async with d.engine.begin() as conn:
         await conn.execute(webhooks.insert().values(id=webhook_id, tenant_id=who.tenant_id, url=body.url,

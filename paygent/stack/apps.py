@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,11 +36,20 @@ def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_addres
         "PAYGENT_RPC_URL": cfg.rpc_url,
         "PAYGENT_CHAIN_ID": str(cfg.chain_id),
         "PAYGENT_API_URL": cfg.api_url,
+        "PAYGENT_EGRESS_ALLOW": own_paid_service_exempt(cfg, os.environ.get("PAYGENT_EGRESS_ALLOW", "")),
         "PYTHONUNBUFFERED": "1",
     })
     if token_address:
         env["PAYGENT_TOKEN_ADDRESS"] = token_address
     return env
+
+
+def own_paid_service_exempt(cfg: StackConfig, allow: str) -> str:
+    """The egress policy refuses loopback; the stack's own paid service is the one local destination it allows."""
+    parts = urlsplit(cfg.x402_service_url)
+    own = f"{parts.hostname}:{parts.port or 80}"
+    entries = [e.strip() for e in allow.split(",") if e.strip()]
+    return ",".join(entries + ([own] if own not in entries else []))
 
 
 def task_queue() -> str:

@@ -9,7 +9,11 @@
 4. `send(url, stored)`: sends exactly the stored header (same authorization nonce, same payment
    identifier) on every call, so a retry after a timeout or a 5xx can never pay twice.
 `authorization_used` asks the token whether the authorization was consumed (reconciliation).
-Redirects are never followed: a payment header goes only to the URL it was signed for.
+Every request goes through the egress policy (`paygent.egress`): the host is resolved and checked, the
+connection pinned to the checked address, and redirects are never followed (a payment header goes only to
+the URL it was signed for). A refused destination raises `EgressRefused`; nothing is sent.
+An answer's body is kept (as an excerpt) only when `keep_body` says so: the caller keeps it for answers
+Paygent paid for, never for an unpaid probe, so a URL cannot be used to read a service through Paygent.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from x402.schemas import PaymentRequired
 from x402.schemas.v1 import PaymentRequiredV1
 
 from paygent.chain.token import token_abi
+from paygent.egress import EgressPolicy
 from paygent.x402 import identifier as payment_id
 from paygent.x402.policy import X402Policy, choose, requirement_amount
 
@@ -105,7 +110,7 @@ class StoredPayment(BaseModel):
     valid_before: int
 
 
-def _response(resp: httpx.Response) -> Response:
+def _response(resp: httpx.Response, *, keep_body: bool = False) -> Response:
     receipt = required = None
     raw_receipt = resp.headers.get("payment-response") or resp.headers.get("x-payment-response")
     if raw_receipt:
@@ -121,7 +126,7 @@ def _response(resp: httpx.Response) -> Response:
             required = None
     keep = {k: v for k, v in resp.headers.items() if k.lower() in
             ("content-type", "payment-response", "x-payment-response", "payment-required", "idempotent-replayed")}
-    return Response(status=resp.status_code, headers=keep, body_excerpt=resp.text[:BODY_EXCERPT_CHARS],
+    return Response(status=resp.status_code, headers=keep, body_excerpt=resp.text[:BODY_EXCERPT_CHARS] if keep_body else "",
                     receipt=receipt, payment_required=required)
 
 
@@ -141,10 +146,14 @@ def _parse_402(resp: httpx.Response) -> Requirements:
     return Requirements(version=1, payment_required=json.loads(parsed.model_dump_json(by_alias=True, exclude_none=True)))
 
 
-async def probe(url: str, *, timeout: float = 10.0) -> Requirements | Response:
-    """GET `url` without paying. Transport errors raise `AmbiguousResult` (safe to retry: nothing signed)."""
+async def probe(url: str, *, egress: EgressPolicy, timeout: float = 10.0) -> Requirements | Response:
+    """GET `url` without paying; the answer's body is not kept (nothing was paid for it).
+
+    Transport errors raise `AmbiguousResult` (safe to retry: nothing signed); a refused destination
+    raises `EgressRefused` before anything is sent.
+    """
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        async with egress.client(timeout=timeout) as http:
             resp = await http.get(url)
     except httpx.TransportError as exc:
         raise AmbiguousResult(f"probe of {url} failed: {type(exc).__name__}") from None
@@ -197,14 +206,17 @@ async def sign(requirements: Requirements, account: LocalAccount, policy: X402Po
                          authorization_nonce=auth["nonce"], valid_before=int(auth["validBefore"]))
 
 
-async def send(url: str, stored: StoredPayment, *, timeout: float = 10.0) -> Response:
-    """GET `url` with exactly the stored payment header. Transport errors raise `AmbiguousResult`."""
+async def send(url: str, stored: StoredPayment, *, egress: EgressPolicy, timeout: float = 10.0) -> Response:
+    """GET `url` with exactly the stored payment header. Transport errors raise `AmbiguousResult`.
+
+    The answer carries a body excerpt: the caller stores it only if the payment settled.
+    """
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        async with egress.client(timeout=timeout) as http:
             resp = await http.get(url, headers={stored.header_name: stored.header_value})
     except httpx.TransportError as exc:
         raise AmbiguousResult(f"paid request to {url} got no answer: {type(exc).__name__}") from None
-    return _response(resp)
+    return _response(resp, keep_body=True)
 
 
 async def authorization_used(w3: AsyncWeb3, stored: StoredPayment) -> bool:

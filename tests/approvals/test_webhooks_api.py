@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import uvicorn
@@ -13,10 +14,11 @@ from starlette.routing import Route
 
 from activities.approvals import SIGNATURE_HEADER, verify_signature
 from paygent.netutil import free_port
+from tests.egress import exempt
 from tests.api.helpers import auth, create, new_recipient, payment_body, wait_final
 
 
-async def test_registered_webhook_gets_signed_approval_events(http, dev):
+async def test_registered_webhook_gets_signed_approval_events(http, dev, app_settings):
     received: list[tuple[bytes, dict]] = []
 
     async def hook(request: Request) -> Response:
@@ -27,6 +29,8 @@ async def test_registered_webhook_gets_signed_approval_events(http, dev):
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
                                            host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
+    local = contextlib.ExitStack()
+    local.enter_context(exempt(app_settings, f"http://127.0.0.1:{port}"))  # loopback is refused otherwise
     try:
         r = await http.post("/v1/webhooks", headers=auth(dev), json={"url": f"http://127.0.0.1:{port}/hook"})
         assert r.status_code == 201, r.text
@@ -51,6 +55,7 @@ async def test_registered_webhook_gets_signed_approval_events(http, dev):
             await asyncio.sleep(0.05)
     finally:
         await http.delete(f"/v1/webhooks/{hook_id}", headers=auth(dev))
+        local.close()
         server.should_exit = True
         await task
     mine = [(json.loads(b), b, h) for b, h in received if json.loads(b)["approval"]["approval_id"] == pid]

@@ -114,14 +114,19 @@ def actions(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 @asynccontextmanager
 async def running_harness(env: WorkflowEnvironment, engine: AsyncEngine, redis_url: str, *,
-                          webhooks: Sequence[ConfiguredWebhook] = ()) -> AsyncIterator[Harness]:
-    """A tenant of its own, the real activities, and a worker on a task queue of its own."""
+                          webhooks: Sequence[ConfiguredWebhook] = (), egress_allow: str = "",
+                          settings: Settings | None = None) -> AsyncIterator[Harness]:
+    """A tenant of its own, the real activities, and a worker on a task queue of its own.
+
+    `egress_allow`: the local receivers the webhook activity may reach (loopback is refused otherwise).
+    """
     await register_search_attributes(env.client)
     tenant_id = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(tenants.insert().values(id=tenant_id, name=f"approvals-{tenant_id.hex[:8]}"))
     redis_client = aioredis.Redis.from_url(redis_url)
-    acts = ApprovalActivities(engine, redis_client, Settings(), webhooks=webhooks)
+    settings = settings or Settings(egress_allow=egress_allow)
+    acts = ApprovalActivities(engine, redis_client, settings, webhooks=webhooks)
     task_queue = f"approvals-{uuid.uuid4().hex[:8]}"
     try:
         async with Worker(env.client, task_queue=task_queue, workflows=APPROVAL_WORKFLOWS,

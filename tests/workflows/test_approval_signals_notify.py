@@ -15,6 +15,7 @@ import pytest_asyncio
 from activities.approvals import SIGNATURE_HEADER, ConfiguredWebhook, redis_channel, verify_signature
 from paygent.db.schema import webhooks
 from paygent.paths import temporal_cli
+from tests.egress import host_port
 from tests.workflows.approval_harness import actions, approval_id, running_harness
 
 SECRET = "whsec-test"
@@ -57,7 +58,8 @@ async def receiver():
 async def h(time_skipping_env, db_engine, redis_url, receiver):
     hooks = [ConfiguredWebhook(url=receiver.url + "/flaky", secret="cfg-secret"),
              ConfiguredWebhook(url=receiver.url + "/gone", secret="cfg-secret", events=("approval.decided",))]
-    async with running_harness(time_skipping_env, db_engine, redis_url, webhooks=hooks) as harness:
+    async with running_harness(time_skipping_env, db_engine, redis_url, webhooks=hooks,
+                               egress_allow=host_port(receiver.url)) as harness:
         async with db_engine.begin() as conn:
             await conn.execute(webhooks.insert().values(id=uuid.uuid4(), tenant_id=uuid.UUID(harness.tenant_id),
                                                         url=receiver.url + "/ok", secret=SECRET))

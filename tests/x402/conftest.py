@@ -8,6 +8,7 @@ Each test gets its own service instance with a brand-new `pay_to` address, so ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,9 +25,11 @@ from web3 import AsyncWeb3
 from paygent.chain.anvil import dev_account
 from paygent.chain.token import mint
 from paygent.db.schema import payments
+from paygent.egress import EgressPolicy
 from paygent.netutil import free_port
 from paygent.x402.paid_service import create_paid_service
 from paygent.x402.policy import X402Policy
+from tests.egress import exempt, host_port
 
 FACILITATOR_INDEX = 9  # as in `python -m paygent.x402`
 HOLD_SECONDS = 5.0     # /flaky holds its first answer this long at most; clients give up after SHORT_TIMEOUT
@@ -37,6 +40,7 @@ SHORT_TIMEOUT = 0.5
 class PaidService:
     url: str
     pay_to: str
+    egress: EgressPolicy  # the egress policy with this service exempted, for calling the x402 client directly
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -45,8 +49,12 @@ async def w3(anvil_rpc: str) -> AsyncWeb3:
 
 
 @pytest_asyncio.fixture
-async def paid_service(anvil_rpc: str, token_address: str) -> AsyncIterator[PaidService]:
-    """The paid service on a free port, paying a fresh address; stopped after the test."""
+async def paid_service(request, anvil_rpc: str, token_address: str) -> AsyncIterator[PaidService]:
+    """The paid service on a free port, paying a fresh address; stopped after the test.
+
+    Loopback is refused by the egress policy: the service is exempted (host:port) in a policy handed to the
+    test, and in the shared `app_settings` (API and worker) when the test uses them.
+    """
     pay_to = Account.from_key(os.urandom(32)).address
     app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
                               flaky_hold_seconds=HOLD_SECONDS)
@@ -56,7 +64,10 @@ async def paid_service(anvil_rpc: str, token_address: str) -> AsyncIterator[Paid
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    yield PaidService(url=f"http://127.0.0.1:{port}", pay_to=pay_to)
+    url = f"http://127.0.0.1:{port}"
+    settings = request.getfixturevalue("app_settings") if "app_settings" in request.fixturenames else None
+    with exempt(settings, url) if settings is not None else contextlib.nullcontext():
+        yield PaidService(url=url, pay_to=pay_to, egress=EgressPolicy(host_port(url)))
     server.should_exit = True
     await task
 
