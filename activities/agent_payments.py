@@ -31,6 +31,7 @@ from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
 from paygent.settings import Settings
 from workflows import agent_types as t
@@ -41,16 +42,16 @@ class PayArgs(BaseModel):
     """Strict strings: an amount the model sent as a JSON number is refused, never rounded through a float."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    to: str
-    amount: str
-    asset: str
-    memo: str | None = Field(None, max_length=500)
+    to: SafeText
+    amount: SafeText
+    asset: SafeText
+    memo: SafeText | None = Field(None, max_length=500)
 
 
 class FetchArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    url: str = Field(max_length=2000)
-    max_amount: str
+    url: SafeText = Field(max_length=2000)
+    max_amount: SafeText
 
 
 ZERO_ADDRESS = "0x" + "0" * 40

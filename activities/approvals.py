@@ -29,8 +29,8 @@ from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import (
-    ACT_LOAD_POLICY, ACT_PUBLISH, ACT_RECORD, ACT_WEBHOOK, ApprovalEvent, DecisionRecord, PolicyRequest,
-    WebhookDelivery,
+    ACT_LOAD_POLICY, ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, ApprovalEvent, DecisionRecord,
+    PolicyRequest, WebhookDelivery,
 )
 
 APPROVAL_WORKFLOWS = [ApprovalWorkflow]
@@ -155,6 +155,12 @@ class ApprovalActivities:
             return await policies.load_policy(conn, request.tenant_id, request.wallet_id,
                                               decimals=self._settings.token_decimals)
 
+    @activity.defn(name=ACT_SIGNAL_GATE)
+    async def signal_decisions_allowed(self) -> bool:
+        """Whether this deployment accepts approval decisions sent as raw Temporal Signals (an operator setting,
+        read when each Signal arrives, so turning it off applies to approvals already running)."""
+        return bool(self._settings.signal_decisions)
+
     async def _resolve(self, webhook_id: str) -> tuple[str, str]:
         if webhook_id.startswith("config:"):
             index = int(webhook_id.split(":", 1)[1])
@@ -171,4 +177,5 @@ class ApprovalActivities:
 
 def approval_activities(instance: ApprovalActivities) -> list:
     """The bound activity methods, for `Worker(activities=...)`."""
-    return [instance.record_decision, instance.publish_event, instance.deliver_webhook, instance.load_policy]
+    return [instance.record_decision, instance.publish_event, instance.deliver_webhook, instance.load_policy,
+            instance.signal_decisions_allowed]

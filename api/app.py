@@ -14,6 +14,7 @@ from api import errors
 from api.deps import Deps
 from api.ratelimit import RateLimits
 from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks
+from api.text_guard import QueryTextGuard
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
                   description="Durable control plane for AI agents that spend money.")
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(QueryTextGuard)  # body fields are SafeText in the models; query parameters are checked here
     app.include_router(health.router)
     app.include_router(payments.router)
     app.include_router(wallets.router)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
+from paygent.domain.text import unstorable
 from paygent.paths import dev_json_path
 
 AsUser = Annotated[str | None, typer.Option("--as", help="Act as this dev user or agent (key from .paygent/dev.json)")]
@@ -53,6 +54,10 @@ def call(http: httpx.Client, method: str, path: str, *, body: dict | None = None
          key: str | None = None) -> dict[str, Any]:
     """One request; a refusal ends the command with the server's reason (and the workflow's refusal type)."""
     headers = {"Idempotency-Key": key or str(uuid.uuid4())} if method == "POST" else {}
+    for field, value in (body or {}).items():  # the API's own text rule, checked before anything is sent
+        problem = unstorable(value) if isinstance(value, str) else None
+        if problem:
+            _fail(f"refused: --{field.replace('_', '-')} {problem}", 2)
     try:
         response = http.request(method, path, json=body, headers=headers)
     except httpx.HTTPError as exc:

@@ -23,6 +23,7 @@ from activities.payments import PaymentActivities
 from activities.x402 import X402Activities
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
+from workers.data_errors import DataErrorInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
 from workflows.payment import PaymentWorkflow
@@ -59,7 +60,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         client,
         task_queue=settings.task_queue,
         workflow_runner=workflow_runner(),
-        interceptors=[TenantInterceptor()],  # activities run scoped to their workflow's tenant (RLS)
+        # data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)
+        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
         workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
                     chain.await_receipt, *X402Activities(engine, settings).activities(),

@@ -23,17 +23,23 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from paygent.domain import approval_rules as rules
+    from paygent.domain.errors import DATA_REFUSED
+    from paygent.domain.text import scrub
     from workflows import search_attributes as keys
     from workflows.approval_decisions import apply_decision
     from workflows.approval_types import (
-        ACT_PUBLISH, ACT_RECORD, ACT_WEBHOOK, REQUEST_MODELS, ApprovalEvent, ApprovalInput, ApprovalOutcome,
-        ApprovalView, ApproveRequest, CancelRequest, DecisionRecord, DecisionResult, DelegateRequest,
-        EditRequest, EventType, RejectRequest, RevokeRequest, WebhookDelivery, details_markdown, outcome_of,
-        view_of,
+        ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, REQUEST_MODELS, ApprovalEvent, ApprovalInput,
+        ApprovalOutcome, ApprovalView, ApproveRequest, CancelRequest, DecisionRecord, DecisionResult,
+        DelegateRequest, EditRequest, EventType, RejectRequest, RevokeRequest, WebhookDelivery, details_markdown,
+        outcome_of, view_of,
     )
 
 INT64_MAX = 2**63 - 1
 RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
+GATE_RETRY = RetryPolicy(maximum_attempts=3)
+# Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
+# such activity, so they replay without it.
+PATCH_SIGNAL_GATE = "signal-decisions-gate"
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                            maximum_attempts=6)  # bounded: a dead webhook must not hold the payment forever
 
@@ -227,7 +233,7 @@ class ApprovalWorkflow:
             except rules.Refusal as refusal:
                 if not via_signal:
                     raise ApplicationError(refusal.reason, type=refusal.type, non_retryable=True) from None
-                await self._refuse_signal(kind, req.model_dump(mode="json"), req.actor, req.channel, refusal)
+                await self._refuse_signal(kind, req.model_dump(mode="json"), req.actor, refusal)
                 return None
             s = self._state
             result = DecisionResult(decision=kind, counted=kind == "approve" and data is not None,
@@ -245,29 +251,64 @@ class ApprovalWorkflow:
             return result
 
     async def _decide_from_signal(self, kind: str, body: Any) -> None:
+        """A Signal is audited with channel `temporal`, whatever its body claims: only the API (through Updates)
+        may record `api` or `cli`. An operator can refuse decisions by Signal altogether (PAYGENT_SIGNAL_DECISIONS)."""
+        if workflow.patched(PATCH_SIGNAL_GATE) and not await self._signals_allowed():
+            await self._refuse_signal_now(kind, body, rules.Refusal(
+                rules.SIGNALS_OFF, "decisions sent as Temporal Signals are turned off on this deployment "
+                                   "(PAYGENT_SIGNAL_DECISIONS=off): decide through the API or `paygent approvals`"))
+            return
         try:
             req = REQUEST_MODELS[kind].model_validate(body)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-            actor = str(body.get("actor") or body.get("approver") or "unknown") if isinstance(body, dict) else "unknown"
-            await workflow.wait_condition(lambda: self._opened)
-            async with self._lock:
-                await self._refuse_signal(kind, body, actor, "temporal", rules.Refusal(rules.INVALID, problems))
+            await self._refuse_signal_now(kind, body, rules.Refusal(rules.INVALID, problems))
             return
+        req = req.model_copy(update={"channel": "temporal"})
         await self._decide(kind, req, req.request_id, via_signal=True)
 
-    async def _refuse_signal(self, kind: str, body: Any, actor: str, channel: str, refusal: rules.Refusal) -> None:
-        """Caller holds the lock. A Signal has no answer channel: the refusal is logged and audited instead."""
+    async def _signals_allowed(self) -> bool:
+        try:
+            return await workflow.execute_activity(
+                ACT_SIGNAL_GATE, result_type=bool, start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=GATE_RETRY, summary="may decisions arrive as Signals?")
+        except ActivityError as exc:  # unknown: refuse (the decision can still be sent through the API)
+            workflow.logger.warning("could not read the signal-decisions setting: %s", exc)
+            return False
+
+    async def _refuse_signal_now(self, kind: str, body: Any, refusal: rules.Refusal) -> None:
+        actor = str(body.get("actor") or body.get("approver") or "unknown") if isinstance(body, dict) else "unknown"
+        await workflow.wait_condition(lambda: self._opened)
+        async with self._lock:
+            await self._refuse_signal(kind, body, actor, refusal)
+
+    async def _refuse_signal(self, kind: str, body: Any, actor: str, refusal: rules.Refusal) -> None:
+        """Caller holds the lock. A Signal has no answer channel: the refusal is logged and audited instead.
+
+        The body is shown as sent, made storable (a NUL in it must not make the audit write fail for good).
+        """
         workflow.logger.warning("refused %s signal from %s: %s (%s)", kind, actor, refusal.reason, refusal.type)
         shown = body if len(json.dumps(body, default=str)) <= 4000 else "(body over 4000 characters, not kept)"
-        await self._record("approval.signal_refused", actor[:200], channel,  # type: ignore[arg-type]
-                           {"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown})
+        await self._record("approval.signal_refused", scrub(actor[:200]), "temporal",
+                           scrub({"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown}))
 
     async def _record(self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any]) -> None:
         record = DecisionRecord(action=action, actor=actor, channel=channel, at=workflow.now(), data=data,
                                 view=self._view())
+        try:
+            await self._write(record)
+        except ActivityError as err:
+            # The database refused a value (retrying cannot help): write the same row with every string made
+            # storable, so the decision is still audited and the approval still reaches its end.
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == DATA_REFUSED):
+                raise
+            workflow.logger.warning("audit %s refused by the database (%s): recording it scrubbed", action, err.cause)
+            await self._write(DecisionRecord.model_validate(scrub(record.model_dump(mode="json"))))
+
+    async def _write(self, record: DecisionRecord) -> None:
         write = asyncio.ensure_future(workflow.execute_activity(
-            ACT_RECORD, record, start_to_close_timeout=RECORD_TIMEOUT, summary=f"audit {action} by {actor}"))
+            ACT_RECORD, record, start_to_close_timeout=RECORD_TIMEOUT, summary=f"audit {record.action} by "
+                                                                               f"{record.actor}"))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
 from paygent.domain.approval_rules import ApprovalRecord, ApprovalState, Channel, Delegation, Status, fmt_time
 from paygent.domain.operation_hash import Operation
+from paygent.domain.text import SafeText
 
 QUERY_STATE = "state"
 DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")  # each is an Update and a Signal
@@ -23,6 +24,7 @@ ACT_RECORD = "approval.record_decision"
 ACT_PUBLISH = "approval.publish_event"
 ACT_WEBHOOK = "approval.deliver_webhook"
 ACT_LOAD_POLICY = "approval.load_policy"
+ACT_SIGNAL_GATE = "approval.signal_decisions_allowed"  # the worker's PAYGENT_SIGNAL_DECISIONS, asked per Signal
 EventType = Literal["approval.requested", "approval.decided"]
 
 
@@ -72,36 +74,36 @@ class _Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The API sets this from the caller's API key; CLI-signal users name themselves (they hold cluster access).
-    actor: str = Field(min_length=1, max_length=200, validation_alias=AliasChoices(
+    actor: SafeText = Field(min_length=1, max_length=200, validation_alias=AliasChoices(
         "actor", "approver", "user", "by", "initiator", "delegator"))
     channel: Literal["api", "cli", "temporal"] = "temporal"
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: SafeText | None = Field(default=None, max_length=1000)
     # Updates use the Update id; a Signal may carry one so a retried `temporal workflow signal` counts once.
-    request_id: str | None = Field(default=None, max_length=200)
+    request_id: SafeText | None = Field(default=None, max_length=200)
 
 
 class ApproveRequest(_Decision):
-    operation_hash: str = Field(min_length=1)
-    on_behalf_of: str | None = None  # only needed when a delegate holds several delegations
+    operation_hash: SafeText = Field(min_length=1)
+    on_behalf_of: SafeText | None = None  # only needed when a delegate holds several delegations
 
 
 class RejectRequest(_Decision):
-    operation_hash: str | None = None
+    operation_hash: SafeText | None = None
 
 
 class RevokeRequest(_Decision):
-    operation_hash: str | None = None
+    operation_hash: SafeText | None = None
 
 
 class CancelRequest(_Decision):
-    operation_hash: str | None = None
+    operation_hash: SafeText | None = None
 
 
 class EditRequest(_Decision):
-    operation_hash: str = Field(min_length=1)  # the version being edited: a concurrent edit makes this stale
+    operation_hash: SafeText = Field(min_length=1)  # the version being edited: a concurrent edit makes this stale
     amount_atomic: int | None = Field(default=None, gt=0)
-    to: str | None = None
-    memo: str | None = None
+    to: SafeText | None = None
+    memo: SafeText | None = None
     clear_memo: bool = False
 
     def changes(self) -> dict[str, Any]:
@@ -113,7 +115,7 @@ class EditRequest(_Decision):
 
 
 class DelegateRequest(_Decision):
-    delegate: str = Field(min_length=1, max_length=200)
+    delegate: SafeText = Field(min_length=1, max_length=200)
     until: AwareDatetime
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from workflows import payment_types as t
 from workflows import x402_types as x
@@ -23,7 +23,9 @@ from workflows import search_attributes as sa
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
     from paygent.domain.money import format_amount
+    from paygent.domain.errors import DATA_REFUSED
     from paygent.domain.operation_hash import Operation, operation_hash
+    from paygent.domain.text import scrub
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 X402_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
@@ -66,7 +68,15 @@ class PaymentWorkflow:
 
     @workflow.run
     async def run(self, req: t.PaymentRequest) -> t.PaymentState:
-        final = await self._run(req)
+        try:
+            final = await self._run(req)
+        except (ActivityError, ChildWorkflowError) as err:
+            # A deterministic failure (the database refused a value; the approval workflow itself failed) would
+            # fail the same way on every retry: end cleanly instead, `failed` with the reason, the reservation
+            # released and the status change audited (by payments.mark_status).
+            if not _final_failure(err) or self._state is None or self._state.status in t.TERMINAL:
+                raise
+            final = await self._finish(t.FAILED, reason=_reason(err))
         # a pending `cancel` update returns the final state: let it finish before the workflow closes
         await workflow.wait_condition(workflow.all_handlers_finished)
         return final
@@ -286,6 +296,7 @@ class PaymentWorkflow:
 
     async def _finish(self, status: str, *, reason: str, actor: str = "system") -> t.PaymentState:
         assert self._state is not None
+        reason = scrub(reason)  # a reason quoting a refused value must still be storable
         self._state.failure_reason = reason
         await self._set_status(status, reason=reason, actor=actor)
         workflow.set_current_details(f"{status}: {reason}")
@@ -300,7 +311,14 @@ async def _result(child: workflow.ChildWorkflowHandle) -> ApprovalOutcome:
     return await child
 
 
-def _reason(err: ActivityError) -> str:
+def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
+    """A failure that retrying cannot fix: a data error from an activity, or a failed child approval."""
+    if isinstance(err, ChildWorkflowError):
+        return True
+    return isinstance(err.cause, ApplicationError) and err.cause.type == DATA_REFUSED
+
+
+def _reason(err: ActivityError | ChildWorkflowError) -> str:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return f"{cause.type}: {cause.message}" if cause.type else cause.message

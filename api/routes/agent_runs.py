@@ -36,6 +36,7 @@ from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
 from paygent.db.schema import wallet_grants, wallets
 from paygent.domain.errors import InvalidInput
+from paygent.domain.text import SafeText
 from paygent.settings import Settings
 from workflows import agent_types as t
 from workflows import search_attributes as sattr
@@ -48,10 +49,10 @@ STREAM_MAX_SECONDS = 3_600  # a client reconnects with Last-Event-ID after this
 
 class AgentRunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message: str = Field(min_length=1, max_length=8_000)
-    thread_id: str | None = None
-    wallet_id: str | None = None
-    agent_id: str | None = Field(None, description="run as this agent of yours (its grants, budget and payments)")
+    message: SafeText = Field(min_length=1, max_length=8_000)
+    thread_id: SafeText | None = None
+    wallet_id: SafeText | None = None
+    agent_id: SafeText | None = Field(None, description="run as this agent of yours (its grants, budget and payments)")
     max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
 
 

@@ -24,6 +24,7 @@ from paygent.db.accounts import Principal, find_user, get_wallet
 from paygent.domain.approval_policy import DAY, ApprovalPolicy, Tier
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.text import SafeText
 
 router = APIRouter(tags=["approval policies"])
 ADMIN, READ = allow(Role.admin), allow(Role.admin, Role.auditor)  # admins change; auditors read too
@@ -35,7 +36,7 @@ class TierIn(BaseModel):
     # Any, so that parse_amount explains why a JSON number is refused (float rounding) instead of "not a string"
     max_amount: Any = Field(description="decimal string; null for the last, unbounded tier")
     approvals_required: int = Field(ge=0, le=100)
-    approvers: list[str] = Field(default_factory=list, max_length=100)
+    approvers: list[SafeText] = Field(default_factory=list, max_length=100)
     approval_timeout_seconds: int = Field(DAY, gt=0, le=MAX_SECONDS)
     timelock_seconds: int = Field(0, ge=0, le=MAX_SECONDS)
 
@@ -43,6 +44,20 @@ class TierIn(BaseModel):
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    return [_inline(v, defs) for v in schema] if isinstance(schema, list) else schema
+
+
+# The body is validated by hand (see the module docstring); the OpenAPI document still describes it.
+_POLICY_SCHEMA = PolicyIn.model_json_schema()
+POLICY_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": _inline(_POLICY_SCHEMA, _POLICY_SCHEMA.get("$defs", {}))}}}}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -130,7 +145,7 @@ async def get_tenant_policy(who: Principal = Depends(READ), d: Deps = Depends(de
         return await _effective(conn, who, d.settings.token_decimals, None)
 
 
-@router.put("/v1/approval-policy")
+@router.put("/v1/approval-policy", openapi_extra=POLICY_BODY_DOC)
 async def put_tenant_policy(raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps),
                             via: str = Depends(channel)):
     """Applies to new operations; approvals already running keep the policy they started with."""
@@ -147,7 +162,7 @@ async def get_wallet_policy(wallet_id: str, who: Principal = Depends(READ), d: D
         return await _effective(conn, who, d.settings.token_decimals, await _wallet(conn, who, wallet_id))
 
 
-@router.put("/v1/wallets/{wallet_id}/approval-policy")
+@router.put("/v1/wallets/{wallet_id}/approval-policy", openapi_extra=POLICY_BODY_DOC)
 async def put_wallet_policy(wallet_id: str, raw: Any = Body(...), who: Principal = Depends(ADMIN),
                             d: Deps = Depends(deps), via: str = Depends(channel)):
     decimals = d.settings.token_decimals

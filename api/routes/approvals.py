@@ -32,6 +32,7 @@ from paygent.db.schema import approvals, payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
+from paygent.domain.text import SafeText
 from workflows.approval_client import DecisionRefused, get_state, send_decision
 from workflows.approval_types import (
     ApprovalView, ApproveRequest, CancelRequest, DelegateRequest, EditRequest, RejectRequest, RevokeRequest,
@@ -51,20 +52,20 @@ StatusFilter = Literal["pending", "timelocked", "approved", "rejected", "expired
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an "approver" or "actor" field is refused: the key says who
-    reason: str | None = Field(None, max_length=1000)
+    reason: SafeText | None = Field(None, max_length=1000)
 
 
 class ApproveBody(_Body):
-    operation_hash: str = Field(pattern=HASH_PATTERN, description="the hash of the exact operation approved")
-    on_behalf_of: str | None = Field(None, max_length=200, description="only when delegated by several")
+    operation_hash: SafeText = Field(pattern=HASH_PATTERN, description="the hash of the exact operation approved")
+    on_behalf_of: SafeText | None = Field(None, max_length=200, description="only when delegated by several")
 
 
 class DecisionBody(_Body):
-    operation_hash: str | None = Field(None, pattern=HASH_PATTERN)
+    operation_hash: SafeText | None = Field(None, pattern=HASH_PATTERN)
 
 
 class DelegateBody(_Body):
-    delegate: str = Field(min_length=1, max_length=200, description="a user of the same tenant")
+    delegate: SafeText = Field(min_length=1, max_length=200, description="a user of the same tenant")
     until: AwareDatetime = Field(description="ISO 8601 with a time zone, e.g. 2026-12-01T00:00:00Z")
 
 
@@ -201,10 +202,10 @@ async def delegate(approval_id: str, body: DelegateBody, who: Principal = Depend
 class EditBody(_Body):
     """Fields left out stay as they are; `"memo": null` clears the memo."""
 
-    operation_hash: str = Field(pattern=HASH_PATTERN, description="the version being edited")
-    amount: str | None = Field(None, description="decimal string in token units")
-    to: str | None = None
-    memo: str | None = Field(None, max_length=1000)
+    operation_hash: SafeText = Field(pattern=HASH_PATTERN, description="the version being edited")
+    amount: SafeText | None = Field(None, description="decimal string in token units")
+    to: SafeText | None = None
+    memo: SafeText | None = Field(None, max_length=1000)
 
 
 @router.post("/v1/payments/{payment_id}/edit")

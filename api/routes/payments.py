@@ -27,6 +27,7 @@ from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
 from paygent.settings import Settings
 from workflows import payment_types as t
@@ -42,11 +43,11 @@ class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["transfer"] = "transfer"
-    wallet_id: str = Field(description="The paying wallet's id")
-    to: str = Field(description="Recipient address, 0x-prefixed")
-    amount: str = Field(description="Decimal string in token units, e.g. \"12.50\"")
-    asset: str = Field(description="Token symbol, e.g. USDC")
-    memo: str | None = Field(None, max_length=500)
+    wallet_id: SafeText = Field(description="The paying wallet's id")
+    to: SafeText = Field(description="Recipient address, 0x-prefixed")
+    amount: SafeText = Field(description="Decimal string in token units, e.g. \"12.50\"")
+    asset: SafeText = Field(description="Token symbol, e.g. USDC")
+    memo: SafeText | None = Field(None, max_length=500)
 
 
 class X402PaymentCreate(BaseModel):
@@ -55,11 +56,11 @@ class X402PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["x402"]
-    wallet_id: str
-    url: str = Field(max_length=2000)
-    max_amount: str
-    asset: str = "USDC"
-    memo: str | None = Field(None, max_length=500)
+    wallet_id: SafeText
+    url: SafeText = Field(max_length=2000)
+    max_amount: SafeText
+    asset: SafeText = "USDC"
+    memo: SafeText | None = Field(None, max_length=500)
 
 
 def _kind(value) -> str:
@@ -230,7 +231,7 @@ async def _own_payment(d: Deps, who: Principal, payment_id: str):
 
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(None, max_length=500)
+    reason: SafeText | None = Field(None, max_length=500)
 
 
 @router.post("/{payment_id}/cancel")

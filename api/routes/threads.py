@@ -24,6 +24,7 @@ from paygent.db.agent_schema import agent_runs, messages, threads
 from paygent.db.agent_transcript import message_view
 from paygent.db.audit import append_audit
 from paygent.domain.errors import InvalidInput
+from paygent.domain.text import SafeText
 from workflows import agent_types as t
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
@@ -32,7 +33,7 @@ RUNNER = allow(Role.requester, agents=True)  # threads hold agent runs: whoever 
 
 class ThreadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(None, min_length=1, max_length=200)
+    title: SafeText | None = Field(None, min_length=1, max_length=200)
 
 
 def parse_id(value: str) -> uuid.UUID | None:

@@ -25,6 +25,7 @@ from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit
+from paygent.domain.text import SafeText
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 ADMIN = allow(Role.admin)
@@ -34,25 +35,25 @@ VIEWER = allow(*Role, agents=True)  # what they may see is then narrowed to thei
 
 class WalletCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: SafeText = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 class VelocityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=50)
+    name: SafeText = Field(min_length=1, max_length=50)
     window_seconds: int = Field(gt=0, le=366 * 86400)
-    max: str
+    max: SafeText
 
 
 class SpendingPolicyIn(BaseModel):
     """Amounts are decimal strings in token units, like payments."""
 
     model_config = ConfigDict(extra="forbid")
-    per_payment_cap: str | None = None
+    per_payment_cap: SafeText | None = None
     velocity: list[VelocityIn] = Field(default_factory=list)
-    allowlist: list[str] | None = None
-    denylist: list[str] = Field(default_factory=list)
-    allowed_assets: list[str] | None = None
+    allowlist: list[SafeText] | None = None
+    denylist: list[SafeText] = Field(default_factory=list)
+    allowed_assets: list[SafeText] | None = None
 
 
 def policy_from_body(body: SpendingPolicyIn, decimals: int, prefix: str = "") -> SpendingPolicy:

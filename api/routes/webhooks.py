@@ -20,6 +20,7 @@ from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import webhooks
+from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -29,7 +30,7 @@ EventType = Literal["approval.requested", "approval.decided"]
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000)
+    url: SafeText = Field(max_length=2000)
     events: list[EventType] = Field(default_factory=list, description="empty: every event type")
 
 

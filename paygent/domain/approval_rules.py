@@ -16,15 +16,15 @@ from pydantic import ValidationError
 from paygent.domain.approval_policy import ApprovalPolicy, Tier, tier_index
 from paygent.domain.approval_state import (  # re-exported: callers import the rules module only
     CLOSED, DELEGATION_ENDED, FINAL, INVALID, NO_CHANGE, NOT_ALLOWED, NOT_APPROVER, NOT_INITIATOR,
-    NOTHING_TO_REVOKE, SELF, STALE, THRESHOLD_MET, UNSATISFIABLE, ApprovalRecord, ApprovalState, Channel,
-    Delegation, Refusal, Status,
+    NOTHING_TO_REVOKE, SELF, SIGNALS_OFF, STALE, THRESHOLD_MET, UNSATISFIABLE, ApprovalRecord, ApprovalState,
+    Channel, Delegation, Refusal, Status,
 )
 from paygent.domain.operation_hash import EDITABLE_FIELDS, Operation
 from paygent.domain.operation_hash import operation_hash as hash_of
 
 __all__ = [
     "CLOSED", "DELEGATION_ENDED", "FINAL", "INVALID", "NO_CHANGE", "NOT_ALLOWED", "NOT_APPROVER", "NOT_INITIATOR",
-    "NOTHING_TO_REVOKE", "SELF", "STALE", "THRESHOLD_MET", "UNSATISFIABLE", "ApprovalRecord", "ApprovalState",
+    "NOTHING_TO_REVOKE", "SELF", "SIGNALS_OFF", "STALE", "THRESHOLD_MET", "UNSATISFIABLE", "ApprovalRecord", "ApprovalState",
     "Channel", "Delegation", "Refusal", "Status", "abandon", "approve", "cancel", "delegate", "edit",
     "end_timelock", "expire", "fmt_time", "open_approval", "reject", "revoke",
 ]

@@ -23,6 +23,7 @@ CLOSED, STALE, SELF, NOT_APPROVER = "ApprovalClosed", "StaleOperation", "SelfApp
 DELEGATION_ENDED, THRESHOLD_MET, NOT_INITIATOR = "DelegationEnded", "ThresholdMet", "NotInitiator"
 NOTHING_TO_REVOKE, NOT_ALLOWED, INVALID, NO_CHANGE = "NothingToRevoke", "NotAllowed", "InvalidRequest", "NoChange"
 UNSATISFIABLE = "Unsatisfiable"
+SIGNALS_OFF = "SignalDecisionsOff"  # PAYGENT_SIGNAL_DECISIONS=off: decisions come through the API or the CLI only
 
 
 class Refusal(Exception):

@@ -8,3 +8,8 @@ class InvalidInput(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+# ApplicationError type of an activity whose failure is the data itself (the database refused a value): the same
+# input fails the same way on every attempt, so it is never retried and every workflow turns it into a clean end.
+DATA_REFUSED = "DataRefused"
