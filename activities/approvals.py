@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from paygent.crypto import unseal_webhook_secret
 from paygent.db.audit import append_audit
 from paygent.db import policies
 from paygent.db.schema import approvals, audit_log, webhooks
@@ -168,10 +169,11 @@ class ApprovalActivities:
                 return self._configured[index].url, self._configured[index].secret
         else:
             async with self._engine.connect() as conn:
-                row = (await conn.execute(sa.select(webhooks.c.url, webhooks.c.secret).where(
+                row = (await conn.execute(sa.select(webhooks.c.url, webhooks.c.secret_sealed).where(
                     webhooks.c.id == uuid.UUID(webhook_id), webhooks.c.active))).first()
-            if row is not None:
-                return row.url, row.secret
+            if row is not None:  # opened here, for this one delivery; never logged nor passed to the workflow
+                return row.url, unseal_webhook_secret(self._settings.master_key_bytes(), uuid.UUID(webhook_id),
+                                                      row.secret_sealed)
         raise ApplicationError(f"webhook {webhook_id} no longer exists", type="WebhookGone", non_retryable=True)
 
 

@@ -1,4 +1,5 @@
-"""Secrets at rest: wallet keys sealed with AES-256-GCM under the master key; API keys stored as hashes."""
+"""Secrets at rest: wallet keys and webhook signing secrets sealed with AES-256-GCM under the master key; API keys
+stored as hashes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import uuid
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -32,6 +34,19 @@ def seal(master_key: bytes, plaintext: bytes, *, context: bytes) -> bytes:
 
 def unseal(master_key: bytes, sealed: bytes, *, context: bytes) -> bytes:
     return AESGCM(master_key).decrypt(sealed[:12], sealed[12:], context)
+
+
+def seal_webhook_secret(master_key: bytes, webhook_id: uuid.UUID, secret: str) -> bytes:
+    """A webhook's signing secret at rest, bound to its webhook (a sealed secret moved to another row won't open)."""
+    return seal(master_key, secret.encode(), context=_webhook_context(webhook_id))
+
+
+def unseal_webhook_secret(master_key: bytes, webhook_id: uuid.UUID, sealed: bytes) -> str:
+    return unseal(master_key, sealed, context=_webhook_context(webhook_id)).decode()
+
+
+def _webhook_context(webhook_id: uuid.UUID) -> bytes:
+    return b"webhook:" + webhook_id.bytes  # distinct from wallet contexts (a bare wallet id)
 
 
 def new_api_key() -> str:

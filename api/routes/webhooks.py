@@ -1,6 +1,7 @@
 """Webhooks (admins): where approval events are POSTed, HMAC-SHA256-signed with a per-webhook secret.
 
-The secret is generated here and shown once, in the creation answer; receivers check `X-Paygent-Signature`
+The secret is generated here and shown once, in the creation answer; at rest it is sealed under the master key
+like wallet keys (only the delivery activity opens it). Receivers check `X-Paygent-Signature`
 (`sha256=<hex>` of the raw body) and deduplicate on `X-Paygent-Delivery`.
 """
 
@@ -19,6 +20,7 @@ from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
+from paygent.crypto import seal_webhook_secret
 from paygent.db.schema import webhooks
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
@@ -45,7 +47,9 @@ async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps =
     webhook_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
     async with d.engine.begin() as conn:
         await conn.execute(webhooks.insert().values(id=webhook_id, tenant_id=who.tenant_id, url=body.url,
-                                                    secret=secret, events=body.events))
+                                                    secret_sealed=seal_webhook_secret(
+                                                        d.settings.master_key_bytes(), webhook_id, secret),
+                                                    events=body.events))
         await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api", action="webhook.created",
                            subject_type="webhook", subject_id=str(webhook_id),
                            data={"url": body.url, "events": body.events})

@@ -205,7 +205,8 @@ webhooks = sa.Table(
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("url", sa.Text, nullable=False),
-    sa.Column("secret", sa.Text, nullable=False),
+    # the signing secret, sealed under the master key (paygent.crypto.seal_webhook_secret); never stored in clear
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
     sa.Column("events", ARRAY(sa.Text), nullable=False, server_default="{}"),  # empty: every event type
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     _ts(),

@@ -33,7 +33,8 @@ def build_app(settings=None):
     facilitator = dev_account(FACILITATOR_ACCOUNT_INDEX)
     log.info("x402 paid service: rpc %s, token %s, pay to %s, facilitator %s",
              settings.rpc_url, settings.token_address, pay_to, facilitator.address)
-    return create_paid_service(settings.rpc_url, settings.token_address, pay_to, facilitator.key.hex())
+    return create_paid_service(settings.rpc_url, settings.token_address, pay_to, facilitator.key.hex(),
+                               redis_url=settings.redis_url)
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings=None) -> None:

@@ -11,6 +11,8 @@ payment header (`PAYMENT-SIGNATURE` / `X-PAYMENT`):
   identifier with the same payload later gets the recorded answer again (header
   `Idempotent-Replayed: true`) without touching the chain; with a different payload, 409.
   Requests for one identifier are serialised, so concurrent retries cannot both reach settlement.
+  The records and the per-identifier lock live in Redis (`RedisAnswers`), not in the process: a restarted
+  service (or a second replica) still answers a replayed payment from its record instead of settling it again.
 - `hold_first_response_paths`: there a freshly settled answer is held back until the client
   disconnects (or `hold_seconds` pass): a real "settled, but the response was lost". Replays go at once.
 """
@@ -18,12 +20,12 @@ payment header (`PAYMENT-SIGNATURE` / `X-PAYMENT`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
 import hashlib
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
 from x402.http.utils import decode_payment_response_header, decode_payment_signature_header
 
 from paygent.x402.identifier import extract
@@ -66,15 +68,45 @@ def _no_402_for_server_failures(answer: _Answer) -> _Answer:
     return _Answer(answer.fingerprint, 502, headers, body)
 
 
+class RedisAnswers:
+    """Settled answers by payment identifier, in Redis, under `namespace` (the service's pay-to address).
+
+    Kept `ttl_seconds` (a week by default: far longer than any authorization the service accepts stays valid).
+    """
+
+    def __init__(self, redis: Redis, namespace: str, *, ttl_seconds: int = 7 * 86400,
+                 lock_seconds: float = 120.0) -> None:
+        self._redis, self._prefix = redis, f"paygent:x402:answers:{namespace.lower()}:"
+        self._ttl, self._lock_seconds = ttl_seconds, lock_seconds
+
+    async def get(self, identifier: str) -> _Answer | None:
+        raw = await self._redis.get(self._prefix + identifier)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return _Answer(data["fingerprint"], data["status"],
+                       [(k.encode("latin-1"), v.encode("latin-1")) for k, v in data["headers"]],
+                       base64.b64decode(data["body"]))
+
+    async def put(self, identifier: str, answer: _Answer) -> None:
+        data = {"fingerprint": answer.fingerprint, "status": answer.status,
+                "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers],
+                "body": base64.b64encode(answer.body).decode()}
+        await self._redis.set(self._prefix + identifier, json.dumps(data), ex=self._ttl)
+
+    def lock(self, identifier: str):
+        """Serialises requests for one identifier across processes; expires if its holder dies."""
+        return self._redis.lock(self._prefix + identifier + ":lock", timeout=self._lock_seconds,
+                                blocking_timeout=self._lock_seconds + 10)
+
+
 class PaymentIdentifierCache:
-    def __init__(self, app, hold_first_response_paths: set[str] | frozenset[str] = frozenset(),
-                 hold_seconds: float = 10.0, max_entries: int = 10_000) -> None:
+    def __init__(self, app, answers: RedisAnswers, hold_first_response_paths: set[str] | frozenset[str] = frozenset(),
+                 hold_seconds: float = 10.0) -> None:
         self.app = app
+        self.answers = answers
         self.hold_paths = frozenset(hold_first_response_paths)
         self.hold_seconds = hold_seconds
-        self.max_entries = max_entries
-        self._answers: OrderedDict[str, _Answer] = OrderedDict()
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @staticmethod
     def _identify(scope) -> tuple[bool, str | None, str]:
@@ -109,15 +141,13 @@ class PaymentIdentifierCache:
 
     async def _answer(self, scope, receive, identifier: str, fingerprint: str) -> tuple[_Answer, bool]:
         """(the answer, whether it settled just now) for a request carrying a payment identifier."""
-        async with self._lock(identifier):
-            answer = self._answers.get(identifier)
+        async with self.answers.lock(identifier):
+            answer = await self.answers.get(identifier)
             if answer is None:
                 answer = await self._run(scope, receive, fingerprint)
                 if not _settled(answer):
                     return answer, False
-                self._answers[identifier] = answer
-                while len(self._answers) > self.max_entries:
-                    self._answers.popitem(last=False)
+                await self.answers.put(identifier, answer)
                 return answer, True
         if answer.fingerprint != fingerprint:
             body = json.dumps({"error": "payment identifier already used with a different payment"}).encode()
@@ -149,18 +179,3 @@ class PaymentIdentifierCache:
             return True
         except asyncio.TimeoutError:
             return False
-
-    @contextlib.asynccontextmanager
-    async def _lock(self, identifier: str):
-        """One lock per identifier, dropped when its last user leaves."""
-        lock, users = self._locks.get(identifier, (asyncio.Lock(), 0))
-        self._locks[identifier] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[identifier]
-            if users <= 1:
-                del self._locks[identifier]
-            else:
-                self._locks[identifier] = (lock, users - 1)

@@ -22,6 +22,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from x402 import x402Facilitator, x402ResourceServer
 from x402.http import PAYMENT_RESPONSE_HEADER
 from x402.http.middleware.fastapi import PaymentMiddlewareASGI
@@ -31,7 +32,7 @@ from x402.mechanisms.evm.exact import ExactEvmServerScheme, register_exact_evm_f
 
 from paygent.chain.token import TOKEN_NAME, TOKEN_VERSION
 from paygent.x402 import identifier
-from paygent.x402.idempotency import PaymentIdentifierCache
+from paygent.x402.idempotency import PaymentIdentifierCache, RedisAnswers
 
 NETWORK = "eip155:31337"
 OTHER_NETWORK = "eip155:84532"  # Base Sepolia: a real chain this service's payer is not on
@@ -80,9 +81,10 @@ def route_config(token_address: str, pay_to: str) -> dict[str, Any]:
 
 
 def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitator_private_key: str, *,
-                        flaky_hold_seconds: float = 10.0) -> FastAPI:
+                        redis_url: str, flaky_hold_seconds: float = 10.0) -> FastAPI:
     """The paid service as a FastAPI app. The facilitator key pays settlement gas; it is never logged.
 
+    `redis_url`: where settled answers are kept by payment identifier (so a restart cannot settle a replay).
     `flaky_hold_seconds`: how long `/flaky` holds its first (already settled) answer before sending
     it anyway; a client whose read timeout is shorter sees a lost response.
     """
@@ -149,6 +151,6 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
 
     app.add_middleware(PaymentMiddlewareASGI, routes=route_config(token_address, pay_to), server=server)
     # Added last, so it runs outermost: it sees the settled answer the x402 middleware produced.
-    app.add_middleware(PaymentIdentifierCache, hold_first_response_paths={"/flaky", "/flaky-no-replay"},
-                       hold_seconds=flaky_hold_seconds)
+    app.add_middleware(PaymentIdentifierCache, answers=RedisAnswers(Redis.from_url(redis_url), pay_to),
+                       hold_first_response_paths={"/flaky", "/flaky-no-replay"}, hold_seconds=flaky_hold_seconds)
     return app

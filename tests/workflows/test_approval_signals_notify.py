@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest_asyncio
 
 from activities.approvals import SIGNATURE_HEADER, ConfiguredWebhook, redis_channel, verify_signature
+from paygent.crypto import new_master_key, seal_webhook_secret
 from paygent.db.schema import webhooks
 from paygent.paths import temporal_cli
+from paygent.settings import Settings
 from tests.egress import host_port
 from tests.workflows.approval_harness import actions, approval_id, running_harness
 
@@ -58,11 +60,13 @@ async def receiver():
 async def h(time_skipping_env, db_engine, redis_url, receiver):
     hooks = [ConfiguredWebhook(url=receiver.url + "/flaky", secret="cfg-secret"),
              ConfiguredWebhook(url=receiver.url + "/gone", secret="cfg-secret", events=("approval.decided",))]
-    async with running_harness(time_skipping_env, db_engine, redis_url, webhooks=hooks,
-                               egress_allow=host_port(receiver.url)) as harness:
+    settings = Settings(egress_allow=host_port(receiver.url), master_key=new_master_key())
+    async with running_harness(time_skipping_env, db_engine, redis_url, webhooks=hooks, settings=settings) as harness:
         async with db_engine.begin() as conn:
-            await conn.execute(webhooks.insert().values(id=uuid.uuid4(), tenant_id=uuid.UUID(harness.tenant_id),
-                                                        url=receiver.url + "/ok", secret=SECRET))
+            hook_id = uuid.uuid4()
+            await conn.execute(webhooks.insert().values(
+                id=hook_id, tenant_id=uuid.UUID(harness.tenant_id), url=receiver.url + "/ok",
+                secret_sealed=seal_webhook_secret(settings.master_key_bytes(), hook_id, SECRET)))
         yield harness
 
 

@@ -49,7 +49,7 @@ async def w3(anvil_rpc: str) -> AsyncWeb3:
 
 
 @pytest_asyncio.fixture
-async def paid_service(request, anvil_rpc: str, token_address: str) -> AsyncIterator[PaidService]:
+async def paid_service(request, anvil_rpc: str, token_address: str, redis_url: str) -> AsyncIterator[PaidService]:
     """The paid service on a free port, paying a fresh address; stopped after the test.
 
     Loopback is refused by the egress policy: the service is exempted (host:port) in a policy handed to the
@@ -57,7 +57,7 @@ async def paid_service(request, anvil_rpc: str, token_address: str) -> AsyncIter
     """
     pay_to = Account.from_key(os.urandom(32)).address
     app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
-                              flaky_hold_seconds=HOLD_SECONDS)
+                              redis_url=redis_url, flaky_hold_seconds=HOLD_SECONDS)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))

@@ -8,12 +8,14 @@ answer, built with the SDK's own header encoder, and the real `PaymentIdentifier
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
+from redis.asyncio import Redis
 from x402.http.utils import decode_payment_response_header, encode_payment_response_header
 from x402.schemas import SettleResponse
 
-from paygent.x402.idempotency import PaymentIdentifierCache
+from paygent.x402.idempotency import PaymentIdentifierCache, RedisAnswers
 
 
 def _inner(reason: str):
@@ -27,20 +29,21 @@ def _inner(reason: str):
     return app
 
 
-async def _get(reason: str) -> httpx.Response:
-    transport = httpx.ASGITransport(app=PaymentIdentifierCache(_inner(reason)))
+async def _get(reason: str, redis_url: str) -> httpx.Response:
+    answers = RedisAnswers(Redis.from_url(redis_url), f"test-{uuid.uuid4().hex}")
+    transport = httpx.ASGITransport(app=PaymentIdentifierCache(_inner(reason), answers))
     async with httpx.AsyncClient(transport=transport, base_url="http://paid.test") as http:
         return await http.get("/weather", headers={"PAYMENT-SIGNATURE": "bm90LWpzb24="})
 
 
-async def test_server_side_settle_failure_is_a_502_with_its_receipt():
-    resp = await _get("unexpected_settle_error")
+async def test_server_side_settle_failure_is_a_502_with_its_receipt(redis_url):
+    resp = await _get("unexpected_settle_error", redis_url)
     assert resp.status_code == 502
     assert json.loads(resp.content) == {"error": "settlement failed on the server side",
                                         "reason": "unexpected_settle_error"}
     assert decode_payment_response_header(resp.headers["payment-response"]).error_reason == "unexpected_settle_error"
 
 
-async def test_a_verdict_on_the_payment_stays_a_402():
-    resp = await _get("invalid_exact_evm_insufficient_balance")
+async def test_a_verdict_on_the_payment_stays_a_402(redis_url):
+    resp = await _get("invalid_exact_evm_insufficient_balance", redis_url)
     assert resp.status_code == 402
