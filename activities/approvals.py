@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from paygent.crypto import unseal_webhook_secret
+from paygent.crypto import channel_attestation, unseal_webhook_secret
 from paygent.db.audit import append_audit
 from paygent.db import policies
 from paygent.db.schema import approvals, audit_log, webhooks
@@ -88,11 +88,12 @@ class ApprovalActivities:
                 audit_log.c.data["record_key"].astext == key))
             if existing is not None:
                 return existing
+            channel, claimed = self._proven_channel(record)
             audit_id = await append_audit(
-                conn, actor=record.actor, channel=record.channel, action=record.action, subject_type="approval",
+                conn, actor=record.actor, channel=channel, action=record.action, subject_type="approval",
                 subject_id=view.approval_id, tenant_id=view.tenant_id, at=record.at,
                 data={**record.data, "record_key": key, "workflow_id": view.workflow_id,
-                      "operation_hash": record.data.get("operation_hash", view.operation_hash)})
+                      "operation_hash": record.data.get("operation_hash", view.operation_hash), **claimed})
             row = dict(
                 id=view.approval_id, tenant_id=uuid.UUID(view.tenant_id), workflow_id=view.workflow_id,
                 payment_id=view.operation.payment_id, initiator=view.initiator, status=view.status,
@@ -110,6 +111,23 @@ class ApprovalActivities:
                 where=approvals.c.revision <= stmt.excluded.revision,  # activities may finish out of order
             ))
             return audit_id
+
+    def _proven_channel(self, record: DecisionRecord) -> tuple[str, dict[str, str]]:
+        """`api`/`cli` only with the API's attestation for exactly this decision; otherwise `temporal` (the claim
+        is kept beside it). A decision sent straight to Temporal cannot pass for one that came through the API."""
+        if record.channel not in ("api", "cli"):
+            return record.channel, {}
+        try:
+            master_key = self._settings.master_key_bytes()
+        except RuntimeError:  # no master key on this worker: nothing can be proven
+            return "temporal", {"claimed_channel": record.channel}
+        expected = channel_attestation(
+            master_key, approval_id=record.view.approval_id,
+            decision=record.action.removeprefix("approval."), actor=record.actor, channel=record.channel,
+            request_id=str(record.data.get("request_id") or ""))
+        if record.attestation and hmac.compare_digest(record.attestation, expected):
+            return record.channel, {}
+        return "temporal", {"claimed_channel": record.channel}
 
     @activity.defn(name=ACT_PUBLISH)
     async def publish_event(self, event: ApprovalEvent) -> list[str]:

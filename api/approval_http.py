@@ -15,9 +15,11 @@ from fastapi import Header
 from fastapi.responses import JSONResponse
 
 from api.errors import ApiError, error_body
+from paygent.crypto import channel_attestation
 from paygent.db.accounts import Principal
 from paygent.domain import approval_rules as rules
 from paygent.domain.money import format_amount
+from paygent.settings import Settings
 from workflows.approval_client import DecisionRefused
 from workflows.approval_types import ApprovalView
 
@@ -54,6 +56,16 @@ def update_id(who: Principal, decision: str, key: str | None) -> str | None:
     cached answer and never be counted; scoped, a retry by the same caller of the same decision is answered once.
     """
     return None if key is None else f"{decision}:{who.user_id}:{key}"
+
+
+def attest(request: Any, settings: Settings, *, approval_id: str, decision: str, request_id: str) -> Any:
+    """Stamp a decision with the API's attestation: only then does the audit log record its channel (api or cli).
+
+    The same decision sent straight to Temporal (an Update or a Signal) is audited with channel `temporal`.
+    """
+    token = channel_attestation(settings.master_key_bytes(), approval_id=approval_id, decision=decision,
+                                actor=request.actor, channel=request.channel, request_id=request_id)
+    return request.model_copy(update={"attestation": token})
 
 
 def check_approval_id(approval_id: str) -> str:

@@ -49,6 +49,16 @@ def _webhook_context(webhook_id: uuid.UUID) -> bytes:
     return b"webhook:" + webhook_id.bytes  # distinct from wallet contexts (a bare wallet id)
 
 
+def channel_attestation(master_key: bytes, *, approval_id: str, decision: str, actor: str, channel: str,
+                        request_id: str) -> str:
+    """The API's proof that it sent a decision (so the audit may say `api`/`cli`): an HMAC over what was decided,
+    by whom and under which request id, with a key derived from the master key. It opens nothing, so it may sit in
+    workflow history; copied onto another request (another id, actor or decision) it no longer matches."""
+    key = hmac.new(master_key, b"paygent:channel-attestation:v1", hashlib.sha256).digest()
+    message = "\n".join((approval_id, decision, actor, channel, request_id)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 

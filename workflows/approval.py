@@ -245,7 +245,8 @@ class ApprovalWorkflow:
                 self._show()
                 await self._record(f"approval.{kind}", req.actor, req.channel,
                                    {**data, "request_id": request_id, "status": s.status,
-                                    "approvals_had": len(s.approvals), "approvals_needed": s.approvals_needed})
+                                    "approvals_had": len(s.approvals), "approvals_needed": s.approvals_needed},
+                                   attestation=req.attestation)
                 if kind == "edit":
                     self._notify_later("approval.requested")  # the new operation needs (new) approvals
             return result
@@ -292,9 +293,10 @@ class ApprovalWorkflow:
         await self._record("approval.signal_refused", scrub(actor[:200]), "temporal",
                            scrub({"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown}))
 
-    async def _record(self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any]) -> None:
+    async def _record(self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any], *,
+                      attestation: str | None = None) -> None:
         record = DecisionRecord(action=action, actor=actor, channel=channel, at=workflow.now(), data=data,
-                                view=self._view())
+                                view=self._view(), attestation=attestation)
         try:
             await self._write(record)
         except ActivityError as err:

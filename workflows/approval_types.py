@@ -78,6 +78,8 @@ class _Decision(BaseModel):
         "actor", "approver", "user", "by", "initiator", "delegator"))
     channel: Literal["api", "cli", "temporal"] = "temporal"
     reason: SafeText | None = Field(default=None, max_length=1000)
+    # Set by the API only (api.approval_http.attest): without a valid one the audit records channel `temporal`.
+    attestation: SafeText | None = Field(default=None, max_length=200)
     # Updates use the Update id; a Signal may carry one so a retried `temporal workflow signal` counts once.
     request_id: SafeText | None = Field(default=None, max_length=200)
 
@@ -203,10 +205,11 @@ class DecisionRecord(BaseModel):
 
     action: str
     actor: str
-    channel: Channel
+    channel: Channel  # as claimed; the audit activity records `temporal` for api/cli without a valid attestation
     at: datetime
     data: dict[str, Any] = Field(default_factory=dict)
     view: ApprovalView
+    attestation: str | None = None
 
 
 class ApprovalEvent(BaseModel):

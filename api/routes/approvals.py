@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.approval_http import (
-    HASH_PATTERN, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
+    HASH_PATTERN, attest, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
     view_json,
 )
 from api.authz import Role, allow, oversees
@@ -88,9 +88,10 @@ async def decide(d: Deps, who: Principal, approval_id: str, decision: str, reque
     """Sends the decision as an Update; a refusal becomes 403/409/422 with the workflow's reason and type."""
     if not checked:
         await approval_or_404(d, who, approval_id)
+    request_id = update_id(who, decision, key) or str(uuid.uuid4())
+    request = attest(request, d.settings, approval_id=approval_id, decision=decision, request_id=request_id)
     try:
-        result = await send_decision(d.temporal, approval_id, decision, request,
-                                     request_id=update_id(who, decision, key))
+        result = await send_decision(d.temporal, approval_id, decision, request, request_id=request_id)
     except DecisionRefused as exc:
         return refusal_response(exc)
     return {"approval_id": approval_id, **result.model_dump(mode="json")}

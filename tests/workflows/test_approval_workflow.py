@@ -45,9 +45,10 @@ async def test_two_of_three_then_timelock_then_approved(h):
     assert outcome.decided_at >= locked.timelock_until
     assert [(a.approver, a.channel) for a in outcome.approvals] == [("bob", "api"), ("carol", "cli")]
     assert outcome.operation_hash == view.operation_hash
+    # sent straight to Temporal (not through the API, which attests what it sends): audited as `temporal`
     assert actions(await h.audit(handle)) == [
-        ("approval.requested", "alice", "system"), ("approval.approve", "bob", "api"),
-        ("approval.approve", "carol", "cli"), ("approval.decided", "system", "system")]
+        ("approval.requested", "alice", "system"), ("approval.approve", "bob", "temporal"),
+        ("approval.approve", "carol", "temporal"), ("approval.decided", "system", "system")]
     row = await h.row(handle)
     assert (row["status"], row["approvals_had"], row["approved_by"], row["awaiting"]) == (
         "approved", 2, ["bob", "carol"], [])
@@ -99,7 +100,7 @@ async def test_initiator_and_outsiders_are_refused_with_the_reason(h):
     history = await handle.fetch_history()  # refused in the validator: never written to history
     assert sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events) == 1
     assert actions(await h.audit(handle)) == [
-        ("approval.requested", "bob", "system"), ("approval.cancel", "bob", "api"),
+        ("approval.requested", "bob", "system"), ("approval.cancel", "bob", "temporal"),
         ("approval.decided", "system", "system")]
 
 
