@@ -30,6 +30,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import payments, users
 from paygent.domain.errors import InvalidInput
 from paygent.domain.spending import SpendingPolicy
+from paygent.domain.text import SafeText
 from workflows import agent_types as at
 from workflows import payment_types as pt
 
@@ -41,8 +42,9 @@ OVERSIGHT = allow(Role.admin, Role.auditor)
 
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    wallet_ids: list[str] = Field(default_factory=list, max_length=100, description="wallets it may spend from")
+    name: SafeText = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    wallet_ids: list[SafeText] = Field(default_factory=list, max_length=100,
+                                       description="wallets it may spend from")
     spending_policy: SpendingPolicyIn | None = None
 
 

@@ -76,7 +76,7 @@ def policy_from_body(body: SpendingPolicyIn, decimals: int, prefix: str = "") ->
 
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    principal_id: str = Field(description="a user or agent of this tenant")
+    principal_id: SafeText = Field(description="a user or agent of this tenant")
     permission: Literal["spend"] = "spend"
 
 

@@ -1,10 +1,10 @@
 """integrity: webhook signing secrets sealed at rest (existing plaintext rows are sealed, the plaintext dropped)
 
 Revision ID: 0004_integrity
-Revises: 0002
+Revises: 0005_rls
 
 Sealing needs the master key (PAYGENT_MASTER_KEY, or `.paygent/master.key` from `paygent stack up`) only when
-rows exist; a fresh database upgrades without one. Depends on 0002, the revision that created `webhooks`.
+rows exist; a fresh database upgrades without one. Depends on the head at the time of writing (0005_rls).
 """
 
 import uuid
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_integrity"
-down_revision = "0002"
+down_revision = "0005_rls"
 branch_labels = None
 depends_on = None
 
