@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from activities.approvals import SIGNATURE_HEADER, verify_signature
 from paygent.netutil import free_port
-from tests.egress import exempt
 from tests.api.helpers import auth, create, new_recipient, payment_body, wait_final
+from tests.egress import exempt
 
 
 async def test_registered_webhook_gets_signed_approval_events(http, dev, app_settings):

@@ -19,6 +19,7 @@ from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, funded_wallet, payment_body, new_recipient
 from tests.authz.conftest import bearer
+from tests.egress import exempt
 
 PRINCIPALS = ("requester", "approver", "admin", "auditor", "nobody", "agent", "outsider")
 ROLES_OF = {"requester": {"requester"}, "approver": {"approver"}, "admin": {"admin"}, "auditor": {"auditor"},
@@ -47,7 +48,8 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
     pay = await http.post("/v1/payments", json=payment_body(dev, new_recipient(), "0.01"),
                           headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex})
     agent = await http.post("/v1/agents", json={"name": f"target-{uuid.uuid4().hex[:6]}"}, headers=auth(dev))
-    hook = await http.post("/v1/webhooks", json={"url": app_settings.api_url + "/hook"}, headers=auth(dev))
+    with exempt(app_settings, app_settings.api_url):  # loopback: registered as an operator-exempted destination
+        hook = await http.post("/v1/webhooks", json={"url": app_settings.api_url + "/hook"}, headers=auth(dev))
     thread = await http.post("/v1/threads", json={"title": "matrix"}, headers=auth(dev))
     run = await start_run(http, dev, "health")
     await wait_run(http, dev, run["id"])

@@ -65,9 +65,9 @@ async def test_a_row_for_another_tenant_cannot_be_written(app_engine, two_tenant
     with pytest.raises(DBAPIError, match="row-level security"):
         async with app_engine.begin() as conn:
             await set_tenant(conn, dev_tenant)
-            await conn.execute(sa.text("INSERT INTO webhooks (id, tenant_id, url, secret) VALUES "
-                                       "(:id, :t, 'https://example.com/h', 's')"),
-                               {"id": uuid.uuid4(), "t": other_tenant})
+            await conn.execute(sa.text("INSERT INTO webhooks (id, tenant_id, url, secret_sealed) VALUES "
+                                       "(:id, :t, 'https://example.com/h', :s)"),
+                               {"id": uuid.uuid4(), "t": other_tenant, "s": b"sealed"})
 
 
 async def test_the_app_role_is_no_superuser_no_owner_and_cannot_touch_audit_rows(app_engine, two_tenants):
