@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     rate_limit_prefix: str = "paygent-rl"
 
     max_body_bytes: int = 16_384
+    # the worker's Temporal SDK metrics (Prometheus, GET /metrics) listen here; empty: off
+    worker_metrics_address: str = "127.0.0.1:9464"
     log_level: str = "INFO"
 
     @classmethod

@@ -35,6 +35,7 @@ def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_addres
         "PAYGENT_RPC_URL": cfg.rpc_url,
         "PAYGENT_CHAIN_ID": str(cfg.chain_id),
         "PAYGENT_API_URL": cfg.api_url,
+        "PAYGENT_WORKER_METRICS_ADDRESS": cfg.worker_metrics_address,
         "PYTHONUNBUFFERED": "1",
     })
     if token_address:
@@ -106,9 +107,9 @@ def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
 
 
 def api_health(api_url: str) -> dict | None:
-    """The API's own view of its dependencies, for `status`."""
+    """The API's own view of its dependencies (the summary anyone may read), for `status`."""
     try:
-        return httpx.get(f"{api_url}/healthz", timeout=5).json()
+        return httpx.get(f"{api_url}/readyz", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
 

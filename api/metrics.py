@@ -1,0 +1,172 @@
+"""Prometheus metrics of the API: `GET /metrics` (public on the API port; see README "Metrics and traces").
+
+Two kinds, one registry per app (so tests can build several apps in one process):
+- HTTP: requests by route template, method and status, and latency histograms, counted by an ASGI middleware
+  placed outside the body-size limit so its 413s count too. The route label is the template
+  (`/v1/payments/{payment_id}`), never the raw path, so ids cannot blow up the number of series.
+- Business state, read from Postgres at scrape time so every process (API, worker, CLI, Temporal's own
+  Signals) is counted, not only what this API process saw: payments by kind and status (terminal statuses
+  are the final ones) and the age of the oldest open payment per status, approvals pending and decisions by
+  channel, reservations held and the oldest one's age. Summed over tenants, one tenant transaction each
+  (row-level security); no tenant, wallet or address appears in a label.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from api.deps import deps
+from api.route_match import route_template
+from paygent.db.reservations import RESERVED, reservations
+from paygent.db.schema import approvals, audit_log, payments, tenants, wallets
+from paygent.db.tenancy import tenant_transaction
+from workflows import payment_types as pt
+
+log = logging.getLogger("paygent.api.metrics")
+router = APIRouter(tags=["operations"])
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")
+
+
+class StateSnapshot:
+    """What Postgres said at the latest scrape."""
+
+    def __init__(self) -> None:
+        self.payments: dict[tuple[str, str], int] = defaultdict(int)
+        self.oldest_open: dict[str, float] = {}
+        self.approvals_pending = 0
+        self.decisions: dict[tuple[str, str], int] = defaultdict(int)
+        self.reservations_held = 0
+        self.oldest_reservation = 0.0
+
+    async def add_tenant(self, conn: AsyncConnection, tenant_id) -> None:
+        now = sa.func.extract("epoch", sa.func.now())
+        rows = await conn.execute(sa.select(
+            payments.c.kind, payments.c.status, sa.func.count(),
+            now - sa.func.extract("epoch", sa.func.min(payments.c.updated_at)),
+        ).where(payments.c.tenant_id == tenant_id).group_by(payments.c.kind, payments.c.status))
+        for kind, status, count, age in rows:
+            self.payments[(kind, status)] += count
+            if status not in pt.TERMINAL:
+                self.oldest_open[status] = max(self.oldest_open.get(status, 0.0), float(age))
+        self.approvals_pending += await conn.scalar(sa.select(sa.func.count()).where(
+            approvals.c.tenant_id == tenant_id, approvals.c.status == "pending"))
+        rows = await conn.execute(sa.select(audit_log.c.action, audit_log.c.channel, sa.func.count()).where(
+            audit_log.c.tenant_id == tenant_id, audit_log.c.subject_type == "approval",
+            audit_log.c.action.in_([f"approval.{d}" for d in DECISIONS]),
+        ).group_by(audit_log.c.action, audit_log.c.channel))
+        for action, channel, count in rows:
+            self.decisions[(action.removeprefix("approval."), channel)] += count
+        held, oldest = (await conn.execute(sa.select(
+            sa.func.count(), now - sa.func.extract("epoch", sa.func.min(reservations.c.created_at)),
+        ).select_from(reservations.join(wallets, wallets.c.id == reservations.c.wallet_id)).where(
+            wallets.c.tenant_id == tenant_id, reservations.c.status == RESERVED))).one()
+        self.reservations_held += held
+        self.oldest_reservation = max(self.oldest_reservation, float(oldest or 0))
+
+
+class StateCollector(Collector):
+    """Yields the latest snapshot; `refresh` (async, before each scrape) takes a new one."""
+
+    def __init__(self) -> None:
+        self.snapshot = StateSnapshot()
+        self.up = 0
+
+    async def refresh(self, engine: AsyncEngine) -> None:
+        snapshot = StateSnapshot()
+        try:
+            async with engine.connect() as conn:
+                tenant_ids = list(await conn.scalars(sa.select(tenants.c.id)))
+            for tenant_id in tenant_ids:
+                async with tenant_transaction(engine, tenant_id) as conn:
+                    await snapshot.add_tenant(conn, tenant_id)
+        except Exception:  # Postgres down: HTTP metrics still answer; paygent_state_up says the rest is stale
+            log.warning("metrics: could not read the state from Postgres", exc_info=True)
+            self.up = 0
+            return
+        self.snapshot, self.up = snapshot, 1
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.snapshot
+        up = GaugeMetricFamily("paygent_state_up", "1 when the latest scrape read the state from Postgres")
+        up.add_metric([], self.up)
+        pay = GaugeMetricFamily("paygent_payments", "Payments by kind and status (final statuses: confirmed, "
+                                "failed, cancelled, refused)", labels=["kind", "status"])
+        for (kind, status), count in sorted(s.payments.items()):
+            pay.add_metric([kind, status], count)
+        oldest = GaugeMetricFamily("paygent_payment_oldest_open_age_seconds",
+                                   "Seconds since the least recently updated payment in each open status "
+                                   "changed", labels=["status"])
+        for status, age in sorted(s.oldest_open.items()):
+            oldest.add_metric([status], age)
+        pending = GaugeMetricFamily("paygent_approvals_pending", "Approvals waiting for a decision")
+        pending.add_metric([], s.approvals_pending)
+        decided = CounterMetricFamily("paygent_approval_decisions", "Approval decisions recorded (audit log), "
+                                      "by decision and channel (api, cli, temporal)", labels=["decision", "channel"])
+        for (decision, channel), count in sorted(s.decisions.items()):
+            decided.add_metric([decision, channel], count)
+        held = GaugeMetricFamily("paygent_reservations_held", "Spending reservations held (not yet committed "
+                                 "or released)")
+        held.add_metric([], s.reservations_held)
+        held_age = GaugeMetricFamily("paygent_reservation_oldest_held_age_seconds",
+                                     "Age of the oldest reservation still held (0 when none)")
+        held_age.add_metric([], s.oldest_reservation)
+        return [up, pay, oldest, pending, decided, held, held_age]
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("paygent_http_requests", "HTTP requests by route template, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("paygent_http_request_duration_seconds", "HTTP request latency (to the end "
+                                 "of the answer; event streams count their whole life)", ["route", "method"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.state = StateCollector()
+        self.registry.register(self.state)
+
+
+class RequestMetrics:
+    """ASGI middleware: one count and one latency observation per HTTP request."""
+
+    def __init__(self, app, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            template, method = route_template(scope["app"], scope), scope["method"]
+            self.metrics.requests.labels(template, method, str(status)).inc()
+            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"description": "Prometheus text format",
+                             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape endpoint (no API key; aggregated over tenants, no identifiers in labels)."""
+    m: ApiMetrics = request.app.state.metrics
+    await m.state.refresh(deps(request).engine)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
