@@ -42,7 +42,7 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         # drop the request part and the union tag ("transfer"/"x402") from the error's location
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "transfer", "x402")]
-        field = ".".join(loc) or "body"
+        field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or "body"  # loc: a position
         message = f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body("invalid_input", message, field), status_code=422)
 
@@ -50,6 +50,9 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         if isinstance(exc, BodyTooLarge):
             return JSONResponse(error_body("body_too_large", str(exc.detail), "body"), status_code=413)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body at all
+            return JSONResponse(error_body("invalid_input", "body: is not JSON text (UTF-8)", "body"),
+                                status_code=422)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))

@@ -31,7 +31,7 @@ from workflows import payment_types as pt
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
-CURSOR_PATTERN = r"^[A-Za-z0-9_=-]+$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_=-]*$"  # empty: the first page
 APPROVAL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
 
 UUID = {"type": "string", "format": "uuid"}
@@ -133,8 +133,8 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     **{("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
        for d in ("approve", "reject", "revoke", "cancel", "delegate")},
 }
-# Routes that read no body and parse nothing still answer 422 for a malformed channel header etc.; FastAPI
-# documents 422 exactly where it validates something, which is where our handlers can raise it too.
+# A malformed id in the path answers 404 (it names nothing), so 422 is declared where a body, a query or a
+# header is parsed.
 STANDARD_ANSWERS = {
     401: "no API key, or not a valid one",
     403: "the caller's roles do not allow this",
@@ -206,7 +206,8 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
         errors[404] = STANDARD_ANSWERS[404]
     if "requestBody" in op:
         errors[413] = STANDARD_ANSWERS[413]
-    if "422" in answers or "requestBody" in op or op.get("parameters"):
+    answers.pop("422", None)  # FastAPI's, in its own shape; ours where something besides the path is parsed
+    if "requestBody" in op or any(p["in"] != "path" for p in op.get("parameters", [])):
         errors[422] = STANDARD_ANSWERS[422]
     errors.update(EXTRA_ANSWERS.get(key, {}))
     for status, description in sorted(errors.items()):
