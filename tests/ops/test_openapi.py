@@ -1,0 +1,78 @@
+"""The OpenAPI document tells the truth a generated client needs: auth, required headers, formats, error
+answers with the error body, the event stream's media type. (The fuzz test checks the answers against it.)"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.authz import PUBLIC_PATHS
+
+
+@pytest.fixture(scope="module")
+async def doc(http) -> dict:
+    r = await http.get("/openapi.json")
+    assert r.status_code == 200
+    return r.json()
+
+
+def operations(doc):
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            yield method.upper(), path, op
+
+
+async def test_bearer_scheme_on_every_route_but_the_public_ones(doc):
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}
+    for method, path, op in operations(doc):
+        if path in PUBLIC_PATHS:
+            assert "security" not in op and "401" not in op["responses"], (method, path)
+        else:
+            assert op["security"] == [{"bearer": []}], (method, path)
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+async def test_every_error_answer_uses_the_error_body(doc):
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    error = doc["components"]["schemas"]["ErrorBody"]
+    assert error["required"] == ["error"]
+    for method, path, op in operations(doc):
+        for status, answer in op["responses"].items():
+            if status.startswith("4"):
+                assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+            if "{" in path and path not in PUBLIC_PATHS:
+                assert "404" in op["responses"], (method, path)
+        if "requestBody" in op:
+            assert {"413", "422"} <= set(op["responses"]), (method, path)
+
+
+async def test_idempotency_key_is_required_to_create_a_payment(doc):
+    params = {p["name"]: p for p in doc["paths"]["/v1/payments"]["post"]["parameters"]}
+    assert params["Idempotency-Key"]["required"] is True
+    assert params["Idempotency-Key"]["schema"] == {"type": "string", "minLength": 1, "maxLength": 200}
+    assert set(doc["paths"]["/v1/payments"]["post"]["responses"]) == {
+        "202", "400", "401", "403", "409", "413", "422", "503"}
+
+
+async def test_formats_ids_amounts_addresses_and_enums(doc):
+    schemas = doc["components"]["schemas"]
+    path_id = doc["paths"]["/v1/payments/{payment_id}"]["get"]["parameters"][0]
+    assert path_id["schema"]["format"] == "uuid"
+    create = schemas["PaymentCreate"]["properties"]
+    assert create["wallet_id"]["format"] == "uuid"
+    assert re.match(create["amount"]["pattern"], "12.50") and not re.match(create["amount"]["pattern"], "1e3")
+    assert re.match(create["to"]["pattern"], "0x" + "ab" * 20)
+    payment = schemas["Payment"]["properties"]
+    assert payment["created_at"]["format"] == "date-time" and payment["id"]["format"] == "uuid"
+    assert {"pending", "awaiting_approval", "confirmed", "failed", "cancelled", "refused"} <= set(
+        payment["status"]["enum"])
+    assert set(payment["kind"]["enum"]) == {"transfer", "x402"}
+    accepted = doc["paths"]["/v1/payments"]["post"]["responses"]["202"]["content"]["application/json"]
+    assert accepted["schema"] == {"$ref": "#/components/schemas/PaymentAccepted"}
+
+
+async def test_event_stream_is_documented_as_server_sent_events(doc):
+    answer = doc["paths"]["/v1/agent-runs/{run_id}/events"]["get"]["responses"]["200"]
+    assert list(answer["content"]) == ["text/event-stream"]
