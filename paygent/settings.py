@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16_384
     # the worker's Temporal SDK metrics (Prometheus, GET /metrics) listen here; empty: off
     worker_metrics_address: str = "127.0.0.1:9464"
+    # on SIGTERM the worker stops polling at once and gives running activities this long to finish
+    worker_drain_seconds: int = 15
     log_level: str = "INFO"
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -74,6 +75,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     return Worker(
         client,
         task_queue=settings.task_queue,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_seconds),
         workflow_runner=workflow_runner(),
         interceptors=[TenantInterceptor()],  # activities run scoped to their workflow's tenant (RLS)
         workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
