@@ -79,7 +79,7 @@ async def test_fuzz_no_server_error_and_conformance(api_url, http, app_settings,
         "--phases", "examples,coverage,fuzzing", "--seed", "13", "--no-shrink", "--request-timeout", "20",
         "--header", f"Authorization: Bearer {key}", "--report", "json,har",
         "--report-json-path", str(tmp_path / "report.json"), "--report-har-path", str(har_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # its cache stays there
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     text = out.decode()
     report = json.loads((tmp_path / "report.json").read_text())
