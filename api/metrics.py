@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API: `GET /metrics` (public on the API port; see README "Metrics and traces").
+"""Prometheus metrics of the API: `GET /metrics` (no API key; see README.md, "Operations").
 
 Two kinds, one registry per app (so tests can build several apps in one process):
 - HTTP: requests by route template, method and status, and latency histograms, counted by an ASGI middleware
@@ -7,15 +7,14 @@ Two kinds, one registry per app (so tests can build several apps in one process)
 - Business state, read from Postgres at scrape time so every process (API, worker, CLI, Temporal's own
   Signals) is counted, not only what this API process saw: payments by kind and status (terminal statuses
   are the final ones) and the age of the oldest open payment per status, approvals pending and decisions by
-  channel, reservations held and the oldest one's age. Summed over tenants, one tenant transaction each
-  (row-level security); no tenant, wallet or address appears in a label.
+  channel, reservations held and the oldest one's age. Summed over tenants by one SECURITY DEFINER function
+  (row-level security shows the application one tenant at a time); no tenant, wallet or address in a label.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -24,56 +23,34 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.deps import deps
 from api.route_match import route_template
-from paygent.db.reservations import RESERVED, reservations
-from paygent.db.schema import approvals, audit_log, payments, tenants, wallets
-from paygent.db.tenancy import tenant_transaction
 from workflows import payment_types as pt
 
 log = logging.getLogger("paygent.api.metrics")
 router = APIRouter(tags=["operations"])
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")
 
 
 class StateSnapshot:
-    """What Postgres said at the latest scrape."""
+    """What Postgres said at the latest scrape (`paygent_operational_state()`, migration 0006)."""
 
-    def __init__(self) -> None:
-        self.payments: dict[tuple[str, str], int] = defaultdict(int)
+    def __init__(self, state: dict | None = None) -> None:
+        state = state or {}
+        self.payments = {(p["kind"], p["status"]): p["count"] for p in state.get("payments", [])}
         self.oldest_open: dict[str, float] = {}
-        self.approvals_pending = 0
-        self.decisions: dict[tuple[str, str], int] = defaultdict(int)
-        self.reservations_held = 0
-        self.oldest_reservation = 0.0
-
-    async def add_tenant(self, conn: AsyncConnection, tenant_id) -> None:
-        now = sa.func.extract("epoch", sa.func.now())
-        rows = await conn.execute(sa.select(
-            payments.c.kind, payments.c.status, sa.func.count(),
-            now - sa.func.extract("epoch", sa.func.min(payments.c.updated_at)),
-        ).where(payments.c.tenant_id == tenant_id).group_by(payments.c.kind, payments.c.status))
-        for kind, status, count, age in rows:
-            self.payments[(kind, status)] += count
-            if status not in pt.TERMINAL:
-                self.oldest_open[status] = max(self.oldest_open.get(status, 0.0), float(age))
-        self.approvals_pending += await conn.scalar(sa.select(sa.func.count()).where(
-            approvals.c.tenant_id == tenant_id, approvals.c.status == "pending"))
-        rows = await conn.execute(sa.select(audit_log.c.action, audit_log.c.channel, sa.func.count()).where(
-            audit_log.c.tenant_id == tenant_id, audit_log.c.subject_type == "approval",
-            audit_log.c.action.in_([f"approval.{d}" for d in DECISIONS]),
-        ).group_by(audit_log.c.action, audit_log.c.channel))
-        for action, channel, count in rows:
-            self.decisions[(action.removeprefix("approval."), channel)] += count
-        held, oldest = (await conn.execute(sa.select(
-            sa.func.count(), now - sa.func.extract("epoch", sa.func.min(reservations.c.created_at)),
-        ).select_from(reservations.join(wallets, wallets.c.id == reservations.c.wallet_id)).where(
-            wallets.c.tenant_id == tenant_id, reservations.c.status == RESERVED))).one()
-        self.reservations_held += held
-        self.oldest_reservation = max(self.oldest_reservation, float(oldest or 0))
+        for p in state.get("payments", []):
+            if p["status"] not in pt.TERMINAL:
+                age = self.oldest_open.get(p["status"], 0.0)
+                self.oldest_open[p["status"]] = max(age, p["oldest_age_seconds"])
+        self.approvals_pending = state.get("approvals_pending", 0)
+        self.decisions = {(d["action"].removeprefix("approval."), d["channel"]): d["count"]
+                          for d in state.get("decisions", [])}
+        self.reservations_held = state.get("reservations_held", 0)
+        self.oldest_reservation = state.get("oldest_reservation_age_seconds", 0.0)
 
 
 class StateCollector(Collector):
@@ -84,18 +61,14 @@ class StateCollector(Collector):
         self.up = 0
 
     async def refresh(self, engine: AsyncEngine) -> None:
-        snapshot = StateSnapshot()
         try:
             async with engine.connect() as conn:
-                tenant_ids = list(await conn.scalars(sa.select(tenants.c.id)))
-            for tenant_id in tenant_ids:
-                async with tenant_transaction(engine, tenant_id) as conn:
-                    await snapshot.add_tenant(conn, tenant_id)
+                state = await conn.scalar(sa.select(sa.func.paygent_operational_state(type_=JSONB)))
         except Exception:  # Postgres down: HTTP metrics still answer; paygent_state_up says the rest is stale
             log.warning("metrics: could not read the state from Postgres", exc_info=True)
             self.up = 0
             return
-        self.snapshot, self.up = snapshot, 1
+        self.snapshot, self.up = StateSnapshot(state), 1
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot

@@ -7,7 +7,7 @@ module completes it in one place, after FastAPI built it, so route modules stay 
 - every error answer with the one error body (`api.errors.error_body`): 401/403 on every authenticated route,
   404 where the path names a resource, 413 where a body is read, 422 where anything is parsed, plus the
   route-specific answers in `EXTRA_ANSWERS`;
-- the bearer (API key) security scheme on every route not in `api.authz.PUBLIC_PATHS`;
+- the bearer (API key) security scheme on every route not in `api.authz.PUBLIC_PATHS` (optional on /readyz);
 - `Idempotency-Key` required on `POST /v1/payments`;
 - formats: ids are uuids, amounts decimal strings with a pattern, addresses 0x-hex, cursors base64url;
 - the answers' shapes where the route returns plain dicts (`DOCUMENTED_ANSWERS`), the SSE media type.
@@ -125,6 +125,7 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/payments/{payment_id}/cancel"): {409: "already signed or finished: not cancellable"},
     ("POST", "/v1/payments/{payment_id}/edit"): {409: "the payment is not awaiting approval"},
     ("POST", "/v1/wallets"): {409: "a wallet with this name exists"},
+    ("POST", "/v1/agents"): {409: "a user or agent with this name exists"},
     ("POST", "/v1/agent-runs"): {404: "thread_id names no thread of the caller",
                                  409: "the thread is archived or has a run still active",
                                  503: "Temporal could not start the run; try again"},
@@ -143,6 +144,8 @@ STANDARD_ANSWERS = {
     422: "a field is invalid: `error.field` names it, `error.message` says why",
 }
 SSE_PATHS = {"/v1/agent-runs/{run_id}/events"}
+# Public, but a key may be sent for more (an admin's key adds /readyz's details): the key is then checked.
+OPTIONAL_AUTH_PATHS = {"/readyz": "send no key for the summary; an admin's key adds the details"}
 
 
 def install(app: FastAPI) -> None:
@@ -199,9 +202,11 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
                 param["required"] = True
                 param["description"] = "required: the same key returns the same payment, never a second one"
     errors: dict[int, str] = {}
-    if not public:
-        op["security"] = [{"bearer": []}]
+    if not public or route.path_format in OPTIONAL_AUTH_PATHS:
+        op["security"] = [{"bearer": []}] if not public else [{}, {"bearer": []}]
         errors.update({401: STANDARD_ANSWERS[401], 403: STANDARD_ANSWERS[403]})
+        if public:
+            op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[route.path_format]}."
     if any(p["in"] == "path" for p in op.get("parameters", [])):
         errors[404] = STANDARD_ANSWERS[404]
     if "requestBody" in op:

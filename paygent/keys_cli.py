@@ -1,6 +1,7 @@
 """`paygent keys new-master-key|rotate-master|rotate-user-key`: operator commands, run against the database.
 
-They need the database (DATABASE_URL) and, for the master key, both keys; they never print a wallet key, and
+They connect as the tables' owner (PAYGENT_MIGRATE_DATABASE_URL, else DATABASE_URL), as migrations do: an
+operator's work spans tenants. For the master key they need both keys; they never print a wallet key, and
 print an API key only once, when it is made. The procedure around them (drain the worker first, restart with
 the new key): docs/RUNBOOK.md.
 """
@@ -53,7 +54,7 @@ def rotate_master(new_key_file: Annotated[Path, typer.Option(help="The new key (
     settings = get_settings()
     old = _read_key(old_key_file) if old_key_file else settings.master_key_bytes()
     try:
-        report = asyncio.run(reseal_wallets(get_engine(settings.database_url), old, _read_key(new_key_file),
+        report = asyncio.run(reseal_wallets(get_engine(settings.owner_database_url()), old, _read_key(new_key_file),
                                             actor=actor or _actor_default()))
     except KeyRotationError as exc:
         typer.secho(f"rotate-master FAILED: {exc}", err=True, fg=typer.colors.RED)
@@ -72,7 +73,7 @@ def rotate_user_key(user: str, tenant: Annotated[str, typer.Option(help="Tenant 
     from paygent.settings import get_settings
 
     try:
-        key = asyncio.run(rotate(get_engine(get_settings().database_url), tenant, user,
+        key = asyncio.run(rotate(get_engine(get_settings().owner_database_url()), tenant, user,
                                  actor=actor or _actor_default()))
     except KeyRotationError as exc:
         typer.secho(f"rotate-user-key FAILED: {exc}", err=True, fg=typer.colors.RED)

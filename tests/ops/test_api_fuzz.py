@@ -2,7 +2,7 @@
 
 The real app (uvicorn on a free port, real Postgres, Temporal, worker, anvil) is fuzzed from its own
 /openapi.json by the schemathesis CLI in a subprocess, so the server keeps answering on this test's event
-loop. The caller is an admin of a tenant of its own (seeded like `dev`, with real API keys): what the fuzzer
+loop. The callers are users of a tenant of its own (seeded like `dev`, with real API keys): what the fuzzer
 creates or changes (approval policies, wallets, webhooks, agent runs) cannot reach the `dev` tenant that the
 other tests of the session use.
 
@@ -29,13 +29,14 @@ from paygent.db.seed import seed_dev
 
 MAX_EXAMPLES = 8
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 SUCCESS_NEEDS_A_RESOURCE = ("the fuzzer's ids name nothing in its tenant, so success needs a resource the route "
                             "tests create (tests/api, tests/approvals, tests/agents)")
 EXPLAINED: dict[str, str] = {
     "200": SUCCESS_NEEDS_A_RESOURCE, "201": SUCCESS_NEEDS_A_RESOURCE, "202": SUCCESS_NEEDS_A_RESOURCE,
     "204": SUCCESS_NEEDS_A_RESOURCE,
-    "403": "the fuzzer is an admin and requester; role refusals: tests/api/test_wallets_and_limits.py, "
-           "tests/approvals/test_approval_refusals.py, tests/ops/test_health.py (/readyz)",
+    "403": "a refusal the two fuzzing users' roles never meet (agent keys, wallet grants): "
+           "the authority tests (issue 8) and the route tests",
     "409": "needs a resource in a conflicting state: tests/api/test_payments.py (idempotency), "
            "tests/api/test_payment_cancel.py, tests/approvals/test_approval_refusals.py, tests/agents",
     "413": "tests/ops/test_http_edges.py sends oversized bodies, chunked and with Content-Length",
@@ -43,6 +44,8 @@ EXPLAINED: dict[str, str] = {
            "or Temporal refusing a start",
 }
 EXPLAINED_FOR: dict[tuple[str, str, str], str] = {
+    ("GET", "/readyz", "401"): "the key is optional there and the fuzzers' keys are valid: tests/ops/test_health.py "
+                               "sends an invalid one",
     ("POST", "/v1/approvals/{approval_id}/delegate", "404"):
         "the delegate and `until` are checked first; a valid pair needs a real user (tests/approvals)",
 }
@@ -57,9 +60,9 @@ def _operations(doc: dict) -> dict[tuple[str, str], tuple[re.Pattern, set[str]]]
     return ops
 
 
-def _seen(ops, har: dict) -> dict[tuple[str, str], set[str]]:
+def _seen(ops, hars: list[dict]) -> dict[tuple[str, str], set[str]]:
     seen: dict[tuple[str, str], set[str]] = {key: set() for key in ops}
-    for entry in har["log"]["entries"]:
+    for entry in (e for har in hars for e in har["log"]["entries"]):
         path, method = urlsplit(entry["request"]["url"]).path, entry["request"]["method"]
         hits = sorted((k for k, (rx, _) in ops.items() if k[0] == method and rx.match(path)),
                       key=lambda k: k[1].count("{"))  # a literal segment wins over a parameter
@@ -68,33 +71,40 @@ def _seen(ops, har: dict) -> dict[tuple[str, str], set[str]]:
     return seen
 
 
-async def test_fuzz_no_server_error_and_conformance(api_url, http, app_settings, tmp_path):
-    tenant = await seed_dev(app_settings.database_url, app_settings.master_key_bytes(),
-                            tenant_name=f"fuzz-{uuid.uuid4().hex[:8]}")
-    key = tenant["users"]["alice"]["api_key"]  # requester and admin
-    har_path = tmp_path / "run.har"
+async def fuzz(api_url: str, key: str, out_dir: Path) -> tuple[dict, dict]:
+    """One schemathesis run with this API key; returns its JSON report and HAR (every request and answer)."""
+    out_dir.mkdir()
     proc = await asyncio.create_subprocess_exec(
-        str(SCHEMATHESIS), "run", f"{api_url}/openapi.json", "--checks", "all",
+        str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{api_url}/openapi.json", "--checks", "all",
         "--exclude-checks", "positive_data_acceptance", "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
         "--phases", "examples,coverage,fuzzing", "--seed", "13", "--no-shrink", "--request-timeout", "20",
         "--header", f"Authorization: Bearer {key}", "--report", "json,har",
-        "--report-json-path", str(tmp_path / "report.json"), "--report-har-path", str(har_path),
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # its cache stays there
+        "--report-json-path", str(out_dir / "report.json"), "--report-har-path", str(out_dir / "run.har"),
+        cwd=out_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # its cache stays there
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     text = out.decode()
-    report = json.loads((tmp_path / "report.json").read_text())
-    har = json.loads(har_path.read_text())
+    report = json.loads((out_dir / "report.json").read_text())
+    har = json.loads((out_dir / "run.har").read_text())
     statuses = [entry["response"]["status"] for entry in har["log"]["entries"]]
-    print(f"\nfuzz: {report['operations']['tested']} operations, {report['test_cases']['generated']} test cases, "
-          f"{len(statuses)} requests, 5xx: {sum(s >= 500 for s in statuses)}, "
-          f"failures: {report['test_cases']['unique_failures']}, {report['running_time']:.1f}s")
+    print(f"\nfuzz as {out_dir.name}: {report['operations']['tested']} operations, "
+          f"{report['test_cases']['generated']} test cases, {len(statuses)} requests, "
+          f"5xx: {sum(s >= 500 for s in statuses)}, conformance failures: {report['test_cases']['unique_failures']}, "
+          f"{report['running_time']:.1f}s")
     assert proc.returncode == 0, text
     assert report["test_cases"]["unique_failures"] == 0 and report["operations"]["errored"] == 0, text
     assert not [s for s in statuses if s >= 500]
+    return report, har
+
+
+async def test_fuzz_no_server_error_and_conformance(api_url, http, app_settings, tmp_path):
+    """Twice: as alice (requester and admin) and as bob (approver), so both sides of every role check run."""
+    tenant = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
+                            tenant_name=f"fuzz-{uuid.uuid4().hex[:8]}")
+    hars = [(await fuzz(api_url, tenant["users"][user]["api_key"], tmp_path / user))[1] for user in ("alice", "bob")]
 
     doc = (await http.get("/openapi.json")).json()
     ops = _operations(doc)
-    seen = _seen(ops, har)
+    seen = _seen(ops, hars)
     unexplained = {f"{method} {path}: {status}"
                    for (method, path), (_, documented) in ops.items()
                    for status in documented - seen[(method, path)]

@@ -9,6 +9,7 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from paygent.db.engine import get_engine
 from paygent.netutil import free_port
 from tests.api.helpers import auth, create, new_recipient, payment_body, serve_api, wait_final
 from tests.approvals.helpers import approval, decide, pay, tiers, until, wallet_with_policy
@@ -70,7 +71,7 @@ async def test_unmatched_paths_share_one_label(http):
     assert value(samples, "paygent_http_requests_total", route="<unmatched>", method="GET", status="404") >= 3
 
 
-async def test_worker_serves_temporal_sdk_metrics_on_its_own_port(app_settings, temporal_env, dev, db_engine):
+async def test_worker_serves_temporal_sdk_metrics_on_its_own_port(app_settings, temporal_env, dev):
     from workers.main import build_worker, connect
 
     port = free_port()
@@ -78,7 +79,7 @@ async def test_worker_serves_temporal_sdk_metrics_on_its_own_port(app_settings, 
         "task_queue": f"metrics-{uuid.uuid4().hex[:6]}", "worker_metrics_address": f"127.0.0.1:{port}",
         "temporal_address": temporal_env.client.service_client.config.target_host})
     client = await connect(settings)
-    async with build_worker(client, settings, db_engine), serve_api(settings, client) as http:
+    async with build_worker(client, settings, get_engine(settings.database_url)), serve_api(settings, client) as http:
         r = await create(http, dev, payment_body(dev, new_recipient(), amount="1"))
         assert r.status_code == 202, r.text
         assert (await wait_final(http, dev, r.json()["id"]))["status"] == "confirmed"

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from paygent import tracing
+from paygent.db.engine import get_engine
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, wait_final
 from workers.main import build_worker
 from workflows import payment_types as pt
@@ -19,15 +20,14 @@ from workflows import payment_types as pt
 ACTIVITIES = (pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE)
 
 
-async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(app_settings, temporal_env, dev,
-                                                                              db_engine):
+async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(app_settings, temporal_env, dev):
     exporter = InMemorySpanExporter()
     provider = tracing.tracer_provider("paygent-test", exporter=exporter)
     client = await Client.connect(temporal_env.client.service_client.config.target_host,
                                   data_converter=pydantic_data_converter,
                                   interceptors=tracing.temporal_interceptors(provider))
     settings = app_settings.model_copy(update={"task_queue": f"traces-{uuid.uuid4().hex[:6]}"})
-    async with build_worker(client, settings, db_engine), serve_api(settings, client,
+    async with build_worker(client, settings, get_engine(settings.database_url)), serve_api(settings, client,
                                                                     tracer_provider=provider) as http:
         r = await create(http, dev, payment_body(dev, new_recipient(), amount="1"))
         assert r.status_code == 202, r.text
