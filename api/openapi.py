@@ -54,6 +54,10 @@ PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+PaymentStatus = Literal[pt.PENDING, pt.AWAITING_APPROVAL, pt.TIME_LOCKED, pt.SIGNING, pt.SUBMITTED,  # type: ignore
+                        pt.CONFIRMED, pt.FAILED, pt.CANCELLED, pt.REFUSED]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="machine-readable, e.g. invalid_input, not_found, forbidden")
     field: str | None = Field(description="the request field at fault, when one is")
@@ -67,12 +71,8 @@ class ErrorBody(BaseModel):
 
 class PaymentAccepted(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: Literal[pt.PENDING, pt.AWAITING_APPROVAL, pt.TIME_LOCKED, pt.SIGNING, pt.SUBMITTED, pt.CONFIRMED,
-                    pt.FAILED, pt.CANCELLED, pt.REFUSED]
+    status: PaymentStatus
     workflow_id: str
-
-
-PaymentStatus = PaymentAccepted.model_fields["status"].annotation
 
 
 class X402Outcome(BaseModel):
@@ -86,7 +86,7 @@ class X402Outcome(BaseModel):
 
 class Payment(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: PaymentStatus  # type: ignore[valid-type]
+    status: PaymentStatus
     kind: Literal["transfer", "x402"]
     amount: str = Field(json_schema_extra=DECIMAL)
     amount_atomic: str = Field(pattern=r"^[0-9]+$", description="integer string in the token's atomic units")
@@ -106,7 +106,7 @@ class Payment(BaseModel):
 
 class PaymentCancelled(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: PaymentStatus  # type: ignore[valid-type]
+    status: PaymentStatus
     failure_reason: str | None
 
 
@@ -134,8 +134,6 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     **{("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
        for d in ("approve", "reject", "revoke", "cancel", "delegate")},
 }
-# A malformed id in the path answers 404 (it names nothing), so 422 is declared where a body, a query or a
-# header is parsed.
 STANDARD_ANSWERS = {
     401: "no API key, or not a valid one",
     403: "the caller's roles do not allow this",
@@ -191,31 +189,11 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
     key = (method, route.path_format)
-    public = route.path_format in PUBLIC_PATHS
+    _complete_parameters(op, key)
+    errors = {**_auth_errors(op, route.path_format), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
     answers = op.setdefault("responses", {})
-    for param in op.get("parameters", []):
-        if param["name"] in PARAMETER_SCHEMAS:
-            param["schema"] = {**PARAMETER_SCHEMAS[param["name"]], "title": param["schema"].get("title")}
-        if param["in"] == "header" and param["name"] == "Idempotency-Key":
-            param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
-            if key == ("POST", "/v1/payments"):
-                param["required"] = True
-                param["description"] = "required: the same key returns the same payment, never a second one"
-    errors: dict[int, str] = {}
-    if not public or route.path_format in OPTIONAL_AUTH_PATHS:
-        op["security"] = [{"bearer": []}] if not public else [{}, {"bearer": []}]
-        errors.update({401: STANDARD_ANSWERS[401], 403: STANDARD_ANSWERS[403]})
-        if public:
-            op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[route.path_format]}."
-    if any(p["in"] == "path" for p in op.get("parameters", [])):
-        errors[404] = STANDARD_ANSWERS[404]
-    if "requestBody" in op:
-        errors[413] = STANDARD_ANSWERS[413]
-    answers.pop("422", None)  # FastAPI's, in its own shape; ours where something besides the path is parsed
-    if "requestBody" in op or any(p["in"] != "path" for p in op.get("parameters", [])):
-        errors[422] = STANDARD_ANSWERS[422]
-    errors.update(EXTRA_ANSWERS.get(key, {}))
-    for status, description in sorted(errors.items()):
+    answers.pop("422", None)  # FastAPI's, in its own shape
+    for status, description in errors.items():
         answers[str(status)] = {"description": description,
                                 "content": {"application/json": {"schema": _ref(ErrorBody)}}}
     for status, model in DOCUMENTED_ANSWERS.get(key, {}).items():
@@ -225,6 +203,44 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
                                          "the event as JSON; resume with `Last-Event-ID`",
                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}
     op["responses"] = dict(sorted(answers.items()))
+
+
+def _complete_parameters(op: dict[str, Any], key: tuple[str, str]) -> None:
+    for param in op.get("parameters", []):
+        if param["name"] in PARAMETER_SCHEMAS:
+            title = param["schema"].get("title")
+            param["schema"] = {**PARAMETER_SCHEMAS[param["name"]], **({"title": title} if title else {})}
+        if param["in"] == "header" and param["name"] == "Idempotency-Key":
+            param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
+            if key == ("POST", "/v1/payments"):
+                param["required"] = True
+                param["description"] = "required: the same key returns the same payment, never a second one"
+
+
+def _auth_errors(op: dict[str, Any], path: str) -> dict[int, str]:
+    """401/403 and the bearer scheme where a key is checked: every route but the public ones (and, optionally,
+    /readyz)."""
+    public = path in PUBLIC_PATHS
+    if public and path not in OPTIONAL_AUTH_PATHS:
+        return {}
+    op["security"] = [{}, {"bearer": []}] if public else [{"bearer": []}]
+    if public:
+        op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[path]}."
+    return {401: STANDARD_ANSWERS[401], 403: STANDARD_ANSWERS[403]}
+
+
+def _input_errors(op: dict[str, Any]) -> dict[int, str]:
+    """404 where the path names a resource, 413 where a body is read, 422 where a body, query or header is
+    parsed (a malformed id in the path names nothing: 404)."""
+    params = op.get("parameters", [])
+    errors: dict[int, str] = {}
+    if any(p["in"] == "path" for p in params):
+        errors[404] = STANDARD_ANSWERS[404]
+    if "requestBody" in op:
+        errors[413] = STANDARD_ANSWERS[413]
+    if "requestBody" in op or any(p["in"] != "path" for p in params):
+        errors[422] = STANDARD_ANSWERS[422]
+    return errors
 
 
 def _format_properties(schema: dict[str, Any]) -> None:
