@@ -4,7 +4,7 @@ FastAPI derives a document from the routes' signatures, which says too little: o
 unlike ours, no security, `Idempotency-Key` optional, ids as plain strings, the event stream as JSON. This
 module completes it in one place, after FastAPI built it, so route modules stay about behaviour:
 
-- every error answer with the one error body (`api.errors.error_body`): 401/403 on every authenticated route,
+- every error answer with the one error body (`api.errors.error_body`): 401/403/429 on every authenticated route,
   404 where the path names a resource, 413 where a body is read, 422 where anything is parsed, plus the
   route-specific answers in `EXTRA_ANSWERS`;
 - the bearer (API key) security scheme on every route not in `api.authz.PUBLIC_PATHS` (optional on /readyz);
@@ -140,6 +140,7 @@ STANDARD_ANSWERS = {
     404: "nothing with this id in the caller's tenant (another tenant's looks the same)",
     413: "the body is larger than the server's limit (chunked or not)",
     422: "a field is invalid: `error.field` names it, `error.message` says why",
+    429: "rate limited (per API key, per address, or after failed authentications): retry after `Retry-After`",
 }
 SSE_PATHS = {"/v1/agent-runs/{run_id}/events"}
 # Public, but a key may be sent for more (an admin's key adds /readyz's details): the key is then checked.
@@ -196,6 +197,9 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
     for status, description in errors.items():
         answers[str(status)] = {"description": description,
                                 "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+    if "429" in answers:
+        answers["429"]["headers"] = {"Retry-After": {"description": "seconds until a retry can succeed",
+                                                     "schema": {"type": "integer", "minimum": 1}}}
     for status, model in DOCUMENTED_ANSWERS.get(key, {}).items():
         answers[str(status)]["content"] = {"application/json": {"schema": _ref(model)}}
     if route.path_format in SSE_PATHS:
@@ -218,15 +222,15 @@ def _complete_parameters(op: dict[str, Any], key: tuple[str, str]) -> None:
 
 
 def _auth_errors(op: dict[str, Any], path: str) -> dict[int, str]:
-    """401/403 and the bearer scheme where a key is checked: every route but the public ones (and, optionally,
-    /readyz)."""
+    """401/403/429 and the bearer scheme where a key is checked (api/ratelimit.py limits the same requests):
+    every route but the public ones, and /readyz when a key is sent."""
     public = path in PUBLIC_PATHS
     if public and path not in OPTIONAL_AUTH_PATHS:
         return {}
     op["security"] = [{}, {"bearer": []}] if public else [{"bearer": []}]
     if public:
         op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[path]}."
-    return {401: STANDARD_ANSWERS[401], 403: STANDARD_ANSWERS[403]}
+    return {status: STANDARD_ANSWERS[status] for status in (401, 403, 429)}
 
 
 def _input_errors(op: dict[str, Any]) -> dict[int, str]:

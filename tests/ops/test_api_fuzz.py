@@ -40,6 +40,7 @@ EXPLAINED: dict[str, str] = {
     "409": "needs a resource in a conflicting state: tests/api/test_payments.py (idempotency), "
            "tests/api/test_payment_cancel.py, tests/approvals/test_approval_refusals.py, tests/agents",
     "413": "tests/ops/test_http_edges.py sends oversized bodies, chunked and with Content-Length",
+    "429": "the test session lifts the rate limits (tests/conftest.py); tests/authz/test_rate_limits.py meets them",
     "503": "needs Postgres or Temporal down (/readyz: tests/ops/test_health.py), no token configured, "
            "or Temporal refusing a start",
 }

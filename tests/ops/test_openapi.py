@@ -33,7 +33,8 @@ async def test_bearer_scheme_on_every_route_but_the_public_ones(doc):
             assert "security" not in op and "401" not in op["responses"], (method, path)
         else:
             assert op["security"] == [{"bearer": []}], (method, path)
-            assert {"401", "403"} <= set(op["responses"]), (method, path)
+            assert {"401", "403", "429"} <= set(op["responses"]), (method, path)
+            assert "Retry-After" in op["responses"]["429"]["headers"]
 
 
 async def test_every_error_answer_uses_the_error_body(doc):
@@ -55,7 +56,7 @@ async def test_idempotency_key_is_required_to_create_a_payment(doc):
     assert params["Idempotency-Key"]["required"] is True
     assert params["Idempotency-Key"]["schema"] == {"type": "string", "minLength": 1, "maxLength": 200}
     assert set(doc["paths"]["/v1/payments"]["post"]["responses"]) == {
-        "202", "400", "401", "403", "409", "413", "422", "503"}
+        "202", "400", "401", "403", "409", "413", "422", "429", "503"}
 
 
 async def test_formats_ids_amounts_addresses_and_enums(doc):
