@@ -72,7 +72,7 @@ def launch_worker(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
 
 
 def api_answers(api_url: str) -> bool:
-    """Any HTTP answer from /healthz counts (503 = up but a dependency is down; the body says which)."""
+    """The API answers /healthz (liveness; whether its dependencies answer is /readyz's question)."""
     try:
         httpx.get(f"{api_url}/healthz", timeout=5)
         return True
