@@ -40,8 +40,8 @@ async def test_api_metrics_count_requests_payments_approvals_and_reservations(ht
 
     wallet = await wallet_with_policy(http, dev, app_settings, tiers())
     payment_id = await pay(http, dev, "150", wallet_id=wallet["id"])  # awaits 2 approvals: holds a reservation
-    held = await scrape(http)
-    assert value(held, "paygent_approvals_pending") >= 1
+    # the approvals table is written by the approval workflow's audit activity, just after it starts
+    held = await until(lambda: scrape(http), lambda s: value(s, "paygent_approvals_pending") >= 1)
     assert value(held, "paygent_reservations_held") >= 1
     assert value(held, "paygent_reservation_oldest_held_age_seconds") >= 0
     assert value(held, "paygent_payment_oldest_open_age_seconds", status="awaiting_approval") >= 0
