@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, Field
 
 from api.authz import PUBLIC_PATHS
+from api.routes.approval_policies import PolicyIn
 from workflows import payment_types as pt
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -117,6 +118,12 @@ DOCUMENTED_ANSWERS: dict[tuple[str, str], dict[int, type[BaseModel]]] = {
     ("POST", "/v1/payments/{payment_id}/cancel"): {200: PaymentCancelled},
 }
 
+# (method, path) -> the body's model, for routes that validate a raw body themselves (to name fields their way)
+DOCUMENTED_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("PUT", "/v1/approval-policy"): PolicyIn,
+    ("PUT", "/v1/wallets/{wallet_id}/approval-policy"): PolicyIn,
+}
+
 DECISION_REFUSED = "the approval is not in a state that allows this decision (closed, stale hash, ...)"
 EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/payments"): {400: "Idempotency-Key missing or longer than 200 characters",
@@ -164,7 +171,9 @@ def build(app: FastAPI) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 shape; ours is ErrorBody
         schemas.pop(name, None)
-    _add_models(schemas, [ErrorBody, PaymentAccepted, Payment, PaymentCancelled])
+    _add_models(schemas, [ErrorBody, PaymentAccepted, Payment, PaymentCancelled, PolicyIn])
+    schemas["TierIn"]["properties"]["max_amount"] = {  # Any in the model, so a number is refused with a reason
+        "anyOf": [DECIMAL, {"type": "null"}], "description": "null for the last, unbounded tier"}
     doc["components"]["securitySchemes"] = {"bearer": {
         "type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}}
     for schema in schemas.values():
@@ -191,6 +200,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
     key = (method, route.path_format)
     _complete_parameters(op, key)
+    if key in DOCUMENTED_BODIES:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": _ref(DOCUMENTED_BODIES[key])}}}
     errors = {**_auth_errors(op, route.path_format), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
     answers = op.setdefault("responses", {})
     answers.pop("422", None)  # FastAPI's, in its own shape
