@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -43,13 +44,13 @@ def metrics_runtime(bind_address: str) -> Runtime:
                          "PAYGENT_WORKER_METRICS_ADDRESS to a free host:port, or to nothing to turn them off")
 
 
-async def connect(settings: Settings) -> Client:
-    """The worker's client: SDK metrics on their own port, and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set
-    (the worker takes the tracing interceptor from its client)."""
+async def connect(settings: Settings, tracer_provider: TracerProvider | None = None) -> Client:
+    """The worker's client: SDK metrics on their own port, and tracing when a provider is given (the worker
+    takes the tracing interceptor from its client)."""
     runtime = metrics_runtime(settings.worker_metrics_address) if settings.worker_metrics_address else None
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                 data_converter=pydantic_data_converter, runtime=runtime,
-                                interceptors=tracing.temporal_interceptors(tracing.tracer_provider("paygent-worker")))
+                                interceptors=tracing.temporal_interceptors(tracer_provider))
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -87,7 +88,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 
 async def run(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect(settings)
+    provider = tracing.tracer_provider("paygent-worker")  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    client = await connect(settings, provider)
     worker = build_worker(client, settings, get_engine(settings.database_url))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,6 +100,8 @@ async def run(settings: Settings | None = None) -> None:
                  settings.temporal_address,
                  f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else "off")
         await stop.wait()
+    if provider is not None:  # `paygent worker` leaves with os._exit: atexit hooks would not flush the spans
+        provider.shutdown()
     log.info("worker stopped")
 
 

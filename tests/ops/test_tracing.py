@@ -1,6 +1,7 @@
 """One trace per payment: POST /v1/payments -> StartWorkflow -> RunWorkflow -> every activity, in the
 OpenTelemetry SDK's in-memory exporter. The real wiring: `paygent.tracing` gives the provider and the Temporal
-interceptor, `create_app` instruments FastAPI, the worker takes the interceptor from its client."""
+interceptor, `workers.main.connect` puts it on the worker's client (the worker takes it from there),
+`create_app` instruments FastAPI."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ import uuid
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from paygent import tracing
 from paygent.db.engine import get_engine
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, wait_final
-from workers.main import build_worker
+from workers.main import build_worker, connect
 from workflows import payment_types as pt
 
 ACTIVITIES = (pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE)
@@ -23,10 +22,9 @@ ACTIVITIES = (pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIP
 async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(app_settings, temporal_env, dev):
     exporter = InMemorySpanExporter()
     provider = tracing.tracer_provider("paygent-test", exporter=exporter)
-    client = await Client.connect(temporal_env.client.service_client.config.target_host,
-                                  data_converter=pydantic_data_converter,
-                                  interceptors=tracing.temporal_interceptors(provider))
-    settings = app_settings.model_copy(update={"task_queue": f"traces-{uuid.uuid4().hex[:6]}"})
+    settings = app_settings.model_copy(update={"task_queue": f"traces-{uuid.uuid4().hex[:6]}",
+                                               "worker_metrics_address": ""})
+    client = await connect(settings, provider)  # the worker's own wiring; the API shares the client here
     async with build_worker(client, settings, get_engine(settings.database_url)), serve_api(settings, client,
                                                                     tracer_provider=provider) as http:
         r = await create(http, dev, payment_body(dev, new_recipient(), amount="1"))
