@@ -104,6 +104,6 @@ class BodySizeLimit:
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        response = JSONResponse(error_body("body_too_large", f"body: larger than {self.limit} bytes", "body"),
+        response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.limit).detail, "body"),
                                 status_code=413)
         await response({"type": "http"}, None, send)
