@@ -5,27 +5,35 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
-from api import errors
+from api import docs, errors, metrics, openapi
 from api.deps import Deps
 from api.ratelimit import RateLimits
 from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks
 from api.text_guard import QueryTextGuard
+from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, temporal: Client | None = None,
+               tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """`temporal`: a connected client to use as is (tests); else one is connected at startup, with the
+    tracing interceptor when tracing is on. `tracer_provider`: else from the environment (OTLP or off)."""
     settings = settings or get_settings()
+    provider = tracer_provider or tracing.tracer_provider("paygent-api")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         client = temporal or await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                                  data_converter=pydantic_data_converter)
+                                                  data_converter=pydantic_data_converter,
+                                                  interceptors=tracing.temporal_interceptors(provider))
         redis = Redis.from_url(settings.redis_url)
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
@@ -33,13 +41,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         yield
         await redis.aclose()
         await w3.provider.disconnect()
+        if provider is not None:
+            provider.force_flush()
 
-    app = FastAPI(title="Paygent", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Paygent", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Durable control plane for AI agents that spend money.")
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(QueryTextGuard)  # body fields are SafeText in the models; query parameters are checked here
+    app.state.metrics = metrics.ApiMetrics()
+    app.add_middleware(metrics.RequestMetrics, metrics=app.state.metrics)  # outside the limit: counts 413s
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(payments.router)
     app.include_router(wallets.router)
     app.include_router(agent_runs.router)
@@ -48,4 +61,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
     app.include_router(audit.router)
+    docs.install(app)
+    openapi.install(app)
+    if provider is not None:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="metrics,healthz,readyz")
     return app

@@ -28,8 +28,10 @@ class Role(StrEnum):
     auditor = "auditor"  # reads payments, approvals, audit, reconciliation
 
 
-# Routes that need no API key (liveness, the API's own documents).
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Routes that need no API key: liveness and readiness (an admin's key adds details to /readyz), Prometheus
+# metrics (aggregated, no identifiers; keep the port internal), the API's own documents.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                          "/redoc"})
 
 
 def allow(*roles: Role, agents: bool = False):

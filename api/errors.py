@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.route_match import allowed_methods
 from paygent.domain.errors import InvalidInput
 
 log = logging.getLogger("paygent.api")
@@ -41,14 +42,22 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         # drop the request part and the union tag ("transfer"/"x402") from the error's location
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "transfer", "x402")]
-        field = ".".join(loc) or "body"
+        field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or "body"  # loc: a position
         message = f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body("invalid_input", message, field), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc, BodyTooLarge):
+            return JSONResponse(error_body("body_too_large", str(exc.detail), "body"), status_code=413)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body at all
+            return JSONResponse(error_body("invalid_input", "body: is not JSON text (UTF-8)", "body"),
+                                status_code=422)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
         return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):
@@ -56,8 +65,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("internal_error", "internal error; see the server log"), status_code=500)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read: an HTTPException, so FastAPI's body parsing lets it through as a 413
+    (any other exception there becomes a 400 "error parsing the body")."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: larger than {limit} bytes")
+
+
 class BodySizeLimit:
-    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent (chunked bodies are
+    counted as they are read)."""
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -77,19 +95,15 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise BodyTooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _TooLarge:
+        except BodyTooLarge:  # read outside a route (no exception handler between here and the reader)
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        response = JSONResponse(error_body("body_too_large", f"body: larger than {self.limit} bytes", "body"),
+        response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.limit).detail, "body"),
                                 status_code=413)
         await response({"type": "http"}, None, send)
-
-
-class _TooLarge(Exception):
-    pass

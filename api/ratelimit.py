@@ -4,7 +4,7 @@ requests per API key and per address (generous). Limits are settings (`PAYGENT_R
 
 A refusal is 429 with `Retry-After`. Refusals are audited at a sampled rate (at most one audit row per
 bucket and minute), never per request. When Redis is down the API keeps serving: limits fail open, a warning
-is logged once a minute, and `/healthz` reports Redis as down.
+is logged once a minute, and `/readyz` reports Redis as down (`degraded`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import typer
 
 from paygent import agent_cli
 from paygent import agents_cli, approvals_cli, payments_cli, wallets_cli
+from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -18,6 +19,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or down, or show it.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")  # `paygent keys new-master-key|rotate-master|rotate-user-key`
 wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
 payments_cli.attach(app)  # `paygent pay`

@@ -168,8 +168,8 @@ async def run_demo() -> int:
     dev = _load_dev()
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=30) as http:
-        health = (await http.get("/healthz")).json()
-        down = [k for k, v in health["components"].items() if not v["ok"]]
+        health = (await http.get("/readyz")).json()
+        down = [k for k, v in health["components"].items() if v != "up"]
         if down:
             print(f"stack not healthy: {', '.join(down)} down; see `paygent stack status`")
             return 1

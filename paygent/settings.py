@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     signal_decisions: bool = True
 
     max_body_bytes: int = 16_384
+    # the worker's Temporal SDK metrics (Prometheus, GET /metrics) listen here; empty: off
+    worker_metrics_address: str = "127.0.0.1:9464"
+    # on SIGTERM the worker stops polling at once and gives running activities this long to finish
+    worker_drain_seconds: int = 15
     log_level: str = "INFO"
 
     @field_validator("egress_allow")

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -21,6 +24,7 @@ from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approva
 from activities.chain import ChainActivities
 from activities.payments import PaymentActivities
 from activities.x402 import X402Activities
+from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 from workers.data_errors import DataErrorInterceptor
@@ -31,9 +35,23 @@ from workflows.payment import PaymentWorkflow
 log = logging.getLogger("paygent.worker")
 
 
-async def connect(settings: Settings) -> Client:
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime whose SDK metrics (task latencies, slots, polls, activity/workflow outcomes) are
+    served in Prometheus format at http://<bind_address>/metrics. A port in use fails here, naming it."""
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+    except ValueError as exc:
+        raise SystemExit(f"worker metrics: cannot listen on {bind_address} ({exc}); set "
+                         "PAYGENT_WORKER_METRICS_ADDRESS to a free host:port, or to nothing to turn them off")
+
+
+async def connect(settings: Settings, tracer_provider: TracerProvider | None = None) -> Client:
+    """The worker's client: SDK metrics on their own port, and tracing when a provider is given (the worker
+    takes the tracing interceptor from its client)."""
+    runtime = metrics_runtime(settings.worker_metrics_address) if settings.worker_metrics_address else None
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=pydantic_data_converter, runtime=runtime,
+                                interceptors=tracing.temporal_interceptors(tracer_provider))
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -59,6 +77,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     return Worker(
         client,
         task_queue=settings.task_queue,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_seconds),
         workflow_runner=workflow_runner(),
         # data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)
         interceptors=[DataErrorInterceptor(), TenantInterceptor()],
@@ -71,15 +90,20 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 
 async def run(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect(settings)
+    provider = tracing.tracer_provider("paygent-worker")  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    client = await connect(settings, provider)
     worker = build_worker(client, settings, get_engine(settings.database_url))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        log.info("worker polling task queue %s at %s; metrics at %s", settings.task_queue,
+                 settings.temporal_address,
+                 f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else "off")
         await stop.wait()
+    if provider is not None:  # `paygent worker` leaves with os._exit: atexit hooks would not flush the spans
+        provider.shutdown()
     log.info("worker stopped")
 
 

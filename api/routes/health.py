@@ -1,52 +1,128 @@
-"""GET /healthz: each dependency reported separately, 503 when any is down."""
+"""Health a load balancer can use: `/healthz` (liveness) and `/readyz` (readiness), both without an API key.
+
+- `/healthz`: the process answers. It checks nothing else, so a database outage never gets the API restarted.
+- `/readyz`: 200 when Postgres and Temporal answer (nothing can be recorded or started without them), 503
+  otherwise. Redis (live event feed, approval notifications) and the chain (balances, receipts) down leave
+  payments working (recorded and started; the worker retries the chain): 200 with status `degraded`.
+
+Anyone sees which component is up or down; only an admin's key (`Authorization: Bearer ...`) adds the details
+(latencies, addresses, error text), since those describe the inside of the deployment.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from enum import StrEnum
+from typing import Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from api.deps import Deps, deps
+from api.authz import Role, allow
+from api.deps import Deps, deps, principal
+from api.errors import ApiError
+from paygent.db.accounts import Principal
 
 router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_SECONDS = 3
 
 
-async def _timed(check) -> dict:
+class Component(StrEnum):
+    postgres = "postgres"
+    temporal = "temporal"
+    redis = "redis"
+    chain = "chain"
+
+
+REQUIRED = (Component.postgres, Component.temporal)  # down: not ready (503); any other down: degraded (200)
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ComponentDetail(BaseModel):
+    up: bool
+    latency_ms: float = Field(description="time the check took")
+    info: str | None = Field(None, description="what the check saw (version, block, address)")
+    error: str | None = Field(None, description="why the check failed")
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    components: dict[Component, Literal["up", "down"]]
+    details: dict[Component, ComponentDetail] | None = Field(None, description="admins only")
+
+
+@router.get("/healthz", response_model=Liveness)
+async def healthz() -> Liveness:
+    """Liveness: the process answers. Restart the API only when this fails."""
+    return Liveness()
+
+
+async def _check(check) -> ComponentDetail:
     started = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(check(), timeout=3)
-        return {"ok": True, "detail": detail, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
-    except Exception as exc:
-        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+        info = await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_SECONDS)
+        up, error = True, None
+    except Exception as exc:  # a failed check is a report, not an error of this request
+        info, up, error = None, False, f"{type(exc).__name__}: {exc}"[:300]
+    return ComponentDetail(up=up, latency_ms=round((time.perf_counter() - started) * 1000, 1), info=info,
+                           error=error)
 
 
-@router.get("/healthz")
-async def healthz(d: Deps = Depends(deps)):
+def _checks(d: Deps) -> dict[Component, object]:
     async def postgres():
         async with d.engine.connect() as conn:
             return f"migration {await conn.scalar(sa.text('select version_num from alembic_version'))}"
-
-    async def redis():
-        await d.redis.ping()
-        return "pong"
 
     async def temporal():
         await d.temporal.service_client.check_health()
         return f"{d.settings.temporal_address} namespace {d.settings.temporal_namespace}"
 
+    async def redis():
+        await d.redis.ping()
+        return "pong"
+
     async def chain():
-        w3 = d.w3
-        block = await w3.eth.block_number
-        chain_id = await w3.eth.chain_id
+        block, chain_id = await d.w3.eth.block_number, await d.w3.eth.chain_id
         token = d.settings.token_address
-        if token and not await w3.eth.get_code(token):
+        if token and not await d.w3.eth.get_code(token):
             raise RuntimeError(f"no contract at token address {token}")
         return f"chain {chain_id} block {block}"
 
-    names = ("temporal", "postgres", "redis", "chain")
-    results = await asyncio.gather(*(_timed(c) for c in (temporal, postgres, redis, chain)))
-    body = {"ok": all(r["ok"] for r in results), "components": dict(zip(names, results))}
-    return JSONResponse(body, status_code=200 if body["ok"] else 503)
+    return {Component.postgres: postgres, Component.temporal: temporal, Component.redis: redis,
+            Component.chain: chain}
+
+
+async def _admin_or_anonymous(request: Request, d: Deps = Depends(deps)) -> Principal | None:
+    """The admin asking for details, or None (no key: the summary). A key that is not an admin's is refused
+    like anywhere else; a key that cannot be checked (Postgres down) gets the summary, which says so."""
+    if "authorization" not in request.headers:
+        return None
+    try:
+        who = await principal(request, d)
+    except ApiError:
+        raise
+    except Exception:
+        return None
+    return await allow(Role.admin)(who)
+
+
+@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
+            responses={503: {"model": Readiness, "description": "Postgres or Temporal is down"}})
+async def readyz(d: Deps = Depends(deps), admin: Principal | None = Depends(_admin_or_anonymous)):
+    """Readiness: route traffic here only while this answers 200."""
+    checks = _checks(d)
+    results = dict(zip(checks, await asyncio.gather(*(_check(c) for c in checks.values()))))
+    if not all(results[c].up for c in REQUIRED):
+        status = "unavailable"
+    else:
+        status = "ok" if all(r.up for r in results.values()) else "degraded"
+    body = Readiness(status=status, components={c: "up" if r.up else "down" for c, r in results.items()},
+                     details=results if admin is not None else None)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True),
+                        status_code=503 if status == "unavailable" else 200)

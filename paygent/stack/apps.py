@@ -37,6 +37,7 @@ def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_addres
         "PAYGENT_CHAIN_ID": str(cfg.chain_id),
         "PAYGENT_API_URL": cfg.api_url,
         "PAYGENT_EGRESS_ALLOW": own_paid_service_exempt(cfg, os.environ.get("PAYGENT_EGRESS_ALLOW", "")),
+        "PAYGENT_WORKER_METRICS_ADDRESS": cfg.worker_metrics_address,
         "PYTHONUNBUFFERED": "1",
     })
     if token_address:
@@ -81,7 +82,7 @@ def launch_worker(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
 
 
 def api_answers(api_url: str) -> bool:
-    """Any HTTP answer from /healthz counts (503 = up but a dependency is down; the body says which)."""
+    """The API answers /healthz (liveness; whether its dependencies answer is /readyz's question)."""
     try:
         httpx.get(f"{api_url}/healthz", timeout=5)
         return True
@@ -116,9 +117,9 @@ def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
 
 
 def api_health(api_url: str) -> dict | None:
-    """The API's own view of its dependencies, for `status`."""
+    """The API's own view of its dependencies (the summary anyone may read), for `status`."""
     try:
-        return httpx.get(f"{api_url}/healthz", timeout=5).json()
+        return httpx.get(f"{api_url}/readyz", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
 

@@ -51,6 +51,7 @@ def up(
     typer.echo("\nThe stack is up.")
     typer.echo(f"  Temporal UI   {dev['temporal_ui_url']}")
     typer.echo(f"  API docs      {dev['api_url']}/docs")
+    typer.echo(f"  metrics       {cfg.metrics_urls['api']}  (worker: {cfg.metrics_urls['worker']})")
     keys = [*dev["users"], *(f"agent {a}" for a in dev.get("agents", {}))]
     typer.echo(f"  dev.json      {cfg.dev_json}  (API keys for {', '.join(keys)}; mode 0600)")
     typer.echo(f"  logs          {cfg.log_dir}/")
@@ -80,6 +81,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     typer.echo(f"  {'piece':<12} {'state':<5} {'started by':<20} address")
     for piece in pieces:
         typer.echo(stack.piece_line(piece))
+    typer.echo(f"  metrics: API {cfg.metrics_urls['api']}  worker {cfg.metrics_urls['worker']}")
     if cfg.dev_json.exists():
         typer.echo(f"  dev.json: {cfg.dev_json}")
 

@@ -27,6 +27,8 @@ PORTS: dict[str, tuple[str, str | None, int]] = {
     "api": ("PAYGENT_API_PORT", "PAYGENT_API_URL", 8000),
     # the local x402 paid service (pay-per-request demo and tests)
     "x402": ("PAYGENT_X402_PORT", "PAYGENT_X402_SERVICE_URL", 8402),
+    # the worker's Temporal SDK metrics (Prometheus); the API's are at <api>/metrics
+    "worker_metrics": ("PAYGENT_WORKER_METRICS_PORT", "PAYGENT_WORKER_METRICS_ADDRESS", 9464),
     # private servers, started only when DATABASE_URL / REDIS_URL do not answer
     "postgres": ("PAYGENT_POSTGRES_PORT", None, 54329),
     "redis": ("PAYGENT_REDIS_PORT", None, 63799),
@@ -69,6 +71,7 @@ class StackConfig:
     anvil_port: int
     api_port: int
     x402_port: int
+    worker_metrics_port: int
     postgres_port: int
     redis_port: int
     chain_id: int = 31337
@@ -106,6 +109,15 @@ class StackConfig:
     @property
     def x402_service_url(self) -> str:
         return self.elsewhere.get("x402_service_url") or f"http://{HOST}:{self.x402_port}"
+
+    @property
+    def worker_metrics_address(self) -> str:
+        return f"{HOST}:{self.worker_metrics_port}"
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Prometheus scrape URLs: the API's (requests, payments, approvals) and the worker's (Temporal SDK)."""
+        return {"api": f"{self.api_url}/metrics", "worker": f"http://{self.worker_metrics_address}/metrics"}
 
     @property
     def run_dir(self) -> Path:

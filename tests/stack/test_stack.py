@@ -16,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from paygent.netutil import free_port
@@ -50,7 +51,7 @@ def stack(tmp_path_factory):
     """Env for the second stack, and a runner for `paygent stack ...` in it; always brought down at the end."""
     home = tmp_path_factory.mktemp("stack-home")
     db = f"paygent_stack_{uuid.uuid4().hex[:8]}"
-    temporal, ui, anvil, api, redis, dead_redis, pg, x402 = _free_ports(8)
+    temporal, ui, anvil, api, redis, dead_redis, pg, x402, worker_metrics = _free_ports(9)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PAYGENT_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({
@@ -60,6 +61,7 @@ def stack(tmp_path_factory):
         "PAYGENT_REDIS_PORT": str(redis), "PAYGENT_POSTGRES_PORT": str(pg),
         "PAYGENT_TEMPORAL_PORT": str(temporal), "PAYGENT_TEMPORAL_UI_PORT": str(ui),
         "PAYGENT_ANVIL_PORT": str(anvil), "PAYGENT_API_PORT": str(api), "PAYGENT_X402_PORT": str(x402),
+        "PAYGENT_WORKER_METRICS_PORT": str(worker_metrics),
     })
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -70,7 +72,8 @@ def stack(tmp_path_factory):
         return proc
 
     run.home = home
-    run.ports = {"temporal": temporal, "ui": ui, "anvil": anvil, "api": api, "redis": redis}
+    run.ports = {"temporal": temporal, "ui": ui, "anvil": anvil, "api": api, "redis": redis,
+                 "worker_metrics": worker_metrics}
     yield run
     run("down", check=False)
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
@@ -109,6 +112,14 @@ def test_status_reports_each_piece_and_who_started_it(stack):
     text = stack("status").stdout
     for name in PIECES:
         assert f"  {name} " in text
+
+
+def test_status_prints_both_metrics_urls_and_they_answer(stack):
+    api_metrics = f"http://127.0.0.1:{stack.ports['api']}/metrics"
+    worker_metrics = f"http://127.0.0.1:{stack.ports['worker_metrics']}/metrics"
+    assert f"metrics: API {api_metrics}  worker {worker_metrics}" in stack("status").stdout
+    assert "paygent_http_requests_total" in httpx.get(api_metrics, timeout=10).text
+    assert "temporal_" in httpx.get(worker_metrics, timeout=10).text  # the SDK's own worker metrics
 
 
 def test_up_twice_is_idempotent(stack):
