@@ -13,7 +13,7 @@ from web3 import AsyncWeb3
 from api import errors
 from api.deps import Deps
 from api.ratelimit import RateLimits
-from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks
+from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks, ws
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
     app.include_router(audit.router)
+    app.include_router(ws.router)  # GET /v1/ws: agent runs over a WebSocket
     return app
