@@ -50,10 +50,10 @@ def finished(run_id: str):
     return lambda msg: msg["type"] == "run_finished" and msg["run_id"] == run_id
 
 
-async def start(ws, message: str, **extra: Any) -> str:
+async def start(ws, message: str, *, timeout: float = 30, **extra: Any) -> str:
     """Start a run and return its id (the `run_started` answer comes before any of its events)."""
     await send(ws, {"type": "start_agent", "message": message, **extra})
-    msg = await recv(ws)
+    msg = await recv(ws, timeout)
     assert msg["type"] == "run_started", msg
     return msg["run_id"]
 

@@ -14,10 +14,10 @@ async def test_fifty_sockets_with_a_run_each_all_complete(api_url, dev):
 
     async def one(i: int) -> tuple[str, list[dict]]:
         async with connect(api_url, key) as ws:
-            run_id = await start(ws, f"remember ws-load-{i} = {i}")
-            return run_id, await until(ws, finished(run_id), timeout=110)
+            run_id = await start(ws, "list tools", timeout=100)  # one planner step: the load is the sockets
+            return run_id, await until(ws, finished(run_id), timeout=140)
 
-    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(SOCKETS))), 115)
+    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(SOCKETS))), 150)  # generous: 2 shared cores
     assert len({run_id for run_id, _ in results}) == SOCKETS
     for run_id, seen in results:
         assert {m.get("run_id") for m in seen} == {run_id}
