@@ -52,8 +52,9 @@ class Outcome:
             refused = [p for p in self.payments if not p["ok"]]
             if refused:
                 p = refused[0]
+                why = f" ({p['reason']})" if p["reason"] else ""
                 self.code, self.reason = FAILED, (f"{p['tool']} did not succeed: payment {p['payment_id']} is "
-                                                  f"{p['status'] or 'not made'}" + (f" ({p['reason']})" if p["reason"] else ""))
+                                                  f"{p['status'] or 'not made'}{why}")
             elif data.get("understood") is False:
                 self.code, self.reason = FAILED, "the planner did not understand the request"
             else:
