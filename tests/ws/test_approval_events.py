@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from tests.api.helpers import auth, new_recipient, token_balance
+from tests.workflows.test_replay_before_push import replay_all
 from tests.ws.conftest import APPROVERS, TIMELOCK_SECONDS
 from tests.ws.helpers import connect, events_of, finished, start, until
 
@@ -28,7 +29,7 @@ async def run_status(http, dev, run_id: str) -> str:
 
 
 async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_completion(
-        api_url, http, dev, gated_wallet, app_settings):
+        api_url, http, dev, gated_wallet, app_settings, temporal_env):
     to = new_recipient()
     async with connect(api_url, dev["users"]["alice"]["api_key"]) as ws:
         asked_at = datetime.now(timezone.utc)
@@ -64,3 +65,7 @@ async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_c
     assert events[-1]["type"] == "agent_completed" and "confirmed" in events[-1]["data"]["answer"]
     assert rest[-1]["status"] == "completed"
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 150 * 10**6
+    # and the pushed path replays: the run, its payment and the approval, from their recorded histories
+    histories = [await temporal_env.client.get_workflow_handle(wid).fetch_history()
+                 for wid in (f"agent-run-{run_id}", f"payment-{payment_id}", f"approval-{payment_id}")]
+    assert await replay_all(histories) == {}
