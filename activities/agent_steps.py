@@ -38,7 +38,8 @@ def step_result(step: int, message_id: uuid.UUID, response: LlmResponse, *, reus
     return t.LlmStepResult(
         step=step, message_id=str(message_id), tool_calls=list(response.tool_calls),
         text_excerpt=text[:EXCERPT] if text else None, provider=response.provider, model=response.model,
-        fallback_from=response.fallback_from, fallback_reason=response.fallback_reason, reused=reused)
+        fallback_from=response.fallback_from, fallback_reason=response.fallback_reason, reused=reused,
+        understood=response.understood)
 
 
 class AgentStepActivities:
@@ -83,7 +84,8 @@ class AgentStepActivities:
                 return stored
             run = await self._run_row(conn, run_id)
             chat = await load_chat(conn, run.thread_id)
-        response = await self._complete(LlmRequest(messages=chat, tools=t.TOOLS, system=t.SYSTEM_PROMPT))
+        tools = t.TOOLS if inp.tools else []  # a chat turn offers no tools
+        response = await self._complete(LlmRequest(messages=chat, tools=tools, system=t.SYSTEM_PROMPT))
         message_id = uuid.uuid4()
         async with self.engine.begin() as conn:
             inserted = await conn.scalar(pg_insert(agent_llm_steps).values(

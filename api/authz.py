@@ -42,17 +42,22 @@ def allow(*roles: Role, agents: bool = False):
     """
     if not roles:
         raise ValueError("allow() needs at least one role")
-    needed = " or ".join(r.value for r in roles)
 
     async def check(who: Principal = Depends(principal)) -> Principal:
-        if who.is_agent and not agents:
-            raise ApiError(403, "forbidden", f"agent keys may not do this; it needs a person with the {needed} role")
-        if any(who.has_role(r) for r in roles):
-            return who
-        raise ApiError(403, "forbidden", f"this action needs the {needed} role")
+        return require(who, *roles, agents=agents)
 
     check.paygent_roles = tuple(r.value for r in roles) + (("agent",) if agents else ())  # read by the route walk
     return check
+
+
+def require(who: Principal, *roles: Role, agents: bool = False) -> Principal:
+    """The rule `allow` applies, for callers that are not a route (a WebSocket message): 403 naming the role."""
+    needed = " or ".join(r.value for r in roles)
+    if who.is_agent and not agents:
+        raise ApiError(403, "forbidden", f"agent keys may not do this; it needs a person with the {needed} role")
+    if any(who.has_role(r) for r in roles):
+        return who
+    raise ApiError(403, "forbidden", f"this action needs the {needed} role")
 
 
 def declared_roles(route) -> tuple[str, ...] | None:

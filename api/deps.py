@@ -31,23 +31,34 @@ def deps(request: Request) -> Deps:
     return request.app.state.deps
 
 
-async def principal(request: Request, d: Deps = Depends(deps)) -> Principal:
-    """The caller, from `Authorization: Bearer <key>`; failures are counted per client address and, past a
-    handful a minute, answered 429 before the key is even looked at."""
-    address = client_address(request)
-    await d.limits.check_address_not_blocked(d.engine, address)
-    header = request.headers.get("authorization", "")
+def bearer_key(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None when the header is missing or malformed."""
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+async def authenticate_key(d: Deps, address: str, key: str | None, *, field: str = "Authorization") -> Principal:
+    """The caller behind an API key, for HTTP requests and WebSocket connections alike.
+
+    Failures are counted per client address and, past a handful a minute, answered 429 before the key is even
+    looked at; the principal's tenant scopes every transaction from here on (row-level security).
+    """
+    await d.limits.check_address_not_blocked(d.engine, address)
+    if key is None:
         await d.limits.record_auth_failure(address)
-        raise ApiError(401, "unauthenticated", "Authorization: a 'Bearer <api key>' header is required",
-                       "Authorization")
+        how = "a 'Bearer <api key>' header is required" if field == "Authorization" else "an API key is required"
+        raise ApiError(401, "unauthenticated", f"{field}: {how}", field)
     async with d.engine.connect() as conn:
-        who = await authenticate(conn, key.strip())
+        who = await authenticate(conn, key)
     if who is None:
         await d.limits.record_auth_failure(address)
-        raise ApiError(401, "unauthenticated", "Authorization: the API key is not valid", "Authorization")
+        raise ApiError(401, "unauthenticated", f"{field}: the API key is not valid", field)
     use_tenant(who.tenant_id)  # every transaction of this request is scoped to the caller's tenant (RLS)
     await d.limits.check_request(d.engine, key_id=str(who.user_id), address=address, tenant_id=str(who.tenant_id),
                                  actor=who.actor)
     return who
+
+
+async def principal(request: Request, d: Deps = Depends(deps)) -> Principal:
+    """The caller, from `Authorization: Bearer <key>`."""
+    return await authenticate_key(d, client_address(request), bearer_key(request.headers.get("authorization", "")))

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -96,5 +96,6 @@ class RateLimits:
             return False
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_address(conn: HTTPConnection) -> str:
+    """The peer's address, for an HTTP request or a WebSocket."""
+    return conn.client.host if conn.client else "unknown"

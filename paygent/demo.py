@@ -1,4 +1,5 @@
-"""`paygent demo`: a payment through the API, watched until it settles on chain, with links to Temporal's UI.
+"""`paygent demo`: a payment through the API, watched until it settles on chain, with links to Temporal's UI;
+then an agent run streamed over the WebSocket.
 
 It uses only what a client has: `.paygent/dev.json` (API URL, keys, wallet ids) and the public chain RPC.
 """
@@ -16,6 +17,7 @@ from eth_account import Account
 from web3 import AsyncWeb3
 
 from paygent.chain.token import balance_of
+from paygent.demo_ws import stream_run_over_websocket
 from paygent.domain.money import format_amount
 from paygent.paths import dev_json_path
 
@@ -182,6 +184,7 @@ async def run_demo() -> int:
             await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:
             await approved_payment(http, dev, w3)
+        await stream_run_over_websocket(dev)
     print(f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
           "?query=WorkflowType%3D%27PaymentWorkflow%27")
     return 0

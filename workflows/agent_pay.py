@@ -5,10 +5,14 @@ an activity with id uuid5(run id, tool call id) and started as child `payment-<t
 REJECT_DUPLICATE, so no replay, retry or continue-as-new can pay twice. The child is ABANDONed when the run
 closes: a payment already signed must settle on its own, never be terminated half-way.
 
-While the child runs, its row status is polled with a growing interval. `awaiting_approval`/`time_locked`
-emits `approval_requested` (bound to this tool call id and its arguments); leaving that state, or ending,
-emits `approval_decided`. Whatever the payment ends as (confirmed, refused, rejected, expired, cancelled,
-failed) becomes the tool's result for the model to read; for x402 that includes what the server answered.
+While the child runs, it pushes each change to the run as a typed `payment_progress` Signal (see
+`PaymentProgress`): the approval opening becomes `approval_requested` (bound to this tool call id and its
+arguments, with the approvers, how many are needed, the deadline and the time-lock), each approval that lands
+`approval_progress` (who, n of m), the time-lock `payment_time_locked` (until), and leaving the approval
+`approval_decided` with the approval's own outcome. Runs that were following a payment before the push
+existed (`t.PATCH_PAYMENT_PUSH`) keep polling the payment's row when replayed. Whatever the payment ends as
+(confirmed, refused, rejected, expired, cancelled, failed) becomes the tool's result for the model to read;
+for x402 that includes what the server answered.
 """
 
 from __future__ import annotations
@@ -66,6 +70,23 @@ def decision_of(status: str, reason: str | None) -> str:
     return "approved"
 
 
+APPROVAL_FINAL = frozenset({"approved", "rejected", "expired", "cancelled"})
+
+
+def decision_from(payment_status: str, approval: pt.ApprovalProgress | None) -> str:
+    """How the approval went: its own outcome when known, else what the payment did next (typed, no text)."""
+    if approval is not None and approval.status in APPROVAL_FINAL:
+        return approval.status
+    return "approved" if payment_status in (pt.SIGNING, pt.SUBMITTED, pt.CONFIRMED) else pt.CANCELLED
+
+
+def who_must_act(approval: pt.ApprovalProgress) -> dict:
+    return {"approval_id": approval.approval_id, "approvers": approval.approvers,
+            "approvals_needed": approval.approvals_needed, "approvals_had": approval.approvals_had,
+            "approved_by": approval.approved_by, "approval_deadline": approval.expires_at.isoformat(),
+            "timelock_seconds": approval.timelock_seconds}
+
+
 def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
@@ -96,6 +117,7 @@ class PaymentTool:
     def __init__(self, run: AgentRunWorkflow) -> None:
         self.run = run
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
+        self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the payment
 
     async def pay(self, step: int, call: ToolCall) -> t.ToolOutcome:
         inp = self.run.inp
@@ -119,7 +141,7 @@ class PaymentTool:
             status = await self._cancel(payment_id, "the agent run was cancelled")
             if self._awaiting is not None:  # close the approval the stream announced
                 await self.run.emit(t.APPROVAL_DECIDED, {**self._awaiting, "status": status.status,
-                                                         "decision": decision_of(status.status, status.failure_reason)},
+                                                         "decision": self._decision(status)},
                                     honour_cancel=False)
             self.run.note_cancelled_payment({"payment_id": payment_id, "payment_status": status.status})
             raise
@@ -148,6 +170,8 @@ class PaymentTool:
             child = None  # started by an earlier execution of this run: follow it through its row instead
         bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments,
                  "payment_id": req.payment_id}
+        if child is not None and workflow.patched(t.PATCH_PAYMENT_PUSH):
+            return await self._follow_pushed(child, bound, req.payment_id)
         asked = decided = False
         delay = FIRST_POLL
         deadline = workflow.now() + PAYMENT_WAIT_LIMIT
@@ -183,6 +207,62 @@ class PaymentTool:
             await self.run.emit(t.APPROVAL_DECIDED, {
                 **bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)})
         return final
+
+    def _decision(self, status: t.PaymentStatus) -> str:
+        if self._approval is not None:  # pushed: the approval's own outcome
+            return decision_from(status.status, self._approval)
+        return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
+
+    async def _follow_pushed(self, child: workflow.ChildWorkflowHandle, bound: dict,
+                             payment_id: str) -> t.PaymentStatus:
+        """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
+        news = self.run.payment_news.setdefault(payment_id, [])
+        self._approval = None
+        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
+        try:
+            while True:
+                self.run.check_cancelled()
+                remaining = (deadline - workflow.now()).total_seconds()
+                try:
+                    await workflow.wait_condition(lambda: child.done() or bool(news), timeout=max(remaining, 1.0),
+                                                  timeout_summary="payment outcome")
+                except asyncio.TimeoutError:  # a clean outcome: cancel if still possible, report where it stands
+                    final = await self._cancel(payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
+                    break
+                while news:  # the payment awaits each Signal, so all of them land before its result
+                    await self._on_progress(bound, news.pop(0))
+                if child.done():
+                    final = self._child_final(child, payment_id)
+                    break
+        finally:
+            self.run.payment_news.pop(payment_id, None)
+        if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
+            self._awaiting = None
+            await self.run.emit(t.APPROVAL_DECIDED, {**bound, "status": final.status,
+                                                     "decision": decision_from(final.status, self._approval)})
+        return final
+
+    async def _on_progress(self, bound: dict, p: pt.PaymentProgress) -> None:
+        a = self._approval = p.approval or self._approval
+        ids = {"payment_id": p.payment_id, "tool_call_id": bound["tool_call_id"]}
+        if p.change == "approval" and a is not None:
+            if a.change in ("opened", "edited"):
+                self._awaiting = bound
+                await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": p.status, **who_must_act(a),
+                                                           "edited": a.change == "edited"})
+            elif a.change in ("approved", "revoked"):
+                await self.run.emit(t.APPROVAL_PROGRESS, {
+                    **ids, "decision": a.change, "approver": a.actor, "approvals_had": a.approvals_had,
+                    "approvals_needed": a.approvals_needed, "approved_by": a.approved_by, "status": a.status})
+            return
+        if p.status == pt.TIME_LOCKED:
+            until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
+            await self.run.emit(t.PAYMENT_TIME_LOCKED, {
+                **ids, "until": until, "approved_by": a.approved_by if a is not None else []})
+        elif self._awaiting is not None and p.status not in WAITING:
+            self._awaiting = None
+            await self.run.emit(t.APPROVAL_DECIDED, {**bound, "status": p.status,
+                                                     "decision": decision_from(p.status, a)})
 
     @staticmethod
     def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentStatus:

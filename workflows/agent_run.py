@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
+from workflows import payment_types as pt
 from workflows import search_attributes as sa
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
 
@@ -48,10 +49,16 @@ class AgentRunWorkflow:
         self._seq = 1
         self._cancelling = False
         self._cancel_note: dict[str, Any] = {}
+        self.payment_news: dict[str, list[pt.PaymentProgress]] = {}  # pushed by child payments, by payment id
 
     @workflow.query(name="state")
     def state(self) -> dict[str, Any]:
         return {"status": self._status, "step": self._step, "next_seq": self._seq}
+
+    @workflow.signal(name=pt.SIGNAL_PROGRESS)
+    def payment_progress(self, progress: pt.PaymentProgress) -> None:
+        """A child payment's change (approval opened, n of m approved, time-locked, signing...), pushed."""
+        self.payment_news.setdefault(progress.payment_id, []).append(progress)
 
     @workflow.run
     async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
@@ -70,7 +77,8 @@ class AgentRunWorkflow:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(t.AGENT_STARTED, {"thread_id": inp.thread_id, "message_id": inp.message_id,
-                                              "max_steps": inp.max_steps, "wallet_id": inp.wallet_id})
+                                              "max_steps": inp.max_steps, "wallet_id": inp.wallet_id,
+                                              "tools": inp.tools})
         self._status = t.RUNNING
         step = inp.next_step
         while True:
@@ -84,7 +92,8 @@ class AgentRunWorkflow:
             await self.emit(t.AGENT_THINKING, {"step": step, "status": "started"})
             try:
                 result: t.LlmStepResult = await workflow.execute_activity(
-                    t.ACT_LLM_STEP, t.LlmStepInput(run_id=inp.run_id, step=step), result_type=t.LlmStepResult,
+                    t.ACT_LLM_STEP, t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
+                    result_type=t.LlmStepResult,
                     start_to_close_timeout=timedelta(minutes=3), heartbeat_timeout=timedelta(seconds=6),
                     schedule_to_close_timeout=timedelta(minutes=15), retry_policy=LLM_RETRY,
                     summary=f"LLM step {step}")
@@ -96,8 +105,9 @@ class AgentRunWorkflow:
                 "step": step, "status": "answered", "provider": result.provider, "model": result.model,
                 "fallback_from": result.fallback_from, "fallback_reason": result.fallback_reason,
                 "tool_calls": [c.name for c in result.tool_calls], "text": result.text_excerpt})
-            if not result.tool_calls:
-                await self.emit(t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step})
+            if not result.tool_calls or not inp.tools:  # a chat turn never runs a tool, whatever the model says
+                await self.emit(t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step,
+                                                    "understood": result.understood})
                 self._finish(t.COMPLETED, f"Answered in {step} step(s)")
                 return t.AgentRunResult(run_id=inp.run_id, status=t.COMPLETED, steps=step,
                                         answer_excerpt=result.text_excerpt)
@@ -146,6 +156,8 @@ class AgentRunWorkflow:
             summary=kind)
         if kind == t.APPROVAL_REQUESTED:
             self._status = t.AWAITING_APPROVAL
+        elif kind == t.PAYMENT_TIME_LOCKED:
+            self._status = t.TIME_LOCKED
         elif kind == t.APPROVAL_DECIDED:
             self._status = t.RUNNING
         if honour_cancel:

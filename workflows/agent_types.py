@@ -18,8 +18,9 @@ WORKFLOW_NAME = "AgentRunWorkflow"
 DEFAULT_MAX_STEPS = 8
 MAX_MAX_STEPS = 50
 
-# Run statuses (agent_runs.status); the last three are terminal.
-QUEUED, RUNNING, AWAITING_APPROVAL = "queued", "running", "awaiting_approval"
+# Run statuses (agent_runs.status); the last three are terminal. While a payment of the run waits, the run's
+# status follows the payment's: awaiting_approval, then time_locked.
+QUEUED, RUNNING, AWAITING_APPROVAL, TIME_LOCKED = "queued", "running", "awaiting_approval", "time_locked"
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
@@ -28,12 +29,14 @@ AGENT_STARTED = "agent_started"
 AGENT_THINKING = "agent_thinking"
 TOOL_EXECUTING = "tool_executing"
 TOOL_COMPLETED = "tool_completed"
-APPROVAL_REQUESTED = "approval_requested"
+APPROVAL_REQUESTED = "approval_requested"  # who must approve, how many, until when, and the time-lock
+APPROVAL_PROGRESS = "approval_progress"  # one approval (or revocation) landed: who, n of m
+PAYMENT_TIME_LOCKED = "payment_time_locked"  # approvals complete; the payment waits until `until`
 APPROVAL_DECIDED = "approval_decided"
 AGENT_COMPLETED = "agent_completed"
 AGENT_FAILED = "agent_failed"
 EVENT_TYPES = (AGENT_STARTED, AGENT_THINKING, TOOL_EXECUTING, TOOL_COMPLETED, APPROVAL_REQUESTED,
-               APPROVAL_DECIDED, AGENT_COMPLETED, AGENT_FAILED)
+               APPROVAL_PROGRESS, PAYMENT_TIME_LOCKED, APPROVAL_DECIDED, AGENT_COMPLETED, AGENT_FAILED)
 TERMINAL_EVENTS = frozenset({AGENT_COMPLETED, AGENT_FAILED})
 
 # Activity names (activities/agent_*.py); the workflow calls them by name and never imports activity code.
@@ -44,6 +47,10 @@ ACT_RECORD_TOOL_RESULT = "agent.record_tool_result"
 ACT_PREPARE_PAYMENT = "agent.prepare_payment"
 ACT_PAYMENT_STATUS = "agent.payment_status"
 ACT_CANCEL_PAYMENT = "agent.cancel_payment"
+
+# workflow.patched id: runs that follow their payments through pushed `payment_progress` Signals instead of
+# polling the payment's row (runs that were polling when this shipped keep polling when replayed).
+PATCH_PAYMENT_PUSH = "agent-run-payment-push-v1"
 
 # A payment made by a run's tool call has an id derived from (run id, tool call id): a replayed or retried run
 # computes the same payment, hence the same child workflow id, and can never pay twice.
@@ -74,6 +81,7 @@ class AgentRunInput(BaseModel):
     message_id: str
     wallet_id: str | None = None
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=MAX_MAX_STEPS)
+    tools: bool = True  # False: a chat turn, the model is offered no tools (the default keeps old runs as they were)
     next_step: int = 1
     next_seq: int = 1
 
@@ -97,6 +105,7 @@ class EmitEvent(BaseModel):
 class LlmStepInput(BaseModel):
     run_id: str
     step: int
+    tools: bool = True
 
 
 class LlmStepResult(BaseModel):
@@ -111,6 +120,7 @@ class LlmStepResult(BaseModel):
     fallback_from: str | None = None
     fallback_reason: str | None = None
     reused: bool = False  # True when the step had already been answered and stored (a retry after a crash)
+    understood: bool = True  # False when the planner could not read the request (it answered with help)
 
 
 class ToolInvocation(BaseModel):

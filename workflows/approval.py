@@ -28,13 +28,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as keys
     from workflows.approval_decisions import apply_decision
     from workflows.approval_types import (
-        ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, REQUEST_MODELS, ApprovalEvent, ApprovalInput,
-        ApprovalOutcome, ApprovalView, ApproveRequest, CancelRequest, DecisionRecord, DecisionResult,
-        DelegateRequest, EditRequest, EventType, RejectRequest, RevokeRequest, WebhookDelivery, details_markdown,
-        outcome_of, view_of,
+        ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, PATCH_PROGRESS, REQUEST_MODELS, SIGNAL_PROGRESS,
+        SIGNAL_TIMELOCKED, ApprovalEvent, ApprovalInput, ApprovalOutcome, ApprovalView, ApproveRequest, CancelRequest,
+        DecisionRecord, DecisionResult, DelegateRequest, EditRequest, EventType, ProgressChange, RejectRequest,
+        RevokeRequest, WebhookDelivery, details_markdown, outcome_of, progress_of, view_of,
     )
 
 INT64_MAX = 2**63 - 1
+PROGRESS_CHANGES: dict[str, ProgressChange] = {"approve": "approved", "revoke": "revoked", "edit": "edited"}
 RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
 GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
@@ -66,6 +67,7 @@ class ApprovalWorkflow:
                                    {"operation_hash": self._state.operation_hash,
                                     "tier": self._state.tier.describe()})
                 self._opened = True
+                await self._tell_parent("opened", None)
             self._notify_later("approval.requested")
             while self._state.status not in rules.FINAL:
                 if self._state.status == "pending":
@@ -116,15 +118,39 @@ class ApprovalWorkflow:
         async with self._lock:
             rules.end_timelock(self._state, workflow.now())
 
-    async def _tell_parent_timelocked(self, until) -> None:
-        """Let a parent payment show `time_locked` (it cannot query its child); once, best effort."""
+    def _pushes_progress(self) -> bool:
+        """Approvals opened before the progress patch keep their old command sequence when replayed."""
+        return workflow.info().parent is not None and workflow.patched(PATCH_PROGRESS)
+
+    async def _tell_parent(self, change: ProgressChange, actor: str | None) -> None:
+        """Push who must act and how far the approval got to the parent payment (which tells its agent run).
+
+        Caller holds the lock, so the parent receives the changes in the order they happened. Best effort: a
+        parent that is gone does not change the approval's own outcome.
+        """
+        if not self._pushes_progress():
+            return
         parent = workflow.info().parent
-        if parent is None or self._told_parent == until:
+        assert parent is not None
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                SIGNAL_PROGRESS, progress_of(self._state, change, actor))
+        except Exception as err:
+            workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
+
+    async def _tell_parent_timelocked(self, until) -> None:
+        """Let a parent payment show `time_locked` (it cannot query its child); once, best effort.
+
+        Approvals that push progress already told the parent (the approval that met the threshold carried the
+        time-lock's end); older ones send the bare `approval_timelocked` signal.
+        """
+        parent = workflow.info().parent
+        if parent is None or self._told_parent == until or self._pushes_progress():
             return
         self._told_parent = until
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "approval_timelocked", until.isoformat())
+                SIGNAL_TIMELOCKED, until.isoformat())
         except Exception as err:  # the parent may be gone: the approval's own outcome is unaffected
             workflow.logger.warning("could not tell parent %s about the time-lock: %s", parent.workflow_id, err)
 
@@ -249,6 +275,8 @@ class ApprovalWorkflow:
                                    attestation=req.attestation)
                 if kind == "edit":
                     self._notify_later("approval.requested")  # the new operation needs (new) approvals
+                if kind in PROGRESS_CHANGES:
+                    await self._tell_parent(PROGRESS_CHANGES[kind], req.actor)
             return result
 
     async def _decide_from_signal(self, kind: str, body: Any) -> None:

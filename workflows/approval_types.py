@@ -26,6 +26,12 @@ ACT_WEBHOOK = "approval.deliver_webhook"
 ACT_LOAD_POLICY = "approval.load_policy"
 ACT_SIGNAL_GATE = "approval.signal_decisions_allowed"  # the worker's PAYGENT_SIGNAL_DECISIONS, asked per Signal
 EventType = Literal["approval.requested", "approval.decided"]
+# Sent to the parent workflow (a payment) after each change; `approval_timelocked` (a bare ISO string) is what
+# approvals started before this patch still send, so PaymentWorkflow handles both.
+SIGNAL_PROGRESS = "approval_progress"
+SIGNAL_TIMELOCKED = "approval_timelocked"
+PATCH_PROGRESS = "approval-progress-to-parent-v1"  # workflow.patched id: where ApprovalWorkflow signals progress
+ProgressChange = Literal["opened", "approved", "revoked", "edited", "decided"]
 
 
 def approval_workflow_id(approval_id: str) -> str:
@@ -198,6 +204,34 @@ def details_markdown(view: ApprovalView) -> str:
         lines.append(f"decided by {view.decided_by}: {view.reason}")
     lines.append(f"operation {view.operation_hash}")
     return "\n".join(lines)
+
+
+class ApprovalProgress(BaseModel):
+    """Who must act on an approval, and how far it got: pushed to the parent payment after every change.
+
+    `change` says what just happened (`decided` is set by the payment from the approval's outcome).
+    """
+
+    approval_id: str
+    change: ProgressChange
+    actor: str | None = None  # who made the change (None: the workflow itself, e.g. at opening)
+    status: Status
+    approvers: list[str]
+    approvals_needed: int
+    approvals_had: int
+    approved_by: list[str]
+    expires_at: datetime
+    timelock_seconds: int = 0
+    timelock_until: datetime | None = None
+    reason: str | None = None
+
+
+def progress_of(state: ApprovalState, change: ProgressChange, actor: str | None) -> ApprovalProgress:
+    return ApprovalProgress(
+        approval_id=state.approval_id, change=change, actor=actor, status=state.status,
+        approvers=list(state.tier.approvers), approvals_needed=state.approvals_needed,
+        approvals_had=len(state.approvals), approved_by=list(state.approved_by), expires_at=state.expires_at,
+        timelock_seconds=state.tier.timelock_seconds, timelock_until=state.timelock_until, reason=state.reason)
 
 
 class DecisionRecord(BaseModel):

@@ -16,7 +16,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from workflows import payment_types as t
 from workflows import x402_types as x
 from workflows.approval_types import (
-    ACT_LOAD_POLICY, ApprovalInput, ApprovalOutcome, PolicyRequest, approval_workflow_id,
+    ACT_LOAD_POLICY, SIGNAL_PROGRESS, SIGNAL_TIMELOCKED, ApprovalInput, ApprovalOutcome, ApprovalProgress,
+    PolicyRequest, approval_workflow_id,
 )
 from workflows import search_attributes as sa
 
@@ -40,14 +41,23 @@ class PaymentWorkflow:
         self._state: t.PaymentState | None = None
         self._cancel: t.CancelRequest | None = None
         self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
+        self._approval: ApprovalProgress | None = None  # the child approval's latest progress
+        self._approval_news: list[ApprovalProgress] = []  # progress not yet passed on to the parent
 
     @workflow.query(name="state")
     def state(self) -> t.PaymentState | None:
         return self._state
 
-    @workflow.signal(name="approval_timelocked")
+    @workflow.signal(name=SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
         self._timelocked_until = until
+
+    @workflow.signal(name=SIGNAL_PROGRESS)
+    def approval_progress(self, progress: ApprovalProgress) -> None:
+        self._approval = progress
+        self._approval_news.append(progress)
+        if progress.status == "timelocked" and progress.timelock_until is not None:
+            self._timelocked_until = progress.timelock_until.isoformat()
 
     @workflow.update(name="cancel")
     async def cancel(self, request: t.CancelRequest) -> t.PaymentState:
@@ -157,15 +167,23 @@ class PaymentWorkflow:
         shown_timelock = None
         while True:  # no timeout of its own: the child's approval timeout and time-lock bound this wait
             await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None
-                                          or self._timelocked_until != shown_timelock)
+                                          or self._timelocked_until != shown_timelock or bool(self._approval_news))
+            news, self._approval_news = self._approval_news, []
+            for progress in news:  # who approved, n of m: pass it on as it lands
+                await self._tell_parent("approval", progress)
             if waiting.done() or self._cancel is not None:
                 break
+            if self._timelocked_until == shown_timelock:
+                continue
             shown_timelock = self._timelocked_until
             await self._set_status(t.TIME_LOCKED, details={"until": shown_timelock})
             workflow.set_current_details(f"Pay {self._label}: approved, time-locked until {shown_timelock}")
         if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(child_id).cancel()
         outcome: ApprovalOutcome = await waiting
+        if self._approval is not None:  # the parent's next status change carries how the approval ended
+            self._approval = self._approval.model_copy(update={
+                "change": "decided", "status": outcome.status, "actor": outcome.decided_by, "reason": outcome.reason})
         if outcome.status != "approved":
             if self._cancel is not None:
                 return await self._cancelled()
@@ -293,6 +311,26 @@ class PaymentWorkflow:
             retry_policy=DB_RETRY, summary=f"Status {previous} -> {status}",
         )
         self._upsert_status()
+        await self._tell_parent("status")
+
+    async def _tell_parent(self, change: str, approval: ApprovalProgress | None = None) -> None:
+        """Push this change to the workflow that started the payment (an agent run), so it never polls.
+
+        Awaited, so the parent receives changes in order and before the payment's result. Payments started
+        before the patch (and payments with no parent) send nothing. Best effort: a parent that is gone (a
+        cancelled run) does not stop the payment.
+        """
+        parent = workflow.info().parent
+        if parent is None or not workflow.patched(t.PATCH_PROGRESS):
+            return
+        assert self._state is not None
+        progress = t.PaymentProgress(payment_id=self._state.payment_id, change=change,  # type: ignore[arg-type]
+                                     status=self._state.status, approval=approval or self._approval,
+                                     reason=self._state.failure_reason)
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(t.SIGNAL_PROGRESS, progress)
+        except Exception as err:
+            workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
     async def _finish(self, status: str, *, reason: str, actor: str = "system") -> t.PaymentState:
         assert self._state is not None

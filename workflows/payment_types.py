@@ -6,9 +6,16 @@ by string), so the workflow sandbox stays free of web3 and database drivers.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
+from workflows.approval_types import ApprovalProgress
+
 WORKFLOW_NAME = "PaymentWorkflow"
+# A payment started by another workflow (an agent run) pushes each change to it with this Signal.
+SIGNAL_PROGRESS = "payment_progress"
+PATCH_PROGRESS = "payment-progress-to-parent-v1"  # workflow.patched id: where PaymentWorkflow signals its parent
 
 # Statuses a payment moves through; the last four are terminal.
 PENDING = "pending"
@@ -114,3 +121,18 @@ class PaymentState(BaseModel):
     tx_hash: str | None = None
     block_number: int | None = None
     failure_reason: str | None = None
+
+
+class PaymentProgress(BaseModel):
+    """One change of a payment, pushed to the workflow that started it (Signal `payment_progress`).
+
+    `change` is `status` when the payment's status moved (to `status`), `approval` when its approval moved
+    (`approval` then says how: opened, approved, revoked, edited). `approval` is the latest known either way.
+    The final state is not signalled: the parent reads it from the child's result.
+    """
+
+    payment_id: str
+    change: Literal["status", "approval"]
+    status: str
+    approval: ApprovalProgress | None = None
+    reason: str | None = None

@@ -4,14 +4,13 @@ A run is recorded (thread, user message, run row) in one transaction before its 
 that gets 202 can always read the run back. One run at a time per thread (the thread row is locked while
 checking): a transcript is a single line of conversation. Reads are scoped to the caller's tenant and user.
 
-Events: `GET /v1/agent-runs/{id}/events` replays what Postgres has after `Last-Event-ID` (or `?after=`), then
-follows the run's Redis Stream until a terminal event, re-reading Postgres on every idle tick so an event the
-stream missed is still delivered. `id:` is the event's sequence number, so a client resumes exactly.
+Events: `GET /v1/agent-runs/{id}/events` follows the run from `Last-Event-ID` (or `?after=`) with
+`api.run_events.follow_run`, the follower the WebSocket channel shares. `id:` is the event's sequence number,
+so a client resumes exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -26,11 +25,11 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from api.authz import Role, allow, spendable_wallet
 from api.deps import Deps, deps
 from api.errors import ApiError
+from api.run_events import follow_run
 from api.routes.threads import create_thread, owned_thread, parse_id
 from paygent.db import agents as agents_db
 from paygent.db.accounts import AGENT, Principal
 from paygent.db.grants import SPEND
-from paygent.db.agent_events import load_events, read_live
 from paygent.db.agent_schema import agent_runs
 from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
@@ -43,8 +42,6 @@ from workflows import search_attributes as sattr
 
 router = APIRouter(prefix="/v1/agent-runs", tags=["agent runs"])
 log = logging.getLogger("paygent.api.agent_runs")
-LIVE_BLOCK_MS = 5_000
-STREAM_MAX_SECONDS = 3_600  # a client reconnects with Last-Event-ID after this
 
 
 class AgentRunCreate(BaseModel):
@@ -54,6 +51,7 @@ class AgentRunCreate(BaseModel):
     wallet_id: SafeText | None = None
     agent_id: SafeText | None = Field(None, description="run as this agent of yours (its grants, budget and payments)")
     max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
+    tools: bool = Field(True, description="false: a chat turn, the model is offered no tools")
 
 
 def run_view(row, settings: Settings) -> dict:
@@ -107,9 +105,9 @@ async def _acting_principal(conn, who: Principal, agent_id: str | None) -> Princ
                      kind=AGENT, owner_id=who.user_id, owner_name=who.name)
 
 
-@router.post("", status_code=202)
-async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.requester, agents=True)),
-                     d: Deps = Depends(deps)):
+async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport: str = "http") -> dict:
+    """Record the run (thread, message, row, audit) in one transaction, then start its workflow; the answer is
+    what `POST /v1/agent-runs` returns. Shared with the WebSocket's `start_agent`, `user_message` and `chat`."""
     if not body.message.strip():
         raise InvalidInput("message", "must not be blank")
     if body.thread_id is not None and parse_id(body.thread_id) is None:
@@ -142,11 +140,13 @@ async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.r
         await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                            action="agent_run.requested", subject_type="agent_run", subject_id=str(run_id),
                            data={"thread_id": str(thread_id), "wallet_id": str(wallet_id) if wallet_id else None,
-                                 "as": actor.actor})
+                                 "as": actor.actor, "tools": body.tools,
+                                 "transport": transport})
     # the run acts as `actor`: its payments, grants, budget and memory are the agent's when one is named
     inp = t.AgentRunInput(run_id=str(run_id), tenant_id=str(who.tenant_id), user_id=str(actor.user_id),
                           user_name=actor.actor, thread_id=str(thread_id), message_id=str(message_id),
-                          wallet_id=str(wallet_id) if wallet_id else None, max_steps=body.max_steps)
+                          wallet_id=str(wallet_id) if wallet_id else None, max_steps=body.max_steps,
+                          tools=body.tools)
     try:
         await d.temporal.start_workflow(
             t.WORKFLOW_NAME, inp, id=workflow_id, task_queue=d.settings.task_queue,
@@ -160,9 +160,14 @@ async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.r
             await conn.execute(agent_runs.update().where(agent_runs.c.id == run_id).values(
                 status=t.FAILED, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now()))
         raise ApiError(503, "temporal_unavailable", "the run could not be started; try again") from None
-    return JSONResponse({"id": str(run_id), "thread_id": str(thread_id), "message_id": str(message_id),
-                         "workflow_id": workflow_id, "status": t.QUEUED,
-                         "events_url": f"/v1/agent-runs/{run_id}/events"}, status_code=202)
+    return {"id": str(run_id), "thread_id": str(thread_id), "message_id": str(message_id),
+            "workflow_id": workflow_id, "status": t.QUEUED, "events_url": f"/v1/agent-runs/{run_id}/events"}
+
+
+@router.post("", status_code=202)
+async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.requester, agents=True)),
+                     d: Deps = Depends(deps)):
+    return JSONResponse(await start_run(d, who, body), status_code=202)
 
 
 @router.get("/{run_id}")
@@ -172,53 +177,34 @@ async def get_run(run_id: str, who: Principal = Depends(allow(Role.requester, ag
         return run_view(await run_or_404(conn, who, run_id), d.settings)
 
 
-@router.post("/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
-                     d: Deps = Depends(deps)):
+async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str = "http") -> dict:
     """Temporal cancellation: in-flight activities stop, a payment in flight is asked to cancel."""
     async with d.engine.begin() as conn:
         row = await run_or_404(conn, who, run_id)
         if row["status"] in t.TERMINAL:
             raise ApiError(409, "not_cancellable", f"agent run is already {row['status']}")
         await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="agent_run.cancel_requested", subject_type="agent_run", subject_id=run_id)
+                           action="agent_run.cancel_requested", subject_type="agent_run", subject_id=run_id,
+                           data={"transport": transport})
     await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
     return {"id": run_id, "status": "cancelling"}
 
 
-def _sse(event: dict) -> bytes:
+@router.post("/{run_id}/cancel", status_code=202)
+async def cancel_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
+                     d: Deps = Depends(deps)):
+    return await request_cancel(d, who, run_id)
+
+
+def _sse(event: dict | None) -> bytes:
+    if event is None:
+        return b": keepalive\n\n"
     return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-async def _follow(d: Deps, run_id: uuid.UUID, after: int) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STREAM_MAX_SECONDS
-    last = after
-    while loop.time() < deadline:
-        async with d.engine.connect() as conn:
-            stored = await load_events(conn, run_id, last)
-            status = await conn.scalar(sa.select(agent_runs.c.status).where(agent_runs.c.id == run_id))
-        for event in stored:
-            yield _sse(event)
-            last = event["seq"]
-            if event["type"] in t.TERMINAL_EVENTS:
-                return
-        if status in t.TERMINAL and not stored:
-            return  # finished without a terminal event (e.g. never started): nothing more will come
-        try:
-            live = await read_live(d.redis, str(run_id), last, LIVE_BLOCK_MS)
-        except Exception:  # the live feed is an optimisation: fall back to polling Postgres
-            log.warning("redis stream unavailable for run %s; polling", run_id, exc_info=True)
-            live = []
-            await asyncio.sleep(1)
-        for event in live:
-            if event["seq"] == last + 1:  # only in order; anything else is re-read from Postgres above
-                yield _sse(event)
-                last = event["seq"]
-                if event["type"] in t.TERMINAL_EVENTS:
-                    return
-        if not live:
-            yield b": keepalive\n\n"
+async def _sse_stream(d: Deps, run_id: uuid.UUID, after: int) -> AsyncIterator[bytes]:
+    async for event in follow_run(d, run_id, after):
+        yield _sse(event)
 
 
 @router.get("/{run_id}/events")
@@ -232,5 +218,5 @@ async def events(run_id: str, who: Principal = Depends(allow(Role.requester, age
         if not last_event_id.strip().isdigit():
             raise InvalidInput("Last-Event-ID", "must be an event id (a sequence number) from this stream")
         start = int(last_event_id.strip())
-    return StreamingResponse(_follow(d, row["id"], start), media_type="text/event-stream",
+    return StreamingResponse(_sse_stream(d, row["id"], start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

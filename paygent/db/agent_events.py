@@ -38,6 +38,8 @@ def _status_change(event: t.EmitEvent) -> dict[str, Any]:
         return {"status": t.RUNNING}
     if event.type == t.APPROVAL_REQUESTED:
         return {"status": t.AWAITING_APPROVAL}
+    if event.type == t.PAYMENT_TIME_LOCKED:
+        return {"status": t.TIME_LOCKED}
     if event.type == t.APPROVAL_DECIDED:
         return {"status": t.RUNNING}
     if event.type == t.AGENT_THINKING and isinstance(data.get("step"), int):

@@ -60,7 +60,8 @@ agent_runs = sa.Table(
     # the agent the run acts as (its payments are the agent's); user_id is who started it
     sa.Column("agent_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=True),
     sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
-    sa.Column("status", sa.Text, nullable=False),  # queued running awaiting_approval completed failed cancelled
+    sa.Column("status", sa.Text, nullable=False),  # queued running awaiting_approval time_locked
+    # completed failed cancelled
     sa.Column("max_steps", sa.Integer, nullable=False),
     sa.Column("steps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("answer", sa.Text, nullable=True),

@@ -94,8 +94,8 @@ def _call_id(request: LlmRequest, name: str, arguments: dict[str, Any]) -> str:
     return "offline_" + hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
-def _answer(text: str) -> LlmResponse:
-    return LlmResponse(text=text, provider=PROVIDER, model=MODEL)
+def _answer(text: str, *, understood: bool = True) -> LlmResponse:
+    return LlmResponse(text=text, provider=PROVIDER, model=MODEL, understood=understood)
 
 
 def _list_tools(request: LlmRequest) -> str:
@@ -123,7 +123,7 @@ def _summarise_results(messages: list[ChatMessage]) -> str:
 def plan(request: LlmRequest) -> LlmResponse:
     """The next step for this conversation: a tool call for a command, or a final answer."""
     if not request.messages:
-        return _answer(HELP)
+        return _answer(HELP, understood=False)
     last = request.messages[-1]
     if last.role == "tool":
         return _answer(_summarise_results(request.messages))
@@ -132,8 +132,8 @@ def plan(request: LlmRequest) -> LlmResponse:
     intent = parse_command(last.text or "")
     if intent.list_tools:
         return _answer(_list_tools(request))
-    if intent.tool is None:
-        return _answer(intent.answer or HELP)
+    if intent.tool is None:  # help or a usage hint: the request was not understood as a command
+        return _answer(intent.answer or HELP, understood=False)
     if intent.tool not in request.tool_names():
         return _answer(f"I understood that as the `{intent.tool}` tool, but this agent does not have it. "
                        "Say `list tools` to see what it can do.")

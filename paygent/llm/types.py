@@ -88,6 +88,7 @@ class LlmResponse(BaseModel):
     fallback_from: str | None = None
     fallback_reason: str | None = None
     usage: dict[str, int] = Field(default_factory=dict)
+    understood: bool = True  # the offline planner sets False when it answers with help instead of acting
 
     def assistant_message(self) -> ChatMessage:
         """This answer as the assistant turn to append to the conversation before running its tool calls."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from typing import Any
 
 from tests.api.helpers import auth, serve_api  # noqa: F401  (re-exported for the agent tests)
@@ -76,3 +78,16 @@ def types(events: list[dict]) -> list[str]:
 
 def of_type(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["type"] == kind]
+
+
+async def paygent_run(tmp_path, dev: dict, api_url: str, *args: str) -> tuple[int, str, str]:
+    """`paygent run ARGS` as a real subprocess against `api_url`, with a dev.json holding the dev keys."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dev.json").write_text(json.dumps({"api_url": api_url, "users": dev["users"],
+                                               "agents": dev.get("agents", {})}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "paygent.cli", "run", *args, env={**os.environ, "PAYGENT_HOME": str(home)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
-
+from tests.agents.helpers import paygent_run
 from tests.api.helpers import new_recipient
 from tests.fakes.llm_server import fail
-
-
-async def paygent_run(tmp_path, dev: dict, api_url: str, *args: str) -> tuple[int, str, str]:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    (home / "dev.json").write_text(json.dumps({"api_url": api_url, "users": dev["users"]}))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "paygent.cli", "run", *args, env={**os.environ, "PAYGENT_HOME": str(home)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_paygent_run_streams_progress_and_ends_with_the_tx_hash(tmp_path, dev, api_url):
