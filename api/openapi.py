@@ -10,7 +10,8 @@ module completes it in one place, after FastAPI built it, so route modules stay 
 - the bearer (API key) security scheme on every route not in `api.authz.PUBLIC_PATHS` (optional on /readyz);
 - `Idempotency-Key` required on `POST /v1/payments`;
 - formats: ids are uuids, amounts decimal strings with a pattern, addresses 0x-hex, cursors base64url;
-- the answers' shapes where the route returns plain dicts (`DOCUMENTED_ANSWERS`), the SSE media type.
+- the answers' shapes where the route returns plain dicts (`DOCUMENTED_ANSWERS`), the SSE media type, and
+  the WebSocket (`x-websockets`: its client messages' schemas, server messages, close codes).
 
 tests/api/test_api_fuzz.py runs schemathesis against the served app with this document: an answer that the
 document does not describe fails the build, so this table cannot silently drift from the routes.
@@ -23,9 +24,11 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from api.authz import PUBLIC_PATHS
+from api import ws_messages
+from api.routes import ws
 from api.routes.approval_policies import PolicyIn
 from workflows import payment_types as pt
 
@@ -150,6 +153,18 @@ STANDARD_ANSWERS = {
     429: "rate limited (per API key, per address, or after failed authentications): retry after `Retry-After`",
 }
 SSE_PATHS = {"/v1/agent-runs/{run_id}/events"}
+# OpenAPI describes HTTP only; the WebSocket is described beside the paths, where HTTP clients and fuzzers
+# do not mistake it for an HTTP operation.
+WEBSOCKET = {
+    "summary": "Agent runs over one WebSocket: start, continue, chat, cancel, and follow several runs at once",
+    "auth": "`Authorization: Bearer <key>` on the upgrade, or a first `auth` message; the HTTP API's roles and "
+            "rate limits apply",
+    "server_messages": "`ready`, `pong`, `run_started`, `resuming`, `cancelling`, the run's events (as the SSE "
+                       "stream sends them), `run_finished`, `resume_needed`, and `error` {code, field, message, ref}; "
+                       "answers echo the client message's `ref`",
+    "close_codes": {str(ws.CLOSE_UNAUTHENTICATED): "not authenticated", str(ws.CLOSE_RATE_LIMITED): "rate limited",
+                    str(ws.CLOSE_SLOW_READER): "the client read nothing for too long: resume on a new socket"},
+}
 # Public, but a key may be sent for more (an admin's key adds /readyz's details): the key is then checked.
 OPTIONAL_AUTH_PATHS = {"/readyz": "send no key for the summary; an admin's key adds the details"}
 
@@ -176,6 +191,9 @@ def build(app: FastAPI) -> dict[str, Any]:
         "anyOf": [DECIMAL, {"type": "null"}], "description": "null for the last, unbounded tier"}
     doc["components"]["securitySchemes"] = {"bearer": {
         "type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}}
+    client = TypeAdapter(ws_messages.ClientMessage).json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(client.pop("$defs", {}))
+    doc["x-websockets"] = {ws.PATH: {**WEBSOCKET, "client_messages": client}}
     for schema in schemas.values():
         _format_properties(schema)
     for route in iter_route_contexts(app.routes):

@@ -105,3 +105,15 @@ async def test_real_answers_match_the_documented_shapes(doc, http, dev):
     answer_schema(doc, "GET", "/readyz", 200).validate(r.json())
     bad = dict(r.json(), status="fine")  # the validator does refuse what the document rules out
     assert not answer_schema(doc, "GET", "/readyz", 200).is_valid(bad)
+
+
+async def test_the_websocket_is_described_beside_the_paths(doc):
+    described = doc["x-websockets"]["/v1/ws"]
+    assert "/v1/ws" not in doc["paths"]  # not an HTTP operation
+    assert set(described["client_messages"]["discriminator"]["mapping"]) == {
+        "auth", "start_agent", "user_message", "chat", "cancel", "resume", "ping"}
+    assert set(described["close_codes"]) == {"4401", "4429", "4408"}
+    validator = jsonschema_rs.Draft202012Validator({**described["client_messages"], "components": doc["components"]})
+    assert validator.is_valid({"type": "resume", "run_id": "6f1c2a52-8f0e-4d7e-9a55-0c1b5e1d2a10", "last_seq": 3})
+    assert not validator.is_valid({"type": "resume", "run_id": "x", "last_seq": -1})
+    assert not validator.is_valid({"type": "transfer_all_funds"})
