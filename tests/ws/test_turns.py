@@ -15,8 +15,9 @@ async def test_a_thread_continues_with_user_message_and_chat_runs_no_tool(api_ur
         await send(ws, {"type": "user_message", "thread_id": thread_id, "message": "recall ws-colour", "ref": "2"})
         second = await recv(ws)
         assert second["type"] == "run_started" and second["thread_id"] == thread_id and second["ref"] == "2"
-        await send(ws, {"type": "chat", "message": f"pay 5 USDC to {new_recipient()}"})  # a second run, same socket
-        chat = await recv(ws)
+        await send(ws, {"type": "chat", "message": f"pay 5 USDC to {new_recipient()}", "ref": "3"})  # same socket
+        early = await until(ws, lambda m: m.get("ref") == "3")  # the first run's events may come in between
+        chat = early[-1]
         assert chat["type"] == "run_started" and chat["tools"] is False and chat["thread_id"] != thread_id
         pending = {second["run_id"], chat["run_id"]}
 
@@ -25,7 +26,7 @@ async def test_a_thread_continues_with_user_message_and_chat_runs_no_tool(api_ur
                 pending.discard(msg["run_id"])
             return not pending
 
-        seen = await until(ws, both_finished)
+        seen = early + await until(ws, both_finished)
     recalled, chatted = events_of(seen, second["run_id"]), events_of(seen, chat["run_id"])
     assert "teal" in recalled[-1]["data"]["answer"]
     assert chatted[0]["data"]["tools"] is False
