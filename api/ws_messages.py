@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from paygent.domain.errors import InvalidInput
+from paygent.domain.text import SafeText
 from workflows import agent_types as t
 
 MAX_FRAME_CHARS = 64 * 1024
@@ -25,20 +26,20 @@ class BadMessage(InvalidInput):
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ref: str | None = Field(None, max_length=100, description="echoed in the answers to this message")
+    ref: SafeText | None = Field(None, max_length=100, description="echoed in the answers to this message")
 
 
 class Auth(_Message):
     """The first message, when the client cannot send an `Authorization` header (browsers)."""
 
     type: Literal["auth"]
-    api_key: str = Field(min_length=1, max_length=200)
+    api_key: SafeText = Field(min_length=1, max_length=200)
 
 
 class _RunRequest(_Message):
-    message: str = Field(min_length=1, max_length=8_000)
-    agent_id: str | None = None
-    wallet_id: str | None = None
+    message: SafeText = Field(min_length=1, max_length=8_000)
+    agent_id: SafeText | None = None
+    wallet_id: SafeText | None = None
     max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
 
 
@@ -46,33 +47,33 @@ class StartAgent(_RunRequest):
     """Start an agent run (a new thread, or `thread_id` to continue one)."""
 
     type: Literal["start_agent"]
-    thread_id: str | None = None
+    thread_id: SafeText | None = None
 
 
 class UserMessage(_RunRequest):
     """Continue a thread: the next user message, as a new run on it."""
 
     type: Literal["user_message"]
-    thread_id: str
+    thread_id: SafeText
 
 
 class Chat(_RunRequest):
     """A turn without tools: the model answers, nothing is paid or fetched."""
 
     type: Literal["chat"]
-    thread_id: str | None = None
+    thread_id: SafeText | None = None
 
 
 class Cancel(_Message):
     type: Literal["cancel"]
-    run_id: str
+    run_id: SafeText
 
 
 class Resume(_Message):
     """Follow a run again after a dropped socket: what came after `last_seq` is replayed, then it goes live."""
 
     type: Literal["resume"]
-    run_id: str
+    run_id: SafeText
     last_seq: int = Field(ge=0)
 
 

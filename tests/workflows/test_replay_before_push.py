@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.approvals import APPROVAL_WORKFLOWS
+from workers.data_errors import DataErrorInterceptor
 from workers.main import workflow_runner
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
@@ -29,7 +30,7 @@ def replayer() -> Replayer:
     """The worker's workflows, sandbox, converter and interceptors (see workers/main.py)."""
     return Replayer(workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
                     data_converter=pydantic_data_converter, workflow_runner=workflow_runner(),
-                    interceptors=[TenantInterceptor()])
+                    interceptors=[DataErrorInterceptor(), TenantInterceptor()])
 
 
 async def test_workflows_recorded_before_the_push_replay_on_todays_code():
