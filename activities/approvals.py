@@ -25,6 +25,7 @@ from paygent.crypto import channel_attestation, unseal_webhook_secret
 from paygent.db.audit import append_audit
 from paygent.db import policies
 from paygent.db.schema import approvals, audit_log, webhooks
+from paygent.db.tenancy import tenant_transaction
 from paygent.domain.approval_policy import ApprovalPolicy
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
@@ -33,6 +34,7 @@ from workflows.approval_types import (
     ACT_LOAD_POLICY, ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, ApprovalEvent, DecisionRecord,
     PolicyRequest, WebhookDelivery,
 )
+from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest
 
 APPROVAL_WORKFLOWS = [ApprovalWorkflow]
 SIGNATURE_HEADER = "X-Paygent-Signature"
@@ -134,25 +136,38 @@ class ApprovalActivities:
         """Publishes on Redis and returns the ids of the webhooks that want this event (delivered separately)."""
         tenant_id = event.approval.tenant_id
         await self._redis.publish(redis_channel(tenant_id), event_body(event))
-        async with self._engine.connect() as conn:
+        return await self.subscribers(SubscribersRequest(tenant_id=tenant_id, event_type=event.type))
+
+    @activity.defn(name=ACT_SUBSCRIBERS)
+    async def subscribers(self, request: SubscribersRequest) -> list[str]:
+        """Ids of the tenant's active webhooks (and configured ones) that want this event type."""
+        async with tenant_transaction(self._engine, request.tenant_id) as conn:
             rows = await conn.execute(sa.select(webhooks.c.id).where(
-                webhooks.c.tenant_id == uuid.UUID(tenant_id), webhooks.c.active,
+                webhooks.c.tenant_id == uuid.UUID(request.tenant_id), webhooks.c.active,
                 sa.or_(sa.func.cardinality(webhooks.c.events) == 0,
-                       sa.literal(event.type) == sa.any_(webhooks.c.events)),
+                       sa.literal(request.event_type) == sa.any_(webhooks.c.events)),
             ).order_by(webhooks.c.created_at, webhooks.c.id))
             ids = [str(r.id) for r in rows]
         ids += [f"config:{i}" for i, hook in enumerate(self._configured)
-                if not hook.events or event.type in hook.events]
+                if not hook.events or request.event_type in hook.events]
         return ids
 
     @activity.defn(name=ACT_WEBHOOK)
     async def deliver_webhook(self, delivery: WebhookDelivery) -> int:
         """POST the signed event. 2xx: done; 408/429/5xx/network: retried; other 4xx: the receiver refuses."""
-        url, secret = await self._resolve(delivery.webhook_id)
+        return await self._post(delivery.webhook_id, delivery.event.type, delivery.event.event_id,
+                                event_body(delivery.event))
+
+    @activity.defn(name=ACT_DELIVER_EVENT)
+    async def deliver_event(self, delivery: EventDelivery) -> int:
+        """POST a non-approval event (reconciliation findings), signed and retried like approval events."""
         event = delivery.event
-        body = event_body(event)
-        headers = {"Content-Type": "application/json", "X-Paygent-Event": event.type,
-                   "X-Paygent-Delivery": event.event_id, SIGNATURE_HEADER: sign_body(secret, body)}
+        return await self._post(delivery.webhook_id, event.type, event.event_id, event.model_dump_json().encode())
+
+    async def _post(self, webhook_id: str, event_type: str, event_id: str, body: bytes) -> int:
+        url, secret = await self._resolve(webhook_id)
+        headers = {"Content-Type": "application/json", "X-Paygent-Event": event_type,
+                   "X-Paygent-Delivery": event_id, SIGNATURE_HEADER: sign_body(secret, body)}
         try:  # one attempt per activity attempt (Temporal owns retries); checked and pinned by the egress policy
             async with EgressPolicy.from_settings(self._settings).client(timeout=10.0) as http:
                 response = await http.post(url, content=body, headers=headers)
@@ -198,4 +213,4 @@ class ApprovalActivities:
 def approval_activities(instance: ApprovalActivities) -> list:
     """The bound activity methods, for `Worker(activities=...)`."""
     return [instance.record_decision, instance.publish_event, instance.deliver_webhook, instance.load_policy,
-            instance.signal_decisions_allowed]
+            instance.signal_decisions_allowed, instance.subscribers, instance.deliver_event]

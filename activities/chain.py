@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError
 
 from paygent.chain.nonces import allocate_nonce
+from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import fee_fields, transfer_calldata
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
@@ -37,7 +39,8 @@ def _hex(value) -> str:
 
 class ChainActivities:
     def __init__(self, engine: AsyncEngine, rpc_url: str, master_key: bytes, *, gas_limit: int,
-                 confirmations: int, replace_after_seconds: float = 60, poll_seconds: float = 0.25) -> None:
+                 confirmations: int, replace_after_seconds: float = 60, poll_seconds: float = 0.25,
+                 receipt_wait_seconds: float = 3 * 3600) -> None:
         self.engine = engine
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
         self._master_key = master_key
@@ -45,6 +48,7 @@ class ChainActivities:
         self.confirmations = confirmations
         self.replace_after_seconds = replace_after_seconds
         self.poll_seconds = poll_seconds
+        self.receipt_wait_seconds = receipt_wait_seconds
 
     async def _payment(self, payment_id: str):
         async with self.engine.connect() as conn:
@@ -103,33 +107,13 @@ class ChainActivities:
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
         return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False)
 
-    async def _send(self, tx_hash: str, raw: bytes, nonce: int) -> None:
-        """Send stored bytes; 'already known', or a nonce used by one of this payment's own attempts, is fine."""
-        try:
-            await self.w3.eth.send_raw_transaction(raw)
-        except (Web3RPCError, ValueError) as err:
-            text = str(err).lower()
-            if "already known" in text or "already imported" in text or "underpriced" in text:
-                return  # known, or a higher-fee replacement of it is already pending
-            if "nonce too low" in text:
-                return  # the nonce is used: the receipt check decides whether by this payment or another
-            raise
-
     @activity.defn(name=t.ACT_BROADCAST)
     async def broadcast(self, payment_id: str) -> str:
         row = await self._payment(payment_id)
         if row["signed_tx"] is None:
             raise ApplicationError("nothing signed to broadcast", type="NotSigned", non_retryable=True)
-        await self._send(row["tx_hash"], row["signed_tx"], row["nonce"])
+        await send_stored(self.w3, row["signed_tx"])
         return row["tx_hash"]
-
-    async def _landed(self, attempts: list):
-        for attempt in attempts:
-            try:
-                return attempt, await self.w3.eth.get_transaction_receipt(attempt["tx_hash"])
-            except TransactionNotFound:
-                continue
-        return None, None
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
     async def await_receipt(self, req: t.PaymentRequest) -> t.ReceiptResult:
@@ -142,7 +126,7 @@ class ChainActivities:
         while True:
             activity.heartbeat()
             attempts = await self._attempts(payment_id)
-            attempt, receipt = await self._landed(attempts)
+            attempt, receipt = await first_landed(self.w3, attempts)
             if receipt is not None:
                 depth = await self.w3.eth.block_number - receipt["blockNumber"] + 1
                 if depth >= self.confirmations:
@@ -150,15 +134,35 @@ class ChainActivities:
             else:
                 latest = attempts[-1]
                 for a in attempts:  # keep every attempt known to the node; the nonce lets only one land
-                    await self._send(a["tx_hash"], a["raw"], a["nonce"])
+                    await send_stored(self.w3, a["raw"])
                 mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
-                if mined_nonce > latest["nonce"] and (await self._landed(attempts))[1] is None:
+                if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
                     raise ApplicationError(f"nonce {latest['nonce']} was used by a transaction that is not "
                                            "this payment's", type="NonceConflict", non_retryable=True)
                 if time.monotonic() - started >= self.replace_after_seconds:
                     await self._replace(req, latest)
                     started = time.monotonic()
+                if datetime.now(timezone.utc) - attempts[0]["created_at"] >= timedelta(
+                        seconds=self.receipt_wait_seconds):
+                    return await self._give_up(req, latest)
             await asyncio.sleep(self.poll_seconds)
+
+    async def _give_up(self, req: t.PaymentRequest, latest) -> t.ReceiptResult:
+        """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
+        (reservation held) and is marked for the reconciler, which re-sends it and settles it either way."""
+        async with self.engine.begin() as conn:
+            await conn.execute(payments.update().where(payments.c.id == uuid.UUID(req.payment_id)).values(
+                details=payments.c.details.op("||")(sa.func.jsonb_build_object(
+                    t.RECEIPT_WAIT_GAVE_UP, sa.func.now())), updated_at=sa.func.now()))
+            await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system",
+                               action="payment.receipt_wait_gave_up", subject_type="payment",
+                               subject_id=req.payment_id,
+                               data={"tx_hash": latest["tx_hash"], "nonce": latest["nonce"],
+                                     "waited_seconds": self.receipt_wait_seconds})
+        activity.logger.warning("payment %s: no receipt after %ss; left to the reconciler", req.payment_id,
+                                self.receipt_wait_seconds)
+        return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0,
+                               pending=True)
 
     async def _replace(self, req: t.PaymentRequest, latest) -> None:
         """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
@@ -174,7 +178,7 @@ class ChainActivities:
                                .with_for_update())
             tx_hash, raw = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
         activity.logger.info("replaced %s with %s for payment %s", latest["tx_hash"], tx_hash, req.payment_id)
-        await self._send(tx_hash, raw, latest["nonce"])
+        await send_stored(self.w3, raw)
 
     async def _result(self, tx_hash: str, receipt) -> t.ReceiptResult:
         reason = None

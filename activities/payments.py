@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from paygent.db import reservations
 from paygent.db.audit import append_audit
-from paygent.db.schema import ledger_entries, payments
+from paygent.db.ledger import write_payment_entries
+from paygent.db.schema import payments
 from workflows import payment_types as t
 
 
@@ -55,7 +55,7 @@ class PaymentActivities:
                 return
             await conn.execute(payments.update().where(payments.c.id == uuid.UUID(change.payment_id)).values(
                 status=change.status, failure_reason=change.reason, updated_at=sa.func.now()))
-            if change.status in t.TERMINAL:  # failed, cancelled, refused: the budget is given back
+            if change.status in t.TERMINAL and not change.hold_reservation:  # the budget is given back
                 await reservations.settle_reservation(conn, uuid.UUID(change.payment_id), reservations.RELEASED)
             await append_audit(conn, tenant_id=row.tenant_id, actor=change.actor, channel="system",
                                action=f"payment.{change.status}", subject_type="payment",
@@ -78,14 +78,9 @@ class PaymentActivities:
             await reservations.settle_reservation(
                 conn, pid, reservations.COMMITTED if s.receipt.succeeded else reservations.RELEASED)
             if s.receipt.succeeded:
-                rows = [
-                    {"account": f"wallet:{s.wallet_id}", "amount_atomic": -s.amount_atomic},
-                    {"account": f"external:{s.to}", "amount_atomic": s.amount_atomic},
-                ]
-                await conn.execute(pg_insert(ledger_entries).values([
-                    {**r, "tenant_id": uuid.UUID(s.tenant_id), "payment_id": pid, "asset": s.asset,
-                     "tx_hash": s.receipt.tx_hash} for r in rows
-                ]).on_conflict_do_nothing(constraint="ledger_one_entry_per_account"))
+                await write_payment_entries(conn, tenant_id=s.tenant_id, payment_id=pid, wallet_id=s.wallet_id,
+                                            to=s.to, asset=s.asset, amount_atomic=s.amount_atomic,
+                                            tx_hash=s.receipt.tx_hash)
             await append_audit(conn, tenant_id=s.tenant_id, actor="system", channel="system",
                                action=f"payment.{status}", subject_type="payment", subject_id=s.payment_id,
                                data={"tx_hash": s.receipt.tx_hash, "block_number": s.receipt.block_number,

@@ -15,7 +15,8 @@ from web3 import AsyncWeb3
 from api import docs, errors, metrics, openapi
 from api.deps import Deps
 from api.ratelimit import RateLimits
-from api.routes import agent_runs, agents, approvals, audit, health, payments, threads, wallets, webhooks, ws
+from api.routes import agent_runs, agents, approvals, audit, health, payments, reconciliation, threads, wallets,
+                        webhooks, ws
 from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
     app.include_router(agents.router)
     app.include_router(audit.router)
     app.include_router(ws.router)  # GET /v1/ws: agent runs over a WebSocket
+    app.include_router(reconciliation.router)
     docs.install(app)
     openapi.install(app)
     if provider is not None:

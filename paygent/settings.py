@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     transfer_gas_limit: int = 100_000
     # a transaction not mined this long after its latest attempt is replaced (same nonce, fees +12.5%)
     replace_after_seconds: int = 60
+    # the receipt wait gives up after this long; the payment stays `submitted` and the reconciler settles it
+    receipt_wait_seconds: int = 3 * 3600
+    # the reconcile schedule's interval, and the widest block range one eth_getLogs call asks for
+    reconcile_interval_seconds: int = 15
+    reconcile_batch_blocks: int = 2_000
 
     master_key: SecretStr | None = None
 

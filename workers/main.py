@@ -23,6 +23,7 @@ from activities.agents import agent_activities
 from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
 from activities.chain import ChainActivities
 from activities.payments import PaymentActivities
+from activities.reconcile import ReconcileActivities
 from activities.x402 import X402Activities
 from paygent import tracing
 from paygent.db.engine import get_engine
@@ -31,6 +32,7 @@ from workers.data_errors import DataErrorInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
 from workflows.payment import PaymentWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 log = logging.getLogger("paygent.worker")
 
@@ -72,7 +74,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     payments = PaymentActivities(engine)
     chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
                             gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations,
-                            replace_after_seconds=settings.replace_after_seconds)
+                            replace_after_seconds=settings.replace_after_seconds,
+                            receipt_wait_seconds=settings.receipt_wait_seconds)
     approvals = ApprovalActivities(engine, Redis.from_url(settings.redis_url), settings)
     return Worker(
         client,
@@ -81,9 +84,10 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         workflow_runner=workflow_runner(),
         # data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)
         interceptors=[DataErrorInterceptor(), TenantInterceptor()],
-        workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
+        workflows=[PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS],
         activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
                     chain.await_receipt, *X402Activities(engine, settings).activities(),
+                    *ReconcileActivities(engine, settings).activities(),
                     *agent_activities(client, settings, engine), *approval_activities(approvals)],
     )
 

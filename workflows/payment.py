@@ -31,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 X402_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
                          non_retryable_error_types=[x.ERR_REFUSED, x.ERR_REJECTED, x.ERR_STATE])
+# workflow.patched ids: running workflows started before these changes replay their old commands
+PATCH_RECEIPT_WAIT = "receipt-wait-leaves-submitted"
+PATCH_HOLD_AUTHORIZATION = "x402-hold-reservation-until-valid-before"
 CHAIN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TransferReverted", "WalletMissing"])
 
@@ -43,6 +46,7 @@ class PaymentWorkflow:
         self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
         self._approval: ApprovalProgress | None = None  # the child approval's latest progress
         self._approval_news: list[ApprovalProgress] = []  # progress not yet passed on to the parent
+        self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
 
     @workflow.query(name="state")
     def state(self) -> t.PaymentState | None:
@@ -129,7 +133,17 @@ class PaymentWorkflow:
             if isinstance(cause, ApplicationError) and cause.type in (x.ERR_REFUSED, x.ERR_REJECTED):
                 return await self._finish(t.REFUSED, reason=_reason(err))
             return await self._finish(t.FAILED, reason=_reason(err))
+        if receipt.pending and workflow.patched(PATCH_RECEIPT_WAIT):
+            return self._left_to_reconciler(receipt)
         return await self._settle(req, receipt)
+
+    def _left_to_reconciler(self, receipt: t.ReceiptResult) -> t.PaymentState:
+        """The receipt wait gave up: the signed transaction may still land, so the payment is not `failed`.
+        It stays `submitted` with its reservation; the reconciler re-sends the same bytes and settles it."""
+        assert self._state is not None
+        self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
+        workflow.set_current_details(f"Submitted {self._label}: no receipt yet; the reconciler settles it")
+        return self._state
 
     async def _approval_gate(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
         """M-of-N approval (and its time-lock) when the policy's tier for this amount asks for it.
@@ -250,13 +264,14 @@ class PaymentWorkflow:
 
     async def _execute_x402(self, req: t.PaymentRequest) -> t.ReceiptResult | t.PaymentState:
         """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
-        await workflow.execute_activity(
+        signed: x.X402SignResult = await workflow.execute_activity(
             x.ACT_X402_SIGN, x.X402SignRequest(payment_id=req.payment_id, tenant_id=req.tenant_id,
                                               wallet_id=req.wallet_id, policy=self._x402_policy(req)),
             result_type=x.X402SignResult, start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=X402_RETRY,
             summary=f"Sign the x402 authorization for {self._label}",
         )
+        self._authorization_valid_before = signed.valid_before
         await self._set_status(t.SUBMITTED)
         sent: x.X402SendResult = await workflow.execute_activity(
             x.ACT_X402_SEND, x.X402SendRequest(payment_id=req.payment_id, tenant_id=req.tenant_id),
@@ -300,13 +315,13 @@ class PaymentWorkflow:
         return await self._finish(t.CANCELLED, reason=reason, actor=self._cancel.actor)
 
     async def _set_status(self, status: str, *, reason: str | None = None, details: dict | None = None,
-                          actor: str = "system") -> None:
+                          actor: str = "system", hold_reservation: bool = False) -> None:
         assert self._state is not None
         previous, self._state.status = self._state.status, status
         await workflow.execute_activity(
             t.ACT_MARK_STATUS,
             t.StatusChange(payment_id=self._req.payment_id, status=status, reason=reason, actor=actor,
-                           details=details or {}),
+                           details=details or {}, hold_reservation=hold_reservation),
             start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
             retry_policy=DB_RETRY, summary=f"Status {previous} -> {status}",
         )
@@ -335,8 +350,12 @@ class PaymentWorkflow:
     async def _finish(self, status: str, *, reason: str, actor: str = "system") -> t.PaymentState:
         assert self._state is not None
         reason = scrub(reason)  # a reason quoting a refused value must still be storable
+        hold = self._authorization_valid_before is not None and workflow.patched(PATCH_HOLD_AUTHORIZATION)
+        if hold:  # the server holds a signed authorization it may still settle: keep the budget until it expires
+            reason += (f" (the signed authorization stays valid until {self._authorization_valid_before}: "
+                       "the reservation is held until then, and a late settlement is reconciled)")
         self._state.failure_reason = reason
-        await self._set_status(status, reason=reason, actor=actor)
+        await self._set_status(status, reason=reason, actor=actor, hold_reservation=hold)
         workflow.set_current_details(f"{status}: {reason}")
         return self._state
 

@@ -37,6 +37,9 @@ ACT_BROADCAST = "payments.broadcast"
 ACT_AWAIT_RECEIPT = "payments.await_receipt"
 ACT_SETTLE = "payments.settle"
 
+# payments.details key set when the receipt wait gave up; the reconciler settles such payments
+RECEIPT_WAIT_GAVE_UP = "receipt_wait_gave_up_at"
+
 
 def payment_workflow_id(payment_id: str) -> str:
     return f"payment-{payment_id}"
@@ -69,6 +72,9 @@ class StatusChange(BaseModel):
     reason: str | None = None
     actor: str = "system"
     details: dict = Field(default_factory=dict)
+    # A closed x402 payment whose signed authorization could still be settled keeps its reservation: the
+    # reconciler commits it if the authorization lands, or releases it once its `validBefore` has passed.
+    hold_reservation: bool = False
 
 
 class ReserveOutcome(BaseModel):
@@ -90,6 +96,9 @@ class ReceiptResult(BaseModel):
     block_number: int | None
     gas_used: int
     revert_reason: str | None = None
+    # The wait gave up (PAYGENT_RECEIPT_WAIT_SECONDS) while the signed transaction could still land: the
+    # payment stays `submitted` and the reconciler settles it, whichever way it ends.
+    pending: bool = False
 
 
 class Settlement(BaseModel):

@@ -17,14 +17,17 @@ AMOUNT = SearchAttributeKey.for_int("PaygentAmount")
 APPROVAL_STATE = SearchAttributeKey.for_keyword("PaygentApprovalState")
 APPROVALS_HAD = SearchAttributeKey.for_int("PaygentApprovalsHad")
 APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")
+# Set on a reconcile run: how many chain movements it found that no payment explains (`> 0` to list them).
+RECONCILE_MISMATCHES = SearchAttributeKey.for_int("PaygentReconcileMismatches")
 
-ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED)
+ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE_MISMATCHES)
+INTS = (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE_MISMATCHES)
 
 
 def cli_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags: list[str] = []
     for key in ALL:
-        kind = "Int" if key in (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED) else "Keyword"
+        kind = "Int" if key in INTS else "Keyword"
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags

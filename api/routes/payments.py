@@ -23,7 +23,9 @@ from api.deps import Deps, deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
+from paygent.db.payment_history import status_history
 from paygent.db.schema import payments
+from paygent.db.tenancy import tenant_transaction
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
@@ -98,7 +100,9 @@ def payment_view(row, settings: Settings) -> dict:
 def _x402_view(details: dict) -> dict:
     """What the paid request did; never the signed authorization itself (whoever holds it could settle it)."""
     response = details.get("response") or {}
+    signed = details.get("signed") or {}
     return {"url": details.get("url"), "outcome": details.get("outcome"), "refusal": details.get("refusal"),
+            "authorization_valid_before": signed.get("valid_before"),
             "response_status": response.get("status"), "response_body_excerpt": response.get("body_excerpt"),
             "receipt": details.get("receipt")}
 
@@ -211,7 +215,10 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
 
 @router.get("/{payment_id}")
 async def get_payment(payment_id: str, who: Principal = Depends(allow(*Role, agents=True)), d: Deps = Depends(deps)):
-    return payment_view(await _own_payment(d, who, payment_id), d.settings)
+    row = await _own_payment(d, who, payment_id)
+    async with tenant_transaction(d.engine, who.tenant_id) as conn:
+        history = await status_history(conn, row["id"])
+    return {**payment_view(row, d.settings), "status_history": history}
 
 
 async def _own_payment(d: Deps, who: Principal, payment_id: str):

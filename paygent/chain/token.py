@@ -135,9 +135,10 @@ async def transfer(w3: AsyncWeb3, token: str, sender: LocalAccount, to: str, amo
     return await send_transaction(w3, sender, token, transfer_calldata(to, amount_atomic))
 
 
-async def balance_of(w3: AsyncWeb3, token: str, holder: str) -> int:
-    """`holder`'s token balance in atomic units."""
-    return int(await _token(w3, token).functions.balanceOf(to_checksum_address(holder)).call())
+async def balance_of(w3: AsyncWeb3, token: str, holder: str, block: int | str = "latest") -> int:
+    """`holder`'s token balance in atomic units (as of `block`)."""
+    return int(await _token(w3, token).functions.balanceOf(to_checksum_address(holder)).call(
+        block_identifier=block))
 
 
 async def is_deployed(w3: AsyncWeb3, address: str) -> bool:

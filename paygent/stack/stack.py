@@ -16,6 +16,7 @@ from paygent.netutil import port_open
 from paygent.stack import apps, processes, provision, servers, services
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import Piece
+from paygent.stack.reconcile_schedule import ensure_reconcile_schedule
 
 Echo = Callable[[str], None]
 STOP_ORDER = ("api", "worker", "x402", "anvil", "temporal", "redis", "postgres")
@@ -42,7 +43,17 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     launches = (apps.launch_worker(cfg, env), apps.launch_api(cfg, env), apps.launch_paid_service(cfg, env))
     for ready in launches:  # all start, then each is waited for
         echo(piece_line(ready()))
+    interval = reconcile_interval()
+    done = ensure_reconcile_schedule(cfg.temporal_address, env.get("PAYGENT_TASK_QUEUE") or apps.task_queue(),
+                                     interval)
+    echo(f"  {'reconcile':<12} schedule {done}: every {interval}s")
     return dev
+
+
+def reconcile_interval() -> int:
+    from paygent.settings import Settings
+
+    return Settings().reconcile_interval_seconds
 
 
 def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo,

@@ -1,0 +1,221 @@
+"""The reconciler's I/O: list wallets, read the safe head, settle what closed unpaid, scan new blocks.
+
+Each activity works on one wallet inside that wallet's tenant transaction(s); the decisions are the pure
+rules of `paygent.domain.reconcile`. A scan commits one block range at a time together with its checkpoint,
+so a crash loses at most the range in progress, and scanning it again writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from eth_utils import to_checksum_address
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from web3 import AsyncWeb3
+
+from paygent.chain import transfer_logs
+from paygent.chain.resend import first_landed, send_stored
+from paygent.chain.token import balance_of, token_abi
+from paygent.db import reconcile as db
+from paygent.db.audit import append_audit
+from paygent.db.reconcile_schema import NATIVE
+from paygent.db.tenancy import tenant_transaction
+from paygent.domain import reconcile as rules
+from paygent.settings import Settings
+from workflows import reconcile_types as r
+
+
+def _finding(kind: str, tenant_id, subject: str, **data) -> r.Finding:
+    return r.Finding(event_id=f"{kind}:{subject}", type=kind, tenant_id=str(tenant_id), data=data)
+
+
+class ReconcileActivities:
+    """Register `ReconcileActivities(engine, settings).activities()` on a worker."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.token = settings.token_address
+        self.asset = settings.token_symbol
+
+    def activities(self) -> list:
+        return [self.list_wallets, self.safe_head, self.settle_open, self.scan_wallet]
+
+    @activity.defn(name=r.ACT_LIST_WALLETS)
+    async def list_wallets(self) -> list[r.WalletRef]:
+        """Tenants first, then each tenant's wallets in that tenant's own transaction."""
+        if not self.token:
+            return []  # no token configured: nothing to reconcile
+        async with self.engine.connect() as conn:
+            tenants = await db.tenant_ids(conn)
+        out: list[r.WalletRef] = []
+        for tenant_id in tenants:
+            async with tenant_transaction(self.engine, tenant_id) as conn:
+                out += [r.WalletRef(tenant_id=str(tenant_id), wallet_id=str(w.id), address=w.address)
+                        for w in await db.tenant_wallets(conn, tenant_id)]
+        return out
+
+    @activity.defn(name=r.ACT_SAFE_HEAD)
+    async def safe_head(self) -> r.SafeHead:
+        head = await self.w3.eth.get_block("latest")
+        return r.SafeHead(block_number=rules.safe_head(head["number"], self.settings.confirmations),
+                          timestamp=max(int(head["timestamp"]), int(time.time())))
+
+    # ---------------------------------------------------------------- payments left open
+    @activity.defn(name=r.ACT_SETTLE_OPEN)
+    async def settle_open(self, req: r.WalletRequest) -> r.WalletResult:
+        """x402 authorizations that hold a reservation, and transactions whose receipt wait gave up."""
+        wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
+        findings: list[r.Finding] = []
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            held = await db.held_authorizations(conn, wallet_id)
+            given_up = await db.receipts_given_up(conn, wallet_id)
+        for payment in held:
+            findings += await self._check_authorization(tenant_id, payment, req.safe_head)
+        for payment, attempts in given_up:
+            findings += await self._check_receipt(tenant_id, req.wallet.address, payment, attempts, req.safe_head)
+        return r.WalletResult(findings=findings)
+
+    async def _check_authorization(self, tenant_id: uuid.UUID, payment, head: r.SafeHead) -> list[r.Finding]:
+        signed = payment["details"]["signed"]
+        token = self.w3.eth.contract(address=to_checksum_address(signed["requirement"]["asset"]), abi=token_abi())
+        nonce = bytes.fromhex(signed["authorization_nonce"].removeprefix("0x"))
+        used = bool(await token.functions.authorizationState(to_checksum_address(signed["payer"]), nonce).call())
+        verdict = rules.authorization_verdict(used=used, valid_before=int(signed["valid_before"]), now=head.timestamp)
+        if verdict != rules.AuthorizationVerdict.EXPIRED:
+            return []  # open: keep holding; settled: the scan confirms it once its block is deep enough
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            done = await db.close_payment(conn, payment, status=None, action=r.AUTHORIZATION_EXPIRED,
+                                          reason="the signed authorization expired unused",
+                                          data={"valid_before": signed["valid_before"]})
+        return [_finding(r.AUTHORIZATION_EXPIRED, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
+                         status=payment["status"], valid_before=signed["valid_before"])] if done else []
+
+    async def _check_receipt(self, tenant_id: uuid.UUID, address: str, payment, attempts: list,
+                             head: r.SafeHead) -> list[r.Finding]:
+        attempt, receipt = await first_landed(self.w3, attempts)
+        pid = str(payment["id"])
+        if receipt is None:
+            mined_nonce = await self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")
+            if attempts and mined_nonce > attempts[-1]["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
+                async with tenant_transaction(self.engine, tenant_id) as conn:
+                    done = await db.close_payment(conn, payment, status="failed", action="payment.failed",
+                                                  reason="NonceConflict: its nonce was used by another transaction")
+                return [_finding("payment.failed", tenant_id, pid, payment_id=pid)] if done else []
+            for a in attempts:  # the node may have dropped it: the same signed bytes, never new ones
+                await send_stored(self.w3, a["raw"])
+            return []
+        if receipt["blockNumber"] > head.block_number:
+            return []  # landed, not yet deep enough
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            if receipt["status"] == 1:
+                action = await db.confirm_payment(conn, payment, tx_hash=attempt["tx_hash"],
+                                                  block_number=receipt["blockNumber"], source="receipt")
+            else:
+                done = await db.close_payment(conn, payment, status="failed", action="payment.failed",
+                                              reason="TransferReverted: reverted on chain",
+                                              data={"tx_hash": attempt["tx_hash"]})
+                action = "payment.failed" if done else None
+        return [_finding(action, tenant_id, pid, payment_id=pid, tx_hash=attempt["tx_hash"],
+                         block_number=receipt["blockNumber"])] if action else []
+
+    # ---------------------------------------------------------------- the block scan
+    @activity.defn(name=r.ACT_SCAN)
+    async def scan_wallet(self, req: r.WalletRequest) -> r.WalletResult:
+        """Token Transfer logs from and to the wallet, and its native balance, over (checkpoint, safe head]."""
+        wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            start, _ = await db.checkpoint(conn, wallet_id, self.asset)
+        result = r.WalletResult()
+        for first, last in rules.scan_ranges(start, req.safe_head.block_number, self.settings.reconcile_batch_blocks):
+            activity.heartbeat(first)
+            result.findings += await self._scan_range(req.wallet, tenant_id, wallet_id, first, last)
+            result.blocks_scanned += last - first + 1
+        return result
+
+    async def _scan_range(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, first: int,
+                          last: int) -> list[r.Finding]:
+        moves = await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last)
+        used = await transfer_logs.authorizations_used(self.w3, self.token, wallet.address, first, last)
+        token_balance = await balance_of(self.w3, self.token, wallet.address, block=last)
+        native_balance = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=last)
+        findings: list[r.Finding] = []
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            for move in moves:
+                findings += await self._record_transfer(conn, wallet, tenant_id, wallet_id, move, used)
+            findings += await self._record_native(conn, wallet, tenant_id, wallet_id, first, last, native_balance)
+            await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=self.asset,
+                                     block_number=last, chain_balance=token_balance)
+        return findings
+
+    async def _record_transfer(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move,
+                               used: dict[str, str]) -> list[r.Finding]:
+        outgoing = move.sender.lower() == wallet.address.lower()
+        payment = None
+        if outgoing:
+            payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
+            if payment is None and move.tx_hash in used:
+                payment = await db.payment_by_authorization(conn, wallet_id, used[move.tx_hash])
+        kind = rules.classify(outgoing=outgoing, matched_payment=payment is not None)
+        amount = -move.amount_atomic if outgoing else move.amount_atomic
+        movement_id = await db.record_movement(
+            conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=self.asset, block_number=move.block_number,
+            tx_hash=move.tx_hash, log_index=move.log_index, kind=kind, amount_atomic=amount,
+            counterparty=move.receiver if outgoing else move.sender, payment_id=payment["id"] if payment else None)
+        findings: list[r.Finding] = []
+        if payment is not None:
+            action = await db.confirm_payment(conn, payment, tx_hash=move.tx_hash, block_number=move.block_number,
+                                              source="transfer log")
+            if action:
+                findings.append(_finding(action, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
+                                         tx_hash=move.tx_hash, block_number=move.block_number))
+        elif kind == rules.Movement.MISMATCH and movement_id is not None:
+            findings.append(await self._mismatch(conn, tenant_id, wallet_id, movement_id, asset=self.asset,
+                                                 block_number=move.block_number, tx_hash=move.tx_hash,
+                                                 amount_atomic=amount, counterparty=move.receiver))
+        return findings
+
+    async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, first: int, last: int,
+                             balance: int) -> list[r.Finding]:
+        """Native coin: gas of the wallet's own payment transactions explains decreases; the rest is a deposit
+        (increase) or a mismatch (decrease)."""
+        _, previous = await db.checkpoint(conn, wallet_id, NATIVE)
+        explained = 0
+        for tx_hash in await db.wallet_tx_hashes(conn, wallet_id, first, last):
+            try:
+                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)
+            except Exception:  # not mined (yet): it spent nothing
+                continue
+            if not (first <= receipt["blockNumber"] <= last):
+                continue
+            fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+            explained -= fee
+            await db.record_movement(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE,
+                                     block_number=receipt["blockNumber"], tx_hash=tx_hash.lower(), log_index=None,
+                                     kind=rules.Movement.GAS, amount_atomic=-fee)
+        rest = rules.unexplained_native(previous_balance=previous, balance=balance, explained=explained)
+        findings: list[r.Finding] = []
+        if rest:
+            kind = rules.Movement.DEPOSIT if rest > 0 else rules.Movement.MISMATCH
+            movement_id = await db.record_movement(
+                conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last, tx_hash=None,
+                log_index=None, kind=kind, amount_atomic=rest, details={"from_block": first, "to_block": last})
+            if kind == rules.Movement.MISMATCH and movement_id is not None:
+                findings.append(await self._mismatch(conn, tenant_id, wallet_id, movement_id, asset=NATIVE,
+                                                     block_number=last, tx_hash=None, amount_atomic=rest,
+                                                     counterparty=None))
+        await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last,
+                                 chain_balance=balance)
+        return findings
+
+    @staticmethod
+    async def _mismatch(conn, tenant_id, wallet_id, movement_id: int, **data) -> r.Finding:
+        data = {"wallet_id": str(wallet_id), "movement_id": movement_id, **data}
+        data["amount_atomic"] = str(data["amount_atomic"])
+        await append_audit(conn, tenant_id=tenant_id, actor="reconciler", channel="system", action=r.MISMATCH,
+                           subject_type="wallet", subject_id=str(wallet_id), data=data)
+        return _finding(r.MISMATCH, tenant_id, f"{wallet_id}:{movement_id}", **data)
+

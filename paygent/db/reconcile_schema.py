@@ -1,0 +1,52 @@
+"""Tables of the reconciler (workflows/reconcile.py): where each wallet's chain scan stopped, and what it saw.
+
+- `reconcile_checkpoints` (wallet, asset): the last block scanned (confirmation depth behind the head) and the
+  chain balance at that block. A scan covers `[block_number + 1, safe head]` only, so the cost of a tick grows
+  with new blocks, never with history; the checkpoint moves in the same transaction as the rows its range wrote.
+- `reconcile_movements`: every movement of a wallet's funds seen on chain, once (unique per wallet, tx and log),
+  with what it matched: `payment` (an outgoing transfer of a Paygent payment), `deposit` (incoming funds),
+  `gas` (native fees of the wallet's own transactions) or `mismatch` (outgoing funds no payment explains).
+  Re-running a block range after a crash inserts nothing twice.
+The ledger side of "ledger vs chain" is `ledger_entries` (payments) plus the `deposit` and `gas` movements.
+Migration: `migrations/versions/0004_reconcile.py`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from paygent.db.schema import Amount, metadata
+
+NATIVE = "ETH"  # the asset name of the chain's native coin in these tables
+PAYMENT, DEPOSIT, GAS, MISMATCH = "payment", "deposit", "gas", "mismatch"
+
+reconcile_checkpoints = sa.Table(
+    "reconcile_checkpoints", metadata,
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
+    sa.Column("asset", sa.Text, primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("block_number", sa.BigInteger, nullable=False),
+    sa.Column("chain_balance", Amount, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+reconcile_movements = sa.Table(
+    "reconcile_movements", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("block_number", sa.BigInteger, nullable=False),
+    sa.Column("tx_hash", sa.Text, nullable=True),  # NULL for a native balance change no transaction explains
+    sa.Column("log_index", sa.Integer, nullable=True),
+    sa.Column("kind", sa.Text, nullable=False),  # payment | deposit | gas | mismatch
+    sa.Column("amount_atomic", Amount, nullable=False),  # signed: negative = out of the wallet
+    sa.Column("counterparty", sa.Text, nullable=True),
+    sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=True),
+    sa.Column("details", JSONB, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("wallet_id", "asset", "block_number", "tx_hash", "log_index", "kind",
+                        name="reconcile_movement_once", postgresql_nulls_not_distinct=True),
+    sa.Index("reconcile_movements_wallet_kind", "wallet_id", "kind"),
+)

@@ -1,0 +1,99 @@
+"""ReconcileWorkflow: keep every wallet's ledger equal to the chain, one run per tick of its Temporal Schedule.
+
+The workflow decides (which wallets, up to which block, what to publish); activities read the chain and write
+rows. A run reads the safe head once (the newest block `confirmations` deep) so every wallet is reconciled up
+to the same block, then per wallet: settle payments left open (x402 authorizations, receipt waits that gave
+up), scan the new blocks, publish each finding to the tenant's webhooks. Its history stays short: one run per
+tick, and a run with very many wallets continues as new with the wallets it has not done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows import reconcile_types as r
+from workflows import search_attributes as sa
+from workflows.webhook_types import (ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest,
+                                     WebhookEvent)
+
+PARALLEL_WALLETS = 4
+IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                       maximum_attempts=5)  # bounded: the next tick starts over from the checkpoints
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                           maximum_attempts=6)
+
+
+@workflow.defn(name=r.WORKFLOW_NAME)
+class ReconcileWorkflow:
+    @workflow.run
+    async def run(self, inp: r.ReconcileInput) -> r.ReconcileResult:
+        wallets = inp.remaining
+        if wallets is None:
+            wallets = await workflow.execute_activity(
+                r.ACT_LIST_WALLETS, result_type=list[r.WalletRef], start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=IO_RETRY, summary="List tenants' wallets")
+        head = inp.safe_head or await workflow.execute_activity(
+            r.ACT_SAFE_HEAD, result_type=r.SafeHead, start_to_close_timeout=timedelta(seconds=15),
+            retry_policy=IO_RETRY, summary="Read the safe head")
+        totals = inp.model_copy(update={"remaining": None, "safe_head": head})
+        workflow.set_current_details(f"Reconciling {len(wallets)} wallets up to block {head.block_number}")
+        for start in range(0, len(wallets), PARALLEL_WALLETS):
+            group = wallets[start:start + PARALLEL_WALLETS]
+            for result in await asyncio.gather(*(self._wallet(w, head) for w in group)):
+                totals.blocks_scanned += result.blocks_scanned
+                totals.findings += len(result.findings)
+                totals.mismatches += sum(1 for f in result.findings if f.type == r.MISMATCH)
+            totals.wallets += len(group)
+            if totals.mismatches:
+                workflow.upsert_search_attributes([sa.RECONCILE_MISMATCHES.value_set(totals.mismatches)])
+            rest = wallets[start + PARALLEL_WALLETS:]
+            if rest and workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(totals.model_copy(update={"remaining": rest}))
+        workflow.upsert_search_attributes([sa.RECONCILE_MISMATCHES.value_set(totals.mismatches)])
+        return r.ReconcileResult(wallets=totals.wallets, blocks_scanned=totals.blocks_scanned,
+                                 mismatches=totals.mismatches, findings=totals.findings)
+
+    async def _wallet(self, wallet: r.WalletRef, head: r.SafeHead) -> r.WalletResult:
+        """Settle what is open, then scan; a wallet whose chain reads keep failing waits for the next tick."""
+        req = r.WalletRequest(wallet=wallet, safe_head=head)
+        result = r.WalletResult()
+        try:
+            opened = await workflow.execute_activity(
+                r.ACT_SETTLE_OPEN, req, result_type=r.WalletResult, start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=IO_RETRY, summary=f"Open authorizations and receipts of {wallet.address}")
+            scanned = await workflow.execute_activity(
+                r.ACT_SCAN, req, result_type=r.WalletResult, start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=60), retry_policy=IO_RETRY,
+                summary=f"Scan {wallet.address} up to block {head.block_number}")
+        except ActivityError as err:
+            workflow.logger.warning("wallet %s not reconciled this tick: %s", wallet.wallet_id, err.cause or err)
+            return result
+        result.findings = opened.findings + scanned.findings
+        result.blocks_scanned = scanned.blocks_scanned
+        await asyncio.gather(*(self._publish(f) for f in result.findings))
+        return result
+
+    async def _publish(self, finding: r.Finding) -> None:
+        """Webhook events for a finding (already audited); a failed delivery never fails the run."""
+        event = WebhookEvent(event_id=finding.event_id, type=finding.type, at=workflow.now().isoformat(),
+                             tenant_id=finding.tenant_id, data=finding.data)
+        try:
+            ids = await workflow.execute_activity(
+                ACT_SUBSCRIBERS, SubscribersRequest(tenant_id=finding.tenant_id, event_type=finding.type),
+                result_type=list[str], start_to_close_timeout=timedelta(seconds=10), retry_policy=NOTIFY_RETRY,
+                summary=f"webhooks for {finding.type}")
+            results = await asyncio.gather(*(workflow.execute_activity(
+                ACT_DELIVER_EVENT, EventDelivery(webhook_id=wid, event=event),
+                start_to_close_timeout=timedelta(seconds=15), retry_policy=NOTIFY_RETRY,
+                summary=f"webhook {finding.type}") for wid in ids), return_exceptions=True)
+        except ActivityError as exc:
+            workflow.logger.warning("could not publish %s: %s", finding.event_id, exc)
+            return
+        for wid, res in zip(ids, results):
+            if isinstance(res, BaseException):
+                workflow.logger.warning("webhook %s gave up on %s: %s", wid, finding.event_id, res)

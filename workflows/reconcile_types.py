@@ -1,0 +1,79 @@
+"""The reconcile workflow's public contract: names, inputs, outputs, and the events it publishes.
+
+`ReconcileWorkflow` runs once per tick of the Temporal Schedule `SCHEDULE_ID` (created by `paygent stack up`):
+list wallets -> read the safe head -> per wallet settle what closed unpaid or unconfirmed, then scan the new
+blocks -> publish findings as webhook events. Activities live in activities/reconcile.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+WORKFLOW_NAME = "ReconcileWorkflow"
+SCHEDULE_ID = "paygent-reconcile"
+WORKFLOW_ID = "paygent-reconcile"  # the schedule appends the tick's time to it
+
+ACT_LIST_WALLETS = "reconcile.list_wallets"
+ACT_SAFE_HEAD = "reconcile.safe_head"
+ACT_SETTLE_OPEN = "reconcile.settle_open"
+ACT_SCAN = "reconcile.scan_wallet"
+
+# Event types (audit actions too)
+SETTLED_LATE = "payment.settled_late"
+AUTHORIZATION_EXPIRED = "payment.authorization_expired"
+SETTLED_BY_RECONCILER = "payment.reconciled"
+MISMATCH = "reconciliation.mismatch"
+OUTCOME_SETTLED_LATE = "settled_late"  # payments.details.outcome of a payment confirmed after it was closed
+
+
+class ReconcileInput(BaseModel):
+    """Empty from the schedule. A run that continues as new carries the wallets it has not done yet."""
+
+    remaining: list[WalletRef] | None = None
+    safe_head: SafeHead | None = None
+    mismatches: int = 0
+    blocks_scanned: int = 0
+    findings: int = 0
+    wallets: int = 0
+
+
+class WalletRef(BaseModel):
+    tenant_id: str
+    wallet_id: str
+    address: str
+
+
+class SafeHead(BaseModel):
+    block_number: int  # newest block `confirmations` deep; -1 when the chain is shorter
+    timestamp: int     # the later of that block's timestamp and the wall clock (for validBefore)
+
+
+class WalletRequest(BaseModel):
+    wallet: WalletRef
+    safe_head: SafeHead
+
+
+class Finding(BaseModel):
+    """Something the reconciler changed or found: audited already; published as a webhook event."""
+
+    event_id: str  # stable across reruns: receivers deduplicate on it
+    type: str
+    tenant_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WalletResult(BaseModel):
+    findings: list[Finding] = Field(default_factory=list)
+    blocks_scanned: int = 0
+
+
+class ReconcileResult(BaseModel):
+    wallets: int
+    blocks_scanned: int
+    mismatches: int
+    findings: int
+
+
+ReconcileInput.model_rebuild()
