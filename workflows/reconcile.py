@@ -50,11 +50,14 @@ class ReconcileWorkflow:
                 totals.mismatches += sum(1 for f in result.findings if f.type == r.MISMATCH)
             totals.wallets += len(group)
             if totals.mismatches:
-                workflow.upsert_search_attributes([sa.RECONCILE_MISMATCHES.value_set(totals.mismatches)])
+                workflow.upsert_search_attributes([sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH)])
             rest = wallets[start + PARALLEL_WALLETS:]
             if rest and workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(totals.model_copy(update={"remaining": rest}))
-        workflow.upsert_search_attributes([sa.RECONCILE_MISMATCHES.value_set(totals.mismatches)])
+        workflow.upsert_search_attributes([sa.RECONCILE.value_set(
+            sa.RECONCILE_MISMATCH if totals.mismatches else sa.RECONCILE_CLEAN)])
+        workflow.set_current_details(f"{totals.wallets} wallets up to block {head.block_number}: "
+                                     f"{totals.mismatches} mismatches, {totals.findings} findings")
         return r.ReconcileResult(wallets=totals.wallets, blocks_scanned=totals.blocks_scanned,
                                  mismatches=totals.mismatches, findings=totals.findings)
 

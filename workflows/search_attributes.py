@@ -17,11 +17,13 @@ AMOUNT = SearchAttributeKey.for_int("PaygentAmount")
 APPROVAL_STATE = SearchAttributeKey.for_keyword("PaygentApprovalState")
 APPROVALS_HAD = SearchAttributeKey.for_int("PaygentApprovalsHad")
 APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")
-# Set on a reconcile run: how many chain movements it found that no payment explains (`> 0` to list them).
-RECONCILE_MISMATCHES = SearchAttributeKey.for_int("PaygentReconcileMismatches")
+# Set on a reconcile run: "mismatch" once it finds a chain movement no payment explains, else "clean"
+# (`PaygentReconcile = "mismatch"` lists those runs). A Keyword: the dev server allows only three Int attributes.
+RECONCILE = SearchAttributeKey.for_keyword("PaygentReconcile")
+RECONCILE_MISMATCH, RECONCILE_CLEAN = "mismatch", "clean"
 
-ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE_MISMATCHES)
-INTS = (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE_MISMATCHES)
+ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE)
+INTS = (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED)
 
 
 def cli_flags() -> list[str]:

@@ -80,6 +80,17 @@ def route_config(token_address: str, pay_to: str) -> dict[str, Any]:
     }
 
 
+def resource_server(rpc_url: str, facilitator_private_key: str) -> x402ResourceServer:
+    """The SDK's resource server with the SDK's facilitator logic in-process, settling on `rpc_url`."""
+    facilitator = x402Facilitator()
+    signer = FacilitatorWeb3Signer(private_key=facilitator_private_key, rpc_url=rpc_url)
+    register_exact_evm_facilitator(facilitator, signer, networks=[NETWORK, OTHER_NETWORK])
+    server = x402ResourceServer(facilitator)
+    server.register(NETWORK, ExactEvmServerScheme())
+    server.register(OTHER_NETWORK, ExactEvmServerScheme())
+    return server
+
+
 def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitator_private_key: str, *,
                         redis_url: str, flaky_hold_seconds: float = 10.0) -> FastAPI:
     """The paid service as a FastAPI app. The facilitator key pays settlement gas; it is never logged.
@@ -88,13 +99,7 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
     `flaky_hold_seconds`: how long `/flaky` holds its first (already settled) answer before sending
     it anyway; a client whose read timeout is shorter sees a lost response.
     """
-    facilitator = x402Facilitator()
-    signer = FacilitatorWeb3Signer(private_key=facilitator_private_key, rpc_url=rpc_url)
-    register_exact_evm_facilitator(facilitator, signer, networks=[NETWORK, OTHER_NETWORK])
-    server = x402ResourceServer(facilitator)
-    server.register(NETWORK, ExactEvmServerScheme())
-    server.register(OTHER_NETWORK, ExactEvmServerScheme())
-
+    server = resource_server(rpc_url, facilitator_private_key)
     app = FastAPI(title="Paygent paid service (x402)", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")

@@ -1,5 +1,6 @@
 """A JSON-RPC pass-through to anvil that can hold `eth_sendRawTransaction` calls: it lets a test stop a worker
-right after it persisted a signed transaction and before the node ever saw it."""
+right after it persisted a signed transaction and before the node ever saw it. It can also drop sends (answer
+them as accepted and forward nothing), like a node that loses a transaction."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 
 import httpx
+from eth_utils import keccak
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +24,8 @@ class RpcProxy:
         self.release = asyncio.Event()
         self.release.set()
         self.held = 0
+        self.dropping = False  # drop_sends(): answer sends as accepted, but the node never sees them
+        self.dropped: list[str] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._client = httpx.AsyncClient(timeout=30)
@@ -34,9 +38,23 @@ class RpcProxy:
     def release_sends(self) -> None:
         self.release.set()
 
+    def drop_sends(self) -> None:
+        """A node that accepts transactions and loses them: sends get their hash back and go nowhere."""
+        self.dropping = True
+
+    def stop_dropping(self) -> None:
+        self.dropping = False
+
     async def _forward(self, request: Request) -> Response:
         body = await request.body()
         methods = {c.get("method") for c in (json.loads(body) if body.startswith(b"[") else [json.loads(body)])}
+        if "eth_sendRawTransaction" in methods and self.dropping and not body.startswith(b"["):
+            call = json.loads(body)
+            raw = call["params"][0]
+            self.dropped.append(raw)
+            tx_hash = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
+            return Response(json.dumps({"jsonrpc": "2.0", "id": call.get("id"), "result": tx_hash}),
+                            media_type="application/json")
         if "eth_sendRawTransaction" in methods and not self.release.is_set():
             self.held += 1
             await self.release.wait()
