@@ -46,3 +46,19 @@ async def ledger_equals_chain(http, dev, wallet_id: str, block: int = 0) -> bool
     usdc = [a for a in view["assets"] if a["asset"] == "USDC"]
     return bool(usdc) and usdc[0]["checkpoint_block"] >= block and \
         usdc[0]["ledger_balance_atomic"] == usdc[0]["chain_balance_atomic"]
+
+
+async def assert_replays(client, *workflow_ids: str) -> None:
+    """The current workflow code replays these histories without a non-determinism error."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from workers.main import workflow_runner
+    from workflows.payment import PaymentWorkflow
+    from workflows.reconcile import ReconcileWorkflow
+
+    replayer = Replayer(workflows=[PaymentWorkflow, ReconcileWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=workflow_runner())
+    for wid in workflow_ids:
+        history = await client.get_workflow_handle(wid).fetch_history()
+        await replayer.replay_workflow(history)

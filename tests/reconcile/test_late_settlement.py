@@ -7,7 +7,7 @@ import time
 
 from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
 from tests.reconcile.conftest import MAX_TIMEOUT_SECONDS, reconcile_once, reconcile_until
-from tests.reconcile.helpers import (asset, audit_actions, ledger_equals_chain, ledger_rows, reconciliation,
+from tests.reconcile.helpers import (asset, assert_replays, audit_actions, ledger_equals_chain, ledger_rows, reconciliation,
                                      reservation_status)
 from tests.reconcile.misbehaving_x402 import PRICE_ATOMIC
 
@@ -57,6 +57,7 @@ async def _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet
     usdc = asset(view, "USDC")
     assert int(usdc["chain_balance_atomic"]) == 100 * 10**6 - PRICE_ATOMIC
     assert [e["data"]["payment_id"] for e in webhook.of_type("payment.settled_late")] == [pid]
+    await assert_replays(temporal_env.client, f"payment-{pid}")
 
 
 async def test_200_without_receipt_then_settled_is_confirmed_late(http, dev, db_engine, temporal_env, app_settings,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from temporalio.client import WorkflowExecutionStatus
 from web3 import AsyncWeb3
 
 from paygent.chain.token import transfer_calldata
+from paygent.db.reconcile_schema import reconcile_checkpoints
 from tests.api.helpers import funded_wallet, new_recipient
 from tests.reconcile.conftest import reconcile_once, reconcile_until
 from tests.reconcile.helpers import asset, audit_actions, ledger_equals_chain, reconciliation
@@ -64,6 +66,19 @@ async def test_stray_transfer_is_a_mismatch(http, dev, db_engine, temporal_env, 
     again = await reconcile_once(temporal_env.client, app_settings.task_queue)
     assert len((await reconciliation(http, dev, wallet["id"]))["mismatches"]) == len(view["mismatches"])
     assert again.mismatches == 0
+
+    # any block range can be scanned again (a crash, an operator moving the checkpoint back): nothing doubles
+    audits = await audit_actions(db_engine, "wallet", wallet["id"])
+    async with db_engine.begin() as conn:
+        await conn.execute(reconcile_checkpoints.update().where(
+            reconcile_checkpoints.c.wallet_id == uuid.UUID(wallet["id"]), reconcile_checkpoints.c.asset == "USDC"
+        ).values(block_number=-1, chain_balance=0))
+    await reconcile_once(temporal_env.client, app_settings.task_queue)
+    rescanned = await reconciliation(http, dev, wallet["id"])
+    assert rescanned["mismatches"] == view["mismatches"]
+    assert [(a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in rescanned["assets"]] == \
+        [(a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in view["assets"]]
+    assert await audit_actions(db_engine, "wallet", wallet["id"]) == audits
 
 
 async def _runs_flagged(client) -> int:

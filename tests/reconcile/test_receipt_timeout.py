@@ -11,7 +11,7 @@ from tests.api.helpers import auth, create, funded_wallet, new_recipient, serve_
 from tests.api.rpc_proxy import RpcProxy
 from tests.api.test_worker_crash import _wait_row
 from tests.reconcile.conftest import reconcile_until
-from tests.reconcile.helpers import audit_actions, ledger_equals_chain, ledger_rows, reservation_status
+from tests.reconcile.helpers import assert_replays, audit_actions, ledger_equals_chain, ledger_rows, reservation_status
 from workers.main import build_worker
 from workflows.payment_types import PaymentState
 
@@ -57,3 +57,4 @@ async def test_transaction_held_past_the_wait_ends_confirmed(app_settings, tempo
     assert await reservation_status(db_engine, pid) == "committed"
     assert sorted(int(r["amount_atomic"]) for r in await ledger_rows(db_engine, pid)) == [-2_000_000, 2_000_000]
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 2_000_000
+    await assert_replays(temporal_env.client, f"payment-{pid}")  # the patched path replays
