@@ -67,10 +67,17 @@ class ReconcileActivities:
     # ---------------------------------------------------------------- payments left open
     @activity.defn(name=r.ACT_SETTLE_OPEN)
     async def settle_open(self, req: r.WalletRequest) -> r.WalletResult:
-        """x402 authorizations that hold a reservation, and transactions whose receipt wait gave up."""
+        """Payments seen paid but recorded otherwise; x402 authorizations that hold a reservation; transactions
+        whose receipt wait gave up."""
         wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
         findings: list[r.Finding] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
+            for payment in await db.paid_but_open(conn, wallet_id):
+                action = await db.confirm_payment(conn, payment, tx_hash=payment["moved_tx"],
+                                                  block_number=payment["moved_block"], source="transfer log")
+                if action:
+                    findings.append(_finding(action, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
+                                             tx_hash=payment["moved_tx"], block_number=payment["moved_block"]))
             held = await db.held_authorizations(conn, wallet_id)
             given_up = await db.receipts_given_up(conn, wallet_id)
         for payment in held:
@@ -182,7 +189,10 @@ class ReconcileActivities:
                              balance: int) -> list[r.Finding]:
         """Native coin: gas of the wallet's own payment transactions explains decreases; the rest is a deposit
         (increase) or a mismatch (decrease)."""
-        _, previous = await db.checkpoint(conn, wallet_id, NATIVE)
+        native_block, previous = await db.checkpoint(conn, wallet_id, NATIVE)
+        if native_block >= last:
+            return []  # a range scanned again (after a crash, or a checkpoint moved back): counted already
+        first = max(first, native_block + 1)
         explained = 0
         for tx_hash in await db.wallet_tx_hashes(conn, wallet_id, first, last):
             try:

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import wallet_account, write_payment_entries
-from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, reconcile_checkpoints, reconcile_movements
+from paygent.db.reconcile_schema import (DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints,
+                                         reconcile_movements)
 from paygent.db.schema import ledger_entries, payment_transactions, payments, tenants, wallets
 
 CONFIRMED, SUBMITTED, SIGNING = "confirmed", "submitted", "signing"
@@ -102,6 +103,18 @@ async def receipts_given_up(conn: AsyncConnection, wallet_id: uuid.UUID) -> list
             payment_transactions.c.payment_id == row["id"]).order_by(payment_transactions.c.created_at))).mappings().all()
         out.append((row, list(attempts)))
     return out
+
+
+async def paid_but_open(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
+    """Payments a scan already saw executed on chain (a `payment` movement) that are still recorded as closed
+    unpaid or left `submitted`: the scan passed their block while their workflow was still deciding."""
+    return list((await conn.execute(sa.select(payments, reconcile_movements.c.tx_hash.label("moved_tx"),
+                                              reconcile_movements.c.block_number.label("moved_block")).join(
+        reconcile_movements, reconcile_movements.c.payment_id == payments.c.id).where(
+        reconcile_movements.c.wallet_id == wallet_id, reconcile_movements.c.kind == PAYMENT,
+        sa.or_(payments.c.status.in_(CLOSED_UNPAID),
+               sa.and_(payments.c.status == SUBMITTED, payments.c.details.has_key(GAVE_UP_KEY))),
+    ))).mappings().all())
 
 
 async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_block: int, to_block: int) -> list[str]:
