@@ -86,8 +86,9 @@ def _status(stack) -> dict[str, dict]:
 def test_up_starts_every_piece_and_writes_dev_json(stack):
     out = stack("up").stdout
     for piece in ("postgres", "redis", "temporal", "anvil", "migrations", "token", "tenant", "worker", "api",
-                  "x402"):
+                  "x402", "reconcile"):
         assert f"  {piece} " in out, out
+    assert "schedule created: every 15s" in out, out
     dev_json = Path(stack.home) / "dev.json"
     dev = json.loads(dev_json.read_text())
     assert stat.S_IMODE(dev_json.stat().st_mode) == 0o600
@@ -125,7 +126,7 @@ def test_status_prints_both_metrics_urls_and_they_answer(stack):
 def test_up_twice_is_idempotent(stack):
     before = json.loads((Path(stack.home) / "dev.json").read_text())
     pids = {n: p["owner"] for n, p in _status(stack).items()}
-    stack("up")
+    assert "schedule updated" in stack("up").stdout
     after = json.loads((Path(stack.home) / "dev.json").read_text())
     assert after["token"]["address"] == before["token"]["address"]
     assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}
