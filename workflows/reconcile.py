@@ -91,7 +91,7 @@ class ReconcileWorkflow:
                 result_type=list[str], start_to_close_timeout=timedelta(seconds=10), retry_policy=NOTIFY_RETRY,
                 summary=f"webhooks for {finding.type}")
             results = await asyncio.gather(*(workflow.execute_activity(
-                ACT_DELIVER_EVENT, EventDelivery(webhook_id=wid, event=event),
+                ACT_DELIVER_EVENT, EventDelivery(tenant_id=finding.tenant_id, webhook_id=wid, event=event),
                 start_to_close_timeout=timedelta(seconds=15), retry_policy=NOTIFY_RETRY,
                 summary=f"webhook {finding.type}") for wid in ids), return_exceptions=True)
         except ActivityError as exc:

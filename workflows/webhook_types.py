@@ -30,5 +30,6 @@ class WebhookEvent(BaseModel):
 
 
 class EventDelivery(BaseModel):
+    tenant_id: str  # the activity runs scoped to it (row-level security on the webhooks table)
     webhook_id: str  # the activity looks the URL and secret up: secrets never enter workflow history
     event: WebhookEvent

@@ -19,7 +19,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import wallet_account, write_payment_entries
 from paygent.db.reconcile_schema import (DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints,
                                          reconcile_movements)
-from paygent.db.schema import ledger_entries, payment_transactions, payments, tenants, wallets
+from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 
 CONFIRMED, SUBMITTED, SIGNING = "confirmed", "submitted", "signing"
 CLOSED_UNPAID = ("cancelled", "refused", "failed")  # statuses that said "nothing was paid"
@@ -27,7 +27,8 @@ GAVE_UP_KEY = "receipt_wait_gave_up_at"  # payments.details key (workflows.payme
 
 
 async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:
-    return list((await conn.scalars(sa.select(tenants.c.id).order_by(tenants.c.created_at))).all())
+    """Every tenant's id, before any tenant is chosen (a SECURITY DEFINER function, migration 0006)."""
+    return list((await conn.scalars(sa.select(sa.func.paygent_tenant_ids()))).all())
 
 
 async def tenant_wallets(conn: AsyncConnection, tenant_id: uuid.UUID) -> list:

@@ -1,20 +1,24 @@
-"""reconcile: checkpoints and movements of the ledger-vs-chain reconciler
+"""reconcile: checkpoints and movements of the ledger-vs-chain reconciler, under row-level security
 
-Revision ID: 0004_reconcile
-Revises: 0002, 0003
+Revision ID: 0006_reconcile
+Revises: 0005_rls
 
-Hand-written to match paygent/db/reconcile_schema.py. It merges the approvals (0002) and agents (0003) heads,
-since it refers to payments and wallets only; another 0004 revision may chain before or after it.
+Hand-written to match paygent/db/reconcile_schema.py. Both tables carry `tenant_id` and get the same policies
+as the tables of 0005. The reconciler must list tenants before it has one, which row-level security on
+`tenants` forbids to the application role: `paygent_tenant_ids()` (SECURITY DEFINER) answers only that.
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0004_reconcile"
-down_revision = ("0002", "0003")
+revision = "0006_reconcile"
+down_revision = "0005_rls"
 branch_labels = None
 depends_on = None
+
+TENANT = "NULLIF(current_setting('paygent.tenant_id', true), '')::uuid"
+TABLES = ("reconcile_checkpoints", "reconcile_movements")
 
 
 def upgrade() -> None:
@@ -46,8 +50,20 @@ def upgrade() -> None:
                             name="reconcile_movement_once", postgresql_nulls_not_distinct=True),
     )
     op.create_index("reconcile_movements_wallet_kind", "reconcile_movements", ["wallet_id", "kind"])
+    for table in TABLES:
+        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY paygent_owner ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
+        op.execute(f"CREATE POLICY paygent_tenant ON {table} USING (tenant_id = {TENANT}) "
+                   f"WITH CHECK (tenant_id = {TENANT})")
+    op.execute("""
+        CREATE FUNCTION paygent_tenant_ids() RETURNS SETOF uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+            SELECT id FROM tenants ORDER BY created_at, id
+        $$""")
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION paygent_tenant_ids()")
     op.drop_table("reconcile_movements")
     op.drop_table("reconcile_checkpoints")
