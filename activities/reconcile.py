@@ -136,12 +136,30 @@ class ReconcileActivities:
         wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
         async with tenant_transaction(self.engine, tenant_id) as conn:
             start, _ = await db.checkpoint(conn, wallet_id, self.asset)
+        opening = self.settings.reconcile_start_block - 1
+        if start < opening <= req.safe_head.block_number:  # first scan of a chain with earlier history
+            await self._record_opening(req.wallet, tenant_id, wallet_id, opening)
+            start = opening
         result = r.WalletResult()
         for first, last in rules.scan_ranges(start, req.safe_head.block_number, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
             result.findings += await self._scan_range(req.wallet, tenant_id, wallet_id, first, last)
             result.blocks_scanned += last - first + 1
         return result
+
+    async def _record_opening(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID,
+                              block: int) -> None:
+        """What the wallet held before the first scanned block counts as a deposit (one row, once)."""
+        token_balance = await balance_of(self.w3, self.token, wallet.address, block=block)
+        native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=block)
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            for asset, amount in ((self.asset, token_balance), (NATIVE, native)):
+                await db.record_movement(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
+                                         block_number=block, tx_hash=None, log_index=None,
+                                         kind=rules.Movement.DEPOSIT, amount_atomic=amount,
+                                         details={"opening_balance": True})
+                await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
+                                         block_number=block, chain_balance=amount)
 
     async def _scan_range(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, first: int,
                           last: int) -> list[r.Finding]:

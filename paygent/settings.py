@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # the reconcile schedule's interval, and the widest block range one eth_getLogs call asks for
     reconcile_interval_seconds: int = 15
     reconcile_batch_blocks: int = 2_000
+    # where a wallet's first scan starts: on a chain with a long history, the block Paygent was deployed at
+    reconcile_start_block: int = 0
 
     master_key: SecretStr | None = None
 
