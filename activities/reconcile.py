@@ -132,49 +132,68 @@ class ReconcileActivities:
     # ---------------------------------------------------------------- the block scan
     @activity.defn(name=r.ACT_SCAN)
     async def scan_wallet(self, req: r.WalletRequest) -> r.WalletResult:
-        """Token Transfer logs from and to the wallet, and its native balance, over (checkpoint, safe head]."""
+        """Token Transfer logs from and to the wallet over (checkpoint, safe head], then its native balance.
+
+        Only logs are read for old blocks: nodes prune old state (anvil answers `BlockOutOfRangeError` for a
+        balance far back), so balances are read at the safe head only, and a range's checkpoint balance is the
+        previous one plus the range's movements."""
         wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
+        head = req.safe_head.block_number
         async with tenant_transaction(self.engine, tenant_id) as conn:
-            start, _ = await db.checkpoint(conn, wallet_id, self.asset)
+            start, balance = await db.checkpoint(conn, wallet_id, self.asset)
         opening = self.settings.reconcile_start_block - 1
-        if start < opening <= req.safe_head.block_number:  # first scan of a chain with earlier history
-            await self._record_opening(req.wallet, tenant_id, wallet_id, opening)
+        if start < opening <= head:  # first scan of a chain with earlier history
+            balance = await self._record_opening(req.wallet, tenant_id, wallet_id, opening, head)
             start = opening
         result = r.WalletResult()
-        for first, last in rules.scan_ranges(start, req.safe_head.block_number, self.settings.reconcile_batch_blocks):
+        for first, last in rules.scan_ranges(start, head, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
-            result.findings += await self._scan_range(req.wallet, tenant_id, wallet_id, first, last)
+            findings, balance = await self._scan_range(req.wallet, tenant_id, wallet_id, first, last, balance,
+                                                       read_balance=last == head)
+            result.findings += findings
             result.blocks_scanned += last - first + 1
+        if head >= 0:
+            async with tenant_transaction(self.engine, tenant_id) as conn:
+                result.findings += await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
         return result
 
-    async def _record_opening(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID,
-                              block: int) -> None:
-        """What the wallet held before the first scanned block counts as a deposit (one row, once)."""
-        token_balance = await balance_of(self.w3, self.token, wallet.address, block=block)
-        native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=block)
+    async def _record_opening(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, block: int,
+                              head: int) -> int:
+        """What the wallet held up to `block` counts as one deposit: today's balance less what moved since
+        (logs only). Native coin is counted from the safe head on. Returns the token balance at `block`."""
+        moved = 0
+        for first, last in rules.scan_ranges(block, head, self.settings.reconcile_batch_blocks):
+            activity.heartbeat(first)
+            for move in await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last):
+                outgoing = move.sender.lower() == wallet.address.lower()
+                moved += -move.amount_atomic if outgoing else move.amount_atomic
+        token_balance = await balance_of(self.w3, self.token, wallet.address, block=head) - moved
+        native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=head)
         async with tenant_transaction(self.engine, tenant_id) as conn:
-            for asset, amount in ((self.asset, token_balance), (NATIVE, native)):
+            for asset, amount, at in ((self.asset, token_balance, block), (NATIVE, native, head)):
                 await db.record_movement(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
-                                         block_number=block, tx_hash=None, log_index=None,
+                                         block_number=at, tx_hash=None, log_index=None,
                                          kind=rules.Movement.DEPOSIT, amount_atomic=amount,
                                          details={"opening_balance": True})
                 await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
-                                         block_number=block, chain_balance=amount)
+                                         block_number=at, chain_balance=amount)
+        return token_balance
 
     async def _scan_range(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, first: int,
-                          last: int) -> list[r.Finding]:
+                          last: int, balance: int, *, read_balance: bool) -> tuple[list[r.Finding], int]:
         moves = await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last)
         used = await transfer_logs.authorizations_used(self.w3, self.token, wallet.address, first, last)
-        token_balance = await balance_of(self.w3, self.token, wallet.address, block=last)
-        native_balance = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=last)
+        for move in moves:
+            balance += -move.amount_atomic if move.sender.lower() == wallet.address.lower() else move.amount_atomic
+        if read_balance:  # the chain's own figure at the safe head: a movement without a log would show here
+            balance = await balance_of(self.w3, self.token, wallet.address, block=last)
         findings: list[r.Finding] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for move in moves:
                 findings += await self._record_transfer(conn, wallet, tenant_id, wallet_id, move, used)
-            findings += await self._record_native(conn, wallet, tenant_id, wallet_id, first, last, native_balance)
             await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=self.asset,
-                                     block_number=last, chain_balance=token_balance)
-        return findings
+                                     block_number=last, chain_balance=balance)
+        return findings, balance
 
     async def _record_transfer(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move,
                                used: dict[str, str]) -> list[r.Finding]:
@@ -203,14 +222,14 @@ class ReconcileActivities:
                                                  amount_atomic=amount, counterparty=move.receiver))
         return findings
 
-    async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, first: int, last: int,
-                             balance: int) -> list[r.Finding]:
-        """Native coin: gas of the wallet's own payment transactions explains decreases; the rest is a deposit
-        (increase) or a mismatch (decrease)."""
+    async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, last: int) -> list[r.Finding]:
+        """Native coin since its checkpoint: gas of the wallet's own payment transactions explains decreases;
+        the rest is a deposit (increase) or a mismatch (decrease)."""
         native_block, previous = await db.checkpoint(conn, wallet_id, NATIVE)
         if native_block >= last:
-            return []  # a range scanned again (after a crash, or a checkpoint moved back): counted already
-        first = max(first, native_block + 1)
+            return []  # scanned again (after a crash, or a checkpoint moved back): counted already
+        first = native_block + 1
+        balance = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=last)
         explained = 0
         for tx_hash in await db.wallet_tx_hashes(conn, wallet_id, first, last):
             try:

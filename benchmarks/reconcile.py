@@ -76,7 +76,8 @@ async def main(wallets: int, history_blocks: int, new_blocks: int, ticks: int, b
                 addresses.append((await accounts.create_wallet(conn, tenant, f"w{i}", settings.master_key_bytes()))[1])
         per_gap = max(history_blocks // max(wallets, 1), 1)
         for address in addresses:  # one deposit per wallet, spread over the history
-            await w3.provider.make_request("anvil_mine", [hex(per_gap)])
+            for chunk in range(0, per_gap, 1_000):  # anvil mines a large batch slowly: ask in chunks
+                await w3.provider.make_request("anvil_mine", [hex(min(1_000, per_gap - chunk))])
             await mint(w3, token, dev_account(0), address, 10**6)
         head = await w3.eth.block_number
         print(f"history: {head + 1} blocks, {wallets} wallets, one deposit each", flush=True)
