@@ -15,8 +15,8 @@ from web3 import AsyncWeb3
 from api import docs, errors, metrics, openapi
 from api.deps import Deps
 from api.ratelimit import RateLimits
-from api.routes import agent_runs, agents, approvals, audit, health, payments, reconciliation, threads, wallets,
-                        webhooks, ws
+from api.routes import (agent_runs, agents, approvals, audit, health, payments, reconciliation, threads, wallets,
+                        webhooks, ws)
 from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from paygent.chain.anvil import dev_account
 from paygent.netutil import free_port
 from tests.api.helpers import auth
+from tests.egress import exempt
 from tests.reconcile.misbehaving_x402 import create_misbehaving_service
 from workflows import reconcile_types as r
 
@@ -50,12 +51,15 @@ async def serve(app) -> tuple[uvicorn.Server, asyncio.Task, int]:
 
 
 @pytest_asyncio.fixture
-async def misbehaving(anvil_rpc: str, token_address: str) -> AsyncIterator[Served]:
+async def misbehaving(anvil_rpc: str, token_address: str, app_settings) -> AsyncIterator[Served]:
+    """The misbehaving server on loopback, exempted from the egress policy for the test (as an operator would)."""
     pay_to = Account.from_key(os.urandom(32)).address
     app = create_misbehaving_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
                                      settle_after=SETTLE_AFTER, max_timeout_seconds=MAX_TIMEOUT_SECONDS)
     server, task, port = await serve(app)
-    yield Served(url=f"http://127.0.0.1:{port}", pay_to=pay_to)
+    url = f"http://127.0.0.1:{port}"
+    with exempt(app_settings, url):
+        yield Served(url=url, pay_to=pay_to)
     await asyncio.gather(*app.state.settlements, return_exceptions=True)
     server.should_exit = True
     await task
@@ -71,8 +75,9 @@ class Hook:
 
 
 @pytest_asyncio.fixture
-async def webhook(http, dev) -> AsyncIterator[Hook]:
-    """A receiver registered through the API for the dev tenant; deactivated after the test."""
+async def webhook(http, dev, app_settings) -> AsyncIterator[Hook]:
+    """A receiver registered through the API for the dev tenant (its loopback address exempted from the egress
+    policy); deactivated after the test."""
     hook = Hook(id="")
 
     async def receive(request: Request) -> Response:
@@ -80,11 +85,13 @@ async def webhook(http, dev) -> AsyncIterator[Hook]:
         return Response(status_code=204)
 
     server, task, port = await serve(Starlette(routes=[Route("/hook", receive, methods=["POST"])]))
-    r_ = await http.post("/v1/webhooks", headers=auth(dev), json={"url": f"http://127.0.0.1:{port}/hook"})
-    assert r_.status_code == 201, r_.text
-    hook.id = r_.json()["id"]
-    yield hook
-    await http.delete(f"/v1/webhooks/{hook.id}", headers=auth(dev))
+    url = f"http://127.0.0.1:{port}/hook"
+    with exempt(app_settings, url):
+        r_ = await http.post("/v1/webhooks", headers=auth(dev), json={"url": url})
+        assert r_.status_code == 201, r_.text
+        hook.id = r_.json()["id"]
+        yield hook
+        await http.delete(f"/v1/webhooks/{hook.id}", headers=auth(dev))
     server.should_exit = True
     await task
 
