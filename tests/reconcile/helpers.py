@@ -49,16 +49,8 @@ async def ledger_equals_chain(http, dev, wallet_id: str, block: int = 0) -> bool
 
 
 async def assert_replays(client, *workflow_ids: str) -> None:
-    """The current workflow code replays these histories without a non-determinism error."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
+    """The current workflow code (the worker's replayer) replays these histories without a nondeterminism error."""
+    from tests.workflows.test_replay_before_push import replayer
 
-    from workers.main import workflow_runner
-    from workflows.payment import PaymentWorkflow
-    from workflows.reconcile import ReconcileWorkflow
-
-    replayer = Replayer(workflows=[PaymentWorkflow, ReconcileWorkflow], data_converter=pydantic_data_converter,
-                        workflow_runner=workflow_runner())
     for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
-        await replayer.replay_workflow(history)
+        await replayer().replay_workflow(await client.get_workflow_handle(wid).fetch_history())
