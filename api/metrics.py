@@ -36,7 +36,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class StateSnapshot:
-    """What Postgres said at the latest scrape (`paygent_operational_state()`, migration 0006)."""
+    """What Postgres said at the latest scrape (`paygent_operational_state()`, migration 0007)."""
 
     def __init__(self, state: dict | None = None) -> None:
         state = state or {}

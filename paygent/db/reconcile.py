@@ -27,7 +27,7 @@ GAVE_UP_KEY = "receipt_wait_gave_up_at"  # payments.details key (workflows.payme
 
 
 async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:
-    """Every tenant's id, before any tenant is chosen (a SECURITY DEFINER function, migration 0006)."""
+    """Every tenant's id, before any tenant is chosen (a SECURITY DEFINER function, migration 0008)."""
     return list((await conn.scalars(sa.select(sa.func.paygent_tenant_ids()))).all())
 
 

@@ -8,7 +8,7 @@
   `gas` (native fees of the wallet's own transactions) or `mismatch` (outgoing funds no payment explains).
   Re-running a block range after a crash inserts nothing twice.
 The ledger side of "ledger vs chain" is `ledger_entries` (payments) plus the `deposit` and `gas` movements.
-Migration: `migrations/versions/0006_reconcile.py` (row-level security as in 0005).
+Migration: `migrations/versions/0008_reconcile.py` (row-level security as in 0005).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """operational state for /metrics: one aggregate over all tenants, readable by the application role
 
-Revision ID: 0006_ops_state
-Revises: 0005_rls
+Revision ID: 0007_ops_state
+Revises: 0006_integrity
 
 Row-level security (0005) shows the application one tenant at a time, and hides the list of tenants. The
 API's /metrics needs totals over every tenant (payments by kind and status, approvals pending, decisions by
@@ -11,8 +11,8 @@ returns counts and ages only, never a row, an id or an amount. api/metrics.py re
 
 from alembic import op
 
-revision = "0006_ops_state"
-down_revision = "0005_rls"
+revision = "0007_ops_state"
+down_revision = "0006_integrity"
 branch_labels = None
 depends_on = None
 

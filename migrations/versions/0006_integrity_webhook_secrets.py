@@ -1,6 +1,6 @@
 """integrity: webhook signing secrets sealed at rest (existing plaintext rows are sealed, the plaintext dropped)
 
-Revision ID: 0004_integrity
+Revision ID: 0006_integrity
 Revises: 0005_rls
 
 Sealing needs the master key (PAYGENT_MASTER_KEY, or `.paygent/master.key` from `paygent stack up`) only when
@@ -12,7 +12,7 @@ import uuid
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_integrity"
+revision = "0006_integrity"
 down_revision = "0005_rls"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """reconcile: checkpoints and movements of the ledger-vs-chain reconciler, under row-level security
 
-Revision ID: 0006_reconcile
-Revises: 0005_rls
+Revision ID: 0008_reconcile
+Revises: 0007_ops_state
 
 Hand-written to match paygent/db/reconcile_schema.py. Both tables carry `tenant_id` and get the same policies
 as the tables of 0005. The reconciler must list tenants before it has one, which row-level security on
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006_reconcile"
-down_revision = "0005_rls"
+revision = "0008_reconcile"
+down_revision = "0007_ops_state"
 branch_labels = None
 depends_on = None
 
