@@ -62,7 +62,8 @@ def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API
     configure(settings.log_level)
     url = urlparse(settings.api_url)
     uvicorn.run("api.app:create_app", factory=True, host=host or url.hostname or "127.0.0.1",
-                port=port or url.port or 8000, log_config=None, access_log=False)
+                port=port or url.port or 8000, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)  # event streams (SSE, WebSocket) reconnect elsewhere; don't wait hours
 
 
 @app.command()
@@ -86,15 +87,21 @@ def migrate() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit log's hash chain; name the first broken row. Exit 1 if broken."""
-    from paygent.db.audit import verify_chain
+    from paygent.db.audit import sees_whole_audit_log, verify_chain
     from paygent.db.engine import get_engine
     from paygent.settings import get_settings
 
     async def check():  # as the owner: the application's role sees one tenant's rows, the chain spans all
         async with get_engine(get_settings().owner_database_url()).connect() as conn:
+            if not await sees_whole_audit_log(conn):
+                return None
             return await verify_chain(conn)
 
     result = asyncio.run(check())
+    if result is None:
+        typer.echo("cannot verify: this database role does not see every audit row (row-level security); set "
+                   "PAYGENT_MIGRATE_DATABASE_URL to the tables' owner", err=True)
+        _exit(2)
     if result.ok:
         typer.echo(f"audit log intact: {result.rows_checked} rows verified")
         _exit(0)

@@ -185,7 +185,8 @@ async def api_url(app_settings, temporal_env, worker):
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(app_settings, temporal=temporal_env.client),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=5))  # open event streams end the session
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

@@ -60,6 +60,14 @@ class VerifyResult:
     reason: str | None = None
 
 
+async def sees_whole_audit_log(conn: AsyncConnection) -> bool:
+    """Only a superuser, a role that bypasses row-level security, or the table's owner (whose policy shows every
+    row) sees the whole chain; any other role would "verify" a fragment."""
+    return bool(await conn.scalar(sa.text(
+        "SELECT r.rolsuper OR r.rolbypassrls OR t.tableowner = current_user FROM pg_roles r, pg_tables t "
+        "WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'audit_log'")))
+
+
 async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult:
     """Recompute every row's hash in id order; name the first row whose content or link is wrong."""
     prev = GENESIS_HASH

@@ -85,8 +85,8 @@ async def serve_api(settings, client, **app_options):
     from paygent.netutil import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client, **app_options), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client, **app_options), host="127.0.0.1",
+                                           port=port, log_level="warning", timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

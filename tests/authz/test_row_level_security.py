@@ -87,3 +87,15 @@ async def test_the_app_role_is_no_superuser_no_owner_and_cannot_touch_audit_rows
             async with app_engine.begin() as conn:
                 await set_tenant(conn, dev_tenant)
                 await conn.execute(sa.text(statement))
+
+
+def test_audit_verify_refuses_to_run_as_a_role_that_sees_only_part_of_the_chain(app_settings):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PAYGENT_DATABASE_URL": app_settings.database_url,
+           "PAYGENT_MIGRATE_DATABASE_URL": app_settings.database_url}  # the application's role, not the owner
+    done = subprocess.run([sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "does not see every audit row" in done.stderr, done

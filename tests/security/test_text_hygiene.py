@@ -256,7 +256,8 @@ async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http,
     assert all(s in pt.TERMINAL for s in statuses.values()), statuses
     for pid in MADE:
         assert await reservation_status(db_engine, pid) in (None, "released", "committed")
-    env = {**os.environ, "PAYGENT_DATABASE_URL": app_settings.database_url}
+    env = {**os.environ, "PAYGENT_DATABASE_URL": app_settings.database_url,
+           "PAYGENT_MIGRATE_DATABASE_URL": app_settings.owner_database_url()}  # verify reads every tenant: the owner
     proc = subprocess.run([sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
