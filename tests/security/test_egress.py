@@ -19,7 +19,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 import uvicorn
 from starlette.applications import Starlette
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from paygent.db.schema import payments, webhooks
@@ -183,3 +183,42 @@ async def test_destination_refused_after_acceptance_ends_refused_before_sending(
         details = await conn.scalar(sa.select(payments.c.details).where(payments.c.id == uuid.UUID(pid)))
     assert details["signed"] and details["attempts"][-1]["status"] is None  # signed, never delivered
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 0
+
+
+def test_the_stack_exempts_its_own_paid_service(monkeypatch):
+    """`paygent stack up` hands the worker and API an exemption for the local paid service, beside the operator's."""
+    from paygent.settings import Settings
+    from paygent.stack.apps import app_env
+    from paygent.stack.config import StackConfig
+
+    monkeypatch.setenv("PAYGENT_X402_PORT", "18402")
+    monkeypatch.setenv("PAYGENT_EGRESS_ALLOW", "10.20.0.0/16")
+    env = app_env(StackConfig.load(), database_url="postgresql://x/y", redis_url="redis://x", token_address=None)
+    assert env["PAYGENT_EGRESS_ALLOW"] == "10.20.0.0/16,127.0.0.1:18402"
+    assert Settings(egress_allow=env["PAYGENT_EGRESS_ALLOW"]).egress_allow  # a valid exemption list
+
+
+async def test_connection_is_pinned_to_the_checked_address_and_keeps_the_name():
+    """The transport dials the address the policy checked (not a fresh lookup) and sends the name as Host."""
+    seen: list[tuple[str, str]] = []
+
+    async def echo(request):
+        seen.append((request.headers["host"], request.client.host))
+        return Response(status_code=204)
+
+    port = free_port()
+    app = Starlette(routes=[Route("/", echo)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        policy = EgressPolicy(f"localhost:{port}")
+        checked = await policy.check(f"http://localhost:{port}/")
+        async with policy.client() as client:
+            r = await client.get(f"http://localhost:{port}/")
+    finally:
+        server.should_exit = True
+        await task
+    assert str(checked.ip) == "127.0.0.1" and r.status_code == 204
+    assert seen == [(f"localhost:{port}", "127.0.0.1")]
