@@ -18,14 +18,16 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from temporalio.client import WorkflowUpdateFailedError
 
 from paygent.db.schema import audit_log, payments
 from paygent.paths import REPO_ROOT
 from tests.api.helpers import auth, new_recipient, wait_final
 from tests.approvals.helpers import approval, cli, pay, reservation_status, tiers, until, wallet_with_policy
 from workflows import payment_types as pt
-from workflows.approval_types import approval_workflow_id
+from workflows.approval_types import DecisionResult, approval_workflow_id
 
 NUL, SURROGATE = "bad\x00value", "bad\ud800value"
 HASH = "0x" + "ab" * 32
@@ -210,6 +212,11 @@ async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(http
     assert channel == "temporal" and actor == "bob\\u0000"
     assert data["type"] == "InvalidRequest" and "NUL" in data["reason"]
     assert data["body"]["reason"] == "wedge\\u0000me"  # shown as sent, made storable
+    assert (await approval(http, dev, pid))["status"] == "pending"
+    # the same as an Update sent straight to Temporal: refused before it reaches history, nothing changes
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("reject", {"actor": "bob", "reason": "wedge\x00me"}, id="nul-update",
+                                    result_type=DecisionResult)
     assert (await approval(http, dev, pid))["status"] == "pending"
     await handle.signal("cancel", {"actor": "alice", "reason": "clean end"})
     final = await wait_final(http, dev, pid)
