@@ -25,7 +25,7 @@ from starlette.routing import Route
 from paygent.db.schema import payments, webhooks
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.netutil import free_port
-from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
+from tests.api.helpers import auth, create, funded_wallet, new_recipient, payment_body, token_balance, wait_final
 from tests.approvals.helpers import approval, decide, until
 from tests.egress import exempt, host_port
 
@@ -222,3 +222,21 @@ async def test_connection_is_pinned_to_the_checked_address_and_keeps_the_name():
         await task
     assert str(checked.ip) == "127.0.0.1" and r.status_code == 204
     assert seen == [(f"localhost:{port}", "127.0.0.1")]
+
+
+async def test_webhook_refused_at_delivery_time_gets_no_connection(http, dev, app_settings, listener):
+    """Registered while exempted; by delivery time it is refused (as a moved DNS answer would be): nothing connects,
+    the delivery fails for good at once (no retries), and the approval and its payment go on."""
+    url = f"http://127.0.0.1:{listener.port}/hook"
+    with exempt(app_settings, url):
+        r = await http.post("/v1/webhooks", headers=auth(dev), json={"url": url})
+    assert r.status_code == 201, r.text
+    try:
+        pid = (await create(http, dev, payment_body(dev, new_recipient(), "250"))).json()["id"]  # 1 approver
+        view = await until(lambda: approval(http, dev, pid, "bob"), lambda a: a is not None)
+        ok = await decide(http, dev, "bob", pid, "approve", {"operation_hash": view["operation_hash"]})
+        assert ok.status_code == 200, ok.text
+        assert (await wait_final(http, dev, pid))["status"] == "confirmed"
+    finally:
+        await http.delete(f"/v1/webhooks/{r.json()['id']}", headers=auth(dev))
+    assert listener.connections == 0
