@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from paygent.domain.errors import InvalidInput
-from paygent.domain.text import SafeText
+from paygent.domain.text import SafeText, unstorable
 from workflows import agent_types as t
 
 MAX_FRAME_CHARS = 64 * 1024
@@ -97,7 +97,8 @@ def parse_message(text: str) -> Any:
         raise BadMessage("frame", f"not JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(data, dict):
         raise BadMessage("frame", "must be a JSON object with a `type`")
-    ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+    ref = data.get("ref") if isinstance(data.get("ref"), str) and not unstorable(data["ref"]) else None
+    # (a ref with NUL or an unpaired surrogate is not echoed: it is refused below, and could not be sent back)
     kind = data.get("type")
     if kind not in TYPES:
         reason = "required" if kind is None else f"unknown message type {str(kind)[:40]!r}"

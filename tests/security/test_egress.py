@@ -19,13 +19,13 @@ import pytest_asyncio
 import sqlalchemy as sa
 import uvicorn
 from starlette.applications import Starlette
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from paygent.db.schema import payments, webhooks
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.netutil import free_port
-from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
+from tests.api.helpers import auth, create, funded_wallet, new_recipient, payment_body, token_balance, wait_final
 from tests.approvals.helpers import approval, decide, until
 from tests.egress import exempt, host_port
 
@@ -183,3 +183,60 @@ async def test_destination_refused_after_acceptance_ends_refused_before_sending(
         details = await conn.scalar(sa.select(payments.c.details).where(payments.c.id == uuid.UUID(pid)))
     assert details["signed"] and details["attempts"][-1]["status"] is None  # signed, never delivered
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 0
+
+
+def test_the_stack_exempts_its_own_paid_service(monkeypatch):
+    """`paygent stack up` hands the worker and API an exemption for the local paid service, beside the operator's."""
+    from paygent.settings import Settings
+    from paygent.stack.apps import app_env
+    from paygent.stack.config import StackConfig
+
+    monkeypatch.setenv("PAYGENT_X402_PORT", "18402")
+    monkeypatch.setenv("PAYGENT_EGRESS_ALLOW", "10.20.0.0/16")
+    env = app_env(StackConfig.load(), database_url="postgresql://x/y", redis_url="redis://x", token_address=None)
+    assert env["PAYGENT_EGRESS_ALLOW"] == "10.20.0.0/16,127.0.0.1:18402"
+    assert Settings(egress_allow=env["PAYGENT_EGRESS_ALLOW"]).egress_allow  # a valid exemption list
+
+
+async def test_connection_is_pinned_to_the_checked_address_and_keeps_the_name():
+    """The transport dials the address the policy checked (not a fresh lookup) and sends the name as Host."""
+    seen: list[tuple[str, str]] = []
+
+    async def echo(request):
+        seen.append((request.headers["host"], request.client.host))
+        return Response(status_code=204)
+
+    port = free_port()
+    app = Starlette(routes=[Route("/", echo)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        policy = EgressPolicy(f"localhost:{port}")
+        checked = await policy.check(f"http://localhost:{port}/")
+        async with policy.client() as client:
+            r = await client.get(f"http://localhost:{port}/")
+    finally:
+        server.should_exit = True
+        await task
+    assert str(checked.ip) == "127.0.0.1" and r.status_code == 204
+    assert seen == [(f"localhost:{port}", "127.0.0.1")]
+
+
+async def test_webhook_refused_at_delivery_time_gets_no_connection(http, dev, app_settings, listener):
+    """Registered while exempted; by delivery time it is refused (as a moved DNS answer would be): nothing connects,
+    the delivery fails for good at once (no retries), and the approval and its payment go on."""
+    url = f"http://127.0.0.1:{listener.port}/hook"
+    with exempt(app_settings, url):
+        r = await http.post("/v1/webhooks", headers=auth(dev), json={"url": url})
+    assert r.status_code == 201, r.text
+    try:
+        pid = (await create(http, dev, payment_body(dev, new_recipient(), "250"))).json()["id"]  # 1 approver
+        view = await until(lambda: approval(http, dev, pid, "bob"), lambda a: a is not None)
+        ok = await decide(http, dev, "bob", pid, "approve", {"operation_hash": view["operation_hash"]})
+        assert ok.status_code == 200, ok.text
+        assert (await wait_final(http, dev, pid))["status"] == "confirmed"
+    finally:
+        await http.delete(f"/v1/webhooks/{r.json()['id']}", headers=auth(dev))
+    assert listener.connections == 0

@@ -18,14 +18,18 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from temporalio.client import WorkflowUpdateFailedError
 
 from paygent.db.schema import audit_log, payments
 from paygent.paths import REPO_ROOT
 from tests.api.helpers import auth, new_recipient, wait_final
+from tests.ws.helpers import connect, recv
+from tests.ws.helpers import send as ws_send
 from tests.approvals.helpers import approval, cli, pay, reservation_status, tiers, until, wallet_with_policy
 from workflows import payment_types as pt
-from workflows.approval_types import approval_workflow_id
+from workflows.approval_types import DecisionResult, approval_workflow_id
 
 NUL, SURROGATE = "bad\x00value", "bad\ud800value"
 HASH = "0x" + "ab" * 32
@@ -211,6 +215,11 @@ async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(http
     assert data["type"] == "InvalidRequest" and "NUL" in data["reason"]
     assert data["body"]["reason"] == "wedge\\u0000me"  # shown as sent, made storable
     assert (await approval(http, dev, pid))["status"] == "pending"
+    # the same as an Update sent straight to Temporal: refused before it reaches history, nothing changes
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("reject", {"actor": "bob", "reason": "wedge\x00me"}, id="nul-update",
+                                    result_type=DecisionResult)
+    assert (await approval(http, dev, pid))["status"] == "pending"
     await handle.signal("cancel", {"actor": "alice", "reason": "clean end"})
     final = await wait_final(http, dev, pid)
     assert final["status"] == "cancelled" and "clean end" in final["failure_reason"]
@@ -248,7 +257,7 @@ async def test_value_refused_by_the_database_fails_the_payment_cleanly(temporal_
     assert await _audit_payment(db_engine, str(pid), "payment.failed")
 
 
-async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http, dev, db_engine, app_settings):
+async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http, dev, db_engine, database_url):
     assert MADE, "the tests above made payments"
     async with db_engine.connect() as conn:
         statuses = dict((str(r.id), r.status) for r in await conn.execute(
@@ -256,11 +265,14 @@ async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http,
     assert all(s in pt.TERMINAL for s in statuses.values()), statuses
     for pid in MADE:
         assert await reservation_status(db_engine, pid) in (None, "released", "committed")
-    env = {**os.environ, "PAYGENT_DATABASE_URL": app_settings.database_url,
-           "PAYGENT_MIGRATE_DATABASE_URL": app_settings.owner_database_url()}  # verify reads every tenant: the owner
+    # as the database owner (the operator's view): row-level security hides other tenants' rows from the app role
+    env = {**os.environ, "PAYGENT_DATABASE_URL": database_url}
     proc = subprocess.run([sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    checked = int(re.search(r"intact: (\d+) rows verified", proc.stdout).group(1))
+    async with db_engine.connect() as conn:
+        assert checked == await conn.scalar(sa.select(sa.func.count()).select_from(audit_log)) > 0
 
 
 async def _audit(engine, approval_id: str, action: str) -> list[tuple[str, str, dict]]:
@@ -276,3 +288,27 @@ async def _audit_payment(engine, payment_id: str, action: str) -> bool:
         return bool(await conn.scalar(sa.select(sa.func.count()).select_from(audit_log).where(
             audit_log.c.subject_type == "payment", audit_log.c.subject_id == payment_id,
             audit_log.c.action == action)))
+
+
+async def test_nul_in_every_text_field_of_every_websocket_message_names_it(http, dev, api_url):
+    """The WebSocket's client messages, from the same OpenAPI document (`x-websockets`): an `error` naming the field."""
+    spec = (await http.get("/openapi.json")).json()
+    messages = spec["x-websockets"]["/v1/ws"]["client_messages"]["oneOf"]
+    failures, covered = [], 0
+    async with connect(api_url, dev["users"]["alice"]["api_key"]) as ws:
+        for ref in messages:
+            schema = deref(ref, spec)
+            kind = schema["properties"]["type"]["const"]
+            if kind == "auth":  # already authenticated: refused for its type before its fields matter
+                continue
+            for path in text_paths(schema, spec):
+                for value in (NUL, SURROGATE):
+                    frame = {**with_value(schema, spec, path, value), "type": kind}
+                    await ws_send(ws, json.dumps(frame))  # \u escapes: a lone surrogate has no UTF-8 form
+                    error = await recv(ws)
+                    if error.get("type") != "error" or not same_field(error.get("field"), path):
+                        failures.append((kind, field_name(path), repr(value), error))
+                covered += 1
+    assert not failures, "\n".join(map(str, failures))
+    assert covered >= 8, covered
+    print(f"\nwebsocket text fields covered: {covered}")
