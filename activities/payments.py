@@ -7,6 +7,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from paygent.db import reservations
 from paygent.db.audit import append_audit
@@ -50,7 +51,8 @@ class PaymentActivities:
                                       .where(payments.c.id == uuid.UUID(change.payment_id))
                                       .with_for_update())).first()
             if row is None:
-                raise LookupError(f"payment {change.payment_id} not recorded")
+                raise ApplicationError(f"payment {change.payment_id} not recorded", type="PaymentNotRecorded",
+                                       non_retryable=True)  # retrying cannot make the row appear
             if row.status == change.status or row.status in t.TERMINAL:
                 return
             await conn.execute(payments.update().where(payments.c.id == uuid.UUID(change.payment_id)).values(

@@ -17,6 +17,10 @@ from paygent.db.schema import tenants, users, wallets
 HUMAN, AGENT = "human", "agent"
 
 
+class WalletMissing(LookupError):
+    """The wallet to sign with is gone: deterministic, so PaymentWorkflow lists this type as non-retryable."""
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: resolved from an API key, never from a request body.
@@ -104,5 +108,5 @@ async def load_signer(conn: AsyncConnection, wallet_id: uuid.UUID, master_key: b
     """Only the signing activity calls this; the account object must not be logged or returned."""
     sealed = await conn.scalar(sa.select(wallets.c.encrypted_key).where(wallets.c.id == wallet_id))
     if sealed is None:
-        raise LookupError(f"wallet {wallet_id} not found")
+        raise WalletMissing(f"wallet {wallet_id} not found")
     return Account.from_key(unseal(master_key, sealed, context=wallet_id.bytes))
