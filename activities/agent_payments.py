@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_tools import validation_message
-from api.routes.payments import payment_request, record_payment
+from api.payment_service import payment_request, record_payment
 from paygent.db.accounts import get_wallet
 from paygent.db.audit import append_audit
 from paygent.db.grants import has_grant
