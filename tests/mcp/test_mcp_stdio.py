@@ -33,7 +33,8 @@ async def stdio_session(api_url: str, key: str):
 async def test_stdio_pays_within_limits_and_refuses_over_them(api_url, agent, app_settings, dev, http):
     to = Account.create().address
     alices = await http.post("/v1/payments", headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex}, json={
-        "wallet_id": dev["wallets"]["treasury"]["id"], "to": to, "amount": "0.01", "asset": "USDC"})
+        "wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "0.01",
+        "asset": "USDC"})
     assert alices.status_code == 202, alices.text
     progress: list[str] = []
 
