@@ -26,10 +26,12 @@ async def test_tools_are_listed_with_schemas_and_a_wrong_key_is_refused(api_url,
     async with mcp_session(api_url, agent["api_key"]) as mcp:
         tools = {t.name: t for t in (await mcp.list_tools()).tools}
         templates = {t.uri_template for t in (await mcp.list_resource_templates()).resource_templates}
+        balances = await mcp.call_tool("get_balance", {})
     assert TOOLS <= set(tools)
     assert tools["pay"].input_schema["required"] == ["to", "amount"]
     assert "approval" in tools["pay"].description
     assert {"paygent://wallets/{wallet_id}", "paygent://policy/{subject}"} <= templates
+    assert balances.structured_content["wallets"][0]["wallet_id"] == agent["wallet"]["id"]  # as README shows
     r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                         headers={"Authorization": "Bearer not-a-key", "Accept": "application/json, text/event-stream"})
     assert r.status_code == 401 and r.json()["error"]["field"] == "Authorization"
