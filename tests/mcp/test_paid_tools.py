@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from mcp.shared.exceptions import MCPError
 
 from paygent.db.schema import payments
+from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, token_balance
 from tests.mcp.conftest import data, error_text, mcp_session
 
@@ -90,3 +91,17 @@ async def test_a_paid_tool_meets_the_agents_limits(api_url, http, dev, app_setti
     assert "refused" in error_text(refused) and "agent:per_payment_cap" in error_text(refused)
     assert "no paid MCP tool named 'nope'" in error_text(unknown)
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"]) == before
+
+
+async def test_an_agent_run_calls_a_paid_tool(http, dev, paid_service, app_settings):
+    await http.post("/v1/paid-services/discover", headers=auth(dev),
+                    json={"url": paid_service["url"] + "/mcp", "transport": "mcp"})
+    before = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
+    run = await start_run(http, dev, "call forecast city=Faro paying up to 0.05 USDC")
+    assert (await wait_run(http, dev, run["id"]))["status"] == "completed"
+    listed = (await http.get("/v1/payments", params={"limit": 5}, headers=auth(dev))).json()["items"]
+    paid = next(p for p in listed if (p.get("x402") or {}).get("mcp_tool") == "forecast"
+                and "Faro" in (p["x402"]["response_body_excerpt"] or ""))
+    assert paid["status"] == "confirmed" and paid["x402"]["receipt"]["success"] is True
+    after = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
+    assert after - before == 10_000
