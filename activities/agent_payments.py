@@ -1,6 +1,7 @@
-"""The paying tools' activities (`pay`, `x402_fetch`, `call_paid_tool`): record the payment, read its status, cancel it.
+"""The paying tools' activities (`pay`, `x402_fetch`, `call_paid_tool`): record a payment, read its status,
+cancel it.
 
-A payment an agent makes is recorded exactly as one made through the API (`api.routes.payments.record_payment`:
+A payment an agent makes is recorded exactly as one made through the API (`api.payment_service.record_payment`:
 same row, same audit entry, same request hash; `x402_fetch` is a payment of kind "x402"), with id
 uuid5(run id, tool call id) and idempotency key `agent-run:<run>:<call>`, so a retried or replayed run finds the
 same payment instead of making another. This module imports from the API layer on purpose: one way to record a

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
 from api.deps import Deps
 from api.errors import ApiError
@@ -54,5 +55,9 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await fn(*args, **kwargs)
         except (ApiError, InvalidInput) as exc:
             raise ToolError(refusal_text(exc)) from None
+        except ValidationError as exc:  # arguments checked by a shared model (e.g. memory keys)
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ())) or "arguments"
+            raise ToolError(f"invalid_input: {field}: {first.get('msg', 'invalid')}") from None
 
     return wrapped

@@ -18,6 +18,9 @@ from workflows.approval_client import get_state
 
 POLL_SECONDS = 0.25
 FAILED_STATUSES = {t.REFUSED: "refused", t.FAILED: "failed", t.CANCELLED: "cancelled"}
+SETTLED = frozenset(t.TERMINAL)
+DECIDED = frozenset(t.TERMINAL | {t.AWAITING_APPROVAL, t.TIME_LOCKED})  # past the limits check, or done
+MOVED = frozenset(DECIDED | {t.SIGNING, t.SUBMITTED})
 # The approval workflow starts just after the payment says awaiting_approval: its state may take a moment.
 APPROVAL_STATE_WAIT_SECONDS = 5.0
 
@@ -43,14 +46,19 @@ async def approval_needed(d: Deps, payment_id: str) -> dict | None:
                   "then call wait_for_payment"}
 
 
-async def answer(d: Deps, who: Principal, row) -> dict:
-    """The payment as a tool answer; a refused, failed or cancelled payment is a tool error naming why."""
-    view = payment_view(row, d.settings)
-    if row["status"] in FAILED_STATUSES:
-        raise ToolError(f"payment {view['id']} {FAILED_STATUSES[row['status']]}: {row['failure_reason']}")
+async def view(d: Deps, row) -> dict:
+    """The payment as the HTTP API shows it, plus who must approve it while it awaits approval."""
+    shown = payment_view(row, d.settings)
     if row["status"] == t.AWAITING_APPROVAL:
-        view["approval"] = await approval_needed(d, str(row["id"]))
-    return view
+        shown["approval"] = await approval_needed(d, str(row["id"]))
+    return shown
+
+
+async def answer(d: Deps, row) -> dict:
+    """A paying tool's answer; a refused, failed or cancelled payment is a tool error naming why."""
+    if row["status"] in FAILED_STATUSES:
+        raise ToolError(f"payment {row['id']} {FAILED_STATUSES[row['status']]}: {row['failure_reason']}")
+    return await view(d, row)
 
 
 async def wait(d: Deps, who: Principal, payment_id: str, *, until: frozenset[str], timeout: float,
@@ -68,8 +76,3 @@ async def wait(d: Deps, who: Principal, payment_id: str, *, until: frozenset[str
         if seen in until or time.monotonic() >= deadline:
             return row
         await asyncio.sleep(POLL_SECONDS)
-
-
-SETTLED = frozenset(t.TERMINAL)
-DECIDED = frozenset(t.TERMINAL | {t.AWAITING_APPROVAL, t.TIME_LOCKED})  # past the limits check, or done
-MOVED = frozenset(DECIDED | {t.SIGNING, t.SUBMITTED})

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
 from api.mcp import outcomes
@@ -57,7 +57,7 @@ async def _spend_wallet(d, who, wallet_id: str | None) -> str:
 async def _paid_answer(d, who, row, ctx: Context, timeout: float) -> dict:
     """Wait for a paid fetch or tool call to settle (or to stop for approval); its answer body and receipt."""
     row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.DECIDED, timeout=timeout, ctx=ctx)
-    view = await outcomes.answer(d, who, row)
+    view = await outcomes.answer(d, row)
     x402 = view.get("x402") or {}
     return {"payment_id": view["id"], "status": view["status"], "amount": view["amount"], "asset": view["asset"],
             "pay_to": view["to"], "response_status": x402.get("response_status"),
@@ -110,7 +110,7 @@ def build_server() -> MCPServer:
                            memo=memo)
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
         row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.MOVED, timeout=PAY_WAIT_SECONDS, ctx=ctx)
-        return await outcomes.answer(d, who, row)
+        return await outcomes.answer(d, row)
 
     @mcp.tool(description="Fetch an http(s) URL, paying with x402 if the server asks for payment, at most "
                           "`max_amount` (token units). Returns the answer's body, its HTTP status and the "
@@ -151,11 +151,7 @@ def build_server() -> MCPServer:
     @tool_errors
     async def get_payment(ctx: Context, payment_id: str) -> dict[str, Any]:
         d, who = caller(ctx)
-        row = await own_payment(d, who, payment_id)
-        view = payment_view(row, d.settings)
-        if row["status"] == outcomes.t.AWAITING_APPROVAL:
-            view["approval"] = await outcomes.approval_needed(d, payment_id)
-        return view
+        return await outcomes.view(d, await own_payment(d, who, payment_id))
 
     @mcp.tool(description="Your payments, newest first (status filter optional). Pass next_cursor back as "
                           "`cursor` for the next page.")
@@ -174,11 +170,7 @@ def build_server() -> MCPServer:
                                timeout_seconds: Annotated[float, Field(30, gt=0, le=120)] = 30) -> dict[str, Any]:
         d, who = caller(ctx)
         row = await outcomes.wait(d, who, payment_id, until=outcomes.SETTLED, timeout=timeout_seconds, ctx=ctx)
-        view = payment_view(row, d.settings)
-        view["final"] = row["status"] in outcomes.SETTLED
-        if row["status"] == outcomes.t.AWAITING_APPROVAL:
-            view["approval"] = await outcomes.approval_needed(d, payment_id)
-        return view
+        return {**await outcomes.view(d, row), "final": row["status"] in outcomes.SETTLED}
 
     @mcp.tool(description="The paid services you may use: x402 URLs (use x402_fetch) and paid MCP tools (use "
                           "call_paid_tool), with price, asset, network and recipient.")
@@ -241,7 +233,7 @@ def build_server() -> MCPServer:
     async def policy_resource(subject: str, ctx: Context) -> str:
         d, who = caller(ctx)
         if subject != "me":
-            raise ToolError("subject: only `me` is available")
+            raise ResourceNotFoundError("paygent://policy/{subject}: only `me` is available")
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             ids = [r.id for r, g in await visible_wallets(conn, who) if SPEND in g]
             return json.dumps(await spending_status(conn, who, ids, asset=d.settings.token_symbol,

@@ -15,9 +15,9 @@ from temporalio.exceptions import ApplicationError
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
-from api.payment_service import (  # noqa: F401  (record_payment, payment_request: re-exported for older imports)
-    PaymentSpec, check_idempotency_key, list_payments, own_payment, payment_request, payment_view, record_payment,
-    start_payment,
+from api.payment_service import (  # noqa: F401  (PAYMENT_NAMESPACE, payment_request, record_payment: re-exported
+    PAYMENT_NAMESPACE, PaymentSpec, check_idempotency_key, list_payments,  # for code written before the service)
+    own_payment, payment_request, payment_view, record_payment, start_payment,
 )
 from paygent.db.accounts import Principal
 from paygent.db.payment_history import status_history
