@@ -21,6 +21,7 @@ from paygent.netutil import free_port
 from paygent.x402.paid_service import create_paid_service
 from tests.api.helpers import auth, funded_wallet
 from tests.approvals.helpers import tiers
+from tests.egress import exempt
 
 
 @asynccontextmanager
@@ -60,15 +61,18 @@ async def agent(http, dev, app_settings) -> dict:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def paid_service(anvil_rpc, token_address):
-    """The real paid service (x402 HTTP routes and paid MCP tools at /mcp), paying a fresh address."""
+async def paid_service(anvil_rpc, token_address, redis_url, app_settings):
+    """The real paid service (x402 HTTP routes and paid MCP tools at /mcp), paying a fresh address, exempted
+    from the egress policy (it listens on loopback) as an operator would exempt it."""
     pay_to = Account.from_key(os.urandom(32)).address
-    app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(9).key.hex())
+    app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(9).key.hex(), redis_url=redis_url)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    yield {"url": f"http://127.0.0.1:{port}", "pay_to": pay_to}
+    url = f"http://127.0.0.1:{port}"
+    with exempt(app_settings, url):
+        yield {"url": url, "pay_to": pay_to}
     server.should_exit = True
     await task
