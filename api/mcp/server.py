@@ -24,6 +24,7 @@ from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
 from paygent.db.grants import SPEND
 from paygent.db.paid_services import find_service, list_services, service_view
 from paygent.db.tenancy import tenant_scope, tenant_transaction
+from paygent.domain.text import SafeText
 
 INSTRUCTIONS = (
     "Paygent holds the wallets you may spend from. Every payment goes through spending limits and, above some "
@@ -34,7 +35,7 @@ INSTRUCTIONS = (
 
 WalletId = Annotated[str | None, Field(None, description="The paying wallet's id; omit it when you may spend "
                                                          "from one wallet only (see get_balance)")]
-RequestId = Annotated[str | None, Field(None, max_length=200, description=(
+RequestId = Annotated[SafeText | None, Field(None, max_length=200, description=(
     "Your idempotency key for this payment: repeat it to retry safely (the same payment is returned, never a "
     "second one). Omit it only if you will not retry."))]
 Amount = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description="Decimal string in token units, e.g. \"0.25\"")]
@@ -100,10 +101,10 @@ def build_server() -> MCPServer:
                           "awaiting_approval it says who must approve and how many (then call wait_for_payment). "
                           "A refusal is an error naming the limit (e.g. velocity:daily, per_payment_cap).")
     @tool_errors
-    async def pay(ctx: Context, to: Annotated[str, Field(description="Recipient address, 0x-prefixed")],
+    async def pay(ctx: Context, to: Annotated[SafeText, Field(description="Recipient address, 0x-prefixed")],
                   amount: Amount, wallet_id: WalletId = None,
-                  asset: Annotated[str, Field(description="Token symbol")] = "USDC",
-                  memo: Annotated[str | None, Field(None, max_length=500)] = None,
+                  asset: Annotated[SafeText, Field(description="Token symbol")] = "USDC",
+                  memo: Annotated[SafeText | None, Field(None, max_length=500)] = None,
                   request_id: RequestId = None) -> dict[str, Any]:
         d, who = caller(ctx)
         spec = PaymentSpec(wallet_id=await _spend_wallet(d, who, wallet_id), asset=asset, to=to, amount=amount,
@@ -116,7 +117,7 @@ def build_server() -> MCPServer:
                           "`max_amount` (token units). Returns the answer's body, its HTTP status and the "
                           "settlement receipt. Limits and approvals apply as for pay.")
     @tool_errors
-    async def x402_fetch(ctx: Context, url: Annotated[str, Field(max_length=2000)], max_amount: Amount,
+    async def x402_fetch(ctx: Context, url: Annotated[SafeText, Field(max_length=2000)], max_amount: Amount,
                          wallet_id: WalletId = None, request_id: RequestId = None) -> dict[str, Any]:
         d, who = caller(ctx)
         spec = PaymentSpec(wallet_id=await _spend_wallet(d, who, wallet_id), asset=d.settings.token_symbol,
@@ -195,7 +196,7 @@ def build_server() -> MCPServer:
     @mcp.tool(description="Remember a short text value under a key (your own memory; optional namespace and "
                           "ttl_seconds).")
     @tool_errors
-    async def remember(ctx: Context, key: str, value: Annotated[str, Field(max_length=4000)],
+    async def remember(ctx: Context, key: str, value: Annotated[SafeText, Field(max_length=4000)],
                        namespace: str = "default", ttl_seconds: int | None = None) -> dict[str, Any]:
         d, who = caller(ctx)
         with tenant_scope(who.tenant_id):

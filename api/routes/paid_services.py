@@ -13,13 +13,14 @@ from api.deps import Deps, deps
 from api.services_discovery import discover
 from paygent.db.accounts import Principal
 from paygent.db.paid_services import list_services, service_view
+from paygent.domain.text import SafeText
 
 router = APIRouter(prefix="/v1/paid-services", tags=["paid services"])
 
 
 class DiscoverBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000, description="An x402 resource (http) or an MCP endpoint (mcp)")
+    url: SafeText = Field(max_length=2000, description="An x402 resource (http) or an MCP endpoint (mcp)")
     transport: Literal["http", "mcp"] = "http"
 
 
