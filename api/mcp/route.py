@@ -4,7 +4,9 @@ The route is an ordinary FastAPI route declaring `allow(Role.requester, agents=T
 rate limits and the role are checked exactly as for POST /v1/payments, and the role table lists it. Then the
 request (its body still unread) is handed to the SDK's transport with the Principal on the request's state,
 where the tools find it (caller.py). Stateless mode: every request stands alone, so any API replica can
-answer it and a rotated or disabled key stops working on the very next call.
+answer it and a rotated or disabled key stops working on the very next call. Hence POST only: there is no
+session to resume with a standalone GET stream nor to end with DELETE (both answer 405, which clients accept);
+progress notifications travel on the POST's own event stream.
 
 The SDK's session manager must run inside the API's lifespan (`lifespan(app)` below).
 """
@@ -45,7 +47,7 @@ def router(server: MCPServer) -> APIRouter:
     transport = StreamableHTTPASGIApp(server.session_manager)
     r = APIRouter(tags=["mcp"])
 
-    @r.api_route(PATH, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    @r.api_route(PATH, methods=["POST"], include_in_schema=False)
     async def mcp(request: Request, who: Principal = Depends(MCP_CALLER)):
         """The MCP endpoint (Streamable HTTP). Tools and resources: api/mcp/server.py."""
         setattr(request.state, PRINCIPAL_STATE, who)
