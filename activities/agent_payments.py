@@ -1,6 +1,7 @@
-"""The paying tools' activities (`pay`, `x402_fetch`): record the payment, read its status, cancel it.
+"""The paying tools' activities (`pay`, `x402_fetch`, `call_paid_tool`): record a payment, read its status,
+cancel it.
 
-A payment an agent makes is recorded exactly as one made through the API (`api.routes.payments.record_payment`:
+A payment an agent makes is recorded exactly as one made through the API (`api.payment_service.record_payment`:
 same row, same audit entry, same request hash; `x402_fetch` is a payment of kind "x402"), with id
 uuid5(run id, tool call id) and idempotency key `agent-run:<run>:<call>`, so a retried or replayed run finds the
 same payment instead of making another. This module imports from the API layer on purpose: one way to record a
@@ -23,10 +24,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_tools import validation_message
-from api.routes.payments import payment_request, record_payment
+from api.payment_service import payment_request, record_payment
 from paygent.db.accounts import get_wallet
 from paygent.db.audit import append_audit
 from paygent.db.grants import has_grant
+from paygent.db.paid_services import find_service
 from paygent.db.schema import payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
@@ -54,6 +56,15 @@ class FetchArgs(BaseModel):
     max_amount: SafeText
 
 
+class PaidToolArgs(BaseModel):
+    """`call_paid_tool`: a paid MCP tool from the tenant's registry, its arguments, and a price cap."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    service: str = Field(max_length=200)
+    max_amount: str
+    arguments: dict = Field(default_factory=dict)
+
+
 ZERO_ADDRESS = "0x" + "0" * 40
 NOT_RECORDED = "not_recorded"  # an x402 recipient is known only once the server's 402 answer is probed
 
@@ -67,6 +78,9 @@ class AgentPaymentActivities:
         if not self.settings.token_address:
             raise InvalidInput("asset", "no token is configured on this server")
         decimals = self.settings.token_decimals
+        if p.call.name == "call_paid_tool":  # the URL and tool come from the registry (see prepare_payment)
+            paid = PaidToolArgs.model_validate(p.call.arguments)
+            return "x402", parse_amount(paid.max_amount, decimals, field="max_amount"), ZERO_ADDRESS, None, None
         if p.call.name == "x402_fetch":
             fetch = FetchArgs.model_validate(p.call.arguments)
             cap = parse_amount(fetch.max_amount, decimals, field="max_amount")
@@ -96,12 +110,20 @@ class AgentPaymentActivities:
                 return t.PreparedPayment(error="the run's wallet no longer exists")
             if not await has_grant(conn, uuid.UUID(p.user_id), wallet.id):  # grants can be withdrawn mid-run
                 return t.PreparedPayment(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
+            details = {}
+            if p.call.name == "call_paid_tool":
+                paid = PaidToolArgs.model_validate(p.call.arguments)
+                service = await find_service(conn, p.tenant_id, paid.service)
+                if service is None or service["transport"] != "mcp" or not service["tool"]:
+                    return t.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
+                url, details = service["url"], {"mcp": {"tool": service["tool"], "arguments": paid.arguments}}
             row, request_hash = await record_payment(
                 conn, payment_id=payment_id, tenant_id=uuid.UUID(p.tenant_id), requested_by_id=uuid.UUID(p.user_id),
                 actor=p.user_name, channel="temporal", wallet_id=wallet.id,
                 idempotency_key=f"agent-run:{p.run_id}:{p.call.id}", chain_id=self.settings.chain_id, asset=symbol,
                 token_address=self.settings.token_address, to=to, amount_atomic=amount_atomic, memo=memo,
-                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id}, kind=kind, url=url)
+                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id}, kind=kind, url=url,
+                details=details)
         if row["request_hash"] != request_hash:
             return t.PreparedPayment(error="a different payment is already recorded for this tool call")
         return t.PreparedPayment(

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from web3 import AsyncWeb3
 
-from activities.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
+from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
 from paygent.chain.token import balance_of
 from paygent.db.accounts import get_wallet
-from paygent.db.agent_schema import paid_services
+from paygent.db.paid_services import list_services, service_view
 from paygent.domain.money import format_amount
 from paygent.settings import Settings
 from workflows import agent_types as t
@@ -86,13 +86,8 @@ class AgentToolActivities:
 
     async def _services(self, inv: t.ToolInvocation) -> dict[str, Any]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(paid_services).where(sa.or_(
-                paid_services.c.tenant_id.is_(None), paid_services.c.tenant_id == uuid.UUID(inv.tenant_id)),
-            ).order_by(paid_services.c.name).limit(100))).mappings().all()
-        decimals = self.settings.token_decimals
-        return {"services": [{"name": r["name"], "url": r["url"], "description": r["description"],
-                              "asset": r["asset"], "price": format_amount(int(r["price_atomic"]), decimals)}
-                             for r in rows]}
+            rows = await list_services(conn, inv.tenant_id)
+        return {"services": [service_view(r, self.settings.token_decimals) for r in rows]}
 
     async def _health(self, inv: t.ToolInvocation) -> dict[str, Any]:
         async def postgres() -> str:

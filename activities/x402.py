@@ -4,7 +4,8 @@ State lives on the payment row (`payments`, kind "x402") in `details` (JSONB):
 `url`, `requirements` (the 402's PaymentRequired JSON), `requirement` (the option chosen), `signed`
 (the stored payment: a signed EIP-3009 authorization and its header, never a key),
 `payment_identifier`, `attempts` / `send_attempts`, `response` (status, headers, body excerpt),
-`receipt` (decoded PAYMENT-RESPONSE), `outcome`, `chain_confirmed` and `refusal`.
+`receipt` (decoded PAYMENT-RESPONSE), `outcome`, `chain_confirmed` and `refusal`; for a paid MCP tool, `mcp`
+(tool and arguments): the same steps then go through paygent/x402/mcp_transport.py instead of HTTP GET.
 The invariant: `x402.sign` writes `signed` once, under the row lock, in the transaction that loads
 the key; `x402.send` only ever re-sends it. Every refusal, signature and send is audited.
 The row's `status` is left to the workflow (`payments.mark_status`).
@@ -29,6 +30,7 @@ from paygent.db.schema import payments
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from paygent.x402 import client as x402c
+from paygent.x402 import mcp_transport
 from paygent.x402.policy import choose, requirement_amount
 from workflows import x402_types as t
 
@@ -37,6 +39,25 @@ MAX_ATTEMPTS_KEPT = 20
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+async def _probe(url: str, details: dict[str, Any], egress: EgressPolicy,
+                 timeout: float) -> x402c.Requirements | x402c.Response:
+    """An x402 URL, or (details `mcp`: tool and arguments) a paid tool on the MCP server at that URL."""
+    call = details.get("mcp")
+    if call:
+        return await mcp_transport.probe(url, call["tool"], call.get("arguments") or {}, egress=egress,
+                                         timeout=timeout)
+    return await x402c.probe(url, egress=egress, timeout=timeout)
+
+
+async def _send(details: dict[str, Any], stored: x402c.StoredPayment, egress: EgressPolicy,
+                timeout: float) -> x402c.Response:
+    call = details.get("mcp")
+    if call:
+        return await mcp_transport.send(details["url"], call["tool"], call.get("arguments") or {}, stored,
+                                        egress=egress, timeout=timeout)
+    return await x402c.send(details["url"], stored, egress=egress, timeout=timeout)
 
 
 def _state_error(message: str) -> ApplicationError:
@@ -92,8 +113,7 @@ class X402Activities:
         if details.get("url") not in (None, req.url):
             raise _state_error("the payment was recorded for another URL")
         try:
-            answer = await x402c.probe(req.url, egress=EgressPolicy.from_settings(self.settings),
-                                       timeout=req.timeout_seconds)
+            answer = await _probe(req.url, details, EgressPolicy.from_settings(self.settings), req.timeout_seconds)
             reason = x402c.check(answer, req.policy) if isinstance(answer, x402c.Requirements) else None
         except x402c.AmbiguousResult as exc:
             raise ApplicationError(str(exc), type=t.ERR_AMBIGUOUS) from None
@@ -220,8 +240,7 @@ class X402Activities:
         stored = x402c.StoredPayment(**details["signed"])
         resp = error = None
         try:
-            resp = await x402c.send(details["url"], stored, egress=EgressPolicy.from_settings(self.settings),
-                                    timeout=req.timeout_seconds)
+            resp = await _send(details, stored, EgressPolicy.from_settings(self.settings), req.timeout_seconds)
             outcome, confirmed, reason = await self._classify(resp, stored)
         except x402c.AmbiguousResult as exc:
             outcome, confirmed, reason, error = t.ERR_AMBIGUOUS, False, str(exc), str(exc)

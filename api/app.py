@@ -15,8 +15,10 @@ from web3 import AsyncWeb3
 from api import docs, errors, metrics, openapi
 from api.deps import Deps
 from api.ratelimit import RateLimits
-from api.routes import (agent_runs, agents, approvals, audit, health, payments, reconciliation, threads, wallets,
-                        webhooks, ws)
+from api.mcp import route as mcp_route
+from api.mcp.server import build_server as build_mcp_server
+from api.routes import (agent_runs, agents, approvals, audit, health, paid_services, payments, reconciliation,
+                        threads, wallets, webhooks, ws)
 from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
     tracing interceptor when tracing is on. `tracer_provider`: else from the environment (OTLP or off)."""
     settings = settings or get_settings()
     provider = tracer_provider or tracing.tracer_provider("paygent-api")
+    mcp = build_mcp_server()  # one per app: its session manager runs in this app's lifespan
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -39,7 +42,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
                               redis=redis, w3=w3, limits=RateLimits.from_settings(settings))
-        yield
+        async with mcp_route.lifespan(mcp):
+            yield
         await redis.aclose()
         await w3.provider.disconnect()
         if provider is not None:
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
     app.include_router(audit.router)
     app.include_router(ws.router)  # GET /v1/ws: agent runs over a WebSocket
     app.include_router(reconciliation.router)
+    app.include_router(paid_services.router)
+    app.include_router(mcp_route.router(mcp))  # MCP over Streamable HTTP at /mcp
     docs.install(app)
     openapi.install(app)
     if provider is not None:

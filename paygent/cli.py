@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 
 from paygent import agent_cli
-from paygent import agents_cli, approvals_cli, payments_cli, wallets_cli
+from paygent import agents_cli, approvals_cli, payments_cli, services_cli, wallets_cli
 from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
 
@@ -24,6 +24,7 @@ wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
 payments_cli.attach(app)  # `paygent pay`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
+app.add_typer(services_cli.app, name="services")
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 
@@ -64,6 +65,22 @@ def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API
     uvicorn.run("api.app:create_app", factory=True, host=host or url.hostname or "127.0.0.1",
                 port=port or url.port or 8000, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)  # event streams (SSE, WebSocket) reconnect elsewhere; don't wait hours
+
+
+@app.command()
+def mcp(api_url: str = typer.Option(None, envvar="PAYGENT_API_URL",
+                                    help="The Paygent API (default: api_url in .paygent/dev.json)")) -> None:
+    """Serve Paygent's MCP tools over stdio (for desktop clients), as the key in PAYGENT_API_KEY."""
+    from paygent.cli_http import dev_json
+    from paygent.mcp_stdio import run
+
+    key = os.environ.get("PAYGENT_API_KEY", "").strip()
+    base = api_url or dev_json().get("api_url")
+    if not key or not base:
+        typer.echo("paygent mcp: set PAYGENT_API_KEY (an agent's key) and PAYGENT_API_URL (or run "
+                   "`paygent stack up`)", err=True)
+        raise typer.Exit(2)
+    _exit(run(base, key))
 
 
 @app.command()

@@ -17,6 +17,7 @@ from eth_account import Account
 from web3 import AsyncWeb3
 
 from paygent.chain.token import balance_of
+from paygent.demo_mcp import mcp_payment
 from paygent.demo_ws import stream_run_over_websocket
 from paygent.domain.money import format_amount
 from paygent.paths import dev_json_path
@@ -180,6 +181,7 @@ async def run_demo() -> int:
         if "shopper" in dev.get("agents", {}):
             await pay_and_watch(http, dev, w3, amount="2", as_user="shopper", budget_may_run_out=True,
                                 memo="demo: the agent `shopper` pays with its own key, within its 10 USDC daily budget")
+            await mcp_payment(dev)  # the same agent, through Paygent's MCP server
         if dev.get("x402_service_url"):
             await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:

@@ -46,7 +46,7 @@ MAX_POLL = timedelta(minutes=10)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 WAITING = frozenset({pt.AWAITING_APPROVAL, pt.TIME_LOCKED})
 X402 = "x402"
-PAYING_TOOLS = frozenset({"pay", "x402_fetch"})
+PAYING_TOOLS = frozenset({"pay", "x402_fetch", "call_paid_tool"})  # call_paid_tool: x402 over MCP
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
 
 

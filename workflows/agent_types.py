@@ -195,6 +195,9 @@ TOOLS: list[ToolSpec] = [
           memo=_STR),
     _spec("x402_fetch", "Fetch a URL, paying via x402 up to a cap (decimal string, USDC).", ("url", "max_amount"),
           url=_STR, max_amount=_STR),
+    _spec("call_paid_tool", "Call a paid MCP tool from list_paid_services (transport mcp), paying its x402 price up "
+          "to a cap (decimal string, USDC); limits and approvals apply.", ("service", "max_amount"),
+          service=_STR, max_amount=_STR, arguments={"type": "object"}),
     _spec("memory_set", "Remember a value under a key (optional ttl_seconds, optional namespace).",
           ("key", "value"), key=_STR, value=_STR, namespace=_STR, ttl_seconds={"type": "integer"}),
     _spec("memory_get", "Recall the value stored under a key.", ("key",), key=_STR, namespace=_STR),

@@ -8,8 +8,6 @@ The state comes from the workflow's `state` Query, the list from the `approvals`
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from datetime import datetime, timezone
 from typing import Literal
@@ -23,6 +21,7 @@ from api.approval_http import (
     HASH_PATTERN, attest, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
     view_json,
 )
+from api import cursor as cursors
 from api.authz import Role, allow, oversees
 from api.deps import Deps, deps
 from api.errors import ApiError
@@ -97,18 +96,6 @@ async def decide(d: Deps, who: Principal, approval_id: str, decision: str, reque
     return {"approval_id": approval_id, **result.model_dump(mode="json")}
 
 
-def _cursor(created_at: datetime, approval_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), approval_id]).encode()).decode()
-
-
-def _parse_cursor(text: str) -> tuple[datetime, str]:
-    try:
-        at, approval_id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return datetime.fromisoformat(at), str(approval_id)
-    except (ValueError, TypeError):
-        raise InvalidInput("cursor", "is not a cursor this API returned (use next_cursor as given)") from None
-
-
 @router.get("/v1/approvals")
 async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50, ge=1, le=200),
                          cursor: str | None = None, who: Principal = Depends(READ), d: Deps = Depends(deps)):
@@ -128,7 +115,7 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
                                 sa.literal(name) == sa.any_(approvals.c.approved_by),
                                 sa.literal(name) == sa.any_(approvals.c.awaiting)))
     if cursor:
-        at, after = _parse_cursor(cursor)
+        at, after = cursors.decode(cursor)
         where.append(sa.tuple_(approvals.c.created_at, approvals.c.id) < sa.tuple_(sa.literal(at), sa.literal(after)))
     async with d.engine.connect() as conn:
         rows = (await conn.execute(sa.select(approvals).where(*where).order_by(
@@ -144,7 +131,7 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
             except RPCError:
                 continue
         items.append(row_json(row, decimals))
-    next_cursor = _cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+    next_cursor = cursors.encode(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
     return {"items": items, "next_cursor": next_cursor}
 
 

@@ -16,14 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.authz import Role, allow, oversees
 from api.deps import Deps, deps
 from api.errors import ApiError
-from paygent.chain.token import balance_of
+from api.wallet_service import balance_view, visible_wallets
 from paygent.db import grants, reservations
 from paygent.db.accounts import Principal, create_wallet, get_wallet
 from paygent.db.audit import append_audit
 from paygent.db.schema import users, wallets
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
-from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.money import parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit
 from paygent.domain.text import SafeText
 
@@ -110,10 +110,8 @@ def _wallet_view(row, mine: list[str]) -> dict:
 async def list_wallets(who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
     """The wallets the caller may see, with the caller's own grants on each."""
     async with d.engine.connect() as conn:
-        mine = await grants.grants_of(conn, who.user_id)
-        rows = (await conn.execute(sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.created_at)
-                                   .where(wallets.c.tenant_id == who.tenant_id).order_by(wallets.c.name))).all()
-    return {"items": [_wallet_view(r, mine.get(r.id, [])) for r in rows if oversees(who) or r.id in mine]}
+        seen = await visible_wallets(conn, who)
+    return {"items": [_wallet_view(r, mine) for r, mine in seen]}
 
 
 
@@ -168,17 +166,7 @@ async def create(body: WalletCreate, who: Principal = Depends(ADMIN), d: Deps = 
 
 @router.get("/{wallet_id}/balance")
 async def balance(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps = Depends(deps)):
-    row = await _wallet_or_404(d, who, wallet_id)
-    w3 = d.w3
-    wei = await w3.eth.get_balance(row.address)
-    tokens = []
-    if d.settings.token_address:
-        atomic = await balance_of(w3, d.settings.token_address, row.address)
-        tokens.append({"symbol": d.settings.token_symbol, "address": d.settings.token_address,
-                       "amount": format_amount(atomic, d.settings.token_decimals), "amount_atomic": str(atomic)})
-    return {"wallet_id": str(row.id), "address": row.address,
-            "native": {"symbol": "ETH", "amount": format_amount(wei, 18), "amount_atomic": str(wei)},
-            "tokens": tokens}
+    return await balance_view(d, await _wallet_or_404(d, who, wallet_id))
 
 
 @router.get("/{wallet_id}/spending-policy")

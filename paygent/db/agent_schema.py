@@ -101,6 +101,7 @@ agent_memory = sa.Table(
 )
 
 # A small registry of paid (x402) services an agent may use; tenant_id NULL = offered to every tenant.
+# Discovery (api/services_discovery.py, migration 0009) fills network, recipient and, for MCP, the tool.
 paid_services = sa.Table(
     "paid_services", metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
@@ -108,8 +109,13 @@ paid_services = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
-    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),  # the token's symbol (seeded rows) or contract address
     sa.Column("price_atomic", Amount, nullable=False),
-    _ts(),
+    sa.Column("transport", sa.Text, nullable=False, server_default="http"),  # http | mcp
+    sa.Column("tool", sa.Text, nullable=True),  # the MCP tool's name (transport mcp)
+    sa.Column("network", sa.Text, nullable=True),  # CAIP-2, e.g. eip155:31337
+    sa.Column("pay_to", sa.Text, nullable=True),
+    sa.Column("metadata", JSONB, nullable=False, server_default="{}"),  # the discovery extension's info, if any
+    _ts(), _ts("discovered_at", nullable=True),
     sa.UniqueConstraint("tenant_id", "name"),
 )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.schema import audit_log
 from paygent.domain.audit_chain import GENESIS_HASH, AuditFields, row_hash
 
-CHANNELS = ("api", "cli", "temporal", "system")
+CHANNELS = ("api", "cli", "mcp", "temporal", "system")
 # Appends are serialised by a transaction-scoped advisory lock so the chain never forks.
 _AUDIT_LOCK_KEY = 0x7061_7967_6175_6474  # "paygaudt"
 

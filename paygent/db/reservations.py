@@ -118,3 +118,23 @@ async def settle_reservation(conn: AsyncConnection, payment_id: uuid.UUID, statu
     await conn.execute(reservations.update().where(
         reservations.c.payment_id == payment_id, reservations.c.status == RESERVED
     ).values(status=status, settled_at=sa.func.now()))
+
+
+async def usage(conn: AsyncConnection, policy: SpendingPolicy, *, asset: str, wallet_id: uuid.UUID | None = None,
+                agent_id: uuid.UUID | None = None) -> list[dict]:
+    """Where a policy's velocity limits stand now, for a wallet or (agent_id) an agent across its wallets:
+    per limit `used` (committed) and `reserved` (in flight) in the window, and `remaining`, in atomic units.
+    The same sums `reserve` checks, so what this shows is what the next payment meets."""
+    scope = reservations.c.wallet_id == wallet_id if agent_id is None else reservations.c.agent_id == agent_id
+    out = []
+    for limit in policy.velocity:
+        rows = dict((await conn.execute(
+            sa.select(reservations.c.status, sa.func.sum(reservations.c.amount_atomic)).where(
+                scope, reservations.c.asset == asset, reservations.c.status.in_([RESERVED, COMMITTED]),
+                reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+            ).group_by(reservations.c.status))).all())
+        used, reserved = int(rows.get(COMMITTED) or 0), int(rows.get(RESERVED) or 0)
+        out.append({"limit": f"velocity:{limit.name}", "window_seconds": limit.window_seconds,
+                    "max_atomic": limit.max_atomic, "used_atomic": used, "reserved_atomic": reserved,
+                    "remaining_atomic": max(0, limit.max_atomic - used - reserved)})
+    return out

@@ -143,7 +143,7 @@ audit_log = sa.Table(
     sa.Column("tenant_id", UUID(as_uuid=True), nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("actor", sa.Text, nullable=False),
-    sa.Column("channel", sa.Text, nullable=False),  # api, cli, temporal, system
+    sa.Column("channel", sa.Text, nullable=False),  # api, cli, mcp, temporal, system
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("subject_type", sa.Text, nullable=False),
     sa.Column("subject_id", sa.Text, nullable=False),

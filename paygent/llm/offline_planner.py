@@ -28,6 +28,8 @@ _PAY = re.compile(
     rf"(?P<to>0x[0-9a-fA-F]{{40}})(?:\s+for\s+(?P<memo>.+?))?{_END}", re.I | re.S)
 _FETCH = re.compile(_PREFIX + rf"fetch\s+(?P<url>https?://\S+?)\s+paying\s+up\s+to\s+(?P<max>{_AMOUNT})"
                     rf"(?:\s+USDC)?{_END}", re.I)
+_CALL_TOOL = re.compile(_PREFIX + rf"call\s+(?P<service>[\w.\-]+)(?P<args>(?:\s+[\w.\-]+=\S+)*)\s+paying\s+up\s+to\s+"
+                        rf"(?P<max>{_AMOUNT})(?:\s+USDC)?{_END}", re.I)
 _REMEMBER = re.compile(_PREFIX + r"remember\s+(?P<key>[\w.\-]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S)
 _RECALL = re.compile(_PREFIX + rf"recall\s+(?P<key>[\w.\-]+){_END}", re.I)
 _LIST_TOOLS = re.compile(r"\blist\s+(?:the\s+|my\s+)?tools\b", re.I)
@@ -40,6 +42,7 @@ HELP = (
     "- balance\n"
     "- pay <amount> <asset> to <0x address> for <memo>   e.g. pay 5 USDC to 0xAbC... for invoice 42\n"
     "- fetch <url> paying up to <amount> USDC\n"
+    "- call <paid tool> [name=value ...] paying up to <amount> USDC   e.g. call forecast city=Porto paying up to 0.05\n"
     "- list services\n"
     "- remember <key> = <value>   /   recall <key>\n"
     "- list tools\n"
@@ -48,6 +51,7 @@ HELP = (
 _USAGE = {
     "pay": "To pay, say: pay <amount> <asset> to <0x + 40 hex address> for <memo>, e.g. pay 5 USDC to 0x... for lunch",
     "fetch": "To fetch a paid resource, give a spending cap: fetch <url> paying up to 0.05 USDC",
+    "call": "To call a paid tool, give a spending cap: call <tool> [name=value ...] paying up to 0.05 USDC",
     "remember": "To store something, say: remember <key> = <value>",
     "recall": "To read something back, say: recall <key>",
 }
@@ -70,6 +74,9 @@ def parse_command(text: str) -> Intent:
         return Intent("pay", {"to": m["to"], "amount": m["amount"], "asset": m["asset"].upper(), "memo": memo})
     if m := _FETCH.match(text):
         return Intent("x402_fetch", {"url": m["url"], "max_amount": m["max"]})
+    if m := _CALL_TOOL.match(text):
+        arguments = dict(pair.split("=", 1) for pair in m["args"].split())
+        return Intent("call_paid_tool", {"service": m["service"], "max_amount": m["max"], "arguments": arguments})
     if m := _REMEMBER.match(text):
         return Intent("memory_set", {"key": m["key"], "value": m["value"]})
     if m := _RECALL.match(text):

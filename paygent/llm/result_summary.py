@@ -85,7 +85,7 @@ def _describe(tool: str, data: dict[str, Any], text: str) -> str:
         key = _field(data, "key") or "that"
         value = _field(data, "value")
         return f"{key} = {value}" if value is not None else f"I have nothing stored for {key}."
-    if tool == "x402_fetch":
+    if tool in ("x402_fetch", "call_paid_tool"):
         line = f"Fetched {_field(data, 'url') or 'the resource'}"
         if amount:
             line += f", paid {amount} {asset}".rstrip()

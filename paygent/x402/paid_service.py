@@ -13,15 +13,19 @@ client gives up (a lost response), answering the retry from the recorded result;
 does the same without payment-identifier support, so a retry of the same (already used)
 authorization is refused by the facilitator and the payer must reconcile on chain. A server error
 is never turned into a 402. `/legacy-v1` answers like an x402 v1 server (requirements in the body).
+`/mcp` serves paid MCP tools (paygent/x402/paid_mcp.py); it needs the app's lifespan to run (uvicorn's default).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from eth_utils import to_checksum_address
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
 from redis.asyncio import Redis
 from x402 import x402Facilitator, x402ResourceServer
 from x402.http import PAYMENT_RESPONSE_HEADER
@@ -33,6 +37,7 @@ from x402.mechanisms.evm.exact import ExactEvmServerScheme, register_exact_evm_f
 from paygent.chain.token import TOKEN_NAME, TOKEN_VERSION
 from paygent.x402 import identifier
 from paygent.x402.idempotency import PaymentIdentifierCache, RedisAnswers
+from paygent.x402.paid_mcp import build_paid_mcp
 
 NETWORK = "eip155:31337"
 OTHER_NETWORK = "eip155:84532"  # Base Sepolia: a real chain this service's payer is not on
@@ -100,7 +105,19 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
     it anyway; a client whose read timeout is shorter sees a lost response.
     """
     server = resource_server(rpc_url, facilitator_private_key)
-    app = FastAPI(title="Paygent paid service (x402)", docs_url=None, redoc_url=None)
+
+    # Paid MCP tools at /mcp (paygent/x402/paid_mcp.py), settled by the same facilitator. Stateless: POST only.
+    paid_tools = build_paid_mcp(server, network=NETWORK, token=token_address, pay_to=pay_to)
+    paid_tools.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
+                                   transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        async with paid_tools.session_manager.run():
+            yield
+
+    app = FastAPI(title="Paygent paid service (x402)", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_route("/mcp", StreamableHTTPASGIApp(paid_tools.session_manager), methods=["POST"])
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -14,7 +14,8 @@ from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ToolCall, To
 ADDRESS = "0x" + "Ab" * 20
 TX = "0x" + "1f" * 32
 ALL_TOOLS = [ToolSpec(name=n, description=f"the {n} tool") for n in (
-    "wallet_balance", "pay", "x402_fetch", "memory_set", "memory_get", "list_paid_services", "health")]
+    "wallet_balance", "pay", "x402_fetch", "call_paid_tool", "memory_set", "memory_get", "list_paid_services",
+    "health")]
 
 
 def step(words: str, tools: list[ToolSpec] = ALL_TOOLS) -> LlmResponse:
@@ -37,6 +38,10 @@ def only_call(response: LlmResponse) -> ToolCall:
     (f"pay 5 USDC to {ADDRESS}", "pay", {"to": ADDRESS, "amount": "5", "asset": "USDC", "memo": ""}),
     ("fetch https://data.example/report?q=1 paying up to 0.05 USDC", "x402_fetch",
      {"url": "https://data.example/report?q=1", "max_amount": "0.05"}),
+    ("call forecast city=Porto paying up to 0.05 USDC", "call_paid_tool",
+     {"service": "forecast", "max_amount": "0.05", "arguments": {"city": "Porto"}}),
+    ("call premium_report paying up to 3", "call_paid_tool",
+     {"service": "premium_report", "max_amount": "3", "arguments": {}}),
     ("remember favourite_vendor = Acme Corp", "memory_set", {"key": "favourite_vendor", "value": "Acme Corp"}),
     ("remember note = pay 5 USDC later", "memory_set", {"key": "note", "value": "pay 5 USDC later"}),
     ("recall favourite_vendor", "memory_get", {"key": "favourite_vendor"}),

@@ -1,0 +1,78 @@
+"""What a payment tool answers: the payment as the HTTP API shows it, who must approve it while it waits, and
+a refusal as a tool error naming the rule. Waiting is bounded and reports progress as the status moves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from temporalio.service import RPCError
+
+from api.deps import Deps
+from api.payment_service import own_payment, payment_view
+from paygent.db.accounts import Principal
+from workflows import payment_types as t
+from workflows.approval_client import get_state
+
+POLL_SECONDS = 0.25
+FAILED_STATUSES = {t.REFUSED: "refused", t.FAILED: "failed", t.CANCELLED: "cancelled"}
+SETTLED = frozenset(t.TERMINAL)
+DECIDED = frozenset(t.TERMINAL | {t.AWAITING_APPROVAL, t.TIME_LOCKED})  # past the limits check, or done
+MOVED = frozenset(DECIDED | {t.SIGNING, t.SUBMITTED})
+# The approval workflow starts just after the payment says awaiting_approval: its state may take a moment.
+APPROVAL_STATE_WAIT_SECONDS = 5.0
+
+
+async def approval_needed(d: Deps, payment_id: str) -> dict | None:
+    """Who must approve and how many, from the approval workflow's `state` Query (None when it has none)."""
+    deadline = time.monotonic() + APPROVAL_STATE_WAIT_SECONDS
+    while True:
+        try:
+            view = await get_state(d.temporal, payment_id)
+            break
+        except RPCError:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(POLL_SECONDS)
+    return {"approval_id": view.approval_id, "status": view.status, "approvers": list(view.tier.approvers),
+            "awaiting": view.awaiting, "approvals_needed": view.approvals_needed,
+            "approvals_had": view.approvals_had, "approved_by": view.approved_by,
+            "expires_at": view.expires_at.isoformat(),
+            "timelock_until": view.timelock_until.isoformat() if view.timelock_until else None,
+            "how": f"{view.approvals_needed} of {', '.join(view.tier.approvers)} must approve it "
+                  f"(POST /v1/approvals/{view.approval_id}/approve, or `paygent approvals approve`); "
+                  "then call wait_for_payment"}
+
+
+async def view(d: Deps, row) -> dict:
+    """The payment as the HTTP API shows it, plus who must approve it while it awaits approval."""
+    shown = payment_view(row, d.settings)
+    if row["status"] == t.AWAITING_APPROVAL:
+        shown["approval"] = await approval_needed(d, str(row["id"]))
+    return shown
+
+
+async def answer(d: Deps, row) -> dict:
+    """A paying tool's answer; a refused, failed or cancelled payment is a tool error naming why."""
+    if row["status"] in FAILED_STATUSES:
+        raise ToolError(f"payment {row['id']} {FAILED_STATUSES[row['status']]}: {row['failure_reason']}")
+    return await view(d, row)
+
+
+async def wait(d: Deps, who: Principal, payment_id: str, *, until: frozenset[str], timeout: float,
+               ctx: Context | None = None):
+    """The payment's row once its status is in `until` or `timeout` seconds passed, whichever is first;
+    every status change is sent as a progress notification when the client asked for them."""
+    deadline = time.monotonic() + timeout
+    seen, step = None, 0
+    while True:
+        row = await own_payment(d, who, payment_id)
+        if row["status"] != seen:
+            seen, step = row["status"], step + 1
+            if ctx is not None:
+                await ctx.report_progress(step, None, f"payment {payment_id}: {seen}")
+        if seen in until or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(POLL_SECONDS)
