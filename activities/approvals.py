@@ -82,7 +82,9 @@ class ApprovalActivities:
     async def record_decision(self, record: DecisionRecord) -> int:
         """Audit row + approvals row in one transaction; a retried attempt finds its row and writes nothing."""
         info = activity.info()
-        key = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+        # local and regular activities number their ids apart: a run that switched to local records (a patch)
+        # must not mistake its local activity 1 for the regular activity 1 it recorded before
+        key = f"{info.workflow_id}/{info.workflow_run_id}/{'local-' if info.is_local else ''}{info.activity_id}"
         view = record.view
         async with self._engine.begin() as conn:
             existing = await conn.scalar(sa.select(audit_log.c.id).where(

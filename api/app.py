@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
 from api import docs, errors, metrics, openapi
+from api.auth_cache import PrincipalCache
 from api.deps import Deps
 from api.ratelimit import RateLimits
 from api.mcp import route as mcp_route
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
         redis = Redis.from_url(settings.redis_url)
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
-                              redis=redis, w3=w3, limits=RateLimits.from_settings(settings))
+                              redis=redis, w3=w3, limits=RateLimits.from_settings(settings),
+                              principals=PrincipalCache(redis))
         async with mcp_route.lifespan(mcp):
             yield
         await redis.aclose()

@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from web3 import AsyncWeb3
 
+from api.auth_cache import PrincipalCache
 from api.errors import ApiError
 from api.ratelimit import RateLimits, client_address
+from paygent.crypto import hash_api_key
 from paygent.db.accounts import Principal, authenticate
 from paygent.db.tenancy import use_tenant
 from paygent.settings import Settings
@@ -25,6 +27,7 @@ class Deps:
     redis: Redis
     w3: AsyncWeb3  # one HTTP session to the chain for the whole app
     limits: RateLimits
+    principals: PrincipalCache | None = None  # None: every request asks Postgres
 
 
 def deps(request: Request) -> Deps:
@@ -48,8 +51,7 @@ async def authenticate_key(d: Deps, address: str, key: str | None, *, field: str
         await d.limits.record_auth_failure(address)
         how = "a 'Bearer <api key>' header is required" if field == "Authorization" else "an API key is required"
         raise ApiError(401, "unauthenticated", f"{field}: {how}", field)
-    async with d.engine.connect() as conn:
-        who = await authenticate(conn, key)
+    who = await _lookup(d, key)
     if who is None:
         await d.limits.record_auth_failure(address)
         raise ApiError(401, "unauthenticated", f"{field}: the API key is not valid", field)
@@ -62,3 +64,16 @@ async def authenticate_key(d: Deps, address: str, key: str | None, *, field: str
 async def principal(request: Request, d: Deps = Depends(deps)) -> Principal:
     """The caller, from `Authorization: Bearer <key>`."""
     return await authenticate_key(d, client_address(request), bearer_key(request.headers.get("authorization", "")))
+
+
+async def _lookup(d: Deps, key: str) -> Principal | None:
+    """The key's principal: from the short-lived cache when its generation is current, else from Postgres."""
+    cache, key_hash = d.principals, hash_api_key(key)
+    generation = await cache.generation() if cache else None
+    who = cache.get(key_hash, generation) if cache else None
+    if who is None:
+        async with d.engine.connect() as conn:
+            who = await authenticate(conn, key)
+        if who is not None and cache:
+            cache.put(key_hash, generation, who)
+    return who

@@ -112,7 +112,8 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
     if row["request_hash"] != request_hash:
         raise ApiError(409, "idempotency_conflict",
                        "Idempotency-Key: already used for a different request", "Idempotency-Key")
-    request = payment_request(row, wallet.address, requested_by=who.actor, decimals=decimals)
+    request = payment_request(row, wallet.address, requested_by=who.actor, decimals=decimals,
+                              local_steps=d.settings.local_steps)
     await start_payment_workflow(d, request, wallet.name)
     return row
 
@@ -152,7 +153,8 @@ async def record_payment(conn: AsyncConnection, *, payment_id: uuid.UUID, tenant
     return row, request_hash
 
 
-def payment_request(row, wallet_address: str, *, requested_by: str, decimals: int) -> t.PaymentRequest:
+def payment_request(row, wallet_address: str, *, requested_by: str, decimals: int,
+                    local_steps: bool = False) -> t.PaymentRequest:
     """The workflow input for a recorded payment row."""
     return t.PaymentRequest(
         payment_id=str(row["id"]), tenant_id=str(row["tenant_id"]), wallet_id=str(row["wallet_id"]),
@@ -160,7 +162,7 @@ def payment_request(row, wallet_address: str, *, requested_by: str, decimals: in
         chain_id=int(row["chain_id"]), asset=row["asset"], decimals=decimals, token_address=row["token_address"],
         to=row["to_address"], amount_atomic=int(row["amount_atomic"]), memo=row["memo"], kind=row["kind"],
         url=(row["details"] or {}).get("url"),
-        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None,
+        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None, local_steps=local_steps,
     )
 
 

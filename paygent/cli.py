@@ -36,14 +36,20 @@ def _exit(code: int) -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run the Temporal worker (all workflows and activities)."""
+def worker(processes: int = typer.Option(None, min=1, help="Worker processes on the task queue "
+                                                             "(default PAYGENT_WORKER_PROCESSES, 1)")) -> None:
+    """Run the Temporal worker (all workflows and activities); several processes use several cores."""
     from paygent.logs import configure
     from paygent.settings import get_settings
     from workers.main import run
 
     settings = get_settings()
     configure(settings.log_level)
+    count = processes or settings.worker_processes
+    if count > 1:
+        from workers.processes import run_processes
+
+        _exit(run_processes(count))
     asyncio.run(run(settings))
     _exit(0)
 

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4.1-mini"
 
     # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
+    local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
+    worker_processes: int = Field(1, ge=1)  # `paygent worker` runs this many processes (issue 11 figures)
     rate_limit_auth_failures: str = "5/minute"  # per client address: then 429 until the window passes
     rate_limit_per_key: str = "6000/minute"
     rate_limit_per_address: str = "12000/minute"

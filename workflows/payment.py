@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from workflows import payment_types as t
 from workflows import x402_types as x
@@ -36,6 +37,14 @@ PATCH_RECEIPT_WAIT = "receipt-wait-leaves-submitted"
 PATCH_HOLD_AUTHORIZATION = "x402-hold-reservation-until-valid-before"
 CHAIN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
                           non_retryable_error_types=["TransferReverted", "WalletMissing"])
+# Payments started with `local_steps` (PAYGENT_LOCAL_STEPS) take their short steps (database writes, signing,
+# sending) as local activities: the worker runs them inside the workflow task and records a marker, instead of
+# a round trip through the server for each (issue 11: 8 activities cost 8 server round trips). Every step was
+# already idempotent (retries re-send the stored bytes), which is what a local activity's re-run after a crash
+# needs. Off by default: on a saturated worker a local activity that outlasts the workflow task timeout gets
+# its task timed out and retried (seen with 1,000 payments at once on 2 shared cores), which regular
+# activities never suffer. The patch keeps runs from before it replayable.
+LOCAL_STEPS = "payment-local-short-steps"
 
 
 @workflow.defn(name=t.WORKFLOW_NAME)
@@ -106,7 +115,7 @@ class PaymentWorkflow:
                 return terms
             req = self._req = terms
             self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to} for {req.url}"
-        reserved: t.ReserveOutcome = await workflow.execute_activity(
+        reserved: t.ReserveOutcome = await self._step(
             t.ACT_RESERVE, req, result_type=t.ReserveOutcome, start_to_close_timeout=timedelta(seconds=15),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
             summary=f"Check spending limits and reserve {self._label}",
@@ -152,7 +161,7 @@ class PaymentWorkflow:
         (an edit may have changed amount, recipient or memo: the reservation is then taken again), or the
         payment's final state when the approval did not end `approved`.
         """
-        policy: ApprovalPolicy = await workflow.execute_activity(
+        policy: ApprovalPolicy = await self._step(
             ACT_LOAD_POLICY, PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
             result_type=ApprovalPolicy, start_to_close_timeout=timedelta(seconds=15),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
@@ -208,7 +217,7 @@ class PaymentWorkflow:
             return await self._finish(t.FAILED, reason="approved operation does not match its hash")
         edited = req.model_copy(update={"to": final.to, "amount_atomic": final.amount_atomic, "memo": final.memo})
         if edited != req:  # the initiator edited it while pending: the new terms must fit the limits too
-            reserved: t.ReserveOutcome = await workflow.execute_activity(
+            reserved: t.ReserveOutcome = await self._step(
                 t.ACT_RESERVE, edited, result_type=t.ReserveOutcome, start_to_close_timeout=timedelta(seconds=15),
                 schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
                 summary="Reserve again for the edited operation",
@@ -221,14 +230,14 @@ class PaymentWorkflow:
         return edited
 
     async def _execute_transfer(self, req: t.PaymentRequest) -> t.ReceiptResult:
-        signed: t.SignedTransfer = await workflow.execute_activity(
+        signed: t.SignedTransfer = await self._step(
             t.ACT_SIGN, req, result_type=t.SignedTransfer,
             start_to_close_timeout=timedelta(seconds=20), schedule_to_close_timeout=timedelta(hours=1),
             retry_policy=CHAIN_RETRY, summary=f"Sign transfer of {self._label}",
         )
         assert self._state is not None
         self._state.tx_hash = signed.tx_hash
-        await workflow.execute_activity(
+        await self._step(
             t.ACT_BROADCAST, req.payment_id, start_to_close_timeout=timedelta(seconds=20),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=CHAIN_RETRY,
             summary=f"Broadcast {signed.tx_hash}",
@@ -248,7 +257,7 @@ class PaymentWorkflow:
     async def _x402_terms(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
         """Ask the URL its price (nothing is signed); refuse what the wallet's x402 policy rules out."""
         try:
-            probe: x.X402ProbeResult = await workflow.execute_activity(
+            probe: x.X402ProbeResult = await self._step(
                 x.ACT_X402_PROBE, x.X402ProbeRequest(payment_id=req.payment_id, tenant_id=req.tenant_id,
                                                     url=req.url, policy=self._x402_policy(req)),
                 result_type=x.X402ProbeResult, start_to_close_timeout=timedelta(seconds=30),
@@ -264,7 +273,7 @@ class PaymentWorkflow:
 
     async def _execute_x402(self, req: t.PaymentRequest) -> t.ReceiptResult | t.PaymentState:
         """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
-        signed: x.X402SignResult = await workflow.execute_activity(
+        signed: x.X402SignResult = await self._step(
             x.ACT_X402_SIGN, x.X402SignRequest(payment_id=req.payment_id, tenant_id=req.tenant_id,
                                               wallet_id=req.wallet_id, policy=self._x402_policy(req)),
             result_type=x.X402SignResult, start_to_close_timeout=timedelta(seconds=30),
@@ -273,7 +282,7 @@ class PaymentWorkflow:
         )
         self._authorization_valid_before = signed.valid_before
         await self._set_status(t.SUBMITTED)
-        sent: x.X402SendResult = await workflow.execute_activity(
+        sent: x.X402SendResult = await self._step(
             x.ACT_X402_SEND, x.X402SendRequest(payment_id=req.payment_id, tenant_id=req.tenant_id),
             result_type=x.X402SendResult, start_to_close_timeout=timedelta(seconds=40),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=X402_RETRY,
@@ -289,7 +298,7 @@ class PaymentWorkflow:
         assert self._state is not None
         settlement = t.Settlement(payment_id=req.payment_id, tenant_id=req.tenant_id, wallet_id=req.wallet_id,
                                   to=req.to, asset=req.asset, amount_atomic=req.amount_atomic, receipt=receipt)
-        await workflow.execute_activity(
+        await self._step(
             t.ACT_SETTLE, settlement, start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY,
             summary="Write ledger entries and the final status",
@@ -307,6 +316,22 @@ class PaymentWorkflow:
         self._upsert_status()
         return self._state
 
+    async def _step(self, activity: str, arg, **options):
+        """One short step: a local activity when the payment asked for it (and has the patch), else regular.
+
+        A local activity's failure reaches the workflow unwrapped (the ApplicationError itself); it is wrapped
+        here in the ActivityError a regular activity raises, so every caller handles one shape."""
+        if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
+            return await workflow.execute_activity(activity, arg, **options)
+        try:
+            return await workflow.execute_local_activity(activity, arg, **options)
+        except (ApplicationError, ActivityTimeout) as err:
+            final = isinstance(err, ApplicationError) and err.non_retryable
+            raise ActivityError(f"local activity {activity} failed", scheduled_event_id=0, started_event_id=0,
+                                identity="", activity_type=activity, activity_id="",
+                                retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT
+                                ) from err
+
     async def _cancelled(self) -> t.PaymentState:
         assert self._cancel is not None
         reason = f"cancelled by {self._cancel.actor} via {self._cancel.channel}"
@@ -318,7 +343,7 @@ class PaymentWorkflow:
                           actor: str = "system", hold_reservation: bool = False) -> None:
         assert self._state is not None
         previous, self._state.status = self._state.status, status
-        await workflow.execute_activity(
+        await self._step(
             t.ACT_MARK_STATUS,
             t.StatusChange(payment_id=self._req.payment_id, status=status, reason=reason, actor=actor,
                            details=details or {}, hold_reservation=hold_reservation),

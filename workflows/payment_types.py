@@ -64,6 +64,8 @@ class PaymentRequest(BaseModel):
     kind: str = "transfer"  # or "x402": fetch `url`, paying at most `max_amount_atomic` if asked
     url: str | None = None
     max_amount_atomic: int | None = None
+    # short steps as local activities (workflows/payment.py, LOCAL_STEPS): chosen when the payment starts
+    local_steps: bool = False
 
 
 class StatusChange(BaseModel):

@@ -120,6 +120,12 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
         return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
 
 
+async def forget_keys(d: Deps) -> None:
+    """After a key was taken away (committed): no API process may answer from a remembered lookup."""
+    if d.principals is not None:
+        await d.principals.invalidate()
+
+
 @router.post("/{agent_id}/rotate-key")
 async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     """A new key, shown once; the old one stops working as this answer is sent."""
@@ -131,6 +137,7 @@ async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = D
         await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
                            action="agent.key_rotated", subject_type="agent", subject_id=str(row["id"]),
                            data={"name": row["name"], "owner": row["owner"]})
+    await forget_keys(d)
     return {"id": str(row["id"]), "name": row["name"], "api_key": api_key}
 
 
@@ -149,6 +156,7 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
                            subject_type="agent", subject_id=str(row["id"]),
                            data={"name": row["name"], "owner": row["owner"], "runs_cancelled": len(runs),
                                  "payments_cancelled": len(waiting)})
+    await forget_keys(d)
     reason = f"agent {row['name']} disabled by {who.actor}"
     for workflow_id in runs:  # the run cancels its own payment in flight, which releases the reservation
         try:

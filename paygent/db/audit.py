@@ -1,7 +1,18 @@
-"""Append to and verify the hash-chained audit log."""
+"""Append to and verify the hash-chained audit log.
+
+The log is a set of hash chains: each row links to the previous row of its own chain, named
+"<tenant id or system>/<n>" with n = a hash of the row's subject modulo CHAINS_PER_TENANT. One subject's rows
+(a payment's, an approval's) are therefore in order on one chain (unless one transaction writes rows of
+several subjects: they all follow its first row's chain, so no transaction holds two chain locks), and appends to different chains do not wait
+for each other: an append locks only its chain, until its transaction ends (issue 11: one global lock, held
+through every audited transaction's commit, serialised the whole system). Rows written before chains existed
+have `chain` NULL and form one chain of their own. `verify_chain` walks all rows in id order and checks each
+against its own chain's previous row, so a changed, removed or inserted row is found exactly as before.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,8 +25,27 @@ from paygent.db.schema import audit_log
 from paygent.domain.audit_chain import GENESIS_HASH, AuditFields, row_hash
 
 CHANNELS = ("api", "cli", "mcp", "temporal", "system")
-# Appends are serialised by a transaction-scoped advisory lock so the chain never forks.
-_AUDIT_LOCK_KEY = 0x7061_7967_6175_6474  # "paygaudt"
+CHAINS_PER_TENANT = 16
+# Appends to one chain are serialised by a transaction-scoped advisory lock (this class id, the chain's
+# hashtext) so a chain never forks; two chains sharing a 32-bit hash only wait for each other, harmlessly.
+_AUDIT_LOCK_CLASS = 0x6175_6474  # "audt"
+
+
+def chain_of(tenant_id: str | None, subject_type: str, subject_id: str) -> str:
+    """The chain a row belongs to: its tenant's, spread by subject (stable across processes and releases)."""
+    digest = hashlib.sha256(f"{subject_type}:{subject_id}".encode()).digest()
+    return f"{tenant_id or 'system'}/{int.from_bytes(digest[:4], 'big') % CHAINS_PER_TENANT}"
+
+
+def _chain_for_transaction(conn: AsyncConnection, chosen: str) -> str:
+    """A transaction appends to one chain only: holding two chain locks, taken in opposite orders by two
+    transactions, could deadlock. Its later rows follow its first row's chain (any chain verifies)."""
+    txn = conn.sync_connection.get_transaction() if conn.sync_connection else None
+    held = conn.info.get("paygent_audit_chain")
+    if held is not None and txn is not None and held[0] is txn:
+        return held[1]
+    conn.info["paygent_audit_chain"] = (txn, chosen)
+    return chosen
 
 
 async def append_audit(
@@ -33,9 +63,13 @@ async def append_audit(
     """Append one row inside the caller's transaction; returns its id."""
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}")
-    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
-    # the newest row of the one chain, whichever tenant it belongs to (row-level security would hide it)
-    prev = await conn.scalar(sa.text("SELECT paygent_audit_last_hash()"))
+    chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type,
+                                                  str(subject_id)))
+    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:chain))"),
+                       {"c": _AUDIT_LOCK_CLASS, "chain": chain})
+    # a statement of its own, after the lock: it reads a snapshot that has the previous holder's commit.
+    # Through a SECURITY DEFINER function, since row-level security would hide a system row from a tenant.
+    prev = await conn.scalar(sa.text("SELECT paygent_audit_chain_head(:chain)"), {"chain": chain})
     fields = AuditFields(
         tenant_id=str(tenant_id) if tenant_id else None,
         at=at or datetime.now(timezone.utc),
@@ -47,7 +81,7 @@ async def append_audit(
         audit_log.insert()
         .values(tenant_id=fields.tenant_id, at=fields.at, actor=actor, channel=channel, action=action,
                 subject_type=subject_type, subject_id=fields.subject_id, data=fields.data,
-                prev_hash=prev or GENESIS_HASH, hash=digest)
+                prev_hash=prev or GENESIS_HASH, hash=digest, chain=chain)
         .returning(audit_log.c.id)
     )
 
@@ -69,8 +103,9 @@ async def sees_whole_audit_log(conn: AsyncConnection) -> bool:
 
 
 async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult:
-    """Recompute every row's hash in id order; name the first row whose content or link is wrong."""
-    prev = GENESIS_HASH
+    """Recompute every row's hash in id order, each linked to its own chain's previous row; name the first
+    row whose content or link is wrong."""
+    heads: dict[str | None, str] = {}  # chain -> hash of its newest row checked so far
     checked = 0
     last_id = 0
     while True:
@@ -80,6 +115,7 @@ async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult
         if not rows:
             return VerifyResult(ok=True, rows_checked=checked)
         for r in rows:
+            prev = heads.get(r["chain"], GENESIS_HASH)
             if r["prev_hash"] != prev:
                 return VerifyResult(False, checked, r["id"], "prev_hash does not match the previous row's hash "
                                     "(a row was removed or inserted)")
@@ -90,6 +126,6 @@ async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult
             )
             if row_hash(prev, fields) != r["hash"]:
                 return VerifyResult(False, checked, r["id"], "content does not match its hash (row was changed)")
-            prev = r["hash"]
+            heads[r["chain"]] = r["hash"]
             checked += 1
             last_id = r["id"]

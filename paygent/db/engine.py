@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from paygent.db.tenancy import scope_engine
 
 _engines: dict[str, AsyncEngine] = {}
+POOL_SIZE, POOL_OVERFLOW = 20, 10
 
 
 def async_url(url: str) -> str:
@@ -24,7 +25,11 @@ def get_engine(url: str | None = None) -> AsyncEngine:
     engine = _engines.get(url)
     if engine is None:
         # every transaction carries the current tenant for row-level security (paygent/db/tenancy.py)
-        engine = scope_engine(create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
+        # Sized from the load figures (issue 11): with 10 kept, a burst opened and closed overflow connections
+        # all the time (seen in the worker's profile). Local activities must not be capped below what waits for
+        # a connection: a queued local activity holds its workflow task open until the server times it out.
+        engine = scope_engine(create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                                                  pool_pre_ping=True))
         _engines[url] = engine
     return engine
 

@@ -64,14 +64,20 @@ async def save_policy(conn: AsyncConnection, wallet_id: uuid.UUID, policy: Spend
 
 async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, to: str, asset: str,
                   amount_atomic: int, principal_id: uuid.UUID | None = None) -> ReserveResult:
-    """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations.
+    """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations against
+    a wallet with velocity limits.
 
     When the payment was asked for by an agent (`principal_id` is an agent), the agent's own policy is checked
     in the same step, under the agent's row lock too, so the tighter of the two wins; its refusals are named
     `agent:<limit>`. A disabled agent reserves nothing.
     """
-    # NO KEY UPDATE: serialises reservations without blocking inserts that merely reference the wallet
-    await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
+    policy = await load_policy(conn, wallet_id)
+    if policy.velocity:
+        # Velocity limits sum what is reserved, so check + insert are serialised per wallet by its row lock
+        # (NO KEY UPDATE: inserts that merely reference the wallet are not blocked). Without velocity limits
+        # every wallet rule is static: concurrent reservations cannot overshoot anything, and none waits
+        # (issue 11: under load this lock, held through the audit append and commit, queued every payment).
+        await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
     agent = await load_agent_policy(conn, principal_id, lock=True) if principal_id is not None else None
     agent_id = principal_id if agent is not None else None
     existing = (await conn.execute(sa.select(reservations.c.status, reservations.c.amount_atomic).where(
@@ -83,7 +89,7 @@ async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uu
         await conn.execute(reservations.delete().where(reservations.c.payment_id == payment_id))
     if agent is not None and agent[1]:
         return ReserveResult(reserved=False, refusal=Refusal(limit="agent:disabled", message="the agent is disabled"))
-    refusal = await _check(conn, await load_policy(conn, wallet_id), reservations.c.wallet_id == wallet_id,
+    refusal = await _check(conn, policy, reservations.c.wallet_id == wallet_id,
                            to=to, asset=asset, amount_atomic=amount_atomic)
     if refusal is None and agent is not None:
         refusal = await _check(conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset,

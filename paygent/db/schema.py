@@ -150,7 +150,9 @@ audit_log = sa.Table(
     sa.Column("data", JSONB, nullable=False, server_default="{}"),
     sa.Column("prev_hash", sa.Text, nullable=False),
     sa.Column("hash", sa.Text, nullable=False, unique=True),
+    sa.Column("chain", sa.Text, nullable=True),  # which hash chain (paygent/db/audit.py); NULL: the first one
     sa.Index("audit_log_subject", "subject_type", "subject_id"),
+    sa.Index("audit_log_chain_newest", "chain", sa.text("id DESC")),
 )
 
 # --- Approvals (issue 3): policies per tenant or wallet, one row per approval for listing, webhook targets. ---

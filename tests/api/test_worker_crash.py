@@ -11,9 +11,10 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from web3 import AsyncWeb3
 
-from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
+from paygent.db.schema import address_nonces, ledger_entries, payment_transactions, payments
 from tests.api.helpers import (create, new_recipient, payment_body, serve_api, token_balance, transfers_to,
                                wait_final)
 from tests.api.rpc_proxy import RpcProxy
@@ -45,11 +46,14 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+@pytest.mark.parametrize("local_steps", [False, True], ids=["activities", "local_steps"])
 @pytest.mark.parametrize("step", ["before_signing", "after_signing", "after_broadcast", "after_receipt"])
-async def test_sigkill_at_each_step_then_restart_pays_exactly_once(step, app_settings, temporal_env, dev,
-                                                                   db_engine):
-    # A task queue no in-process worker serves: only the subprocess workers below run this payment.
-    settings = app_settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}"})
+async def test_sigkill_at_each_step_then_restart_pays_exactly_once(step, local_steps, app_settings, temporal_env,
+                                                                   dev, db_engine):
+    # A task queue no in-process worker serves: only the subprocess workers below run this payment. With
+    # `local_steps` the API starts it with its short steps as local activities (PAYGENT_LOCAL_STEPS).
+    settings = app_settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}",
+                                               "local_steps": local_steps})
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
     to = new_recipient()
     treasury_id = uuid.UUID(dev["wallets"]["treasury"]["id"])
@@ -60,10 +64,15 @@ async def test_sigkill_at_each_step_then_restart_pays_exactly_once(step, app_set
         try:
             async with serve_api(settings, temporal_env.client) as http:
                 if step == "before_signing":
-                    async with db_engine.connect() as conn:  # hold the wallet row: the reservation waits on it
+                    async with db_engine.begin() as conn:  # the wallet's nonce row, so that it can be held
+                        await conn.execute(pg_insert(address_nonces).values(
+                            chain_id=settings.chain_id, address=dev["wallets"]["treasury"]["address"],
+                            next_nonce=0).on_conflict_do_nothing())
+                    async with db_engine.connect() as conn:  # hold it: signing waits for its nonce, unsigned
                         txn = await conn.begin()
-                        await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == treasury_id)
-                                           .with_for_update(key_share=True))
+                        await conn.execute(sa.select(address_nonces.c.next_nonce).where(
+                            address_nonces.c.chain_id == settings.chain_id,
+                            address_nonces.c.address == dev["wallets"]["treasury"]["address"]).with_for_update())
                         pid = (await create(http, dev, payment_body(dev, to, "7.25"))).json()["id"]
                         await asyncio.sleep(1.5)
                         row = await _wait_row(db_engine, pid, lambda p: True)

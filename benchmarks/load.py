@@ -1,0 +1,209 @@
+"""Load and scale figures against a running stack: many payments at once, many approvals parked at once.
+
+    .venv/bin/python benchmarks/load.py payments --count 1000 --connections 50
+    .venv/bin/python benchmarks/load.py approvals --count 2000
+
+`payments`: `count` POST /v1/payments at once (distinct Idempotency-Keys) over `connections` HTTP connections,
+each to a fresh recipient. Then checks what matters, from the outside: every request answered (no 5xx, no
+timeout), every payment confirmed, exactly one Transfer log per payment on chain from the paying wallet and
+the right balance at every recipient, and the ledger equal to the chain. Prints the worker's and the API's
+memory before and after (when the stack is ours: pids from $PAYGENT_HOME/run, children included).
+
+`approvals`: `count` payments that need one approver (the dev policy's 1-of-3 tier), all left waiting on
+their approval timers; then the worker's memory and `GET /v1/approvals?status=pending` latency as an
+approver at that size. The payments are cancelled at the end (their reservations released).
+Nothing here is a test: it prints figures for the README and the closing notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from eth_account import Account  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from web3 import AsyncWeb3  # noqa: E402
+
+from benchmarks.side_by_side import pct  # noqa: E402
+from paygent.chain.token import balance_of  # noqa: E402
+from paygent.db.engine import async_url  # noqa: E402
+from paygent.paths import dev_json_path, state_dir  # noqa: E402
+
+TRANSFER_TOPIC = "0x" + AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
+
+
+def rss_mb(name: str) -> float | None:
+    """Resident memory of our stack's process `name` and its children, in MB (None when not ours)."""
+    try:
+        pid = json.loads((state_dir() / "run" / f"{name}.pid").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] \
+        if Path(f"/proc/{pid}").exists() else []
+    total = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return round(total / 1024, 1)
+
+
+def memory() -> dict:
+    return {"worker_rss_mb": rss_mb("worker"), "api_rss_mb": rss_mb("api")}
+
+
+async def post_all(http: httpx.AsyncClient, bodies: list[dict], headers: dict) -> tuple[list, dict, float]:
+    """POST every body at once (the client's connection limit bounds concurrency): (accepted, errors, seconds)."""
+    errors: dict[str, int] = {}
+
+    async def one(body: dict):
+        started = time.perf_counter()
+        try:
+            r = await http.post("/v1/payments", json=body, headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+        except httpx.TimeoutException:
+            errors["timeout"] = errors.get("timeout", 0) + 1
+            return None
+        except httpx.TransportError as exc:  # the connection failed under us: counted, never hidden
+            name = f"{type(exc).__name__} after {time.perf_counter() - started:.1f}s"
+            errors[name] = errors.get(name, 0) + 1
+            return None
+        if r.status_code != 202:
+            errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+            return None
+        return r.json(), time.perf_counter() - started
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(b) for b in bodies))
+    return [r for r in results if r is not None], errors, time.perf_counter() - started
+
+
+async def wait_all(temporal: Client, accepted: list[dict], concurrency: int = 50) -> float:
+    gate = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+
+    async def one(a: dict):
+        async with gate:
+            await temporal.get_workflow_handle(a["workflow_id"]).result()
+
+    await asyncio.gather(*(one(a) for a in accepted))
+    return time.perf_counter() - started
+
+
+async def payments(dev: dict, count: int, connections: int) -> dict:
+    temporal = await Client.connect(dev["temporal_address"], data_converter=pydantic_data_converter)
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    token, treasury = dev["token"]["address"], dev["wallets"]["treasury"]
+    recipients = [Account.create().address for _ in range(count)]
+    bodies = [{"wallet_id": treasury["id"], "to": to, "amount": "0.01", "asset": dev["token"]["symbol"],
+               "memo": "load benchmark"} for to in recipients]
+    headers = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+    before = memory()
+    first_block = await w3.eth.block_number + 1
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60, limits=limits) as http:
+        accepted, errors, post_seconds = await post_all(http, bodies, headers)
+        latencies = [a[1] for a in accepted]
+        accepted = [a[0] for a in accepted]
+        settle_seconds = await wait_all(temporal, accepted)
+        statuses: dict[str, int] = {}
+        for a in accepted:
+            status = (await http.get(f"/v1/payments/{a['id']}", headers=headers)).json()["status"]
+            statuses[status] = statuses.get(status, 0) + 1
+    after = memory()
+    logs = await w3.eth.get_logs({"address": token, "fromBlock": first_block, "toBlock": "latest",
+                                  "topics": [TRANSFER_TOPIC, "0x" + "0" * 24 + treasury["address"][2:].lower()]})
+    wanted = {r.lower() for r in recipients}
+    to_ours = [log for log in logs if "0x" + log["topics"][2].hex()[-40:].lower() in wanted]
+    on_chain = {r: await balance_of(w3, token, r) for r in recipients}
+    engine = create_async_engine(async_url(dev["migrate_database_url"]))  # the owner: sees every row
+    async with engine.connect() as conn:
+        ledger = dict((await conn.execute(sa.text(
+            "SELECT account, SUM(amount_atomic) FROM ledger_entries WHERE account = ANY(:a) GROUP BY account"),
+            {"a": [f"external:{r}" for r in recipients]})).all())
+    await engine.dispose()
+    mismatched = sum(1 for r in recipients if int(ledger.get(f"external:{r}", 0)) != on_chain[r])
+    return {
+        "payments": count, "client_connections": connections, "http_errors": errors,
+        "accepted": len(accepted), "post_202_p50_ms": pct(latencies, .5), "post_202_p95_ms": pct(latencies, .95),
+        "post_202_max_ms": pct(latencies, 1), "all_posted_seconds": round(post_seconds, 1),
+        "all_settled_seconds": round(post_seconds + settle_seconds, 1),
+        "settled_per_s": round(count / (post_seconds + settle_seconds), 1), "statuses": statuses,
+        "transfers_on_chain": len(to_ours), "recipients_paid_exactly_once": sum(1 for v in on_chain.values()
+                                                                                if v == 10_000),
+        "ledger_vs_chain_mismatches": mismatched, "memory_before": before, "memory_after": after,
+    }
+
+
+async def approvals(dev: dict, count: int, connections: int, samples: int) -> dict:
+    alice = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+    bob = {"Authorization": f"Bearer {dev['users']['bob']['api_key']}"}
+    bodies = [{"wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "200",
+               "asset": dev["token"]["symbol"], "memo": "parked approval"} for _ in range(count)]
+    before = memory()
+    limits = httpx.Limits(max_connections=connections)
+    engine = create_async_engine(async_url(dev["migrate_database_url"]))
+    async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60, limits=limits) as http:
+        accepted, errors, post_seconds = await post_all(http, bodies, alice)
+        ids = [a[0]["id"] for a in accepted]
+        started = time.perf_counter()
+        while True:  # parked: every approval recorded as pending
+            async with engine.connect() as conn:
+                parked = await conn.scalar(sa.text("SELECT count(*) FROM approvals WHERE status = 'pending' "
+                                                   "AND payment_id = ANY(:ids)"), {"ids": ids})
+            if parked == len(ids) or time.perf_counter() - started > 600:
+                break
+            await asyncio.sleep(1)
+        parked_seconds = time.perf_counter() - started
+        await asyncio.sleep(5)  # let the worker settle before measuring its memory
+        during = memory()
+        lat = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            r = await http.get("/v1/approvals", params={"status": "pending"}, headers=bob)
+            lat.append(time.perf_counter() - t0)
+            r.raise_for_status()
+        page = len(r.json()["items"])
+        gate = asyncio.Semaphore(connections)
+
+        async def cancel(pid: str) -> int:
+            async with gate:
+                return (await http.post(f"/v1/payments/{pid}/cancel", headers=alice,
+                                        json={"reason": "load benchmark cleanup"})).status_code
+
+        cancelled = await asyncio.gather(*(cancel(pid) for pid in ids))
+    await engine.dispose()
+    return {
+        "approvals": count, "http_errors": errors, "posted_seconds": round(post_seconds, 1),
+        "parked": parked, "parked_after_seconds": round(post_seconds + parked_seconds, 1),
+        "memory_before": before, "memory_parked": during,
+        "pending_list_p50_ms": pct(lat, .5), "pending_list_p95_ms": pct(lat, .95), "pending_page_items": page,
+        "cleanup_cancel_200": sum(1 for c in cancelled if c == 200), "memory_after_cleanup": memory(),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["payments", "approvals"])
+    parser.add_argument("--count", type=int, default=None, help="1000 payments / 2000 approvals")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=100, help="pending-list requests timed")
+    ns = parser.parse_args()
+    dev_json = json.loads(dev_json_path().read_text())
+    if ns.what == "payments":
+        out = asyncio.run(payments(dev_json, ns.count or 1000, ns.connections))
+    else:
+        out = asyncio.run(approvals(dev_json, ns.count or 2000, ns.connections, ns.samples))
+    print(json.dumps(out, indent=2), flush=True)
+    os._exit(0)  # temporalio/sdk-python#300
