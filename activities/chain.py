@@ -30,6 +30,8 @@ from paygent.db.schema import payment_transactions, payments
 from workflows import payment_types as t
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
+RESEND_SECONDS = 5.0  # re-send stored bytes (node restart, reorg) at most this often, not on every poll
+POLL_BACKOFF, MAX_POLL_SECONDS = 1.5, 2.0
 
 
 def _hex(value) -> str:
@@ -123,29 +125,37 @@ class ChainActivities:
         Takes the workflow's request (the terms that were signed) rather than rebuilding it from the row."""
         payment_id = req.payment_id
         started = time.monotonic()
+        attempts = await self._attempts(payment_id)  # only this activity adds attempts (a replacement)
+        sent_at, pause = float("-inf"), self.poll_seconds
         while True:
             activity.heartbeat()
-            attempts = await self._attempts(payment_id)
             attempt, receipt = await first_landed(self.w3, attempts)
             if receipt is not None:
                 depth = await self.w3.eth.block_number - receipt["blockNumber"] + 1
                 if depth >= self.confirmations:
                     return await self._result(attempt["tx_hash"], receipt)
             else:
-                latest = attempts[-1]
-                for a in attempts:  # keep every attempt known to the node; the nonce lets only one land
-                    await send_stored(self.w3, a["raw"])
-                mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
-                if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
-                    raise ApplicationError(f"nonce {latest['nonce']} was used by a transaction that is not "
-                                           "this payment's", type="NonceConflict", non_retryable=True)
-                if time.monotonic() - started >= self.replace_after_seconds:
-                    await self._replace(req, latest)
-                    started = time.monotonic()
+                if time.monotonic() - sent_at >= RESEND_SECONDS:
+                    latest = attempts[-1]
+                    for a in attempts:  # keep every attempt known to the node; the nonce lets only one land
+                        await send_stored(self.w3, a["raw"])
+                    sent_at = time.monotonic()
+                    mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
+                    if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
+                        raise ApplicationError(f"nonce {latest['nonce']} was used by a transaction that is not "
+                                               "this payment's", type="NonceConflict", non_retryable=True)
+                    if time.monotonic() - started >= self.replace_after_seconds:
+                        await self._replace(req, latest)
+                        attempts = await self._attempts(payment_id)
+                        started = time.monotonic()
                 if datetime.now(timezone.utc) - attempts[0]["created_at"] >= timedelta(
                         seconds=self.receipt_wait_seconds):
-                    return await self._give_up(req, latest)
-            await asyncio.sleep(self.poll_seconds)
+                    return await self._give_up(req, attempts[-1])
+            await asyncio.sleep(pause)
+            # Back off while nothing lands: with hundreds of payments in flight, a fixed 0.25 s loop of a
+            # database read, a resend and two RPCs each starved the worker until heartbeats timed out
+            # (1,000-payment load run, issue 11: 389 receipt waits cancelled and restarted).
+            pause = min(pause * POLL_BACKOFF, MAX_POLL_SECONDS)
 
     async def _give_up(self, req: t.PaymentRequest, latest) -> t.ReceiptResult:
         """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
