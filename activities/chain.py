@@ -30,7 +30,7 @@ from paygent.db.schema import payment_transactions, payments
 from workflows import payment_types as t
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
-RESEND_SECONDS = 5.0  # re-send stored bytes (node restart, reorg) at most this often, not on every poll
+RESEND_SECONDS = 2.0  # re-send stored bytes (node restart, reorg) at most this often, not on every poll
 POLL_BACKOFF, MAX_POLL_SECONDS = 1.5, 2.0
 
 
