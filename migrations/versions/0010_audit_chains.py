@@ -1,7 +1,7 @@
 """audit chains: the audit log is many hash chains (a tenant's subjects spread over 16), not one
 
-Revision ID: 0009_audit_chains
-Revises: 0008_reconcile
+Revision ID: 0010_audit_chains
+Revises: 0009_paid_offers
 
 Every append used to take one global lock and hold it through its transaction's commit, so every audited
 write in the system (7 per payment) queued behind the others' fsyncs (issue 11: the first wait in
@@ -12,8 +12,8 @@ before have `chain` NULL and stay one chain as they were; `paygent audit verify`
 
 from alembic import op
 
-revision = "0009_audit_chains"
-down_revision = "0008_reconcile"
+revision = "0010_audit_chains"
+down_revision = "0009_paid_offers"
 branch_labels = None
 depends_on = None
 
