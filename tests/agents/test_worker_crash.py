@@ -26,6 +26,7 @@ def _worker_process(settings) -> subprocess.Popen:
            "PAYGENT_TEMPORAL_ADDRESS": settings.temporal_address, "PAYGENT_TASK_QUEUE": settings.task_queue,
            "PAYGENT_RPC_URL": settings.rpc_url, "PAYGENT_TOKEN_ADDRESS": settings.token_address,
            "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(), "PAYGENT_LOG_LEVEL": "WARNING",
+           "PAYGENT_WORKER_METRICS_ADDRESS": "",  # a stack beside the tests holds the default metrics port
            "PAYGENT_ANTHROPIC_API_KEY": settings.anthropic_api_key.get_secret_value(),
            "PAYGENT_ANTHROPIC_BASE_URL": settings.anthropic_base_url,
            "PAYGENT_ANTHROPIC_MODEL": settings.anthropic_model,

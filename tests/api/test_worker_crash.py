@@ -26,7 +26,8 @@ def _worker_process(settings) -> subprocess.Popen:
            "PAYGENT_DATABASE_URL": settings.database_url, "PAYGENT_REDIS_URL": settings.redis_url,
            "PAYGENT_TEMPORAL_ADDRESS": settings.temporal_address, "PAYGENT_TASK_QUEUE": settings.task_queue,
            "PAYGENT_RPC_URL": settings.rpc_url, "PAYGENT_TOKEN_ADDRESS": settings.token_address,
-           "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(), "PAYGENT_LOG_LEVEL": "WARNING"}
+           "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(), "PAYGENT_LOG_LEVEL": "WARNING",
+           "PAYGENT_WORKER_METRICS_ADDRESS": ""}  # a stack beside the tests holds the default metrics port
     return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, start_new_session=True)
 
 
