@@ -18,9 +18,9 @@ import time
 from redis.asyncio import Redis
 
 from paygent.db.accounts import Principal
+from paygent.key_generation import GENERATION_KEY
 
 log = logging.getLogger("paygent.api.auth_cache")
-GENERATION_KEY = "paygent:api-key-generation"
 REDIS_TIMEOUT = 0.5
 
 

@@ -69,6 +69,7 @@ def rotate_user_key(user: str, tenant: Annotated[str, typer.Option(help="Tenant 
                     actor: Actor = "") -> None:
     """A new API key for a user, printed once; the old one answers 401 from the next request on."""
     from paygent.db.engine import get_engine
+    from paygent import key_generation
     from paygent.db.key_rotation import KeyRotationError, rotate_user_key as rotate
     from paygent.settings import get_settings
 
@@ -78,5 +79,10 @@ def rotate_user_key(user: str, tenant: Annotated[str, typer.Option(help="Tenant 
     except KeyRotationError as exc:
         typer.secho(f"rotate-user-key FAILED: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
+    try:  # API processes that remember the old key forget it on their next request
+        asyncio.run(key_generation.bump(get_settings().redis_url))
+    except Exception as exc:
+        typer.secho(f"warning: Redis not reached ({type(exc).__name__}); API processes may accept the old key "
+                    "for a few more seconds", err=True, fg=typer.colors.YELLOW)
     typer.echo(key)
     typer.echo(f"(the new API key of {user} in {tenant}; shown once, store it now)", err=True)
