@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PAYGENT := $(BIN)/paygent
 
-.PHONY: up test down status demo install
+.PHONY: up test lint down status demo install
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -45,6 +45,11 @@ test: install
 	  echo "==================== part A: $(PART_A) ===================="; cat "$$log_a"; rm -f "$$log_a"; \
 	  echo "make test: part A exit $$rc_a, part B exit $$rc_b"; \
 	  [ $$rc_a -eq 0 ] && [ $$rc_b -eq 0 ]
+
+# Format and lint (ruff, configured in pyproject.toml): fails on any finding; `ruff format .` fixes the format.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 demo: install
 	$(PAYGENT) demo

@@ -118,35 +118,64 @@ class AgentPaymentActivities:
                     return t.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
                 url, details = service["url"], {"mcp": {"tool": service["tool"], "arguments": paid.arguments}}
             row, request_hash = await record_payment(
-                conn, payment_id=payment_id, tenant_id=uuid.UUID(p.tenant_id), requested_by_id=uuid.UUID(p.user_id),
-                actor=p.user_name, channel="temporal", wallet_id=wallet.id,
-                idempotency_key=f"agent-run:{p.run_id}:{p.call.id}", chain_id=self.settings.chain_id, asset=symbol,
-                token_address=self.settings.token_address, to=to, amount_atomic=amount_atomic, memo=memo,
-                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id}, kind=kind, url=url,
-                details=details)
+                conn,
+                payment_id=payment_id,
+                tenant_id=uuid.UUID(p.tenant_id),
+                requested_by_id=uuid.UUID(p.user_id),
+                actor=p.user_name,
+                channel="temporal",
+                wallet_id=wallet.id,
+                idempotency_key=f"agent-run:{p.run_id}:{p.call.id}",
+                chain_id=self.settings.chain_id,
+                asset=symbol,
+                token_address=self.settings.token_address,
+                to=to,
+                amount_atomic=amount_atomic,
+                memo=memo,
+                audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id},
+                kind=kind,
+                url=url,
+                details=details,
+            )
         if row["request_hash"] != request_hash:
             return t.PreparedPayment(error="a different payment is already recorded for this tool call")
         return t.PreparedPayment(
             request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=decimals),
-            status=row["status"], wallet_name=wallet.name,
-            amount_label=f"{'up to ' if url else ''}{format_amount(amount_atomic, decimals)} {symbol}")
+            status=row["status"],
+            wallet_name=wallet.name,
+            amount_label=f"{'up to ' if url else ''}{format_amount(amount_atomic, decimals)} {symbol}",
+        )
 
     async def _status(self, payment_id: str) -> t.PaymentStatus:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(payments).where(
-                payments.c.id == uuid.UUID(payment_id)))).mappings().first()
+            row = (
+                (await conn.execute(sa.select(payments).where(payments.c.id == uuid.UUID(payment_id))))
+                .mappings()
+                .first()
+            )
         if row is None:  # a run cancelled before its payment was recorded: nothing to cancel, nothing paid
             return t.PaymentStatus(payment_id=payment_id, status=NOT_RECORDED)
         x402 = None
         if row["kind"] == "x402":
             details = row["details"] or {}
             response = details.get("response") or {}
-            x402 = {"url": details.get("url"), "outcome": details.get("outcome"),
-                    "response_status": response.get("status"), "body_excerpt": response.get("body_excerpt"),
-                    "transaction": (details.get("receipt") or {}).get("transaction")}
-        return t.PaymentStatus(payment_id=payment_id, status=row["status"], tx_hash=row["tx_hash"],
-                               block_number=row["block_number"], failure_reason=row["failure_reason"],
-                               amount_atomic=int(row["amount_atomic"]), to=row["to_address"], x402=x402)
+            x402 = {
+                "url": details.get("url"),
+                "outcome": details.get("outcome"),
+                "response_status": response.get("status"),
+                "body_excerpt": response.get("body_excerpt"),
+                "transaction": (details.get("receipt") or {}).get("transaction"),
+            }
+        return t.PaymentStatus(
+            payment_id=payment_id,
+            status=row["status"],
+            tx_hash=row["tx_hash"],
+            block_number=row["block_number"],
+            failure_reason=row["failure_reason"],
+            amount_atomic=int(row["amount_atomic"]),
+            to=row["to_address"],
+            x402=x402,
+        )
 
     @activity.defn(name=t.ACT_PAYMENT_STATUS)
     async def payment_status(self, payment_id: str) -> t.PaymentStatus:
@@ -158,10 +187,14 @@ class AgentPaymentActivities:
         handle = self.client.get_workflow_handle(pt.payment_workflow_id(c.payment_id))
         try:
             state = await handle.execute_update(
-                "cancel", pt.CancelRequest(actor=c.actor, channel="temporal", reason=c.reason),
-                id=f"agent-cancel-{c.payment_id}", result_type=pt.PaymentState)
-            return t.PaymentStatus(payment_id=c.payment_id, status=state.status, tx_hash=state.tx_hash,
-                                   failure_reason=state.failure_reason)
+                "cancel",
+                pt.CancelRequest(actor=c.actor, channel="temporal", reason=c.reason),
+                id=f"agent-cancel-{c.payment_id}",
+                result_type=pt.PaymentState,
+            )
+            return t.PaymentStatus(
+                payment_id=c.payment_id, status=state.status, tx_hash=state.tx_hash, failure_reason=state.failure_reason
+            )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if not (isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable"):
@@ -180,11 +213,23 @@ class AgentPaymentActivities:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
         async with self.engine.begin() as conn:
-            updated = await conn.scalar(payments.update().where(
-                payments.c.id == uuid.UUID(c.payment_id), payments.c.status == pt.PENDING,
-            ).values(status=pt.CANCELLED, failure_reason=c.reason, updated_at=sa.func.now())
-                .returning(payments.c.tenant_id))
+            updated = await conn.scalar(
+                payments.update()
+                .where(
+                    payments.c.id == uuid.UUID(c.payment_id),
+                    payments.c.status == pt.PENDING,
+                )
+                .values(status=pt.CANCELLED, failure_reason=c.reason, updated_at=sa.func.now())
+                .returning(payments.c.tenant_id)
+            )
             if updated is not None:
-                await append_audit(conn, tenant_id=updated, actor=c.actor, channel="temporal",
-                                   action="payment.cancelled", subject_type="payment", subject_id=c.payment_id,
-                                   data={"reason": c.reason, "before_start": True})
+                await append_audit(
+                    conn,
+                    tenant_id=updated,
+                    actor=c.actor,
+                    channel="temporal",
+                    action="payment.cancelled",
+                    subject_type="payment",
+                    subject_id=c.payment_id,
+                    data={"reason": c.reason, "before_start": True},
+                )

@@ -36,10 +36,17 @@ RESULT_EXCERPT = 1000
 def step_result(step: int, message_id: uuid.UUID, response: LlmResponse, *, reused: bool) -> t.LlmStepResult:
     text = response.text
     return t.LlmStepResult(
-        step=step, message_id=str(message_id), tool_calls=list(response.tool_calls),
-        text_excerpt=text[:EXCERPT] if text else None, provider=response.provider, model=response.model,
-        fallback_from=response.fallback_from, fallback_reason=response.fallback_reason, reused=reused,
-        understood=response.understood)
+        step=step,
+        message_id=str(message_id),
+        tool_calls=list(response.tool_calls),
+        text_excerpt=text[:EXCERPT] if text else None,
+        provider=response.provider,
+        model=response.model,
+        fallback_from=response.fallback_from,
+        fallback_reason=response.fallback_reason,
+        reused=reused,
+        understood=response.understood,
+    )
 
 
 class AgentStepActivities:
@@ -49,16 +56,25 @@ class AgentStepActivities:
         self.llm = LlmActivities(settings)
 
     async def _run_row(self, conn, run_id: uuid.UUID):
-        row = (await conn.execute(sa.select(agent_runs.c.thread_id, agent_runs.c.tenant_id)
-                                  .where(agent_runs.c.id == run_id))).first()
+        row = (
+            await conn.execute(
+                sa.select(agent_runs.c.thread_id, agent_runs.c.tenant_id).where(agent_runs.c.id == run_id)
+            )
+        ).first()
         if row is None:
-            raise ApplicationError(f"agent run {run_id} is not recorded", type="AgentRunMissing",
-                                   non_retryable=True)
+            raise ApplicationError(f"agent run {run_id} is not recorded", type="AgentRunMissing", non_retryable=True)
         return row
 
     async def _stored(self, conn, run_id: uuid.UUID, step: int) -> t.LlmStepResult | None:
-        row = (await conn.execute(sa.select(agent_llm_steps).where(
-            agent_llm_steps.c.run_id == run_id, agent_llm_steps.c.step == step))).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    sa.select(agent_llm_steps).where(agent_llm_steps.c.run_id == run_id, agent_llm_steps.c.step == step)
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         return step_result(step, row["message_id"], LlmResponse.model_validate(row["response"]), reused=True)
@@ -88,16 +104,32 @@ class AgentStepActivities:
         response = await self._complete(LlmRequest(messages=chat, tools=tools, system=t.SYSTEM_PROMPT))
         message_id = uuid.uuid4()
         async with self.engine.begin() as conn:
-            inserted = await conn.scalar(pg_insert(agent_llm_steps).values(
-                run_id=run_id, step=inp.step, message_id=message_id, response=response.model_dump(mode="json"),
-            ).on_conflict_do_nothing().returning(agent_llm_steps.c.step))
+            inserted = await conn.scalar(
+                pg_insert(agent_llm_steps)
+                .values(
+                    run_id=run_id,
+                    step=inp.step,
+                    message_id=message_id,
+                    response=response.model_dump(mode="json"),
+                )
+                .on_conflict_do_nothing()
+                .returning(agent_llm_steps.c.step)
+            )
             if inserted is None:  # a concurrent attempt stored this step first: its answer is the one
                 stored = await self._stored(conn, run_id, inp.step)
                 assert stored is not None
                 return stored
-            await insert_message(conn, thread_id=run.thread_id, tenant_id=run.tenant_id, run_id=run_id,
-                                 role="assistant", text=response.text, tool_calls=response.tool_calls,
-                                 dedupe_key=f"{run_id}:step:{inp.step}", message_id=message_id)
+            await insert_message(
+                conn,
+                thread_id=run.thread_id,
+                tenant_id=run.tenant_id,
+                run_id=run_id,
+                role="assistant",
+                text=response.text,
+                tool_calls=response.tool_calls,
+                dedupe_key=f"{run_id}:step:{inp.step}",
+                message_id=message_id,
+            )
         return step_result(inp.step, message_id, response, reused=False)
 
     async def _publish(self, payload: dict) -> None:
@@ -105,8 +137,7 @@ class AgentStepActivities:
         try:
             await publish(self.redis, payload)
         except (RedisError, OSError) as exc:
-            activity.logger.warning("event %s of run %s not published live: %s", payload["seq"],
-                                    payload["run_id"], exc)
+            activity.logger.warning("event %s of run %s not published live: %s", payload["seq"], payload["run_id"], exc)
 
     @activity.defn(name=t.ACT_EMIT)
     async def emit_event(self, event: t.EmitEvent) -> None:
@@ -121,11 +152,30 @@ class AgentStepActivities:
         text = rec.outcome.text
         async with self.engine.begin() as conn:
             run = await self._run_row(conn, run_id)
-            await insert_message(conn, thread_id=run.thread_id, tenant_id=run.tenant_id, run_id=run_id,
-                                 role="tool", text=text, tool_call_id=rec.call.id, tool_name=rec.call.name,
-                                 dedupe_key=f"{run_id}:tool:{rec.call.id}")
-            payload = await record_event(conn, t.EmitEvent(
-                run_id=rec.run_id, seq=rec.seq, type=t.TOOL_COMPLETED,
-                data={"step": rec.step, "tool_call_id": rec.call.id, "tool": rec.call.name, "ok": rec.outcome.ok,
-                      "result": text if len(text) <= RESULT_EXCERPT else text[:RESULT_EXCERPT - 3] + "..."}))
+            await insert_message(
+                conn,
+                thread_id=run.thread_id,
+                tenant_id=run.tenant_id,
+                run_id=run_id,
+                role="tool",
+                text=text,
+                tool_call_id=rec.call.id,
+                tool_name=rec.call.name,
+                dedupe_key=f"{run_id}:tool:{rec.call.id}",
+            )
+            payload = await record_event(
+                conn,
+                t.EmitEvent(
+                    run_id=rec.run_id,
+                    seq=rec.seq,
+                    type=t.TOOL_COMPLETED,
+                    data={
+                        "step": rec.step,
+                        "tool_call_id": rec.call.id,
+                        "tool": rec.call.name,
+                        "ok": rec.outcome.ok,
+                        "result": text if len(text) <= RESULT_EXCERPT else text[: RESULT_EXCERPT - 3] + "...",
+                    },
+                ),
+            )
         await self._publish(payload)

@@ -29,6 +29,7 @@ from paygent.domain.money import format_amount
 from paygent.settings import Settings
 from workflows import agent_types as t
 
+
 class ToolRefused(Exception):
     """A tool call the model made that cannot be served; its message goes back to the model."""
 
@@ -50,8 +51,14 @@ class AgentToolActivities:
 
     @activity.defn(name=t.ACT_RUN_TOOL)
     async def run_tool(self, inv: t.ToolInvocation) -> t.ToolOutcome:
-        handlers = {"wallet_balance": self._balance, "memory_set": self._memory, "memory_get": self._memory,
-                    "memory_search": self._memory, "list_paid_services": self._services, "health": self._health}
+        handlers = {
+            "wallet_balance": self._balance,
+            "memory_set": self._memory,
+            "memory_get": self._memory,
+            "memory_search": self._memory,
+            "list_paid_services": self._services,
+            "health": self._health,
+        }
         handler = handlers.get(inv.call.name)
         try:
             if handler is None:
@@ -72,8 +79,13 @@ class AgentToolActivities:
         if wallet is None:
             raise ToolRefused("the run's wallet no longer exists")
         atomic = await balance_of(self.w3, self.settings.token_address, wallet.address)
-        return {"wallet": wallet.name, "address": wallet.address, "asset": self.settings.token_symbol,
-                "balance": format_amount(atomic, self.settings.token_decimals), "balance_atomic": str(atomic)}
+        return {
+            "wallet": wallet.name,
+            "address": wallet.address,
+            "asset": self.settings.token_symbol,
+            "balance": format_amount(atomic, self.settings.token_decimals),
+            "balance_atomic": str(atomic),
+        }
 
     async def _memory(self, inv: t.ToolInvocation) -> dict[str, Any]:
         memory = Memory(self.engine, self.redis, inv.tenant_id, inv.user_id)

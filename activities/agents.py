@@ -25,5 +25,13 @@ def agent_activities(client: Client, settings: Settings, engine: AsyncEngine) ->
     steps = AgentStepActivities(engine, redis, settings)
     tools = AgentToolActivities(engine, redis, settings)
     payments = AgentPaymentActivities(engine, client, settings)
-    return [steps.llm_step, steps.emit_event, steps.record_tool_result, tools.run_tool, payments.prepare_payment,
-            payments.payment_status, payments.cancel_payment, LlmActivities(settings).llm_complete]
+    return [
+        steps.llm_step,
+        steps.emit_event,
+        steps.record_tool_result,
+        tools.run_tool,
+        payments.prepare_payment,
+        payments.payment_status,
+        payments.cancel_payment,
+        LlmActivities(settings).llm_complete,
+    ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,9 +40,18 @@ def _hex(value) -> str:
 
 
 class ChainActivities:
-    def __init__(self, engine: AsyncEngine, rpc_url: str, master_key: bytes, *, gas_limit: int,
-                 confirmations: int, replace_after_seconds: float = 60, poll_seconds: float = 0.25,
-                 receipt_wait_seconds: float = 3 * 3600) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rpc_url: str,
+        master_key: bytes,
+        *,
+        gas_limit: int,
+        confirmations: int,
+        replace_after_seconds: float = 60,
+        poll_seconds: float = 0.25,
+        receipt_wait_seconds: float = 3 * 3600,
+    ) -> None:
         self.engine = engine
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
         self._master_key = master_key
@@ -54,39 +63,81 @@ class ChainActivities:
 
     async def _payment(self, payment_id: str):
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(payments).where(payments.c.id == uuid.UUID(payment_id)))).mappings().first()
+            row = (
+                (await conn.execute(sa.select(payments).where(payments.c.id == uuid.UUID(payment_id))))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing", non_retryable=True)
         return row
 
     async def _attempts(self, payment_id: str) -> list:
         async with self.engine.connect() as conn:
-            return list((await conn.execute(sa.select(payment_transactions).where(
-                payment_transactions.c.payment_id == uuid.UUID(payment_id)).order_by(
-                payment_transactions.c.created_at))).mappings().all())
+            return list(
+                (
+                    await conn.execute(
+                        sa.select(payment_transactions)
+                        .where(payment_transactions.c.payment_id == uuid.UUID(payment_id))
+                        .order_by(payment_transactions.c.created_at)
+                    )
+                )
+                .mappings()
+                .all()
+            )
 
-    async def _sign_and_store(self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *,
-                              action: str) -> tuple[str, bytes]:
+    async def _sign_and_store(
+        self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *, action: str
+    ) -> tuple[str, bytes]:
         """Sign with the wallet's key and persist the signed bytes, in the caller's transaction: (hash, bytes)."""
         signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
-        signed = signer.sign_transaction({
-            "type": 2, "chainId": req.chain_id, "nonce": nonce, "to": req.token_address, "value": 0,
-            # a fixed gas limit, not an estimate: a transfer that will revert is still executed on chain and
-            # ends `failed` with its reason, instead of failing to sign forever
-            "data": transfer_calldata(req.to, req.amount_atomic), "gas": self.gas_limit, **fees,
-        })
+        signed = signer.sign_transaction(
+            {
+                "type": 2,
+                "chainId": req.chain_id,
+                "nonce": nonce,
+                "to": req.token_address,
+                "value": 0,
+                # a fixed gas limit, not an estimate: a transfer that will revert is still executed on chain and
+                # ends `failed` with its reason, instead of failing to sign forever
+                "data": transfer_calldata(req.to, req.amount_atomic),
+                "gas": self.gas_limit,
+                **fees,
+            }
+        )
         del signer
         tx_hash = _hex(signed.hash)
         raw = bytes(signed.raw_transaction)
-        await conn.execute(payment_transactions.insert().values(
-            tx_hash=tx_hash, payment_id=uuid.UUID(req.payment_id), nonce=nonce, raw=raw,
-            max_fee_per_gas=fees["maxFeePerGas"], max_priority_fee_per_gas=fees["maxPriorityFeePerGas"]))
-        await conn.execute(payments.update().where(payments.c.id == uuid.UUID(req.payment_id)).values(
-            signed_tx=raw, tx_hash=tx_hash, nonce=nonce, updated_at=sa.func.now()))
-        await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system", action=action,
-                           subject_type="payment", subject_id=req.payment_id,
-                           data={"tx_hash": tx_hash, "nonce": nonce, "from": req.wallet_address,
-                                 "max_fee_per_gas": str(fees["maxFeePerGas"])})
+        await conn.execute(
+            payment_transactions.insert().values(
+                tx_hash=tx_hash,
+                payment_id=uuid.UUID(req.payment_id),
+                nonce=nonce,
+                raw=raw,
+                max_fee_per_gas=fees["maxFeePerGas"],
+                max_priority_fee_per_gas=fees["maxPriorityFeePerGas"],
+            )
+        )
+        await conn.execute(
+            payments.update()
+            .where(payments.c.id == uuid.UUID(req.payment_id))
+            .values(signed_tx=raw, tx_hash=tx_hash, nonce=nonce, updated_at=sa.func.now())
+        )
+        await append_audit(
+            conn,
+            tenant_id=req.tenant_id,
+            actor="system",
+            channel="system",
+            action=action,
+            subject_type="payment",
+            subject_id=req.payment_id,
+            data={
+                "tx_hash": tx_hash,
+                "nonce": nonce,
+                "from": req.wallet_address,
+                "max_fee_per_gas": str(fees["maxFeePerGas"]),
+            },
+        )
         return tx_hash, raw
 
     @activity.defn(name=t.ACT_SIGN)
@@ -95,9 +146,13 @@ class ChainActivities:
         fees = await fee_fields(self.w3)
         chain_pending = await self.w3.eth.get_transaction_count(req.wallet_address, "pending")
         async with self.engine.begin() as conn:
-            row = (await conn.execute(sa.select(payments.c.signed_tx, payments.c.tx_hash, payments.c.nonce,
-                                                payments.c.status).where(payments.c.id == pid)
-                                      .with_for_update())).first()
+            row = (
+                await conn.execute(
+                    sa.select(payments.c.signed_tx, payments.c.tx_hash, payments.c.nonce, payments.c.status)
+                    .where(payments.c.id == pid)
+                    .with_for_update()
+                )
+            ).first()
             if row is None:
                 raise ApplicationError(f"payment {pid} is not recorded", type="PaymentMissing", non_retryable=True)
             if row.signed_tx is not None:
@@ -142,14 +197,16 @@ class ChainActivities:
                     sent_at = time.monotonic()
                     mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
                     if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
-                        raise ApplicationError(f"nonce {latest['nonce']} was used by a transaction that is not "
-                                               "this payment's", type="NonceConflict", non_retryable=True)
+                        raise ApplicationError(
+                            f"nonce {latest['nonce']} was used by a transaction that is not this payment's",
+                            type="NonceConflict",
+                            non_retryable=True,
+                        )
                     if time.monotonic() - started >= self.replace_after_seconds:
                         await self._replace(req, latest)
                         attempts = await self._attempts(payment_id)
                         started = time.monotonic()
-                if datetime.now(timezone.utc) - attempts[0]["created_at"] >= timedelta(
-                        seconds=self.receipt_wait_seconds):
+                if datetime.now(UTC) - attempts[0]["created_at"] >= timedelta(seconds=self.receipt_wait_seconds):
                     return await self._give_up(req, attempts[-1])
             await asyncio.sleep(pause)
             # Back off while nothing lands: with hundreds of payments in flight, a fixed 0.25 s loop of a
@@ -161,31 +218,51 @@ class ChainActivities:
         """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
         (reservation held) and is marked for the reconciler, which re-sends it and settles it either way."""
         async with self.engine.begin() as conn:
-            await conn.execute(payments.update().where(payments.c.id == uuid.UUID(req.payment_id)).values(
-                details=payments.c.details.op("||")(sa.func.jsonb_build_object(
-                    t.RECEIPT_WAIT_GAVE_UP, sa.func.now())), updated_at=sa.func.now()))
-            await append_audit(conn, tenant_id=req.tenant_id, actor="system", channel="system",
-                               action="payment.receipt_wait_gave_up", subject_type="payment",
-                               subject_id=req.payment_id,
-                               data={"tx_hash": latest["tx_hash"], "nonce": latest["nonce"],
-                                     "waited_seconds": self.receipt_wait_seconds})
-        activity.logger.warning("payment %s: no receipt after %ss; left to the reconciler", req.payment_id,
-                                self.receipt_wait_seconds)
-        return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0,
-                               pending=True)
+            await conn.execute(
+                payments.update()
+                .where(payments.c.id == uuid.UUID(req.payment_id))
+                .values(
+                    details=payments.c.details.op("||")(
+                        sa.func.jsonb_build_object(t.RECEIPT_WAIT_GAVE_UP, sa.func.now())
+                    ),
+                    updated_at=sa.func.now(),
+                )
+            )
+            await append_audit(
+                conn,
+                tenant_id=req.tenant_id,
+                actor="system",
+                channel="system",
+                action="payment.receipt_wait_gave_up",
+                subject_type="payment",
+                subject_id=req.payment_id,
+                data={
+                    "tx_hash": latest["tx_hash"],
+                    "nonce": latest["nonce"],
+                    "waited_seconds": self.receipt_wait_seconds,
+                },
+            )
+        activity.logger.warning(
+            "payment %s: no receipt after %ss; left to the reconciler", req.payment_id, self.receipt_wait_seconds
+        )
+        return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0, pending=True)
 
     async def _replace(self, req: t.PaymentRequest, latest) -> None:
         """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
         market = await fee_fields(self.w3)
         bumped = {
-            "maxPriorityFeePerGas": max(int(latest["max_priority_fee_per_gas"]) * FEE_BUMP_NUMERATOR
-                                        // FEE_BUMP_DENOMINATOR + 1, market["maxPriorityFeePerGas"]),
-            "maxFeePerGas": max(int(latest["max_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
-                                market["maxFeePerGas"]),
+            "maxPriorityFeePerGas": max(
+                int(latest["max_priority_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
+                market["maxPriorityFeePerGas"],
+            ),
+            "maxFeePerGas": max(
+                int(latest["max_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1, market["maxFeePerGas"]
+            ),
         }
         async with self.engine.begin() as conn:
-            await conn.execute(sa.select(payments.c.id).where(payments.c.id == uuid.UUID(req.payment_id))
-                               .with_for_update())
+            await conn.execute(
+                sa.select(payments.c.id).where(payments.c.id == uuid.UUID(req.payment_id)).with_for_update()
+            )
             tx_hash, raw = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
         activity.logger.info("replaced %s with %s for payment %s", latest["tx_hash"], tx_hash, req.payment_id)
         await send_stored(self.w3, raw)
@@ -194,16 +271,21 @@ class ChainActivities:
         reason = None
         if receipt["status"] != 1:
             reason = await self._revert_reason(tx_hash, receipt["blockNumber"])
-        return t.ReceiptResult(tx_hash=tx_hash, succeeded=receipt["status"] == 1,
-                               block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
-                               revert_reason=reason)
+        return t.ReceiptResult(
+            tx_hash=tx_hash,
+            succeeded=receipt["status"] == 1,
+            block_number=receipt["blockNumber"],
+            gas_used=receipt["gasUsed"],
+            revert_reason=reason,
+        )
 
     async def _revert_reason(self, tx_hash: str, block_number: int) -> str:
         """Replay the call on the state before its block to read the revert message."""
         tx = await self.w3.eth.get_transaction(tx_hash)
         try:
-            await self.w3.eth.call({"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": 0},
-                                   block_identifier=block_number - 1)
+            await self.w3.eth.call(
+                {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": 0}, block_identifier=block_number - 1
+            )
         except ContractLogicError as err:
             return str(err.message or err)
         except Exception as err:  # the node may not keep old state; say what we know

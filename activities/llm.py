@@ -45,12 +45,18 @@ class LlmActivities:
         try:
             response = await router.complete(request, self.settings, timeout=self._timeout)
         except PermanentLlmError as exc:
-            raise ApplicationError(f"LLM step refused (not retrying): {exc}", type=PERMANENT_ERROR_TYPE,
-                                   non_retryable=True) from None
+            raise ApplicationError(
+                f"LLM step refused (not retrying): {exc}", type=PERMANENT_ERROR_TYPE, non_retryable=True
+            ) from None
         except RetryableLlmError as exc:
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-            raise ApplicationError(f"LLM step failed (will retry): {exc}", type=RETRYABLE_ERROR_TYPE,
-                                   next_retry_delay=delay) from None
-        activity.logger.info("llm step answered by %s (%s)%s", response.provider, response.model,
-                             f", fallback from {response.fallback_from}" if response.fallback_from else "")
+            raise ApplicationError(
+                f"LLM step failed (will retry): {exc}", type=RETRYABLE_ERROR_TYPE, next_retry_delay=delay
+            ) from None
+        activity.logger.info(
+            "llm step answered by %s (%s)%s",
+            response.provider,
+            response.model,
+            f", fallback from {response.fallback_from}" if response.fallback_from else "",
+        )
         return response

@@ -54,15 +54,19 @@ class ReconcileActivities:
         out: list[r.WalletRef] = []
         for tenant_id in tenants:
             async with tenant_transaction(self.engine, tenant_id) as conn:
-                out += [r.WalletRef(tenant_id=str(tenant_id), wallet_id=str(w.id), address=w.address)
-                        for w in await db.tenant_wallets(conn, tenant_id)]
+                out += [
+                    r.WalletRef(tenant_id=str(tenant_id), wallet_id=str(w.id), address=w.address)
+                    for w in await db.tenant_wallets(conn, tenant_id)
+                ]
         return out
 
     @activity.defn(name=r.ACT_SAFE_HEAD)
     async def safe_head(self) -> r.SafeHead:
         head = await self.w3.eth.get_block("latest")
-        return r.SafeHead(block_number=rules.safe_head(head["number"], self.settings.confirmations),
-                          timestamp=max(int(head["timestamp"]), int(time.time())))
+        return r.SafeHead(
+            block_number=rules.safe_head(head["number"], self.settings.confirmations),
+            timestamp=max(int(head["timestamp"]), int(time.time())),
+        )
 
     # ---------------------------------------------------------------- payments left open
     @activity.defn(name=r.ACT_SETTLE_OPEN)
@@ -73,11 +77,24 @@ class ReconcileActivities:
         findings: list[r.Finding] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for payment in await db.paid_but_open(conn, wallet_id):
-                action = await db.confirm_payment(conn, payment, tx_hash=payment["moved_tx"],
-                                                  block_number=payment["moved_block"], source="transfer log")
+                action = await db.confirm_payment(
+                    conn,
+                    payment,
+                    tx_hash=payment["moved_tx"],
+                    block_number=payment["moved_block"],
+                    source="transfer log",
+                )
                 if action:
-                    findings.append(_finding(action, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
-                                             tx_hash=payment["moved_tx"], block_number=payment["moved_block"]))
+                    findings.append(
+                        _finding(
+                            action,
+                            tenant_id,
+                            str(payment["id"]),
+                            payment_id=str(payment["id"]),
+                            tx_hash=payment["moved_tx"],
+                            block_number=payment["moved_block"],
+                        )
+                    )
             held = await db.held_authorizations(conn, wallet_id)
             given_up = await db.receipts_given_up(conn, wallet_id)
         for payment in held:
@@ -95,22 +112,45 @@ class ReconcileActivities:
         if verdict != rules.AuthorizationVerdict.EXPIRED:
             return []  # open: keep holding; settled: the scan confirms it once its block is deep enough
         async with tenant_transaction(self.engine, tenant_id) as conn:
-            done = await db.close_payment(conn, payment, status=None, action=r.AUTHORIZATION_EXPIRED,
-                                          reason="the signed authorization expired unused",
-                                          data={"valid_before": signed["valid_before"]})
-        return [_finding(r.AUTHORIZATION_EXPIRED, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
-                         status=payment["status"], valid_before=signed["valid_before"])] if done else []
+            done = await db.close_payment(
+                conn,
+                payment,
+                status=None,
+                action=r.AUTHORIZATION_EXPIRED,
+                reason="the signed authorization expired unused",
+                data={"valid_before": signed["valid_before"]},
+            )
+        return (
+            [
+                _finding(
+                    r.AUTHORIZATION_EXPIRED,
+                    tenant_id,
+                    str(payment["id"]),
+                    payment_id=str(payment["id"]),
+                    status=payment["status"],
+                    valid_before=signed["valid_before"],
+                )
+            ]
+            if done
+            else []
+        )
 
-    async def _check_receipt(self, tenant_id: uuid.UUID, address: str, payment, attempts: list,
-                             head: r.SafeHead) -> list[r.Finding]:
+    async def _check_receipt(
+        self, tenant_id: uuid.UUID, address: str, payment, attempts: list, head: r.SafeHead
+    ) -> list[r.Finding]:
         attempt, receipt = await first_landed(self.w3, attempts)
         pid = str(payment["id"])
         if receipt is None:
             mined_nonce = await self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")
             if attempts and mined_nonce > attempts[-1]["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
                 async with tenant_transaction(self.engine, tenant_id) as conn:
-                    done = await db.close_payment(conn, payment, status="failed", action="payment.failed",
-                                                  reason="NonceConflict: its nonce was used by another transaction")
+                    done = await db.close_payment(
+                        conn,
+                        payment,
+                        status="failed",
+                        action="payment.failed",
+                        reason="NonceConflict: its nonce was used by another transaction",
+                    )
                 return [_finding("payment.failed", tenant_id, pid, payment_id=pid)] if done else []
             for a in attempts:  # the node may have dropped it: the same signed bytes, never new ones
                 await send_stored(self.w3, a["raw"])
@@ -119,15 +159,33 @@ class ReconcileActivities:
             return []  # landed, not yet deep enough
         async with tenant_transaction(self.engine, tenant_id) as conn:
             if receipt["status"] == 1:
-                action = await db.confirm_payment(conn, payment, tx_hash=attempt["tx_hash"],
-                                                  block_number=receipt["blockNumber"], source="receipt")
+                action = await db.confirm_payment(
+                    conn, payment, tx_hash=attempt["tx_hash"], block_number=receipt["blockNumber"], source="receipt"
+                )
             else:
-                done = await db.close_payment(conn, payment, status="failed", action="payment.failed",
-                                              reason="TransferReverted: reverted on chain",
-                                              data={"tx_hash": attempt["tx_hash"]})
+                done = await db.close_payment(
+                    conn,
+                    payment,
+                    status="failed",
+                    action="payment.failed",
+                    reason="TransferReverted: reverted on chain",
+                    data={"tx_hash": attempt["tx_hash"]},
+                )
                 action = "payment.failed" if done else None
-        return [_finding(action, tenant_id, pid, payment_id=pid, tx_hash=attempt["tx_hash"],
-                         block_number=receipt["blockNumber"])] if action else []
+        return (
+            [
+                _finding(
+                    action,
+                    tenant_id,
+                    pid,
+                    payment_id=pid,
+                    tx_hash=attempt["tx_hash"],
+                    block_number=receipt["blockNumber"],
+                )
+            ]
+            if action
+            else []
+        )
 
     # ---------------------------------------------------------------- the block scan
     @activity.defn(name=r.ACT_SCAN)
@@ -148,8 +206,9 @@ class ReconcileActivities:
         result = r.WalletResult()
         for first, last in rules.scan_ranges(start, head, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
-            findings, balance = await self._scan_range(req.wallet, tenant_id, wallet_id, first, last, balance,
-                                                       read_balance=last == head)
+            findings, balance = await self._scan_range(
+                req.wallet, tenant_id, wallet_id, first, last, balance, read_balance=last == head
+            )
             result.findings += findings
             result.blocks_scanned += last - first + 1
         if head >= 0:
@@ -157,8 +216,9 @@ class ReconcileActivities:
                 result.findings += await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
         return result
 
-    async def _record_opening(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, block: int,
-                              head: int) -> int:
+    async def _record_opening(
+        self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, block: int, head: int
+    ) -> int:
         """What the wallet held up to `block` counts as one deposit: today's balance less what moved since
         (logs only). Native coin is counted from the safe head on. Returns the token balance at `block`."""
         moved = 0
@@ -171,16 +231,34 @@ class ReconcileActivities:
         native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=head)
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for asset, amount, at in ((self.asset, token_balance, block), (NATIVE, native, head)):
-                await db.record_movement(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
-                                         block_number=at, tx_hash=None, log_index=None,
-                                         kind=rules.Movement.DEPOSIT, amount_atomic=amount,
-                                         details={"opening_balance": True})
-                await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset,
-                                         block_number=at, chain_balance=amount)
+                await db.record_movement(
+                    conn,
+                    tenant_id=tenant_id,
+                    wallet_id=wallet_id,
+                    asset=asset,
+                    block_number=at,
+                    tx_hash=None,
+                    log_index=None,
+                    kind=rules.Movement.DEPOSIT,
+                    amount_atomic=amount,
+                    details={"opening_balance": True},
+                )
+                await db.save_checkpoint(
+                    conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset, block_number=at, chain_balance=amount
+                )
         return token_balance
 
-    async def _scan_range(self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, first: int,
-                          last: int, balance: int, *, read_balance: bool) -> tuple[list[r.Finding], int]:
+    async def _scan_range(
+        self,
+        wallet: r.WalletRef,
+        tenant_id: uuid.UUID,
+        wallet_id: uuid.UUID,
+        first: int,
+        last: int,
+        balance: int,
+        *,
+        read_balance: bool,
+    ) -> tuple[list[r.Finding], int]:
         moves = await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last)
         used = await transfer_logs.authorizations_used(self.w3, self.token, wallet.address, first, last)
         for move in moves:
@@ -191,12 +269,19 @@ class ReconcileActivities:
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for move in moves:
                 findings += await self._record_transfer(conn, wallet, tenant_id, wallet_id, move, used)
-            await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=self.asset,
-                                     block_number=last, chain_balance=balance)
+            await db.save_checkpoint(
+                conn,
+                tenant_id=tenant_id,
+                wallet_id=wallet_id,
+                asset=self.asset,
+                block_number=last,
+                chain_balance=balance,
+            )
         return findings, balance
 
-    async def _record_transfer(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move,
-                               used: dict[str, str]) -> list[r.Finding]:
+    async def _record_transfer(
+        self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move, used: dict[str, str]
+    ) -> list[r.Finding]:
         outgoing = move.sender.lower() == wallet.address.lower()
         payment = None
         if outgoing:
@@ -206,20 +291,48 @@ class ReconcileActivities:
         kind = rules.classify(outgoing=outgoing, matched_payment=payment is not None)
         amount = -move.amount_atomic if outgoing else move.amount_atomic
         movement_id = await db.record_movement(
-            conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=self.asset, block_number=move.block_number,
-            tx_hash=move.tx_hash, log_index=move.log_index, kind=kind, amount_atomic=amount,
-            counterparty=move.receiver if outgoing else move.sender, payment_id=payment["id"] if payment else None)
+            conn,
+            tenant_id=tenant_id,
+            wallet_id=wallet_id,
+            asset=self.asset,
+            block_number=move.block_number,
+            tx_hash=move.tx_hash,
+            log_index=move.log_index,
+            kind=kind,
+            amount_atomic=amount,
+            counterparty=move.receiver if outgoing else move.sender,
+            payment_id=payment["id"] if payment else None,
+        )
         findings: list[r.Finding] = []
         if payment is not None:
-            action = await db.confirm_payment(conn, payment, tx_hash=move.tx_hash, block_number=move.block_number,
-                                              source="transfer log")
+            action = await db.confirm_payment(
+                conn, payment, tx_hash=move.tx_hash, block_number=move.block_number, source="transfer log"
+            )
             if action:
-                findings.append(_finding(action, tenant_id, str(payment["id"]), payment_id=str(payment["id"]),
-                                         tx_hash=move.tx_hash, block_number=move.block_number))
+                findings.append(
+                    _finding(
+                        action,
+                        tenant_id,
+                        str(payment["id"]),
+                        payment_id=str(payment["id"]),
+                        tx_hash=move.tx_hash,
+                        block_number=move.block_number,
+                    )
+                )
         elif kind == rules.Movement.MISMATCH and movement_id is not None:
-            findings.append(await self._mismatch(conn, tenant_id, wallet_id, movement_id, asset=self.asset,
-                                                 block_number=move.block_number, tx_hash=move.tx_hash,
-                                                 amount_atomic=amount, counterparty=move.receiver))
+            findings.append(
+                await self._mismatch(
+                    conn,
+                    tenant_id,
+                    wallet_id,
+                    movement_id,
+                    asset=self.asset,
+                    block_number=move.block_number,
+                    tx_hash=move.tx_hash,
+                    amount_atomic=amount,
+                    counterparty=move.receiver,
+                )
+            )
         return findings
 
     async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, last: int) -> list[r.Finding]:
@@ -240,29 +353,64 @@ class ReconcileActivities:
                 continue
             fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
             explained -= fee
-            await db.record_movement(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE,
-                                     block_number=receipt["blockNumber"], tx_hash=tx_hash.lower(), log_index=None,
-                                     kind=rules.Movement.GAS, amount_atomic=-fee)
+            await db.record_movement(
+                conn,
+                tenant_id=tenant_id,
+                wallet_id=wallet_id,
+                asset=NATIVE,
+                block_number=receipt["blockNumber"],
+                tx_hash=tx_hash.lower(),
+                log_index=None,
+                kind=rules.Movement.GAS,
+                amount_atomic=-fee,
+            )
         rest = rules.unexplained_native(previous_balance=previous, balance=balance, explained=explained)
         findings: list[r.Finding] = []
         if rest:
             kind = rules.Movement.DEPOSIT if rest > 0 else rules.Movement.MISMATCH
             movement_id = await db.record_movement(
-                conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last, tx_hash=None,
-                log_index=None, kind=kind, amount_atomic=rest, details={"from_block": first, "to_block": last})
+                conn,
+                tenant_id=tenant_id,
+                wallet_id=wallet_id,
+                asset=NATIVE,
+                block_number=last,
+                tx_hash=None,
+                log_index=None,
+                kind=kind,
+                amount_atomic=rest,
+                details={"from_block": first, "to_block": last},
+            )
             if kind == rules.Movement.MISMATCH and movement_id is not None:
-                findings.append(await self._mismatch(conn, tenant_id, wallet_id, movement_id, asset=NATIVE,
-                                                     block_number=last, tx_hash=None, amount_atomic=rest,
-                                                     counterparty=None))
-        await db.save_checkpoint(conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last,
-                                 chain_balance=balance)
+                findings.append(
+                    await self._mismatch(
+                        conn,
+                        tenant_id,
+                        wallet_id,
+                        movement_id,
+                        asset=NATIVE,
+                        block_number=last,
+                        tx_hash=None,
+                        amount_atomic=rest,
+                        counterparty=None,
+                    )
+                )
+        await db.save_checkpoint(
+            conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last, chain_balance=balance
+        )
         return findings
 
     @staticmethod
     async def _mismatch(conn, tenant_id, wallet_id, movement_id: int, **data) -> r.Finding:
         data = {"wallet_id": str(wallet_id), "movement_id": movement_id, **data}
         data["amount_atomic"] = str(data["amount_atomic"])
-        await append_audit(conn, tenant_id=tenant_id, actor="reconciler", channel="system", action=r.MISMATCH,
-                           subject_type="wallet", subject_id=str(wallet_id), data=data)
+        await append_audit(
+            conn,
+            tenant_id=tenant_id,
+            actor="reconciler",
+            channel="system",
+            action=r.MISMATCH,
+            subject_type="wallet",
+            subject_id=str(wallet_id),
+            data=data,
+        )
         return _finding(r.MISMATCH, tenant_id, f"{wallet_id}:{movement_id}", **data)
-

@@ -14,7 +14,7 @@ The row's `status` is left to the workflow (`payments.mark_status`).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,25 +38,27 @@ MAX_ATTEMPTS_KEPT = 20
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
-async def _probe(url: str, details: dict[str, Any], egress: EgressPolicy,
-                 timeout: float) -> x402c.Requirements | x402c.Response:
+async def _probe(
+    url: str, details: dict[str, Any], egress: EgressPolicy, timeout: float
+) -> x402c.Requirements | x402c.Response:
     """An x402 URL, or (details `mcp`: tool and arguments) a paid tool on the MCP server at that URL."""
     call = details.get("mcp")
     if call:
-        return await mcp_transport.probe(url, call["tool"], call.get("arguments") or {}, egress=egress,
-                                         timeout=timeout)
+        return await mcp_transport.probe(url, call["tool"], call.get("arguments") or {}, egress=egress, timeout=timeout)
     return await x402c.probe(url, egress=egress, timeout=timeout)
 
 
-async def _send(details: dict[str, Any], stored: x402c.StoredPayment, egress: EgressPolicy,
-                timeout: float) -> x402c.Response:
+async def _send(
+    details: dict[str, Any], stored: x402c.StoredPayment, egress: EgressPolicy, timeout: float
+) -> x402c.Response:
     call = details.get("mcp")
     if call:
-        return await mcp_transport.send(details["url"], call["tool"], call.get("arguments") or {}, stored,
-                                        egress=egress, timeout=timeout)
+        return await mcp_transport.send(
+            details["url"], call["tool"], call.get("arguments") or {}, stored, egress=egress, timeout=timeout
+        )
     return await x402c.send(details["url"], stored, egress=egress, timeout=timeout)
 
 
@@ -78,7 +80,8 @@ class X402Activities:
 
     async def _row(self, conn: AsyncConnection, payment_id: str, tenant_id: str, *, lock: bool):
         query = sa.select(payments.c.kind, payments.c.tenant_id, payments.c.wallet_id, payments.c.details).where(
-            payments.c.id == uuid.UUID(payment_id))
+            payments.c.id == uuid.UUID(payment_id)
+        )
         row = (await conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
             raise _state_error(f"payment {payment_id} is not recorded")
@@ -89,19 +92,36 @@ class X402Activities:
         return row
 
     async def _save(self, conn: AsyncConnection, payment_id: str, details: dict[str, Any]) -> None:
-        await conn.execute(payments.update().where(payments.c.id == uuid.UUID(payment_id))
-                           .values(details=details, updated_at=sa.func.now()))
+        await conn.execute(
+            payments.update()
+            .where(payments.c.id == uuid.UUID(payment_id))
+            .values(details=details, updated_at=sa.func.now())
+        )
 
     @staticmethod
     async def _audit(conn: AsyncConnection, tenant_id: str, payment_id: str, action: str, data: dict) -> None:
-        await append_audit(conn, tenant_id=tenant_id, actor="system", channel="temporal", action=action,
-                           subject_type="payment", subject_id=payment_id, data=data)
+        await append_audit(
+            conn,
+            tenant_id=tenant_id,
+            actor="system",
+            channel="temporal",
+            action=action,
+            subject_type="payment",
+            subject_id=payment_id,
+            data=data,
+        )
 
     @staticmethod
     def _probe_result(payment_id: str, details: dict[str, Any]) -> t.X402ProbeResult:
         req = details["requirement"]
-        return t.X402ProbeResult(payment_id=payment_id, payment_required=True, amount_atomic=requirement_amount(req),
-                                 asset=req["asset"], pay_to=req["payTo"], network=req["network"])
+        return t.X402ProbeResult(
+            payment_id=payment_id,
+            payment_required=True,
+            amount_atomic=requirement_amount(req),
+            asset=req["asset"],
+            pay_to=req["payTo"],
+            network=req["network"],
+        )
 
     @activity.defn(name=t.ACT_X402_PROBE)
     async def probe(self, req: t.X402ProbeRequest) -> t.X402ProbeResult:
@@ -136,8 +156,13 @@ class X402Activities:
                 details["requirement"] = answer.accepts[index] if index is not None else None
             if reason:
                 details["refusal"] = reason
-                await self._audit(conn, req.tenant_id, req.payment_id, "x402.refused",
-                                  {"url": req.url, "reason": reason, "stage": "probe"})
+                await self._audit(
+                    conn,
+                    req.tenant_id,
+                    req.payment_id,
+                    "x402.refused",
+                    {"url": req.url, "reason": reason, "stage": "probe"},
+                )
             await self._save(conn, req.payment_id, details)
         if reason:
             raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
@@ -147,11 +172,17 @@ class X402Activities:
 
     @staticmethod
     def _sign_result(payment_id: str, stored: x402c.StoredPayment, reused: bool) -> t.X402SignResult:
-        return t.X402SignResult(payment_id=payment_id, payment_identifier=stored.payment_identifier,
-                                payer=stored.payer, authorization_nonce=stored.authorization_nonce,
-                                amount_atomic=requirement_amount(stored.requirement),
-                                pay_to=stored.requirement["payTo"], asset=stored.requirement["asset"],
-                                valid_before=stored.valid_before, reused=reused)
+        return t.X402SignResult(
+            payment_id=payment_id,
+            payment_identifier=stored.payment_identifier,
+            payer=stored.payer,
+            authorization_nonce=stored.authorization_nonce,
+            amount_atomic=requirement_amount(stored.requirement),
+            pay_to=stored.requirement["payTo"],
+            asset=stored.requirement["asset"],
+            valid_before=stored.valid_before,
+            reused=reused,
+        )
 
     @activity.defn(name=t.ACT_X402_SIGN)
     async def sign(self, req: t.X402SignRequest) -> t.X402SignResult:
@@ -171,8 +202,9 @@ class X402Activities:
             if reason is None:
                 signer = await load_signer(conn, row.wallet_id, self._master_key)
                 try:
-                    stored = await x402c.sign(requirements, signer, req.policy,
-                                              payment_identifier=f"paygent_{uuid.UUID(req.payment_id).hex}")
+                    stored = await x402c.sign(
+                        requirements, signer, req.policy, payment_identifier=f"paygent_{uuid.UUID(req.payment_id).hex}"
+                    )
                 except x402c.PaymentRefused as exc:
                     reason = exc.reason
                 except NoMatchingRequirementsError as exc:  # the SDK's own spend controls said no
@@ -181,16 +213,33 @@ class X402Activities:
                     del signer
             if reason:
                 details["refusal"] = reason
-                await self._audit(conn, req.tenant_id, req.payment_id, "x402.refused",
-                                  {"url": details.get("url"), "reason": reason, "stage": "sign"})
+                await self._audit(
+                    conn,
+                    req.tenant_id,
+                    req.payment_id,
+                    "x402.refused",
+                    {"url": details.get("url"), "reason": reason, "stage": "sign"},
+                )
             else:
-                details.update(signed=stored.model_dump(), payment_identifier=stored.payment_identifier,
-                               signed_at=_now())
-                await self._audit(conn, req.tenant_id, req.payment_id, "x402.signed", {
-                    "url": details.get("url"), "payment_identifier": stored.payment_identifier,
-                    "payer": stored.payer, "pay_to": stored.requirement["payTo"],
-                    "asset": stored.requirement["asset"], "amount_atomic": str(requirement_amount(stored.requirement)),
-                    "authorization_nonce": stored.authorization_nonce, "valid_before": stored.valid_before})
+                details.update(
+                    signed=stored.model_dump(), payment_identifier=stored.payment_identifier, signed_at=_now()
+                )
+                await self._audit(
+                    conn,
+                    req.tenant_id,
+                    req.payment_id,
+                    "x402.signed",
+                    {
+                        "url": details.get("url"),
+                        "payment_identifier": stored.payment_identifier,
+                        "payer": stored.payer,
+                        "pay_to": stored.requirement["payTo"],
+                        "asset": stored.requirement["asset"],
+                        "amount_atomic": str(requirement_amount(stored.requirement)),
+                        "authorization_nonce": stored.authorization_nonce,
+                        "valid_before": stored.valid_before,
+                    },
+                )
             await self._save(conn, req.payment_id, details)
         if reason:
             raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
@@ -211,8 +260,11 @@ class X402Activities:
         if resp.settle_failed_on_server:
             return t.ERR_AMBIGUOUS, False, f"settlement failed on the server side: {resp.receipt.get('errorReason')}"
         if resp.status == 402:
-            verdict = ((resp.receipt or {}).get("errorReason") or (resp.payment_required or {}).get("error")
-                       or "payment required again")
+            verdict = (
+                (resp.receipt or {}).get("errorReason")
+                or (resp.payment_required or {}).get("error")
+                or "payment required again"
+            )
             return t.ERR_REFUSED, False, f"the server refused the payment: {verdict}"
         if resp.status >= 500:
             return t.ERR_AMBIGUOUS, False, f"the server answered {resp.status} without settling"
@@ -222,11 +274,18 @@ class X402Activities:
         stored = x402c.StoredPayment(**details["signed"])
         response, receipt = details.get("response") or {}, details.get("receipt") or {}
         return t.X402SendResult(
-            payment_id=payment_id, outcome=details["outcome"], settled=details["outcome"] in t.SETTLED_OUTCOMES,
-            status_code=response.get("status", 0), transaction=receipt.get("transaction") or None,
-            amount_atomic=requirement_amount(stored.requirement), pay_to=stored.requirement["payTo"],
-            payer=stored.payer, replayed=response.get("headers", {}).get("idempotent-replayed") == "true",
-            attempts=details.get("send_attempts", 0), body_excerpt=response.get("body_excerpt", ""))
+            payment_id=payment_id,
+            outcome=details["outcome"],
+            settled=details["outcome"] in t.SETTLED_OUTCOMES,
+            status_code=response.get("status", 0),
+            transaction=receipt.get("transaction") or None,
+            amount_atomic=requirement_amount(stored.requirement),
+            pay_to=stored.requirement["payTo"],
+            payer=stored.payer,
+            replayed=response.get("headers", {}).get("idempotent-replayed") == "true",
+            attempts=details.get("send_attempts", 0),
+            body_excerpt=response.get("body_excerpt", ""),
+        )
 
     @activity.defn(name=t.ACT_X402_SEND)
     async def send(self, req: t.X402SendRequest) -> t.X402SendResult:
@@ -250,21 +309,40 @@ class X402Activities:
             resp = resp.model_copy(update={"body_excerpt": ""})  # an excerpt is kept only for what was paid for
         async with self.engine.begin() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})
-            attempt = {"at": _now(), "status": resp.status if resp else None, "error": error,
-                       "replayed": bool(resp and resp.headers.get("idempotent-replayed") == "true")}
-            details["attempts"] = (details.get("attempts") or [])[-(MAX_ATTEMPTS_KEPT - 1):] + [attempt]
+            attempt = {
+                "at": _now(),
+                "status": resp.status if resp else None,
+                "error": error,
+                "replayed": bool(resp and resp.headers.get("idempotent-replayed") == "true"),
+            }
+            details["attempts"] = (details.get("attempts") or [])[-(MAX_ATTEMPTS_KEPT - 1) :] + [attempt]
             details["send_attempts"] = details.get("send_attempts", 0) + 1
             if resp is not None:
-                details.update(response=resp.model_dump(exclude={"receipt", "payment_required"}),
-                               receipt=resp.receipt, chain_confirmed=confirmed)
+                details.update(
+                    response=resp.model_dump(exclude={"receipt", "payment_required"}),
+                    receipt=resp.receipt,
+                    chain_confirmed=confirmed,
+                )
             if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
                 details["refusal"] = reason
             elif outcome != t.ERR_AMBIGUOUS:
                 details["outcome"] = outcome
-            await self._audit(conn, req.tenant_id, req.payment_id, "x402.sent", {
-                "url": details.get("url"), "payment_identifier": stored.payment_identifier, "attempt":
-                details["send_attempts"], "status": attempt["status"], "error": error, "outcome": outcome,
-                "transaction": (resp.receipt or {}).get("transaction") if resp else None, "reason": reason})
+            await self._audit(
+                conn,
+                req.tenant_id,
+                req.payment_id,
+                "x402.sent",
+                {
+                    "url": details.get("url"),
+                    "payment_identifier": stored.payment_identifier,
+                    "attempt": details["send_attempts"],
+                    "status": attempt["status"],
+                    "error": error,
+                    "outcome": outcome,
+                    "transaction": (resp.receipt or {}).get("transaction") if resp else None,
+                    "reason": reason,
+                },
+            )
             await self._save(conn, req.payment_id, details)
         if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
             raise ApplicationError(reason, type=outcome, non_retryable=True)

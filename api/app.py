@@ -15,19 +15,32 @@ from web3 import AsyncWeb3
 from api import docs, errors, metrics, openapi
 from api.auth_cache import PrincipalCache
 from api.deps import Deps
-from api.ratelimit import RateLimits
 from api.mcp import route as mcp_route
 from api.mcp.server import build_server as build_mcp_server
-from api.routes import (agent_runs, agents, approvals, audit, health, paid_services, payments, reconciliation,
-                        threads, wallets, webhooks, ws)
+from api.ratelimit import RateLimits
+from api.routes import (
+    agent_runs,
+    agents,
+    approvals,
+    audit,
+    health,
+    paid_services,
+    payments,
+    reconciliation,
+    threads,
+    wallets,
+    webhooks,
+    ws,
+)
 from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None, temporal: Client | None = None,
-               tracer_provider: TracerProvider | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, temporal: Client | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     """`temporal`: a connected client to use as is (tests); else one is connected at startup, with the
     tracing interceptor when tracing is on. `tracer_provider`: else from the environment (OTLP or off)."""
     settings = settings or get_settings()
@@ -36,14 +49,23 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        client = temporal or await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                                  data_converter=pydantic_data_converter,
-                                                  interceptors=tracing.temporal_interceptors(provider))
+        client = temporal or await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+            interceptors=tracing.temporal_interceptors(provider),
+        )
         redis = Redis.from_url(settings.redis_url)
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
-        app.state.deps = Deps(settings=settings, engine=get_engine(settings.database_url), temporal=client,
-                              redis=redis, w3=w3, limits=RateLimits.from_settings(settings),
-                              principals=PrincipalCache(redis))
+        app.state.deps = Deps(
+            settings=settings,
+            engine=get_engine(settings.database_url),
+            temporal=client,
+            redis=redis,
+            w3=w3,
+            limits=RateLimits.from_settings(settings),
+            principals=PrincipalCache(redis),
+        )
         async with mcp_route.lifespan(mcp):
             yield
         await redis.aclose()
@@ -51,8 +73,14 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None,
         if provider is not None:
             provider.force_flush()
 
-    app = FastAPI(title="Paygent", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Durable control plane for AI agents that spend money.")
+    app = FastAPI(
+        title="Paygent",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Durable control plane for AI agents that spend money.",
+    )
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(QueryTextGuard)  # body fields are SafeText in the models; query parameters are checked here

@@ -38,8 +38,12 @@ def channel(x_paygent_channel: str | None = Header(None, alias="X-Paygent-Channe
         return "api"
     value = x_paygent_channel.strip().lower()
     if value not in CHANNELS:
-        raise ApiError(422, "invalid_input", f"X-Paygent-Channel: must be one of {', '.join(CHANNELS)}, "
-                                             f"not {x_paygent_channel!r}", "X-Paygent-Channel")
+        raise ApiError(
+            422,
+            "invalid_input",
+            f"X-Paygent-Channel: must be one of {', '.join(CHANNELS)}, not {x_paygent_channel!r}",
+            "X-Paygent-Channel",
+        )
     return value
 
 
@@ -63,8 +67,14 @@ def attest(request: Any, settings: Settings, *, approval_id: str, decision: str,
 
     The same decision sent straight to Temporal (an Update or a Signal) is audited with channel `temporal`.
     """
-    token = channel_attestation(settings.master_key_bytes(), approval_id=approval_id, decision=decision,
-                                actor=request.actor, channel=request.channel, request_id=request_id)
+    token = channel_attestation(
+        settings.master_key_bytes(),
+        approval_id=approval_id,
+        decision=decision,
+        actor=request.actor,
+        channel=request.channel,
+        request_id=request_id,
+    )
     return request.model_copy(update={"attestation": token})
 
 
@@ -83,8 +93,9 @@ def awaits(view: ApprovalView, name: str, now: datetime) -> bool:
     if view.status != "pending" or any(a.approver == name for a in view.approvals):
         return False
     open_members = [m for m in view.tier.approvers if m != view.initiator and m not in view.approved_by]
-    return name in open_members or any(d.delegate == name and d.delegator in open_members and d.until > now
-                                       for d in view.delegations)
+    return name in open_members or any(
+        d.delegate == name and d.delegator in open_members and d.until > now for d in view.delegations
+    )
 
 
 def refusal_response(exc: DecisionRefused) -> JSONResponse:
@@ -120,15 +131,31 @@ def view_json(view: ApprovalView, decimals: int) -> dict[str, Any]:
 def row_json(row: Any, decimals: int) -> dict[str, Any]:
     """One `approvals` table row: what a list shows (the Query has the full state)."""
     op = row["operation"]
-    when = (lambda v: None if v is None else v.isoformat())
+
+    def when(v):
+        return None if v is None else v.isoformat()
+
     return {
-        "approval_id": row["id"], "payment_id": row["payment_id"], "workflow_id": row["workflow_id"],
-        "status": row["status"], "initiator": row["initiator"],
-        **amount_fields(int(row["amount_atomic"]), decimals), "asset": op.get("asset"), "to": op.get("to"),
-        "wallet_id": op.get("wallet_id"), "memo": op.get("memo"), "operation_hash": row["operation_hash"],
-        "approvals_had": row["approvals_had"], "approvals_needed": row["approvals_needed"],
-        "approvers": list(row["approvers"]), "approved_by": list(row["approved_by"]),
-        "awaiting": list(row["awaiting"]), "expires_at": when(row["expires_at"]),
-        "timelock_until": when(row["timelock_until"]), "decided_by": row["decided_by"], "reason": row["reason"],
-        "created_at": when(row["created_at"]), "updated_at": when(row["updated_at"]),
+        "approval_id": row["id"],
+        "payment_id": row["payment_id"],
+        "workflow_id": row["workflow_id"],
+        "status": row["status"],
+        "initiator": row["initiator"],
+        **amount_fields(int(row["amount_atomic"]), decimals),
+        "asset": op.get("asset"),
+        "to": op.get("to"),
+        "wallet_id": op.get("wallet_id"),
+        "memo": op.get("memo"),
+        "operation_hash": row["operation_hash"],
+        "approvals_had": row["approvals_had"],
+        "approvals_needed": row["approvals_needed"],
+        "approvers": list(row["approvers"]),
+        "approved_by": list(row["approved_by"]),
+        "awaiting": list(row["awaiting"]),
+        "expires_at": when(row["expires_at"]),
+        "timelock_until": when(row["timelock_until"]),
+        "decided_by": row["decided_by"],
+        "reason": row["reason"],
+        "created_at": when(row["created_at"]),
+        "updated_at": when(row["updated_at"]),
     }

@@ -57,5 +57,8 @@ class PrincipalCache:
         try:
             await asyncio.wait_for(self._redis.incr(GENERATION_KEY), REDIS_TIMEOUT)
         except Exception:  # other processes then serve from memory at most `ttl` seconds more
-            log.warning("could not bump the API key generation in Redis; other API processes may accept the "
-                        "old key for up to the cache TTL", exc_info=True)
+            log.warning(
+                "could not bump the API key generation in Redis; other API processes may accept the "
+                "old key for up to the cache TTL",
+                exc_info=True,
+            )

@@ -30,8 +30,9 @@ class Role(StrEnum):
 
 # Routes that need no API key: liveness and readiness (an admin's key adds details to /readyz), Prometheus
 # metrics (aggregated, no identifiers; keep the port internal), the API's own documents.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                          "/redoc"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
 
 
 def allow(*roles: Role, agents: bool = False):
@@ -87,8 +88,7 @@ def markdown_table(app) -> str:
     """README.md's table of routes and the roles they need (tests/authz/test_role_matrix.py keeps it true)."""
     lines = ["| endpoint | who may call it |", "|---|---|"]
     for method, path, roles in route_table(app):
-        who = "anyone (no key)" if roles is None else ", ".join(
-            "agent keys" if r == "agent" else r for r in roles)
+        who = "anyone (no key)" if roles is None else ", ".join("agent keys" if r == "agent" else r for r in roles)
         lines.append(f"| `{method} {path}` | {who} |")
     return "\n".join(lines)
 
@@ -106,6 +106,7 @@ async def spendable_wallet(conn: AsyncConnection, who: Principal, wallet_id: uui
     if wallet is None:
         raise InvalidInput("wallet_id", "no such wallet")
     if not await has_grant(conn, who.user_id, wallet.id, SPEND):
-        raise ApiError(403, "forbidden", f"wallet_id: {who.actor} holds no spend grant on wallet {wallet.name}",
-                       "wallet_id")
+        raise ApiError(
+            403, "forbidden", f"wallet_id: {who.actor} holds no spend grant on wallet {wallet.name}", "wallet_id"
+        )
     return wallet

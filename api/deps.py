@@ -56,8 +56,9 @@ async def authenticate_key(d: Deps, address: str, key: str | None, *, field: str
         await d.limits.record_auth_failure(address)
         raise ApiError(401, "unauthenticated", f"{field}: the API key is not valid", field)
     use_tenant(who.tenant_id)  # every transaction of this request is scoped to the caller's tenant (RLS)
-    await d.limits.check_request(d.engine, key_id=str(who.user_id), address=address, tenant_id=str(who.tenant_id),
-                                 actor=who.actor)
+    await d.limits.check_request(
+        d.engine, key_id=str(who.user_id), address=address, tenant_id=str(who.tenant_id), actor=who.actor
+    )
     return who
 
 

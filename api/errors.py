@@ -16,8 +16,9 @@ log = logging.getLogger("paygent.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers
@@ -30,8 +31,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status,
-                            headers=exc.headers)
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput):
@@ -51,13 +51,13 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, BodyTooLarge):
             return JSONResponse(error_body("body_too_large", str(exc.detail), "body"), status_code=413)
         if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body at all
-            return JSONResponse(error_body("invalid_input", "body: is not JSON text (UTF-8)", "body"),
-                                status_code=422)
+            return JSONResponse(error_body("invalid_input", "body: is not JSON text (UTF-8)", "body"), status_code=422)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
-        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code,
-                            headers=headers or None)
+        return JSONResponse(
+            error_body("http_error", str(exc.detail)), status_code=exc.status_code, headers=headers or None
+        )
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):
@@ -104,6 +104,5 @@ class BodySizeLimit:
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.limit).detail, "body"),
-                                status_code=413)
+        response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.limit).detail, "body"), status_code=413)
         await response({"type": "http"}, None, send)

@@ -47,8 +47,9 @@ class StateSnapshot:
                 age = self.oldest_open.get(p["status"], 0.0)
                 self.oldest_open[p["status"]] = max(age, p["oldest_age_seconds"])
         self.approvals_pending = state.get("approvals_pending", 0)
-        self.decisions = {(d["action"].removeprefix("approval."), d["channel"]): d["count"]
-                          for d in state.get("decisions", [])}
+        self.decisions = {
+            (d["action"].removeprefix("approval."), d["channel"]): d["count"] for d in state.get("decisions", [])
+        }
         self.reservations_held = state.get("reservations_held", 0)
         self.oldest_reservation = state.get("oldest_reservation_age_seconds", 0.0)
 
@@ -74,26 +75,36 @@ class StateCollector(Collector):
         s = self.snapshot
         up = GaugeMetricFamily("paygent_state_up", "1 when the latest scrape read the state from Postgres")
         up.add_metric([], self.up)
-        pay = GaugeMetricFamily("paygent_payments", "Payments by kind and status (final statuses: confirmed, "
-                                "failed, cancelled, refused)", labels=["kind", "status"])
+        pay = GaugeMetricFamily(
+            "paygent_payments",
+            "Payments by kind and status (final statuses: confirmed, failed, cancelled, refused)",
+            labels=["kind", "status"],
+        )
         for (kind, status), count in sorted(s.payments.items()):
             pay.add_metric([kind, status], count)
-        oldest = GaugeMetricFamily("paygent_payment_oldest_open_age_seconds",
-                                   "Seconds since the least recently updated payment in each open status "
-                                   "changed", labels=["status"])
+        oldest = GaugeMetricFamily(
+            "paygent_payment_oldest_open_age_seconds",
+            "Seconds since the least recently updated payment in each open status changed",
+            labels=["status"],
+        )
         for status, age in sorted(s.oldest_open.items()):
             oldest.add_metric([status], age)
         pending = GaugeMetricFamily("paygent_approvals_pending", "Approvals waiting for a decision")
         pending.add_metric([], s.approvals_pending)
-        decided = CounterMetricFamily("paygent_approval_decisions", "Approval decisions recorded (audit log), "
-                                      "by decision and channel (api, cli, temporal)", labels=["decision", "channel"])
+        decided = CounterMetricFamily(
+            "paygent_approval_decisions",
+            "Approval decisions recorded (audit log), by decision and channel (api, cli, temporal)",
+            labels=["decision", "channel"],
+        )
         for (decision, channel), count in sorted(s.decisions.items()):
             decided.add_metric([decision, channel], count)
-        held = GaugeMetricFamily("paygent_reservations_held", "Spending reservations held (not yet committed "
-                                 "or released)")
+        held = GaugeMetricFamily(
+            "paygent_reservations_held", "Spending reservations held (not yet committed or released)"
+        )
         held.add_metric([], s.reservations_held)
-        held_age = GaugeMetricFamily("paygent_reservation_oldest_held_age_seconds",
-                                     "Age of the oldest reservation still held (0 when none)")
+        held_age = GaugeMetricFamily(
+            "paygent_reservation_oldest_held_age_seconds", "Age of the oldest reservation still held (0 when none)"
+        )
         held_age.add_metric([], s.oldest_reservation)
         return [up, pay, oldest, pending, decided, held, held_age]
 
@@ -101,11 +112,19 @@ class StateCollector(Collector):
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("paygent_http_requests", "HTTP requests by route template, method and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("paygent_http_request_duration_seconds", "HTTP request latency (to the end "
-                                 "of the answer; event streams count their whole life)", ["route", "method"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "paygent_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "paygent_http_request_duration_seconds",
+            "HTTP request latency (to the end of the answer; event streams count their whole life)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.state = StateCollector()
         self.registry.register(self.state)
 
@@ -135,9 +154,16 @@ class RequestMetrics:
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"description": "Prometheus text format",
-                             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus scrape endpoint (no API key; aggregated over tenants, no identifiers in labels)."""
     m: ApiMetrics = request.app.state.metrics

@@ -26,8 +26,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, Field, TypeAdapter
 
-from api.authz import PUBLIC_PATHS
 from api import ws_messages
+from api.authz import PUBLIC_PATHS
 from api.routes import ws
 from api.routes.approval_policies import PolicyIn
 from workflows import payment_types as pt
@@ -44,22 +44,43 @@ ADDRESS = {"type": "string", "pattern": ADDRESS_PATTERN}
 
 # Path and query parameters by name.
 PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "payment_id": UUID, "wallet_id": UUID, "run_id": UUID, "thread_id": UUID, "webhook_id": UUID,
+    "payment_id": UUID,
+    "wallet_id": UUID,
+    "run_id": UUID,
+    "thread_id": UUID,
+    "webhook_id": UUID,
     "approval_id": {"type": "string", "pattern": APPROVAL_ID_PATTERN},
-    "cursor": {"type": "string", "pattern": CURSOR_PATTERN, "maxLength": 500,
-               "description": "`next_cursor` of the previous page, as given"},
+    "cursor": {
+        "type": "string",
+        "pattern": CURSOR_PATTERN,
+        "maxLength": 500,
+        "description": "`next_cursor` of the previous page, as given",
+    },
 }
 # String properties of request bodies by name.
 PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
-    "wallet_id": {"format": "uuid"}, "thread_id": {"format": "uuid"},
-    "amount": {"pattern": DECIMAL_PATTERN}, "max_amount": {"pattern": DECIMAL_PATTERN},
-    "per_payment_cap": {"pattern": DECIMAL_PATTERN}, "max": {"pattern": DECIMAL_PATTERN},
-    "to": {"pattern": ADDRESS_PATTERN}, "url": {"format": "uri"},
+    "wallet_id": {"format": "uuid"},
+    "thread_id": {"format": "uuid"},
+    "amount": {"pattern": DECIMAL_PATTERN},
+    "max_amount": {"pattern": DECIMAL_PATTERN},
+    "per_payment_cap": {"pattern": DECIMAL_PATTERN},
+    "max": {"pattern": DECIMAL_PATTERN},
+    "to": {"pattern": ADDRESS_PATTERN},
+    "url": {"format": "uri"},
 }
 
 
-PaymentStatus = Literal[pt.PENDING, pt.AWAITING_APPROVAL, pt.TIME_LOCKED, pt.SIGNING, pt.SUBMITTED,  # type: ignore
-                        pt.CONFIRMED, pt.FAILED, pt.CANCELLED, pt.REFUSED]
+PaymentStatus = Literal[
+    pt.PENDING,
+    pt.AWAITING_APPROVAL,
+    pt.TIME_LOCKED,
+    pt.SIGNING,
+    pt.SUBMITTED,  # type: ignore
+    pt.CONFIRMED,
+    pt.FAILED,
+    pt.CANCELLED,
+    pt.REFUSED,
+]
 
 
 class ErrorDetail(BaseModel):
@@ -129,20 +150,26 @@ DOCUMENTED_BODIES: dict[tuple[str, str], type[BaseModel]] = {
 
 DECISION_REFUSED = "the approval is not in a state that allows this decision (closed, stale hash, ...)"
 EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
-    ("POST", "/v1/payments"): {400: "Idempotency-Key missing or longer than 200 characters",
-                               409: "Idempotency-Key already used for a different request",
-                               503: "no token is configured on this server"},
+    ("POST", "/v1/payments"): {
+        400: "Idempotency-Key missing or longer than 200 characters",
+        409: "Idempotency-Key already used for a different request",
+        503: "no token is configured on this server",
+    },
     ("POST", "/v1/payments/{payment_id}/cancel"): {409: "already signed or finished: not cancellable"},
     ("POST", "/v1/payments/{payment_id}/edit"): {409: "the payment is not awaiting approval"},
     ("POST", "/v1/wallets"): {409: "a wallet with this name exists"},
     ("POST", "/v1/agents"): {409: "a user or agent with this name exists"},
-    ("POST", "/v1/agent-runs"): {404: "thread_id names no thread of the caller",
-                                 409: "the thread is archived or has a run still active",
-                                 503: "Temporal could not start the run; try again"},
+    ("POST", "/v1/agent-runs"): {
+        404: "thread_id names no thread of the caller",
+        409: "the thread is archived or has a run still active",
+        503: "Temporal could not start the run; try again",
+    },
     ("POST", "/v1/agent-runs/{run_id}/cancel"): {409: "the run already ended"},
     ("DELETE", "/v1/threads/{thread_id}"): {409: "a run is still active in the thread"},
-    **{("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
-       for d in ("approve", "reject", "revoke", "cancel", "delegate")},
+    **{
+        ("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
+        for d in ("approve", "reject", "revoke", "cancel", "delegate")
+    },
 }
 STANDARD_ANSWERS = {
     401: "no API key, or not a valid one",
@@ -158,12 +185,15 @@ SSE_PATHS = {"/v1/agent-runs/{run_id}/events"}
 WEBSOCKET = {
     "summary": "Agent runs over one WebSocket: start, continue, chat, cancel, and follow several runs at once",
     "auth": "`Authorization: Bearer <key>` on the upgrade, or a first `auth` message; the HTTP API's roles and "
-            "rate limits apply",
+    "rate limits apply",
     "server_messages": "`ready`, `pong`, `run_started`, `resuming`, `cancelling`, the run's events (as the SSE "
-                       "stream sends them), `run_finished`, `resume_needed`, and `error` {code, field, message, ref}; "
-                       "answers echo the client message's `ref`",
-    "close_codes": {str(ws.CLOSE_UNAUTHENTICATED): "not authenticated", str(ws.CLOSE_RATE_LIMITED): "rate limited",
-                    str(ws.CLOSE_SLOW_READER): "the client read nothing for too long: resume on a new socket"},
+    "stream sends them), `run_finished`, `resume_needed`, and `error` {code, field, message, ref}; "
+    "answers echo the client message's `ref`",
+    "close_codes": {
+        str(ws.CLOSE_UNAUTHENTICATED): "not authenticated",
+        str(ws.CLOSE_RATE_LIMITED): "rate limited",
+        str(ws.CLOSE_SLOW_READER): "the client read nothing for too long: resume on a new socket",
+    },
 }
 # Public, but a key may be sent for more (an admin's key adds /readyz's details): the key is then checked.
 OPTIONAL_AUTH_PATHS = {"/readyz": "send no key for the summary; an admin's key adds the details"}
@@ -181,16 +211,25 @@ def install(app: FastAPI) -> None:
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
-                      tags=app.openapi_tags, servers=app.servers)
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+        servers=app.servers,
+    )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 shape; ours is ErrorBody
         schemas.pop(name, None)
     _add_models(schemas, [ErrorBody, PaymentAccepted, Payment, PaymentCancelled, PolicyIn])
     schemas["TierIn"]["properties"]["max_amount"] = {  # Any in the model, so a number is refused with a reason
-        "anyOf": [DECIMAL, {"type": "null"}], "description": "null for the last, unbounded tier"}
-    doc["components"]["securitySchemes"] = {"bearer": {
-        "type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}}
+        "anyOf": [DECIMAL, {"type": "null"}],
+        "description": "null for the last, unbounded tier",
+    }
+    doc["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}
+    }
     client = TypeAdapter(ws_messages.ClientMessage).json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(client.pop("$defs", {}))
     doc["x-websockets"] = {ws.PATH: {**WEBSOCKET, "client_messages": client}}
@@ -219,23 +258,33 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
     key = (method, route.path_format)
     _complete_parameters(op, key)
     if key in DOCUMENTED_BODIES:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": _ref(DOCUMENTED_BODIES[key])}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(DOCUMENTED_BODIES[key])}},
+        }
     errors = {**_auth_errors(op, route.path_format), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
     answers = op.setdefault("responses", {})
     answers.pop("422", None)  # FastAPI's, in its own shape
     for status, description in errors.items():
-        answers[str(status)] = {"description": description,
-                                "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+        answers[str(status)] = {
+            "description": description,
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
+        }
     if "429" in answers:
-        answers["429"]["headers"] = {"Retry-After": {"description": "seconds until a retry can succeed",
-                                                     "schema": {"type": "integer", "minimum": 1}}}
+        answers["429"]["headers"] = {
+            "Retry-After": {
+                "description": "seconds until a retry can succeed",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
     for status, model in DOCUMENTED_ANSWERS.get(key, {}).items():
         answers[str(status)]["content"] = {"application/json": {"schema": _ref(model)}}
     if route.path_format in SSE_PATHS:
-        answers["200"] = {"description": "Server-Sent Events: `id:` sequence number, `event:` type, `data:` "
-                                         "the event as JSON; resume with `Last-Event-ID`",
-                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+        answers["200"] = {
+            "description": "Server-Sent Events: `id:` sequence number, `event:` type, `data:` "
+            "the event as JSON; resume with `Last-Event-ID`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
     op["responses"] = dict(sorted(answers.items()))
 
 

@@ -17,7 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import cursor as cursors
@@ -71,8 +76,9 @@ def resolve_asset(settings: Settings, symbol: str) -> tuple[str, int]:
 
 def check_idempotency_key(key: str | None) -> str:
     if not key or len(key) > 200:
-        raise ApiError(400, "invalid_input", "Idempotency-Key: a header of 1-200 characters is required",
-                       "Idempotency-Key")
+        raise ApiError(
+            400, "invalid_input", "Idempotency-Key: a header of 1-200 characters is required", "Idempotency-Key"
+        )
     return key
 
 
@@ -105,64 +111,156 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
         row, request_hash = await record_payment(
-            conn, payment_id=payment_id, tenant_id=who.tenant_id, requested_by_id=who.user_id, actor=who.actor,
-            channel=channel, wallet_id=wallet_id, idempotency_key=idempotency_key, chain_id=d.settings.chain_id,
-            asset=spec.asset, token_address=token_address, to=to, amount_atomic=amount_atomic, memo=spec.memo,
-            kind=spec.kind, url=spec.url if spec.kind == "x402" else None, details=details)
+            conn,
+            payment_id=payment_id,
+            tenant_id=who.tenant_id,
+            requested_by_id=who.user_id,
+            actor=who.actor,
+            channel=channel,
+            wallet_id=wallet_id,
+            idempotency_key=idempotency_key,
+            chain_id=d.settings.chain_id,
+            asset=spec.asset,
+            token_address=token_address,
+            to=to,
+            amount_atomic=amount_atomic,
+            memo=spec.memo,
+            kind=spec.kind,
+            url=spec.url if spec.kind == "x402" else None,
+            details=details,
+        )
     if row["request_hash"] != request_hash:
-        raise ApiError(409, "idempotency_conflict",
-                       "Idempotency-Key: already used for a different request", "Idempotency-Key")
-    request = payment_request(row, wallet.address, requested_by=who.actor, decimals=decimals,
-                              local_steps=d.settings.local_steps)
+        raise ApiError(
+            409, "idempotency_conflict", "Idempotency-Key: already used for a different request", "Idempotency-Key"
+        )
+    request = payment_request(
+        row, wallet.address, requested_by=who.actor, decimals=decimals, local_steps=d.settings.local_steps
+    )
     await start_payment_workflow(d, request, wallet.name)
     return row
 
 
-async def record_payment(conn: AsyncConnection, *, payment_id: uuid.UUID, tenant_id: uuid.UUID,
-                         requested_by_id: uuid.UUID, actor: str, channel: str, wallet_id: uuid.UUID,
-                         idempotency_key: str, chain_id: int, asset: str, token_address: str, to: str,
-                         amount_atomic: int, memo: str | None, audit_extra: dict | None = None,
-                         kind: str = "transfer", url: str | None = None, details: dict | None = None):
+async def record_payment(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    requested_by_id: uuid.UUID,
+    actor: str,
+    channel: str,
+    wallet_id: uuid.UUID,
+    idempotency_key: str,
+    chain_id: int,
+    asset: str,
+    token_address: str,
+    to: str,
+    amount_atomic: int,
+    memo: str | None,
+    audit_extra: dict | None = None,
+    kind: str = "transfer",
+    url: str | None = None,
+    details: dict | None = None,
+):
     """Record a payment once per (tenant, principal, idempotency key), audited; returns (stored row, this
     request's hash). When the key was used before, the stored row is the first request's: a caller compares its
     `request_hash`. `details` (an MCP tool call) is part of the hash: another tool or argument is another request.
     """
     details = {**({"url": url} if url else {}), **(details or {})}
-    request_hash = hashlib.sha256(json.dumps(
-        {"wallet_id": str(wallet_id), "to": to, "amount_atomic": amount_atomic, "asset": asset,
-         "memo": memo, **({"kind": kind, "url": url} if kind != "transfer" else {}),
-         **({"mcp": details["mcp"]} if "mcp" in details else {})},
-        sort_keys=True).encode()).hexdigest()
-    inserted = await conn.scalar(pg_insert(payments).values(
-        id=payment_id, tenant_id=tenant_id, wallet_id=wallet_id, requested_by=requested_by_id,
-        idempotency_key=idempotency_key, request_hash=request_hash, kind=kind,
-        chain_id=chain_id, asset=asset, token_address=token_address, to_address=to,
-        amount_atomic=amount_atomic, memo=memo, status=t.PENDING,
-        workflow_id=t.payment_workflow_id(str(payment_id)), details=details,
-    ).on_conflict_do_nothing(constraint="payments_idempotency_per_principal").returning(payments.c.id))
+    request_hash = hashlib.sha256(
+        json.dumps(
+            {
+                "wallet_id": str(wallet_id),
+                "to": to,
+                "amount_atomic": amount_atomic,
+                "asset": asset,
+                "memo": memo,
+                **({"kind": kind, "url": url} if kind != "transfer" else {}),
+                **({"mcp": details["mcp"]} if "mcp" in details else {}),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    inserted = await conn.scalar(
+        pg_insert(payments)
+        .values(
+            id=payment_id,
+            tenant_id=tenant_id,
+            wallet_id=wallet_id,
+            requested_by=requested_by_id,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            kind=kind,
+            chain_id=chain_id,
+            asset=asset,
+            token_address=token_address,
+            to_address=to,
+            amount_atomic=amount_atomic,
+            memo=memo,
+            status=t.PENDING,
+            workflow_id=t.payment_workflow_id(str(payment_id)),
+            details=details,
+        )
+        .on_conflict_do_nothing(constraint="payments_idempotency_per_principal")
+        .returning(payments.c.id)
+    )
     if inserted is not None:
-        await append_audit(conn, tenant_id=tenant_id, actor=actor, channel=channel,
-                           action="payment.requested", subject_type="payment", subject_id=str(payment_id),
-                           data={"to": to, "amount_atomic": str(amount_atomic), "asset": asset,
-                                 "wallet_id": str(wallet_id), "memo": memo, **(audit_extra or {}),
-                                 **({"url": url} if url else {}),
-                                 **({"mcp_tool": details["mcp"]["tool"]} if "mcp" in details else {})})
-    row = (await conn.execute(sa.select(payments).where(
-        payments.c.tenant_id == tenant_id, payments.c.requested_by == requested_by_id,
-        payments.c.idempotency_key == idempotency_key))).mappings().one()
+        await append_audit(
+            conn,
+            tenant_id=tenant_id,
+            actor=actor,
+            channel=channel,
+            action="payment.requested",
+            subject_type="payment",
+            subject_id=str(payment_id),
+            data={
+                "to": to,
+                "amount_atomic": str(amount_atomic),
+                "asset": asset,
+                "wallet_id": str(wallet_id),
+                "memo": memo,
+                **(audit_extra or {}),
+                **({"url": url} if url else {}),
+                **({"mcp_tool": details["mcp"]["tool"]} if "mcp" in details else {}),
+            },
+        )
+    row = (
+        (
+            await conn.execute(
+                sa.select(payments).where(
+                    payments.c.tenant_id == tenant_id,
+                    payments.c.requested_by == requested_by_id,
+                    payments.c.idempotency_key == idempotency_key,
+                )
+            )
+        )
+        .mappings()
+        .one()
+    )
     return row, request_hash
 
 
-def payment_request(row, wallet_address: str, *, requested_by: str, decimals: int,
-                    local_steps: bool = False) -> t.PaymentRequest:
+def payment_request(
+    row, wallet_address: str, *, requested_by: str, decimals: int, local_steps: bool = False
+) -> t.PaymentRequest:
     """The workflow input for a recorded payment row."""
     return t.PaymentRequest(
-        payment_id=str(row["id"]), tenant_id=str(row["tenant_id"]), wallet_id=str(row["wallet_id"]),
-        wallet_address=wallet_address, requested_by=requested_by, requested_by_id=str(row["requested_by"]),
-        chain_id=int(row["chain_id"]), asset=row["asset"], decimals=decimals, token_address=row["token_address"],
-        to=row["to_address"], amount_atomic=int(row["amount_atomic"]), memo=row["memo"], kind=row["kind"],
+        payment_id=str(row["id"]),
+        tenant_id=str(row["tenant_id"]),
+        wallet_id=str(row["wallet_id"]),
+        wallet_address=wallet_address,
+        requested_by=requested_by,
+        requested_by_id=str(row["requested_by"]),
+        chain_id=int(row["chain_id"]),
+        asset=row["asset"],
+        decimals=decimals,
+        token_address=row["token_address"],
+        to=row["to_address"],
+        amount_atomic=int(row["amount_atomic"]),
+        memo=row["memo"],
+        kind=row["kind"],
         url=(row["details"] or {}).get("url"),
-        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None, local_steps=local_steps,
+        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None,
+        local_steps=local_steps,
     )
 
 
@@ -173,14 +271,21 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
         label = f"up to {label} for {req.url}"
     try:
         return await d.temporal.start_workflow(
-            t.WORKFLOW_NAME, req, id=t.payment_workflow_id(req.payment_id), task_queue=d.settings.task_queue,
+            t.WORKFLOW_NAME,
+            req,
+            id=t.payment_workflow_id(req.payment_id),
+            task_queue=d.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sattr.STATUS, t.PENDING), SearchAttributePair(sattr.TENANT, req.tenant_id),
-                SearchAttributePair(sattr.KIND, req.kind), SearchAttributePair(sattr.ASSET, req.asset),
-                SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
-            ]),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sattr.STATUS, t.PENDING),
+                    SearchAttributePair(sattr.TENANT, req.tenant_id),
+                    SearchAttributePair(sattr.KIND, req.kind),
+                    SearchAttributePair(sattr.ASSET, req.asset),
+                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
+                ]
+            ),
             static_summary=f"Pay {label} from {wallet_name}" + ("" if req.kind == "x402" else f" to {req.to}"),
             static_details=f"Requested by {req.requested_by}. Memo: {req.memo or '-'}. Payment {req.payment_id}.",
         )
@@ -190,15 +295,23 @@ async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: st
 
 def payment_view(row, settings: Settings) -> dict:
     return {
-        "id": str(row["id"]), "status": row["status"], "kind": row["kind"],
+        "id": str(row["id"]),
+        "status": row["status"],
+        "kind": row["kind"],
         "amount": format_amount(int(row["amount_atomic"]), settings.token_decimals),
-        "amount_atomic": str(int(row["amount_atomic"])), "asset": row["asset"], "to": row["to_address"],
-        "wallet_id": str(row["wallet_id"]), "memo": row["memo"], "tx_hash": row["tx_hash"],
-        "block_number": row["block_number"], "failure_reason": row["failure_reason"],
+        "amount_atomic": str(int(row["amount_atomic"])),
+        "asset": row["asset"],
+        "to": row["to_address"],
+        "wallet_id": str(row["wallet_id"]),
+        "memo": row["memo"],
+        "tx_hash": row["tx_hash"],
+        "block_number": row["block_number"],
+        "failure_reason": row["failure_reason"],
         "workflow_id": row["workflow_id"],
         "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-                           f"/workflows/{row['workflow_id']}",
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        f"/workflows/{row['workflow_id']}",
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
         **({"x402": _x402_view(row["details"])} if row["kind"] == "x402" else {}),
     }
 
@@ -208,10 +321,16 @@ def _x402_view(details: dict) -> dict:
     response = details.get("response") or {}
     signed = details.get("signed") or {}
     mcp = details.get("mcp")
-    return {"url": details.get("url"), "outcome": details.get("outcome"), "refusal": details.get("refusal"),
-            "authorization_valid_before": signed.get("valid_before"),
-            "response_status": response.get("status"), "response_body_excerpt": response.get("body_excerpt"),
-            "receipt": details.get("receipt"), **({"mcp_tool": mcp["tool"]} if mcp else {})}
+    return {
+        "url": details.get("url"),
+        "outcome": details.get("outcome"),
+        "refusal": details.get("refusal"),
+        "authorization_valid_before": signed.get("valid_before"),
+        "response_status": response.get("status"),
+        "response_body_excerpt": response.get("body_excerpt"),
+        "receipt": details.get("receipt"),
+        **({"mcp_tool": mcp["tool"]} if mcp else {}),
+    }
 
 
 async def own_payment(d: Deps, who: Principal, payment_id: str):
@@ -222,15 +341,19 @@ async def own_payment(d: Deps, who: Principal, payment_id: str):
     except ValueError:
         raise ApiError(404, "not_found", "payment not found") from None
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
-        row = (await conn.execute(sa.select(payments).where(
-            payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).mappings().first()
+        row = (
+            (await conn.execute(sa.select(payments).where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)))
+            .mappings()
+            .first()
+        )
     if row is None or (who.is_agent and row["requested_by"] != who.user_id):
         raise ApiError(404, "not_found", "payment not found")
     return row
 
 
-async def list_payments(d: Deps, who: Principal, *, limit: int, cursor: str | None = None,
-                        status: str | None = None) -> tuple[list, str | None]:
+async def list_payments(
+    d: Deps, who: Principal, *, limit: int, cursor: str | None = None, status: str | None = None
+) -> tuple[list, str | None]:
     """Newest first: the caller's own payments; admins and auditors see the tenant's. (rows, next cursor)."""
     where = [payments.c.tenant_id == who.tenant_id]
     if not oversees(who):
@@ -247,7 +370,17 @@ async def list_payments(d: Deps, who: Principal, *, limit: int, cursor: str | No
             raise InvalidInput("cursor", "is not a cursor this API returned (use next_cursor as given)") from None
         where.append(sa.tuple_(payments.c.created_at, payments.c.id) < sa.tuple_(sa.literal(at), sa.literal(after_id)))
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
-        rows = (await conn.execute(sa.select(payments).where(*where).order_by(
-            payments.c.created_at.desc(), payments.c.id.desc()).limit(limit + 1))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(payments)
+                    .where(*where)
+                    .order_by(payments.c.created_at.desc(), payments.c.id.desc())
+                    .limit(limit + 1)
+                )
+            )
+            .mappings()
+            .all()
+        )
     more, rows = len(rows) > limit, rows[:limit]
     return rows, cursors.encode(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None

@@ -14,11 +14,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from starlette.requests import HTTPConnection
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from paygent.db.audit import append_audit
@@ -39,11 +39,21 @@ class RateLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         uri = settings.redis_url.replace("redis://", "async+redis://", 1).replace("rediss://", "async+rediss://", 1)
-        storage = RedisStorage(uri, implementation="redispy", key_prefix=settings.rate_limit_prefix,
-                               wrap_exceptions=True, socket_timeout=0.5, socket_connect_timeout=0.5)
-        return cls(limiter=SlidingWindowCounterRateLimiter(storage), storage=storage,
-                   auth_failures=parse(settings.rate_limit_auth_failures), per_key=parse(settings.rate_limit_per_key),
-                   per_address=parse(settings.rate_limit_per_address))
+        storage = RedisStorage(
+            uri,
+            implementation="redispy",
+            key_prefix=settings.rate_limit_prefix,
+            wrap_exceptions=True,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        return cls(
+            limiter=SlidingWindowCounterRateLimiter(storage),
+            storage=storage,
+            auth_failures=parse(settings.rate_limit_auth_failures),
+            per_key=parse(settings.rate_limit_per_key),
+            per_address=parse(settings.rate_limit_per_address),
+        )
 
     async def _allowed(self, item: RateLimitItem, *ids: str, hit: bool) -> tuple[bool, int]:
         """(allowed, seconds until a retry can succeed); fails open when Redis does not answer."""
@@ -63,28 +73,43 @@ class RateLimits:
         """Before authenticating: an address that failed too often recently is refused outright."""
         ok, retry = await self._allowed(self.auth_failures, "authfail", address, hit=False)
         if not ok:
-            await self._refuse(engine, f"authfail:{address}", retry, actor=f"anonymous@{address}",
-                               why="too many failed authentications from this address")
+            await self._refuse(
+                engine,
+                f"authfail:{address}",
+                retry,
+                actor=f"anonymous@{address}",
+                why="too many failed authentications from this address",
+            )
 
     async def record_auth_failure(self, address: str) -> None:
         await self._allowed(self.auth_failures, "authfail", address, hit=True)
 
-    async def check_request(self, engine: AsyncEngine, *, key_id: str, address: str, tenant_id: str,
-                            actor: str) -> None:
+    async def check_request(
+        self, engine: AsyncEngine, *, key_id: str, address: str, tenant_id: str, actor: str
+    ) -> None:
         for item, bucket in ((self.per_key, f"key:{key_id}"), (self.per_address, f"addr:{address}")):
             ok, retry = await self._allowed(item, bucket, hit=True)
             if not ok:
-                await self._refuse(engine, bucket, retry, actor=actor, tenant_id=tenant_id,
-                                   why=f"rate limit {item} reached")
+                await self._refuse(
+                    engine, bucket, retry, actor=actor, tenant_id=tenant_id, why=f"rate limit {item} reached"
+                )
 
-    async def _refuse(self, engine: AsyncEngine, bucket: str, retry: int, *, actor: str, why: str,
-                      tenant_id: str | None = None) -> None:
+    async def _refuse(
+        self, engine: AsyncEngine, bucket: str, retry: int, *, actor: str, why: str, tenant_id: str | None = None
+    ) -> None:
         if await self._first_refusal_this_minute(bucket):
             try:
                 async with engine.begin() as conn:
-                    await append_audit(conn, tenant_id=tenant_id, actor=actor, channel="api",
-                                       action="ratelimit.refused", subject_type="rate_limit", subject_id=bucket,
-                                       data={"reason": why, "sampled": "first refusal per bucket per minute"})
+                    await append_audit(
+                        conn,
+                        tenant_id=tenant_id,
+                        actor=actor,
+                        channel="api",
+                        action="ratelimit.refused",
+                        subject_type="rate_limit",
+                        subject_id=bucket,
+                        data={"reason": why, "sampled": "first refusal per bucket per minute"},
+                    )
             except Exception:
                 log.warning("could not audit a rate-limit refusal", exc_info=True)
         raise ApiError(429, "rate_limited", f"{why}; retry after {retry} s", headers={"Retry-After": str(retry)})

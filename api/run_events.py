@@ -30,8 +30,14 @@ LIVE_BLOCK_MS = 5_000
 STREAM_MAX_SECONDS = 3_600  # a client resumes from its last sequence number after this
 
 
-async def follow_run(d: Deps, run_id: uuid.UUID, after: int, *, live_block_ms: int = LIVE_BLOCK_MS,
-                     max_seconds: float = STREAM_MAX_SECONDS) -> AsyncIterator[dict[str, Any] | None]:
+async def follow_run(
+    d: Deps,
+    run_id: uuid.UUID,
+    after: int,
+    *,
+    live_block_ms: int = LIVE_BLOCK_MS,
+    max_seconds: float = STREAM_MAX_SECONDS,
+) -> AsyncIterator[dict[str, Any] | None]:
     """Yield the run's events after `after`, in order and each once, until its terminal event; None is a
     keep-alive tick (nothing new for `live_block_ms`)."""
     loop = asyncio.get_running_loop()

@@ -30,16 +30,21 @@ PROBE_TIMEOUT_SECONDS = 10.0
 
 
 def _policy(d: Deps) -> X402Policy:
-    return X402Policy(max_amount_atomic=UNCAPPED, allowed_assets=[d.settings.token_address],
-                      network=f"eip155:{d.settings.chain_id}")
+    return X402Policy(
+        max_amount_atomic=UNCAPPED, allowed_assets=[d.settings.token_address], network=f"eip155:{d.settings.chain_id}"
+    )
 
 
 def _describe(required: dict[str, Any], fallback: str) -> tuple[str, dict]:
     bazaar = (required.get("extensions") or {}).get("bazaar") or {}
     info = bazaar.get("info") or {}
     resource = required.get("resource") or {}
-    text = (info.get("description") or (info.get("input") or {}).get("description")
-            or resource.get("description") or fallback)
+    text = (
+        info.get("description")
+        or (info.get("input") or {}).get("description")
+        or resource.get("description")
+        or fallback
+    )
     return str(text)[:500], ({"bazaar": bazaar} if bazaar else {})
 
 
@@ -50,9 +55,18 @@ def _offer(d: Deps, name: str, url: str, required: dict[str, Any], *, tool: str 
         reason = refusal(option, _policy(d))
         if reason is None:
             description, metadata = _describe(required, f"paid {'tool ' + tool if tool else 'resource'} {name}")
-            return Offer(name=name, url=url, transport="mcp" if tool else "http", tool=tool,
-                         asset=option["asset"], price_atomic=requirement_amount(option), network=option["network"],
-                         pay_to=option["payTo"], description=description, metadata=metadata), ""
+            return Offer(
+                name=name,
+                url=url,
+                transport="mcp" if tool else "http",
+                tool=tool,
+                asset=option["asset"],
+                price_atomic=requirement_amount(option),
+                network=option["network"],
+                pay_to=option["payTo"],
+                description=description,
+                metadata=metadata,
+            ), ""
         reasons.append(reason)
     return None, "; ".join(reasons) or "the server offered no payment requirements"
 
@@ -92,19 +106,31 @@ async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel
     registered, refused = [], []
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         for name, required, problem in found:
-            offer, reason = _offer(d, name, url, required, tool=name if transport == "mcp" else None) \
-                if required is not None else (None, problem or "")
+            offer, reason = (
+                _offer(d, name, url, required, tool=name if transport == "mcp" else None)
+                if required is not None
+                else (None, problem or "")
+            )
             if offer is None:
                 refused.append({"name": name, "reason": reason})
                 continue
             service_id = await save_offer(conn, who.tenant_id, offer)
-            registered.append(service_view({**offer.__dict__, "id": service_id, "tenant_id": who.tenant_id},
-                                           d.settings.token_decimals))
+            registered.append(
+                service_view(
+                    {**offer.__dict__, "id": service_id, "tenant_id": who.tenant_id}, d.settings.token_decimals
+                )
+            )
         if not registered:
             detail = "; ".join(f"{r['name']}: {r['reason']}" for r in refused) or "no paid offer found"
             raise ApiError(422, "no_acceptable_offer", f"url: nothing registered ({detail})", "url")
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel=channel,
-                           action="paid_services.discovered", subject_type="paid_service", subject_id=url,
-                           data={"transport": transport, "registered": [s["name"] for s in registered],
-                                 "refused": refused})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel=channel,
+            action="paid_services.discovered",
+            subject_type="paid_service",
+            subject_id=url,
+            data={"transport": transport, "registered": [s["name"] for s in registered], "refused": refused},
+        )
     return {"url": url, "transport": transport, "registered": registered, "refused": refused}

@@ -23,8 +23,13 @@ async def visible_wallets(conn: AsyncConnection, who: Principal) -> list[tuple[o
     """(wallet row, the caller's grants on it) for every wallet the caller may see: admins and auditors all of
     the tenant's, anyone else (agents included) those they hold a grant on."""
     mine = await grants.grants_of(conn, who.user_id)
-    rows = (await conn.execute(sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.created_at)
-                               .where(wallets.c.tenant_id == who.tenant_id).order_by(wallets.c.name))).all()
+    rows = (
+        await conn.execute(
+            sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.created_at)
+            .where(wallets.c.tenant_id == who.tenant_id)
+            .order_by(wallets.c.name)
+        )
+    ).all()
     return [(r, mine.get(r.id, [])) for r in rows if oversees(who) or r.id in mine]
 
 
@@ -34,11 +39,20 @@ async def balance_view(d: Deps, row) -> dict:
     tokens = []
     if d.settings.token_address:
         atomic = await balance_of(d.w3, d.settings.token_address, row.address)
-        tokens.append({"symbol": d.settings.token_symbol, "address": d.settings.token_address,
-                       "amount": format_amount(atomic, d.settings.token_decimals), "amount_atomic": str(atomic)})
-    return {"wallet_id": str(row.id), "address": row.address,
-            "native": {"symbol": "ETH", "amount": format_amount(wei, 18), "amount_atomic": str(wei)},
-            "tokens": tokens}
+        tokens.append(
+            {
+                "symbol": d.settings.token_symbol,
+                "address": d.settings.token_address,
+                "amount": format_amount(atomic, d.settings.token_decimals),
+                "amount_atomic": str(atomic),
+            }
+        )
+    return {
+        "wallet_id": str(row.id),
+        "address": row.address,
+        "native": {"symbol": "ETH", "amount": format_amount(wei, 18), "amount_atomic": str(wei)},
+        "tokens": tokens,
+    }
 
 
 def _limits(policy: SpendingPolicy, usage: list[dict], decimals: int) -> dict:
@@ -47,15 +61,26 @@ def _limits(policy: SpendingPolicy, usage: list[dict], decimals: int) -> dict:
 
     return {
         "per_payment_cap": money(policy.per_payment_cap_atomic) if policy.per_payment_cap_atomic else None,
-        "allowed_assets": policy.allowed_assets, "allowlist": policy.allowlist, "denylist": policy.denylist,
-        "limits": [{"limit": u["limit"], "window_seconds": u["window_seconds"], "max": money(u["max_atomic"]),
-                    "used": money(u["used_atomic"]), "reserved": money(u["reserved_atomic"]),
-                    "remaining": money(u["remaining_atomic"])} for u in usage],
+        "allowed_assets": policy.allowed_assets,
+        "allowlist": policy.allowlist,
+        "denylist": policy.denylist,
+        "limits": [
+            {
+                "limit": u["limit"],
+                "window_seconds": u["window_seconds"],
+                "max": money(u["max_atomic"]),
+                "used": money(u["used_atomic"]),
+                "reserved": money(u["reserved_atomic"]),
+                "remaining": money(u["remaining_atomic"]),
+            }
+            for u in usage
+        ],
     }
 
 
-async def spending_status(conn: AsyncConnection, who: Principal, wallet_ids: list[uuid.UUID], *, asset: str,
-                          decimals: int) -> dict:
+async def spending_status(
+    conn: AsyncConnection, who: Principal, wallet_ids: list[uuid.UUID], *, asset: str, decimals: int
+) -> dict:
     """Per limit: used (confirmed), reserved (in flight), remaining and window, for each wallet and, for an
     agent, its own budget across wallets (the tighter of the two applies to every payment)."""
     out: dict = {"asset": asset, "wallets": []}

@@ -81,8 +81,7 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[Auth | StartAgent | UserMessage | Chat | Cancel | Resume | Ping,
-                          Field(discriminator="type")]
+ClientMessage = Annotated[Auth | StartAgent | UserMessage | Chat | Cancel | Resume | Ping, Field(discriminator="type")]
 TYPES = ("auth", "start_agent", "user_message", "chat", "cancel", "resume", "ping")
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 

@@ -28,18 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from eth_account import Account  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from web3 import AsyncWeb3  # noqa: E402
+import httpx
+import sqlalchemy as sa
+from eth_account import Account
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from web3 import AsyncWeb3
 
-from benchmarks.side_by_side import pct  # noqa: E402
-from paygent.chain.token import balance_of  # noqa: E402
-from paygent.db.engine import async_url  # noqa: E402
-from paygent.paths import dev_json_path, state_dir  # noqa: E402
+from benchmarks.side_by_side import pct
+from paygent.chain.token import balance_of
+from paygent.db.engine import async_url
+from paygent.paths import dev_json_path, state_dir
 
 TRANSFER_TOPIC = "0x" + AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
 
@@ -50,8 +50,11 @@ def rss_mb(name: str) -> float | None:
         pid = json.loads((state_dir() / "run" / f"{name}.pid").read_text())["pid"]
     except (OSError, ValueError, KeyError):
         return None
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] \
-        if Path(f"/proc/{pid}").exists() else []
+    pids = (
+        [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if Path(f"/proc/{pid}").exists()
+        else []
+    )
     total = 0
     for p in pids:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -106,8 +109,16 @@ async def payments(dev: dict, count: int, connections: int) -> dict:
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
     token, treasury = dev["token"]["address"], dev["wallets"]["treasury"]
     recipients = [Account.create().address for _ in range(count)]
-    bodies = [{"wallet_id": treasury["id"], "to": to, "amount": "0.01", "asset": dev["token"]["symbol"],
-               "memo": "load benchmark"} for to in recipients]
+    bodies = [
+        {
+            "wallet_id": treasury["id"],
+            "to": to,
+            "amount": "0.01",
+            "asset": dev["token"]["symbol"],
+            "memo": "load benchmark",
+        }
+        for to in recipients
+    ]
     headers = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
     before = memory()
     first_block = await w3.eth.block_number + 1
@@ -122,35 +133,64 @@ async def payments(dev: dict, count: int, connections: int) -> dict:
             status = (await http.get(f"/v1/payments/{a['id']}", headers=headers)).json()["status"]
             statuses[status] = statuses.get(status, 0) + 1
     after = memory()
-    logs = await w3.eth.get_logs({"address": token, "fromBlock": first_block, "toBlock": "latest",
-                                  "topics": [TRANSFER_TOPIC, "0x" + "0" * 24 + treasury["address"][2:].lower()]})
+    logs = await w3.eth.get_logs(
+        {
+            "address": token,
+            "fromBlock": first_block,
+            "toBlock": "latest",
+            "topics": [TRANSFER_TOPIC, "0x" + "0" * 24 + treasury["address"][2:].lower()],
+        }
+    )
     wanted = {r.lower() for r in recipients}
     to_ours = [log for log in logs if "0x" + log["topics"][2].hex()[-40:].lower() in wanted]
     on_chain = {r: await balance_of(w3, token, r) for r in recipients}
     engine = create_async_engine(async_url(dev["migrate_database_url"]))  # the owner: sees every row
     async with engine.connect() as conn:
-        ledger = dict((await conn.execute(sa.text(
-            "SELECT account, SUM(amount_atomic) FROM ledger_entries WHERE account = ANY(:a) GROUP BY account"),
-            {"a": [f"external:{r}" for r in recipients]})).all())
+        ledger = dict(
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT account, SUM(amount_atomic) FROM ledger_entries WHERE account = ANY(:a) GROUP BY account"
+                    ),
+                    {"a": [f"external:{r}" for r in recipients]},
+                )
+            ).all()
+        )
     await engine.dispose()
     mismatched = sum(1 for r in recipients if int(ledger.get(f"external:{r}", 0)) != on_chain[r])
     return {
-        "payments": count, "client_connections": connections, "http_errors": errors,
-        "accepted": len(accepted), "post_202_p50_ms": pct(latencies, .5), "post_202_p95_ms": pct(latencies, .95),
-        "post_202_max_ms": pct(latencies, 1), "all_posted_seconds": round(post_seconds, 1),
+        "payments": count,
+        "client_connections": connections,
+        "http_errors": errors,
+        "accepted": len(accepted),
+        "post_202_p50_ms": pct(latencies, 0.5),
+        "post_202_p95_ms": pct(latencies, 0.95),
+        "post_202_max_ms": pct(latencies, 1),
+        "all_posted_seconds": round(post_seconds, 1),
         "all_settled_seconds": round(post_seconds + settle_seconds, 1),
-        "settled_per_s": round(count / (post_seconds + settle_seconds), 1), "statuses": statuses,
-        "transfers_on_chain": len(to_ours), "recipients_paid_exactly_once": sum(1 for v in on_chain.values()
-                                                                                if v == 10_000),
-        "ledger_vs_chain_mismatches": mismatched, "memory_before": before, "memory_after": after,
+        "settled_per_s": round(count / (post_seconds + settle_seconds), 1),
+        "statuses": statuses,
+        "transfers_on_chain": len(to_ours),
+        "recipients_paid_exactly_once": sum(1 for v in on_chain.values() if v == 10_000),
+        "ledger_vs_chain_mismatches": mismatched,
+        "memory_before": before,
+        "memory_after": after,
     }
 
 
 async def approvals(dev: dict, count: int, connections: int, samples: int) -> dict:
     alice = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
     bob = {"Authorization": f"Bearer {dev['users']['bob']['api_key']}"}
-    bodies = [{"wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "200",
-               "asset": dev["token"]["symbol"], "memo": "parked approval"} for _ in range(count)]
+    bodies = [
+        {
+            "wallet_id": dev["wallets"]["treasury"]["id"],
+            "to": Account.create().address,
+            "amount": "200",
+            "asset": dev["token"]["symbol"],
+            "memo": "parked approval",
+        }
+        for _ in range(count)
+    ]
     before = memory()
     limits = httpx.Limits(max_connections=connections)
     engine = create_async_engine(async_url(dev["migrate_database_url"]))
@@ -160,8 +200,10 @@ async def approvals(dev: dict, count: int, connections: int, samples: int) -> di
         started = time.perf_counter()
         while True:  # parked: every approval recorded as pending
             async with engine.connect() as conn:
-                parked = await conn.scalar(sa.text("SELECT count(*) FROM approvals WHERE status = 'pending' "
-                                                   "AND payment_id = ANY(:ids)"), {"ids": ids})
+                parked = await conn.scalar(
+                    sa.text("SELECT count(*) FROM approvals WHERE status = 'pending' AND payment_id = ANY(:ids)"),
+                    {"ids": ids},
+                )
             if parked == len(ids) or time.perf_counter() - started > 600:
                 break
             await asyncio.sleep(1)
@@ -179,17 +221,27 @@ async def approvals(dev: dict, count: int, connections: int, samples: int) -> di
 
         async def cancel(pid: str) -> int:
             async with gate:
-                return (await http.post(f"/v1/payments/{pid}/cancel", headers=alice,
-                                        json={"reason": "load benchmark cleanup"})).status_code
+                return (
+                    await http.post(
+                        f"/v1/payments/{pid}/cancel", headers=alice, json={"reason": "load benchmark cleanup"}
+                    )
+                ).status_code
 
         cancelled = await asyncio.gather(*(cancel(pid) for pid in ids))
     await engine.dispose()
     return {
-        "approvals": count, "http_errors": errors, "posted_seconds": round(post_seconds, 1),
-        "parked": parked, "parked_after_seconds": round(post_seconds + parked_seconds, 1),
-        "memory_before": before, "memory_parked": during,
-        "pending_list_p50_ms": pct(lat, .5), "pending_list_p95_ms": pct(lat, .95), "pending_page_items": page,
-        "cleanup_cancel_200": sum(1 for c in cancelled if c == 200), "memory_after_cleanup": memory(),
+        "approvals": count,
+        "http_errors": errors,
+        "posted_seconds": round(post_seconds, 1),
+        "parked": parked,
+        "parked_after_seconds": round(post_seconds + parked_seconds, 1),
+        "memory_before": before,
+        "memory_parked": during,
+        "pending_list_p50_ms": pct(lat, 0.5),
+        "pending_list_p95_ms": pct(lat, 0.95),
+        "pending_page_items": page,
+        "cleanup_cancel_200": sum(1 for c in cancelled if c == 200),
+        "memory_after_cleanup": memory(),
     }
 
 

@@ -25,9 +25,17 @@ from paygent.paths import dev_json_path
 
 async def one(http: httpx.AsyncClient, dev: dict, headers: dict) -> tuple[float, float, str]:
     started = time.perf_counter()
-    r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())}, json={
-        "wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "0.01",
-        "asset": dev["token"]["symbol"], "memo": "benchmark"})
+    r = await http.post(
+        "/v1/payments",
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "wallet_id": dev["wallets"]["treasury"]["id"],
+            "to": Account.create().address,
+            "amount": "0.01",
+            "asset": dev["token"]["symbol"],
+            "memo": "benchmark",
+        },
+    )
     r.raise_for_status()
     accepted = time.perf_counter() - started
     pid = r.json()["id"]
@@ -61,10 +69,14 @@ async def main(count: int, concurrency: int) -> None:
 
     print(f"payments: {count}, concurrency {concurrency}, statuses {statuses}")
     print(f"settled throughput: {count / elapsed:.1f} payments/s over {elapsed:.1f} s")
-    print(f"POST -> 202 latency ms: p50 {pct(accepted, .5):.0f}  p95 {pct(accepted, .95):.0f}  "
-          f"max {accepted[-1] * 1000:.0f}")
-    print(f"POST -> confirmed ms:   p50 {pct(settled, .5):.0f}  p95 {pct(settled, .95):.0f}  "
-          f"max {settled[-1] * 1000:.0f}  mean {statistics.mean(settled) * 1000:.0f}")
+    print(
+        f"POST -> 202 latency ms: p50 {pct(accepted, 0.5):.0f}  p95 {pct(accepted, 0.95):.0f}  "
+        f"max {accepted[-1] * 1000:.0f}"
+    )
+    print(
+        f"POST -> confirmed ms:   p50 {pct(settled, 0.5):.0f}  p95 {pct(settled, 0.95):.0f}  "
+        f"max {settled[-1] * 1000:.0f}  mean {statistics.mean(settled) * 1000:.0f}"
+    )
 
 
 if __name__ == "__main__":

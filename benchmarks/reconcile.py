@@ -49,8 +49,13 @@ async def admin(sql: str) -> None:
 
 async def tick(env: WorkflowEnvironment, queue: str) -> tuple[r.ReconcileResult, float]:
     started = time.perf_counter()
-    result = await env.client.execute_workflow(r.WORKFLOW_NAME, r.ReconcileInput(), id=f"bench-{uuid.uuid4().hex[:8]}",
-                                               task_queue=queue, result_type=r.ReconcileResult)
+    result = await env.client.execute_workflow(
+        r.WORKFLOW_NAME,
+        r.ReconcileInput(),
+        id=f"bench-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+        result_type=r.ReconcileResult,
+    )
     return result, time.perf_counter() - started
 
 
@@ -66,8 +71,15 @@ async def main(wallets: int, history_blocks: int, new_blocks: int, ticks: int, b
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc, request_kwargs={"timeout": 300}))  # anvil_mine is slow
         token = await deploy_token(w3, dev_account(0))
         master = new_master_key()
-        settings = Settings(database_url=database_url, rpc_url=rpc, token_address=token, master_key=master,
-                            task_queue="bench", confirmations=1, reconcile_batch_blocks=batch)
+        settings = Settings(
+            database_url=database_url,
+            rpc_url=rpc,
+            token_address=token,
+            master_key=master,
+            task_queue="bench",
+            confirmations=1,
+            reconcile_batch_blocks=batch,
+        )
         engine = get_engine(database_url)
         addresses = []
         async with engine.begin() as conn:
@@ -81,24 +93,30 @@ async def main(wallets: int, history_blocks: int, new_blocks: int, ticks: int, b
             await mint(w3, token, dev_account(0), address, 10**6)
         head = await w3.eth.block_number
         print(f"history: {head + 1} blocks, {wallets} wallets, one deposit each", flush=True)
-        env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_cli()),
-                                                    data_converter=pydantic_data_converter,
-                                                    search_attributes=search_attributes.ALL,
-                                                    dev_server_extra_args=["--log-level", "error"])
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(temporal_cli()),
+            data_converter=pydantic_data_converter,
+            search_attributes=search_attributes.ALL,
+            dev_server_extra_args=["--log-level", "error"],
+        )
         async with build_worker(env.client, settings, engine):
             cold, seconds = await tick(env, "bench")
-            print(f"cold: {wallets} wallets x {head + 1} blocks = {cold.blocks_scanned} wallet-blocks in "
-                  f"{seconds:.2f} s -> {cold.blocks_scanned / seconds:,.0f} wallet-blocks/s (batch {batch}); "
-                  f"{cold.mismatches} mismatches")
+            print(
+                f"cold: {wallets} wallets x {head + 1} blocks = {cold.blocks_scanned} wallet-blocks in "
+                f"{seconds:.2f} s -> {cold.blocks_scanned / seconds:,.0f} wallet-blocks/s (batch {batch}); "
+                f"{cold.mismatches} mismatches"
+            )
             times = []
             for _ in range(ticks):
                 await w3.provider.make_request("anvil_mine", [hex(new_blocks)])
                 steady, seconds = await tick(env, "bench")
                 times.append(seconds)
             mean = sum(times) / len(times)
-            print(f"steady: {wallets} wallets x {new_blocks} new blocks per tick: mean {mean:.2f} s, "
-                  f"max {max(times):.2f} s over {ticks} ticks -> {wallets / mean:.1f} wallets/s; a 15 s tick keeps "
-                  f"up with about {int(wallets * 15 / mean):,} wallets at {new_blocks} blocks per tick")
+            print(
+                f"steady: {wallets} wallets x {new_blocks} new blocks per tick: mean {mean:.2f} s, "
+                f"max {max(times):.2f} s over {ticks} ticks -> {wallets / mean:.1f} wallets/s; a 15 s tick keeps "
+                f"up with about {int(wallets * 15 / mean):,} wallets at {new_blocks} blocks per tick"
+            )
         await engine.dispose()
     finally:
         if env is not None:

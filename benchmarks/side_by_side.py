@@ -35,14 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-from eth_account import Account  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from web3 import AsyncWeb3  # noqa: E402
+import httpx
+from eth_account import Account
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from web3 import AsyncWeb3
 
-from benchmarks.bare_temporal import FINISH, UPDATE, BareUpdateWorkflow, BareWorkflow, bare_worker  # noqa: E402
-from paygent.paths import dev_json_path  # noqa: E402
+from benchmarks.bare_temporal import FINISH, UPDATE, BareUpdateWorkflow, BareWorkflow, bare_worker
+from paygent.paths import dev_json_path
 
 APPROVAL_AMOUNT = "200"  # the dev policy's 1-of-3 tier, no time-lock: one approval lets it pay
 TERMINAL = ("confirmed", "failed", "cancelled", "refused")
@@ -67,15 +67,17 @@ class Stack:
     # --- bare Temporal ---
     async def bare(self, activities: int) -> float:
         started = time.perf_counter()
-        await self.temporal.execute_workflow(BareWorkflow.run, activities, id=f"bare-{uuid.uuid4()}",
-                                             task_queue=self.queue)
+        await self.temporal.execute_workflow(
+            BareWorkflow.run, activities, id=f"bare-{uuid.uuid4()}", task_queue=self.queue
+        )
         return time.perf_counter() - started
 
     # --- Paygent ---
     async def post_payment(self, body: dict, user: str = "alice") -> tuple[float, dict]:
         started = time.perf_counter()
-        r = await self.http.post("/v1/payments", json=body,
-                                 headers={**self.key(user), "Idempotency-Key": str(uuid.uuid4())})
+        r = await self.http.post(
+            "/v1/payments", json=body, headers={**self.key(user), "Idempotency-Key": str(uuid.uuid4())}
+        )
         if r.status_code != 202:
             raise RuntimeError(f"POST /v1/payments answered {r.status_code}: {r.text[:300]}")
         return time.perf_counter() - started, r.json()
@@ -87,8 +89,13 @@ class Stack:
         return r.json()["status"]
 
     def transfer(self, amount: str = "0.01") -> dict:
-        return {"wallet_id": self.dev["wallets"]["treasury"]["id"], "to": Account.create().address,
-                "amount": amount, "asset": self.dev["token"]["symbol"], "memo": "side-by-side benchmark"}
+        return {
+            "wallet_id": self.dev["wallets"]["treasury"]["id"],
+            "to": Account.create().address,
+            "amount": amount,
+            "asset": self.dev["token"]["symbol"],
+            "memo": "side-by-side benchmark",
+        }
 
     async def payment(self) -> tuple[float, float]:
         """(POST -> 202, POST -> confirmed) in seconds."""
@@ -119,8 +126,12 @@ async def activities_per_payment(s: Stack) -> tuple[int, int]:
     await s.confirmed(accepted)
     history = await s.temporal.get_workflow_handle(accepted["workflow_id"]).fetch_history()
     regular = sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))
-    local = sum(1 for e in history.events if e.HasField("marker_recorded_event_attributes")
-                and e.marker_recorded_event_attributes.marker_name == "core_local_activity")
+    local = sum(
+        1
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
     return regular, local
 
 
@@ -133,8 +144,11 @@ async def throughput(s: Stack, n: int, count: int, concurrency: int, repeat: int
         rate, results = await batch(count, concurrency, s.payment)
         rates["paygent"].append(rate)
         accepted += [r[0] for r in results]
-    return {**{f"{k}_per_s": statistics.median(v) for k, v in rates.items()},
-            "post_202_p50_ms": pct(accepted, .5), "post_202_p95_ms": pct(accepted, .95)}
+    return {
+        **{f"{k}_per_s": statistics.median(v) for k, v in rates.items()},
+        "post_202_p50_ms": pct(accepted, 0.5),
+        "post_202_p95_ms": pct(accepted, 0.95),
+    }
 
 
 async def serial(s: Stack, n: int, samples: int) -> dict:
@@ -143,12 +157,14 @@ async def serial(s: Stack, n: int, samples: int) -> dict:
         lat["bare_1"].append(await s.bare(1))
         lat["bare_n"].append(await s.bare(n))
         lat["paygent"].append((await s.payment())[1])
-    return {f"{k}_p50_ms": pct(v, .5) for k, v in lat.items()}
+    return {f"{k}_p50_ms": pct(v, 0.5) for k, v in lat.items()}
 
 
 async def bare_updates(s: Stack, samples: int) -> list[float]:
-    handles = [await s.temporal.start_workflow(BareUpdateWorkflow.run, id=f"bare-update-{uuid.uuid4()}",
-                                               task_queue=s.queue) for _ in range(samples)]
+    handles = [
+        await s.temporal.start_workflow(BareUpdateWorkflow.run, id=f"bare-update-{uuid.uuid4()}", task_queue=s.queue)
+        for _ in range(samples)
+    ]
     for h in handles:  # the first task has run and the workflow waits, like an approval does
         await h.execute_update(UPDATE, "warm-up", result_type=int)
     out = []
@@ -178,15 +194,22 @@ async def approvals(s: Stack, samples: int) -> dict:
     http = []
     for approval_id, op_hash, _ in pending:
         started = time.perf_counter()
-        r = await s.http.post(f"/v1/approvals/{approval_id}/approve", json={"operation_hash": op_hash},
-                              headers={**s.key("bob"), "Idempotency-Key": str(uuid.uuid4())})
+        r = await s.http.post(
+            f"/v1/approvals/{approval_id}/approve",
+            json={"operation_hash": op_hash},
+            headers={**s.key("bob"), "Idempotency-Key": str(uuid.uuid4())},
+        )
         http.append(time.perf_counter() - started)
         if r.status_code != 200:
             raise RuntimeError(f"approve answered {r.status_code}: {r.text[:300]}")
     for _, _, accepted in pending:  # approved: they pay; let them finish before the next figure
         await s.confirmed(accepted)
-    return {"bare_update_p50_ms": pct(bare, .5), "bare_update_p95_ms": pct(bare, .95),
-            "approve_p50_ms": pct(http, .5), "approve_p95_ms": pct(http, .95)}
+    return {
+        "bare_update_p50_ms": pct(bare, 0.5),
+        "bare_update_p95_ms": pct(bare, 0.95),
+        "approve_p50_ms": pct(http, 0.5),
+        "approve_p95_ms": pct(http, 0.95),
+    }
 
 
 async def funded_payer(s: Stack, tokens: int):
@@ -208,11 +231,24 @@ async def x402_fetches(s: Stack, samples: int) -> dict:
     url = f"{s.dev['x402_service_url']}/weather"
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(await funded_payer(s, 10_000_000)))
-    client.set_spend_controls({"allowed_assets": [{"network": f"eip155:{s.dev['chain_id']}",
-                                                   "asset": s.dev["token"]["address"],
-                                                   "max_amount_per_payment": "50000"}]})
-    body = {"kind": "x402", "wallet_id": s.dev["wallets"]["treasury"]["id"], "url": url, "max_amount": "0.05",
-            "asset": s.dev["token"]["symbol"]}
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {
+                    "network": f"eip155:{s.dev['chain_id']}",
+                    "asset": s.dev["token"]["address"],
+                    "max_amount_per_payment": "50000",
+                }
+            ]
+        }
+    )
+    body = {
+        "kind": "x402",
+        "wallet_id": s.dev["wallets"]["treasury"]["id"],
+        "url": url,
+        "max_amount": "0.05",
+        "asset": s.dev["token"]["symbol"],
+    }
     direct, paygent = [], []
     async with x402HttpxClient(client, timeout=60) as sdk:
         for _ in range(samples):
@@ -227,7 +263,7 @@ async def x402_fetches(s: Stack, samples: int) -> dict:
             paygent.append(time.perf_counter() - started)
             if status != "confirmed":
                 raise RuntimeError(f"x402 payment {accepted['id']} ended {status}")
-    return {"direct_sdk_p50_ms": pct(direct, .5), "paygent_p50_ms": pct(paygent, .5)}
+    return {"direct_sdk_p50_ms": pct(direct, 0.5), "paygent_p50_ms": pct(paygent, 0.5)}
 
 
 def ratios(f: dict) -> dict:
@@ -294,17 +330,29 @@ async def main(args: argparse.Namespace) -> dict:
     temporal = await Client.connect(dev["temporal_address"], data_converter=pydantic_data_converter)
     queue = f"bare-benchmark-{uuid.uuid4().hex[:8]}"
     limits = httpx.Limits(max_connections=max(args.concurrency, 10))
-    async with bare_worker(temporal, queue), httpx.AsyncClient(base_url=dev["api_url"], timeout=120,
-                                                                limits=limits) as http:
+    async with (
+        bare_worker(temporal, queue),
+        httpx.AsyncClient(base_url=dev["api_url"], timeout=120, limits=limits) as http,
+    ):
         s = Stack(dev=dev, http=http, temporal=temporal, queue=queue)
         regular, local = await activities_per_payment(s)
         n = regular + local  # bare-N runs them all as regular activities: the payment's shape before issue 11
         await batch(args.concurrency, args.concurrency, lambda: s.bare(n))  # warm both workers
         await batch(args.concurrency, args.concurrency, s.payment)
-        figures = {"n": n, "n_regular": regular, "n_local": local, "concurrency": args.concurrency, "count": args.count, "repeat": args.repeat}
-        parts = {"throughput": lambda: throughput(s, n, args.count, args.concurrency, args.repeat),
-                 "serial": lambda: serial(s, n, args.samples), "approvals": lambda: approvals(s, args.samples),
-                 "x402": lambda: x402_fetches(s, args.samples)}
+        figures = {
+            "n": n,
+            "n_regular": regular,
+            "n_local": local,
+            "concurrency": args.concurrency,
+            "count": args.count,
+            "repeat": args.repeat,
+        }
+        parts = {
+            "throughput": lambda: throughput(s, n, args.count, args.concurrency, args.repeat),
+            "serial": lambda: serial(s, n, args.samples),
+            "approvals": lambda: approvals(s, args.samples),
+            "x402": lambda: x402_fetches(s, args.samples),
+        }
         for name in args.parts.split(","):
             figures[name] = await parts[name]()
     if all(name in figures for name in parts):
@@ -319,8 +367,11 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3, help="throughput batches per figure (median)")
     parser.add_argument("--samples", type=int, default=15, help="serial samples per latency figure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
-    parser.add_argument("--parts", default="throughput,serial,approvals,x402",
-                        help="which figures to measure (a partial run prints JSON)")
+    parser.add_argument(
+        "--parts",
+        default="throughput,serial,approvals,x402",
+        help="which figures to measure (a partial run prints JSON)",
+    )
     parser.add_argument("--show", metavar="FILE", help="print the table of a saved --json output; no run")
     ns = parser.parse_args()
     result = json.loads(Path(ns.show).read_text()) if ns.show else asyncio.run(main(ns))

@@ -7,8 +7,12 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from paygent.db import (  # noqa: F401  (their tables join the shared metadata)
+    agent_schema,
+    reconcile_schema,
+    reservations,
+)
 from paygent.db.engine import async_url
-from paygent.db import agent_schema, reconcile_schema, reservations  # noqa: F401  (their tables join the shared metadata)
 from paygent.db.schema import metadata
 
 config = context.config

@@ -44,8 +44,15 @@ class Outcome:
                 result = json.loads(data.get("result") or "{}")
             except ValueError:
                 result = {}
-            self.payments.append({"tool": data["tool"], "ok": data["ok"], "payment_id": result.get("payment_id"),
-                                  "status": result.get("status"), "reason": result.get("reason")})
+            self.payments.append(
+                {
+                    "tool": data["tool"],
+                    "ok": data["ok"],
+                    "payment_id": result.get("payment_id"),
+                    "status": result.get("status"),
+                    "reason": result.get("reason"),
+                }
+            )
         elif kind == "agent_failed":
             self.code, self.reason = FAILED, f"the run {data.get('status')}: {data.get('error')}"
         elif kind == "agent_completed":
@@ -53,13 +60,17 @@ class Outcome:
             if refused:
                 p = refused[0]
                 why = f" ({p['reason']})" if p["reason"] else ""
-                self.code, self.reason = FAILED, (f"{p['tool']} did not succeed: payment {p['payment_id']} is "
-                                                  f"{p['status'] or 'not made'}{why}")
+                self.code, self.reason = (
+                    FAILED,
+                    (f"{p['tool']} did not succeed: payment {p['payment_id']} is {p['status'] or 'not made'}{why}"),
+                )
             elif data.get("understood") is False:
                 self.code, self.reason = FAILED, "the planner did not understand the request"
             else:
-                self.code, self.reason = OK, "completed" + (f"; {len(self.payments)} payment(s) succeeded"
-                                                            if self.payments else "")
+                self.code, self.reason = (
+                    OK,
+                    "completed" + (f"; {len(self.payments)} payment(s) succeeded" if self.payments else ""),
+                )
 
 
 def _exit(code: int) -> None:
@@ -78,8 +89,11 @@ def _client(as_user: str, api_url: str | None) -> httpx.AsyncClient:
     user = known.get(as_user)
     if not user:
         raise SystemExit(f"no user {as_user!r} in {path} (known: {', '.join(known)})")
-    return httpx.AsyncClient(base_url=api_url or dev["api_url"], timeout=httpx.Timeout(30, read=60),
-                             headers={"Authorization": f"Bearer {user['api_key']}"})
+    return httpx.AsyncClient(
+        base_url=api_url or dev["api_url"],
+        timeout=httpx.Timeout(30, read=60),
+        headers={"Authorization": f"Bearer {user['api_key']}"},
+    )
 
 
 def describe(event: dict) -> str:
@@ -101,12 +115,15 @@ def describe(event: dict) -> str:
     if kind == "approval_requested":
         line = f"  waiting for approval of {data['tool']} (payment {data['payment_id']}, {data['status']})"
         if data.get("approvers"):
-            line += (f": {data['approvals_needed']} of {', '.join(data['approvers'])} by {data['approval_deadline']}"
-                     + (f", then a {data['timelock_seconds']} s time-lock" if data.get("timelock_seconds") else ""))
+            line += f": {data['approvals_needed']} of {', '.join(data['approvers'])} by {data['approval_deadline']}" + (
+                f", then a {data['timelock_seconds']} s time-lock" if data.get("timelock_seconds") else ""
+            )
         return line
     if kind == "approval_progress":
-        return (f"  {data['approver']} {data['decision']} ({data['approvals_had']} of {data['approvals_needed']}, "
-                f"payment {data['payment_id']})")
+        return (
+            f"  {data['approver']} {data['decision']} ({data['approvals_had']} of {data['approvals_needed']}, "
+            f"payment {data['payment_id']})"
+        )
     if kind == "payment_time_locked":
         return f"  approved; payment {data['payment_id']} is time-locked until {data['until']}"
     if kind == "approval_decided":
@@ -123,8 +140,7 @@ async def follow(http: httpx.AsyncClient, run_id: str, *, quiet: bool = False) -
     last, failures, outcome = 0, 0, Outcome()
     while failures <= RECONNECTS:
         try:
-            async with http.stream("GET", f"/v1/agent-runs/{run_id}/events",
-                                   headers={"Last-Event-ID": str(last)}) as r:
+            async with http.stream("GET", f"/v1/agent-runs/{run_id}/events", headers={"Last-Event-ID": str(last)}) as r:
                 if r.status_code != 200:
                     outcome.reason = f"cannot follow run {run_id}: HTTP {r.status_code} {(await r.aread())!r}"
                     typer.echo(outcome.reason, err=True)
@@ -132,7 +148,7 @@ async def follow(http: httpx.AsyncClient, run_id: str, *, quiet: bool = False) -
                 async for line in r.aiter_lines():
                     if not line.startswith("data: "):
                         continue
-                    event = json.loads(line[len("data: "):])
+                    event = json.loads(line[len("data: ") :])
                     last = event["seq"]
                     outcome.see(event)
                     if not quiet:
@@ -163,9 +179,17 @@ async def _start(http: httpx.AsyncClient, message: str, thread: str | None, as_j
         typer.echo(f"exit 1: {outcome.reason}", err=True)
     if as_json:
         final = await http.get(f"/v1/agent-runs/{run_id}")
-        typer.echo(json.dumps({"run": final.json() if final.status_code == 200 else {"id": run_id},
-                               "exit_code": outcome.code, "reason": outcome.reason,
-                               "payments": outcome.payments}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "run": final.json() if final.status_code == 200 else {"id": run_id},
+                    "exit_code": outcome.code,
+                    "reason": outcome.reason,
+                    "payments": outcome.payments,
+                },
+                indent=2,
+            )
+        )
     return outcome.code
 
 
@@ -179,12 +203,14 @@ async def _cancel(http: httpx.AsyncClient, run_id: str) -> int:
     return OK if outcome.code in (OK, FAILED) else outcome.code  # the run ended (cancelled, or done before)
 
 
-def run(message: str = typer.Argument(None, help='What the agent should do, e.g. "pay 5 USDC to 0x..."'),
-        as_user: str = typer.Option("alice", "--as", help="A user from dev.json"),
-        thread: str = typer.Option(None, "--thread", help="Continue this thread instead of starting one"),
-        cancel: str = typer.Option(None, "--cancel", help="Cancel this run id instead of starting one"),
-        as_json: bool = typer.Option(False, "--json", help="Print only the final state, as JSON"),
-        api_url: str = typer.Option(None, "--api-url", help="Defaults to api_url in dev.json")) -> None:
+def run(
+    message: str = typer.Argument(None, help='What the agent should do, e.g. "pay 5 USDC to 0x..."'),
+    as_user: str = typer.Option("alice", "--as", help="A user from dev.json"),
+    thread: str = typer.Option(None, "--thread", help="Continue this thread instead of starting one"),
+    cancel: str = typer.Option(None, "--cancel", help="Cancel this run id instead of starting one"),
+    as_json: bool = typer.Option(False, "--json", help="Print only the final state, as JSON"),
+    api_url: str = typer.Option(None, "--api-url", help="Defaults to api_url in dev.json"),
+) -> None:
     """Start an agent run and stream its progress. Exit 0 only if it completed and every payment it made
     succeeded; 1 if it failed, a payment did not go through, or the request was not understood; 2 for usage or
     connection problems. Role: requester, or an agent key (`--as shopper`)."""

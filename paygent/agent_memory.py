@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,33 +83,53 @@ class Memory:
             raise ToolUnavailable("the memory cache could not be invalidated; try again") from None
 
     async def set(self, args: SetArgs) -> dict[str, Any]:
-        expires = (datetime.now(timezone.utc) + timedelta(seconds=args.ttl_seconds)) if args.ttl_seconds else None
-        values = {"tenant_id": self.tenant_id, "user_id": self.user_id, "namespace": args.namespace,
-                  "key": args.key, "value": args.value, "expires_at": expires}
+        expires = (datetime.now(UTC) + timedelta(seconds=args.ttl_seconds)) if args.ttl_seconds else None
+        values = {
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+            "namespace": args.namespace,
+            "key": args.key,
+            "value": args.value,
+            "expires_at": expires,
+        }
         async with self.engine.begin() as conn:
-            await conn.execute(agent_memory.delete().where(
-                self._owner(args.namespace), agent_memory.c.expires_at <= sa.func.now()))
-            await conn.execute(pg_insert(agent_memory).values(values).on_conflict_do_update(
-                index_elements=["tenant_id", "user_id", "namespace", "key"],
-                set_={"value": args.value, "expires_at": expires, "updated_at": sa.func.now()}))
+            await conn.execute(
+                agent_memory.delete().where(self._owner(args.namespace), agent_memory.c.expires_at <= sa.func.now())
+            )
+            await conn.execute(
+                pg_insert(agent_memory)
+                .values(values)
+                .on_conflict_do_update(
+                    index_elements=["tenant_id", "user_id", "namespace", "key"],
+                    set_={"value": args.value, "expires_at": expires, "updated_at": sa.func.now()},
+                )
+            )
         await self._invalidate(self._cache_key(args.namespace, args.key))
-        return {"key": args.key, "namespace": args.namespace, "stored": True,
-                "expires_at": expires.isoformat() if expires else None}
+        return {
+            "key": args.key,
+            "namespace": args.namespace,
+            "stored": True,
+            "expires_at": expires.isoformat() if expires else None,
+        }
 
     async def get(self, args: GetArgs) -> dict[str, Any]:
         cache_key = self._cache_key(args.namespace, args.key)
         cached = await self._cache_get(cache_key)
         if cached is not None:
-            return {"key": args.key, "namespace": args.namespace, "value": json.loads(cached)["value"],
-                    "cached": True}
+            return {"key": args.key, "namespace": args.namespace, "value": json.loads(cached)["value"], "cached": True}
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(agent_memory.c.value, agent_memory.c.expires_at).where(
-                self._owner(args.namespace), agent_memory.c.key == args.key, self._live()))).first()
+            row = (
+                await conn.execute(
+                    sa.select(agent_memory.c.value, agent_memory.c.expires_at).where(
+                        self._owner(args.namespace), agent_memory.c.key == args.key, self._live()
+                    )
+                )
+            ).first()
         if row is None:
             return {"key": args.key, "namespace": args.namespace, "value": None}
         ttl = CACHE_SECONDS
         if row.expires_at is not None:
-            ttl = max(1, min(ttl, int((row.expires_at - datetime.now(timezone.utc)).total_seconds())))
+            ttl = max(1, min(ttl, int((row.expires_at - datetime.now(UTC)).total_seconds())))
         try:
             # NX: never overwrite a copy; writes delete it, so a racing read leaves one at most 60 s stale
             await self.redis.set(cache_key, json.dumps({"value": row.value}), ex=ttl, nx=True)
@@ -119,11 +139,24 @@ class Memory:
 
     async def search(self, args: SearchArgs) -> dict[str, Any]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(agent_memory.c.key, agent_memory.c.value,
-                                                 agent_memory.c.expires_at).where(
-                self._owner(args.namespace), self._live(),
-                agent_memory.c.key.startswith(args.prefix, autoescape=True),
-            ).order_by(agent_memory.c.key).limit(SEARCH_LIMIT))).all()
-        items = [{"key": r.key, "value": r.value if len(r.value) <= 200 else r.value[:197] + "...",
-                  "expires_at": r.expires_at.isoformat() if r.expires_at else None} for r in rows]
+            rows = (
+                await conn.execute(
+                    sa.select(agent_memory.c.key, agent_memory.c.value, agent_memory.c.expires_at)
+                    .where(
+                        self._owner(args.namespace),
+                        self._live(),
+                        agent_memory.c.key.startswith(args.prefix, autoescape=True),
+                    )
+                    .order_by(agent_memory.c.key)
+                    .limit(SEARCH_LIMIT)
+                )
+            ).all()
+        items = [
+            {
+                "key": r.key,
+                "value": r.value if len(r.value) <= 200 else r.value[:197] + "...",
+                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+            }
+            for r in rows
+        ]
         return {"namespace": args.namespace, "prefix": args.prefix, "count": len(items), "items": items}

@@ -25,11 +25,15 @@ def _wallet_id(name_or_id: str) -> str:
 
 
 @app.command("create")
-def create(name: str,
-           wallet: Annotated[list[str] | None, typer.Option(help="Wallet it may spend from (repeatable)")] = None,
-           cap: Annotated[str | None, typer.Option(help="Per-payment cap, token units")] = None,
-           daily: Annotated[str | None, typer.Option(help="Rolling 24 h budget, token units")] = None,
-           as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
+def create(
+    name: str,
+    wallet: Annotated[list[str] | None, typer.Option(help="Wallet it may spend from (repeatable)")] = None,
+    cap: Annotated[str | None, typer.Option(help="Per-payment cap, token units")] = None,
+    daily: Annotated[str | None, typer.Option(help="Rolling 24 h budget, token units")] = None,
+    as_user: AsUser = "alice",
+    api_key: ApiKey = None,
+    api_url: ApiUrl = None,
+) -> None:
     """Create an agent (role: admin); prints its id and its API key, shown this once."""
     policy: dict = {"per_payment_cap": cap}
     if daily is not None:
@@ -70,8 +74,9 @@ def disable(agent: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_u
     """Switch the agent off: its key answers 401, its waiting runs and payments are cancelled (role: admin)."""
     with client(as_user, api_key, api_url) as http:
         a = call(http, "POST", f"/v1/agents/{_agent_id(agent)}/disable")
-    typer.echo(f"agent {a['id']} disabled: {a['runs_cancelled']} run(s) and {a['payments_cancelled']} "
-               "payment(s) cancelled")
+    typer.echo(
+        f"agent {a['id']} disabled: {a['runs_cancelled']} run(s) and {a['payments_cancelled']} payment(s) cancelled"
+    )
 
 
 def attach(root: typer.Typer) -> None:

@@ -9,13 +9,13 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from paygent import agent_cli
-from paygent import agents_cli, approvals_cli, payments_cli, services_cli, wallets_cli
+from paygent import agent_cli, agents_cli, approvals_cli, payments_cli, services_cli, wallets_cli
 from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Paygent: a durable control plane for AI agents that spend money.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Paygent: a durable control plane for AI agents that spend money."
+)
 app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or down, or show it.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
@@ -36,8 +36,11 @@ def _exit(code: int) -> None:
 
 
 @app.command()
-def worker(processes: int = typer.Option(None, min=1, help="Worker processes on the task queue "
-                                                             "(default PAYGENT_WORKER_PROCESSES, 1)")) -> None:
+def worker(
+    processes: int = typer.Option(
+        None, min=1, help="Worker processes on the task queue (default PAYGENT_WORKER_PROCESSES, 1)"
+    ),
+) -> None:
     """Run the Temporal worker (all workflows and activities); several processes use several cores."""
     from paygent.logs import configure
     from paygent.settings import get_settings
@@ -55,8 +58,10 @@ def worker(processes: int = typer.Option(None, min=1, help="Worker processes on 
 
 
 @app.command()
-def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API_URL"),
-        port: int = typer.Option(None, help="Defaults to the port of PAYGENT_API_URL")) -> None:
+def api(
+    host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API_URL"),
+    port: int = typer.Option(None, help="Defaults to the port of PAYGENT_API_URL"),
+) -> None:
     """Serve the HTTP API with uvicorn."""
     from urllib.parse import urlparse
 
@@ -68,14 +73,23 @@ def api(host: str = typer.Option(None, help="Defaults to the host of PAYGENT_API
     settings = get_settings()
     configure(settings.log_level)
     url = urlparse(settings.api_url)
-    uvicorn.run("api.app:create_app", factory=True, host=host or url.hostname or "127.0.0.1",
-                port=port or url.port or 8000, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)  # event streams (SSE, WebSocket) reconnect elsewhere; don't wait hours
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or url.hostname or "127.0.0.1",
+        port=port or url.port or 8000,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )  # event streams (SSE, WebSocket) reconnect elsewhere; don't wait hours
 
 
 @app.command()
-def mcp(api_url: str = typer.Option(None, envvar="PAYGENT_API_URL",
-                                    help="The Paygent API (default: api_url in .paygent/dev.json)")) -> None:
+def mcp(
+    api_url: str = typer.Option(
+        None, envvar="PAYGENT_API_URL", help="The Paygent API (default: api_url in .paygent/dev.json)"
+    ),
+) -> None:
     """Serve Paygent's MCP tools over stdio (for desktop clients), as the key in PAYGENT_API_KEY."""
     from paygent.cli_http import dev_json
     from paygent.mcp_stdio import run
@@ -83,8 +97,10 @@ def mcp(api_url: str = typer.Option(None, envvar="PAYGENT_API_URL",
     key = os.environ.get("PAYGENT_API_KEY", "").strip()
     base = api_url or dev_json().get("api_url")
     if not key or not base:
-        typer.echo("paygent mcp: set PAYGENT_API_KEY (an agent's key) and PAYGENT_API_URL (or run "
-                   "`paygent stack up`)", err=True)
+        typer.echo(
+            "paygent mcp: set PAYGENT_API_KEY (an agent's key) and PAYGENT_API_URL (or run `paygent stack up`)",
+            err=True,
+        )
         raise typer.Exit(2)
     _exit(run(base, key))
 
@@ -122,14 +138,20 @@ def audit_verify() -> None:
 
     result = asyncio.run(check())
     if result is None:
-        typer.echo("cannot verify: this database role does not see every audit row (row-level security); set "
-                   "PAYGENT_MIGRATE_DATABASE_URL to the tables' owner", err=True)
+        typer.echo(
+            "cannot verify: this database role does not see every audit row (row-level security); set "
+            "PAYGENT_MIGRATE_DATABASE_URL to the tables' owner",
+            err=True,
+        )
         _exit(2)
     if result.ok:
         typer.echo(f"audit log intact: {result.rows_checked} rows verified")
         _exit(0)
-    typer.echo(f"audit log BROKEN at row {result.first_broken_id}: {result.reason} "
-               f"({result.rows_checked} rows before it verified)", err=True)
+    typer.echo(
+        f"audit log BROKEN at row {result.first_broken_id}: {result.reason} "
+        f"({result.rows_checked} rows before it verified)",
+        err=True,
+    )
     _exit(1)
 
 

@@ -46,12 +46,16 @@ def client(as_user: str | None, api_key: str | None, api_url: str | None) -> htt
     base = api_url or dev.get("api_url")
     if not base:
         _fail(f"--api-url is needed ({dev_json_path()} not found)", 2)
-    return httpx.Client(base_url=base, timeout=httpx.Timeout(30.0),
-                        headers={"Authorization": f"Bearer {api_key}", "X-Paygent-Channel": "cli"})
+    return httpx.Client(
+        base_url=base,
+        timeout=httpx.Timeout(30.0),
+        headers={"Authorization": f"Bearer {api_key}", "X-Paygent-Channel": "cli"},
+    )
 
 
-def call(http: httpx.Client, method: str, path: str, *, body: dict | None = None,
-         key: str | None = None) -> dict[str, Any]:
+def call(
+    http: httpx.Client, method: str, path: str, *, body: dict | None = None, key: str | None = None
+) -> dict[str, Any]:
     """One request; a refusal ends the command with the server's reason (and the workflow's refusal type)."""
     headers = {"Idempotency-Key": key or str(uuid.uuid4())} if method == "POST" else {}
     for field, value in (body or {}).items():  # the API's own text rule, checked before anything is sent

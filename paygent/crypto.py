@@ -49,8 +49,9 @@ def _webhook_context(webhook_id: uuid.UUID) -> bytes:
     return b"webhook:" + webhook_id.bytes  # distinct from wallet contexts (a bare wallet id)
 
 
-def channel_attestation(master_key: bytes, *, approval_id: str, decision: str, actor: str, channel: str,
-                        request_id: str) -> str:
+def channel_attestation(
+    master_key: bytes, *, approval_id: str, decision: str, actor: str, channel: str, request_id: str
+) -> str:
     """The API's proof that it sent a decision (so the audit may say `api`/`cli`): an HMAC over what was decided,
     by whom and under which request id, with a key derived from the master key. It opens nothing, so it may sit in
     workflow history; copied onto another request (another id, actor or decision) it no longer matches."""

@@ -47,8 +47,9 @@ async def _wait(http: httpx.AsyncClient, headers: dict, payment_id: str, timeout
     raise SystemExit(f"payment {payment_id} did not finish within {timeout:.0f}s (last status {last})")
 
 
-async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str = "alice",
-                        budget_may_run_out: bool = False) -> dict:
+async def pay_and_watch(
+    http, dev, w3, *, amount: str, memo: str, as_user: str = "alice", budget_may_run_out: bool = False
+) -> dict:
     token = dev["token"]
     treasury = dev["wallets"]["treasury"]
     to = Account.create().address
@@ -56,9 +57,11 @@ async def pay_and_watch(http, dev, w3, *, amount: str, memo: str, as_user: str =
     headers = {"Authorization": f"Bearer {principal['api_key']}"}
     before_from = await balance_of(w3, token["address"], treasury["address"])
     print(f"\n==> {as_user} pays {amount} {token['symbol']} from treasury to {to} ({memo})")
-    r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-                        json={"wallet_id": treasury["id"], "to": to, "amount": amount,
-                              "asset": token["symbol"], "memo": memo})
+    r = await http.post(
+        "/v1/payments",
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        json={"wallet_id": treasury["id"], "to": to, "amount": amount, "asset": token["symbol"], "memo": memo},
+    )
     if r.status_code != 202:
         raise SystemExit(f"payment refused: HTTP {r.status_code} {r.text}")
     accepted = r.json()
@@ -84,9 +87,18 @@ async def fetch_paid(http, dev, w3, *, url: str, max_amount: str, as_user: str =
     token = dev["token"]
     headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
     print(f"\n==> {as_user} fetches {url}, paying with x402 up to {max_amount} {token['symbol']}")
-    r = await http.post("/v1/payments", headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-                        json={"kind": "x402", "wallet_id": dev["wallets"]["treasury"]["id"], "url": url,
-                              "max_amount": max_amount, "asset": token["symbol"], "memo": "demo: paid API call"})
+    r = await http.post(
+        "/v1/payments",
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "kind": "x402",
+            "wallet_id": dev["wallets"]["treasury"]["id"],
+            "url": url,
+            "max_amount": max_amount,
+            "asset": token["symbol"],
+            "memo": "demo: paid API call",
+        },
+    )
     if r.status_code != 202:
         raise SystemExit(f"x402 payment refused: HTTP {r.status_code} {r.text}")
     final = await _wait(http, headers, r.json()["id"])
@@ -107,14 +119,26 @@ APPROVERS = ["bob", "carol", "dave"]
 def demo_policy() -> dict:
     """The dev tiers, with a 10-second time-lock (instead of 1 hour) so the demo can watch it run out."""
     day = 86_400
-    return {"tiers": [
-        {"max_amount": "100", "approvals_required": 0, "approvers": []},
-        {"max_amount": "1000", "approvals_required": 1, "approvers": APPROVERS, "approval_timeout_seconds": day},
-        {"max_amount": "10000", "approvals_required": 2, "approvers": APPROVERS, "approval_timeout_seconds": day,
-         "timelock_seconds": DEMO_TIMELOCK_SECONDS},
-        {"max_amount": None, "approvals_required": 3, "approvers": APPROVERS, "approval_timeout_seconds": day,
-         "timelock_seconds": DEMO_TIMELOCK_SECONDS},
-    ]}
+    return {
+        "tiers": [
+            {"max_amount": "100", "approvals_required": 0, "approvers": []},
+            {"max_amount": "1000", "approvals_required": 1, "approvers": APPROVERS, "approval_timeout_seconds": day},
+            {
+                "max_amount": "10000",
+                "approvals_required": 2,
+                "approvers": APPROVERS,
+                "approval_timeout_seconds": day,
+                "timelock_seconds": DEMO_TIMELOCK_SECONDS,
+            },
+            {
+                "max_amount": None,
+                "approvals_required": 3,
+                "approvers": APPROVERS,
+                "approval_timeout_seconds": day,
+                "timelock_seconds": DEMO_TIMELOCK_SECONDS,
+            },
+        ]
+    }
 
 
 def cli(*args: str) -> None:
@@ -137,11 +161,21 @@ async def approved_payment(http, dev, w3) -> dict:
         raise SystemExit(f"could not set the demo approval policy: HTTP {r.status_code} {r.text}")
     to = Account.create().address
     before = await balance_of(w3, token["address"], ops["address"])
-    print(f"\n==> alice pays 5000 {token['symbol']} from ops to {to}: the policy wants 2 of bob, carol, dave, "
-          f"then a {DEMO_TIMELOCK_SECONDS}-second time-lock")
-    r = await http.post("/v1/payments", headers={**alice, "Idempotency-Key": str(uuid.uuid4())},
-                        json={"wallet_id": ops["id"], "to": to, "amount": "5000", "asset": token["symbol"],
-                              "memo": "demo: supplier invoice, needs approval"})
+    print(
+        f"\n==> alice pays 5000 {token['symbol']} from ops to {to}: the policy wants 2 of bob, carol, dave, "
+        f"then a {DEMO_TIMELOCK_SECONDS}-second time-lock"
+    )
+    r = await http.post(
+        "/v1/payments",
+        headers={**alice, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "wallet_id": ops["id"],
+            "to": to,
+            "amount": "5000",
+            "asset": token["symbol"],
+            "memo": "demo: supplier invoice, needs approval",
+        },
+    )
     if r.status_code != 202:
         raise SystemExit(f"payment refused: HTTP {r.status_code} {r.text}")
     pid = r.json()["id"]
@@ -179,14 +213,23 @@ async def run_demo() -> int:
         print(f"Paygent demo against {dev['api_url']} (chain {dev['chain_id']}, token {dev['token']['address']})")
         await pay_and_watch(http, dev, w3, amount="25", memo="demo: small payment, no approval needed")
         if "shopper" in dev.get("agents", {}):
-            await pay_and_watch(http, dev, w3, amount="2", as_user="shopper", budget_may_run_out=True,
-                                memo="demo: the agent `shopper` pays with its own key, within its 10 USDC daily budget")
+            await pay_and_watch(
+                http,
+                dev,
+                w3,
+                amount="2",
+                as_user="shopper",
+                budget_may_run_out=True,
+                memo="demo: the agent `shopper` pays with its own key, within its 10 USDC daily budget",
+            )
             await mcp_payment(dev)  # the same agent, through Paygent's MCP server
         if dev.get("x402_service_url"):
             await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:
             await approved_payment(http, dev, w3)
         await stream_run_over_websocket(dev)
-    print(f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
-          "?query=WorkflowType%3D%27PaymentWorkflow%27")
+    print(
+        f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"
+        "?query=WorkflowType%3D%27PaymentWorkflow%27"
+    )
     return 0

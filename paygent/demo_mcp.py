@@ -13,8 +13,10 @@ async def mcp_payment(dev: dict, *, amount: str = "1") -> str:
     """Returns the payment's final status (a refusal by the agent's daily budget is shown, not raised)."""
     key = dev["agents"]["shopper"]["api_key"]
     to = Account.create().address
-    print(f"\n==> an MCP client pays {amount} {dev['token']['symbol']} to {to} with the agent `shopper`'s key "
-          f"({dev['api_url']}/mcp, tools `pay` then `wait_for_payment`)")
+    print(
+        f"\n==> an MCP client pays {amount} {dev['token']['symbol']} to {to} with the agent `shopper`'s key "
+        f"({dev['api_url']}/mcp, tools `pay` then `wait_for_payment`)"
+    )
 
     async def progress(done: float, total: float | None, message: str | None) -> None:
         print(f"    progress: {message}")
@@ -29,8 +31,9 @@ async def mcp_payment(dev: dict, *, amount: str = "1") -> str:
                 return "refused"
             payment = paid.structured_content
             print(f"    payment {payment['id']}: {payment['status']}")
-            done = await mcp.call_tool("wait_for_payment", {"payment_id": payment["id"], "timeout_seconds": 60},
-                                       progress_callback=progress)
+            done = await mcp.call_tool(
+                "wait_for_payment", {"payment_id": payment["id"], "timeout_seconds": 60}, progress_callback=progress
+            )
     final = done.structured_content
     print(f"    {final['status']}: tx {final['tx_hash']} (audit channel `mcp`)")
     return final["status"]

@@ -52,9 +52,14 @@ def address_refusal(ip: IPAddress) -> str | None:
     """Why Paygent must not connect to `ip` on a user's behalf, or None for a public address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for label, hit in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
-                       ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                       ("private", ip.is_private), ("reserved", ip.is_reserved)):
+    for label, hit in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    ):
         if hit:
             return f"{'an' if label[0] in 'aeiou' else 'a'} {label} address"
     if not ip.is_global:
@@ -101,7 +106,7 @@ class EgressPolicy:
         self._exemptions = parse_exemptions(allow)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "EgressPolicy":
+    def from_settings(cls, settings: Any) -> EgressPolicy:
         """Read at each use, so an exemption added to the settings (by a test fixture) applies at once."""
         return cls(getattr(settings, "egress_allow", "") or "")
 
@@ -121,15 +126,18 @@ class EgressPolicy:
             reason = address_refusal(ip)
             if reason:
                 shown = host if host == str(ip) else f"{host} ({ip})"
-                raise EgressRefused(f"{shown} is {reason}; Paygent does not send requests there "
-                                    "(an operator can exempt it with PAYGENT_EGRESS_ALLOW)")
+                raise EgressRefused(
+                    f"{shown} is {reason}; Paygent does not send requests there "
+                    "(an operator can exempt it with PAYGENT_EGRESS_ALLOW)"
+                )
         return Destination(url=parsed, host=host, port=port, ip=addresses[0])
 
     def client(self, *, timeout: float | httpx.Timeout = 10.0) -> httpx.AsyncClient:
         """An HTTP client that checks and pins every request; no redirects, no proxies from the environment,
         no pooled connection shared between names (a pooled connection is keyed by the pinned address)."""
-        transport = _PinnedTransport(self, httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_keepalive_connections=0), trust_env=False))
+        transport = _PinnedTransport(
+            self, httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
+        )
         return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
@@ -171,8 +179,13 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
         extensions = dict(request.extensions)
         if request.url.scheme == "https":
             extensions["sni_hostname"] = dest.host  # TLS still verifies the certificate for the name
-        pinned = httpx.Request(request.method, request.url.copy_with(host=str(dest.ip)), headers=request.headers,
-                               stream=request.stream, extensions=extensions)
+        pinned = httpx.Request(
+            request.method,
+            request.url.copy_with(host=str(dest.ip)),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
         return await self._inner.handle_async_request(pinned)
 
     async def aclose(self) -> None:

@@ -42,10 +42,13 @@ def new_master_key(out: Annotated[Path, typer.Option(help="File to create (mode 
 
 
 @app.command("rotate-master")
-def rotate_master(new_key_file: Annotated[Path, typer.Option(help="The new key (from `new-master-key`)")],
-                  old_key_file: Annotated[Path | None, typer.Option(
-                      help="The current key; default: PAYGENT_MASTER_KEY, else .paygent/master.key")] = None,
-                  actor: Actor = "") -> None:
+def rotate_master(
+    new_key_file: Annotated[Path, typer.Option(help="The new key (from `new-master-key`)")],
+    old_key_file: Annotated[
+        Path | None, typer.Option(help="The current key; default: PAYGENT_MASTER_KEY, else .paygent/master.key")
+    ] = None,
+    actor: Actor = "",
+) -> None:
     """Re-seal every wallet key under the new master key (resumable; audited per tenant)."""
     from paygent.db.engine import get_engine
     from paygent.db.key_rotation import KeyRotationError, reseal_wallets
@@ -54,35 +57,47 @@ def rotate_master(new_key_file: Annotated[Path, typer.Option(help="The new key (
     settings = get_settings()
     old = _read_key(old_key_file) if old_key_file else settings.master_key_bytes()
     try:
-        report = asyncio.run(reseal_wallets(get_engine(settings.owner_database_url()), old, _read_key(new_key_file),
-                                            actor=actor or _actor_default()))
+        report = asyncio.run(
+            reseal_wallets(
+                get_engine(settings.owner_database_url()), old, _read_key(new_key_file), actor=actor or _actor_default()
+            )
+        )
     except KeyRotationError as exc:
         typer.secho(f"rotate-master FAILED: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from exc
     typer.echo(f"wallet keys re-sealed: {report.resealed}; already under the new key: {report.already}")
-    typer.echo("Next: give the worker and the API the new key (PAYGENT_MASTER_KEY or .paygent/master.key), "
-               "restart them, keep the old key until a payment has confirmed.")
+    typer.echo(
+        "Next: give the worker and the API the new key (PAYGENT_MASTER_KEY or .paygent/master.key), "
+        "restart them, keep the old key until a payment has confirmed."
+    )
 
 
 @app.command("rotate-user-key")
-def rotate_user_key(user: str, tenant: Annotated[str, typer.Option(help="Tenant name")] = "dev",
-                    actor: Actor = "") -> None:
+def rotate_user_key(
+    user: str, tenant: Annotated[str, typer.Option(help="Tenant name")] = "dev", actor: Actor = ""
+) -> None:
     """A new API key for a user, printed once; the old one answers 401 from the next request on."""
-    from paygent.db.engine import get_engine
     from paygent import key_generation
-    from paygent.db.key_rotation import KeyRotationError, rotate_user_key as rotate
+    from paygent.db.engine import get_engine
+    from paygent.db.key_rotation import KeyRotationError
+    from paygent.db.key_rotation import rotate_user_key as rotate
     from paygent.settings import get_settings
 
     try:
-        key = asyncio.run(rotate(get_engine(get_settings().owner_database_url()), tenant, user,
-                                 actor=actor or _actor_default()))
+        key = asyncio.run(
+            rotate(get_engine(get_settings().owner_database_url()), tenant, user, actor=actor or _actor_default())
+        )
     except KeyRotationError as exc:
         typer.secho(f"rotate-user-key FAILED: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from exc
     try:  # API processes that remember the old key forget it on their next request
         asyncio.run(key_generation.bump(get_settings().redis_url))
     except Exception as exc:
-        typer.secho(f"warning: Redis not reached ({type(exc).__name__}); API processes may accept the old key "
-                    "for a few more seconds", err=True, fg=typer.colors.YELLOW)
+        typer.secho(
+            f"warning: Redis not reached ({type(exc).__name__}); API processes may accept the old key "
+            "for a few more seconds",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     typer.echo(key)
     typer.echo(f"(the new API key of {user} in {tenant}; shown once, store it now)", err=True)

@@ -22,7 +22,6 @@ from mcp.server.stdio import stdio_server
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 
-
 class BridgeError(Exception):
     """The API could not be reached or refused the key: said on stderr, exit status 2."""
 
@@ -47,9 +46,17 @@ def _bridge(upstream: ClientSession, init: types.InitializeResult) -> Server:
         return await upstream.read_resource(str(params.uri))
 
     info = init.server_info
-    return Server(info.name, version=info.version, title=info.title, instructions=init.instructions,
-                  on_list_tools=list_tools, on_call_tool=call_tool, on_list_resources=list_resources,
-                  on_list_resource_templates=list_templates, on_read_resource=read_resource)
+    return Server(
+        info.name,
+        version=info.version,
+        title=info.title,
+        instructions=init.instructions,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )
 
 
 async def serve(api_url: str, api_key: str) -> None:
@@ -58,10 +65,12 @@ async def serve(api_url: str, api_key: str) -> None:
     try:
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(
-                create_mcp_http_client(headers={"Authorization": f"Bearer {api_key}"}))
+                create_mcp_http_client(headers={"Authorization": f"Bearer {api_key}"})
+            )
             await _check_key(http, api_url)
             read, write = await stack.enter_async_context(
-                streamable_http_client(api_url.rstrip("/") + "/mcp", http_client=http))
+                streamable_http_client(api_url.rstrip("/") + "/mcp", http_client=http)
+            )
             upstream = await stack.enter_async_context(ClientSession(read, write))
             server = _bridge(upstream, await upstream.initialize())
             serving = True

@@ -14,14 +14,18 @@ from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
 FINAL = ("confirmed", "failed", "cancelled", "refused")
 
 
-def pay(to: Annotated[str, typer.Option(help="Recipient address, 0x...")],
-        amount: Annotated[str, typer.Option(help="Token units, e.g. 2.50")],
-        wallet: Annotated[str, typer.Option(help="Wallet name (dev.json) or id")] = "treasury",
-        asset: Annotated[str, typer.Option(help="Token symbol")] = "USDC",
-        memo: Annotated[str | None, typer.Option(help="Kept with the payment")] = None,
-        wait: Annotated[float, typer.Option(help="Seconds to wait for a final state (0: don't)")] = 60,
-        idempotency_key: Key = None, as_user: AsUser = None, api_key: ApiKey = None,
-        api_url: ApiUrl = None) -> None:
+def pay(
+    to: Annotated[str, typer.Option(help="Recipient address, 0x...")],
+    amount: Annotated[str, typer.Option(help="Token units, e.g. 2.50")],
+    wallet: Annotated[str, typer.Option(help="Wallet name (dev.json) or id")] = "treasury",
+    asset: Annotated[str, typer.Option(help="Token symbol")] = "USDC",
+    memo: Annotated[str | None, typer.Option(help="Kept with the payment")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a final state (0: don't)")] = 60,
+    idempotency_key: Key = None,
+    as_user: AsUser = None,
+    api_key: ApiKey = None,
+    api_url: ApiUrl = None,
+) -> None:
     """Pay `amount` of `asset` to `to` from `wallet` (role: requester or agent key; spend grant on the wallet)."""
     wallets = dev_json().get("wallets", {})
     wallet_id = wallets[wallet]["id"] if wallet in wallets else wallet

@@ -17,14 +17,20 @@ app = typer.Typer(no_args_is_help=True, help="Paid services (x402 resources and 
 
 def _show(service: dict) -> str:
     where = f"{service['url']} tool {service['tool']}" if service.get("tool") else service["url"]
-    return (f"{service['name']}: {service['price']} ({service['asset']}) on {service['network']} "
-            f"to {service['pay_to']} - {where}")
+    return (
+        f"{service['name']}: {service['price']} ({service['asset']}) on {service['network']} "
+        f"to {service['pay_to']} - {where}"
+    )
 
 
 @app.command()
-def discover(url: Annotated[str, typer.Argument(help="An x402 resource URL, or an MCP endpoint with --transport mcp")],
-             transport: Annotated[str, typer.Option(help="http or mcp")] = "http",
-             as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
+def discover(
+    url: Annotated[str, typer.Argument(help="An x402 resource URL, or an MCP endpoint with --transport mcp")],
+    transport: Annotated[str, typer.Option(help="http or mcp")] = "http",
+    as_user: AsUser = None,
+    api_key: ApiKey = None,
+    api_url: ApiUrl = None,
+) -> None:
     """Register the server's x402 offers (role: admin). Exit 1 when every offer was refused."""
     with client(as_user, api_key, api_url) as http:
         found = call(http, "POST", "/v1/paid-services/discover", body={"url": url, "transport": transport})

@@ -28,8 +28,16 @@ class DevJsonSource(PydanticBaseSettingsSource):
             return {}
         dev = json.loads(path.read_text())
         out: dict[str, Any] = {}
-        for key in ("api_url", "temporal_address", "temporal_ui_url", "rpc_url", "chain_id",
-                    "database_url", "migrate_database_url", "redis_url"):
+        for key in (
+            "api_url",
+            "temporal_address",
+            "temporal_ui_url",
+            "rpc_url",
+            "chain_id",
+            "database_url",
+            "migrate_database_url",
+            "redis_url",
+        ):
             if key in dev:
                 out[key] = dev[key]
         token = dev.get("token") or {}
@@ -50,7 +58,8 @@ class Settings(BaseSettings):
     # Migrations run as the tables' owner; the API and the worker connect as DATABASE_URL's role, which is
     # neither superuser nor owner, so row-level security holds for it (paygent/db/roles.py). Unset: the same URL.
     migrate_database_url: str | None = Field(
-        None, validation_alias=AliasChoices("PAYGENT_MIGRATE_DATABASE_URL", "migrate_database_url"),
+        None,
+        validation_alias=AliasChoices("PAYGENT_MIGRATE_DATABASE_URL", "migrate_database_url"),
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -121,8 +130,9 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings):
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
         return (init_settings, env_settings, DevJsonSource(settings_cls), file_secret_settings)
 
     def owner_database_url(self) -> str:

@@ -34,16 +34,21 @@ def balance(wallet: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_
     """ETH and token balances of a wallet (name from dev.json, or id). Role: admin or auditor, or a grant on it."""
     with client(as_user, api_key, api_url) as http:
         b = call(http, "GET", f"/v1/wallets/{_wallet_id(wallet)}/balance")
-    typer.echo(f"{b['address']}: {b['native']['amount']} ETH" +
-               "".join(f", {t['amount']} {t['symbol']}" for t in b["tokens"]))
+    typer.echo(
+        f"{b['address']}: {b['native']['amount']} ETH" + "".join(f", {t['amount']} {t['symbol']}" for t in b["tokens"])
+    )
 
 
 @app.command("limits")
-def limits(wallet: str,
-           cap: Annotated[str | None, typer.Option(help="Per-payment cap, token units")] = None,
-           daily: Annotated[str | None, typer.Option(help="Rolling 24 h limit, token units")] = None,
-           deny: Annotated[list[str] | None, typer.Option(help="Recipient to refuse (repeatable)")] = None,
-           as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
+def limits(
+    wallet: str,
+    cap: Annotated[str | None, typer.Option(help="Per-payment cap, token units")] = None,
+    daily: Annotated[str | None, typer.Option(help="Rolling 24 h limit, token units")] = None,
+    deny: Annotated[list[str] | None, typer.Option(help="Recipient to refuse (repeatable)")] = None,
+    as_user: AsUser = "alice",
+    api_key: ApiKey = None,
+    api_url: ApiUrl = None,
+) -> None:
     """Show a wallet's spending policy (admin, auditor, or a grant on it), or set it (role: admin) when
     --cap/--daily/--deny are given."""
     wallet_id = _wallet_id(wallet)
@@ -60,6 +65,3 @@ def limits(wallet: str,
 
 def attach(root: typer.Typer) -> None:
     root.add_typer(app, name="wallets")
-
-
-

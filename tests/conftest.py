@@ -31,8 +31,9 @@ from paygent.netutil import free_port
 from paygent.paths import temporal_cli, temporal_test_server
 from workflows import search_attributes
 
-ADMIN_DATABASE_URL = os.environ.get("PAYGENT_TEST_ADMIN_DATABASE_URL",
-                                    os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+ADMIN_DATABASE_URL = os.environ.get(
+    "PAYGENT_TEST_ADMIN_DATABASE_URL", os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -122,6 +123,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 # --- the application on top of the services ---------------------------------------------------------
 
+
 @pytest_asyncio.fixture(scope="session")
 async def token_address(anvil_rpc: str) -> str:
     """Our USDC-like token, compiled from contracts/PaygentUSD.vy and deployed by anvil account 0."""
@@ -139,12 +141,19 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
     from paygent.settings import Settings
 
     return Settings(
-        database_url=app_database_url, migrate_database_url=database_url, redis_url=redis_url, rpc_url=anvil_rpc, token_address=token_address,
+        database_url=app_database_url,
+        migrate_database_url=database_url,
+        redis_url=redis_url,
+        rpc_url=anvil_rpc,
+        token_address=token_address,
         temporal_address=temporal_env.client.service_client.config.target_host,
-        task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}", master_key=new_master_key(), confirmations=1,
+        task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
+        master_key=new_master_key(),
+        confirmations=1,
         # sessions sharing a Redis never throttle each other; every test calls from 127.0.0.1, so the hard limit on
         # failed authentications is lifted here and proven in tests/api/test_rate_limits.py with its own API
-        rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}", rate_limit_auth_failures="100000/minute",
+        rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}",
+        rate_limit_auth_failures="100000/minute",
     )
 
 
@@ -184,9 +193,16 @@ async def api_url(app_settings, temporal_env, worker):
     from api.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(app_settings, temporal=temporal_env.client),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=5))  # open event streams end the session
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(app_settings, temporal=temporal_env.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+    )  # open event streams end the session
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

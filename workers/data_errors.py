@@ -18,6 +18,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from paygent.domain.errors import DATA_REFUSED
 
+
 def data_error(exc: BaseException) -> BaseException | None:
     """The driver's data error behind `exc` (SQLAlchemy wraps asyncpg's in a generic DBAPIError), or None."""
     if isinstance(exc, (asyncpg.exceptions.DataError, UnicodeEncodeError)):
@@ -42,8 +43,11 @@ class _DataErrorsAreFinal(ActivityInboundInterceptor):
                 raise  # not the data's fault (connection lost, deadlock...): Temporal retries it
             # the driver's message only (the statement and its parameters may hold the refused value)
             message = str(cause).splitlines()[0][:300] if str(cause) else ""
-            raise ApplicationError(f"the database refused a value: {type(cause).__name__}: {message}",
-                                   type=DATA_REFUSED, non_retryable=True) from None
+            raise ApplicationError(
+                f"the database refused a value: {type(cause).__name__}: {message}",
+                type=DATA_REFUSED,
+                non_retryable=True,
+            ) from None
 
 
 class DataErrorInterceptor(Interceptor):

@@ -10,9 +10,9 @@ import logging
 import signal
 from datetime import timedelta
 
+from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
-from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -43,26 +43,39 @@ def metrics_runtime(bind_address: str) -> Runtime:
     try:
         return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
     except ValueError as exc:
-        raise SystemExit(f"worker metrics: cannot listen on {bind_address} ({exc}); set "
-                         "PAYGENT_WORKER_METRICS_ADDRESS to a free host:port, or to nothing to turn them off")
+        raise SystemExit(  # noqa: B904  (the message carries exc)
+            f"worker metrics: cannot listen on {bind_address} ({exc}); set "
+            "PAYGENT_WORKER_METRICS_ADDRESS to a free host:port, or to nothing to turn them off"
+        )
 
 
 async def connect(settings: Settings, tracer_provider: TracerProvider | None = None) -> Client:
     """The worker's client: SDK metrics on their own port, and tracing when a provider is given (the worker
     takes the tracing interceptor from its client)."""
     runtime = metrics_runtime(settings.worker_metrics_address) if settings.worker_metrics_address else None
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter, runtime=runtime,
-                                interceptors=tracing.temporal_interceptors(tracer_provider))
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        interceptors=tracing.temporal_interceptors(tracer_provider),
+    )
 
 
 # Our own modules that workflows import and that hold only types, constants and pure functions (no I/O, no
 # clocks, no module state that a run could change). The sandbox otherwise re-imports them for every workflow
 # run it starts, rebuilding every pydantic model: profiled at 45% of the worker's CPU under load (issue 11).
 PURE_WORKFLOW_MODULES = (
-    "paygent.domain", "paygent.llm.types", "paygent.x402.policy",
-    "workflows.payment_types", "workflows.x402_types", "workflows.approval_types", "workflows.agent_types",
-    "workflows.approval_decisions", "workflows.search_attributes", "workflows.tenant_header",
+    "paygent.domain",
+    "paygent.llm.types",
+    "paygent.x402.policy",
+    "workflows.payment_types",
+    "workflows.x402_types",
+    "workflows.approval_types",
+    "workflows.agent_types",
+    "workflows.approval_decisions",
+    "workflows.search_attributes",
+    "workflows.tenant_header",
 )
 
 
@@ -77,16 +90,24 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     from eth_utils import keccak
 
     keccak(b"")  # choose the backend outside the sandbox
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "eth_utils", "eth_hash", "eth_typing", "Crypto", *PURE_WORKFLOW_MODULES))
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "eth_utils", "eth_hash", "eth_typing", "Crypto", *PURE_WORKFLOW_MODULES
+        )
+    )
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
     payments = PaymentActivities(engine)
-    chain = ChainActivities(engine, settings.rpc_url, settings.master_key_bytes(),
-                            gas_limit=settings.transfer_gas_limit, confirmations=settings.confirmations,
-                            replace_after_seconds=settings.replace_after_seconds,
-                            receipt_wait_seconds=settings.receipt_wait_seconds)
+    chain = ChainActivities(
+        engine,
+        settings.rpc_url,
+        settings.master_key_bytes(),
+        gas_limit=settings.transfer_gas_limit,
+        confirmations=settings.confirmations,
+        replace_after_seconds=settings.replace_after_seconds,
+        receipt_wait_seconds=settings.receipt_wait_seconds,
+    )
     approvals = ApprovalActivities(engine, Redis.from_url(settings.redis_url), settings)
     return Worker(
         client,
@@ -96,10 +117,18 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         # data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)
         interceptors=[DataErrorInterceptor(), TenantInterceptor()],
         workflows=[PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS],
-        activities=[payments.reserve, payments.mark_status, payments.settle, chain.sign_transfer, chain.broadcast,
-                    chain.await_receipt, *X402Activities(engine, settings).activities(),
-                    *ReconcileActivities(engine, settings).activities(),
-                    *agent_activities(client, settings, engine), *approval_activities(approvals)],
+        activities=[
+            payments.reserve,
+            payments.mark_status,
+            payments.settle,
+            chain.sign_transfer,
+            chain.broadcast,
+            chain.await_receipt,
+            *X402Activities(engine, settings).activities(),
+            *ReconcileActivities(engine, settings).activities(),
+            *agent_activities(client, settings, engine),
+            *approval_activities(approvals),
+        ],
     )
 
 
@@ -113,9 +142,12 @@ async def run(settings: Settings | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        log.info("worker polling task queue %s at %s; metrics at %s", settings.task_queue,
-                 settings.temporal_address,
-                 f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else "off")
+        log.info(
+            "worker polling task queue %s at %s; metrics at %s",
+            settings.task_queue,
+            settings.temporal_address,
+            f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else "off",
+        )
         await stop.wait()
     if provider is not None:  # `paygent worker` leaves with os._exit: atexit hooks would not flush the spans
         provider.shutdown()

@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.worker import (
-    ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, WorkflowInboundInterceptor,
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
 )
 

@@ -24,8 +24,13 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import (ActivityError, ApplicationError, ChildWorkflowError,
-                                   WorkflowAlreadyStartedError, is_cancelled_exception)
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
 
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
@@ -81,24 +86,38 @@ def decision_from(payment_status: str, approval: pt.ApprovalProgress | None) -> 
 
 
 def who_must_act(approval: pt.ApprovalProgress) -> dict:
-    return {"approval_id": approval.approval_id, "approvers": approval.approvers,
-            "approvals_needed": approval.approvals_needed, "approvals_had": approval.approvals_had,
-            "approved_by": approval.approved_by, "approval_deadline": approval.expires_at.isoformat(),
-            "timelock_seconds": approval.timelock_seconds}
+    return {
+        "approval_id": approval.approval_id,
+        "approvers": approval.approvers,
+        "approvals_needed": approval.approvals_needed,
+        "approvals_had": approval.approvals_had,
+        "approved_by": approval.approved_by,
+        "approval_deadline": approval.expires_at.isoformat(),
+        "timelock_seconds": approval.timelock_seconds,
+    }
 
 
 def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
-    data = {"payment_id": req.payment_id, "status": final.status, "asset": req.asset, "to": final.to or req.to,
-            "amount": format_amount(amount, req.decimals)}
+    data = {
+        "payment_id": req.payment_id,
+        "status": final.status,
+        "asset": req.asset,
+        "to": final.to or req.to,
+        "amount": format_amount(amount, req.decimals),
+    }
     if final.tx_hash:
         data["tx_hash"] = final.tx_hash
     if req.kind == X402:
         info = final.x402 or {}
-        data.update(url=req.url, max_amount=format_amount(req.max_amount_atomic or req.amount_atomic, req.decimals),
-                    outcome=info.get("outcome"), response_status=info.get("response_status"),
-                    body=info.get("body_excerpt"))
+        data.update(
+            url=req.url,
+            max_amount=format_amount(req.max_amount_atomic or req.amount_atomic, req.decimals),
+            outcome=info.get("outcome"),
+            response_status=info.get("response_status"),
+            body=info.get("body_excerpt"),
+        )
         if final.status != pt.CONFIRMED:  # nothing was paid: no price, no recipient to report
             for key in ("amount", "to"):
                 data.pop(key)
@@ -124,13 +143,23 @@ class PaymentTool:
         payment_id = t.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
         try:
             prepared: t.PreparedPayment = await workflow.execute_activity(
-                t.ACT_PREPARE_PAYMENT, t.PreparePayment(run_id=inp.run_id, tenant_id=inp.tenant_id,
-                                                        user_id=inp.user_id, user_name=inp.user_name,
-                                                        wallet_id=inp.wallet_id, call=call),
-                result_type=t.PreparedPayment, start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY, summary="Record the payment",
+                t.ACT_PREPARE_PAYMENT,
+                t.PreparePayment(
+                    run_id=inp.run_id,
+                    tenant_id=inp.tenant_id,
+                    user_id=inp.user_id,
+                    user_name=inp.user_name,
+                    wallet_id=inp.wallet_id,
+                    call=call,
+                ),
+                result_type=t.PreparedPayment,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=DB_RETRY,
+                summary="Record the payment",
                 # never cut short: whether the row exists must be known before a cancel is decided
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
             self.run.check_cancelled()
             if prepared.error or prepared.request is None:
                 return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
@@ -140,9 +169,11 @@ class PaymentTool:
                 raise
             status = await self._cancel(payment_id, "the agent run was cancelled")
             if self._awaiting is not None:  # close the approval the stream announced
-                await self.run.emit(t.APPROVAL_DECIDED, {**self._awaiting, "status": status.status,
-                                                         "decision": self._decision(status)},
-                                    honour_cancel=False)
+                await self.run.emit(
+                    t.APPROVAL_DECIDED,
+                    {**self._awaiting, "status": status.status, "decision": self._decision(status)},
+                    honour_cancel=False,
+                )
             self.run.note_cancelled_payment({"payment_id": payment_id, "payment_status": status.status})
             raise
         req = prepared.request
@@ -155,21 +186,35 @@ class PaymentTool:
         assert req is not None
         try:
             child = await workflow.start_child_workflow(
-                pt.WORKFLOW_NAME, req, id=pt.payment_workflow_id(req.payment_id), result_type=pt.PaymentState,
+                pt.WORKFLOW_NAME,
+                req,
+                id=pt.payment_workflow_id(req.payment_id),
+                result_type=pt.PaymentState,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.STATUS, pt.PENDING), SearchAttributePair(sa.TENANT, req.tenant_id),
-                    SearchAttributePair(sa.KIND, req.kind), SearchAttributePair(sa.ASSET, req.asset),
-                    SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1))]),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.STATUS, pt.PENDING),
+                        SearchAttributePair(sa.TENANT, req.tenant_id),
+                        SearchAttributePair(sa.KIND, req.kind),
+                        SearchAttributePair(sa.ASSET, req.asset),
+                        SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
+                    ]
+                ),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
-                               + (f"for {req.url}" if req.kind == X402 else f"to {req.to}"),
-                static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.")
+                + (f"for {req.url}" if req.kind == X402 else f"to {req.to}"),
+                static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
+            )
         except WorkflowAlreadyStartedError:
             child = None  # started by an earlier execution of this run: follow it through its row instead
-        bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments,
-                 "payment_id": req.payment_id}
+        bound = {
+            "step": step,
+            "tool_call_id": call.id,
+            "tool": call.name,
+            "arguments": call.arguments,
+            "payment_id": req.payment_id,
+        }
         if child is not None and workflow.patched(t.PATCH_PAYMENT_PUSH):
             return await self._follow_pushed(child, bound, req.payment_id)
         asked = decided = False
@@ -180,7 +225,7 @@ class PaymentTool:
             if child is not None:
                 try:
                     await workflow.wait_condition(child.done, timeout=delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if child.done():
                     final = self._child_final(child, req.payment_id)
@@ -196,16 +241,20 @@ class PaymentTool:
                 await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": status.status})
             elif asked and not decided and status.status not in WAITING:
                 decided, self._awaiting = True, None
-                await self.run.emit(t.APPROVAL_DECIDED, {
-                    **bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)})
+                await self.run.emit(
+                    t.APPROVAL_DECIDED,
+                    {**bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)},
+                )
             if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
                 final = await self._cancel(req.payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
                 break
             delay = min(delay * 2, MAX_POLL)
         if asked and not decided:
             self._awaiting = None
-            await self.run.emit(t.APPROVAL_DECIDED, {
-                **bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)})
+            await self.run.emit(
+                t.APPROVAL_DECIDED,
+                {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
+            )
         return final
 
     def _decision(self, status: t.PaymentStatus) -> str:
@@ -213,8 +262,9 @@ class PaymentTool:
             return decision_from(status.status, self._approval)
         return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
 
-    async def _follow_pushed(self, child: workflow.ChildWorkflowHandle, bound: dict,
-                             payment_id: str) -> t.PaymentStatus:
+    async def _follow_pushed(
+        self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str
+    ) -> t.PaymentStatus:
         """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
         news = self.run.payment_news.setdefault(payment_id, [])
         self._approval = None
@@ -224,9 +274,12 @@ class PaymentTool:
                 self.run.check_cancelled()
                 remaining = (deadline - workflow.now()).total_seconds()
                 try:
-                    await workflow.wait_condition(lambda: child.done() or bool(news), timeout=max(remaining, 1.0),
-                                                  timeout_summary="payment outcome")
-                except asyncio.TimeoutError:  # a clean outcome: cancel if still possible, report where it stands
+                    await workflow.wait_condition(
+                        lambda: child.done() or bool(news),
+                        timeout=max(remaining, 1.0),
+                        timeout_summary="payment outcome",
+                    )
+                except TimeoutError:  # a clean outcome: cancel if still possible, report where it stands
                     final = await self._cancel(payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
                     break
                 while news:  # the payment awaits each Signal, so all of them land before its result
@@ -238,8 +291,10 @@ class PaymentTool:
             self.run.payment_news.pop(payment_id, None)
         if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
             self._awaiting = None
-            await self.run.emit(t.APPROVAL_DECIDED, {**bound, "status": final.status,
-                                                     "decision": decision_from(final.status, self._approval)})
+            await self.run.emit(
+                t.APPROVAL_DECIDED,
+                {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
+            )
         return final
 
     async def _on_progress(self, bound: dict, p: pt.PaymentProgress) -> None:
@@ -248,21 +303,34 @@ class PaymentTool:
         if p.change == "approval" and a is not None:
             if a.change in ("opened", "edited"):
                 self._awaiting = bound
-                await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": p.status, **who_must_act(a),
-                                                           "edited": a.change == "edited"})
+                await self.run.emit(
+                    t.APPROVAL_REQUESTED,
+                    {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
+                )
             elif a.change in ("approved", "revoked"):
-                await self.run.emit(t.APPROVAL_PROGRESS, {
-                    **ids, "decision": a.change, "approver": a.actor, "approvals_had": a.approvals_had,
-                    "approvals_needed": a.approvals_needed, "approved_by": a.approved_by, "status": a.status})
+                await self.run.emit(
+                    t.APPROVAL_PROGRESS,
+                    {
+                        **ids,
+                        "decision": a.change,
+                        "approver": a.actor,
+                        "approvals_had": a.approvals_had,
+                        "approvals_needed": a.approvals_needed,
+                        "approved_by": a.approved_by,
+                        "status": a.status,
+                    },
+                )
             return
         if p.status == pt.TIME_LOCKED:
             until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
-            await self.run.emit(t.PAYMENT_TIME_LOCKED, {
-                **ids, "until": until, "approved_by": a.approved_by if a is not None else []})
+            await self.run.emit(
+                t.PAYMENT_TIME_LOCKED, {**ids, "until": until, "approved_by": a.approved_by if a is not None else []}
+            )
         elif self._awaiting is not None and p.status not in WAITING:
             self._awaiting = None
-            await self.run.emit(t.APPROVAL_DECIDED, {**bound, "status": p.status,
-                                                     "decision": decision_from(p.status, a)})
+            await self.run.emit(
+                t.APPROVAL_DECIDED, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
+            )
 
     @staticmethod
     def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentStatus:
@@ -271,18 +339,32 @@ class PaymentTool:
         except ChildWorkflowError as err:
             status = pt.CANCELLED if is_cancelled_exception(err) else pt.FAILED
             return t.PaymentStatus(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
-        return t.PaymentStatus(payment_id=payment_id, status=state.status, tx_hash=state.tx_hash,
-                               block_number=state.block_number, failure_reason=state.failure_reason)
+        return t.PaymentStatus(
+            payment_id=payment_id,
+            status=state.status,
+            tx_hash=state.tx_hash,
+            block_number=state.block_number,
+            failure_reason=state.failure_reason,
+        )
 
     async def _status(self, payment_id: str) -> t.PaymentStatus:
         return await workflow.execute_activity(
-            t.ACT_PAYMENT_STATUS, payment_id, result_type=t.PaymentStatus,
-            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY, summary="Payment status")
+            t.ACT_PAYMENT_STATUS,
+            payment_id,
+            result_type=t.PaymentStatus,
+            start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY,
+            summary="Payment status",
+        )
 
     async def _cancel(self, payment_id: str, reason: str) -> t.PaymentStatus:
         return await workflow.execute_activity(
-            t.ACT_CANCEL_PAYMENT, t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name,
-                                                  reason=reason),
-            result_type=t.PaymentStatus, start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DB_RETRY, summary="Cancel the payment")
+            t.ACT_CANCEL_PAYMENT,
+            t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
+            result_type=t.PaymentStatus,
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=timedelta(minutes=10),
+            retry_policy=DB_RETRY,
+            summary="Cancel the payment",
+        )

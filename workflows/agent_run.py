@@ -28,12 +28,17 @@ from workflows import payment_types as pt
 from workflows import search_attributes as sa
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
 
-LLM_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                        maximum_interval=timedelta(seconds=30), maximum_attempts=5,
-                        non_retryable_error_types=["LlmPermanentError", "AgentRunMissing"])
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["LlmPermanentError", "AgentRunMissing"],
+)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
-TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                         maximum_attempts=5)
+TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5
+)
 RUN_FAILED = "AgentRunFailed"
 
 
@@ -76,15 +81,23 @@ class AgentRunWorkflow:
     async def _loop(self) -> t.AgentRunResult:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
-            await self.emit(t.AGENT_STARTED, {"thread_id": inp.thread_id, "message_id": inp.message_id,
-                                              "max_steps": inp.max_steps, "wallet_id": inp.wallet_id,
-                                              "tools": inp.tools})
+            await self.emit(
+                t.AGENT_STARTED,
+                {
+                    "thread_id": inp.thread_id,
+                    "message_id": inp.message_id,
+                    "max_steps": inp.max_steps,
+                    "wallet_id": inp.wallet_id,
+                    "tools": inp.tools,
+                },
+            )
         self._status = t.RUNNING
         step = inp.next_step
         while True:
             if step > inp.max_steps:
-                await self._fail(f"stopped: the step limit ({inp.max_steps}) was reached before a final answer",
-                                 step - 1)
+                await self._fail(
+                    f"stopped: the step limit ({inp.max_steps}) was reached before a final answer", step - 1
+                )
             if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
                 workflow.continue_as_new(inp.model_copy(update={"next_step": step, "next_seq": self._seq}))
             self._step = step
@@ -92,25 +105,40 @@ class AgentRunWorkflow:
             await self.emit(t.AGENT_THINKING, {"step": step, "status": "started"})
             try:
                 result: t.LlmStepResult = await workflow.execute_activity(
-                    t.ACT_LLM_STEP, t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
+                    t.ACT_LLM_STEP,
+                    t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
                     result_type=t.LlmStepResult,
-                    start_to_close_timeout=timedelta(minutes=3), heartbeat_timeout=timedelta(seconds=6),
-                    schedule_to_close_timeout=timedelta(minutes=15), retry_policy=LLM_RETRY,
-                    summary=f"LLM step {step}")
+                    start_to_close_timeout=timedelta(minutes=3),
+                    heartbeat_timeout=timedelta(seconds=6),
+                    schedule_to_close_timeout=timedelta(minutes=15),
+                    retry_policy=LLM_RETRY,
+                    summary=f"LLM step {step}",
+                )
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
                 await self._fail(f"LLM step {step} failed: {failure_reason(err)}", step)
-            await self.emit(t.AGENT_THINKING, {
-                "step": step, "status": "answered", "provider": result.provider, "model": result.model,
-                "fallback_from": result.fallback_from, "fallback_reason": result.fallback_reason,
-                "tool_calls": [c.name for c in result.tool_calls], "text": result.text_excerpt})
+            await self.emit(
+                t.AGENT_THINKING,
+                {
+                    "step": step,
+                    "status": "answered",
+                    "provider": result.provider,
+                    "model": result.model,
+                    "fallback_from": result.fallback_from,
+                    "fallback_reason": result.fallback_reason,
+                    "tool_calls": [c.name for c in result.tool_calls],
+                    "text": result.text_excerpt,
+                },
+            )
             if not result.tool_calls or not inp.tools:  # a chat turn never runs a tool, whatever the model says
-                await self.emit(t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step,
-                                                    "understood": result.understood})
+                await self.emit(
+                    t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step, "understood": result.understood}
+                )
                 self._finish(t.COMPLETED, f"Answered in {step} step(s)")
-                return t.AgentRunResult(run_id=inp.run_id, status=t.COMPLETED, steps=step,
-                                        answer_excerpt=result.text_excerpt)
+                return t.AgentRunResult(
+                    run_id=inp.run_id, status=t.COMPLETED, steps=step, answer_excerpt=result.text_excerpt
+                )
             for call in result.tool_calls:
                 await self._run_tool(step, call)
             step += 1
@@ -118,29 +146,42 @@ class AgentRunWorkflow:
     async def _run_tool(self, step: int, call: ToolCall) -> None:
         inp = self.inp
         workflow.set_current_details(f"Step {step}: running {call.name}")
-        await self.emit(t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name,
-                                           "arguments": call.arguments})
+        await self.emit(
+            t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments}
+        )
         if call.name in PAYING_TOOLS:
             outcome = await self._payments.pay(step, call)
         else:
             try:
                 outcome = await workflow.execute_activity(
-                    t.ACT_RUN_TOOL, t.ToolInvocation(run_id=inp.run_id, tenant_id=inp.tenant_id,
-                                                     user_id=inp.user_id, wallet_id=inp.wallet_id, call=call),
-                    result_type=t.ToolOutcome, start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=10), retry_policy=TOOL_RETRY,
-                    summary=f"Tool {call.name}")
+                    t.ACT_RUN_TOOL,
+                    t.ToolInvocation(
+                        run_id=inp.run_id,
+                        tenant_id=inp.tenant_id,
+                        user_id=inp.user_id,
+                        wallet_id=inp.wallet_id,
+                        call=call,
+                    ),
+                    result_type=t.ToolOutcome,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=TOOL_RETRY,
+                    summary=f"Tool {call.name}",
+                )
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
                 outcome = tool_error(f"{call.name} failed: {failure_reason(err)}")
         seq = self._next_seq()
         await workflow.execute_activity(
-            t.ACT_RECORD_TOOL_RESULT, t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call,
-                                                         outcome=outcome),
-            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY, cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"Record the {call.name} result")
+            t.ACT_RECORD_TOOL_RESULT,
+            t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
+            start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"Record the {call.name} result",
+        )
         self.check_cancelled()
 
     def _next_seq(self) -> int:
@@ -150,10 +191,14 @@ class AgentRunWorkflow:
     async def emit(self, kind: str, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
-            t.ACT_EMIT, t.EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
-            start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY, cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=kind)
+            t.ACT_EMIT,
+            t.EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
+            start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=DB_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=kind,
+        )
         if kind == t.APPROVAL_REQUESTED:
             self._status = t.AWAITING_APPROVAL
         elif kind == t.PAYMENT_TIME_LOCKED:
@@ -181,8 +226,9 @@ class AgentRunWorkflow:
         self._cancelling = True
         reason = workflow.cancellation_reason() or ""
         error = "cancelled" + (f": {reason}" if reason else "")
-        await self.emit(t.AGENT_FAILED, {"status": t.CANCELLED, "error": error, "step": self._step,
-                                         **self._cancel_note})
+        await self.emit(
+            t.AGENT_FAILED, {"status": t.CANCELLED, "error": error, "step": self._step, **self._cancel_note}
+        )
         self._finish(t.CANCELLED, error)
 
     def _finish(self, status: str, detail: str) -> None:

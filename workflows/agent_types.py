@@ -35,8 +35,18 @@ PAYMENT_TIME_LOCKED = "payment_time_locked"  # approvals complete; the payment w
 APPROVAL_DECIDED = "approval_decided"
 AGENT_COMPLETED = "agent_completed"
 AGENT_FAILED = "agent_failed"
-EVENT_TYPES = (AGENT_STARTED, AGENT_THINKING, TOOL_EXECUTING, TOOL_COMPLETED, APPROVAL_REQUESTED,
-               APPROVAL_PROGRESS, PAYMENT_TIME_LOCKED, APPROVAL_DECIDED, AGENT_COMPLETED, AGENT_FAILED)
+EVENT_TYPES = (
+    AGENT_STARTED,
+    AGENT_THINKING,
+    TOOL_EXECUTING,
+    TOOL_COMPLETED,
+    APPROVAL_REQUESTED,
+    APPROVAL_PROGRESS,
+    PAYMENT_TIME_LOCKED,
+    APPROVAL_DECIDED,
+    AGENT_COMPLETED,
+    AGENT_FAILED,
+)
 TERMINAL_EVENTS = frozenset({AGENT_COMPLETED, AGENT_FAILED})
 
 # Activity names (activities/agent_*.py); the workflow calls them by name and never imports activity code.
@@ -159,7 +169,7 @@ class PreparedPayment(BaseModel):
     """Either a recorded payment to start as a child workflow, or the reason it cannot be made (for the LLM)."""
 
     request: PaymentRequest | None = None
-    status: str | None = None   # the row's status when it already existed (a retried run)
+    status: str | None = None  # the row's status when it already existed (a retried run)
     error: str | None = None
     wallet_name: str | None = None
     amount_label: str | None = None
@@ -183,26 +193,53 @@ class CancelPayment(BaseModel):
 
 
 def _spec(name: str, description: str, required: tuple[str, ...] = (), **props: dict) -> ToolSpec:
-    return ToolSpec(name=name, description=description,
-                    input_schema={"type": "object", "properties": props, "required": list(required)})
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema={"type": "object", "properties": props, "required": list(required)},
+    )
 
 
 _STR = {"type": "string"}
 TOOLS: list[ToolSpec] = [
     _spec("wallet_balance", "The agent wallet's token balance."),
-    _spec("pay", "Pay a token amount to an address. Spending limits and approvals apply; amounts are decimal "
-          "strings such as \"5\" or \"0.25\".", ("to", "amount", "asset"), to=_STR, amount=_STR, asset=_STR,
-          memo=_STR),
-    _spec("x402_fetch", "Fetch a URL, paying via x402 up to a cap (decimal string, USDC).", ("url", "max_amount"),
-          url=_STR, max_amount=_STR),
-    _spec("call_paid_tool", "Call a paid MCP tool from list_paid_services (transport mcp), paying its x402 price up "
-          "to a cap (decimal string, USDC); limits and approvals apply.", ("service", "max_amount"),
-          service=_STR, max_amount=_STR, arguments={"type": "object"}),
-    _spec("memory_set", "Remember a value under a key (optional ttl_seconds, optional namespace).",
-          ("key", "value"), key=_STR, value=_STR, namespace=_STR, ttl_seconds={"type": "integer"}),
+    _spec(
+        "pay",
+        "Pay a token amount to an address. Spending limits and approvals apply; amounts are decimal "
+        'strings such as "5" or "0.25".',
+        ("to", "amount", "asset"),
+        to=_STR,
+        amount=_STR,
+        asset=_STR,
+        memo=_STR,
+    ),
+    _spec(
+        "x402_fetch",
+        "Fetch a URL, paying via x402 up to a cap (decimal string, USDC).",
+        ("url", "max_amount"),
+        url=_STR,
+        max_amount=_STR,
+    ),
+    _spec(
+        "call_paid_tool",
+        "Call a paid MCP tool from list_paid_services (transport mcp), paying its x402 price up "
+        "to a cap (decimal string, USDC); limits and approvals apply.",
+        ("service", "max_amount"),
+        service=_STR,
+        max_amount=_STR,
+        arguments={"type": "object"},
+    ),
+    _spec(
+        "memory_set",
+        "Remember a value under a key (optional ttl_seconds, optional namespace).",
+        ("key", "value"),
+        key=_STR,
+        value=_STR,
+        namespace=_STR,
+        ttl_seconds={"type": "integer"},
+    ),
     _spec("memory_get", "Recall the value stored under a key.", ("key",), key=_STR, namespace=_STR),
-    _spec("memory_search", "List remembered keys starting with a prefix.", ("prefix",), prefix=_STR,
-          namespace=_STR),
+    _spec("memory_search", "List remembered keys starting with a prefix.", ("prefix",), prefix=_STR, namespace=_STR),
     _spec("list_paid_services", "List the paid services the agent may use."),
     _spec("health", "Check that the control plane is healthy."),
 ]

@@ -28,10 +28,33 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as keys
     from workflows.approval_decisions import apply_decision
     from workflows.approval_types import (
-        ACT_PUBLISH, ACT_RECORD, ACT_SIGNAL_GATE, ACT_WEBHOOK, PATCH_PROGRESS, REQUEST_MODELS, SIGNAL_PROGRESS,
-        SIGNAL_TIMELOCKED, ApprovalEvent, ApprovalInput, ApprovalOutcome, ApprovalView, ApproveRequest, CancelRequest,
-        DecisionRecord, DecisionResult, DelegateRequest, EditRequest, EventType, ProgressChange, RejectRequest,
-        RevokeRequest, WebhookDelivery, details_markdown, outcome_of, progress_of, view_of,
+        ACT_PUBLISH,
+        ACT_RECORD,
+        ACT_SIGNAL_GATE,
+        ACT_WEBHOOK,
+        PATCH_PROGRESS,
+        REQUEST_MODELS,
+        SIGNAL_PROGRESS,
+        SIGNAL_TIMELOCKED,
+        ApprovalEvent,
+        ApprovalInput,
+        ApprovalOutcome,
+        ApprovalView,
+        ApproveRequest,
+        CancelRequest,
+        DecisionRecord,
+        DecisionResult,
+        DelegateRequest,
+        EditRequest,
+        EventType,
+        ProgressChange,
+        RejectRequest,
+        RevokeRequest,
+        WebhookDelivery,
+        details_markdown,
+        outcome_of,
+        progress_of,
+        view_of,
     )
 
 INT64_MAX = 2**63 - 1
@@ -41,8 +64,9 @@ GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
 # such activity, so they replay without it.
 PATCH_SIGNAL_GATE = "signal-decisions-gate"
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                           maximum_attempts=6)  # bounded: a dead webhook must not hold the payment forever
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
+)  # bounded: a dead webhook must not hold the payment forever
 
 
 @workflow.defn
@@ -50,8 +74,14 @@ class ApprovalWorkflow:
     @workflow.init
     def __init__(self, inp: ApprovalInput) -> None:
         self._state = rules.open_approval(
-            approval_id=inp.approval_id, tenant_id=inp.tenant_id, initiator=inp.initiator, policy=inp.policy,
-            operation=inp.operation, delegations=inp.delegations, now=workflow.now())
+            approval_id=inp.approval_id,
+            tenant_id=inp.tenant_id,
+            initiator=inp.initiator,
+            policy=inp.policy,
+            operation=inp.operation,
+            delegations=inp.delegations,
+            now=workflow.now(),
+        )
         self._lock = asyncio.Lock()
         self._results: dict[str, DecisionResult] = {}  # request id -> answer: a retried request gets the same one
         self._notifications: list[asyncio.Task[None]] = []
@@ -63,9 +93,12 @@ class ApprovalWorkflow:
         try:
             async with self._lock:
                 self._show()
-                await self._record("approval.requested", inp.initiator, "system",
-                                   {"operation_hash": self._state.operation_hash,
-                                    "tier": self._state.tier.describe()})
+                await self._record(
+                    "approval.requested",
+                    inp.initiator,
+                    "system",
+                    {"operation_hash": self._state.operation_hash, "tier": self._state.tier.describe()},
+                )
                 self._opened = True
                 await self._tell_parent("opened", None)
             self._notify_later("approval.requested")
@@ -80,9 +113,17 @@ class ApprovalWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         async with self._lock:
             self._show()
-            await self._record("approval.decided", "system", "system",
-                               {"status": self._state.status, "decided_by": self._state.decided_by,
-                                "reason": self._state.reason, "operation_hash": self._state.operation_hash})
+            await self._record(
+                "approval.decided",
+                "system",
+                "system",
+                {
+                    "status": self._state.status,
+                    "decided_by": self._state.decided_by,
+                    "reason": self._state.reason,
+                    "operation_hash": self._state.operation_hash,
+                },
+            )
         self._notify_later("approval.decided")
         await asyncio.gather(*self._notifications)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -96,9 +137,11 @@ class ApprovalWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: self._state.status != "pending" or self._state.expires_at != deadline,
-                    timeout=remaining, timeout_summary=f"approval deadline {rules.fmt_time(deadline)}")
+                    timeout=remaining,
+                    timeout_summary=f"approval deadline {rules.fmt_time(deadline)}",
+                )
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         async with self._lock:  # a handler in flight finishes first; expire() re-checks status and deadline
             rules.expire(self._state, workflow.now())
@@ -110,10 +153,13 @@ class ApprovalWorkflow:
         remaining = (until - workflow.now()).total_seconds()
         if remaining > 0:
             try:
-                await workflow.wait_condition(lambda: self._state.status != "timelocked", timeout=remaining,
-                                              timeout_summary=f"time-lock until {until:%H:%M} UTC")
+                await workflow.wait_condition(
+                    lambda: self._state.status != "timelocked",
+                    timeout=remaining,
+                    timeout_summary=f"time-lock until {until:%H:%M} UTC",
+                )
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         async with self._lock:
             rules.end_timelock(self._state, workflow.now())
@@ -134,7 +180,8 @@ class ApprovalWorkflow:
         assert parent is not None
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                SIGNAL_PROGRESS, progress_of(self._state, change, actor))
+                SIGNAL_PROGRESS, progress_of(self._state, change, actor)
+            )
         except Exception as err:
             workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
@@ -149,8 +196,7 @@ class ApprovalWorkflow:
             return
         self._told_parent = until
         try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                SIGNAL_TIMELOCKED, until.isoformat())
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(SIGNAL_TIMELOCKED, until.isoformat())
         except Exception as err:  # the parent may be gone: the approval's own outcome is unaffected
             workflow.logger.warning("could not tell parent %s about the time-lock: %s", parent.workflow_id, err)
 
@@ -245,8 +291,9 @@ class ApprovalWorkflow:
         except rules.Refusal as refusal:
             raise ApplicationError(refusal.reason, type=refusal.type, non_retryable=True) from None
 
-    async def _decide(self, kind: str, req: Any, request_id: str | None,
-                      via_signal: bool = False) -> DecisionResult | None:
+    async def _decide(
+        self, kind: str, req: Any, request_id: str | None, via_signal: bool = False
+    ) -> DecisionResult | None:
         """Returns None only for a refused Signal (already logged and audited)."""
         await workflow.wait_condition(lambda: self._opened)
         if request_id and request_id in self._results:
@@ -262,17 +309,32 @@ class ApprovalWorkflow:
                 await self._refuse_signal(kind, req.model_dump(mode="json"), req.actor, refusal)
                 return None
             s = self._state
-            result = DecisionResult(decision=kind, counted=kind == "approve" and data is not None,
-                                    duplicate=data is None, status=s.status, approvals_had=len(s.approvals),
-                                    approvals_needed=s.approvals_needed, operation_hash=s.operation_hash)
+            result = DecisionResult(
+                decision=kind,
+                counted=kind == "approve" and data is not None,
+                duplicate=data is None,
+                status=s.status,
+                approvals_had=len(s.approvals),
+                approvals_needed=s.approvals_needed,
+                operation_hash=s.operation_hash,
+            )
             if request_id:
                 self._results[request_id] = result
             if data is not None:
                 self._show()
-                await self._record(f"approval.{kind}", req.actor, req.channel,
-                                   {**data, "request_id": request_id, "status": s.status,
-                                    "approvals_had": len(s.approvals), "approvals_needed": s.approvals_needed},
-                                   attestation=req.attestation)
+                await self._record(
+                    f"approval.{kind}",
+                    req.actor,
+                    req.channel,
+                    {
+                        **data,
+                        "request_id": request_id,
+                        "status": s.status,
+                        "approvals_had": len(s.approvals),
+                        "approvals_needed": s.approvals_needed,
+                    },
+                    attestation=req.attestation,
+                )
                 if kind == "edit":
                     self._notify_later("approval.requested")  # the new operation needs (new) approvals
                 if kind in PROGRESS_CHANGES:
@@ -283,9 +345,15 @@ class ApprovalWorkflow:
         """A Signal is audited with channel `temporal`, whatever its body claims: only the API (through Updates)
         may record `api` or `cli`. An operator can refuse decisions by Signal altogether (PAYGENT_SIGNAL_DECISIONS)."""
         if workflow.patched(PATCH_SIGNAL_GATE) and not await self._signals_allowed():
-            await self._refuse_signal_now(kind, body, rules.Refusal(
-                rules.SIGNALS_OFF, "decisions sent as Temporal Signals are turned off on this deployment "
-                                   "(PAYGENT_SIGNAL_DECISIONS=off): decide through the API or `paygent approvals`"))
+            await self._refuse_signal_now(
+                kind,
+                body,
+                rules.Refusal(
+                    rules.SIGNALS_OFF,
+                    "decisions sent as Temporal Signals are turned off on this deployment "
+                    "(PAYGENT_SIGNAL_DECISIONS=off): decide through the API or `paygent approvals`",
+                ),
+            )
             return
         try:
             req = REQUEST_MODELS[kind].model_validate(body)
@@ -299,8 +367,12 @@ class ApprovalWorkflow:
     async def _signals_allowed(self) -> bool:
         try:
             return await workflow.execute_activity(
-                ACT_SIGNAL_GATE, result_type=bool, start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=GATE_RETRY, summary="may decisions arrive as Signals?")
+                ACT_SIGNAL_GATE,
+                result_type=bool,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=GATE_RETRY,
+                summary="may decisions arrive as Signals?",
+            )
         except ActivityError as exc:  # unknown: refuse (the decision can still be sent through the API)
             workflow.logger.warning("could not read the signal-decisions setting: %s", exc)
             return False
@@ -318,13 +390,25 @@ class ApprovalWorkflow:
         """
         workflow.logger.warning("refused %s signal from %s: %s (%s)", kind, actor, refusal.reason, refusal.type)
         shown = body if len(json.dumps(body, default=str)) <= 4000 else "(body over 4000 characters, not kept)"
-        await self._record("approval.signal_refused", scrub(actor[:200]), "temporal",
-                           scrub({"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown}))
+        await self._record(
+            "approval.signal_refused",
+            scrub(actor[:200]),
+            "temporal",
+            scrub({"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown}),
+        )
 
-    async def _record(self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any], *,
-                      attestation: str | None = None) -> None:
-        record = DecisionRecord(action=action, actor=actor, channel=channel, at=workflow.now(), data=data,
-                                view=self._view(), attestation=attestation)
+    async def _record(
+        self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any], *, attestation: str | None = None
+    ) -> None:
+        record = DecisionRecord(
+            action=action,
+            actor=actor,
+            channel=channel,
+            at=workflow.now(),
+            data=data,
+            view=self._view(),
+            attestation=attestation,
+        )
         try:
             await self._write(record)
         except ActivityError as err:
@@ -336,9 +420,14 @@ class ApprovalWorkflow:
             await self._write(DecisionRecord.model_validate(scrub(record.model_dump(mode="json"))))
 
     async def _write(self, record: DecisionRecord) -> None:
-        write = asyncio.ensure_future(workflow.execute_activity(
-            ACT_RECORD, record, start_to_close_timeout=RECORD_TIMEOUT, summary=f"audit {record.action} by "
-                                                                               f"{record.actor}"))
+        write = asyncio.ensure_future(
+            workflow.execute_activity(
+                ACT_RECORD,
+                record,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                summary=f"audit {record.action} by {record.actor}",
+            )
+        )
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -348,19 +437,37 @@ class ApprovalWorkflow:
     def _notify_later(self, event_type: EventType) -> None:
         """Notifications run beside the decision flow; the workflow gathers them before it ends."""
         view = self._view()  # the state as of now, not as of when the activity runs
-        event = ApprovalEvent(event_id=f"{view.approval_id}:{view.revision}:{event_type}", type=event_type,
-                              at=workflow.now(), approval=view)
+        event = ApprovalEvent(
+            event_id=f"{view.approval_id}:{view.revision}:{event_type}",
+            type=event_type,
+            at=workflow.now(),
+            approval=view,
+        )
         self._notifications.append(asyncio.create_task(self._notify(event)))
 
     async def _notify(self, event: ApprovalEvent) -> None:
         try:
             webhook_ids = await workflow.execute_activity(
-                ACT_PUBLISH, event, result_type=list[str], start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=NOTIFY_RETRY, summary=f"publish {event.type}")
-            deliveries = [workflow.execute_activity(
-                ACT_WEBHOOK, WebhookDelivery(webhook_id=wid, event=event), start_to_close_timeout=timedelta(
-                    seconds=15), retry_policy=NOTIFY_RETRY, summary=f"webhook {event.type}") for wid in webhook_ids]
-            for wid, result in zip(webhook_ids, await asyncio.gather(*deliveries, return_exceptions=True)):
+                ACT_PUBLISH,
+                event,
+                result_type=list[str],
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"publish {event.type}",
+            )
+            deliveries = [
+                workflow.execute_activity(
+                    ACT_WEBHOOK,
+                    WebhookDelivery(webhook_id=wid, event=event),
+                    start_to_close_timeout=timedelta(seconds=15),
+                    retry_policy=NOTIFY_RETRY,
+                    summary=f"webhook {event.type}",
+                )
+                for wid in webhook_ids
+            ]
+            for wid, result in zip(
+                webhook_ids, await asyncio.gather(*deliveries, return_exceptions=True), strict=False
+            ):
                 if isinstance(result, BaseException):
                     workflow.logger.warning("webhook %s gave up on %s: %s", wid, event.event_id, result)
         except ActivityError as exc:  # a notification failure never changes the approval's outcome
@@ -372,12 +479,16 @@ class ApprovalWorkflow:
     def _show(self) -> None:
         """Search attributes make 'pending approvals' one saved query in the Web UI; details say who and what."""
         s = self._state
-        workflow.upsert_search_attributes([
-            keys.APPROVAL_STATE.value_set(s.status), keys.APPROVALS_HAD.value_set(len(s.approvals)),
-            keys.APPROVALS_NEEDED.value_set(s.approvals_needed), keys.TENANT.value_set(s.tenant_id),
-            keys.AMOUNT.value_set(min(s.operation.amount_atomic, INT64_MAX)),
-            keys.ASSET.value_set(s.operation.asset),
-        ])
+        workflow.upsert_search_attributes(
+            [
+                keys.APPROVAL_STATE.value_set(s.status),
+                keys.APPROVALS_HAD.value_set(len(s.approvals)),
+                keys.APPROVALS_NEEDED.value_set(s.approvals_needed),
+                keys.TENANT.value_set(s.tenant_id),
+                keys.AMOUNT.value_set(min(s.operation.amount_atomic, INT64_MAX)),
+                keys.ASSET.value_set(s.operation.asset),
+            ]
+        )
         workflow.set_current_details(details_markdown(self._view()))
 
 

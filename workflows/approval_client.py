@@ -16,7 +16,12 @@ from temporalio.service import RPCError
 
 from paygent.domain.approval_rules import CLOSED, FINAL
 from workflows.approval_types import (
-    DECISIONS, QUERY_STATE, REQUEST_MODELS, ApprovalView, DecisionResult, approval_workflow_id,
+    DECISIONS,
+    QUERY_STATE,
+    REQUEST_MODELS,
+    ApprovalView,
+    DecisionResult,
+    approval_workflow_id,
 )
 
 
@@ -32,8 +37,9 @@ async def get_state(client: Client, approval_id: str) -> ApprovalView:
     return await handle.query(QUERY_STATE, result_type=ApprovalView)
 
 
-async def send_decision(client: Client, approval_id: str, decision: str, request: BaseModel, *,
-                        request_id: str | None = None) -> DecisionResult:
+async def send_decision(
+    client: Client, approval_id: str, decision: str, request: BaseModel, *, request_id: str | None = None
+) -> DecisionResult:
     """Sends one decision as an Update whose id is the request id, so a retried request is answered once.
 
     Pass the caller's request id (e.g. the HTTP Idempotency-Key) to make retries safe across processes.
@@ -42,8 +48,9 @@ async def send_decision(client: Client, approval_id: str, decision: str, request
         raise ValueError(f"{decision!r} takes a {REQUEST_MODELS.get(decision, BaseModel).__name__}")
     handle = client.get_workflow_handle(approval_workflow_id(approval_id))
     try:
-        return await handle.execute_update(decision, request, id=request_id or str(uuid.uuid4()),
-                                           result_type=DecisionResult)
+        return await handle.execute_update(
+            decision, request, id=request_id or str(uuid.uuid4()), result_type=DecisionResult
+        )
     except WorkflowUpdateFailedError as exc:
         if isinstance(exc.cause, ApplicationError):
             raise DecisionRefused(exc.cause.type or "Refused", exc.cause.message) from None
@@ -55,6 +62,7 @@ async def send_decision(client: Client, approval_id: str, decision: str, request
             view = None  # no such approval: the original error says so
         if view is not None and view.status in FINAL:
             by = f" by {view.decided_by}" if view.decided_by else ""
-            raise DecisionRefused(CLOSED, f"approval {approval_id} is already {view.status}{by}: "
-                                          f"{view.reason}") from None
+            raise DecisionRefused(
+                CLOSED, f"approval {approval_id} is already {view.status}{by}: {view.reason}"
+            ) from None
         raise exc

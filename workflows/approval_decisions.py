@@ -15,23 +15,34 @@ from paygent.domain import approval_rules as rules
 def apply_decision(state: rules.ApprovalState, kind: str, req: Any, now: datetime) -> dict[str, Any] | None:
     """Runs one decision's rule on `state`; returns audit data, or None when it changed nothing (duplicate)."""
     if kind == "approve":
-        rec = rules.approve(state, actor=req.actor, operation_hash=req.operation_hash,
-                            on_behalf_of=req.on_behalf_of, channel=req.channel, now=now)
+        rec = rules.approve(
+            state,
+            actor=req.actor,
+            operation_hash=req.operation_hash,
+            on_behalf_of=req.on_behalf_of,
+            channel=req.channel,
+            now=now,
+        )
         return None if rec is None else {"on_behalf_of": rec.on_behalf_of, "operation_hash": state.operation_hash}
     if kind == "reject":
         rules.reject(state, actor=req.actor, operation_hash=req.operation_hash, reason=req.reason, now=now)
         return {"reason": state.reason}
     if kind == "revoke":
-        return {"revoked_for": rules.revoke(state, actor=req.actor, operation_hash=req.operation_hash,
-                                            now=now).counts_for}
+        return {
+            "revoked_for": rules.revoke(state, actor=req.actor, operation_hash=req.operation_hash, now=now).counts_for
+        }
     if kind == "cancel":
         rules.cancel(state, actor=req.actor, operation_hash=req.operation_hash, reason=req.reason, now=now)
         return {"reason": state.reason}
     if kind == "edit":
         before = state.operation_hash
         rules.edit(state, actor=req.actor, operation_hash=req.operation_hash, changes=req.changes(), now=now)
-        return {"previous_hash": before, "operation_hash": state.operation_hash, "tier": state.tier.describe(),
-                "changes": {k: _jsonable(getattr(state.operation, k)) for k in req.changes()}}  # canonical values
+        return {
+            "previous_hash": before,
+            "operation_hash": state.operation_hash,
+            "tier": state.tier.describe(),
+            "changes": {k: _jsonable(getattr(state.operation, k)) for k in req.changes()},
+        }  # canonical values
     if kind == "delegate":
         grant = rules.delegate(state, actor=req.actor, delegate_to=req.delegate, until=req.until, now=now)
         return {"delegate": grant.delegate, "until": grant.until.isoformat()}

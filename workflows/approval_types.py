@@ -69,10 +69,17 @@ class ApprovalOutcome(BaseModel):
 def outcome_of(state: ApprovalState) -> ApprovalOutcome:
     """The outcome of a closed approval (its status is final, so decided_at/by and reason are set)."""
     return ApprovalOutcome(
-        approval_id=state.approval_id, status=state.status, operation=state.operation,  # type: ignore[arg-type]
-        operation_hash=state.operation_hash, approvals=list(state.approvals),
-        decided_by=state.decided_by or "system", reason=state.reason or "",
-        decided_at=state.decided_at or state.opened_at, timelock_until=state.timelock_until, edits=state.edits)
+        approval_id=state.approval_id,
+        status=state.status,
+        operation=state.operation,  # type: ignore[arg-type]
+        operation_hash=state.operation_hash,
+        approvals=list(state.approvals),
+        decided_by=state.decided_by or "system",
+        reason=state.reason or "",
+        decided_at=state.decided_at or state.opened_at,
+        timelock_until=state.timelock_until,
+        edits=state.edits,
+    )
 
 
 class _Decision(BaseModel):
@@ -80,8 +87,11 @@ class _Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The API sets this from the caller's API key; CLI-signal users name themselves (they hold cluster access).
-    actor: SafeText = Field(min_length=1, max_length=200, validation_alias=AliasChoices(
-        "actor", "approver", "user", "by", "initiator", "delegator"))
+    actor: SafeText = Field(
+        min_length=1,
+        max_length=200,
+        validation_alias=AliasChoices("actor", "approver", "user", "by", "initiator", "delegator"),
+    )
     channel: Literal["api", "cli", "temporal"] = "temporal"
     reason: SafeText | None = Field(default=None, max_length=1000)
     # Set by the API only (api.approval_http.attest): without a valid one the audit records channel `temporal`.
@@ -115,8 +125,11 @@ class EditRequest(_Decision):
     clear_memo: bool = False
 
     def changes(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: v for k, v in (("amount_atomic", self.amount_atomic), ("to", self.to),
-                                                 ("memo", self.memo)) if v is not None}
+        out: dict[str, Any] = {
+            k: v
+            for k, v in (("amount_atomic", self.amount_atomic), ("to", self.to), ("memo", self.memo))
+            if v is not None
+        }
         if self.clear_memo:
             out["memo"] = None
         return out
@@ -128,8 +141,12 @@ class DelegateRequest(_Decision):
 
 
 REQUEST_MODELS: dict[str, type[_Decision]] = {
-    "approve": ApproveRequest, "reject": RejectRequest, "revoke": RevokeRequest,
-    "cancel": CancelRequest, "edit": EditRequest, "delegate": DelegateRequest,
+    "approve": ApproveRequest,
+    "reject": RejectRequest,
+    "revoke": RevokeRequest,
+    "cancel": CancelRequest,
+    "edit": EditRequest,
+    "delegate": DelegateRequest,
 }
 
 
@@ -175,29 +192,49 @@ class ApprovalView(BaseModel):
 
 def view_of(state: ApprovalState, now: datetime, workflow_id: str) -> ApprovalView:
     return ApprovalView(
-        approval_id=state.approval_id, tenant_id=state.tenant_id, workflow_id=workflow_id,
-        initiator=state.initiator, status=state.status, operation=state.operation,
-        operation_hash=state.operation_hash, previous_hashes=list(state.previous_hashes), tier=state.tier,
-        approvals_had=len(state.approvals), approvals_needed=state.approvals_needed,
-        approvals=list(state.approvals), approved_by=state.approved_by, awaiting=state.awaiting(now),
-        delegations=[d for d in state.delegations if d.until > now], opened_at=state.opened_at,
-        expires_at=state.expires_at, timelock_until=state.timelock_until, decided_at=state.decided_at,
-        decided_by=state.decided_by, reason=state.reason, revision=state.revision, edits=state.edits,
+        approval_id=state.approval_id,
+        tenant_id=state.tenant_id,
+        workflow_id=workflow_id,
+        initiator=state.initiator,
+        status=state.status,
+        operation=state.operation,
+        operation_hash=state.operation_hash,
+        previous_hashes=list(state.previous_hashes),
+        tier=state.tier,
+        approvals_had=len(state.approvals),
+        approvals_needed=state.approvals_needed,
+        approvals=list(state.approvals),
+        approved_by=state.approved_by,
+        awaiting=state.awaiting(now),
+        delegations=[d for d in state.delegations if d.until > now],
+        opened_at=state.opened_at,
+        expires_at=state.expires_at,
+        timelock_until=state.timelock_until,
+        decided_at=state.decided_at,
+        decided_by=state.decided_by,
+        reason=state.reason,
+        revision=state.revision,
+        edits=state.edits,
     )
 
 
 def details_markdown(view: ApprovalView) -> str:
     """What the Web UI shows as the workflow's current details: who approved, what is missing, until when."""
-    lines = [f"**{view.status}**: {view.approvals_had} of {view.approvals_needed} approvals "
-             f"({view.tier.describe()})"]
+    lines = [f"**{view.status}**: {view.approvals_had} of {view.approvals_needed} approvals ({view.tier.describe()})"]
     if view.approvals:
-        lines.append("approved by: " + ", ".join(
-            a.approver + (f" for {a.on_behalf_of}" if a.on_behalf_of else "") + f" via {a.channel}"
-            for a in view.approvals))
+        lines.append(
+            "approved by: "
+            + ", ".join(
+                a.approver + (f" for {a.on_behalf_of}" if a.on_behalf_of else "") + f" via {a.channel}"
+                for a in view.approvals
+            )
+        )
     if view.status == "pending":
         missing = view.approvals_needed - view.approvals_had
-        lines.append(f"missing: {missing} more from {', '.join(view.awaiting) or 'nobody eligible'}; "
-                     f"expires {fmt_time(view.expires_at)}")
+        lines.append(
+            f"missing: {missing} more from {', '.join(view.awaiting) or 'nobody eligible'}; "
+            f"expires {fmt_time(view.expires_at)}"
+        )
     elif view.status == "timelocked" and view.timelock_until:
         lines.append(f"time-lock until {fmt_time(view.timelock_until)}; cancel is still possible")
     else:
@@ -228,10 +265,19 @@ class ApprovalProgress(BaseModel):
 
 def progress_of(state: ApprovalState, change: ProgressChange, actor: str | None) -> ApprovalProgress:
     return ApprovalProgress(
-        approval_id=state.approval_id, change=change, actor=actor, status=state.status,
-        approvers=list(state.tier.approvers), approvals_needed=state.approvals_needed,
-        approvals_had=len(state.approvals), approved_by=list(state.approved_by), expires_at=state.expires_at,
-        timelock_seconds=state.tier.timelock_seconds, timelock_until=state.timelock_until, reason=state.reason)
+        approval_id=state.approval_id,
+        change=change,
+        actor=actor,
+        status=state.status,
+        approvers=list(state.tier.approvers),
+        approvals_needed=state.approvals_needed,
+        approvals_had=len(state.approvals),
+        approved_by=list(state.approved_by),
+        expires_at=state.expires_at,
+        timelock_seconds=state.tier.timelock_seconds,
+        timelock_until=state.timelock_until,
+        reason=state.reason,
+    )
 
 
 class DecisionRecord(BaseModel):

@@ -18,14 +18,15 @@ from temporalio.exceptions import ActivityError
 
 from workflows import reconcile_types as r
 from workflows import search_attributes as sa
-from workflows.webhook_types import (ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest,
-                                     WebhookEvent)
+from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest, WebhookEvent
 
 PARALLEL_WALLETS = 16  # wallets reconciled at once: each is a few RPC calls and two activities
-IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                       maximum_attempts=5)  # bounded: the next tick starts over from the checkpoints
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                           maximum_attempts=6)
+IO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)  # bounded: the next tick starts over from the checkpoints
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
+)
 
 
 @workflow.defn(name=r.WORKFLOW_NAME)
@@ -35,15 +36,23 @@ class ReconcileWorkflow:
         wallets = inp.remaining
         if wallets is None:
             wallets = await workflow.execute_activity(
-                r.ACT_LIST_WALLETS, result_type=list[r.WalletRef], start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY, summary="List tenants' wallets")
+                r.ACT_LIST_WALLETS,
+                result_type=list[r.WalletRef],
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=IO_RETRY,
+                summary="List tenants' wallets",
+            )
         head = inp.safe_head or await workflow.execute_activity(
-            r.ACT_SAFE_HEAD, result_type=r.SafeHead, start_to_close_timeout=timedelta(seconds=15),
-            retry_policy=IO_RETRY, summary="Read the safe head")
+            r.ACT_SAFE_HEAD,
+            result_type=r.SafeHead,
+            start_to_close_timeout=timedelta(seconds=15),
+            retry_policy=IO_RETRY,
+            summary="Read the safe head",
+        )
         totals = inp.model_copy(update={"remaining": None, "safe_head": head})
         workflow.set_current_details(f"Reconciling {len(wallets)} wallets up to block {head.block_number}")
         for start in range(0, len(wallets), PARALLEL_WALLETS):
-            group = wallets[start:start + PARALLEL_WALLETS]
+            group = wallets[start : start + PARALLEL_WALLETS]
             for result in await asyncio.gather(*(self._wallet(w, head) for w in group)):
                 totals.blocks_scanned += result.blocks_scanned
                 totals.findings += len(result.findings)
@@ -51,15 +60,22 @@ class ReconcileWorkflow:
             totals.wallets += len(group)
             if totals.mismatches:
                 workflow.upsert_search_attributes([sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH)])
-            rest = wallets[start + PARALLEL_WALLETS:]
+            rest = wallets[start + PARALLEL_WALLETS :]
             if rest and workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(totals.model_copy(update={"remaining": rest}))
-        workflow.upsert_search_attributes([sa.RECONCILE.value_set(
-            sa.RECONCILE_MISMATCH if totals.mismatches else sa.RECONCILE_CLEAN)])
-        workflow.set_current_details(f"{totals.wallets} wallets up to block {head.block_number}: "
-                                     f"{totals.mismatches} mismatches, {totals.findings} findings")
-        return r.ReconcileResult(wallets=totals.wallets, blocks_scanned=totals.blocks_scanned,
-                                 mismatches=totals.mismatches, findings=totals.findings)
+        workflow.upsert_search_attributes(
+            [sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH if totals.mismatches else sa.RECONCILE_CLEAN)]
+        )
+        workflow.set_current_details(
+            f"{totals.wallets} wallets up to block {head.block_number}: "
+            f"{totals.mismatches} mismatches, {totals.findings} findings"
+        )
+        return r.ReconcileResult(
+            wallets=totals.wallets,
+            blocks_scanned=totals.blocks_scanned,
+            mismatches=totals.mismatches,
+            findings=totals.findings,
+        )
 
     async def _wallet(self, wallet: r.WalletRef, head: r.SafeHead) -> r.WalletResult:
         """Settle what is open, then scan; a wallet whose chain reads keep failing waits for the next tick."""
@@ -67,12 +83,22 @@ class ReconcileWorkflow:
         result = r.WalletResult()
         try:
             opened = await workflow.execute_activity(
-                r.ACT_SETTLE_OPEN, req, result_type=r.WalletResult, start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=IO_RETRY, summary=f"Open authorizations and receipts of {wallet.address}")
+                r.ACT_SETTLE_OPEN,
+                req,
+                result_type=r.WalletResult,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=IO_RETRY,
+                summary=f"Open authorizations and receipts of {wallet.address}",
+            )
             scanned = await workflow.execute_activity(
-                r.ACT_SCAN, req, result_type=r.WalletResult, start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=60), retry_policy=IO_RETRY,
-                summary=f"Scan {wallet.address} up to block {head.block_number}")
+                r.ACT_SCAN,
+                req,
+                result_type=r.WalletResult,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=IO_RETRY,
+                summary=f"Scan {wallet.address} up to block {head.block_number}",
+            )
         except ActivityError as err:
             workflow.logger.warning("wallet %s not reconciled this tick: %s", wallet.wallet_id, err.cause or err)
             return result
@@ -83,20 +109,38 @@ class ReconcileWorkflow:
 
     async def _publish(self, finding: r.Finding) -> None:
         """Webhook events for a finding (already audited); a failed delivery never fails the run."""
-        event = WebhookEvent(event_id=finding.event_id, type=finding.type, at=workflow.now().isoformat(),
-                             tenant_id=finding.tenant_id, data=finding.data)
+        event = WebhookEvent(
+            event_id=finding.event_id,
+            type=finding.type,
+            at=workflow.now().isoformat(),
+            tenant_id=finding.tenant_id,
+            data=finding.data,
+        )
         try:
             ids = await workflow.execute_activity(
-                ACT_SUBSCRIBERS, SubscribersRequest(tenant_id=finding.tenant_id, event_type=finding.type),
-                result_type=list[str], start_to_close_timeout=timedelta(seconds=10), retry_policy=NOTIFY_RETRY,
-                summary=f"webhooks for {finding.type}")
-            results = await asyncio.gather(*(workflow.execute_activity(
-                ACT_DELIVER_EVENT, EventDelivery(tenant_id=finding.tenant_id, webhook_id=wid, event=event),
-                start_to_close_timeout=timedelta(seconds=15), retry_policy=NOTIFY_RETRY,
-                summary=f"webhook {finding.type}") for wid in ids), return_exceptions=True)
+                ACT_SUBSCRIBERS,
+                SubscribersRequest(tenant_id=finding.tenant_id, event_type=finding.type),
+                result_type=list[str],
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"webhooks for {finding.type}",
+            )
+            results = await asyncio.gather(
+                *(
+                    workflow.execute_activity(
+                        ACT_DELIVER_EVENT,
+                        EventDelivery(tenant_id=finding.tenant_id, webhook_id=wid, event=event),
+                        start_to_close_timeout=timedelta(seconds=15),
+                        retry_policy=NOTIFY_RETRY,
+                        summary=f"webhook {finding.type}",
+                    )
+                    for wid in ids
+                ),
+                return_exceptions=True,
+            )
         except ActivityError as exc:
             workflow.logger.warning("could not publish %s: %s", finding.event_id, exc)
             return
-        for wid, res in zip(ids, results):
+        for wid, res in zip(ids, results, strict=False):
             if isinstance(res, BaseException):
                 workflow.logger.warning("webhook %s gave up on %s: %s", wid, finding.event_id, res)

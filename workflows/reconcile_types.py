@@ -47,7 +47,7 @@ class WalletRef(BaseModel):
 
 class SafeHead(BaseModel):
     block_number: int  # newest block `confirmations` deep; -1 when the chain is shorter
-    timestamp: int     # the later of that block's timestamp and the wall clock (for validBefore)
+    timestamp: int  # the later of that block's timestamp and the wall clock (for validBefore)
 
 
 class WalletRequest(BaseModel):

@@ -14,8 +14,12 @@ from typing import Any
 
 from temporalio.api.common.v1 import Payload
 from temporalio.worker import (
-    ExecuteWorkflowInput, StartActivityInput, StartChildWorkflowInput, StartLocalActivityInput,
-    WorkflowInboundInterceptor, WorkflowOutboundInterceptor,
+    ExecuteWorkflowInput,
+    StartActivityInput,
+    StartChildWorkflowInput,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowOutboundInterceptor,
 )
 
 HEADER = "paygent-tenant"

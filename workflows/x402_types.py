@@ -28,16 +28,16 @@ ACT_X402_SIGN = "x402.sign"
 ACT_X402_SEND = "x402.send"
 
 # ApplicationError types raised by the activities
-ERR_REFUSED = "X402Refused"      # non-retryable: the policy or the server's verdict rules the payment out
-ERR_REJECTED = "X402Rejected"    # non-retryable: the server answered the paid request with another 4xx
+ERR_REFUSED = "X402Refused"  # non-retryable: the policy or the server's verdict rules the payment out
+ERR_REJECTED = "X402Rejected"  # non-retryable: the server answered the paid request with another 4xx
 ERR_AMBIGUOUS = "X402Ambiguous"  # retryable: re-run x402.send, which re-sends the same signed payment
-ERR_STATE = "X402State"          # non-retryable: wrong payment kind, not probed, not signed, tenant mismatch
+ERR_STATE = "X402State"  # non-retryable: wrong payment kind, not probed, not signed, tenant mismatch
 
 # X402SendResult.outcome
-PAID = "paid"                                # 2xx with a successful settlement receipt
-PAID_SERVER_ERROR = "paid_server_error"      # settled (receipt or chain), but the server answered >= 400
-PAID_RESPONSE_LOST = "paid_response_lost"    # the chain shows the authorization used; no receipt came back
-SERVED_UNSETTLED = "served_unsettled"        # 2xx, not settled: the authorization may still be used later
+PAID = "paid"  # 2xx with a successful settlement receipt
+PAID_SERVER_ERROR = "paid_server_error"  # settled (receipt or chain), but the server answered >= 400
+PAID_RESPONSE_LOST = "paid_response_lost"  # the chain shows the authorization used; no receipt came back
+SERVED_UNSETTLED = "served_unsettled"  # 2xx, not settled: the authorization may still be used later
 SETTLED_OUTCOMES = frozenset({PAID, PAID_SERVER_ERROR, PAID_RESPONSE_LOST})
 NO_PAYMENT_REQUIRED = "no_payment_required"  # recorded by x402.probe when the URL did not answer 402
 
@@ -53,7 +53,7 @@ class X402ProbeRequest(BaseModel):
 class X402ProbeResult(BaseModel):
     payment_id: str
     payment_required: bool
-    status_code: int | None = None   # the unpaid answer's status when no payment was required
+    status_code: int | None = None  # the unpaid answer's status when no payment was required
     amount_atomic: int | None = None  # the chosen requirement's price
     asset: str | None = None
     pay_to: str | None = None

@@ -36,14 +36,20 @@ async def approval_needed(d: Deps, payment_id: str) -> dict | None:
             if time.monotonic() > deadline:
                 return None
             await asyncio.sleep(POLL_SECONDS)
-    return {"approval_id": view.approval_id, "status": view.status, "approvers": list(view.tier.approvers),
-            "awaiting": view.awaiting, "approvals_needed": view.approvals_needed,
-            "approvals_had": view.approvals_had, "approved_by": view.approved_by,
-            "expires_at": view.expires_at.isoformat(),
-            "timelock_until": view.timelock_until.isoformat() if view.timelock_until else None,
-            "how": f"{view.approvals_needed} of {', '.join(view.tier.approvers)} must approve it "
-                  f"(POST /v1/approvals/{view.approval_id}/approve, or `paygent approvals approve`); "
-                  "then call wait_for_payment"}
+    return {
+        "approval_id": view.approval_id,
+        "status": view.status,
+        "approvers": list(view.tier.approvers),
+        "awaiting": view.awaiting,
+        "approvals_needed": view.approvals_needed,
+        "approvals_had": view.approvals_had,
+        "approved_by": view.approved_by,
+        "expires_at": view.expires_at.isoformat(),
+        "timelock_until": view.timelock_until.isoformat() if view.timelock_until else None,
+        "how": f"{view.approvals_needed} of {', '.join(view.tier.approvers)} must approve it "
+        f"(POST /v1/approvals/{view.approval_id}/approve, or `paygent approvals approve`); "
+        "then call wait_for_payment",
+    }
 
 
 async def view(d: Deps, row) -> dict:
@@ -61,8 +67,9 @@ async def answer(d: Deps, row) -> dict:
     return await view(d, row)
 
 
-async def wait(d: Deps, who: Principal, payment_id: str, *, until: frozenset[str], timeout: float,
-               ctx: Context | None = None):
+async def wait(
+    d: Deps, who: Principal, payment_id: str, *, until: frozenset[str], timeout: float, ctx: Context | None = None
+):
     """The payment's row once its status is in `until` or `timeout` seconds passed, whichever is first;
     every status change is sent as a progress notification when the client asked for them."""
     deadline = time.monotonic() + timeout

@@ -42,8 +42,11 @@ class _Handover(Response):
 def router(server: MCPServer) -> APIRouter:
     # Bearer API keys, never cookies: a DNS-rebinding page cannot present one, so the Host check is not needed
     # (and the API may be served under any host name).
-    server.streamable_http_app(streamable_http_path=PATH, stateless_http=True,
-                               transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+    server.streamable_http_app(
+        streamable_http_path=PATH,
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
     transport = StreamableHTTPASGIApp(server.session_manager)
     r = APIRouter(tags=["mcp"])
 

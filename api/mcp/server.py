@@ -17,7 +17,8 @@ from pydantic import Field
 
 from api.mcp import outcomes
 from api.mcp.caller import CHANNEL, caller, tool_errors
-from api.payment_service import PaymentSpec, list_payments as list_rows, own_payment, payment_view, start_payment
+from api.payment_service import PaymentSpec, own_payment, payment_view, start_payment
+from api.payment_service import list_payments as list_rows
 from api.services_discovery import discover
 from api.wallet_service import balance_view, spending_status, visible_wallets
 from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
@@ -33,12 +34,24 @@ INSTRUCTIONS = (
     "request_id when you retry a call whose answer you did not get: it is never paid twice."
 )
 
-WalletId = Annotated[str | None, Field(None, description="The paying wallet's id; omit it when you may spend "
-                                                         "from one wallet only (see get_balance)")]
-RequestId = Annotated[SafeText | None, Field(None, max_length=200, description=(
-    "Your idempotency key for this payment: repeat it to retry safely (the same payment is returned, never a "
-    "second one). Omit it only if you will not retry."))]
-Amount = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description="Decimal string in token units, e.g. \"0.25\"")]
+WalletId = Annotated[
+    str | None,
+    Field(
+        None, description="The paying wallet's id; omit it when you may spend from one wallet only (see get_balance)"
+    ),
+]
+RequestId = Annotated[
+    SafeText | None,
+    Field(
+        None,
+        max_length=200,
+        description=(
+            "Your idempotency key for this payment: repeat it to retry safely (the same payment is returned, never a "
+            "second one). Omit it only if you will not retry."
+        ),
+    ),
+]
+Amount = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description='Decimal string in token units, e.g. "0.25"')]
 X402_WAIT_SECONDS = 60.0
 PAY_WAIT_SECONDS = 10.0
 
@@ -60,18 +73,27 @@ async def _paid_answer(d, who, row, ctx: Context, timeout: float) -> dict:
     row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.DECIDED, timeout=timeout, ctx=ctx)
     view = await outcomes.answer(d, row)
     x402 = view.get("x402") or {}
-    return {"payment_id": view["id"], "status": view["status"], "amount": view["amount"], "asset": view["asset"],
-            "pay_to": view["to"], "response_status": x402.get("response_status"),
-            "body": x402.get("response_body_excerpt"), "receipt": x402.get("receipt"),
-            **({"approval": view["approval"]} if "approval" in view else {})}
+    return {
+        "payment_id": view["id"],
+        "status": view["status"],
+        "amount": view["amount"],
+        "asset": view["asset"],
+        "pay_to": view["to"],
+        "response_status": x402.get("response_status"),
+        "body": x402.get("response_body_excerpt"),
+        "receipt": x402.get("receipt"),
+        **({"approval": view["approval"]} if "approval" in view else {}),
+    }
 
 
 def build_server() -> MCPServer:
     """A fresh server per API app (its Streamable HTTP session manager runs once, in that app's lifespan)."""
     mcp = MCPServer(name="paygent", title="Paygent", version="0.1.0", instructions=INSTRUCTIONS)
 
-    @mcp.tool(description="Your wallets' balances, read from the chain now: token (e.g. USDC) and native "
-                          "(ETH, for gas). Lists every wallet you may see, or only `wallet_id`.")
+    @mcp.tool(
+        description="Your wallets' balances, read from the chain now: token (e.g. USDC) and native "
+        "(ETH, for gas). Lists every wallet you may see, or only `wallet_id`."
+    )
     @tool_errors
     async def get_balance(ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None) -> dict[str, Any]:
         d, who = caller(ctx)
@@ -82,99 +104,143 @@ def build_server() -> MCPServer:
             raise ToolError("wallet_id: no such wallet among yours")
         return {"wallets": [{"name": r.name, "may_spend": SPEND in g, **await balance_view(d, r)} for r, g in rows]}
 
-    @mcp.tool(description="Where your spending limits stand, per limit: used (confirmed), reserved (payments in "
-                          "flight), remaining, and its rolling window in seconds; for each wallet you may spend "
-                          "from and, for an agent, its own budget. A payment must fit both.")
+    @mcp.tool(
+        description="Where your spending limits stand, per limit: used (confirmed), reserved (payments in "
+        "flight), remaining, and its rolling window in seconds; for each wallet you may spend "
+        "from and, for an agent, its own budget. A payment must fit both."
+    )
     @tool_errors
     async def get_spending_status(ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None) -> dict[str, Any]:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
-            ids = [r.id for r, g in await visible_wallets(conn, who)
-                   if SPEND in g and wallet_id in (None, str(r.id))]
+            ids = [r.id for r, g in await visible_wallets(conn, who) if SPEND in g and wallet_id in (None, str(r.id))]
             if wallet_id and not ids:
                 raise ToolError("wallet_id: you hold no spend grant on such a wallet")
-            return await spending_status(conn, who, ids, asset=d.settings.token_symbol,
-                                         decimals=d.settings.token_decimals)
+            return await spending_status(
+                conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals
+            )
 
-    @mcp.tool(description="Pay `amount` of a token to an address (0x...). Spending limits apply and larger "
-                          "amounts need human approval: the answer gives the payment id and status; when it is "
-                          "awaiting_approval it says who must approve and how many (then call wait_for_payment). "
-                          "A refusal is an error naming the limit (e.g. velocity:daily, per_payment_cap).")
+    @mcp.tool(
+        description="Pay `amount` of a token to an address (0x...). Spending limits apply and larger "
+        "amounts need human approval: the answer gives the payment id and status; when it is "
+        "awaiting_approval it says who must approve and how many (then call wait_for_payment). "
+        "A refusal is an error naming the limit (e.g. velocity:daily, per_payment_cap)."
+    )
     @tool_errors
-    async def pay(ctx: Context, to: Annotated[SafeText, Field(description="Recipient address, 0x-prefixed")],
-                  amount: Amount, wallet_id: WalletId = None,
-                  asset: Annotated[SafeText, Field(description="Token symbol")] = "USDC",
-                  memo: Annotated[SafeText | None, Field(None, max_length=500)] = None,
-                  request_id: RequestId = None) -> dict[str, Any]:
+    async def pay(
+        ctx: Context,
+        to: Annotated[SafeText, Field(description="Recipient address, 0x-prefixed")],
+        amount: Amount,
+        wallet_id: WalletId = None,
+        asset: Annotated[SafeText, Field(description="Token symbol")] = "USDC",
+        memo: Annotated[SafeText | None, Field(None, max_length=500)] = None,
+        request_id: RequestId = None,
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
-        spec = PaymentSpec(wallet_id=await _spend_wallet(d, who, wallet_id), asset=asset, to=to, amount=amount,
-                           memo=memo)
+        spec = PaymentSpec(
+            wallet_id=await _spend_wallet(d, who, wallet_id), asset=asset, to=to, amount=amount, memo=memo
+        )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
         row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.MOVED, timeout=PAY_WAIT_SECONDS, ctx=ctx)
         return await outcomes.answer(d, row)
 
-    @mcp.tool(description="Fetch an http(s) URL, paying with x402 if the server asks for payment, at most "
-                          "`max_amount` (token units). Returns the answer's body, its HTTP status and the "
-                          "settlement receipt. Limits and approvals apply as for pay.")
+    @mcp.tool(
+        description="Fetch an http(s) URL, paying with x402 if the server asks for payment, at most "
+        "`max_amount` (token units). Returns the answer's body, its HTTP status and the "
+        "settlement receipt. Limits and approvals apply as for pay."
+    )
     @tool_errors
-    async def x402_fetch(ctx: Context, url: Annotated[SafeText, Field(max_length=2000)], max_amount: Amount,
-                         wallet_id: WalletId = None, request_id: RequestId = None) -> dict[str, Any]:
+    async def x402_fetch(
+        ctx: Context,
+        url: Annotated[SafeText, Field(max_length=2000)],
+        max_amount: Amount,
+        wallet_id: WalletId = None,
+        request_id: RequestId = None,
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
-        spec = PaymentSpec(wallet_id=await _spend_wallet(d, who, wallet_id), asset=d.settings.token_symbol,
-                           kind="x402", url=url, max_amount=max_amount)
+        spec = PaymentSpec(
+            wallet_id=await _spend_wallet(d, who, wallet_id),
+            asset=d.settings.token_symbol,
+            kind="x402",
+            url=url,
+            max_amount=max_amount,
+        )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
         return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
 
-    @mcp.tool(description="Call a paid tool on an MCP server your organisation registered (see "
-                          "list_paid_services, transport mcp). Paygent pays the tool's x402 price, at most "
-                          "`max_amount`, through the same limits, approvals and audit as pay, then returns the "
-                          "tool's answer and the receipt.")
+    @mcp.tool(
+        description="Call a paid tool on an MCP server your organisation registered (see "
+        "list_paid_services, transport mcp). Paygent pays the tool's x402 price, at most "
+        "`max_amount`, through the same limits, approvals and audit as pay, then returns the "
+        "tool's answer and the receipt."
+    )
     @tool_errors
-    async def call_paid_tool(ctx: Context,
-                             service: Annotated[str, Field(description="The service's name in list_paid_services")],
-                             max_amount: Amount,
-                             arguments: Annotated[dict[str, Any], Field(default_factory=dict,
-                                                                        description="The tool's arguments")],
-                             wallet_id: WalletId = None, request_id: RequestId = None) -> dict[str, Any]:
+    async def call_paid_tool(
+        ctx: Context,
+        service: Annotated[str, Field(description="The service's name in list_paid_services")],
+        max_amount: Amount,
+        arguments: Annotated[dict[str, Any], Field(default_factory=dict, description="The tool's arguments")],
+        wallet_id: WalletId = None,
+        request_id: RequestId = None,
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             entry = await find_service(conn, who.tenant_id, service)
         if entry is None or entry["transport"] != "mcp" or not entry["tool"]:
             raise ToolError(f"service: no paid MCP tool named {service!r} is registered (see list_paid_services)")
-        spec = PaymentSpec(wallet_id=await _spend_wallet(d, who, wallet_id), asset=d.settings.token_symbol,
-                           kind="x402", url=entry["url"], max_amount=max_amount, mcp_tool=entry["tool"],
-                           mcp_arguments=arguments)
+        spec = PaymentSpec(
+            wallet_id=await _spend_wallet(d, who, wallet_id),
+            asset=d.settings.token_symbol,
+            kind="x402",
+            url=entry["url"],
+            max_amount=max_amount,
+            mcp_tool=entry["tool"],
+            mcp_arguments=arguments,
+        )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
         return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
 
-    @mcp.tool(description="One of your payments by id: status, amount, recipient, transaction hash, failure "
-                          "reason, and who must approve it while it awaits approval.")
+    @mcp.tool(
+        description="One of your payments by id: status, amount, recipient, transaction hash, failure "
+        "reason, and who must approve it while it awaits approval."
+    )
     @tool_errors
     async def get_payment(ctx: Context, payment_id: str) -> dict[str, Any]:
         d, who = caller(ctx)
         return await outcomes.view(d, await own_payment(d, who, payment_id))
 
-    @mcp.tool(description="Your payments, newest first (status filter optional). Pass next_cursor back as "
-                          "`cursor` for the next page.")
+    @mcp.tool(
+        description="Your payments, newest first (status filter optional). Pass next_cursor back as "
+        "`cursor` for the next page."
+    )
     @tool_errors
-    async def list_payments(ctx: Context, limit: Annotated[int, Field(20, ge=1, le=100)] = 20,
-                            cursor: str | None = None, status: str | None = None) -> dict[str, Any]:
+    async def list_payments(
+        ctx: Context,
+        limit: Annotated[int, Field(20, ge=1, le=100)] = 20,
+        cursor: str | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         rows, next_cursor = await list_rows(d, who, limit=limit, cursor=cursor, status=status)
         return {"items": [payment_view(r, d.settings) for r in rows], "next_cursor": next_cursor}
 
-    @mcp.tool(description="Wait (at most timeout_seconds) for a payment to reach a final state: confirmed, "
-                          "failed, cancelled or refused. Sends a progress notification at each status change. "
-                          "If it is still waiting when the time is up, the answer says so: call again later.")
+    @mcp.tool(
+        description="Wait (at most timeout_seconds) for a payment to reach a final state: confirmed, "
+        "failed, cancelled or refused. Sends a progress notification at each status change. "
+        "If it is still waiting when the time is up, the answer says so: call again later."
+    )
     @tool_errors
-    async def wait_for_payment(ctx: Context, payment_id: str,
-                               timeout_seconds: Annotated[float, Field(30, gt=0, le=120)] = 30) -> dict[str, Any]:
+    async def wait_for_payment(
+        ctx: Context, payment_id: str, timeout_seconds: Annotated[float, Field(30, gt=0, le=120)] = 30
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         row = await outcomes.wait(d, who, payment_id, until=outcomes.SETTLED, timeout=timeout_seconds, ctx=ctx)
         return {**await outcomes.view(d, row), "final": row["status"] in outcomes.SETTLED}
 
-    @mcp.tool(description="The paid services you may use: x402 URLs (use x402_fetch) and paid MCP tools (use "
-                          "call_paid_tool), with price, asset, network and recipient.")
+    @mcp.tool(
+        description="The paid services you may use: x402 URLs (use x402_fetch) and paid MCP tools (use "
+        "call_paid_tool), with price, asset, network and recipient."
+    )
     @tool_errors
     async def list_paid_services(ctx: Context) -> dict[str, Any]:
         d, who = caller(ctx)
@@ -182,32 +248,44 @@ def build_server() -> MCPServer:
             rows = await list_services(conn, who.tenant_id)
         return {"services": [service_view(r, d.settings.token_decimals) for r in rows]}
 
-    @mcp.tool(description="Admins: read a server's x402 offers (its 402 answers, and the discovery extension "
-                          "where present) into the paid-services registry. `url` is an http(s) resource, or an "
-                          "MCP endpoint with transport=mcp (each paid tool is registered). Offers on another "
-                          "network or in an asset the policy rules out are refused and listed with the reason.")
+    @mcp.tool(
+        description="Admins: read a server's x402 offers (its 402 answers, and the discovery extension "
+        "where present) into the paid-services registry. `url` is an http(s) resource, or an "
+        "MCP endpoint with transport=mcp (each paid tool is registered). Offers on another "
+        "network or in an asset the policy rules out are refused and listed with the reason."
+    )
     @tool_errors
-    async def discover_services(ctx: Context, url: str,
-                                transport: Annotated[str, Field("http", pattern="^(http|mcp)$")] = "http"
-                                ) -> dict[str, Any]:
+    async def discover_services(
+        ctx: Context, url: str, transport: Annotated[str, Field("http", pattern="^(http|mcp)$")] = "http"
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         return await discover(d, who, url, transport=transport, channel=CHANNEL)
 
-    @mcp.tool(description="Remember a short text value under a key (your own memory; optional namespace and "
-                          "ttl_seconds).")
+    @mcp.tool(
+        description="Remember a short text value under a key (your own memory; optional namespace and ttl_seconds)."
+    )
     @tool_errors
-    async def remember(ctx: Context, key: str, value: Annotated[SafeText, Field(max_length=4000)],
-                       namespace: str = "default", ttl_seconds: int | None = None) -> dict[str, Any]:
+    async def remember(
+        ctx: Context,
+        key: str,
+        value: Annotated[SafeText, Field(max_length=4000)],
+        namespace: str = "default",
+        ttl_seconds: int | None = None,
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         with tenant_scope(who.tenant_id):
             return await Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id)).set(
-                SetArgs(key=key, value=value, namespace=namespace, ttl_seconds=ttl_seconds))
+                SetArgs(key=key, value=value, namespace=namespace, ttl_seconds=ttl_seconds)
+            )
 
-    @mcp.tool(description="Recall what you remembered: the value under `key`, or every key starting with "
-                          "`prefix` when no key is given.")
+    @mcp.tool(
+        description="Recall what you remembered: the value under `key`, or every key starting with "
+        "`prefix` when no key is given."
+    )
     @tool_errors
-    async def recall(ctx: Context, key: str | None = None, prefix: str = "",
-                     namespace: str = "default") -> dict[str, Any]:
+    async def recall(
+        ctx: Context, key: str | None = None, prefix: str = "", namespace: str = "default"
+    ) -> dict[str, Any]:
         d, who = caller(ctx)
         memory = Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id))
         with tenant_scope(who.tenant_id):
@@ -215,29 +293,46 @@ def build_server() -> MCPServer:
                 return await memory.get(GetArgs(key=key, namespace=namespace))
             return await memory.search(SearchArgs(prefix=prefix, namespace=namespace))
 
-    @mcp.resource("paygent://wallets/{wallet_id}", mime_type="application/json",
-                  description="A wallet you may see (`all`: every one): name, address, your grants, and its "
-                              "spending policy.")
+    @mcp.resource(
+        "paygent://wallets/{wallet_id}",
+        mime_type="application/json",
+        description="A wallet you may see (`all`: every one): name, address, your grants, and its spending policy.",
+    )
     async def wallet_resource(wallet_id: str, ctx: Context) -> str:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             seen = [(r, g) for r, g in await visible_wallets(conn, who) if wallet_id in ("all", str(r.id))]
-            status = await spending_status(conn, who, [r.id for r, _ in seen], asset=d.settings.token_symbol,
-                                           decimals=d.settings.token_decimals)
+            status = await spending_status(
+                conn, who, [r.id for r, _ in seen], asset=d.settings.token_symbol, decimals=d.settings.token_decimals
+            )
         policies = {w["wallet_id"]: w for w in status["wallets"]}
-        return json.dumps([{"id": str(r.id), "name": r.name, "address": r.address, "your_grants": sorted(g),
-                            "spending_policy": policies[str(r.id)]} for r, g in seen])
+        return json.dumps(
+            [
+                {
+                    "id": str(r.id),
+                    "name": r.name,
+                    "address": r.address,
+                    "your_grants": sorted(g),
+                    "spending_policy": policies[str(r.id)],
+                }
+                for r, g in seen
+            ]
+        )
 
-    @mcp.resource("paygent://policy/{subject}", mime_type="application/json",
-                  description="Your spending policy (`me`): for an agent its own budget, and the policies of "
-                              "the wallets you may spend from, with where each limit stands.")
+    @mcp.resource(
+        "paygent://policy/{subject}",
+        mime_type="application/json",
+        description="Your spending policy (`me`): for an agent its own budget, and the policies of "
+        "the wallets you may spend from, with where each limit stands.",
+    )
     async def policy_resource(subject: str, ctx: Context) -> str:
         d, who = caller(ctx)
         if subject != "me":
             raise ResourceNotFoundError("paygent://policy/{subject}: only `me` is available")
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             ids = [r.id for r, g in await visible_wallets(conn, who) if SPEND in g]
-            return json.dumps(await spending_status(conn, who, ids, asset=d.settings.token_symbol,
-                                                    decimals=d.settings.token_decimals))
+            return json.dumps(
+                await spending_status(conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals)
+            )
 
     return mcp

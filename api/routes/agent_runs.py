@@ -25,14 +25,14 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from api.authz import Role, allow, spendable_wallet
 from api.deps import Deps, deps
 from api.errors import ApiError
-from api.run_events import follow_run
 from api.routes.threads import create_thread, owned_thread, parse_id
+from api.run_events import follow_run
 from paygent.db import agents as agents_db
 from paygent.db.accounts import AGENT, Principal
-from paygent.db.grants import SPEND
 from paygent.db.agent_schema import agent_runs
 from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
+from paygent.db.grants import SPEND
 from paygent.db.schema import wallet_grants, wallets
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
@@ -56,20 +56,40 @@ class AgentRunCreate(BaseModel):
 
 def run_view(row, settings: Settings) -> dict:
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
-    return {"id": str(row["id"]), "thread_id": str(row["thread_id"]), "message_id": str(row["message_id"]),
-            "status": row["status"], "steps": row["steps"], "max_steps": row["max_steps"], "answer": row["answer"],
-            "error": row["error"], "wallet_id": str(row["wallet_id"]) if row["wallet_id"] else None,
-            "workflow_id": row["workflow_id"], "created_at": iso(row["created_at"]),
-            "updated_at": iso(row["updated_at"]), "finished_at": iso(row["finished_at"]),
-            "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-                               f"/workflows/{row['workflow_id']}"}
+    return {
+        "id": str(row["id"]),
+        "thread_id": str(row["thread_id"]),
+        "message_id": str(row["message_id"]),
+        "status": row["status"],
+        "steps": row["steps"],
+        "max_steps": row["max_steps"],
+        "answer": row["answer"],
+        "error": row["error"],
+        "wallet_id": str(row["wallet_id"]) if row["wallet_id"] else None,
+        "workflow_id": row["workflow_id"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{row['workflow_id']}",
+    }
 
 
 async def run_or_404(conn, who: Principal, run_id: str):
     rid = parse_id(run_id)
-    row = None if rid is None else (await conn.execute(sa.select(agent_runs).where(
-        agent_runs.c.id == rid, agent_runs.c.tenant_id == who.tenant_id,
-        agent_runs.c.user_id == who.user_id))).mappings().first()
+    row = (
+        None
+        if rid is None
+        else (
+            await conn.execute(
+                sa.select(agent_runs).where(
+                    agent_runs.c.id == rid, agent_runs.c.tenant_id == who.tenant_id, agent_runs.c.user_id == who.user_id
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise ApiError(404, "not_found", "agent run not found")
     return row
@@ -83,10 +103,20 @@ async def _wallet_for_run(conn, actor: Principal, wallet_id: str | None) -> uuid
         if wid is None:
             raise InvalidInput("wallet_id", "must be a UUID")
         return (await spendable_wallet(conn, actor, wid)).id
-    return await conn.scalar(sa.select(wallets.c.id).join(wallet_grants, sa.and_(
-        wallet_grants.c.wallet_id == wallets.c.id, wallet_grants.c.user_id == actor.user_id,
-        wallet_grants.c.permission == SPEND)).where(wallets.c.tenant_id == actor.tenant_id).order_by(
-        (wallets.c.name != "treasury"), wallets.c.created_at).limit(1))
+    return await conn.scalar(
+        sa.select(wallets.c.id)
+        .join(
+            wallet_grants,
+            sa.and_(
+                wallet_grants.c.wallet_id == wallets.c.id,
+                wallet_grants.c.user_id == actor.user_id,
+                wallet_grants.c.permission == SPEND,
+            ),
+        )
+        .where(wallets.c.tenant_id == actor.tenant_id)
+        .order_by((wallets.c.name != "treasury"), wallets.c.created_at)
+        .limit(1)
+    )
 
 
 async def _acting_principal(conn, who: Principal, agent_id: str | None) -> Principal:
@@ -101,8 +131,15 @@ async def _acting_principal(conn, who: Principal, agent_id: str | None) -> Princ
         raise InvalidInput("agent_id", "no such agent of yours")
     if row["disabled"]:
         raise ApiError(409, "agent_disabled", "agent_id: the agent is disabled", "agent_id")
-    return Principal(user_id=row["id"], tenant_id=who.tenant_id, name=row["name"], roles=("requester",),
-                     kind=AGENT, owner_id=who.user_id, owner_name=who.name)
+    return Principal(
+        user_id=row["id"],
+        tenant_id=who.tenant_id,
+        name=row["name"],
+        roles=("requester",),
+        kind=AGENT,
+        owner_id=who.user_id,
+        owner_name=who.name,
+    )
 
 
 async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport: str = "http") -> dict:
@@ -121,58 +158,114 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
                 raise ApiError(404, "not_found", "thread_id: no such thread", "thread_id")
             if thread["archived_at"] is not None:
                 raise ApiError(409, "thread_archived", "thread_id: the thread is archived", "thread_id")
-            active = await conn.scalar(sa.select(agent_runs.c.id).where(
-                agent_runs.c.thread_id == thread["id"], agent_runs.c.status.not_in(t.TERMINAL)).limit(1))
+            active = await conn.scalar(
+                sa.select(agent_runs.c.id)
+                .where(agent_runs.c.thread_id == thread["id"], agent_runs.c.status.not_in(t.TERMINAL))
+                .limit(1)
+            )
             if active is not None:
-                raise ApiError(409, "run_active", f"thread_id: run {active} is still active in this thread",
-                               "thread_id")
+                raise ApiError(
+                    409, "run_active", f"thread_id: run {active} is still active in this thread", "thread_id"
+                )
             thread_id = thread["id"]
         else:
             thread_id = await create_thread(conn, who, body.message.strip()[:80])
         actor = await _acting_principal(conn, who, body.agent_id)
         wallet_id = await _wallet_for_run(conn, actor, body.wallet_id)
-        await insert_message(conn, thread_id=thread_id, tenant_id=who.tenant_id, run_id=run_id, role="user",
-                             text=body.message, message_id=message_id)
-        await conn.execute(agent_runs.insert().values(
-            id=run_id, tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id, message_id=message_id,
-            wallet_id=wallet_id, agent_id=actor.user_id if actor.is_agent else None, workflow_id=workflow_id,
-            status=t.QUEUED, max_steps=body.max_steps))
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="agent_run.requested", subject_type="agent_run", subject_id=str(run_id),
-                           data={"thread_id": str(thread_id), "wallet_id": str(wallet_id) if wallet_id else None,
-                                 "as": actor.actor, "tools": body.tools,
-                                 "transport": transport})
+        await insert_message(
+            conn,
+            thread_id=thread_id,
+            tenant_id=who.tenant_id,
+            run_id=run_id,
+            role="user",
+            text=body.message,
+            message_id=message_id,
+        )
+        await conn.execute(
+            agent_runs.insert().values(
+                id=run_id,
+                tenant_id=who.tenant_id,
+                user_id=who.user_id,
+                thread_id=thread_id,
+                message_id=message_id,
+                wallet_id=wallet_id,
+                agent_id=actor.user_id if actor.is_agent else None,
+                workflow_id=workflow_id,
+                status=t.QUEUED,
+                max_steps=body.max_steps,
+            )
+        )
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent_run.requested",
+            subject_type="agent_run",
+            subject_id=str(run_id),
+            data={
+                "thread_id": str(thread_id),
+                "wallet_id": str(wallet_id) if wallet_id else None,
+                "as": actor.actor,
+                "tools": body.tools,
+                "transport": transport,
+            },
+        )
     # the run acts as `actor`: its payments, grants, budget and memory are the agent's when one is named
-    inp = t.AgentRunInput(run_id=str(run_id), tenant_id=str(who.tenant_id), user_id=str(actor.user_id),
-                          user_name=actor.actor, thread_id=str(thread_id), message_id=str(message_id),
-                          wallet_id=str(wallet_id) if wallet_id else None, max_steps=body.max_steps,
-                          tools=body.tools)
+    inp = t.AgentRunInput(
+        run_id=str(run_id),
+        tenant_id=str(who.tenant_id),
+        user_id=str(actor.user_id),
+        user_name=actor.actor,
+        thread_id=str(thread_id),
+        message_id=str(message_id),
+        wallet_id=str(wallet_id) if wallet_id else None,
+        max_steps=body.max_steps,
+        tools=body.tools,
+    )
     try:
         await d.temporal.start_workflow(
-            t.WORKFLOW_NAME, inp, id=workflow_id, task_queue=d.settings.task_queue,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sattr.STATUS, t.RUNNING), SearchAttributePair(sattr.TENANT, str(who.tenant_id)),
-                SearchAttributePair(sattr.KIND, "agent_run")]),
-            static_summary=f"Agent run for {actor.actor}: {body.message.strip()[:100]}")
+            t.WORKFLOW_NAME,
+            inp,
+            id=workflow_id,
+            task_queue=d.settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sattr.STATUS, t.RUNNING),
+                    SearchAttributePair(sattr.TENANT, str(who.tenant_id)),
+                    SearchAttributePair(sattr.KIND, "agent_run"),
+                ]
+            ),
+            static_summary=f"Agent run for {actor.actor}: {body.message.strip()[:100]}",
+        )
     except Exception as exc:  # the run is recorded: mark it failed rather than leave it queued forever
         log.exception("could not start agent run %s", run_id)
         async with d.engine.begin() as conn:
-            await conn.execute(agent_runs.update().where(agent_runs.c.id == run_id).values(
-                status=t.FAILED, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now()))
+            await conn.execute(
+                agent_runs.update()
+                .where(agent_runs.c.id == run_id)
+                .values(status=t.FAILED, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now())
+            )
         raise ApiError(503, "temporal_unavailable", "the run could not be started; try again") from None
-    return {"id": str(run_id), "thread_id": str(thread_id), "message_id": str(message_id),
-            "workflow_id": workflow_id, "status": t.QUEUED, "events_url": f"/v1/agent-runs/{run_id}/events"}
+    return {
+        "id": str(run_id),
+        "thread_id": str(thread_id),
+        "message_id": str(message_id),
+        "workflow_id": workflow_id,
+        "status": t.QUEUED,
+        "events_url": f"/v1/agent-runs/{run_id}/events",
+    }
 
 
 @router.post("", status_code=202)
-async def create_run(body: AgentRunCreate, who: Principal = Depends(allow(Role.requester, agents=True)),
-                     d: Deps = Depends(deps)):
+async def create_run(
+    body: AgentRunCreate, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps)
+):
     return JSONResponse(await start_run(d, who, body), status_code=202)
 
 
 @router.get("/{run_id}")
-async def get_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
-                  d: Deps = Depends(deps)):
+async def get_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         return run_view(await run_or_404(conn, who, run_id), d.settings)
 
@@ -183,16 +276,24 @@ async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str
         row = await run_or_404(conn, who, run_id)
         if row["status"] in t.TERMINAL:
             raise ApiError(409, "not_cancellable", f"agent run is already {row['status']}")
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="agent_run.cancel_requested", subject_type="agent_run", subject_id=run_id,
-                           data={"transport": transport})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent_run.cancel_requested",
+            subject_type="agent_run",
+            subject_id=run_id,
+            data={"transport": transport},
+        )
     await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
     return {"id": run_id, "status": "cancelling"}
 
 
 @router.post("/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)),
-                     d: Deps = Depends(deps)):
+async def cancel_run(
+    run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps)
+):
     return await request_cancel(d, who, run_id)
 
 
@@ -208,9 +309,13 @@ async def _sse_stream(d: Deps, run_id: uuid.UUID, after: int) -> AsyncIterator[b
 
 
 @router.get("/{run_id}/events")
-async def events(run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps),
-                 last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-                 after: int | None = Query(None, ge=0)):
+async def events(
+    run_id: str,
+    who: Principal = Depends(allow(Role.requester, agents=True)),
+    d: Deps = Depends(deps),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    after: int | None = Query(None, ge=0),
+):
     async with d.engine.connect() as conn:
         row = await run_or_404(conn, who, run_id)
     start = after or 0
@@ -218,5 +323,8 @@ async def events(run_id: str, who: Principal = Depends(allow(Role.requester, age
         if not last_event_id.strip().isdigit():
             raise InvalidInput("Last-Event-ID", "must be an event id (a sequence number) from this stream")
         start = int(last_event_id.strip())
-    return StreamingResponse(_sse_stream(d, row["id"], start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _sse_stream(d, row["id"], start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

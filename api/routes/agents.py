@@ -43,16 +43,21 @@ OVERSIGHT = allow(Role.admin, Role.auditor)
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: SafeText = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    wallet_ids: list[SafeText] = Field(default_factory=list, max_length=100,
-                                       description="wallets it may spend from")
+    wallet_ids: list[SafeText] = Field(default_factory=list, max_length=100, description="wallets it may spend from")
     spending_policy: SpendingPolicyIn | None = None
 
 
 def agent_view(row, decimals: int) -> dict:
-    return {"id": str(row["id"]), "name": row["name"], "owner": row["owner"], "disabled": row["disabled"],
-            "wallet_ids": sorted(row["wallet_ids"] or []), "spending_policy": row["spending_policy"],
-            "created_at": row["created_at"].isoformat(),
-            "disabled_at": row["disabled_at"].isoformat() if row["disabled_at"] else None}
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "owner": row["owner"],
+        "disabled": row["disabled"],
+        "wallet_ids": sorted(row["wallet_ids"] or []),
+        "spending_policy": row["spending_policy"],
+        "created_at": row["created_at"].isoformat(),
+        "disabled_at": row["disabled_at"].isoformat() if row["disabled_at"] else None,
+    }
 
 
 async def _agent_or_404(conn, who: Principal, agent_id: str):
@@ -68,8 +73,11 @@ async def _agent_or_404(conn, who: Principal, agent_id: str):
 
 @router.post("", status_code=201)
 async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
-    policy = (policy_from_body(body.spending_policy, d.settings.token_decimals, prefix="spending_policy.")
-              if body.spending_policy else SpendingPolicy())
+    policy = (
+        policy_from_body(body.spending_policy, d.settings.token_decimals, prefix="spending_policy.")
+        if body.spending_policy
+        else SpendingPolicy()
+    )
     async with d.engine.begin() as conn:
         wallet_ids = []
         for i, text in enumerate(body.wallet_ids):
@@ -80,17 +88,35 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
             if wallet is None:
                 raise InvalidInput(f"wallet_ids[{i}]", "no such wallet")
             wallet_ids.append(wallet.id)
-        taken = await conn.scalar(sa.select(users.c.id).where(users.c.tenant_id == who.tenant_id,
-                                                              users.c.name == body.name))
+        taken = await conn.scalar(
+            sa.select(users.c.id).where(users.c.tenant_id == who.tenant_id, users.c.name == body.name)
+        )
         if taken:
             raise ApiError(409, "conflict", f"name: a user or agent named {body.name!r} exists", "name")
         agent_id, api_key = await agents_db.create_agent(
-            conn, tenant_id=who.tenant_id, name=body.name, owner_id=who.user_id, owner_name=who.name,
-            wallet_ids=wallet_ids, policy=policy)
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="agent.created",
-                           subject_type="agent", subject_id=str(agent_id),
-                           data={"name": body.name, "owner": who.name, "wallet_ids": [str(w) for w in wallet_ids],
-                                 "spending_policy": policy.model_dump(mode="json")})
+            conn,
+            tenant_id=who.tenant_id,
+            name=body.name,
+            owner_id=who.user_id,
+            owner_name=who.name,
+            wallet_ids=wallet_ids,
+            policy=policy,
+        )
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent.created",
+            subject_type="agent",
+            subject_id=str(agent_id),
+            data={
+                "name": body.name,
+                "owner": who.name,
+                "wallet_ids": [str(w) for w in wallet_ids],
+                "spending_policy": policy.model_dump(mode="json"),
+            },
+        )
     return {"id": str(agent_id), "name": body.name, "api_key": api_key}
 
 
@@ -114,9 +140,16 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
     async with d.engine.begin() as conn:
         row = await _agent_or_404(conn, who, agent_id)
         await agents_db.save_agent_policy(conn, row["id"], policy)
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="agent.spending_policy_set", subject_type="agent", subject_id=str(row["id"]),
-                           data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent.spending_policy_set",
+            subject_type="agent",
+            subject_id=str(row["id"]),
+            data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")},
+        )
         return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
 
 
@@ -134,9 +167,16 @@ async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = D
         if row["disabled"]:
             raise ApiError(409, "agent_disabled", "the agent is disabled: its key cannot be rotated")
         api_key = await agents_db.rotate_key(conn, row["id"])
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="agent.key_rotated", subject_type="agent", subject_id=str(row["id"]),
-                           data={"name": row["name"], "owner": row["owner"]})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent.key_rotated",
+            subject_type="agent",
+            subject_id=str(row["id"]),
+            data={"name": row["name"], "owner": row["owner"]},
+        )
     await forget_keys(d)
     return {"id": str(row["id"]), "name": row["name"], "api_key": api_key}
 
@@ -147,15 +187,44 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
     async with d.engine.begin() as conn:
         row = await _agent_or_404(conn, who, agent_id)
         await agents_db.disable(conn, row["id"])
-        runs = (await conn.execute(sa.select(agent_runs.c.workflow_id).where(
-            sa.or_(agent_runs.c.agent_id == row["id"], agent_runs.c.user_id == row["id"]),
-            agent_runs.c.status.not_in(at.TERMINAL)))).scalars().all()
-        waiting = (await conn.execute(sa.select(payments.c.workflow_id).where(
-            payments.c.requested_by == row["id"], payments.c.status.in_(pt.CANCELLABLE)))).scalars().all()
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="agent.disabled",
-                           subject_type="agent", subject_id=str(row["id"]),
-                           data={"name": row["name"], "owner": row["owner"], "runs_cancelled": len(runs),
-                                 "payments_cancelled": len(waiting)})
+        runs = (
+            (
+                await conn.execute(
+                    sa.select(agent_runs.c.workflow_id).where(
+                        sa.or_(agent_runs.c.agent_id == row["id"], agent_runs.c.user_id == row["id"]),
+                        agent_runs.c.status.not_in(at.TERMINAL),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        waiting = (
+            (
+                await conn.execute(
+                    sa.select(payments.c.workflow_id).where(
+                        payments.c.requested_by == row["id"], payments.c.status.in_(pt.CANCELLABLE)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="agent.disabled",
+            subject_type="agent",
+            subject_id=str(row["id"]),
+            data={
+                "name": row["name"],
+                "owner": row["owner"],
+                "runs_cancelled": len(runs),
+                "payments_cancelled": len(waiting),
+            },
+        )
     await forget_keys(d)
     reason = f"agent {row['name']} disabled by {who.actor}"
     for workflow_id in runs:  # the run cancels its own payment in flight, which releases the reservation
@@ -166,7 +235,8 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
     for workflow_id in waiting:
         try:
             await d.temporal.get_workflow_handle(workflow_id).execute_update(
-                "cancel", pt.CancelRequest(actor=who.actor, channel="api", reason=reason), result_type=pt.PaymentState)
+                "cancel", pt.CancelRequest(actor=who.actor, channel="api", reason=reason), result_type=pt.PaymentState
+            )
         except (WorkflowUpdateFailedError, RPCError):  # already signing (it settles on its own) or closed
             log.info("payment %s of disabled agent %s not cancelled", workflow_id, row["id"], exc_info=True)
     return {"id": str(row["id"]), "disabled": True, "runs_cancelled": len(runs), "payments_cancelled": len(waiting)}

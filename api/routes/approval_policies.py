@@ -56,8 +56,12 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
 
 # The body is validated by hand (see the module docstring); the OpenAPI document still describes it.
 _POLICY_SCHEMA = PolicyIn.model_json_schema()
-POLICY_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": _inline(_POLICY_SCHEMA, _POLICY_SCHEMA.get("$defs", {}))}}}}
+POLICY_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline(_POLICY_SCHEMA, _POLICY_SCHEMA.get("$defs", {}))}},
+    }
+}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -83,18 +87,28 @@ async def parse_policy(raw: Any, conn: AsyncConnection, tenant_id: uuid.UUID, de
         if bound is None and i != last:
             raise InvalidInput(f"{where}.max_amount", "only the last tier may be unbounded (null)")
         if bound is not None and i == last:
-            raise InvalidInput(f"{where}.max_amount", "the last tier must be unbounded (null) so every amount "
-                                                      "has a tier")
+            raise InvalidInput(
+                f"{where}.max_amount", "the last tier must be unbounded (null) so every amount has a tier"
+            )
         if bound is not None and tiers and bound <= (tiers[-1].max_amount_atomic or 0):
-            raise InvalidInput(f"{where}.max_amount", f"must be above tiers[{i - 1}].max_amount "
-                                                      f"({format_amount(tiers[-1].max_amount_atomic or 0, decimals)})")
+            raise InvalidInput(
+                f"{where}.max_amount",
+                f"must be above tiers[{i - 1}].max_amount "
+                f"({format_amount(tiers[-1].max_amount_atomic or 0, decimals)})",
+            )
         for j, name in enumerate(t.approvers):
             if await find_user(conn, tenant_id, name.strip()) is None:
                 raise InvalidInput(f"{where}.approvers[{j}]", f"no user {name!r} in this tenant")
         try:
-            tiers.append(Tier(max_amount_atomic=bound, approvals_required=t.approvals_required,
-                              approvers=t.approvers, approval_timeout_seconds=t.approval_timeout_seconds,
-                              timelock_seconds=t.timelock_seconds))
+            tiers.append(
+                Tier(
+                    max_amount_atomic=bound,
+                    approvals_required=t.approvals_required,
+                    approvers=t.approvers,
+                    approval_timeout_seconds=t.approval_timeout_seconds,
+                    timelock_seconds=t.timelock_seconds,
+                )
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = [p for p in first["loc"] if p != "max_amount_atomic"] or ["approvals_required"]
@@ -109,11 +123,17 @@ def policy_json(policy: ApprovalPolicy, decimals: int, *, source: str, wallet_id
     tiers = []
     for t in policy.tiers:
         bound = t.max_amount_atomic
-        tiers.append({"max_amount": None if bound is None else format_amount(bound, decimals),
-                      "max_amount_atomic": None if bound is None else str(bound),
-                      "approvals_required": t.approvals_required, "approvers": list(t.approvers),
-                      "approval_timeout_seconds": t.approval_timeout_seconds,
-                      "timelock_seconds": t.timelock_seconds, "describe": t.describe()})
+        tiers.append(
+            {
+                "max_amount": None if bound is None else format_amount(bound, decimals),
+                "max_amount_atomic": None if bound is None else str(bound),
+                "approvals_required": t.approvals_required,
+                "approvers": list(t.approvers),
+                "approval_timeout_seconds": t.approval_timeout_seconds,
+                "timelock_seconds": t.timelock_seconds,
+                "describe": t.describe(),
+            }
+        )
     return {"scope": "wallet" if wallet_id else "tenant", "wallet_id": wallet_id, "source": source, "tiers": tiers}
 
 
@@ -125,8 +145,12 @@ async def _effective(conn: AsyncConnection, who: Principal, decimals: int, walle
             return policy_json(stored, decimals, source="wallet", wallet_id=str(wallet_id))
     stored = await policies.get_stored_policy(conn, who.tenant_id)
     policy = stored or await policies.load_policy(conn, who.tenant_id, decimals=decimals)
-    return policy_json(policy, decimals, source="tenant" if stored else "default",
-                       wallet_id=None if wallet_id is None else str(wallet_id))
+    return policy_json(
+        policy,
+        decimals,
+        source="tenant" if stored else "default",
+        wallet_id=None if wallet_id is None else str(wallet_id),
+    )
 
 
 async def _wallet(conn: AsyncConnection, who: Principal, wallet_id: str) -> uuid.UUID:
@@ -146,8 +170,9 @@ async def get_tenant_policy(who: Principal = Depends(READ), d: Deps = Depends(de
 
 
 @router.put("/v1/approval-policy", openapi_extra=POLICY_BODY_DOC)
-async def put_tenant_policy(raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps),
-                            via: str = Depends(channel)):
+async def put_tenant_policy(
+    raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: str = Depends(channel)
+):
     """Applies to new operations; approvals already running keep the policy they started with."""
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
@@ -163,8 +188,13 @@ async def get_wallet_policy(wallet_id: str, who: Principal = Depends(READ), d: D
 
 
 @router.put("/v1/wallets/{wallet_id}/approval-policy", openapi_extra=POLICY_BODY_DOC)
-async def put_wallet_policy(wallet_id: str, raw: Any = Body(...), who: Principal = Depends(ADMIN),
-                            d: Deps = Depends(deps), via: str = Depends(channel)):
+async def put_wallet_policy(
+    wallet_id: str,
+    raw: Any = Body(...),
+    who: Principal = Depends(ADMIN),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+):
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
         wid = await _wallet(conn, who, wallet_id)
@@ -174,8 +204,9 @@ async def put_wallet_policy(wallet_id: str, raw: Any = Body(...), who: Principal
 
 
 @router.delete("/v1/wallets/{wallet_id}/approval-policy")
-async def delete_wallet_policy(wallet_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps),
-                               via: str = Depends(channel)):
+async def delete_wallet_policy(
+    wallet_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: str = Depends(channel)
+):
     """Removes the override (idempotent): the wallet falls back to the tenant's policy, which is returned."""
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:

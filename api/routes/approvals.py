@@ -9,7 +9,7 @@ The state comes from the workflow's `state` Query, the list from the `approvals`
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
@@ -17,11 +17,19 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import cursor as cursors
 from api.approval_http import (
-    HASH_PATTERN, attest, awaits, channel, check_approval_id, idempotency_key, refusal_response, row_json, update_id,
+    HASH_PATTERN,
+    attest,
+    awaits,
+    channel,
+    check_approval_id,
+    idempotency_key,
+    refusal_response,
+    row_json,
+    update_id,
     view_json,
 )
-from api import cursor as cursors
 from api.authz import Role, allow, oversees
 from api.deps import Deps, deps
 from api.errors import ApiError
@@ -34,7 +42,13 @@ from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
 from workflows.approval_client import DecisionRefused, get_state, send_decision
 from workflows.approval_types import (
-    ApprovalView, ApproveRequest, CancelRequest, DelegateRequest, EditRequest, RejectRequest, RevokeRequest,
+    ApprovalView,
+    ApproveRequest,
+    CancelRequest,
+    DelegateRequest,
+    EditRequest,
+    RejectRequest,
+    RevokeRequest,
 )
 
 router = APIRouter(tags=["approvals"])
@@ -88,14 +102,23 @@ async def ensure_in_tenant(d: Deps, who: Principal, approval_id: str) -> None:
     decision (issue 11). An approval so new that its first record has not landed yet is asked by Query."""
     check_approval_id(approval_id)
     async with d.engine.connect() as conn:
-        found = await conn.scalar(sa.select(approvals.c.id).where(
-            approvals.c.id == approval_id, approvals.c.tenant_id == who.tenant_id))
+        found = await conn.scalar(
+            sa.select(approvals.c.id).where(approvals.c.id == approval_id, approvals.c.tenant_id == who.tenant_id)
+        )
     if found is None:
         await approval_or_404(d, who, approval_id)
 
 
-async def decide(d: Deps, who: Principal, approval_id: str, decision: str, request: BaseModel, key: str | None,
-                 *, checked: bool = False):
+async def decide(
+    d: Deps,
+    who: Principal,
+    approval_id: str,
+    decision: str,
+    request: BaseModel,
+    key: str | None,
+    *,
+    checked: bool = False,
+):
     """Sends the decision as an Update; a refusal becomes 403/409/422 with the workflow's reason and type."""
     if not checked:
         await ensure_in_tenant(d, who, approval_id)
@@ -109,8 +132,13 @@ async def decide(d: Deps, who: Principal, approval_id: str, decision: str, reque
 
 
 @router.get("/v1/approvals")
-async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50, ge=1, le=200),
-                         cursor: str | None = None, who: Principal = Depends(READ), d: Deps = Depends(deps)):
+async def list_approvals(
+    status: StatusFilter = "pending",
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+    who: Principal = Depends(READ),
+    d: Deps = Depends(deps),
+):
     """`pending`: what the caller may approve now (as a tier approver or a live delegate). Other statuses (and
     `all`): approvals the caller is part of (initiator, approver, delegate); admins and auditors see them all.
     Newest first; a page may hold fewer than `limit` items (an ended delegation drops out), so follow
@@ -123,22 +151,37 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
         if status != "all":
             where.append(approvals.c.status == status)
         if not oversees(who):  # admins and auditors see every approval of the tenant
-            where.append(sa.or_(approvals.c.initiator == name, sa.literal(name) == sa.any_(approvals.c.approvers),
-                                sa.literal(name) == sa.any_(approvals.c.approved_by),
-                                sa.literal(name) == sa.any_(approvals.c.awaiting)))
+            where.append(
+                sa.or_(
+                    approvals.c.initiator == name,
+                    sa.literal(name) == sa.any_(approvals.c.approvers),
+                    sa.literal(name) == sa.any_(approvals.c.approved_by),
+                    sa.literal(name) == sa.any_(approvals.c.awaiting),
+                )
+            )
     if cursor:
         at, after = cursors.decode(cursor)
         where.append(sa.tuple_(approvals.c.created_at, approvals.c.id) < sa.tuple_(sa.literal(at), sa.literal(after)))
     async with d.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(approvals).where(*where).order_by(
-            approvals.c.created_at.desc(), approvals.c.id.desc()).limit(limit + 1))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(approvals)
+                    .where(*where)
+                    .order_by(approvals.c.created_at.desc(), approvals.c.id.desc())
+                    .limit(limit + 1)
+                )
+            )
+            .mappings()
+            .all()
+        )
     more, rows = len(rows) > limit, rows[:limit]
     decimals = d.settings.token_decimals
     items = []
     for row in rows:
         if status == "pending" and name not in row["approvers"]:  # only a delegate: is the delegation still live?
             try:
-                if not awaits(await get_state(d.temporal, row["id"]), name, datetime.now(timezone.utc)):
+                if not awaits(await get_state(d.temporal, row["id"]), name, datetime.now(UTC)):
                     continue
             except RPCError:
                 continue
@@ -150,52 +193,86 @@ async def list_approvals(status: StatusFilter = "pending", limit: int = Query(50
 @router.get("/v1/approvals/{approval_id}")
 async def get_approval(approval_id: str, who: Principal = Depends(READ), d: Deps = Depends(deps)):
     view = await approval_or_404(d, who, approval_id)
-    mine = awaits(view, who.name, datetime.now(timezone.utc))
+    mine = awaits(view, who.name, datetime.now(UTC))
     return {**view_json(view, d.settings.token_decimals), "you_may_approve": mine}
 
 
 @router.post("/v1/approvals/{approval_id}/approve")
-async def approve(approval_id: str, body: ApproveBody, who: Principal = Depends(APPROVER),
-                  d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
-    request = ApproveRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash,
-                             on_behalf_of=body.on_behalf_of)
+async def approve(
+    approval_id: str,
+    body: ApproveBody,
+    who: Principal = Depends(APPROVER),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
+    request = ApproveRequest(
+        actor=who.name,
+        channel=via,
+        reason=body.reason,
+        operation_hash=body.operation_hash,
+        on_behalf_of=body.on_behalf_of,
+    )
     return await decide(d, who, approval_id, "approve", request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/reject")
-async def reject(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(APPROVER),
-                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+async def reject(
+    approval_id: str,
+    body: DecisionBody | None = None,
+    who: Principal = Depends(APPROVER),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
     body = body or DecisionBody()
     request = RejectRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
     return await decide(d, who, approval_id, "reject", request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/revoke")
-async def revoke(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(APPROVER),
-                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+async def revoke(
+    approval_id: str,
+    body: DecisionBody | None = None,
+    who: Principal = Depends(APPROVER),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
     body = body or DecisionBody()
     request = RevokeRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
     return await decide(d, who, approval_id, "revoke", request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/cancel")
-async def cancel(approval_id: str, body: DecisionBody | None = None, who: Principal = Depends(INITIATOR),
-                 d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
+async def cancel(
+    approval_id: str,
+    body: DecisionBody | None = None,
+    who: Principal = Depends(INITIATOR),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
     body = body or DecisionBody()
     request = CancelRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
     return await decide(d, who, approval_id, "cancel", request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/delegate")
-async def delegate(approval_id: str, body: DelegateBody, who: Principal = Depends(APPROVER),
-                   d: Deps = Depends(deps), via: str = Depends(channel), key: str | None = Depends(idempotency_key)):
-    if body.until <= datetime.now(timezone.utc):
+async def delegate(
+    approval_id: str,
+    body: DelegateBody,
+    who: Principal = Depends(APPROVER),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
+    if body.until <= datetime.now(UTC):
         raise InvalidInput("until", f"{body.until.isoformat()} is not in the future")
     async with d.engine.connect() as conn:
         if await find_user(conn, who.tenant_id, body.delegate) is None:
             raise InvalidInput("delegate", f"no user {body.delegate!r} in this tenant")
-    request = DelegateRequest(actor=who.name, channel=via, reason=body.reason, delegate=body.delegate,
-                              until=body.until)
+    request = DelegateRequest(actor=who.name, channel=via, reason=body.reason, delegate=body.delegate, until=body.until)
     return await decide(d, who, approval_id, "delegate", request, key)
 
 
@@ -209,31 +286,43 @@ class EditBody(_Body):
 
 
 @router.post("/v1/payments/{payment_id}/edit")
-async def edit_payment(payment_id: str, body: EditBody, who: Principal = Depends(EDITOR),
-                       d: Deps = Depends(deps), via: str = Depends(channel),
-                       key: str | None = Depends(idempotency_key)):
+async def edit_payment(
+    payment_id: str,
+    body: EditBody,
+    who: Principal = Depends(EDITOR),
+    d: Deps = Depends(deps),
+    via: str = Depends(channel),
+    key: str | None = Depends(idempotency_key),
+):
     """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""
     try:
         pid = uuid.UUID(payment_id)
     except ValueError:
         raise ApiError(404, "not_found", "payment not found") from None
     async with d.engine.connect() as conn:
-        row = (await conn.execute(sa.select(payments.c.status).where(
-            payments.c.id == pid, payments.c.tenant_id == who.tenant_id))).first()
+        row = (
+            await conn.execute(
+                sa.select(payments.c.status).where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)
+            )
+        ).first()
     if row is None:
         raise ApiError(404, "not_found", "payment not found")
-    changes = {"amount_atomic": parse_amount(body.amount, d.settings.token_decimals)
-               if body.amount is not None else None,
-               "to": parse_address(body.to, field="to") if body.to is not None else None,
-               "memo": body.memo, "clear_memo": "memo" in body.model_fields_set and body.memo is None}
+    changes = {
+        "amount_atomic": parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None,
+        "to": parse_address(body.to, field="to") if body.to is not None else None,
+        "memo": body.memo,
+        "clear_memo": "memo" in body.model_fields_set and body.memo is None,
+    }
     if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
         raise InvalidInput("body", "an edit changes at least one of amount, to, memo")
     try:
         await approval_or_404(d, who, str(pid))
     except ApiError as exc:  # the payment is the caller's tenant's, so "not found" means no approval was started
-        raise ApiError(409, "not_awaiting_approval", f"payment is {row.status}: only a payment awaiting approval "
-                                                     "can be edited") from exc
-    request = EditRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash,
-                          **changes)
+        raise ApiError(
+            409, "not_awaiting_approval", f"payment is {row.status}: only a payment awaiting approval can be edited"
+        ) from exc
+    request = EditRequest(
+        actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash, **changes
+    )
     answer = await decide(d, who, str(pid), "edit", request, key, checked=True)
     return answer if not isinstance(answer, dict) else {"payment_id": str(pid), **answer}

@@ -70,8 +70,7 @@ async def _check(check) -> ComponentDetail:
         up, error = True, None
     except Exception as exc:  # a failed check is a report, not an error of this request
         info, up, error = None, False, f"{type(exc).__name__}: {exc}"[:300]
-    return ComponentDetail(up=up, latency_ms=round((time.perf_counter() - started) * 1000, 1), info=info,
-                           error=error)
+    return ComponentDetail(up=up, latency_ms=round((time.perf_counter() - started) * 1000, 1), info=info, error=error)
 
 
 def _checks(d: Deps) -> dict[Component, object]:
@@ -94,8 +93,7 @@ def _checks(d: Deps) -> dict[Component, object]:
             raise RuntimeError(f"no contract at token address {token}")
         return f"chain {chain_id} block {block}"
 
-    return {Component.postgres: postgres, Component.temporal: temporal, Component.redis: redis,
-            Component.chain: chain}
+    return {Component.postgres: postgres, Component.temporal: temporal, Component.redis: redis, Component.chain: chain}
 
 
 async def _admin_or_anonymous(request: Request, d: Deps = Depends(deps)) -> Principal | None:
@@ -112,17 +110,25 @@ async def _admin_or_anonymous(request: Request, d: Deps = Depends(deps)) -> Prin
     return await allow(Role.admin)(who)
 
 
-@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
-            responses={503: {"model": Readiness, "description": "Postgres or Temporal is down"}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={503: {"model": Readiness, "description": "Postgres or Temporal is down"}},
+)
 async def readyz(d: Deps = Depends(deps), admin: Principal | None = Depends(_admin_or_anonymous)):
     """Readiness: route traffic here only while this answers 200."""
     checks = _checks(d)
-    results = dict(zip(checks, await asyncio.gather(*(_check(c) for c in checks.values()))))
+    results = dict(zip(checks, await asyncio.gather(*(_check(c) for c in checks.values())), strict=False))
     if not all(results[c].up for c in REQUIRED):
         status = "unavailable"
     else:
         status = "ok" if all(r.up for r in results.values()) else "degraded"
-    body = Readiness(status=status, components={c: "up" if r.up else "down" for c, r in results.items()},
-                     details=results if admin is not None else None)
-    return JSONResponse(body.model_dump(mode="json", exclude_none=True),
-                        status_code=503 if status == "unavailable" else 200)
+    body = Readiness(
+        status=status,
+        components={c: "up" if r.up else "down" for c, r in results.items()},
+        details=results if admin is not None else None,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True), status_code=503 if status == "unavailable" else 200
+    )

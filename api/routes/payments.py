@@ -4,7 +4,7 @@ MCP tools and agent runs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
@@ -16,8 +16,15 @@ from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
 from api.payment_service import (  # noqa: F401  (PAYMENT_NAMESPACE, payment_request, record_payment: re-exported
-    PAYMENT_NAMESPACE, PaymentSpec, check_idempotency_key, list_payments,  # for code written before the service)
-    own_payment, payment_request, payment_view, record_payment, start_payment,
+    PAYMENT_NAMESPACE,  # for code written before the service)
+    PaymentSpec,
+    check_idempotency_key,
+    list_payments,
+    own_payment,
+    payment_request,
+    payment_view,
+    record_payment,
+    start_payment,
 )
 from paygent.db.accounts import Principal
 from paygent.db.payment_history import status_history
@@ -36,7 +43,7 @@ class PaymentCreate(BaseModel):
     kind: Literal["transfer"] = "transfer"
     wallet_id: SafeText = Field(description="The paying wallet's id")
     to: SafeText = Field(description="Recipient address, 0x-prefixed")
-    amount: SafeText = Field(description="Decimal string in token units, e.g. \"12.50\"")
+    amount: SafeText = Field(description='Decimal string in token units, e.g. "12.50"')
     asset: SafeText = Field(description="Token symbol, e.g. USDC")
     memo: SafeText | None = Field(None, max_length=500)
 
@@ -58,27 +65,43 @@ def _kind(value) -> str:
     return (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) or "transfer"
 
 
-PaymentBody = Annotated[Union[Annotated[PaymentCreate, Tag("transfer")], Annotated[X402PaymentCreate, Tag("x402")]],
-                        Discriminator(_kind)]
+PaymentBody = Annotated[
+    Annotated[PaymentCreate, Tag("transfer")] | Annotated[X402PaymentCreate, Tag("x402")], Discriminator(_kind)
+]
 
 
 @router.post("", status_code=202)
-async def create_payment(body: PaymentBody, who: Principal = Depends(allow(Role.requester, agents=True)),
-                         d: Deps = Depends(deps),
-                         idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_payment(
+    body: PaymentBody,
+    who: Principal = Depends(allow(Role.requester, agents=True)),
+    d: Deps = Depends(deps),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+):
     key = check_idempotency_key(idempotency_key)
-    spec = PaymentSpec(wallet_id=body.wallet_id, asset=body.asset, kind=body.kind, memo=body.memo,
-                       to=getattr(body, "to", None), amount=getattr(body, "amount", None),
-                       url=getattr(body, "url", None), max_amount=getattr(body, "max_amount", None))
+    spec = PaymentSpec(
+        wallet_id=body.wallet_id,
+        asset=body.asset,
+        kind=body.kind,
+        memo=body.memo,
+        to=getattr(body, "to", None),
+        amount=getattr(body, "amount", None),
+        url=getattr(body, "url", None),
+        max_amount=getattr(body, "max_amount", None),
+    )
     row = await start_payment(d, who, spec, key, channel="api")
-    return JSONResponse({"id": str(row["id"]), "status": row["status"], "workflow_id": row["workflow_id"]},
-                        status_code=202)
+    return JSONResponse(
+        {"id": str(row["id"]), "status": row["status"], "workflow_id": row["workflow_id"]}, status_code=202
+    )
 
 
 @router.get("")
-async def list_own(limit: int = Query(50, ge=1, le=200), cursor: str | None = None,
-                   status: str | None = Query(None, description="only payments in this status, e.g. confirmed"),
-                   who: Principal = Depends(allow(*Role, agents=True)), d: Deps = Depends(deps)):
+async def list_own(
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+    status: str | None = Query(None, description="only payments in this status, e.g. confirmed"),
+    who: Principal = Depends(allow(*Role, agents=True)),
+    d: Deps = Depends(deps),
+):
     """The caller's own payments, newest first (admins and auditors: the tenant's). Follow `next_cursor`."""
     rows, next_cursor = await list_payments(d, who, limit=limit, cursor=cursor, status=status)
     return {"items": [payment_view(r, d.settings) for r in rows], "next_cursor": next_cursor}
@@ -98,10 +121,13 @@ class CancelBody(BaseModel):
 
 
 @router.post("/{payment_id}/cancel")
-async def cancel_payment(payment_id: str, body: CancelBody | None = None,
-                         who: Principal = Depends(allow(Role.requester, Role.admin, agents=True)),
-                         d: Deps = Depends(deps),
-                         request_id: str | None = Header(None, alias="Idempotency-Key")):
+async def cancel_payment(
+    payment_id: str,
+    body: CancelBody | None = None,
+    who: Principal = Depends(allow(Role.requester, Role.admin, agents=True)),
+    d: Deps = Depends(deps),
+    request_id: str | None = Header(None, alias="Idempotency-Key"),
+):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
     row = await own_payment(d, who, payment_id)
     if row["requested_by"] != who.user_id and not who.has_role("admin"):
@@ -111,8 +137,11 @@ async def cancel_payment(payment_id: str, body: CancelBody | None = None,
     handle = d.temporal.get_workflow_handle(row["workflow_id"])
     try:
         state = await handle.execute_update(
-            "cancel", t.CancelRequest(actor=who.actor, channel="api", reason=body.reason if body else None),
-            id=request_id or None, result_type=t.PaymentState)
+            "cancel",
+            t.CancelRequest(actor=who.actor, channel="api", reason=body.reason if body else None),
+            id=request_id or None,
+            result_type=t.PaymentState,
+        )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable":

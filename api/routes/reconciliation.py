@@ -22,8 +22,9 @@ router = APIRouter(prefix="/v1/wallets", tags=["reconciliation"])
 
 
 @router.get("/{wallet_id}/reconciliation")
-async def wallet_reconciliation(wallet_id: str, who: Principal = Depends(allow(Role.admin, Role.auditor)),
-                                d: Deps = Depends(deps)):
+async def wallet_reconciliation(
+    wallet_id: str, who: Principal = Depends(allow(Role.admin, Role.auditor)), d: Deps = Depends(deps)
+):
     try:
         wid = uuid.UUID(wallet_id)
     except ValueError:

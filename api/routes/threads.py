@@ -43,14 +43,14 @@ def parse_id(value: str) -> uuid.UUID | None:
         return None
 
 
-async def owned_thread(conn: AsyncConnection, who: Principal, thread_id: str | uuid.UUID | None, *,
-                       lock: bool = False):
+async def owned_thread(conn: AsyncConnection, who: Principal, thread_id: str | uuid.UUID | None, *, lock: bool = False):
     """The thread if the caller owns it, else None (missing, another user's, another tenant's: all alike)."""
     tid = thread_id if isinstance(thread_id, uuid.UUID) else parse_id(thread_id or "")
     if tid is None:
         return None
-    query = sa.select(threads).where(threads.c.id == tid, threads.c.tenant_id == who.tenant_id,
-                                     threads.c.user_id == who.user_id)
+    query = sa.select(threads).where(
+        threads.c.id == tid, threads.c.tenant_id == who.tenant_id, threads.c.user_id == who.user_id
+    )
     return (await conn.execute(query.with_for_update() if lock else query)).mappings().first()
 
 
@@ -63,17 +63,29 @@ async def thread_or_404(conn: AsyncConnection, who: Principal, thread_id: str, *
 
 async def create_thread(conn: AsyncConnection, who: Principal, title: str, channel: str = "api") -> uuid.UUID:
     thread_id = uuid.uuid4()
-    await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id,
-                                               title=title))
-    await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel=channel, action="thread.created",
-                       subject_type="thread", subject_id=str(thread_id), data={"title": title})
+    await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id, title=title))
+    await append_audit(
+        conn,
+        tenant_id=who.tenant_id,
+        actor=who.actor,
+        channel=channel,
+        action="thread.created",
+        subject_type="thread",
+        subject_id=str(thread_id),
+        data={"title": title},
+    )
     return thread_id
 
 
 def thread_view(row) -> dict:
-    return {"id": str(row["id"]), "title": row["title"], "archived": row["archived_at"] is not None,
-            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-            "archived_at": row["archived_at"].isoformat() if row["archived_at"] else None}
+    return {
+        "id": str(row["id"]),
+        "title": row["title"],
+        "archived": row["archived_at"] is not None,
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "archived_at": row["archived_at"].isoformat() if row["archived_at"] else None,
+    }
 
 
 def _encode_cursor(row) -> str:
@@ -97,9 +109,13 @@ async def create(body: ThreadCreate | None = None, who: Principal = Depends(RUNN
 
 
 @router.get("")
-async def list_threads(who: Principal = Depends(RUNNER), d: Deps = Depends(deps),
-                       limit: int = Query(20, ge=1, le=100), cursor: str | None = Query(None, max_length=200),
-                       include_archived: bool = Query(False)):
+async def list_threads(
+    who: Principal = Depends(RUNNER),
+    d: Deps = Depends(deps),
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=200),
+    include_archived: bool = Query(False),
+):
     """Newest first; `next_cursor` continues after the last thread of this page (stable under inserts)."""
     query = sa.select(threads).where(threads.c.tenant_id == who.tenant_id, threads.c.user_id == who.user_id)
     if not include_archived:
@@ -111,8 +127,10 @@ async def list_threads(who: Principal = Depends(RUNNER), d: Deps = Depends(deps)
     async with d.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     page = rows[:limit]
-    return {"threads": [thread_view(r) for r in page],
-            "next_cursor": _encode_cursor(page[-1]) if len(rows) > limit else None}
+    return {
+        "threads": [thread_view(r) for r in page],
+        "next_cursor": _encode_cursor(page[-1]) if len(rows) > limit else None,
+    }
 
 
 @router.get("/{thread_id}")
@@ -122,17 +140,36 @@ async def get_thread(thread_id: str, who: Principal = Depends(RUNNER), d: Deps =
 
 
 @router.get("/{thread_id}/messages")
-async def list_messages(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps),
-                        limit: int = Query(50, ge=1, le=200), after: int = Query(0, ge=0)):
+async def list_messages(
+    thread_id: str,
+    who: Principal = Depends(RUNNER),
+    d: Deps = Depends(deps),
+    limit: int = Query(50, ge=1, le=200),
+    after: int = Query(0, ge=0),
+):
     """Oldest first; `next_after` is the position to pass as `after` for the next page."""
     async with d.engine.connect() as conn:
         thread = await thread_or_404(conn, who, thread_id)
-        rows = (await conn.execute(sa.select(messages).where(
-            messages.c.thread_id == thread["id"], messages.c.position > after,
-        ).order_by(messages.c.position).limit(limit + 1))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(messages)
+                    .where(
+                        messages.c.thread_id == thread["id"],
+                        messages.c.position > after,
+                    )
+                    .order_by(messages.c.position)
+                    .limit(limit + 1)
+                )
+            )
+            .mappings()
+            .all()
+        )
     page = rows[:limit]
-    return {"messages": [message_view(r) for r in page],
-            "next_after": int(page[-1]["position"]) if len(rows) > limit else None}
+    return {
+        "messages": [message_view(r) for r in page],
+        "next_after": int(page[-1]["position"]) if len(rows) > limit else None,
+    }
 
 
 @router.post("/{thread_id}/archive")
@@ -140,10 +177,20 @@ async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = De
     async with d.engine.begin() as conn:
         row = await thread_or_404(conn, who, thread_id, lock=True)
         if row["archived_at"] is None:
-            await conn.execute(threads.update().where(threads.c.id == row["id"]).values(
-                archived_at=sa.func.now(), updated_at=sa.func.now()))
-            await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                               action="thread.archived", subject_type="thread", subject_id=str(row["id"]))
+            await conn.execute(
+                threads.update()
+                .where(threads.c.id == row["id"])
+                .values(archived_at=sa.func.now(), updated_at=sa.func.now())
+            )
+            await append_audit(
+                conn,
+                tenant_id=who.tenant_id,
+                actor=who.actor,
+                channel="api",
+                action="thread.archived",
+                subject_type="thread",
+                subject_id=str(row["id"]),
+            )
         row = await thread_or_404(conn, who, thread_id)
     return thread_view(row)
 
@@ -152,12 +199,22 @@ async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = De
 async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
         row = await thread_or_404(conn, who, thread_id, lock=True)
-        active = await conn.scalar(sa.select(agent_runs.c.id).where(
-            agent_runs.c.thread_id == row["id"], agent_runs.c.status.not_in(t.TERMINAL)).limit(1))
+        active = await conn.scalar(
+            sa.select(agent_runs.c.id)
+            .where(agent_runs.c.thread_id == row["id"], agent_runs.c.status.not_in(t.TERMINAL))
+            .limit(1)
+        )
         if active is not None:
-            raise ApiError(409, "run_active", f"thread_id: run {active} is still active; cancel it first",
-                           "thread_id")
+            raise ApiError(409, "run_active", f"thread_id: run {active} is still active; cancel it first", "thread_id")
         await conn.execute(threads.delete().where(threads.c.id == row["id"]))  # cascades to messages and runs
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="thread.deleted",
-                           subject_type="thread", subject_id=str(row["id"]), data={"title": row["title"]})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="thread.deleted",
+            subject_type="thread",
+            subject_id=str(row["id"]),
+            data={"title": row["title"]},
+        )
     return Response(status_code=204)

@@ -60,12 +60,19 @@ def policy_from_body(body: SpendingPolicyIn, decimals: int, prefix: str = "") ->
     """A spending policy (a wallet's or an agent's) from its HTTP form; refusals name the field."""
     policy = SpendingPolicy(
         per_payment_cap_atomic=parse_amount(body.per_payment_cap, decimals, field=f"{prefix}per_payment_cap")
-        if body.per_payment_cap is not None else None,
-        velocity=[VelocityLimit(name=v.name, window_seconds=v.window_seconds,
-                                max_atomic=parse_amount(v.max, decimals, field=f"{prefix}velocity[{i}].max"))
-                  for i, v in enumerate(body.velocity)],
+        if body.per_payment_cap is not None
+        else None,
+        velocity=[
+            VelocityLimit(
+                name=v.name,
+                window_seconds=v.window_seconds,
+                max_atomic=parse_amount(v.max, decimals, field=f"{prefix}velocity[{i}].max"),
+            )
+            for i, v in enumerate(body.velocity)
+        ],
         allowlist=[parse_address(a, field=f"{prefix}allowlist") for a in body.allowlist]
-        if body.allowlist is not None else None,
+        if body.allowlist is not None
+        else None,
         denylist=[parse_address(a, field=f"{prefix}denylist") for a in body.denylist],
         allowed_assets=body.allowed_assets,
     )
@@ -102,8 +109,13 @@ async def _wallet_or_404(d: Deps, who: Principal, wallet_id: str):
 
 
 def _wallet_view(row, mine: list[str]) -> dict:
-    return {"id": str(row.id), "name": row.name, "address": row.address, "created_at": row.created_at.isoformat(),
-            "your_grants": sorted(mine)}
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "address": row.address,
+        "created_at": row.created_at.isoformat(),
+        "your_grants": sorted(mine),
+    }
 
 
 @router.get("")
@@ -112,7 +124,6 @@ async def list_wallets(who: Principal = Depends(VIEWER), d: Deps = Depends(deps)
     async with d.engine.connect() as conn:
         seen = await visible_wallets(conn, who)
     return {"items": [_wallet_view(r, mine) for r, mine in seen]}
-
 
 
 @router.get("/{wallet_id}")
@@ -139,28 +150,49 @@ async def put_grants(wallet_id: str, body: GrantsIn, who: Principal = Depends(AD
         except ValueError:
             raise InvalidInput(f"grants[{i}].principal_id", "must be a UUID") from None
     async with d.engine.begin() as conn:
-        known = set(await conn.scalars(sa.select(users.c.id).where(
-            users.c.tenant_id == who.tenant_id, users.c.id.in_([u for u, _ in wanted]))))
+        known = set(
+            await conn.scalars(
+                sa.select(users.c.id).where(users.c.tenant_id == who.tenant_id, users.c.id.in_([u for u, _ in wanted]))
+            )
+        )
         for i, (user_id, _) in enumerate(wanted):
             if user_id not in known:
                 raise InvalidInput(f"grants[{i}].principal_id", "no such user or agent in this tenant")
-        change = await grants.replace_wallet_grants(conn, tenant_id=who.tenant_id, wallet_id=row.id,
-                                                    grants=wanted, granted_by=who.actor)
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="wallet.grants_set", subject_type="wallet", subject_id=str(row.id), data=change)
+        change = await grants.replace_wallet_grants(
+            conn, tenant_id=who.tenant_id, wallet_id=row.id, grants=wanted, granted_by=who.actor
+        )
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="wallet.grants_set",
+            subject_type="wallet",
+            subject_id=str(row.id),
+            data=change,
+        )
         return {"wallet_id": str(row.id), "grants": await grants.wallet_grants_view(conn, row.id)}
 
 
 @router.post("", status_code=201)
 async def create(body: WalletCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     async with d.engine.begin() as conn:
-        taken = await conn.scalar(sa.select(wallets.c.id).where(wallets.c.tenant_id == who.tenant_id,
-                                                                wallets.c.name == body.name))
+        taken = await conn.scalar(
+            sa.select(wallets.c.id).where(wallets.c.tenant_id == who.tenant_id, wallets.c.name == body.name)
+        )
         if taken:
             raise ApiError(409, "conflict", f"name: a wallet named {body.name!r} exists", "name")
         wallet_id, address = await create_wallet(conn, who.tenant_id, body.name, d.settings.master_key_bytes())
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api", action="wallet.created",
-                           subject_type="wallet", subject_id=str(wallet_id), data={"address": address})
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="wallet.created",
+            subject_type="wallet",
+            subject_id=str(wallet_id),
+            data={"address": address},
+        )
     return {"id": str(wallet_id), "name": body.name, "address": address}
 
 
@@ -178,13 +210,19 @@ async def get_policy(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps =
 
 
 @router.put("/{wallet_id}/spending-policy")
-async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN),
-                     d: Deps = Depends(deps)):
+async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     row = await _wallet_or_404(d, who, wallet_id)
     policy = policy_from_body(body, d.settings.token_decimals)
     async with d.engine.begin() as conn:
         await reservations.save_policy(conn, row.id, policy, who.actor)
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.actor, channel="api",
-                           action="wallet.spending_policy_set", subject_type="wallet", subject_id=str(row.id),
-                           data=policy.model_dump(mode="json"))
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.actor,
+            channel="api",
+            action="wallet.spending_policy_set",
+            subject_type="wallet",
+            subject_id=str(row.id),
+            data=policy.model_dump(mode="json"),
+        )
     return policy.model_dump(mode="json")

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
+from paygent.crypto import seal_webhook_secret
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
-from paygent.crypto import seal_webhook_secret
 from paygent.db.schema import webhooks
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
@@ -37,8 +37,13 @@ class WebhookCreate(BaseModel):
 
 
 def _view(row) -> dict:
-    return {"id": str(row.id), "url": row.url, "events": list(row.events), "active": row.active,
-            "created_at": row.created_at.isoformat()}
+    return {
+        "id": str(row.id),
+        "url": row.url,
+        "events": list(row.events),
+        "active": row.active,
+        "created_at": row.created_at.isoformat(),
+    }
 
 
 @router.post("", status_code=201)
@@ -46,22 +51,42 @@ async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps =
     await require_allowed(d.settings, body.url, field="url")  # before anything is recorded
     webhook_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
     async with d.engine.begin() as conn:
-        await conn.execute(webhooks.insert().values(id=webhook_id, tenant_id=who.tenant_id, url=body.url,
-                                                    secret_sealed=seal_webhook_secret(
-                                                        d.settings.master_key_bytes(), webhook_id, secret),
-                                                    events=body.events))
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api", action="webhook.created",
-                           subject_type="webhook", subject_id=str(webhook_id),
-                           data={"url": body.url, "events": body.events})
-    return {"id": str(webhook_id), "url": body.url, "events": body.events, "active": True,
-            "secret": secret}  # shown this once
+        await conn.execute(
+            webhooks.insert().values(
+                id=webhook_id,
+                tenant_id=who.tenant_id,
+                url=body.url,
+                secret_sealed=seal_webhook_secret(d.settings.master_key_bytes(), webhook_id, secret),
+                events=body.events,
+            )
+        )
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.name,
+            channel="api",
+            action="webhook.created",
+            subject_type="webhook",
+            subject_id=str(webhook_id),
+            data={"url": body.url, "events": body.events},
+        )
+    return {
+        "id": str(webhook_id),
+        "url": body.url,
+        "events": body.events,
+        "active": True,
+        "secret": secret,
+    }  # shown this once
 
 
 @router.get("")
 async def list_(who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(webhooks).where(webhooks.c.tenant_id == who.tenant_id)
-                                   .order_by(webhooks.c.created_at.desc()))).all()
+        rows = (
+            await conn.execute(
+                sa.select(webhooks).where(webhooks.c.tenant_id == who.tenant_id).order_by(webhooks.c.created_at.desc())
+            )
+        ).all()
     return {"items": [_view(r) for r in rows]}
 
 
@@ -72,10 +97,17 @@ async def deactivate(webhook_id: str, who: Principal = Depends(ADMIN), d: Deps =
     except ValueError:
         raise ApiError(404, "not_found", "webhook not found") from None
     async with d.engine.begin() as conn:
-        done = await conn.execute(webhooks.update().where(webhooks.c.id == wid,
-                                                          webhooks.c.tenant_id == who.tenant_id)
-                                  .values(active=False))
+        done = await conn.execute(
+            webhooks.update().where(webhooks.c.id == wid, webhooks.c.tenant_id == who.tenant_id).values(active=False)
+        )
         if done.rowcount == 0:
             raise ApiError(404, "not_found", "webhook not found")
-        await append_audit(conn, tenant_id=who.tenant_id, actor=who.name, channel="api",
-                           action="webhook.deactivated", subject_type="webhook", subject_id=webhook_id)
+        await append_audit(
+            conn,
+            tenant_id=who.tenant_id,
+            actor=who.name,
+            channel="api",
+            action="webhook.deactivated",
+            subject_type="webhook",
+            subject_id=webhook_id,
+        )

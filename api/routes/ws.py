@@ -81,13 +81,18 @@ async def _authenticate(websocket: WebSocket, d: Deps) -> Principal | None:
             return None
         try:
             if frame is None:
-                raise m.BadMessage("api_key", f"no Authorization header and no `auth` message within "
-                                              f"{AUTH_TIMEOUT:.0f} s")
+                raise m.BadMessage(
+                    "api_key", f"no Authorization header and no `auth` message within {AUTH_TIMEOUT:.0f} s"
+                )
             first = m.parse_message(frame.get("text") or "")
             ref = first.ref
             if not isinstance(first, m.Auth):
-                raise m.BadMessage("type", "the first message must be {\"type\": \"auth\", \"api_key\": ...} "
-                                           "(or connect with an Authorization header)", ref)
+                raise m.BadMessage(
+                    "type",
+                    'the first message must be {"type": "auth", "api_key": ...} '
+                    "(or connect with an Authorization header)",
+                    ref,
+                )
             key = first.api_key
         except m.BadMessage as exc:
             bad, ref = exc, exc.ref
@@ -110,9 +115,18 @@ class RunChannel:
         self.followed: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def serve(self) -> None:
-        await self.outbox.put({"type": "ready", "principal": self.who.actor, "limits": {
-            "outbox": OUTBOX, "max_followed_runs": MAX_FOLLOWED, "max_frame_chars": m.MAX_FRAME_CHARS,
-            "send_timeout_seconds": SEND_TIMEOUT}})
+        await self.outbox.put(
+            {
+                "type": "ready",
+                "principal": self.who.actor,
+                "limits": {
+                    "outbox": OUTBOX,
+                    "max_followed_runs": MAX_FOLLOWED,
+                    "max_frame_chars": m.MAX_FRAME_CHARS,
+                    "send_timeout_seconds": SEND_TIMEOUT,
+                },
+            }
+        )
         tasks = [asyncio.create_task(self._receive_all()), asyncio.create_task(self._send_all())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -128,8 +142,9 @@ class RunChannel:
                 return
             text = frame.get("text")
             if text is None:
-                await self.outbox.put(error_message(m.BadMessage("frame", "must be a text frame holding a JSON "
-                                                                          "object, not binary")))
+                await self.outbox.put(
+                    error_message(m.BadMessage("frame", "must be a text frame holding a JSON object, not binary"))
+                )
                 continue
             await self._handle(text)
 
@@ -141,8 +156,9 @@ class RunChannel:
             except TimeoutError:
                 log.warning("closing a slow WebSocket reader (%s)", self.who.actor)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ws.close(CLOSE_SLOW_READER, "slow reader: resume from your last "
-                                                                            "seq on a new socket"), 2)
+                    await asyncio.wait_for(
+                        self.ws.close(CLOSE_SLOW_READER, "slow reader: resume from your last seq on a new socket"), 2
+                    )
                 return
             except Exception:  # the client went away (disconnect, closed transport)
                 return
@@ -157,9 +173,13 @@ class RunChannel:
                 return
             if isinstance(msg, m.Auth):
                 raise m.BadMessage("type", "already authenticated", ref)
-            await self.d.limits.check_request(self.d.engine, key_id=str(self.who.user_id),
-                                              address=client_address(self.ws), tenant_id=str(self.who.tenant_id),
-                                              actor=self.who.actor)
+            await self.d.limits.check_request(
+                self.d.engine,
+                key_id=str(self.who.user_id),
+                address=client_address(self.ws),
+                tenant_id=str(self.who.tenant_id),
+                actor=self.who.actor,
+            )
             require(self.who, Role.requester, agents=True)  # as the HTTP agent-run routes
             if isinstance(msg, m.Cancel):
                 await request_cancel(self.d, self.who, msg.run_id, transport="websocket")
@@ -181,15 +201,29 @@ class RunChannel:
     async def _start(self, msg: m.StartAgent | m.UserMessage | m.Chat) -> None:
         self._check_room()
         try:
-            body = AgentRunCreate(message=msg.message, thread_id=msg.thread_id, wallet_id=msg.wallet_id,
-                                  agent_id=msg.agent_id, max_steps=msg.max_steps, tools=not isinstance(msg, m.Chat))
+            body = AgentRunCreate(
+                message=msg.message,
+                thread_id=msg.thread_id,
+                wallet_id=msg.wallet_id,
+                agent_id=msg.agent_id,
+                max_steps=msg.max_steps,
+                tools=not isinstance(msg, m.Chat),
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidInput(".".join(map(str, first["loc"])) or "message", first["msg"]) from None
         started = await start_run(self.d, self.who, body, transport="websocket")
-        await self.outbox.put({"type": "run_started", "ref": msg.ref, "run_id": started["id"],
-                               "thread_id": started["thread_id"], "message_id": started["message_id"],
-                               "status": started["status"], "tools": body.tools})
+        await self.outbox.put(
+            {
+                "type": "run_started",
+                "ref": msg.ref,
+                "run_id": started["id"],
+                "thread_id": started["thread_id"],
+                "message_id": started["message_id"],
+                "status": started["status"],
+                "tools": body.tools,
+            }
+        )
         self._follow(uuid.UUID(started["id"]), 0)
 
     async def _resume(self, msg: m.Resume) -> None:
@@ -197,14 +231,24 @@ class RunChannel:
             row = await run_or_404(conn, self.who, msg.run_id)
         if row["id"] not in self.followed:
             self._check_room()
-        await self.outbox.put({"type": "resuming", "ref": msg.ref, "run_id": str(row["id"]),
-                               "after_seq": msg.last_seq, "status": row["status"]})
+        await self.outbox.put(
+            {
+                "type": "resuming",
+                "ref": msg.ref,
+                "run_id": str(row["id"]),
+                "after_seq": msg.last_seq,
+                "status": row["status"],
+            }
+        )
         self._follow(row["id"], msg.last_seq)
 
     def _check_room(self) -> None:
         if len(self.followed) >= MAX_FOLLOWED:
-            raise ApiError(429, "too_many_runs", f"this socket already follows {MAX_FOLLOWED} runs; wait for "
-                                                 "one to finish or open another socket")
+            raise ApiError(
+                429,
+                "too_many_runs",
+                f"this socket already follows {MAX_FOLLOWED} runs; wait for one to finish or open another socket",
+            )
 
     def _follow(self, run_id: uuid.UUID, after: int) -> None:
         earlier = self.followed.pop(run_id, None)
@@ -223,18 +267,28 @@ class RunChannel:
             async with self.d.engine.connect() as conn:
                 status = await conn.scalar(sa.select(agent_runs.c.status).where(agent_runs.c.id == run_id))
             if status in t.TERMINAL:
-                await self.outbox.put({"type": "run_finished", "run_id": str(run_id), "status": status,
-                                       "last_seq": last})
+                await self.outbox.put(
+                    {"type": "run_finished", "run_id": str(run_id), "status": status, "last_seq": last}
+                )
             else:  # the follower's time limit: the run goes on
-                await self.outbox.put({"type": "resume_needed", "run_id": str(run_id), "status": status,
-                                       "last_seq": last})
+                await self.outbox.put(
+                    {"type": "resume_needed", "run_id": str(run_id), "status": status, "last_seq": last}
+                )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("following run %s failed", run_id)
-            await self.outbox.put({"type": "error", "code": "follow_failed", "field": "run_id", "ref": None,
-                                   "run_id": str(run_id), "last_seq": last,
-                                   "message": f"following the run stopped; resume with last_seq {last}"})
+            await self.outbox.put(
+                {
+                    "type": "error",
+                    "code": "follow_failed",
+                    "field": "run_id",
+                    "ref": None,
+                    "run_id": str(run_id),
+                    "last_seq": last,
+                    "message": f"following the run stopped; resume with last_seq {last}",
+                }
+            )
         finally:
             if self.followed.get(run_id) is asyncio.current_task():
                 del self.followed[run_id]

@@ -33,8 +33,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
         sa.ForeignKeyConstraint(["wallet_id"], ["wallets.id"]),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("tenant_id", "wallet_id", name="approval_policies_scope",
-                            postgresql_nulls_not_distinct=True),
+        sa.UniqueConstraint(
+            "tenant_id", "wallet_id", name="approval_policies_scope", postgresql_nulls_not_distinct=True
+        ),
     )
     op.create_table(
         "approvals",

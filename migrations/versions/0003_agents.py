@@ -29,7 +29,9 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.UUID(), sa.ForeignKey("tenants.id"), nullable=False),
         sa.Column("user_id", sa.UUID(), sa.ForeignKey("users.id"), nullable=False),
         sa.Column("title", sa.Text(), nullable=False),
-        _ts(), _ts("updated_at"), _ts("archived_at", nullable=True),
+        _ts(),
+        _ts("updated_at"),
+        _ts("archived_at", nullable=True),
     )
     op.create_index("threads_owner_newest", "threads", ["tenant_id", "user_id", "created_at", "id"])
     op.create_table(
@@ -62,7 +64,9 @@ def upgrade() -> None:
         sa.Column("steps", sa.Integer(), server_default="0", nullable=False),
         sa.Column("answer", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        _ts(), _ts("updated_at"), _ts("finished_at", nullable=True),
+        _ts(),
+        _ts("updated_at"),
+        _ts("finished_at", nullable=True),
     )
     op.create_index("agent_runs_thread", "agent_runs", ["thread_id", "created_at"])
     op.create_table(
@@ -106,6 +110,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("paid_services", "agent_memory", "agent_events", "agent_llm_steps", "agent_runs", "messages",
-                  "threads"):
+    for table in (
+        "paid_services",
+        "agent_memory",
+        "agent_events",
+        "agent_llm_steps",
+        "agent_runs",
+        "messages",
+        "threads",
+    ):
         op.drop_table(table)

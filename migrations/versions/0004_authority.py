@@ -43,13 +43,18 @@ def upgrade() -> None:
     )
     op.create_index("wallet_grants_user", "wallet_grants", ["user_id"])
     op.add_column("reservations", sa.Column("agent_id", sa.UUID(), nullable=True))
-    op.create_index("reservations_agent_window", "reservations", ["agent_id", "created_at"],
-                    postgresql_where=sa.text("agent_id IS NOT NULL"))
+    op.create_index(
+        "reservations_agent_window",
+        "reservations",
+        ["agent_id", "created_at"],
+        postgresql_where=sa.text("agent_id IS NOT NULL"),
+    )
     op.add_column("agent_runs", sa.Column("agent_id", sa.UUID(), sa.ForeignKey("users.id"), nullable=True))
     # one principal's Idempotency-Key never answers (or reveals) another's request
     op.drop_constraint("payments_tenant_id_idempotency_key_key", "payments", type_="unique")
-    op.create_unique_constraint("payments_idempotency_per_principal", "payments",
-                                ["tenant_id", "requested_by", "idempotency_key"])
+    op.create_unique_constraint(
+        "payments_idempotency_per_principal", "payments", ["tenant_id", "requested_by", "idempotency_key"]
+    )
 
 
 def downgrade() -> None:

@@ -23,8 +23,22 @@ depends_on = None
 TENANT = "NULLIF(current_setting('paygent.tenant_id', true), '')::uuid"
 
 # table -> the rows of the current tenant
-DIRECT = ["tenants", "users", "wallets", "payments", "ledger_entries", "approval_policies", "approvals",
-          "webhooks", "threads", "messages", "agent_runs", "agent_memory", "agents", "wallet_grants"]
+DIRECT = [
+    "tenants",
+    "users",
+    "wallets",
+    "payments",
+    "ledger_entries",
+    "approval_policies",
+    "approvals",
+    "webhooks",
+    "threads",
+    "messages",
+    "agent_runs",
+    "agent_memory",
+    "agents",
+    "wallet_grants",
+]
 VIA = {  # tables without a tenant column: visible when the row they belong to is visible
     "payment_transactions": "EXISTS (SELECT 1 FROM payments p WHERE p.id = payment_id)",
     "reservations": "EXISTS (SELECT 1 FROM wallets w WHERE w.id = wallet_id)",
@@ -44,24 +58,31 @@ def upgrade() -> None:
     for table in DIRECT:
         _secure(table)
         column = "id" if table == "tenants" else "tenant_id"
-        op.execute(f"CREATE POLICY paygent_tenant ON {table} USING ({column} = {TENANT}) "
-                   f"WITH CHECK ({column} = {TENANT})")
+        op.execute(
+            f"CREATE POLICY paygent_tenant ON {table} USING ({column} = {TENANT}) WITH CHECK ({column} = {TENANT})"
+        )
     for table, visible in VIA.items():
         _secure(table)
         op.execute(f"CREATE POLICY paygent_tenant ON {table} USING ({visible}) WITH CHECK ({visible})")
     # the audit log: read your tenant's rows, append (system rows have no tenant); never change or delete
     _secure("audit_log")
     # rows without a tenant (e.g. a refused anonymous caller) are seen only by transactions without one
-    op.execute(f"CREATE POLICY paygent_read ON audit_log FOR SELECT "
-               f"USING (tenant_id = {TENANT} OR (tenant_id IS NULL AND {TENANT} IS NULL))")
-    op.execute(f"CREATE POLICY paygent_append ON audit_log FOR INSERT "
-               f"WITH CHECK (tenant_id = {TENANT} OR tenant_id IS NULL)")
+    op.execute(
+        f"CREATE POLICY paygent_read ON audit_log FOR SELECT "
+        f"USING (tenant_id = {TENANT} OR (tenant_id IS NULL AND {TENANT} IS NULL))"
+    )
+    op.execute(
+        f"CREATE POLICY paygent_append ON audit_log FOR INSERT WITH CHECK (tenant_id = {TENANT} OR tenant_id IS NULL)"
+    )
     # paid services with no tenant are offered to every tenant
     _secure("paid_services")
-    op.execute(f"CREATE POLICY paygent_read ON paid_services FOR SELECT "
-               f"USING (tenant_id = {TENANT} OR tenant_id IS NULL)")
-    op.execute(f"CREATE POLICY paygent_write ON paid_services FOR ALL USING (tenant_id = {TENANT}) "
-               f"WITH CHECK (tenant_id = {TENANT})")
+    op.execute(
+        f"CREATE POLICY paygent_read ON paid_services FOR SELECT USING (tenant_id = {TENANT} OR tenant_id IS NULL)"
+    )
+    op.execute(
+        f"CREATE POLICY paygent_write ON paid_services FOR ALL USING (tenant_id = {TENANT}) "
+        f"WITH CHECK (tenant_id = {TENANT})"
+    )
     op.execute("""
         CREATE FUNCTION paygent_authenticate(key_hash text)
         RETURNS TABLE (id uuid, tenant_id uuid, name text, roles text[], kind text, owner_id uuid, owner_name text)

@@ -34,8 +34,10 @@ def upgrade() -> None:
         key = _master_key()
         for row in rows:
             webhook_id = row.id if isinstance(row.id, uuid.UUID) else uuid.UUID(str(row.id))
-            conn.execute(sa.text("UPDATE webhooks SET secret_sealed = :sealed WHERE id = :id"),
-                         {"sealed": seal_webhook_secret(key, webhook_id, row.secret), "id": row.id})
+            conn.execute(
+                sa.text("UPDATE webhooks SET secret_sealed = :sealed WHERE id = :id"),
+                {"sealed": seal_webhook_secret(key, webhook_id, row.secret), "id": row.id},
+            )
     op.alter_column("webhooks", "secret_sealed", nullable=False)
     op.drop_column("webhooks", "secret")
 
@@ -50,7 +52,9 @@ def downgrade() -> None:
         key = _master_key()
         for row in rows:
             webhook_id = row.id if isinstance(row.id, uuid.UUID) else uuid.UUID(str(row.id))
-            conn.execute(sa.text("UPDATE webhooks SET secret = :secret WHERE id = :id"),
-                         {"secret": unseal_webhook_secret(key, webhook_id, bytes(row.secret_sealed)), "id": row.id})
+            conn.execute(
+                sa.text("UPDATE webhooks SET secret = :secret WHERE id = :id"),
+                {"secret": unseal_webhook_secret(key, webhook_id, bytes(row.secret_sealed)), "id": row.id},
+            )
     op.alter_column("webhooks", "secret", nullable=False)
     op.drop_column("webhooks", "secret_sealed")

@@ -46,16 +46,25 @@ def upgrade() -> None:
         sa.Column("payment_id", sa.UUID(), sa.ForeignKey("payments.id"), nullable=True),
         sa.Column("details", postgresql.JSONB(astext_type=sa.Text()), server_default="{}", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.UniqueConstraint("wallet_id", "asset", "block_number", "tx_hash", "log_index", "kind",
-                            name="reconcile_movement_once", postgresql_nulls_not_distinct=True),
+        sa.UniqueConstraint(
+            "wallet_id",
+            "asset",
+            "block_number",
+            "tx_hash",
+            "log_index",
+            "kind",
+            name="reconcile_movement_once",
+            postgresql_nulls_not_distinct=True,
+        ),
     )
     op.create_index("reconcile_movements_wallet_kind", "reconcile_movements", ["wallet_id", "kind"])
     for table in TABLES:
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY paygent_owner ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
-        op.execute(f"CREATE POLICY paygent_tenant ON {table} USING (tenant_id = {TENANT}) "
-                   f"WITH CHECK (tenant_id = {TENANT})")
+        op.execute(
+            f"CREATE POLICY paygent_tenant ON {table} USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
+        )
     op.execute("""
         CREATE FUNCTION paygent_tenant_ids() RETURNS SETOF uuid
         LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$

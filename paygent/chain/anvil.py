@@ -13,8 +13,9 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 31337
 
 
-def anvil_command(port: int, *, chain_id: int = DEV_CHAIN_ID, state_file: Path | None = None,
-                  block_time: int | None = None) -> list[str]:
+def anvil_command(
+    port: int, *, chain_id: int = DEV_CHAIN_ID, state_file: Path | None = None, block_time: int | None = None
+) -> list[str]:
     binary = anvil_binary()
     if not binary.exists():
         raise FileNotFoundError(f"anvil not found at {binary}: run `npm ci` in the repository root")
@@ -28,8 +29,7 @@ def anvil_command(port: int, *, chain_id: int = DEV_CHAIN_ID, state_file: Path |
 
 def start_anvil(port: int, *, log_file: Path | None = None, **kwargs) -> subprocess.Popen:
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    proc = subprocess.Popen(anvil_command(port, **kwargs), stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(anvil_command(port, **kwargs), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_port("127.0.0.1", port, timeout=20, what="anvil")
     except TimeoutError:

@@ -64,8 +64,9 @@ def _cache_path(name: str, source: bytes) -> Path:
 
 
 def _run_vyper(path: Path) -> CompiledContract:
-    proc = subprocess.run([str(vyper_binary()), "-f", "abi,bytecode", str(path)],
-                          capture_output=True, text=True, cwd=path.parent)
+    proc = subprocess.run(
+        [str(vyper_binary()), "-f", "abi,bytecode", str(path)], capture_output=True, text=True, cwd=path.parent
+    )
     if proc.returncode != 0:
         raise CompileError(f"vyper failed on {path.name}:\n{proc.stderr.strip() or proc.stdout.strip()}")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]

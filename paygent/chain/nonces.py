@@ -14,11 +14,18 @@ async def allocate_nonce(conn: AsyncConnection, chain_id: int, address: str, cha
 
     Must run inside the transaction that also persists the transaction signed with it.
     """
-    await conn.execute(pg_insert(address_nonces).values(chain_id=chain_id, address=address, next_nonce=0)
-                       .on_conflict_do_nothing())
-    stored = await conn.scalar(sa.select(address_nonces.c.next_nonce).where(
-        address_nonces.c.chain_id == chain_id, address_nonces.c.address == address).with_for_update())
+    await conn.execute(
+        pg_insert(address_nonces).values(chain_id=chain_id, address=address, next_nonce=0).on_conflict_do_nothing()
+    )
+    stored = await conn.scalar(
+        sa.select(address_nonces.c.next_nonce)
+        .where(address_nonces.c.chain_id == chain_id, address_nonces.c.address == address)
+        .with_for_update()
+    )
     nonce = max(stored, chain_pending)
-    await conn.execute(address_nonces.update().where(
-        address_nonces.c.chain_id == chain_id, address_nonces.c.address == address).values(next_nonce=nonce + 1))
+    await conn.execute(
+        address_nonces.update()
+        .where(address_nonces.c.chain_id == chain_id, address_nonces.c.address == address)
+        .values(next_nonce=nonce + 1)
+    )
     return nonce

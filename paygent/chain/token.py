@@ -32,8 +32,14 @@ _TRANSFER_SELECTOR = keccak(text="transfer(address,uint256)")[:4]
 
 # Argument names follow the compiler's ABI (`from_`, `amount`: `from` and `value` are reserved in
 # Vyper); names do not affect selectors, which are USDC's.
-_AUTH_INPUTS = [("from_", "address"), ("to", "address"), ("amount", "uint256"), ("validAfter", "uint256"),
-                ("validBefore", "uint256"), ("nonce", "bytes32")]
+_AUTH_INPUTS = [
+    ("from_", "address"),
+    ("to", "address"),
+    ("amount", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+]
 _VRS_INPUTS = [("v", "uint8"), ("r", "bytes32"), ("s", "bytes32")]
 
 
@@ -42,8 +48,13 @@ class TransactionReverted(RuntimeError):
 
 
 def _function_entry(name: str, inputs: list[tuple[str, str]]) -> dict:
-    return {"type": "function", "name": name, "stateMutability": "nonpayable", "outputs": [],
-            "inputs": [{"name": n, "type": t} for n, t in inputs]}
+    return {
+        "type": "function",
+        "name": name,
+        "stateMutability": "nonpayable",
+        "outputs": [],
+        "inputs": [{"name": n, "type": t} for n, t in inputs],
+    }
 
 
 # The (v, r, s) overloads USDC v2.2 has. Vyper cannot declare two functions with one name, so the
@@ -87,16 +98,22 @@ async def fee_fields(w3: AsyncWeb3) -> dict[str, int]:
     return {"maxFeePerGas": 2 * base_fee + priority, "maxPriorityFeePerGas": priority}
 
 
-async def send_transaction(w3: AsyncWeb3, sender: LocalAccount, to: str | None, data: bytes = b"",
-                           value_wei: int = 0, *, wait: bool = True) -> str:
+async def send_transaction(
+    w3: AsyncWeb3, sender: LocalAccount, to: str | None, data: bytes = b"", value_wei: int = 0, *, wait: bool = True
+) -> str:
     """Sign `sender`'s transaction locally, send it raw, and (by default) wait for a successful receipt.
 
     `to=None` creates a contract. Gas is estimated, so a call that would revert raises
     `TransactionReverted` with the revert reason before anything is sent. Returns the 0x tx hash.
     """
-    tx: dict = {"from": sender.address, "value": value_wei, "data": data, "type": 2,
-                "chainId": await w3.eth.chain_id,
-                "nonce": await w3.eth.get_transaction_count(sender.address, "pending")}
+    tx: dict = {
+        "from": sender.address,
+        "value": value_wei,
+        "data": data,
+        "type": 2,
+        "chainId": await w3.eth.chain_id,
+        "nonce": await w3.eth.get_transaction_count(sender.address, "pending"),
+    }
     if to is not None:
         tx["to"] = to_checksum_address(to)
     tx.update(await fee_fields(w3))
@@ -107,8 +124,7 @@ async def send_transaction(w3: AsyncWeb3, sender: LocalAccount, to: str | None, 
     signed = sender.sign_transaction(tx)
     tx_hash = AsyncWeb3.to_hex(await w3.eth.send_raw_transaction(signed.raw_transaction))
     if wait:
-        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS,
-                                                            poll_latency=0.05)
+        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS, poll_latency=0.05)
         if receipt["status"] != 1:
             raise TransactionReverted(f"transaction {tx_hash} from {sender.address} reverted on chain")
     return tx_hash
@@ -137,8 +153,7 @@ async def transfer(w3: AsyncWeb3, token: str, sender: LocalAccount, to: str, amo
 
 async def balance_of(w3: AsyncWeb3, token: str, holder: str, block: int | str = "latest") -> int:
     """`holder`'s token balance in atomic units (as of `block`)."""
-    return int(await _token(w3, token).functions.balanceOf(to_checksum_address(holder)).call(
-        block_identifier=block))
+    return int(await _token(w3, token).functions.balanceOf(to_checksum_address(holder)).call(block_identifier=block))
 
 
 async def is_deployed(w3: AsyncWeb3, address: str) -> bool:

@@ -47,20 +47,31 @@ async def transfers(w3: AsyncWeb3, token: str, wallet: str, from_block: int, to_
     into = await w3.eth.get_logs({**base, "topics": [TRANSFER_TOPIC, None, _topic(wallet)]})
     seen: dict[tuple[str, int], TokenTransfer] = {}
     for log in [*out, *into]:  # a transfer to oneself is in both answers: keep it once
-        t = TokenTransfer(block_number=log["blockNumber"], tx_hash=_hex(log["transactionHash"]),
-                          log_index=log["logIndex"], sender=_address(log["topics"][1]),
-                          receiver=_address(log["topics"][2]), amount_atomic=int(_hex(log["data"]), 16))
+        t = TokenTransfer(
+            block_number=log["blockNumber"],
+            tx_hash=_hex(log["transactionHash"]),
+            log_index=log["logIndex"],
+            sender=_address(log["topics"][1]),
+            receiver=_address(log["topics"][2]),
+            amount_atomic=int(_hex(log["data"]), 16),
+        )
         seen[(t.tx_hash, t.log_index)] = t
     return sorted(seen.values(), key=lambda t: (t.block_number, t.log_index))
 
 
-async def authorizations_used(w3: AsyncWeb3, token: str, authorizer: str, from_block: int,
-                              to_block: int) -> dict[str, str]:
+async def authorizations_used(
+    w3: AsyncWeb3, token: str, authorizer: str, from_block: int, to_block: int
+) -> dict[str, str]:
     """{transaction hash: authorization nonce (0x hex)} for the EIP-3009 authorizations `authorizer` signed
     that were consumed in [from_block, to_block]: how an x402 settlement is told apart from a stray transfer."""
-    logs = await w3.eth.get_logs({"fromBlock": from_block, "toBlock": to_block,
-                                  "address": to_checksum_address(token),
-                                  "topics": [AUTHORIZATION_USED_TOPIC, _topic(authorizer)]})
+    logs = await w3.eth.get_logs(
+        {
+            "fromBlock": from_block,
+            "toBlock": to_block,
+            "address": to_checksum_address(token),
+            "topics": [AUTHORIZATION_USED_TOPIC, _topic(authorizer)],
+        }
+    )
     found: dict[str, str] = {}
     for log in logs:
         found.setdefault(_hex(log["transactionHash"]), _hex(log["topics"][2]))

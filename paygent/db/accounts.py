@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.crypto import hash_api_key, new_api_key, seal, unseal
 from paygent.db.schema import tenants, users, wallets
 
-
 HUMAN, AGENT = "human", "agent"
 
 
@@ -59,49 +58,74 @@ async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
     return tenant_id
 
 
-async def create_user(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
-                      roles: list[str]) -> tuple[uuid.UUID, str]:
+async def create_user(
+    conn: AsyncConnection, tenant_id: uuid.UUID, name: str, roles: list[str]
+) -> tuple[uuid.UUID, str]:
     """Returns (user id, API key). The key is shown once; only its hash is stored."""
     api_key = new_api_key()
     user_id = uuid.uuid4()
-    await conn.execute(users.insert().values(id=user_id, tenant_id=tenant_id, name=name,
-                                             api_key_hash=hash_api_key(api_key), roles=roles))
+    await conn.execute(
+        users.insert().values(
+            id=user_id, tenant_id=tenant_id, name=name, api_key_hash=hash_api_key(api_key), roles=roles
+        )
+    )
     return user_id, api_key
 
 
 async def find_user(conn: AsyncConnection, tenant_id: uuid.UUID, name: str):
-    return (await conn.execute(
-        sa.select(users).where(users.c.tenant_id == tenant_id, users.c.name == name))).mappings().first()
+    return (
+        (await conn.execute(sa.select(users).where(users.c.tenant_id == tenant_id, users.c.name == name)))
+        .mappings()
+        .first()
+    )
 
 
 async def authenticate(conn: AsyncConnection, api_key: str) -> Principal | None:
     """The key's principal, looked up before any tenant is known: through `paygent_authenticate`, a
     SECURITY DEFINER function (migration 0005), since row-level security hides every user row until then."""
-    row = (await conn.execute(sa.text(
-        "SELECT id, tenant_id, name, roles, kind, owner_id, owner_name FROM paygent_authenticate(:h)"),
-        {"h": hash_api_key(api_key)})).first()
+    row = (
+        await conn.execute(
+            sa.text("SELECT id, tenant_id, name, roles, kind, owner_id, owner_name FROM paygent_authenticate(:h)"),
+            {"h": hash_api_key(api_key)},
+        )
+    ).first()
     if row is None:
         return None
-    return Principal(user_id=row.id, tenant_id=row.tenant_id, name=row.name, roles=tuple(row.roles),
-                     kind=row.kind, owner_id=row.owner_id, owner_name=row.owner_name)
+    return Principal(
+        user_id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        roles=tuple(row.roles),
+        kind=row.kind,
+        owner_id=row.owner_id,
+        owner_name=row.owner_name,
+    )
 
 
-async def create_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, name: str,
-                        master_key: bytes) -> tuple[uuid.UUID, str]:
+async def create_wallet(
+    conn: AsyncConnection, tenant_id: uuid.UUID, name: str, master_key: bytes
+) -> tuple[uuid.UUID, str]:
     """Generates a key, stores it sealed (bound to the wallet id), returns (wallet id, address)."""
     wallet_id = uuid.uuid4()
     account = Account.create()
     sealed = seal(master_key, bytes(account.key), context=wallet_id.bytes)
-    await conn.execute(wallets.insert().values(id=wallet_id, tenant_id=tenant_id, name=name,
-                                               address=account.address, encrypted_key=sealed))
+    await conn.execute(
+        wallets.insert().values(
+            id=wallet_id, tenant_id=tenant_id, name=name, address=account.address, encrypted_key=sealed
+        )
+    )
     return wallet_id, account.address
 
 
 async def get_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uuid.UUID):
     """The wallet if it belongs to the tenant (id, name, address, created_at; never the key)."""
-    return (await conn.execute(
-        sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id, wallets.c.created_at)
-        .where(wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id))).first()
+    return (
+        await conn.execute(
+            sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id, wallets.c.created_at).where(
+                wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
 
 
 async def load_signer(conn: AsyncConnection, wallet_id: uuid.UUID, master_key: bytes) -> LocalAccount:

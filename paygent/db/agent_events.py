@@ -28,8 +28,13 @@ STREAM_TTL = timedelta(days=7)
 
 def envelope(row: Any) -> dict[str, Any]:
     """The wire shape of one event (SSE `data:`, the Redis entry, the CLI)."""
-    return {"run_id": str(row["run_id"]), "seq": int(row["seq"]), "type": row["type"],
-            "at": row["at"].isoformat(), "data": row["data"]}
+    return {
+        "run_id": str(row["run_id"]),
+        "seq": int(row["seq"]),
+        "type": row["type"],
+        "at": row["at"].isoformat(),
+        "data": row["data"],
+    }
 
 
 def _status_change(event: t.EmitEvent) -> dict[str, Any]:
@@ -57,19 +62,38 @@ async def record_event(conn: AsyncConnection, event: t.EmitEvent) -> dict[str, A
     run_id = uuid.UUID(event.run_id)
     if event.type == t.AGENT_COMPLETED and "message_id" in event.data and "answer" not in event.data:
         # the workflow carries only the answer's message id; the full text is read here, once
-        text = await conn.scalar(sa.select(messages.c.text).where(
-            messages.c.id == uuid.UUID(event.data["message_id"])))
+        text = await conn.scalar(sa.select(messages.c.text).where(messages.c.id == uuid.UUID(event.data["message_id"])))
         event = event.model_copy(update={"data": {**event.data, "answer": text or ""}})
-    inserted = await conn.scalar(pg_insert(agent_events).values(
-        run_id=run_id, seq=event.seq, type=event.type, data=event.data,
-    ).on_conflict_do_nothing(index_elements=["run_id", "seq"]).returning(agent_events.c.seq))
+    inserted = await conn.scalar(
+        pg_insert(agent_events)
+        .values(
+            run_id=run_id,
+            seq=event.seq,
+            type=event.type,
+            data=event.data,
+        )
+        .on_conflict_do_nothing(index_elements=["run_id", "seq"])
+        .returning(agent_events.c.seq)
+    )
     change = _status_change(event)
     if inserted is not None and change:
-        await conn.execute(agent_runs.update().where(
-            agent_runs.c.id == run_id, agent_runs.c.status.not_in(t.TERMINAL),
-        ).values(**change, updated_at=sa.func.now()))
-    row = (await conn.execute(sa.select(agent_events).where(
-        agent_events.c.run_id == run_id, agent_events.c.seq == event.seq))).mappings().one()
+        await conn.execute(
+            agent_runs.update()
+            .where(
+                agent_runs.c.id == run_id,
+                agent_runs.c.status.not_in(t.TERMINAL),
+            )
+            .values(**change, updated_at=sa.func.now())
+        )
+    row = (
+        (
+            await conn.execute(
+                sa.select(agent_events).where(agent_events.c.run_id == run_id, agent_events.c.seq == event.seq)
+            )
+        )
+        .mappings()
+        .one()
+    )
     return envelope(row)
 
 
@@ -77,19 +101,33 @@ async def publish(redis: Redis, payload: dict[str, Any]) -> None:
     """XADD with the event's own id; an id already there means this event was published before."""
     key = t.stream_key(payload["run_id"])
     try:
-        await redis.xadd(key, {"event": json.dumps(payload)}, id=f"0-{payload['seq']}", maxlen=STREAM_MAXLEN,
-                         approximate=True)
+        await redis.xadd(
+            key, {"event": json.dumps(payload)}, id=f"0-{payload['seq']}", maxlen=STREAM_MAXLEN, approximate=True
+        )
     except ResponseError as exc:
         if "equal or smaller" not in str(exc):
             raise
     await redis.expire(key, STREAM_TTL)
 
 
-async def load_events(conn: AsyncConnection, run_id: uuid.UUID, after_seq: int,
-                      limit: int = 500) -> list[dict[str, Any]]:
-    rows = (await conn.execute(sa.select(agent_events).where(
-        agent_events.c.run_id == run_id, agent_events.c.seq > after_seq,
-    ).order_by(agent_events.c.seq).limit(limit))).mappings().all()
+async def load_events(
+    conn: AsyncConnection, run_id: uuid.UUID, after_seq: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    rows = (
+        (
+            await conn.execute(
+                sa.select(agent_events)
+                .where(
+                    agent_events.c.run_id == run_id,
+                    agent_events.c.seq > after_seq,
+                )
+                .order_by(agent_events.c.seq)
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [envelope(r) for r in rows]
 
 

@@ -22,17 +22,21 @@ def _ts(name: str = "created_at", nullable: bool = False) -> sa.Column:
 
 
 threads = sa.Table(
-    "threads", metadata,
+    "threads",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=False),
     sa.Column("title", sa.Text, nullable=False),
-    _ts(), _ts("updated_at"), _ts("archived_at", nullable=True),
+    _ts(),
+    _ts("updated_at"),
+    _ts("archived_at", nullable=True),
     sa.Index("threads_owner_newest", "tenant_id", "user_id", "created_at", "id"),
 )
 
 messages = sa.Table(
-    "messages", metadata,
+    "messages",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     # insertion order = conversation order, whichever clock the writers had
     sa.Column("position", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
@@ -50,7 +54,8 @@ messages = sa.Table(
 )
 
 agent_runs = sa.Table(
-    "agent_runs", metadata,
+    "agent_runs",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=False),
@@ -66,12 +71,15 @@ agent_runs = sa.Table(
     sa.Column("steps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("answer", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
-    _ts(), _ts("updated_at"), _ts("finished_at", nullable=True),
+    _ts(),
+    _ts("updated_at"),
+    _ts("finished_at", nullable=True),
     sa.Index("agent_runs_thread", "thread_id", "created_at"),
 )
 
 agent_llm_steps = sa.Table(
-    "agent_llm_steps", metadata,
+    "agent_llm_steps",
+    metadata,
     sa.Column("run_id", UUID(as_uuid=True), sa.ForeignKey("agent_runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("step", sa.Integer, primary_key=True),
     sa.Column("message_id", UUID(as_uuid=True), nullable=False),
@@ -80,7 +88,8 @@ agent_llm_steps = sa.Table(
 )
 
 agent_events = sa.Table(
-    "agent_events", metadata,
+    "agent_events",
+    metadata,
     sa.Column("run_id", UUID(as_uuid=True), sa.ForeignKey("agent_runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("type", sa.Text, nullable=False),
@@ -90,7 +99,8 @@ agent_events = sa.Table(
 
 # Key-value memory per (tenant, user, namespace); expired rows are invisible and pruned on write.
 agent_memory = sa.Table(
-    "agent_memory", metadata,
+    "agent_memory",
+    metadata,
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), primary_key=True),
     sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
     sa.Column("namespace", sa.Text, primary_key=True),
@@ -103,7 +113,8 @@ agent_memory = sa.Table(
 # A small registry of paid (x402) services an agent may use; tenant_id NULL = offered to every tenant.
 # Discovery (api/services_discovery.py, migration 0009) fills network, recipient and, for MCP, the tool.
 paid_services = sa.Table(
-    "paid_services", metadata,
+    "paid_services",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=True),
     sa.Column("name", sa.Text, nullable=False),
@@ -116,6 +127,7 @@ paid_services = sa.Table(
     sa.Column("network", sa.Text, nullable=True),  # CAIP-2, e.g. eip155:31337
     sa.Column("pay_to", sa.Text, nullable=True),
     sa.Column("metadata", JSONB, nullable=False, server_default="{}"),  # the discovery extension's info, if any
-    _ts(), _ts("discovered_at", nullable=True),
+    _ts(),
+    _ts("discovered_at", nullable=True),
     sa.UniqueConstraint("tenant_id", "name"),
 )

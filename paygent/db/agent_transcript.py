@@ -22,18 +22,39 @@ MAX_CONTEXT_MESSAGES = 200
 NOT_RUN = '{"error": "not run: the run ended before this tool call finished"}'
 
 
-async def insert_message(conn: AsyncConnection, *, thread_id: uuid.UUID, tenant_id: uuid.UUID,
-                         run_id: uuid.UUID | None, role: str, text: str | None,
-                         tool_calls: list[ToolCall] | None = None, tool_call_id: str | None = None,
-                         tool_name: str | None = None, dedupe_key: str | None = None,
-                         message_id: uuid.UUID | None = None) -> uuid.UUID:
+async def insert_message(
+    conn: AsyncConnection,
+    *,
+    thread_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    role: str,
+    text: str | None,
+    tool_calls: list[ToolCall] | None = None,
+    tool_call_id: str | None = None,
+    tool_name: str | None = None,
+    dedupe_key: str | None = None,
+    message_id: uuid.UUID | None = None,
+) -> uuid.UUID:
     """Insert one message; with a `dedupe_key` already used, return the id stored the first time."""
     new_id = message_id or uuid.uuid4()
-    inserted = await conn.scalar(pg_insert(messages).values(
-        id=new_id, thread_id=thread_id, tenant_id=tenant_id, run_id=run_id, role=role, text=text,
-        tool_calls=[c.model_dump(mode="json") for c in tool_calls or []], tool_call_id=tool_call_id,
-        tool_name=tool_name, dedupe_key=dedupe_key,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(messages.c.id))
+    inserted = await conn.scalar(
+        pg_insert(messages)
+        .values(
+            id=new_id,
+            thread_id=thread_id,
+            tenant_id=tenant_id,
+            run_id=run_id,
+            role=role,
+            text=text,
+            tool_calls=[c.model_dump(mode="json") for c in tool_calls or []],
+            tool_call_id=tool_call_id,
+            tool_name=tool_name,
+            dedupe_key=dedupe_key,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(messages.c.id)
+    )
     if inserted is not None:
         return inserted
     return await conn.scalar(sa.select(messages.c.id).where(messages.c.dedupe_key == dedupe_key))
@@ -70,16 +91,34 @@ def repair(chat: list[ChatMessage]) -> list[ChatMessage]:
     return out
 
 
-async def load_chat(conn: AsyncConnection, thread_id: uuid.UUID,
-                    limit: int = MAX_CONTEXT_MESSAGES) -> list[ChatMessage]:
+async def load_chat(
+    conn: AsyncConnection, thread_id: uuid.UUID, limit: int = MAX_CONTEXT_MESSAGES
+) -> list[ChatMessage]:
     """The thread's latest `limit` messages, oldest first, repaired for the provider."""
-    rows = (await conn.execute(sa.select(messages).where(messages.c.thread_id == thread_id)
-                               .order_by(messages.c.position.desc()).limit(limit))).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                sa.select(messages)
+                .where(messages.c.thread_id == thread_id)
+                .order_by(messages.c.position.desc())
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return repair([to_chat(r) for r in reversed(rows)])
 
 
 def message_view(row: Any) -> dict[str, Any]:
-    return {"id": str(row["id"]), "position": int(row["position"]), "role": row["role"], "text": row["text"],
-            "tool_calls": row["tool_calls"] or [], "tool_call_id": row["tool_call_id"],
-            "tool_name": row["tool_name"], "run_id": str(row["run_id"]) if row["run_id"] else None,
-            "created_at": row["created_at"].isoformat()}
+    return {
+        "id": str(row["id"]),
+        "position": int(row["position"]),
+        "role": row["role"],
+        "text": row["text"],
+        "tool_calls": row["tool_calls"] or [],
+        "tool_call_id": row["tool_call_id"],
+        "tool_name": row["tool_name"],
+        "run_id": str(row["run_id"]) if row["run_id"] else None,
+        "created_at": row["created_at"].isoformat(),
+    }

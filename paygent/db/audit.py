@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,25 +63,39 @@ async def append_audit(
     """Append one row inside the caller's transaction; returns its id."""
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}")
-    chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type,
-                                                  str(subject_id)))
-    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:chain))"),
-                       {"c": _AUDIT_LOCK_CLASS, "chain": chain})
+    chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type, str(subject_id)))
+    await conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:chain))"), {"c": _AUDIT_LOCK_CLASS, "chain": chain}
+    )
     # a statement of its own, after the lock: it reads a snapshot that has the previous holder's commit.
     # Through a SECURITY DEFINER function, since row-level security would hide a system row from a tenant.
     prev = await conn.scalar(sa.text("SELECT paygent_audit_chain_head(:chain)"), {"chain": chain})
     fields = AuditFields(
         tenant_id=str(tenant_id) if tenant_id else None,
-        at=at or datetime.now(timezone.utc),
-        actor=actor, channel=channel, action=action,
-        subject_type=subject_type, subject_id=str(subject_id), data=data or {},
+        at=at or datetime.now(UTC),
+        actor=actor,
+        channel=channel,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        data=data or {},
     )
     digest = row_hash(prev or GENESIS_HASH, fields)
     return await conn.scalar(
         audit_log.insert()
-        .values(tenant_id=fields.tenant_id, at=fields.at, actor=actor, channel=channel, action=action,
-                subject_type=subject_type, subject_id=fields.subject_id, data=fields.data,
-                prev_hash=prev or GENESIS_HASH, hash=digest, chain=chain)
+        .values(
+            tenant_id=fields.tenant_id,
+            at=fields.at,
+            actor=actor,
+            channel=channel,
+            action=action,
+            subject_type=subject_type,
+            subject_id=fields.subject_id,
+            data=fields.data,
+            prev_hash=prev or GENESIS_HASH,
+            hash=digest,
+            chain=chain,
+        )
         .returning(audit_log.c.id)
     )
 
@@ -97,9 +111,14 @@ class VerifyResult:
 async def sees_whole_audit_log(conn: AsyncConnection) -> bool:
     """Only a superuser, a role that bypasses row-level security, or the table's owner (whose policy shows every
     row) sees the whole chain; any other role would "verify" a fragment."""
-    return bool(await conn.scalar(sa.text(
-        "SELECT r.rolsuper OR r.rolbypassrls OR t.tableowner = current_user FROM pg_roles r, pg_tables t "
-        "WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'audit_log'")))
+    return bool(
+        await conn.scalar(
+            sa.text(
+                "SELECT r.rolsuper OR r.rolbypassrls OR t.tableowner = current_user FROM pg_roles r, pg_tables t "
+                "WHERE r.rolname = current_user AND t.schemaname = 'public' AND t.tablename = 'audit_log'"
+            )
+        )
+    )
 
 
 async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult:
@@ -109,20 +128,35 @@ async def verify_chain(conn: AsyncConnection, batch: int = 5000) -> VerifyResult
     checked = 0
     last_id = 0
     while True:
-        rows = (await conn.execute(
-            sa.select(audit_log).where(audit_log.c.id > last_id).order_by(audit_log.c.id).limit(batch)
-        )).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(audit_log).where(audit_log.c.id > last_id).order_by(audit_log.c.id).limit(batch)
+                )
+            )
+            .mappings()
+            .all()
+        )
         if not rows:
             return VerifyResult(ok=True, rows_checked=checked)
         for r in rows:
             prev = heads.get(r["chain"], GENESIS_HASH)
             if r["prev_hash"] != prev:
-                return VerifyResult(False, checked, r["id"], "prev_hash does not match the previous row's hash "
-                                    "(a row was removed or inserted)")
+                return VerifyResult(
+                    False,
+                    checked,
+                    r["id"],
+                    "prev_hash does not match the previous row's hash (a row was removed or inserted)",
+                )
             fields = AuditFields(
-                tenant_id=str(r["tenant_id"]) if r["tenant_id"] else None, at=r["at"], actor=r["actor"],
-                channel=r["channel"], action=r["action"], subject_type=r["subject_type"],
-                subject_id=r["subject_id"], data=r["data"],
+                tenant_id=str(r["tenant_id"]) if r["tenant_id"] else None,
+                at=r["at"],
+                actor=r["actor"],
+                channel=r["channel"],
+                action=r["action"],
+                subject_type=r["subject_type"],
+                subject_id=r["subject_id"],
+                data=r["data"],
             )
             if row_hash(prev, fields) != r["hash"]:
                 return VerifyResult(False, checked, r["id"], "content does not match its hash (row was changed)")

@@ -11,7 +11,7 @@ POOL_SIZE, POOL_OVERFLOW = 20, 10
 
 
 def async_url(url: str) -> str:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url
 
@@ -28,8 +28,9 @@ def get_engine(url: str | None = None) -> AsyncEngine:
         # Sized from the load figures (issue 11): with 10 kept, a burst opened and closed overflow connections
         # all the time (seen in the worker's profile). Local activities must not be capped below what waits for
         # a connection: a queued local activity holds its workflow task open until the server times it out.
-        engine = scope_engine(create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                                  pool_pre_ping=True))
+        engine = scope_engine(
+            create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
+        )
         _engines[url] = engine
     return engine
 

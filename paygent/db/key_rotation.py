@@ -45,8 +45,13 @@ async def reseal_wallets(engine: AsyncEngine, old_key: bytes, new_key: bytes, *,
         tenant_ids = list(await conn.scalars(sa.select(tenants.c.id).order_by(tenants.c.created_at)))
     for tenant_id in tenant_ids:
         async with tenant_transaction(engine, tenant_id) as conn:
-            rows = (await conn.execute(sa.select(wallets.c.id, wallets.c.encrypted_key).where(
-                wallets.c.tenant_id == tenant_id).with_for_update())).all()
+            rows = (
+                await conn.execute(
+                    sa.select(wallets.c.id, wallets.c.encrypted_key)
+                    .where(wallets.c.tenant_id == tenant_id)
+                    .with_for_update()
+                )
+            ).all()
             resealed = 0
             for wallet_id, sealed in rows:
                 if _opens(new_key, sealed, wallet_id) is not None:
@@ -55,13 +60,23 @@ async def reseal_wallets(engine: AsyncEngine, old_key: bytes, new_key: bytes, *,
                 secret = _opens(old_key, sealed, wallet_id)
                 if secret is None:
                     raise KeyRotationError(f"wallet {wallet_id} opens with neither the old nor the new master key")
-                await conn.execute(wallets.update().where(wallets.c.id == wallet_id).values(
-                    encrypted_key=seal(new_key, secret, context=wallet_id.bytes)))
+                await conn.execute(
+                    wallets.update()
+                    .where(wallets.c.id == wallet_id)
+                    .values(encrypted_key=seal(new_key, secret, context=wallet_id.bytes))
+                )
                 resealed += 1
             if resealed:
-                await append_audit(conn, tenant_id=tenant_id, actor=actor, channel="cli",
-                                   action="wallets.master_key_rotated", subject_type="tenant",
-                                   subject_id=str(tenant_id), data={"wallets": resealed})
+                await append_audit(
+                    conn,
+                    tenant_id=tenant_id,
+                    actor=actor,
+                    channel="cli",
+                    action="wallets.master_key_rotated",
+                    subject_type="tenant",
+                    subject_id=str(tenant_id),
+                    data={"wallets": resealed},
+                )
             report.resealed += resealed
     return report
 
@@ -74,11 +89,24 @@ async def rotate_user_key(engine: AsyncEngine, tenant_name: str, user_name: str,
         raise KeyRotationError(f"no tenant {tenant_name!r}")
     api_key = new_api_key()
     async with tenant_transaction(engine, tenant_id) as conn:
-        user_id = await conn.scalar(users.update().where(
-            users.c.tenant_id == tenant_id, users.c.name == user_name,
-        ).values(api_key_hash=hash_api_key(api_key)).returning(users.c.id))
+        user_id = await conn.scalar(
+            users.update()
+            .where(
+                users.c.tenant_id == tenant_id,
+                users.c.name == user_name,
+            )
+            .values(api_key_hash=hash_api_key(api_key))
+            .returning(users.c.id)
+        )
         if user_id is None:
             raise KeyRotationError(f"no user {user_name!r} in tenant {tenant_name!r}")
-        await append_audit(conn, tenant_id=tenant_id, actor=actor, channel="cli", action="user.api_key_rotated",
-                           subject_type="user", subject_id=str(user_id))
+        await append_audit(
+            conn,
+            tenant_id=tenant_id,
+            actor=actor,
+            channel="cli",
+            action="user.api_key_rotated",
+            subject_type="user",
+            subject_id=str(user_id),
+        )
     return api_key

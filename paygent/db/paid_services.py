@@ -33,32 +33,80 @@ class Offer:
 
 
 async def list_services(conn: AsyncConnection, tenant_id: uuid.UUID | str) -> list:
-    return (await conn.execute(sa.select(paid_services).where(sa.or_(
-        paid_services.c.tenant_id.is_(None), paid_services.c.tenant_id == uuid.UUID(str(tenant_id))),
-    ).order_by(paid_services.c.name).limit(LIST_LIMIT))).mappings().all()
+    return (
+        (
+            await conn.execute(
+                sa.select(paid_services)
+                .where(
+                    sa.or_(paid_services.c.tenant_id.is_(None), paid_services.c.tenant_id == uuid.UUID(str(tenant_id))),
+                )
+                .order_by(paid_services.c.name)
+                .limit(LIST_LIMIT)
+            )
+        )
+        .mappings()
+        .all()
+    )
 
 
 async def find_service(conn: AsyncConnection, tenant_id: uuid.UUID | str, name: str):
     """The tenant's service of that name (its own before a shared one), or None."""
-    return (await conn.execute(sa.select(paid_services).where(
-        paid_services.c.name == name,
-        sa.or_(paid_services.c.tenant_id.is_(None), paid_services.c.tenant_id == uuid.UUID(str(tenant_id))),
-    ).order_by(paid_services.c.tenant_id.is_(None)).limit(1))).mappings().first()
+    return (
+        (
+            await conn.execute(
+                sa.select(paid_services)
+                .where(
+                    paid_services.c.name == name,
+                    sa.or_(paid_services.c.tenant_id.is_(None), paid_services.c.tenant_id == uuid.UUID(str(tenant_id))),
+                )
+                .order_by(paid_services.c.tenant_id.is_(None))
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def save_offer(conn: AsyncConnection, tenant_id: uuid.UUID | str, offer: Offer) -> uuid.UUID:
     """Insert, or refresh the tenant's entry of the same name (a server's price or recipient may change)."""
-    values = {"name": offer.name, "url": offer.url, "transport": offer.transport, "tool": offer.tool,
-              "asset": offer.asset, "price_atomic": offer.price_atomic, "network": offer.network,
-              "pay_to": offer.pay_to, "description": offer.description, "metadata": offer.metadata,
-              "discovered_at": sa.func.now()}
-    return await conn.scalar(pg_insert(paid_services).values(
-        id=uuid.uuid4(), tenant_id=uuid.UUID(str(tenant_id)), **values,
-    ).on_conflict_do_update(index_elements=["tenant_id", "name"], set_=values).returning(paid_services.c.id))
+    values = {
+        "name": offer.name,
+        "url": offer.url,
+        "transport": offer.transport,
+        "tool": offer.tool,
+        "asset": offer.asset,
+        "price_atomic": offer.price_atomic,
+        "network": offer.network,
+        "pay_to": offer.pay_to,
+        "description": offer.description,
+        "metadata": offer.metadata,
+        "discovered_at": sa.func.now(),
+    }
+    return await conn.scalar(
+        pg_insert(paid_services)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(str(tenant_id)),
+            **values,
+        )
+        .on_conflict_do_update(index_elements=["tenant_id", "name"], set_=values)
+        .returning(paid_services.c.id)
+    )
 
 
 def service_view(row, decimals: int) -> dict:
-    return {"id": str(row["id"]), "name": row["name"], "url": row["url"], "transport": row["transport"],
-            "tool": row["tool"], "description": row["description"], "asset": row["asset"],
-            "price": format_amount(int(row["price_atomic"]), decimals), "price_atomic": str(int(row["price_atomic"])),
-            "network": row["network"], "pay_to": row["pay_to"], "shared": row["tenant_id"] is None}
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "url": row["url"],
+        "transport": row["transport"],
+        "tool": row["tool"],
+        "description": row["description"],
+        "asset": row["asset"],
+        "price": format_amount(int(row["price_atomic"]), decimals),
+        "price_atomic": str(int(row["price_atomic"])),
+        "network": row["network"],
+        "pay_to": row["pay_to"],
+        "shared": row["tenant_id"] is None,
+    }

@@ -14,20 +14,41 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.schema import audit_log
 
 STATUS_OF_ACTION = {
-    "payment.requested": "pending", "payment.awaiting_approval": "awaiting_approval",
-    "payment.time_locked": "time_locked", "payment.signing": "signing", "payment.submitted": "submitted",
-    "payment.confirmed": "confirmed", "payment.failed": "failed", "payment.cancelled": "cancelled",
-    "payment.refused": "refused", "payment.settled_late": "confirmed", "payment.reconciled": "confirmed",
+    "payment.requested": "pending",
+    "payment.awaiting_approval": "awaiting_approval",
+    "payment.time_locked": "time_locked",
+    "payment.signing": "signing",
+    "payment.submitted": "submitted",
+    "payment.confirmed": "confirmed",
+    "payment.failed": "failed",
+    "payment.cancelled": "cancelled",
+    "payment.refused": "refused",
+    "payment.settled_late": "confirmed",
+    "payment.reconciled": "confirmed",
 }
 # Steps that change no status but matter to whoever reads the history.
 EVENTS = frozenset({"payment.receipt_wait_gave_up", "payment.authorization_expired"})
 
 
 async def status_history(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict]:
-    rows = (await conn.execute(sa.select(audit_log.c.at, audit_log.c.actor, audit_log.c.action, audit_log.c.data)
-                               .where(audit_log.c.subject_type == "payment",
-                                      audit_log.c.subject_id == str(payment_id),
-                                      audit_log.c.action.in_([*STATUS_OF_ACTION, *EVENTS]))
-                               .order_by(audit_log.c.id))).all()
-    return [{"at": r.at.isoformat(), "action": r.action, "status": STATUS_OF_ACTION.get(r.action),
-             "actor": r.actor, "reason": (r.data or {}).get("reason")} for r in rows]
+    rows = (
+        await conn.execute(
+            sa.select(audit_log.c.at, audit_log.c.actor, audit_log.c.action, audit_log.c.data)
+            .where(
+                audit_log.c.subject_type == "payment",
+                audit_log.c.subject_id == str(payment_id),
+                audit_log.c.action.in_([*STATUS_OF_ACTION, *EVENTS]),
+            )
+            .order_by(audit_log.c.id)
+        )
+    ).all()
+    return [
+        {
+            "at": r.at.isoformat(),
+            "action": r.action,
+            "status": STATUS_OF_ACTION.get(r.action),
+            "actor": r.actor,
+            "reason": (r.data or {}).get("reason"),
+        }
+        for r in rows
+    ]

@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import wallet_account, write_payment_entries
-from paygent.db.reconcile_schema import (DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints,
-                                         reconcile_movements)
+from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 
 CONFIRMED, SUBMITTED, SIGNING = "confirmed", "submitted", "signing"
@@ -32,76 +31,174 @@ async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:
 
 
 async def tenant_wallets(conn: AsyncConnection, tenant_id: uuid.UUID) -> list:
-    return list((await conn.execute(sa.select(wallets.c.id, wallets.c.address).where(
-        wallets.c.tenant_id == tenant_id).order_by(wallets.c.created_at))).all())
+    return list(
+        (
+            await conn.execute(
+                sa.select(wallets.c.id, wallets.c.address)
+                .where(wallets.c.tenant_id == tenant_id)
+                .order_by(wallets.c.created_at)
+            )
+        ).all()
+    )
 
 
 async def checkpoint(conn: AsyncConnection, wallet_id: uuid.UUID, asset: str) -> tuple[int, int]:
     """(last block scanned, chain balance there); (-1, 0) before the first scan."""
-    row = (await conn.execute(sa.select(reconcile_checkpoints.c.block_number, reconcile_checkpoints.c.chain_balance)
-                              .where(reconcile_checkpoints.c.wallet_id == wallet_id,
-                                     reconcile_checkpoints.c.asset == asset))).first()
+    row = (
+        await conn.execute(
+            sa.select(reconcile_checkpoints.c.block_number, reconcile_checkpoints.c.chain_balance).where(
+                reconcile_checkpoints.c.wallet_id == wallet_id, reconcile_checkpoints.c.asset == asset
+            )
+        )
+    ).first()
     return (int(row.block_number), int(row.chain_balance)) if row else (-1, 0)
 
 
-async def save_checkpoint(conn: AsyncConnection, *, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str,
-                          block_number: int, chain_balance: int) -> None:
-    values = {"tenant_id": tenant_id, "wallet_id": wallet_id, "asset": asset, "block_number": block_number,
-              "chain_balance": chain_balance}
+async def save_checkpoint(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    asset: str,
+    block_number: int,
+    chain_balance: int,
+) -> None:
+    values = {
+        "tenant_id": tenant_id,
+        "wallet_id": wallet_id,
+        "asset": asset,
+        "block_number": block_number,
+        "chain_balance": chain_balance,
+    }
     stmt = pg_insert(reconcile_checkpoints).values(values)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=["wallet_id", "asset"],
-        set_={"block_number": block_number, "chain_balance": chain_balance, "updated_at": sa.func.now()},
-        where=reconcile_checkpoints.c.block_number < block_number))  # a checkpoint never moves back
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["wallet_id", "asset"],
+            set_={"block_number": block_number, "chain_balance": chain_balance, "updated_at": sa.func.now()},
+            where=reconcile_checkpoints.c.block_number < block_number,
+        )
+    )  # a checkpoint never moves back
 
 
-async def record_movement(conn: AsyncConnection, *, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str,
-                          block_number: int, tx_hash: str | None, log_index: int | None, kind: str,
-                          amount_atomic: int, counterparty: str | None = None,
-                          payment_id: uuid.UUID | None = None, details: dict | None = None) -> int | None:
+async def record_movement(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    asset: str,
+    block_number: int,
+    tx_hash: str | None,
+    log_index: int | None,
+    kind: str,
+    amount_atomic: int,
+    counterparty: str | None = None,
+    payment_id: uuid.UUID | None = None,
+    details: dict | None = None,
+) -> int | None:
     """The new row's id, or None when this movement was recorded by an earlier scan of the same range."""
-    return await conn.scalar(pg_insert(reconcile_movements).values(
-        tenant_id=tenant_id, wallet_id=wallet_id, asset=asset, block_number=block_number, tx_hash=tx_hash,
-        log_index=log_index, kind=kind, amount_atomic=amount_atomic, counterparty=counterparty,
-        payment_id=payment_id, details=details or {},
-    ).on_conflict_do_nothing(constraint="reconcile_movement_once").returning(reconcile_movements.c.id))
+    return await conn.scalar(
+        pg_insert(reconcile_movements)
+        .values(
+            tenant_id=tenant_id,
+            wallet_id=wallet_id,
+            asset=asset,
+            block_number=block_number,
+            tx_hash=tx_hash,
+            log_index=log_index,
+            kind=kind,
+            amount_atomic=amount_atomic,
+            counterparty=counterparty,
+            payment_id=payment_id,
+            details=details or {},
+        )
+        .on_conflict_do_nothing(constraint="reconcile_movement_once")
+        .returning(reconcile_movements.c.id)
+    )
 
 
 async def payment_by_tx(conn: AsyncConnection, wallet_id: uuid.UUID, tx_hash: str):
     """The wallet's payment executed by this transaction (any of its fee-bumped attempts)."""
-    pid = await conn.scalar(sa.select(payment_transactions.c.payment_id).where(
-        sa.func.lower(payment_transactions.c.tx_hash) == tx_hash.lower()))
+    pid = await conn.scalar(
+        sa.select(payment_transactions.c.payment_id).where(
+            sa.func.lower(payment_transactions.c.tx_hash) == tx_hash.lower()
+        )
+    )
     query = sa.select(payments).where(payments.c.wallet_id == wallet_id)
-    query = query.where(payments.c.id == pid) if pid else query.where(sa.func.lower(payments.c.tx_hash) == tx_hash.lower())
+    query = (
+        query.where(payments.c.id == pid) if pid else query.where(sa.func.lower(payments.c.tx_hash) == tx_hash.lower())
+    )
     return (await conn.execute(query)).mappings().first()
 
 
 async def payment_by_authorization(conn: AsyncConnection, wallet_id: uuid.UUID, nonce: str):
     """The wallet's x402 payment whose signed EIP-3009 authorization has this nonce."""
-    return (await conn.execute(sa.select(payments).where(
-        payments.c.wallet_id == wallet_id, payments.c.kind == "x402",
-        sa.func.lower(payments.c.details["signed"]["authorization_nonce"].astext) == nonce.lower(),
-    ))).mappings().first()
+    return (
+        (
+            await conn.execute(
+                sa.select(payments).where(
+                    payments.c.wallet_id == wallet_id,
+                    payments.c.kind == "x402",
+                    sa.func.lower(payments.c.details["signed"]["authorization_nonce"].astext) == nonce.lower(),
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def held_authorizations(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
     """x402 payments closed as not paid whose signed authorization still holds their reservation."""
-    return list((await conn.execute(sa.select(payments).join(
-        res.reservations, res.reservations.c.payment_id == payments.c.id).where(
-        payments.c.wallet_id == wallet_id, payments.c.kind == "x402", payments.c.status.in_(CLOSED_UNPAID),
-        payments.c.details.has_key("signed"), res.reservations.c.status == res.RESERVED,
-    ).order_by(payments.c.created_at))).mappings().all())
+    return list(
+        (
+            await conn.execute(
+                sa.select(payments)
+                .join(res.reservations, res.reservations.c.payment_id == payments.c.id)
+                .where(
+                    payments.c.wallet_id == wallet_id,
+                    payments.c.kind == "x402",
+                    payments.c.status.in_(CLOSED_UNPAID),
+                    payments.c.details.has_key("signed"),
+                    res.reservations.c.status == res.RESERVED,
+                )
+                .order_by(payments.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    )
 
 
 async def receipts_given_up(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
     """Payments left `submitted` by a receipt wait that gave up, with their signed attempts."""
-    rows = (await conn.execute(sa.select(payments).where(
-        payments.c.wallet_id == wallet_id, payments.c.status == SUBMITTED, payments.c.details.has_key(GAVE_UP_KEY),
-    ).order_by(payments.c.created_at))).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                sa.select(payments)
+                .where(
+                    payments.c.wallet_id == wallet_id,
+                    payments.c.status == SUBMITTED,
+                    payments.c.details.has_key(GAVE_UP_KEY),
+                )
+                .order_by(payments.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    )
     out = []
     for row in rows:
-        attempts = (await conn.execute(sa.select(payment_transactions).where(
-            payment_transactions.c.payment_id == row["id"]).order_by(payment_transactions.c.created_at))).mappings().all()
+        attempts = (
+            (
+                await conn.execute(
+                    sa.select(payment_transactions)
+                    .where(payment_transactions.c.payment_id == row["id"])
+                    .order_by(payment_transactions.c.created_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
         out.append((row, list(attempts)))
     return out
 
@@ -109,112 +206,244 @@ async def receipts_given_up(conn: AsyncConnection, wallet_id: uuid.UUID) -> list
 async def paid_but_open(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
     """Payments a scan already saw executed on chain (a `payment` movement) that are still recorded as closed
     unpaid or left `submitted`: the scan passed their block while their workflow was still deciding."""
-    return list((await conn.execute(sa.select(payments, reconcile_movements.c.tx_hash.label("moved_tx"),
-                                              reconcile_movements.c.block_number.label("moved_block")).join(
-        reconcile_movements, reconcile_movements.c.payment_id == payments.c.id).where(
-        reconcile_movements.c.wallet_id == wallet_id, reconcile_movements.c.kind == PAYMENT,
-        sa.or_(payments.c.status.in_(CLOSED_UNPAID),
-               sa.and_(payments.c.status == SUBMITTED, payments.c.details.has_key(GAVE_UP_KEY))),
-    ))).mappings().all())
+    return list(
+        (
+            await conn.execute(
+                sa.select(
+                    payments,
+                    reconcile_movements.c.tx_hash.label("moved_tx"),
+                    reconcile_movements.c.block_number.label("moved_block"),
+                )
+                .join(reconcile_movements, reconcile_movements.c.payment_id == payments.c.id)
+                .where(
+                    reconcile_movements.c.wallet_id == wallet_id,
+                    reconcile_movements.c.kind == PAYMENT,
+                    sa.or_(
+                        payments.c.status.in_(CLOSED_UNPAID),
+                        sa.and_(payments.c.status == SUBMITTED, payments.c.details.has_key(GAVE_UP_KEY)),
+                    ),
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
 
 
 async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_block: int, to_block: int) -> list[str]:
     """Transactions the wallet itself signed that may have landed in the range (they spent its native gas)."""
-    return list((await conn.scalars(sa.select(payment_transactions.c.tx_hash).join(
-        payments, payments.c.id == payment_transactions.c.payment_id).where(
-        payments.c.wallet_id == wallet_id,
-        sa.or_(payments.c.status.in_([SIGNING, SUBMITTED]), payments.c.block_number.between(from_block, to_block),
-               payments.c.details.has_key(GAVE_UP_KEY))))).all())
+    return list(
+        (
+            await conn.scalars(
+                sa.select(payment_transactions.c.tx_hash)
+                .join(payments, payments.c.id == payment_transactions.c.payment_id)
+                .where(
+                    payments.c.wallet_id == wallet_id,
+                    sa.or_(
+                        payments.c.status.in_([SIGNING, SUBMITTED]),
+                        payments.c.block_number.between(from_block, to_block),
+                        payments.c.details.has_key(GAVE_UP_KEY),
+                    ),
+                )
+            )
+        ).all()
+    )
 
 
-async def confirm_payment(conn: AsyncConnection, payment, *, tx_hash: str, block_number: int,
-                          source: str) -> str | None:
+async def confirm_payment(
+    conn: AsyncConnection, payment, *, tx_hash: str, block_number: int, source: str
+) -> str | None:
     """Confirm a payment the chain shows executed: ledger entries, tx hash, reservation committed (again), audit.
 
     Returns the audit action written (`payment.settled_late` for a payment that had been closed as not paid,
     `payment.reconciled` for one whose receipt wait gave up), or None when there was nothing to change.
     """
-    row = (await conn.execute(sa.select(payments.c.status, payments.c.details).where(
-        payments.c.id == payment["id"]).with_for_update())).first()
+    row = (
+        await conn.execute(
+            sa.select(payments.c.status, payments.c.details).where(payments.c.id == payment["id"]).with_for_update()
+        )
+    ).first()
     if row is None or row.status == CONFIRMED:
         return None
     late = row.status in CLOSED_UNPAID
     if not late and GAVE_UP_KEY not in (row.details or {}):
         return None  # still in its workflow's hands: the workflow settles it
-    details = {**(row.details or {}), "outcome": "settled_late" if late else (row.details or {}).get("outcome"),
-               "reconciled": {"tx_hash": tx_hash, "block_number": block_number, "source": source,
-                              "previous_status": row.status}}
-    await conn.execute(payments.update().where(payments.c.id == payment["id"]).values(
-        status=CONFIRMED, failure_reason=None, tx_hash=tx_hash, block_number=block_number, details=details,
-        updated_at=sa.func.now()))
-    await conn.execute(res.reservations.update().where(
-        res.reservations.c.payment_id == payment["id"], res.reservations.c.status.in_([res.RESERVED, res.RELEASED]),
-    ).values(status=res.COMMITTED, settled_at=sa.func.now()))
-    await write_payment_entries(conn, tenant_id=payment["tenant_id"], payment_id=payment["id"],
-                                wallet_id=payment["wallet_id"], to=payment["to_address"], asset=payment["asset"],
-                                amount_atomic=int(payment["amount_atomic"]), tx_hash=tx_hash)
+    details = {
+        **(row.details or {}),
+        "outcome": "settled_late" if late else (row.details or {}).get("outcome"),
+        "reconciled": {
+            "tx_hash": tx_hash,
+            "block_number": block_number,
+            "source": source,
+            "previous_status": row.status,
+        },
+    }
+    await conn.execute(
+        payments.update()
+        .where(payments.c.id == payment["id"])
+        .values(
+            status=CONFIRMED,
+            failure_reason=None,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            details=details,
+            updated_at=sa.func.now(),
+        )
+    )
+    await conn.execute(
+        res.reservations.update()
+        .where(
+            res.reservations.c.payment_id == payment["id"],
+            res.reservations.c.status.in_([res.RESERVED, res.RELEASED]),
+        )
+        .values(status=res.COMMITTED, settled_at=sa.func.now())
+    )
+    await write_payment_entries(
+        conn,
+        tenant_id=payment["tenant_id"],
+        payment_id=payment["id"],
+        wallet_id=payment["wallet_id"],
+        to=payment["to_address"],
+        asset=payment["asset"],
+        amount_atomic=int(payment["amount_atomic"]),
+        tx_hash=tx_hash,
+    )
     action = "payment.settled_late" if late else "payment.reconciled"
-    await append_audit(conn, tenant_id=payment["tenant_id"], actor="reconciler", channel="system", action=action,
-                       subject_type="payment", subject_id=str(payment["id"]),
-                       data={"status": CONFIRMED, "previous_status": row.status, "tx_hash": tx_hash,
-                             "block_number": block_number, "source": source,
-                             "amount_atomic": str(int(payment["amount_atomic"]))})
+    await append_audit(
+        conn,
+        tenant_id=payment["tenant_id"],
+        actor="reconciler",
+        channel="system",
+        action=action,
+        subject_type="payment",
+        subject_id=str(payment["id"]),
+        data={
+            "status": CONFIRMED,
+            "previous_status": row.status,
+            "tx_hash": tx_hash,
+            "block_number": block_number,
+            "source": source,
+            "amount_atomic": str(int(payment["amount_atomic"])),
+        },
+    )
     return action
 
 
-async def close_payment(conn: AsyncConnection, payment, *, status: str | None, action: str, reason: str,
-                        data: dict[str, Any] | None = None) -> bool:
+async def close_payment(
+    conn: AsyncConnection, payment, *, status: str | None, action: str, reason: str, data: dict[str, Any] | None = None
+) -> bool:
     """Release a payment's held reservation (and set `status` when given); False when already done."""
-    released = await conn.scalar(res.reservations.update().where(
-        res.reservations.c.payment_id == payment["id"], res.reservations.c.status == res.RESERVED,
-    ).values(status=res.RELEASED, settled_at=sa.func.now()).returning(res.reservations.c.payment_id))
+    released = await conn.scalar(
+        res.reservations.update()
+        .where(
+            res.reservations.c.payment_id == payment["id"],
+            res.reservations.c.status == res.RESERVED,
+        )
+        .values(status=res.RELEASED, settled_at=sa.func.now())
+        .returning(res.reservations.c.payment_id)
+    )
     if released is None:
         return False
     if status is not None:
-        await conn.execute(payments.update().where(payments.c.id == payment["id"]).values(
-            status=status, failure_reason=reason, updated_at=sa.func.now()))
-    await append_audit(conn, tenant_id=payment["tenant_id"], actor="reconciler", channel="system", action=action,
-                       subject_type="payment", subject_id=str(payment["id"]),
-                       data={"reason": reason, "reservation": res.RELEASED, **({"status": status} if status else {}),
-                             **(data or {})})
+        await conn.execute(
+            payments.update()
+            .where(payments.c.id == payment["id"])
+            .values(status=status, failure_reason=reason, updated_at=sa.func.now())
+        )
+    await append_audit(
+        conn,
+        tenant_id=payment["tenant_id"],
+        actor="reconciler",
+        channel="system",
+        action=action,
+        subject_type="payment",
+        subject_id=str(payment["id"]),
+        data={"reason": reason, "reservation": res.RELEASED, **({"status": status} if status else {}), **(data or {})},
+    )
     return True
 
 
 async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -> dict[str, Any]:
     """What GET /v1/wallets/{id}/reconciliation shows (amounts as integer strings of atomic units)."""
-    points = (await conn.execute(sa.select(reconcile_checkpoints).where(
-        reconcile_checkpoints.c.wallet_id == wallet_id))).mappings().all()
+    points = (
+        (await conn.execute(sa.select(reconcile_checkpoints).where(reconcile_checkpoints.c.wallet_id == wallet_id)))
+        .mappings()
+        .all()
+    )
     assets = []
     for point in sorted(points, key=lambda p: p["asset"]):
         asset = point["asset"]
-        seen = int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0))
-                                     .where(reconcile_movements.c.wallet_id == wallet_id,
-                                            reconcile_movements.c.asset == asset,
-                                            reconcile_movements.c.kind.in_([DEPOSIT, GAS]))))
+        seen = int(
+            await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0)).where(
+                    reconcile_movements.c.wallet_id == wallet_id,
+                    reconcile_movements.c.asset == asset,
+                    reconcile_movements.c.kind.in_([DEPOSIT, GAS]),
+                )
+            )
+        )
         paid = 0
         if asset == token_symbol:
-            paid = int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0))
-                                         .where(ledger_entries.c.account == wallet_account(wallet_id),
-                                                ledger_entries.c.asset == asset)))
+            paid = int(
+                await conn.scalar(
+                    sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0)).where(
+                        ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset
+                    )
+                )
+            )
         ledger, chain = seen + paid, int(point["chain_balance"])
-        assets.append({"asset": asset, "checkpoint_block": int(point["block_number"]),
-                       "ledger_balance_atomic": str(ledger), "chain_balance_atomic": str(chain),
-                       "difference_atomic": str(chain - ledger), "checked_at": point["updated_at"].isoformat()})
-    mismatches = (await conn.execute(sa.select(reconcile_movements).where(
-        reconcile_movements.c.wallet_id == wallet_id, reconcile_movements.c.kind == MISMATCH,
-    ).order_by(reconcile_movements.c.block_number, reconcile_movements.c.id))).mappings().all()
+        assets.append(
+            {
+                "asset": asset,
+                "checkpoint_block": int(point["block_number"]),
+                "ledger_balance_atomic": str(ledger),
+                "chain_balance_atomic": str(chain),
+                "difference_atomic": str(chain - ledger),
+                "checked_at": point["updated_at"].isoformat(),
+            }
+        )
+    mismatches = (
+        (
+            await conn.execute(
+                sa.select(reconcile_movements)
+                .where(
+                    reconcile_movements.c.wallet_id == wallet_id,
+                    reconcile_movements.c.kind == MISMATCH,
+                )
+                .order_by(reconcile_movements.c.block_number, reconcile_movements.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    )
     held = await held_authorizations(conn, wallet_id)
     given_up = await receipts_given_up(conn, wallet_id)
     return {
         "assets": assets,
-        "open_authorizations": [{
-            "payment_id": str(p["id"]), "status": p["status"], "amount_atomic": str(int(p["amount_atomic"])),
-            "pay_to": p["to_address"], "authorization_nonce": p["details"]["signed"]["authorization_nonce"],
-            "valid_before": p["details"]["signed"]["valid_before"]} for p in held],
-        "pending_receipts": [{"payment_id": str(p["id"]), "tx_hashes": [a["tx_hash"] for a in attempts]}
-                             for p, attempts in given_up],
-        "mismatches": [{"id": m["id"], "asset": m["asset"], "block_number": int(m["block_number"]),
-                        "tx_hash": m["tx_hash"], "amount_atomic": str(int(m["amount_atomic"])),
-                        "counterparty": m["counterparty"], "found_at": m["created_at"].isoformat()}
-                       for m in mismatches],
+        "open_authorizations": [
+            {
+                "payment_id": str(p["id"]),
+                "status": p["status"],
+                "amount_atomic": str(int(p["amount_atomic"])),
+                "pay_to": p["to_address"],
+                "authorization_nonce": p["details"]["signed"]["authorization_nonce"],
+                "valid_before": p["details"]["signed"]["valid_before"],
+            }
+            for p in held
+        ],
+        "pending_receipts": [
+            {"payment_id": str(p["id"]), "tx_hashes": [a["tx_hash"] for a in attempts]} for p, attempts in given_up
+        ],
+        "mismatches": [
+            {
+                "id": m["id"],
+                "asset": m["asset"],
+                "block_number": int(m["block_number"]),
+                "tx_hash": m["tx_hash"],
+                "amount_atomic": str(int(m["amount_atomic"])),
+                "counterparty": m["counterparty"],
+                "found_at": m["created_at"].isoformat(),
+            }
+            for m in mismatches
+        ],
     }

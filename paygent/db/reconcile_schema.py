@@ -22,7 +22,8 @@ NATIVE = "ETH"  # the asset name of the chain's native coin in these tables
 PAYMENT, DEPOSIT, GAS, MISMATCH = "payment", "deposit", "gas", "mismatch"
 
 reconcile_checkpoints = sa.Table(
-    "reconcile_checkpoints", metadata,
+    "reconcile_checkpoints",
+    metadata,
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
     sa.Column("asset", sa.Text, primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
@@ -32,7 +33,8 @@ reconcile_checkpoints = sa.Table(
 )
 
 reconcile_movements = sa.Table(
-    "reconcile_movements", metadata,
+    "reconcile_movements",
+    metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
@@ -46,7 +48,15 @@ reconcile_movements = sa.Table(
     sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=True),
     sa.Column("details", JSONB, nullable=False, server_default="{}"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.UniqueConstraint("wallet_id", "asset", "block_number", "tx_hash", "log_index", "kind",
-                        name="reconcile_movement_once", postgresql_nulls_not_distinct=True),
+    sa.UniqueConstraint(
+        "wallet_id",
+        "asset",
+        "block_number",
+        "tx_hash",
+        "log_index",
+        "kind",
+        name="reconcile_movement_once",
+        postgresql_nulls_not_distinct=True,
+    ),
     sa.Index("reconcile_movements_wallet_kind", "wallet_id", "kind"),
 )

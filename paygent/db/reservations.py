@@ -19,7 +19,8 @@ from paygent.db.schema import Amount, metadata, wallets
 from paygent.domain.spending import Refusal, SpendingPolicy, check_static, check_velocity
 
 spending_policies = sa.Table(
-    "spending_policies", metadata,
+    "spending_policies",
+    metadata,
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
     sa.Column("policy", JSONB, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
@@ -27,7 +28,8 @@ spending_policies = sa.Table(
 )
 
 reservations = sa.Table(
-    "reservations", metadata,
+    "reservations",
+    metadata,
     sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), primary_key=True),
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
     sa.Column("asset", sa.Text, nullable=False),
@@ -57,13 +59,26 @@ async def save_policy(conn: AsyncConnection, wallet_id: uuid.UUID, policy: Spend
     from sqlalchemy.dialects.postgresql import insert
 
     values = {"wallet_id": wallet_id, "policy": policy.model_dump(mode="json"), "updated_by": actor}
-    await conn.execute(insert(spending_policies).values(values).on_conflict_do_update(
-        index_elements=["wallet_id"], set_={"policy": values["policy"], "updated_by": actor,
-                                            "updated_at": sa.func.now()}))
+    await conn.execute(
+        insert(spending_policies)
+        .values(values)
+        .on_conflict_do_update(
+            index_elements=["wallet_id"],
+            set_={"policy": values["policy"], "updated_by": actor, "updated_at": sa.func.now()},
+        )
+    )
 
 
-async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uuid.UUID, to: str, asset: str,
-                  amount_atomic: int, principal_id: uuid.UUID | None = None) -> ReserveResult:
+async def reserve(
+    conn: AsyncConnection,
+    *,
+    payment_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    to: str,
+    asset: str,
+    amount_atomic: int,
+    principal_id: uuid.UUID | None = None,
+) -> ReserveResult:
     """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations against
     a wallet with velocity limits.
 
@@ -80,8 +95,13 @@ async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uu
         await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
     agent = await load_agent_policy(conn, principal_id, lock=True) if principal_id is not None else None
     agent_id = principal_id if agent is not None else None
-    existing = (await conn.execute(sa.select(reservations.c.status, reservations.c.amount_atomic).where(
-        reservations.c.payment_id == payment_id))).first()
+    existing = (
+        await conn.execute(
+            sa.select(reservations.c.status, reservations.c.amount_atomic).where(
+                reservations.c.payment_id == payment_id
+            )
+        )
+    ).first()
     if existing is not None:
         if existing.status != RESERVED or int(existing.amount_atomic) == amount_atomic:
             return ReserveResult(reserved=existing.status != RELEASED)
@@ -89,58 +109,100 @@ async def reserve(conn: AsyncConnection, *, payment_id: uuid.UUID, wallet_id: uu
         await conn.execute(reservations.delete().where(reservations.c.payment_id == payment_id))
     if agent is not None and agent[1]:
         return ReserveResult(reserved=False, refusal=Refusal(limit="agent:disabled", message="the agent is disabled"))
-    refusal = await _check(conn, policy, reservations.c.wallet_id == wallet_id,
-                           to=to, asset=asset, amount_atomic=amount_atomic)
+    refusal = await _check(
+        conn, policy, reservations.c.wallet_id == wallet_id, to=to, asset=asset, amount_atomic=amount_atomic
+    )
     if refusal is None and agent is not None:
-        refusal = await _check(conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset,
-                               amount_atomic=amount_atomic)
+        refusal = await _check(
+            conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset, amount_atomic=amount_atomic
+        )
         if refusal is not None:
             refusal = Refusal(limit=f"agent:{refusal.limit}", message=f"agent limit: {refusal.message}")
     if refusal is not None:
         return ReserveResult(reserved=False, refusal=refusal)
-    await conn.execute(reservations.insert().values(payment_id=payment_id, wallet_id=wallet_id, asset=asset,
-                                                    amount_atomic=amount_atomic, status=RESERVED, agent_id=agent_id))
+    await conn.execute(
+        reservations.insert().values(
+            payment_id=payment_id,
+            wallet_id=wallet_id,
+            asset=asset,
+            amount_atomic=amount_atomic,
+            status=RESERVED,
+            agent_id=agent_id,
+        )
+    )
     return ReserveResult(reserved=True)
 
 
-async def _check(conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str,
-                 amount_atomic: int) -> Refusal | None:
+async def _check(
+    conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str, amount_atomic: int
+) -> Refusal | None:
     """One policy's rules; velocity counts what `scope` (a wallet, or an agent across wallets) holds or spent."""
     refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
     if refusal is not None or not policy.velocity:
         return refusal
     used: dict[str, int] = {}
     for limit in policy.velocity:
-        used[limit.name] = int(await conn.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
-                scope, reservations.c.asset == asset, reservations.c.status.in_([RESERVED, COMMITTED]),
-                reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
-            )))
+        used[limit.name] = int(
+            await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
+                    scope,
+                    reservations.c.asset == asset,
+                    reservations.c.status.in_([RESERVED, COMMITTED]),
+                    reservations.c.created_at
+                    > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+                )
+            )
+        )
     return check_velocity(policy, used, amount_atomic)
 
 
 async def settle_reservation(conn: AsyncConnection, payment_id: uuid.UUID, status: str) -> None:
     """Commit (confirmed) or release (anything else); a settled reservation never changes again."""
-    await conn.execute(reservations.update().where(
-        reservations.c.payment_id == payment_id, reservations.c.status == RESERVED
-    ).values(status=status, settled_at=sa.func.now()))
+    await conn.execute(
+        reservations.update()
+        .where(reservations.c.payment_id == payment_id, reservations.c.status == RESERVED)
+        .values(status=status, settled_at=sa.func.now())
+    )
 
 
-async def usage(conn: AsyncConnection, policy: SpendingPolicy, *, asset: str, wallet_id: uuid.UUID | None = None,
-                agent_id: uuid.UUID | None = None) -> list[dict]:
+async def usage(
+    conn: AsyncConnection,
+    policy: SpendingPolicy,
+    *,
+    asset: str,
+    wallet_id: uuid.UUID | None = None,
+    agent_id: uuid.UUID | None = None,
+) -> list[dict]:
     """Where a policy's velocity limits stand now, for a wallet or (agent_id) an agent across its wallets:
     per limit `used` (committed) and `reserved` (in flight) in the window, and `remaining`, in atomic units.
     The same sums `reserve` checks, so what this shows is what the next payment meets."""
     scope = reservations.c.wallet_id == wallet_id if agent_id is None else reservations.c.agent_id == agent_id
     out = []
     for limit in policy.velocity:
-        rows = dict((await conn.execute(
-            sa.select(reservations.c.status, sa.func.sum(reservations.c.amount_atomic)).where(
-                scope, reservations.c.asset == asset, reservations.c.status.in_([RESERVED, COMMITTED]),
-                reservations.c.created_at > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
-            ).group_by(reservations.c.status))).all())
+        rows = dict(
+            (
+                await conn.execute(
+                    sa.select(reservations.c.status, sa.func.sum(reservations.c.amount_atomic))
+                    .where(
+                        scope,
+                        reservations.c.asset == asset,
+                        reservations.c.status.in_([RESERVED, COMMITTED]),
+                        reservations.c.created_at
+                        > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+                    )
+                    .group_by(reservations.c.status)
+                )
+            ).all()
+        )
         used, reserved = int(rows.get(COMMITTED) or 0), int(rows.get(RESERVED) or 0)
-        out.append({"limit": f"velocity:{limit.name}", "window_seconds": limit.window_seconds,
-                    "max_atomic": limit.max_atomic, "used_atomic": used, "reserved_atomic": reserved,
-                    "remaining_atomic": max(0, limit.max_atomic - used - reserved)})
+        out.append(
+            {
+                "limit": f"velocity:{limit.name}",
+                "window_seconds": limit.window_seconds,
+                "max_atomic": limit.max_atomic,
+                "used_atomic": used,
+                "reserved_atomic": reserved,
+                "remaining_atomic": max(0, limit.max_atomic - used - reserved),
+            }
+        )
     return out

@@ -18,14 +18,16 @@ def _ts(name: str = "created_at") -> sa.Column:
 
 
 tenants = sa.Table(
-    "tenants", metadata,
+    "tenants",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("name", sa.Text, nullable=False, unique=True),
     _ts(),
 )
 
 users = sa.Table(
-    "users", metadata,
+    "users",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("name", sa.Text, nullable=False),
@@ -40,7 +42,8 @@ users = sa.Table(
 
 # What only an agent has; the agent itself is a `users` row (kind 'agent') so it can hold a key and own rows.
 agents = sa.Table(
-    "agents", metadata,
+    "agents",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("spending_policy", JSONB, nullable=False, server_default="{}"),  # paygent.domain.spending
@@ -49,7 +52,8 @@ agents = sa.Table(
 )
 
 wallets = sa.Table(
-    "wallets", metadata,
+    "wallets",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("name", sa.Text, nullable=False),
@@ -62,7 +66,8 @@ wallets = sa.Table(
 
 # Who may spend from which wallet (besides holding the requester role). Humans and agents alike.
 wallet_grants = sa.Table(
-    "wallet_grants", metadata,
+    "wallet_grants",
+    metadata,
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), primary_key=True),
     sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
     sa.Column("permission", sa.Text, primary_key=True),  # spend
@@ -73,14 +78,16 @@ wallet_grants = sa.Table(
 
 # One nonce allocator per signing address: the row lock serialises allocation across workers.
 address_nonces = sa.Table(
-    "address_nonces", metadata,
+    "address_nonces",
+    metadata,
     sa.Column("chain_id", sa.BigInteger, primary_key=True),
     sa.Column("address", sa.Text, primary_key=True),
     sa.Column("next_nonce", sa.BigInteger, nullable=False),
 )
 
 payments = sa.Table(
-    "payments", metadata,
+    "payments",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=False),
@@ -112,7 +119,8 @@ payments = sa.Table(
 # Every transaction signed for a payment: the first, and any fee-bumped replacement with the same nonce.
 # Whichever one lands is the payment's single execution (`payments.tx_hash` then names it).
 payment_transactions = sa.Table(
-    "payment_transactions", metadata,
+    "payment_transactions",
+    metadata,
     sa.Column("tx_hash", sa.Text, primary_key=True),
     sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=False, index=True),
     sa.Column("nonce", sa.BigInteger, nullable=False),
@@ -124,7 +132,8 @@ payment_transactions = sa.Table(
 
 # Double entry: every confirmed payment writes one debit and one credit that sum to zero per asset.
 ledger_entries = sa.Table(
-    "ledger_entries", metadata,
+    "ledger_entries",
+    metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), nullable=False),
@@ -138,7 +147,8 @@ ledger_entries = sa.Table(
 
 # Append-only, hash-chained: each row carries the previous row's hash; a trigger refuses UPDATE and DELETE.
 audit_log = sa.Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
@@ -159,7 +169,8 @@ audit_log = sa.Table(
 
 # A tenant's default policy has wallet_id NULL; NULLS NOT DISTINCT keeps it to one row per scope (PostgreSQL 15+).
 approval_policies = sa.Table(
-    "approval_policies", metadata,
+    "approval_policies",
+    metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("wallet_id", UUID(as_uuid=True), sa.ForeignKey("wallets.id"), nullable=True),
@@ -167,14 +178,14 @@ approval_policies = sa.Table(
     sa.Column("updated_by", sa.Text, nullable=False),
     _ts(),
     _ts("updated_at"),
-    sa.UniqueConstraint("tenant_id", "wallet_id", name="approval_policies_scope",
-                        postgresql_nulls_not_distinct=True),
+    sa.UniqueConstraint("tenant_id", "wallet_id", name="approval_policies_scope", postgresql_nulls_not_distinct=True),
 )
 
 # The ApprovalWorkflow's state as of its latest decision (written by its audit activity, newest revision wins),
 # so the API lists "pending approvals for user X" with `status = 'pending' AND X = ANY(awaiting)`.
 approvals = sa.Table(
-    "approvals", metadata,
+    "approvals",
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),  # approval id (for a payment: the payment id)
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
@@ -203,7 +214,8 @@ approvals = sa.Table(
 # Where approval events are POSTed; the body is signed with HMAC-SHA256(secret) in X-Paygent-Signature.
 # The secret must be readable to sign with, so it is stored as given (rotate it by replacing the row).
 webhooks = sa.Table(
-    "webhooks", metadata,
+    "webhooks",
+    metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("url", sa.Text, nullable=False),

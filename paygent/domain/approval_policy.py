@@ -38,8 +38,9 @@ class Tier(BaseModel):
     @model_validator(mode="after")
     def _satisfiable(self) -> Tier:
         if self.approvals_required > len(self.approvers):
-            raise ValueError(f"needs {self.approvals_required} approvals but lists only "
-                             f"{len(self.approvers)} approver(s)")
+            raise ValueError(
+                f"needs {self.approvals_required} approvals but lists only {len(self.approvers)} approver(s)"
+            )
         return self
 
     def describe(self) -> str:
@@ -63,7 +64,7 @@ class ApprovalPolicy(BaseModel):
         if any(b is None for b in bounds[:-1]):
             raise ValueError("only the last tier may be unbounded")
         limits = [b for b in bounds[:-1] if b is not None]
-        if any(a >= b for a, b in zip(limits, limits[1:])):
+        if any(a >= b for a, b in zip(limits, limits[1:], strict=False)):
             raise ValueError("tiers must be in strictly ascending order of max_amount_atomic")
         return self
 
@@ -97,9 +98,11 @@ def default_dev_policy(decimals: int = 6) -> ApprovalPolicy:
     1-hour time-lock above 1,000 tokens; 24 hours to decide."""
     unit = 10**decimals
     trio = ["bob", "carol", "dave"]
-    return ApprovalPolicy(tiers=[
-        Tier(max_amount_atomic=100 * unit, approvals_required=0, approvers=[]),
-        Tier(max_amount_atomic=1_000 * unit, approvals_required=1, approvers=trio),
-        Tier(max_amount_atomic=10_000 * unit, approvals_required=2, approvers=trio, timelock_seconds=HOUR),
-        Tier(max_amount_atomic=None, approvals_required=3, approvers=trio, timelock_seconds=HOUR),
-    ])
+    return ApprovalPolicy(
+        tiers=[
+            Tier(max_amount_atomic=100 * unit, approvals_required=0, approvers=[]),
+            Tier(max_amount_atomic=1_000 * unit, approvals_required=1, approvers=trio),
+            Tier(max_amount_atomic=10_000 * unit, approvals_required=2, approvers=trio, timelock_seconds=HOUR),
+            Tier(max_amount_atomic=None, approvals_required=3, approvers=trio, timelock_seconds=HOUR),
+        ]
+    )

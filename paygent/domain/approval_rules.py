@@ -15,18 +15,62 @@ from pydantic import ValidationError
 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier, tier_index
 from paygent.domain.approval_state import (  # re-exported: callers import the rules module only
-    CLOSED, DELEGATION_ENDED, FINAL, INVALID, NO_CHANGE, NOT_ALLOWED, NOT_APPROVER, NOT_INITIATOR,
-    NOTHING_TO_REVOKE, SELF, SIGNALS_OFF, STALE, THRESHOLD_MET, UNSATISFIABLE, ApprovalRecord, ApprovalState,
-    Channel, Delegation, Refusal, Status,
+    CLOSED,
+    DELEGATION_ENDED,
+    FINAL,
+    INVALID,
+    NO_CHANGE,
+    NOT_ALLOWED,
+    NOT_APPROVER,
+    NOT_INITIATOR,
+    NOTHING_TO_REVOKE,
+    SELF,
+    SIGNALS_OFF,
+    STALE,
+    THRESHOLD_MET,
+    UNSATISFIABLE,
+    ApprovalRecord,
+    ApprovalState,
+    Channel,
+    Delegation,
+    Refusal,
+    Status,
 )
 from paygent.domain.operation_hash import EDITABLE_FIELDS, Operation
 from paygent.domain.operation_hash import operation_hash as hash_of
 
 __all__ = [
-    "CLOSED", "DELEGATION_ENDED", "FINAL", "INVALID", "NO_CHANGE", "NOT_ALLOWED", "NOT_APPROVER", "NOT_INITIATOR",
-    "NOTHING_TO_REVOKE", "SELF", "SIGNALS_OFF", "STALE", "THRESHOLD_MET", "UNSATISFIABLE", "ApprovalRecord", "ApprovalState",
-    "Channel", "Delegation", "Refusal", "Status", "abandon", "approve", "cancel", "delegate", "edit",
-    "end_timelock", "expire", "fmt_time", "open_approval", "reject", "revoke",
+    "CLOSED",
+    "DELEGATION_ENDED",
+    "FINAL",
+    "INVALID",
+    "NO_CHANGE",
+    "NOT_ALLOWED",
+    "NOT_APPROVER",
+    "NOT_INITIATOR",
+    "NOTHING_TO_REVOKE",
+    "SELF",
+    "SIGNALS_OFF",
+    "STALE",
+    "THRESHOLD_MET",
+    "UNSATISFIABLE",
+    "ApprovalRecord",
+    "ApprovalState",
+    "Channel",
+    "Delegation",
+    "Refusal",
+    "Status",
+    "abandon",
+    "approve",
+    "cancel",
+    "delegate",
+    "edit",
+    "end_timelock",
+    "expire",
+    "fmt_time",
+    "open_approval",
+    "reject",
+    "revoke",
 ]
 
 
@@ -34,12 +78,27 @@ def fmt_time(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def open_approval(*, approval_id: str, tenant_id: str, initiator: str, policy: ApprovalPolicy,
-                  operation: Operation, delegations: list[Delegation], now: datetime) -> ApprovalState:
+def open_approval(
+    *,
+    approval_id: str,
+    tenant_id: str,
+    initiator: str,
+    policy: ApprovalPolicy,
+    operation: Operation,
+    delegations: list[Delegation],
+    now: datetime,
+) -> ApprovalState:
     idx = tier_index(policy, operation.amount_atomic)
     state = ApprovalState(
-        approval_id=approval_id, tenant_id=tenant_id, initiator=initiator, policy=policy, operation=operation,
-        operation_hash=hash_of(operation), tier_index=idx, delegations=list(delegations), opened_at=now,
+        approval_id=approval_id,
+        tenant_id=tenant_id,
+        initiator=initiator,
+        policy=policy,
+        operation=operation,
+        operation_hash=hash_of(operation),
+        tier_index=idx,
+        delegations=list(delegations),
+        opened_at=now,
         expires_at=now + timedelta(seconds=policy.tiers[idx].approval_timeout_seconds),
     )
     problem = _unsatisfiable(state.tier, initiator)
@@ -50,14 +109,22 @@ def open_approval(*, approval_id: str, tenant_id: str, initiator: str, policy: A
     return state
 
 
-def approve(state: ApprovalState, *, actor: str, operation_hash: str | None, on_behalf_of: str | None,
-            channel: Channel, now: datetime) -> ApprovalRecord | None:
+def approve(
+    state: ApprovalState,
+    *,
+    actor: str,
+    operation_hash: str | None,
+    on_behalf_of: str | None,
+    channel: Channel,
+    now: datetime,
+) -> ApprovalRecord | None:
     """Counts one distinct approver; returns None when this approval was already counted (idempotent)."""
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=True)
     if actor == state.initiator or on_behalf_of == state.initiator:
-        raise Refusal(SELF, f"{state.initiator} initiated this operation and cannot approve it "
-                            "(nor can anyone on their behalf)")
+        raise Refusal(
+            SELF, f"{state.initiator} initiated this operation and cannot approve it (nor can anyone on their behalf)"
+        )
     earlier = next((a for a in state.approvals if a.approver == actor), None)
     if earlier is not None:
         if on_behalf_of is not None and on_behalf_of != earlier.counts_for:
@@ -74,18 +141,17 @@ def approve(state: ApprovalState, *, actor: str, operation_hash: str | None, on_
     if not free:
         return None
     if state.status == "timelocked":
-        raise Refusal(THRESHOLD_MET, f"the approvals are complete; the time-lock runs until "
-                                     f"{fmt_time(state.timelock_until)}")  # type: ignore[arg-type]
-    record = ApprovalRecord(approver=actor, on_behalf_of=None if free[0] == actor else free[0], at=now,
-                            channel=channel)
+        raise Refusal(
+            THRESHOLD_MET, f"the approvals are complete; the time-lock runs until {fmt_time(state.timelock_until)}"
+        )  # type: ignore[arg-type]
+    record = ApprovalRecord(approver=actor, on_behalf_of=None if free[0] == actor else free[0], at=now, channel=channel)
     state.approvals.append(record)
     state.revision += 1
     _check_threshold(state, now, by=actor)
     return record
 
 
-def reject(state: ApprovalState, *, actor: str, operation_hash: str | None, reason: str | None,
-           now: datetime) -> None:
+def reject(state: ApprovalState, *, actor: str, operation_hash: str | None, reason: str | None, now: datetime) -> None:
     """One rejection by an approver (or their delegate) ends the approval."""
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=False)
@@ -103,8 +169,10 @@ def revoke(state: ApprovalState, *, actor: str, operation_hash: str | None, now:
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=False)
     if state.status == "timelocked":
-        raise Refusal(THRESHOLD_MET, "approvals can be revoked only until the threshold is met; the time-lock "
-                                     "is running: cancel instead")
+        raise Refusal(
+            THRESHOLD_MET,
+            "approvals can be revoked only until the threshold is met; the time-lock is running: cancel instead",
+        )
     record = next((a for a in state.approvals if actor in (a.approver, a.on_behalf_of)), None)
     if record is None:
         raise Refusal(NOTHING_TO_REVOKE, f"{actor} has no approval on this operation to revoke")
@@ -113,32 +181,41 @@ def revoke(state: ApprovalState, *, actor: str, operation_hash: str | None, now:
     return record
 
 
-def cancel(state: ApprovalState, *, actor: str, operation_hash: str | None, reason: str | None,
-           now: datetime) -> None:
+def cancel(state: ApprovalState, *, actor: str, operation_hash: str | None, reason: str | None, now: datetime) -> None:
     """The initiator or any approver of the tier may stop it, while pending or during the time-lock."""
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=False)
     if actor != state.initiator and not _acting_for(state, actor, now):
-        raise Refusal(NOT_ALLOWED, f"only the initiator ({state.initiator}) or an approver of this tier "
-                                   f"({', '.join(state.tier.approvers) or 'none'}) may cancel; {actor} is neither")
+        raise Refusal(
+            NOT_ALLOWED,
+            f"only the initiator ({state.initiator}) or an approver of this tier "
+            f"({', '.join(state.tier.approvers) or 'none'}) may cancel; {actor} is neither",
+        )
     when = " during the time-lock" if state.status == "timelocked" else ""
     _close(state, "cancelled", actor, now, reason or f"cancelled by {actor}{when}")
 
 
-def edit(state: ApprovalState, *, actor: str, operation_hash: str | None, changes: dict[str, Any],
-         now: datetime) -> Operation:
+def edit(
+    state: ApprovalState, *, actor: str, operation_hash: str | None, changes: dict[str, Any], now: datetime
+) -> Operation:
     """The initiator changes amount, recipient or memo: approvals are cleared and the tier is chosen again."""
     _ensure_open(state)
     if actor != state.initiator:
         raise Refusal(NOT_INITIATOR, f"only the initiator ({state.initiator}) may edit the operation")
     if state.status == "timelocked":
-        raise Refusal(THRESHOLD_MET, "the approvals are complete and the time-lock is running: cancel and "
-                                     "start a new operation instead of editing")
+        raise Refusal(
+            THRESHOLD_MET,
+            "the approvals are complete and the time-lock is running: cancel and "
+            "start a new operation instead of editing",
+        )
     _ensure_hash(state, operation_hash, required=True)
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown or not changes:
-        raise Refusal(INVALID, f"an edit changes some of {', '.join(EDITABLE_FIELDS)}"
-                               + (f"; not {', '.join(unknown)}" if unknown else ""))
+        raise Refusal(
+            INVALID,
+            f"an edit changes some of {', '.join(EDITABLE_FIELDS)}"
+            + (f"; not {', '.join(unknown)}" if unknown else ""),
+        )
     try:
         new_op = Operation.model_validate({**state.operation.model_dump(), **changes})
     except ValidationError as exc:
@@ -167,8 +244,9 @@ def delegate(state: ApprovalState, *, actor: str, delegate_to: str, until: datet
     if actor not in state.policy.approver_names():
         raise Refusal(NOT_APPROVER, f"{actor} approves in no tier of this policy, so has nothing to delegate")
     if state.initiator in (actor, delegate_to):
-        raise Refusal(SELF, f"{state.initiator} initiated this operation: they can neither delegate nor be a "
-                            "delegate on it")
+        raise Refusal(
+            SELF, f"{state.initiator} initiated this operation: they can neither delegate nor be a delegate on it"
+        )
     if delegate_to == actor:
         raise Refusal(INVALID, "cannot delegate to yourself")
     if until <= now:
@@ -181,16 +259,27 @@ def delegate(state: ApprovalState, *, actor: str, delegate_to: str, until: datet
 
 def expire(state: ApprovalState, now: datetime) -> None:
     if state.status == "pending" and now >= state.expires_at:
-        _close(state, "expired", "system", now, f"no decision before {fmt_time(state.expires_at)}: "
-                                                f"{len(state.approvals)} of {state.approvals_needed} approvals")
+        _close(
+            state,
+            "expired",
+            "system",
+            now,
+            f"no decision before {fmt_time(state.expires_at)}: "
+            f"{len(state.approvals)} of {state.approvals_needed} approvals",
+        )
 
 
 def end_timelock(state: ApprovalState, now: datetime) -> None:
     if state.status == "timelocked" and state.timelock_until is not None and now >= state.timelock_until:
         names = ", ".join(state.approved_by)
-        _close(state, "approved", state.threshold_met_by or "system", now,
-               f"{len(state.approvals)} of {state.approvals_needed} approvals ({names}); time-lock ended "
-               f"{fmt_time(state.timelock_until)}")
+        _close(
+            state,
+            "approved",
+            state.threshold_met_by or "system",
+            now,
+            f"{len(state.approvals)} of {state.approvals_needed} approvals ({names}); time-lock ended "
+            f"{fmt_time(state.timelock_until)}",
+        )
 
 
 def abandon(state: ApprovalState, now: datetime, reason: str) -> None:
@@ -215,8 +304,13 @@ def _check_threshold(state: ApprovalState, now: datetime, *, by: str) -> None:
     elif state.approvals_needed == 0:
         _close(state, "approved", "system", now, "the tier for this amount needs no approval")
     else:
-        _close(state, "approved", by, now, f"{len(state.approvals)} of {state.approvals_needed} approvals "
-                                           f"({', '.join(state.approved_by)})")
+        _close(
+            state,
+            "approved",
+            by,
+            now,
+            f"{len(state.approvals)} of {state.approvals_needed} approvals ({', '.join(state.approved_by)})",
+        )
 
 
 def _ensure_open(state: ApprovalState) -> None:
@@ -233,34 +327,50 @@ def _ensure_hash(state: ApprovalState, given: str | None, *, required: bool) -> 
     if given.lower() == state.operation_hash:
         return
     if given.lower() in state.previous_hashes:
-        raise Refusal(STALE, f"operation {given} is stale: the initiator edited it; the current operation is "
-                             f"{state.operation_hash}")
+        raise Refusal(
+            STALE,
+            f"operation {given} is stale: the initiator edited it; the current operation is {state.operation_hash}",
+        )
     raise Refusal(STALE, f"operation {given} is not this approval's operation ({state.operation_hash})")
 
 
 def _acting_for(state: ApprovalState, actor: str, now: datetime) -> list[str]:
     """The tier approvers the actor may act for right now: themselves first, then active delegators."""
     out = [actor] if actor in state.tier.approvers and actor != state.initiator else []
-    out += [d.delegator for d in state.delegations if d.delegate == actor and d.until > now
-            and d.delegator in state.tier.approvers and d.delegator != state.initiator and d.delegator not in out]
+    out += [
+        d.delegator
+        for d in state.delegations
+        if d.delegate == actor
+        and d.until > now
+        and d.delegator in state.tier.approvers
+        and d.delegator != state.initiator
+        and d.delegator not in out
+    ]
     return out
 
 
 def _why_not(state: ApprovalState, actor: str, now: datetime, member: str | None = None) -> Refusal:
-    ended = [d for d in state.delegations if d.delegate == actor and d.until <= now
-             and (member is None or d.delegator == member)]
+    ended = [
+        d
+        for d in state.delegations
+        if d.delegate == actor and d.until <= now and (member is None or d.delegator == member)
+    ]
     if ended:
         d = ended[-1]
-        return Refusal(DELEGATION_ENDED, f"the delegation from {d.delegator} to {actor} ended at "
-                                         f"{fmt_time(d.until)}")
+        return Refusal(DELEGATION_ENDED, f"the delegation from {d.delegator} to {actor} ended at {fmt_time(d.until)}")
     whom = f" for {member}" if member else ""
-    return Refusal(NOT_APPROVER, f"{actor} may not decide{whom} on this operation: this tier needs "
-                                 f"{state.tier.describe()}, and {actor} holds no active delegation from them")
+    return Refusal(
+        NOT_APPROVER,
+        f"{actor} may not decide{whom} on this operation: this tier needs "
+        f"{state.tier.describe()}, and {actor} holds no active delegation from them",
+    )
 
 
 def _unsatisfiable(tier: Tier, initiator: str) -> str | None:
     eligible = [m for m in tier.approvers if m != initiator]
     if len(eligible) < tier.approvals_required:
-        return (f"this amount needs {tier.describe()}, but {initiator} initiated it and cannot approve, "
-                f"so at most {len(eligible)} approval(s) are possible")
+        return (
+            f"this amount needs {tier.describe()}, but {initiator} initiated it and cannot approve, "
+            f"so at most {len(eligible)} approval(s) are possible"
+        )
     return None

@@ -91,6 +91,7 @@ class ApprovalState(BaseModel):
             return []
         acted = {a.approver for a in self.approvals}
         members = [m for m in self.tier.approvers if m != self.initiator and m not in self.approved_by]
-        delegates = [d.delegate for d in self.delegations
-                     if d.delegator in members and d.until > now and d.delegate not in acted]
+        delegates = [
+            d.delegate for d in self.delegations if d.delegator in members and d.until > now and d.delegate not in acted
+        ]
         return sorted(set(members) | set(delegates))

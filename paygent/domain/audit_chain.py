@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -27,7 +27,7 @@ def canonical(fields: AuditFields) -> bytes:
     body = {
         "tenant_id": fields.tenant_id,
         # microsecond precision survives a round trip through Postgres timestamptz
-        "at": fields.at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "at": fields.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "actor": fields.actor,
         "channel": fields.channel,
         "action": fields.action,

@@ -10,7 +10,9 @@ MAX_ATOMIC = 2**256 - 1
 def parse_amount(text: object, decimals: int, *, field: str = "amount") -> int:
     """'12.5' with 6 decimals -> 12_500_000. Refuses floats, signs, zero, excess precision, junk."""
     if not isinstance(text, str):
-        raise InvalidInput(field, "must be a decimal string such as \"12.50\" (numbers are refused to avoid float rounding)")
+        raise InvalidInput(
+            field, 'must be a decimal string such as "12.50" (numbers are refused to avoid float rounding)'
+        )
     s = text.strip()
     if not s or s != text or not all(c.isdigit() or c == "." for c in s) or s.count(".") > 1:
         if s.startswith("-"):

@@ -9,16 +9,16 @@ from enum import StrEnum
 
 
 class Movement(StrEnum):
-    PAYMENT = "payment"    # funds out, explained by one of the wallet's payments
-    DEPOSIT = "deposit"    # funds in (a deposit, or a payment from another wallet)
-    GAS = "gas"            # native fees of a transaction the wallet sent for a payment
+    PAYMENT = "payment"  # funds out, explained by one of the wallet's payments
+    DEPOSIT = "deposit"  # funds in (a deposit, or a payment from another wallet)
+    GAS = "gas"  # native fees of a transaction the wallet sent for a payment
     MISMATCH = "mismatch"  # funds out that no payment explains
 
 
 class AuthorizationVerdict(StrEnum):
     SETTLED = "settled"  # the token consumed it: the payment was paid, whatever Paygent recorded
     EXPIRED = "expired"  # unused and past validBefore: it can never be settled; the reservation may go
-    OPEN = "open"        # unused and still valid: a server holding it could settle it any moment
+    OPEN = "open"  # unused and still valid: a server holding it could settle it any moment
 
 
 def scan_ranges(checkpoint: int, safe_head: int, batch_blocks: int) -> list[tuple[int, int]]:

@@ -48,8 +48,10 @@ def check_static(policy: SpendingPolicy, *, to: str, asset: str, amount_atomic: 
     if policy.allowlist is not None and to not in policy.allowlist:
         return Refusal(limit="allowlist", message=f"recipient {to} is not on the wallet's allowlist")
     if policy.per_payment_cap_atomic is not None and amount_atomic > policy.per_payment_cap_atomic:
-        return Refusal(limit="per_payment_cap",
-                       message=f"amount {amount_atomic} exceeds the per-payment cap {policy.per_payment_cap_atomic}")
+        return Refusal(
+            limit="per_payment_cap",
+            message=f"amount {amount_atomic} exceeds the per-payment cap {policy.per_payment_cap_atomic}",
+        )
     return None
 
 
@@ -58,7 +60,9 @@ def check_velocity(policy: SpendingPolicy, used_atomic: dict[str, int], amount_a
     for limit in policy.velocity:
         used = used_atomic.get(limit.name, 0)
         if used + amount_atomic > limit.max_atomic:
-            return Refusal(limit=f"velocity:{limit.name}",
-                           message=f"{limit.name} limit {limit.max_atomic} would be exceeded: "
-                                   f"{used} already used in the last {limit.window_seconds}s, {amount_atomic} asked")
+            return Refusal(
+                limit=f"velocity:{limit.name}",
+                message=f"{limit.name} limit {limit.max_atomic} would be exceeded: "
+                f"{used} already used in the last {limit.window_seconds}s, {amount_atomic} asked",
+            )
     return None

@@ -30,8 +30,7 @@ def to_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
         if message.role == "tool":
             role = "user"
-            blocks.append({"type": "tool_result", "tool_use_id": message.tool_call_id,
-                           "content": message.text or ""})
+            blocks.append({"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text or ""})
         else:
             role = message.role
             if message.text:  # the API refuses empty text blocks
@@ -64,31 +63,36 @@ def from_message(message: Any, request: LlmRequest) -> LlmResponse:
             if block.name not in known:
                 raise MalformedToolCall(f"{PROVIDER} called unknown tool {block.name!r}", provider=PROVIDER)
             if not isinstance(block.input, dict):
-                raise MalformedToolCall(f"{PROVIDER} gave {block.name!r} arguments that are not a JSON object",
-                                        provider=PROVIDER)
+                raise MalformedToolCall(
+                    f"{PROVIDER} gave {block.name!r} arguments that are not a JSON object", provider=PROVIDER
+                )
             calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
     usage = {}
     if message.usage is not None:
         usage = {"input_tokens": message.usage.input_tokens, "output_tokens": message.usage.output_tokens}
-    return LlmResponse(text="".join(texts) or None, tool_calls=calls, provider=PROVIDER,
-                       model=str(message.model), usage=usage)
+    return LlmResponse(
+        text="".join(texts) or None, tool_calls=calls, provider=PROVIDER, model=str(message.model), usage=usage
+    )
 
 
-async def complete(request: LlmRequest, settings: Settings, *,
-                   timeout: float = DEFAULT_TIMEOUT_SECONDS) -> LlmResponse:
+async def complete(request: LlmRequest, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> LlmResponse:
     """One Messages API call; SDK errors come out as `PermanentLlmError` / `RetryableLlmError`."""
     if settings.anthropic_api_key is None:
         raise ValueError("anthropic_api_key is not set")
     key = settings.anthropic_api_key.get_secret_value()
-    kwargs: dict[str, Any] = {"model": settings.anthropic_model, "max_tokens": request.max_tokens,
-                              "messages": to_messages(request.messages)}
+    kwargs: dict[str, Any] = {
+        "model": settings.anthropic_model,
+        "max_tokens": request.max_tokens,
+        "messages": to_messages(request.messages),
+    }
     if request.system:
         kwargs["system"] = request.system
     if request.tools:
         kwargs["tools"] = to_tools(request)
     try:
-        async with anthropic.AsyncAnthropic(api_key=key, base_url=settings.anthropic_base_url,
-                                            max_retries=0, timeout=timeout) as client:
+        async with anthropic.AsyncAnthropic(
+            api_key=key, base_url=settings.anthropic_base_url, max_retries=0, timeout=timeout
+        ) as client:
             message = await client.messages.create(**kwargs)
     except anthropic.APIStatusError as exc:
         detail = ": ".join(str(p) for p in (exc.type, exc.api_message) if p)

@@ -37,8 +37,9 @@ class PermanentLlmError(LlmError):
 class RetryableLlmError(LlmError):
     """A transient failure; `retry_after` is the server's requested delay in seconds, when it sent one."""
 
-    def __init__(self, message: str, *, provider: str, status_code: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, provider=provider, status_code=status_code)
         self.retry_after = retry_after
 
@@ -90,16 +91,16 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def status_error(provider: str, status: int, detail: str | None, headers: Mapping[str, str] | None,
-                 secrets: Iterable[str | None]) -> LlmError:
+def status_error(
+    provider: str, status: int, detail: str | None, headers: Mapping[str, str] | None, secrets: Iterable[str | None]
+) -> LlmError:
     """The bucketed error for an HTTP error answer from `provider`."""
     text = f"{provider} answered HTTP {status}"
     if detail:
         text += f": {detail[:300]}"
     text = redact(text, secrets)
     if is_retryable_status(status):
-        return RetryableLlmError(text, provider=provider, status_code=status,
-                                 retry_after=parse_retry_after(headers))
+        return RetryableLlmError(text, provider=provider, status_code=status, retry_after=parse_retry_after(headers))
     return PermanentLlmError(text, provider=provider, status_code=status)
 
 

@@ -25,11 +25,19 @@ _PREFIX = r"^\s*(?:please\s+|can\s+you\s+|could\s+you\s+)?"
 _END = r"\s*[.!?]?\s*$"
 _PAY = re.compile(
     _PREFIX + rf"pay\s+(?P<amount>{_AMOUNT})\s+(?P<asset>[A-Za-z][A-Za-z0-9]{{0,11}})\s+to\s+"
-    rf"(?P<to>0x[0-9a-fA-F]{{40}})(?:\s+for\s+(?P<memo>.+?))?{_END}", re.I | re.S)
-_FETCH = re.compile(_PREFIX + rf"fetch\s+(?P<url>https?://\S+?)\s+paying\s+up\s+to\s+(?P<max>{_AMOUNT})"
-                    rf"(?:\s+USDC)?{_END}", re.I)
-_CALL_TOOL = re.compile(_PREFIX + rf"call\s+(?P<service>[\w.\-]+)(?P<args>(?:\s+[\w.\-]+=\S+)*)\s+paying\s+up\s+to\s+"
-                        rf"(?P<max>{_AMOUNT})(?:\s+USDC)?{_END}", re.I)
+    rf"(?P<to>0x[0-9a-fA-F]{{40}})(?:\s+for\s+(?P<memo>.+?))?{_END}",
+    re.I | re.S,
+)
+_FETCH = re.compile(
+    _PREFIX + rf"fetch\s+(?P<url>https?://\S+?)\s+paying\s+up\s+to\s+(?P<max>{_AMOUNT})"
+    rf"(?:\s+USDC)?{_END}",
+    re.I,
+)
+_CALL_TOOL = re.compile(
+    _PREFIX + rf"call\s+(?P<service>[\w.\-]+)(?P<args>(?:\s+[\w.\-]+=\S+)*)\s+paying\s+up\s+to\s+"
+    rf"(?P<max>{_AMOUNT})(?:\s+USDC)?{_END}",
+    re.I,
+)
 _REMEMBER = re.compile(_PREFIX + r"remember\s+(?P<key>[\w.\-]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S)
 _RECALL = re.compile(_PREFIX + rf"recall\s+(?P<key>[\w.\-]+){_END}", re.I)
 _LIST_TOOLS = re.compile(r"\blist\s+(?:the\s+|my\s+)?tools\b", re.I)
@@ -142,8 +150,11 @@ def plan(request: LlmRequest) -> LlmResponse:
     if intent.tool is None:  # help or a usage hint: the request was not understood as a command
         return _answer(intent.answer or HELP, understood=False)
     if intent.tool not in request.tool_names():
-        return _answer(f"I understood that as the `{intent.tool}` tool, but this agent does not have it. "
-                       "Say `list tools` to see what it can do.")
-    call = ToolCall(id=_call_id(request, intent.tool, intent.arguments), name=intent.tool,
-                    arguments=dict(intent.arguments))
+        return _answer(
+            f"I understood that as the `{intent.tool}` tool, but this agent does not have it. "
+            "Say `list tools` to see what it can do."
+        )
+    call = ToolCall(
+        id=_call_id(request, intent.tool, intent.arguments), name=intent.tool, arguments=dict(intent.arguments)
+    )
     return LlmResponse(text=None, tool_calls=[call], provider=PROVIDER, model=MODEL)

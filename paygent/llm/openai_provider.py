@@ -30,8 +30,11 @@ def to_messages(messages: list[ChatMessage], system: str | None) -> list[dict[st
             turn: dict[str, Any] = {"role": "assistant", "content": message.text}
             if message.tool_calls:
                 turn["tool_calls"] = [
-                    {"id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": json.dumps(c.arguments, separators=(",", ":"))}}
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments, separators=(",", ":"))},
+                    }
                     for c in message.tool_calls
                 ]
             out.append(turn)
@@ -41,9 +44,10 @@ def to_messages(messages: list[ChatMessage], system: str | None) -> list[dict[st
 
 
 def to_tools(request: LlmRequest) -> list[dict[str, Any]]:
-    return [{"type": "function",
-             "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
-            for t in request.tools]
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
+        for t in request.tools
+    ]
 
 
 def parse_arguments(name: str, raw: object) -> dict[str, Any]:
@@ -53,11 +57,11 @@ def parse_arguments(name: str, raw: object) -> dict[str, Any]:
     try:
         value = json.loads(raw) if raw.strip() else {}
     except json.JSONDecodeError as exc:
-        raise MalformedToolCall(f"{PROVIDER} gave {name!r} arguments that are not valid JSON ({exc.msg})",
-                                provider=PROVIDER) from None
+        raise MalformedToolCall(
+            f"{PROVIDER} gave {name!r} arguments that are not valid JSON ({exc.msg})", provider=PROVIDER
+        ) from None
     if not isinstance(value, dict):
-        raise MalformedToolCall(f"{PROVIDER} gave {name!r} arguments that are not a JSON object",
-                                provider=PROVIDER)
+        raise MalformedToolCall(f"{PROVIDER} gave {name!r} arguments that are not a JSON object", provider=PROVIDER)
     return value
 
 
@@ -70,18 +74,18 @@ def from_completion(completion: Any, request: LlmRequest) -> LlmResponse:
     for call in message.tool_calls or []:
         function = getattr(call, "function", None)
         if function is None:  # a non-function ("custom") tool call: we never offer those
-            raise MalformedToolCall(f"{PROVIDER} made a {getattr(call, 'type', '?')!r} tool call",
-                                    provider=PROVIDER)
+            raise MalformedToolCall(f"{PROVIDER} made a {getattr(call, 'type', '?')!r} tool call", provider=PROVIDER)
         if function.name not in known:
             raise MalformedToolCall(f"{PROVIDER} called unknown tool {function.name!r}", provider=PROVIDER)
-        calls.append(ToolCall(id=call.id, name=function.name, arguments=parse_arguments(function.name,
-                                                                                        function.arguments)))
+        calls.append(
+            ToolCall(id=call.id, name=function.name, arguments=parse_arguments(function.name, function.arguments))
+        )
     usage = {}
     if completion.usage is not None:
-        usage = {"input_tokens": completion.usage.prompt_tokens,
-                 "output_tokens": completion.usage.completion_tokens}
-    return LlmResponse(text=message.content or None, tool_calls=calls, provider=PROVIDER,
-                       model=str(completion.model), usage=usage)
+        usage = {"input_tokens": completion.usage.prompt_tokens, "output_tokens": completion.usage.completion_tokens}
+    return LlmResponse(
+        text=message.content or None, tool_calls=calls, provider=PROVIDER, model=str(completion.model), usage=usage
+    )
 
 
 def _detail(exc: openai.APIStatusError) -> str:
@@ -90,19 +94,22 @@ def _detail(exc: openai.APIStatusError) -> str:
     return ": ".join(str(p) for p in parts)
 
 
-async def complete(request: LlmRequest, settings: Settings, *,
-                   timeout: float = DEFAULT_TIMEOUT_SECONDS) -> LlmResponse:
+async def complete(request: LlmRequest, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> LlmResponse:
     """One Chat Completions call; SDK errors come out as `PermanentLlmError` / `RetryableLlmError`."""
     if settings.openai_api_key is None:
         raise ValueError("openai_api_key is not set")
     key = settings.openai_api_key.get_secret_value()
-    kwargs: dict[str, Any] = {"model": settings.openai_model, "max_completion_tokens": request.max_tokens,
-                              "messages": to_messages(request.messages, request.system)}
+    kwargs: dict[str, Any] = {
+        "model": settings.openai_model,
+        "max_completion_tokens": request.max_tokens,
+        "messages": to_messages(request.messages, request.system),
+    }
     if request.tools:
         kwargs["tools"] = to_tools(request)
     try:
-        async with openai.AsyncOpenAI(api_key=key, base_url=settings.openai_base_url,
-                                      max_retries=0, timeout=timeout) as client:
+        async with openai.AsyncOpenAI(
+            api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=timeout
+        ) as client:
             completion = await client.chat.completions.create(**kwargs)
     except openai.APIStatusError as exc:
         raise status_error(PROVIDER, exc.status_code, _detail(exc), exc.response.headers, [key]) from None

@@ -14,8 +14,14 @@ from typing import Any
 
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _TX_KEYS = ("tx_hash", "txHash", "transaction_hash", "transactionHash", "tx")
-_BAD_OUTCOMES = {"rejected": "was rejected", "expired": "expired", "denied": "was denied",
-                 "cancelled": "was cancelled", "canceled": "was cancelled", "failed": "failed"}
+_BAD_OUTCOMES = {
+    "rejected": "was rejected",
+    "expired": "expired",
+    "denied": "was denied",
+    "cancelled": "was cancelled",
+    "canceled": "was cancelled",
+    "failed": "failed",
+}
 _MAX_TEXT = 400
 
 

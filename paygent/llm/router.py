@@ -44,8 +44,7 @@ async def complete(request: LlmRequest, settings: Settings, *, timeout: float | 
             response = await openai_provider.complete(request, settings, **extra)
         except LlmError as secondary:
             raise both_failed(primary, secondary) from None
-        return response.model_copy(update={"fallback_from": "anthropic",
-                                           "fallback_reason": describe_failure(primary)})
+        return response.model_copy(update={"fallback_from": "anthropic", "fallback_reason": describe_failure(primary)})
 
 
 def both_failed(primary: RetryableLlmError, secondary: LlmError) -> RetryableLlmError:
@@ -54,8 +53,13 @@ def both_failed(primary: RetryableLlmError, secondary: LlmError) -> RetryableLlm
     Even when the fallback refuses permanently (say a revoked OpenAI key), Anthropic may recover on the next
     attempt, so failing the agent run outright would be wrong; the message names both causes for the operator.
     """
-    delays = [e.retry_after for e in (primary, secondary)
-              if isinstance(e, RetryableLlmError) and e.retry_after is not None]
+    delays = [
+        e.retry_after for e in (primary, secondary) if isinstance(e, RetryableLlmError) and e.retry_after is not None
+    ]
     kind = "permanently" if isinstance(secondary, PermanentLlmError) else "too"
-    return RetryableLlmError(f"{primary}; fallback failed {kind}: {secondary}", provider="anthropic+openai",
-                             status_code=primary.status_code, retry_after=max(delays) if delays else None)
+    return RetryableLlmError(
+        f"{primary}; fallback failed {kind}: {secondary}",
+        provider="anthropic+openai",
+        status_code=primary.status_code,
+        retry_after=max(delays) if delays else None,
+    )

@@ -22,24 +22,34 @@ from paygent.stack.processes import Piece, StackError
 from paygent.stack.servers import utcnow, worker_polling
 
 
-def app_env(cfg: StackConfig, *, database_url: str, redis_url: str, token_address: str | None,
-            migrate_database_url: str | None = None) -> dict[str, str]:
+def app_env(
+    cfg: StackConfig,
+    *,
+    database_url: str,
+    redis_url: str,
+    token_address: str | None,
+    migrate_database_url: str | None = None,
+) -> dict[str, str]:
     """The API's and the worker's environment: DATABASE_URL is the application's role, never the owner."""
     env = dict(os.environ)
-    env.update({
-        "PAYGENT_HOME": str(cfg.home),
-        "PAYGENT_DATABASE_URL": database_url, "DATABASE_URL": database_url,
-        "PAYGENT_MIGRATE_DATABASE_URL": migrate_database_url or database_url,
-        "PAYGENT_REDIS_URL": redis_url, "REDIS_URL": redis_url,
-        "PAYGENT_TEMPORAL_ADDRESS": cfg.temporal_address,
-        "PAYGENT_TEMPORAL_UI_URL": cfg.temporal_ui_url,
-        "PAYGENT_RPC_URL": cfg.rpc_url,
-        "PAYGENT_CHAIN_ID": str(cfg.chain_id),
-        "PAYGENT_API_URL": cfg.api_url,
-        "PAYGENT_EGRESS_ALLOW": own_paid_service_exempt(cfg, os.environ.get("PAYGENT_EGRESS_ALLOW", "")),
-        "PAYGENT_WORKER_METRICS_ADDRESS": cfg.worker_metrics_address,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PAYGENT_HOME": str(cfg.home),
+            "PAYGENT_DATABASE_URL": database_url,
+            "DATABASE_URL": database_url,
+            "PAYGENT_MIGRATE_DATABASE_URL": migrate_database_url or database_url,
+            "PAYGENT_REDIS_URL": redis_url,
+            "REDIS_URL": redis_url,
+            "PAYGENT_TEMPORAL_ADDRESS": cfg.temporal_address,
+            "PAYGENT_TEMPORAL_UI_URL": cfg.temporal_ui_url,
+            "PAYGENT_RPC_URL": cfg.rpc_url,
+            "PAYGENT_CHAIN_ID": str(cfg.chain_id),
+            "PAYGENT_API_URL": cfg.api_url,
+            "PAYGENT_EGRESS_ALLOW": own_paid_service_exempt(cfg, os.environ.get("PAYGENT_EGRESS_ALLOW", "")),
+            "PAYGENT_WORKER_METRICS_ADDRESS": cfg.worker_metrics_address,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if token_address:
         env["PAYGENT_TOKEN_ADDRESS"] = token_address
     return env
@@ -70,12 +80,24 @@ def launch_worker(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
     if own is not None:
         return lambda: Piece.ours(own)
     since = utcnow()
-    proc, rec = processes.start(cfg, "worker", [sys.executable, "-m", "paygent.cli", "worker"],
-                                address=f"task queue {queue}", env=env, cwd=REPO_ROOT)
+    proc, rec = processes.start(
+        cfg,
+        "worker",
+        [sys.executable, "-m", "paygent.cli", "worker"],
+        address=f"task queue {queue}",
+        env=env,
+        cwd=REPO_ROOT,
+    )
 
     def ready() -> Piece:
-        processes.wait_until(lambda: worker_polling(cfg.temporal_address, queue, proc.pid, since),
-                             piece="worker", log=rec.log, timeout=90, proc=proc, interval=0.5)
+        processes.wait_until(
+            lambda: worker_polling(cfg.temporal_address, queue, proc.pid, since),
+            piece="worker",
+            log=rec.log,
+            timeout=90,
+            proc=proc,
+            interval=0.5,
+        )
         return Piece.ours(rec)
 
     return ready
@@ -95,6 +117,7 @@ def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
     own = processes.running(cfg, "api")
     note = f"docs {cfg.api_url}/docs"
     if own is not None:
+
         def already() -> Piece:
             processes.wait_until(lambda: api_answers(cfg.api_url), piece="API", log=own.log, timeout=60)
             return Piece.ours(own, note=note)
@@ -103,14 +126,17 @@ def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
     if api_answers(cfg.api_url):
         return lambda: Piece("api", True, "external", cfg.api_url, note=note)
     if port_open("127.0.0.1", cfg.api_port):
-        raise StackError(f"API: port {cfg.api_port} is taken by something that does not answer /healthz; "
-                         "free it or set PAYGENT_API_PORT")
+        raise StackError(
+            f"API: port {cfg.api_port} is taken by something that does not answer /healthz; "
+            "free it or set PAYGENT_API_PORT"
+        )
     cmd = [sys.executable, "-m", "paygent.cli", "api", "--host", "127.0.0.1", "--port", str(cfg.api_port)]
     proc, rec = processes.start(cfg, "api", cmd, address=cfg.api_url, env=env, cwd=REPO_ROOT)
 
     def ready() -> Piece:
-        processes.wait_until(lambda: api_answers(cfg.api_url), piece="API", log=rec.log, timeout=90, proc=proc,
-                             interval=0.25)
+        processes.wait_until(
+            lambda: api_answers(cfg.api_url), piece="API", log=rec.log, timeout=90, proc=proc, interval=0.25
+        )
         return Piece.ours(rec, note=note)
 
     return ready
@@ -143,8 +169,9 @@ def launch_paid_service(cfg: StackConfig, env: dict[str, str]) -> Callable[[], P
     proc, rec = processes.start(cfg, "x402", cmd, address=url, env=env, cwd=REPO_ROOT)
 
     def ready() -> Piece:
-        processes.wait_until(lambda: paid_service_answers(url), piece="x402 service", log=rec.log, timeout=60,
-                             proc=proc, interval=0.25)
+        processes.wait_until(
+            lambda: paid_service_answers(url), piece="x402 service", log=rec.log, timeout=60, proc=proc, interval=0.25
+        )
         return Piece.ours(rec, note=f"try {url}/weather")
 
     return ready

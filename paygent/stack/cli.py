@@ -10,7 +10,6 @@ import json
 import shlex
 import sys
 from dataclasses import asdict
-from typing import Optional
 
 import typer
 
@@ -18,10 +17,13 @@ from paygent.stack import processes, services, stack
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import StackError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="The local dev stack: Postgres, Redis, Temporal (+ Web UI), anvil, worker, API.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="The local dev stack: Postgres, Redis, Temporal (+ Web UI), anvil, worker, API.",
+)
 
-PortOpt = Optional[int]
+PortOpt = int | None
 
 
 def _fail(command: str, exc: Exception) -> None:
@@ -40,9 +42,15 @@ def up(
     redis_port: PortOpt = typer.Option(None, help="private Redis port [env PAYGENT_REDIS_PORT, 63799]"),
 ) -> None:
     """Start whatever is not already running, set everything up, and write .paygent/dev.json. Idempotent."""
-    cfg = StackConfig.load(temporal_port=temporal_port, temporal_ui_port=temporal_ui_port, anvil_port=anvil_port,
-                           api_port=api_port, x402_port=x402_port, postgres_port=postgres_port,
-                           redis_port=redis_port)
+    cfg = StackConfig.load(
+        temporal_port=temporal_port,
+        temporal_ui_port=temporal_ui_port,
+        anvil_port=anvil_port,
+        api_port=api_port,
+        x402_port=x402_port,
+        postgres_port=postgres_port,
+        redis_port=redis_port,
+    )
     typer.echo(f"==> paygent stack up (state in {cfg.home})")
     try:
         dev = stack.up(cfg, typer.echo)
@@ -103,12 +111,22 @@ def provision() -> None:
     try:
         database_url = services.plain_pg_url(settings.owner_database_url())  # migrations and seed: the owner
         services.ensure_database(database_url)
-        processes.wait_until(lambda: servers.temporal_healthy(cfg.temporal_address), piece="Temporal",
-                             log="the Temporal server's own logs", timeout=120, interval=1)
+        processes.wait_until(
+            lambda: servers.temporal_healthy(cfg.temporal_address),
+            piece="Temporal",
+            log="the Temporal server's own logs",
+            timeout=120,
+            interval=1,
+        )
         servers.ensure_search_attributes(cfg.temporal_address)
         typer.echo(f"  {'temporal':<12} search attributes registered at {cfg.temporal_address}")
-        stack.prepare(cfg, database_url, settings.redis_url, typer.echo,
-                      app_database_url=services.plain_pg_url(settings.database_url))
+        stack.prepare(
+            cfg,
+            database_url,
+            settings.redis_url,
+            typer.echo,
+            app_database_url=services.plain_pg_url(settings.database_url),
+        )
     except (StackError, OSError) as exc:
         _fail("provision", exc)
     typer.echo(f"dev.json written to {cfg.dev_json} (mode 0600)")
@@ -131,5 +149,6 @@ def infra(
     except (StackError, OSError) as exc:
         _fail("infra", exc)
     if shell:
-        sys.stdout.write(f"export DATABASE_URL={shlex.quote(database_url)}\n"
-                         f"export REDIS_URL={shlex.quote(redis_url)}\n")
+        sys.stdout.write(
+            f"export DATABASE_URL={shlex.quote(database_url)}\nexport REDIS_URL={shlex.quote(redis_url)}\n"
+        )

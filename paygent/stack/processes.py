@@ -88,16 +88,30 @@ def running(cfg: StackConfig, name: str) -> Record | None:
     return None
 
 
-def start(cfg: StackConfig, name: str, cmd: list[str], *, address: str, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> tuple[subprocess.Popen, Record]:
+def start(
+    cfg: StackConfig,
+    name: str,
+    cmd: list[str],
+    *,
+    address: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen, Record]:
     """Start `cmd` in its own session (it outlives `paygent stack up`), output appended to its log."""
     cfg.ensure_dirs()
     log = log_path(cfg, name)
     with open(log, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} paygent stack: starting {name}\n".encode())
         out.flush()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     return proc, remember(cfg, name, proc.pid, address=address, log=log)
 
 
@@ -114,8 +128,15 @@ def failure(piece: str, reason: str, log: Path | str) -> StackError:
     return StackError(f"{piece} could not start: {reason}\n  see its log: {log}" + (f"\n{tail}" if tail else ""))
 
 
-def wait_until(check: Callable[[], bool], *, piece: str, log: Path | str, timeout: float,
-               proc: subprocess.Popen | None = None, interval: float = 0.1) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    piece: str,
+    log: Path | str,
+    timeout: float,
+    proc: subprocess.Popen | None = None,
+    interval: float = 0.1,
+) -> None:
     """Poll `check` until it holds; fail early (with the log) if the process we started has exited."""
     deadline = time.monotonic() + timeout
     while True:

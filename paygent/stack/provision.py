@@ -53,8 +53,7 @@ def app_role(cfg: StackConfig, owner_url: str, app_url: str | None = None) -> st
     try:
         return asyncio.run(grant_app_role(owner_url, role, password))
     except Exception as exc:
-        raise StackError(f"the application's database role could not be set up: {type(exc).__name__}: {exc}"
-                         ) from exc
+        raise StackError(f"the application's database role could not be set up: {type(exc).__name__}: {exc}") from exc
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -113,14 +112,15 @@ async def _is_our_token(w3, address: str) -> bool:
 
     contract = w3.eth.contract(address=address, abi=token_abi())
     try:
-        return (await contract.functions.symbol().call() == TOKEN_SYMBOL
-                and await contract.functions.decimals().call() == TOKEN_DECIMALS)
+        return (
+            await contract.functions.symbol().call() == TOKEN_SYMBOL
+            and await contract.functions.decimals().call() == TOKEN_DECIMALS
+        )
     except Exception:
         return False
 
 
-async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *, key_from: str
-               ) -> dict[str, Any]:
+async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *, key_from: str) -> dict[str, Any]:
     """The dev tenant, users and wallets; then proves the master key opens the wallets it finds."""
     import uuid
 
@@ -137,7 +137,8 @@ async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *
                 except Exception:
                     raise StackError(
                         f"wallet {name!r} in the database was sealed under another master key than this stack's "
-                        f"({key_from}). Restore that key, or point DATABASE_URL at a fresh database.") from None
+                        f"({key_from}). Restore that key, or point DATABASE_URL at a fresh database."
+                    ) from None
         return seeded
     finally:
         await dispose_all()
@@ -167,8 +168,9 @@ async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
     return done
 
 
-def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: dict[str, Any] | None
-                               ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def provision_chain_and_tenant(
+    cfg: StackConfig, database_url: str, existing: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Token, seed and funding in one event loop: (token, seeded, what was funded)."""
     key = master_key(cfg)
 
@@ -185,8 +187,9 @@ def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: di
             try:
                 funded = await fund(w3, token, seeded["wallets"])
             except Exception as exc:
-                raise StackError(f"funding the dev wallets failed on {cfg.rpc_url}: {type(exc).__name__}: "
-                                 f"{exc}") from exc
+                raise StackError(
+                    f"funding the dev wallets failed on {cfg.rpc_url}: {type(exc).__name__}: {exc}"
+                ) from exc
             return token, seeded, funded
         finally:
             await w3.provider.disconnect()
@@ -194,8 +197,15 @@ def provision_chain_and_tenant(cfg: StackConfig, database_url: str, existing: di
     return asyncio.run(run())
 
 
-def dev_document(cfg: StackConfig, *, database_url: str, migrate_database_url: str, redis_url: str,
-                 token: dict[str, Any], seeded: dict[str, Any]) -> dict[str, Any]:
+def dev_document(
+    cfg: StackConfig,
+    *,
+    database_url: str,
+    migrate_database_url: str,
+    redis_url: str,
+    token: dict[str, Any],
+    seeded: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "api_url": cfg.api_url,
         "x402_service_url": cfg.x402_service_url,

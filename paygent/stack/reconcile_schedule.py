@@ -16,10 +16,24 @@ from workflows import reconcile_types
 
 
 def _args(address: str, task_queue: str, interval_seconds: int) -> list[str]:
-    return ["--schedule-id", reconcile_types.SCHEDULE_ID, "--workflow-id", reconcile_types.WORKFLOW_ID,
-            "--type", reconcile_types.WORKFLOW_NAME, "--task-queue", task_queue,
-            "--interval", f"{int(interval_seconds)}s", "--overlap-policy", "Skip",
-            "--input", json.dumps({}), "--address", address]
+    return [
+        "--schedule-id",
+        reconcile_types.SCHEDULE_ID,
+        "--workflow-id",
+        reconcile_types.WORKFLOW_ID,
+        "--type",
+        reconcile_types.WORKFLOW_NAME,
+        "--task-queue",
+        task_queue,
+        "--interval",
+        f"{int(interval_seconds)}s",
+        "--overlap-policy",
+        "Skip",
+        "--input",
+        json.dumps({}),
+        "--address",
+        address,
+    ]
 
 
 def ensure_reconcile_schedule(address: str, task_queue: str, interval_seconds: int) -> str:
@@ -32,10 +46,14 @@ def ensure_reconcile_schedule(address: str, task_queue: str, interval_seconds: i
     if made.returncode == 0:
         return "created"
     if "already" not in (made.stderr + made.stdout).lower():
-        raise StackError(f"Temporal at {address}: could not create the reconcile schedule: "
-                         f"{(made.stderr or made.stdout).strip()[-500:]}")
+        raise StackError(
+            f"Temporal at {address}: could not create the reconcile schedule: "
+            f"{(made.stderr or made.stdout).strip()[-500:]}"
+        )
     updated = subprocess.run([cli, "schedule", "update", *args], capture_output=True, text=True, timeout=30)
     if updated.returncode != 0:
-        raise StackError(f"Temporal at {address}: could not update the reconcile schedule: "
-                         f"{(updated.stderr or updated.stdout).strip()[-500:]}")
+        raise StackError(
+            f"Temporal at {address}: could not update the reconcile schedule: "
+            f"{(updated.stderr or updated.stdout).strip()[-500:]}"
+        )
     return "updated"

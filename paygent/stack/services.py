@@ -49,7 +49,7 @@ async def pg_state(url: str) -> str:
         conn = await asyncpg.connect(url, timeout=3)
     except asyncpg.InvalidCatalogNameError:
         return "missing-db"
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return "unreachable"
     except Exception as exc:  # an answering server that will not let us in
         return f"refused: {type(exc).__name__}: {exc}"
@@ -128,8 +128,10 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise StackError("Postgres refuses to run as root and there is no `postgres` user: "
-                         "install the server package (`apt-get install postgresql`) or run as a normal user")
+        raise StackError(  # noqa: B904  (the KeyError says nothing more)
+            "Postgres refuses to run as root and there is no `postgres` user: "
+            "install the server package (`apt-get install postgresql`) or run as a normal user"
+        )
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
@@ -149,9 +151,11 @@ def _pg_data_dir(cfg: StackConfig) -> Path:
 def _start_private_postgres(cfg: StackConfig, *, reason: str) -> processes.Record:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        raise StackError(f"Postgres: nothing usable at {reason}, and no PostgreSQL server binaries to start a "
-                         "private one. Install them (Debian/Ubuntu: `apt-get install postgresql`) or set "
-                         "DATABASE_URL to a server that answers.")
+        raise StackError(
+            f"Postgres: nothing usable at {reason}, and no PostgreSQL server binaries to start a "
+            "private one. Install them (Debian/Ubuntu: `apt-get install postgresql`) or set "
+            "DATABASE_URL to a server that answers."
+        )
     data = _pg_data_dir(cfg)
     log = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
@@ -160,25 +164,47 @@ def _start_private_postgres(cfg: StackConfig, *, reason: str) -> processes.Recor
         data.chmod(0o700)
         probe = subprocess.run(_as_postgres(["test", "-w", str(data)]), capture_output=True, cwd="/")
         if probe.returncode != 0:
-            raise StackError(f"Postgres (private): user postgres cannot reach {data}; make its parent "
-                             "directories traversable (chmod o+x) or set PAYGENT_HOME elsewhere")
+            raise StackError(
+                f"Postgres (private): user postgres cannot reach {data}; make its parent "
+                "directories traversable (chmod o+x) or set PAYGENT_HOME elsewhere"
+            )
     if not (data / "PG_VERSION").exists():
-        init = subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
-                                            "-E", "UTF8", "--no-sync"]), capture_output=True, text=True, cwd="/")
+        init = subprocess.run(
+            _as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
         if init.returncode != 0:
             raise StackError(f"Postgres (private): initdb failed in {data}:\n{init.stderr.strip()[-2000:]}")
         with open(data / "postgresql.conf", "a") as conf:
-            conf.write("\n# paygent stack: a private dev server, speed over durability\n"
-                       "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")
-    started = subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                                           "-o", f"-p {cfg.postgres_port}", "start"]),
-                             capture_output=True, text=True, start_new_session=True, cwd="/")
+            conf.write(
+                "\n# paygent stack: a private dev server, speed over durability\n"
+                "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+            )
+    started = subprocess.run(
+        _as_postgres(
+            [pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", f"-p {cfg.postgres_port}", "start"]
+        ),
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        cwd="/",
+    )
     if started.returncode != 0:
         raise processes.failure("Postgres (private)", started.stdout.strip()[-500:] or "pg_ctl start failed", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
-    return processes.remember(cfg, "postgres", pid, address=f"{HOST}:{cfg.postgres_port}", log=log,
-                              url=private_postgres_url(cfg), pgdata=str(data), pg_ctl=pg_ctl)
+    return processes.remember(
+        cfg,
+        "postgres",
+        pid,
+        address=f"{HOST}:{cfg.postgres_port}",
+        log=log,
+        url=private_postgres_url(cfg),
+        pgdata=str(data),
+        pg_ctl=pg_ctl,
+    )
 
 
 def stop_postgres(cfg: StackConfig) -> bool:
@@ -186,8 +212,12 @@ def stop_postgres(cfg: StackConfig) -> bool:
     own = processes.running(cfg, "postgres")
     if own is None:
         return False
-    subprocess.run(_as_postgres([own.extra["pg_ctl"], "-D", own.extra["pgdata"], "-m", "fast", "-w", "stop"]),
-                   capture_output=True, timeout=90, cwd="/")
+    subprocess.run(
+        _as_postgres([own.extra["pg_ctl"], "-D", own.extra["pgdata"], "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+        timeout=90,
+        cwd="/",
+    )
     processes.stop(cfg, "postgres")  # removes the pidfile; signals only if pg_ctl did not finish
     return True
 
@@ -212,15 +242,33 @@ def ensure_redis(cfg: StackConfig) -> tuple[Piece, str]:
     if redis_answers(cfg.redis_url):
         return Piece("redis", True, "external", redact(cfg.redis_url)), cfg.redis_url
     binary = shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()), None)
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()), None
+    )
     if binary is None:
-        raise StackError(f"Redis: nothing answers at {redact(cfg.redis_url)} and `redis-server` is not "
-                         "installed. Install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL.")
+        raise StackError(
+            f"Redis: nothing answers at {redact(cfg.redis_url)} and `redis-server` is not "
+            "installed. Install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL."
+        )
     cfg.redis_dir.mkdir(parents=True, exist_ok=True)
     url = f"redis://{HOST}:{cfg.redis_port}/0"
-    proc, rec = processes.start(cfg, "redis", [binary, "--port", str(cfg.redis_port), "--bind", HOST,
-                                               "--save", "", "--appendonly", "no", "--dir", str(cfg.redis_dir)],
-                                address=f"{HOST}:{cfg.redis_port}")
+    proc, rec = processes.start(
+        cfg,
+        "redis",
+        [
+            binary,
+            "--port",
+            str(cfg.redis_port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(cfg.redis_dir),
+        ],
+        address=f"{HOST}:{cfg.redis_port}",
+    )
     processes.wait_until(lambda: redis_answers(url), piece="Redis (private)", log=rec.log, timeout=20, proc=proc)
     rec = processes.remember(cfg, "redis", proc.pid, address=rec.address, log=Path(rec.log), url=url)
     return Piece.ours(rec), url

@@ -38,14 +38,18 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     echo(piece_line(servers.ensure_anvil(cfg)))
 
     dev = prepare(cfg, database_url, redis_url, echo)
-    env = apps.app_env(cfg, database_url=dev["database_url"], migrate_database_url=database_url, redis_url=redis_url,
-                       token_address=dev["token"]["address"])
+    env = apps.app_env(
+        cfg,
+        database_url=dev["database_url"],
+        migrate_database_url=database_url,
+        redis_url=redis_url,
+        token_address=dev["token"]["address"],
+    )
     launches = (apps.launch_worker(cfg, env), apps.launch_api(cfg, env), apps.launch_paid_service(cfg, env))
     for ready in launches:  # all start, then each is waited for
         echo(piece_line(ready()))
     interval = reconcile_interval()
-    done = ensure_reconcile_schedule(cfg.temporal_address, env.get("PAYGENT_TASK_QUEUE") or apps.task_queue(),
-                                     interval)
+    done = ensure_reconcile_schedule(cfg.temporal_address, env.get("PAYGENT_TASK_QUEUE") or apps.task_queue(), interval)
     echo(f"  {'reconcile':<12} schedule {done}: every {interval}s")
     return dev
 
@@ -56,8 +60,9 @@ def reconcile_interval() -> int:
     return Settings().reconcile_interval_seconds
 
 
-def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo,
-            app_database_url: str | None = None) -> dict[str, Any]:
+def prepare(
+    cfg: StackConfig, database_url: str, redis_url: str, echo: Echo, app_database_url: str | None = None
+) -> dict[str, Any]:
     """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
@@ -74,8 +79,14 @@ def prepare(cfg: StackConfig, database_url: str, redis_url: str, echo: Echo,
         echo(f"  {'funded':<12} {line}")
     for name, agent in seeded.get("agents", {}).items():
         echo(f"  {'agent':<12} {name} (owner {agent['owner']}; wallets {', '.join(agent['wallets'])})")
-    dev = provision.dev_document(cfg, database_url=app_database_url, migrate_database_url=database_url,
-                                 redis_url=redis_url, token=token, seeded=seeded)
+    dev = provision.dev_document(
+        cfg,
+        database_url=app_database_url,
+        migrate_database_url=database_url,
+        redis_url=redis_url,
+        token=token,
+        seeded=seeded,
+    )
     provision.write_dev_json(cfg, dev)
     return dev
 
@@ -145,8 +156,7 @@ def status(cfg: StackConfig) -> list[Piece]:
         address = addresses[name]
         answer = _answers(name, address)
         is_up = bool(answer)
-        note = answer if isinstance(answer, str) else ("process alive but not answering" if own and not is_up
-                                                        else "")
+        note = answer if isinstance(answer, str) else ("process alive but not answering" if own and not is_up else "")
         owner = f"stack (pid {own.pid})" if own else ("external" if is_up else "-")
         pieces.append(Piece(name, is_up, owner, services.redact(address), note=note))
     return pieces

@@ -31,10 +31,16 @@ def build_app(settings=None):
         raise SystemExit("no token address: set PAYGENT_TOKEN_ADDRESS or run `paygent stack up` first")
     pay_to = os.environ.get("PAYGENT_X402_PAY_TO") or dev_account(PAY_TO_ACCOUNT_INDEX).address
     facilitator = dev_account(FACILITATOR_ACCOUNT_INDEX)
-    log.info("x402 paid service: rpc %s, token %s, pay to %s, facilitator %s",
-             settings.rpc_url, settings.token_address, pay_to, facilitator.address)
-    return create_paid_service(settings.rpc_url, settings.token_address, pay_to, facilitator.key.hex(),
-                               redis_url=settings.redis_url)
+    log.info(
+        "x402 paid service: rpc %s, token %s, pay to %s, facilitator %s",
+        settings.rpc_url,
+        settings.token_address,
+        pay_to,
+        facilitator.address,
+    )
+    return create_paid_service(
+        settings.rpc_url, settings.token_address, pay_to, facilitator.key.hex(), redis_url=settings.redis_url
+    )
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings=None) -> None:

@@ -29,8 +29,11 @@ from pydantic import BaseModel
 from web3 import AsyncWeb3
 from x402 import x402Client
 from x402.http import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, X_PAYMENT_HEADER
-from x402.http.utils import (decode_payment_required_header, decode_payment_response_header,
-                             encode_payment_signature_header)
+from x402.http.utils import (
+    decode_payment_required_header,
+    decode_payment_response_header,
+    encode_payment_signature_header,
+)
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.schemas import PaymentRequired
@@ -79,7 +82,7 @@ class Response(BaseModel):
     status: int
     headers: dict[str, str]
     body_excerpt: str
-    receipt: dict[str, Any] | None = None           # decoded PAYMENT-RESPONSE / X-PAYMENT-RESPONSE
+    receipt: dict[str, Any] | None = None  # decoded PAYMENT-RESPONSE / X-PAYMENT-RESPONSE
     payment_required: dict[str, Any] | None = None  # decoded PAYMENT-REQUIRED on a paid request's 402
 
     @property
@@ -89,8 +92,11 @@ class Response(BaseModel):
     @property
     def settle_failed_on_server(self) -> bool:
         """A failed receipt whose reason is the server's trouble (pending, unexpected error, tx failure)."""
-        return bool(self.receipt and not self.receipt.get("success")
-                    and self.receipt.get("errorReason") in AMBIGUOUS_SETTLE_REASONS)
+        return bool(
+            self.receipt
+            and not self.receipt.get("success")
+            and self.receipt.get("errorReason") in AMBIGUOUS_SETTLE_REASONS
+        )
 
 
 class StoredPayment(BaseModel):
@@ -120,22 +126,36 @@ def _response(resp: httpx.Response, *, keep_body: bool = False) -> Response:
             receipt = {"success": False, "errorReason": "undecodable PAYMENT-RESPONSE header"}
     if resp.status_code == 402 and resp.headers.get(PAYMENT_REQUIRED_HEADER):
         try:
-            required = json.loads(decode_payment_required_header(resp.headers[PAYMENT_REQUIRED_HEADER])
-                                  .model_dump_json(by_alias=True, exclude_none=True))
+            required = json.loads(
+                decode_payment_required_header(resp.headers[PAYMENT_REQUIRED_HEADER]).model_dump_json(
+                    by_alias=True, exclude_none=True
+                )
+            )
         except Exception:
             required = None
-    keep = {k: v for k, v in resp.headers.items() if k.lower() in
-            ("content-type", "payment-response", "x-payment-response", "payment-required", "idempotent-replayed")}
-    return Response(status=resp.status_code, headers=keep, body_excerpt=resp.text[:BODY_EXCERPT_CHARS] if keep_body else "",
-                    receipt=receipt, payment_required=required)
+    keep = {
+        k: v
+        for k, v in resp.headers.items()
+        if k.lower()
+        in ("content-type", "payment-response", "x-payment-response", "payment-required", "idempotent-replayed")
+    }
+    return Response(
+        status=resp.status_code,
+        headers=keep,
+        body_excerpt=resp.text[:BODY_EXCERPT_CHARS] if keep_body else "",
+        receipt=receipt,
+        payment_required=required,
+    )
 
 
 def _parse_402(resp: httpx.Response) -> Requirements:
     header = resp.headers.get(PAYMENT_REQUIRED_HEADER)
     if header:
         parsed = decode_payment_required_header(header)
-        return Requirements(version=parsed.x402_version,
-                            payment_required=json.loads(parsed.model_dump_json(by_alias=True, exclude_none=True)))
+        return Requirements(
+            version=parsed.x402_version,
+            payment_required=json.loads(parsed.model_dump_json(by_alias=True, exclude_none=True)),
+        )
     try:
         body = resp.json()
     except ValueError:
@@ -143,7 +163,9 @@ def _parse_402(resp: httpx.Response) -> Requirements:
     if not isinstance(body, dict) or body.get("x402Version") != 1:
         raise PaymentRefused("402 body is not an x402 v1 PaymentRequired")
     parsed = PaymentRequiredV1.model_validate(body)
-    return Requirements(version=1, payment_required=json.loads(parsed.model_dump_json(by_alias=True, exclude_none=True)))
+    return Requirements(
+        version=1, payment_required=json.loads(parsed.model_dump_json(by_alias=True, exclude_none=True))
+    )
 
 
 async def probe(url: str, *, egress: EgressPolicy, timeout: float = 10.0) -> Requirements | Response:
@@ -167,8 +189,9 @@ def check(requirements: Requirements, policy: X402Policy) -> str | None:
     return choose(requirements.accepts, policy)[1]
 
 
-async def sign(requirements: Requirements, account: LocalAccount, policy: X402Policy, *,
-               payment_identifier: str | None = None) -> StoredPayment:
+async def sign(
+    requirements: Requirements, account: LocalAccount, policy: X402Policy, *, payment_identifier: str | None = None
+) -> StoredPayment:
     """Sign the first option the policy allows with the official SDK client; send nothing.
 
     The SDK sees only that option, and its own spend controls repeat our cap for the asset.
@@ -181,12 +204,22 @@ async def sign(requirements: Requirements, account: LocalAccount, policy: X402Po
     identifier = payment_identifier or f"paygent_{uuid.uuid4().hex}"
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(account))
-    client.set_spend_controls({"allowed_assets": [{"network": chosen["network"], "asset": chosen["asset"],
-                                                   "max_amount_per_payment": str(policy.max_amount_atomic)}]})
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {
+                    "network": chosen["network"],
+                    "asset": chosen["asset"],
+                    "max_amount_per_payment": str(policy.max_amount_atomic),
+                }
+            ]
+        }
+    )
     wire = {**requirements.payment_required, "accepts": [chosen]}
     if requirements.version == 2:
-        payload = await client.create_payment_payload(PaymentRequired.model_validate(wire),
-                                                      extensions=payment_id.attach(wire.get("extensions"), identifier))
+        payload = await client.create_payment_payload(
+            PaymentRequired.model_validate(wire), extensions=payment_id.attach(wire.get("extensions"), identifier)
+        )
         header_name = PAYMENT_SIGNATURE_HEADER
     else:
         payload = await client.create_payment_payload(PaymentRequiredV1.model_validate(wire))
@@ -194,16 +227,23 @@ async def sign(requirements: Requirements, account: LocalAccount, policy: X402Po
     auth = payload.payload.get("authorization") or {}
     # What was signed must be exactly what was checked.
     zero = "0x" + "0" * 40
-    if (int(auth.get("value", -1)) != requirement_amount(chosen)
-            or to_checksum_address(auth.get("to", zero)) != to_checksum_address(chosen["payTo"])
-            or to_checksum_address(auth.get("from", zero)) != account.address):
+    if (
+        int(auth.get("value", -1)) != requirement_amount(chosen)
+        or to_checksum_address(auth.get("to", zero)) != to_checksum_address(chosen["payTo"])
+        or to_checksum_address(auth.get("from", zero)) != account.address
+    ):
         raise PaymentRefused("the SDK signed something other than the checked requirement")
-    return StoredPayment(version=requirements.version, header_name=header_name,
-                         header_value=encode_payment_signature_header(payload),
-                         payment_identifier=identifier,
-                         identifier_sent=payment_id.extract(getattr(payload, "extensions", None)) == identifier,
-                         requirement=chosen, payer=to_checksum_address(auth["from"]),
-                         authorization_nonce=auth["nonce"], valid_before=int(auth["validBefore"]))
+    return StoredPayment(
+        version=requirements.version,
+        header_name=header_name,
+        header_value=encode_payment_signature_header(payload),
+        payment_identifier=identifier,
+        identifier_sent=payment_id.extract(getattr(payload, "extensions", None)) == identifier,
+        requirement=chosen,
+        payer=to_checksum_address(auth["from"]),
+        authorization_nonce=auth["nonce"],
+        valid_before=int(auth["validBefore"]),
+    )
 
 
 async def send(url: str, stored: StoredPayment, *, egress: EgressPolicy, timeout: float = 10.0) -> Response:

@@ -74,8 +74,9 @@ class RedisAnswers:
     Kept `ttl_seconds` (a week by default: far longer than any authorization the service accepts stays valid).
     """
 
-    def __init__(self, redis: Redis, namespace: str, *, ttl_seconds: int = 7 * 86400,
-                 lock_seconds: float = 120.0) -> None:
+    def __init__(
+        self, redis: Redis, namespace: str, *, ttl_seconds: int = 7 * 86400, lock_seconds: float = 120.0
+    ) -> None:
         self._redis, self._prefix = redis, f"paygent:x402:answers:{namespace.lower()}:"
         self._ttl, self._lock_seconds = ttl_seconds, lock_seconds
 
@@ -84,25 +85,37 @@ class RedisAnswers:
         if raw is None:
             return None
         data = json.loads(raw)
-        return _Answer(data["fingerprint"], data["status"],
-                       [(k.encode("latin-1"), v.encode("latin-1")) for k, v in data["headers"]],
-                       base64.b64decode(data["body"]))
+        return _Answer(
+            data["fingerprint"],
+            data["status"],
+            [(k.encode("latin-1"), v.encode("latin-1")) for k, v in data["headers"]],
+            base64.b64decode(data["body"]),
+        )
 
     async def put(self, identifier: str, answer: _Answer) -> None:
-        data = {"fingerprint": answer.fingerprint, "status": answer.status,
-                "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers],
-                "body": base64.b64encode(answer.body).decode()}
+        data = {
+            "fingerprint": answer.fingerprint,
+            "status": answer.status,
+            "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers],
+            "body": base64.b64encode(answer.body).decode(),
+        }
         await self._redis.set(self._prefix + identifier, json.dumps(data), ex=self._ttl)
 
     def lock(self, identifier: str):
         """Serialises requests for one identifier across processes; expires if its holder dies."""
-        return self._redis.lock(self._prefix + identifier + ":lock", timeout=self._lock_seconds,
-                                blocking_timeout=self._lock_seconds + 10)
+        return self._redis.lock(
+            self._prefix + identifier + ":lock", timeout=self._lock_seconds, blocking_timeout=self._lock_seconds + 10
+        )
 
 
 class PaymentIdentifierCache:
-    def __init__(self, app, answers: RedisAnswers, hold_first_response_paths: set[str] | frozenset[str] = frozenset(),
-                 hold_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        app,
+        answers: RedisAnswers,
+        hold_first_response_paths: set[str] | frozenset[str] = frozenset(),
+        hold_seconds: float = 10.0,
+    ) -> None:
         self.app = app
         self.answers = answers
         self.hold_paths = frozenset(hold_first_response_paths)
@@ -152,8 +165,9 @@ class PaymentIdentifierCache:
         if answer.fingerprint != fingerprint:
             body = json.dumps({"error": "payment identifier already used with a different payment"}).encode()
             return _Answer(fingerprint, 409, [(b"content-type", b"application/json")], body), False
-        return _Answer(fingerprint, answer.status, answer.headers + [(REPLAYED_HEADER.encode(), b"true")],
-                       answer.body), False
+        return _Answer(
+            fingerprint, answer.status, answer.headers + [(REPLAYED_HEADER.encode(), b"true")], answer.body
+        ), False
 
     async def _run(self, scope, receive, fingerprint: str) -> _Answer:
         start: dict = {}
@@ -171,11 +185,13 @@ class PaymentIdentifierCache:
 
     async def _client_left(self, receive) -> bool:
         """Hold the answer until the client disconnects (True) or `hold_seconds` pass (False)."""
+
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
+
         try:
             await asyncio.wait_for(disconnected(), timeout=self.hold_seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False

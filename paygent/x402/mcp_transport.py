@@ -14,8 +14,9 @@ refused, reset, timeout) -> `AmbiguousResult`: the workflow re-sends the same si
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx2
 from mcp import ClientSession
@@ -60,16 +61,18 @@ def _payment_required(result: CallToolResult) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "accepts" in data and "x402Version" in data else None
 
 
-async def _call(url: str, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None,
-                egress: EgressPolicy, timeout: float) -> CallToolResult:
+async def _call(
+    url: str, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, egress: EgressPolicy, timeout: float
+) -> CallToolResult:
     try:
         async with session(url, egress=egress, timeout=timeout) as s:
             return await s.call_tool(tool, arguments, meta=meta)
     except (httpx2.TransportError, MCPError, OSError, TimeoutError) as exc:
         raise AmbiguousResult(f"MCP call {tool} at {url} got no answer: {type(exc).__name__}") from None
     except BaseExceptionGroup as group:  # the SDK's task group wraps transport failures
-        raise AmbiguousResult(f"MCP call {tool} at {url} got no answer: "
-                              f"{', '.join(type(e).__name__ for e in group.exceptions)}") from None
+        raise AmbiguousResult(
+            f"MCP call {tool} at {url} got no answer: {', '.join(type(e).__name__ for e in group.exceptions)}"
+        ) from None
 
 
 async def list_tools(url: str, *, egress: EgressPolicy, timeout: float = 10.0) -> list[Tool]:
@@ -80,8 +83,9 @@ async def list_tools(url: str, *, egress: EgressPolicy, timeout: float = 10.0) -
         raise AmbiguousResult(f"MCP server at {url} did not list its tools: {type(exc).__name__}") from None
 
 
-async def probe(url: str, tool: str, arguments: dict[str, Any], *, egress: EgressPolicy,
-                timeout: float = 10.0) -> Requirements | Response:
+async def probe(
+    url: str, tool: str, arguments: dict[str, Any], *, egress: EgressPolicy, timeout: float = 10.0
+) -> Requirements | Response:
     """Call the tool without paying: its PaymentRequired, or (a free tool) its answer."""
     result = await _call(url, tool, arguments, None, egress, timeout)
     required = _payment_required(result)
@@ -90,8 +94,15 @@ async def probe(url: str, tool: str, arguments: dict[str, Any], *, egress: Egres
     return _response(result)
 
 
-async def send(url: str, tool: str, arguments: dict[str, Any], stored: StoredPayment, *, egress: EgressPolicy,
-               timeout: float = 10.0) -> Response:
+async def send(
+    url: str,
+    tool: str,
+    arguments: dict[str, Any],
+    stored: StoredPayment,
+    *,
+    egress: EgressPolicy,
+    timeout: float = 10.0,
+) -> Response:
     """Call the tool with exactly the stored payment (the signed payload inside the stored header)."""
     payload = decode_payment_signature_header(stored.header_value).model_dump(by_alias=True, exclude_none=True)
     return _response(await _call(url, tool, arguments, {MCP_PAYMENT_META_KEY: payload}, egress, timeout))
@@ -107,5 +118,10 @@ def _response(result: CallToolResult) -> Response:
         status = 500 if receipt and receipt.get("success") else 422
     else:
         status = 200
-    return Response(status=status, headers={"content-type": "application/json"},
-                    body_excerpt=_text(result)[:BODY_EXCERPT_CHARS], receipt=receipt, payment_required=required)
+    return Response(
+        status=status,
+        headers={"content-type": "application/json"},
+        body_excerpt=_text(result)[:BODY_EXCERPT_CHARS],
+        receipt=receipt,
+        payment_required=required,
+    )

@@ -31,9 +31,15 @@ MAX_TIMEOUT_SECONDS = 300
 
 
 def _requirements(network: str, token: str, pay_to: str, amount: int) -> PaymentRequirements:
-    return PaymentRequirements(scheme="exact", network=network, asset=to_checksum_address(token), amount=str(amount),
-                               pay_to=to_checksum_address(pay_to), max_timeout_seconds=MAX_TIMEOUT_SECONDS,
-                               extra={"name": TOKEN_NAME, "version": TOKEN_VERSION})
+    return PaymentRequirements(
+        scheme="exact",
+        network=network,
+        asset=to_checksum_address(token),
+        amount=str(amount),
+        pay_to=to_checksum_address(pay_to),
+        max_timeout_seconds=MAX_TIMEOUT_SECONDS,
+        extra={"name": TOKEN_NAME, "version": TOKEN_VERSION},
+    )
 
 
 def _bridge(paid: Callable, handler: Callable[[dict, MCPToolContext], Awaitable[dict]], name: str):
@@ -43,39 +49,59 @@ def _bridge(paid: Callable, handler: Callable[[dict, MCPToolContext], Awaitable[
     async def call(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
         meta = dict(ctx.request_context.meta or {})
         result: MCPToolResult = await wrapped(arguments, {"_meta": meta, "toolName": name})
-        return CallToolResult(content=[TextContent(type="text", text=c.get("text", "")) for c in result.content],
-                              structured_content=result.structured_content, is_error=result.is_error,
-                              _meta=result.meta or None)
+        return CallToolResult(
+            content=[TextContent(type="text", text=c.get("text", "")) for c in result.content],
+            structured_content=result.structured_content,
+            is_error=result.is_error,
+            _meta=result.meta or None,
+        )
 
     return call
 
 
 def build_paid_mcp(server: x402ResourceServer, *, network: str, token: str, pay_to: str) -> MCPServer:
-    mcp = MCPServer(name="paygent-paid-tools", version="0.1.0",
-                    instructions="Paid tools: each call costs its x402 price (see the 402 answer).")
+    mcp = MCPServer(
+        name="paygent-paid-tools",
+        version="0.1.0",
+        instructions="Paid tools: each call costs its x402 price (see the 402 answer).",
+    )
 
     async def forecast_handler(args: dict, _: MCPToolContext) -> dict:
         city = str(args.get("city") or "Lisbon")
-        return {"content": [{"type": "text", "text": f'{{"city": "{city}", "forecast": "sunny", "temperature_c": 21}}'}]}
+        return {
+            "content": [{"type": "text", "text": f'{{"city": "{city}", "forecast": "sunny", "temperature_c": 21}}'}]
+        }
 
     async def report_handler(args: dict, _: MCPToolContext) -> dict:
         return {"content": [{"type": "text", "text": '{"report": "premium market summary", "items": 3}'}]}
 
     for name, handler, description in (
-            ("forecast", forecast_handler, "Weather forecast for a city (0.01 USDC a call)"),
-            ("premium_report", report_handler, "Premium market report (2 USDC a call)")):
-        paid = create_payment_wrapper(server, PaymentWrapperConfig(
-            accepts=[_requirements(network, token, pay_to, MCP_PRICES_ATOMIC[name])],
-            resource=ResourceInfo(url=f"mcp://tool/{name}", description=description, mime_type="application/json"),
-            extensions=declare_mcp_discovery_extension(DeclareMcpDiscoveryConfig(
-                tool_name=name, description=description,
-                input_schema={"properties": {"city": {"type": "string"}}}, example={"city": "Lisbon"}))))
+        ("forecast", forecast_handler, "Weather forecast for a city (0.01 USDC a call)"),
+        ("premium_report", report_handler, "Premium market report (2 USDC a call)"),
+    ):
+        paid = create_payment_wrapper(
+            server,
+            PaymentWrapperConfig(
+                accepts=[_requirements(network, token, pay_to, MCP_PRICES_ATOMIC[name])],
+                resource=ResourceInfo(url=f"mcp://tool/{name}", description=description, mime_type="application/json"),
+                extensions=declare_mcp_discovery_extension(
+                    DeclareMcpDiscoveryConfig(
+                        tool_name=name,
+                        description=description,
+                        input_schema={"properties": {"city": {"type": "string"}}},
+                        example={"city": "Lisbon"},
+                    )
+                ),
+            ),
+        )
         mcp.add_tool(_tool(_bridge(paid, handler, name)), name=name, description=description)
     return mcp
 
 
 def _tool(call):
-    async def tool(ctx: Context, city: Annotated[str | None, Field(None, description="A city")] = None) -> CallToolResult:
+    async def tool(
+        ctx: Context, city: Annotated[str | None, Field(None, description="A city")] = None
+    ) -> CallToolResult:
         return await call({"city": city} if city else {}, ctx)
 
     return tool

@@ -45,9 +45,9 @@ OTHER_NETWORK = "eip155:84532"  # Base Sepolia: a real chain this service's paye
 OTHER_ASSET = "0x000000000000000000000000000000000000dEaD"
 
 PRICES_ATOMIC: dict[str, int] = {
-    "/weather": 10_000,              # 0.01 USDC
-    "/premium": 2_000_000,           # 2 USDC
-    "/overcharge": 1_000_000_000,    # 1,000 USDC
+    "/weather": 10_000,  # 0.01 USDC
+    "/premium": 2_000_000,  # 2 USDC
+    "/overcharge": 1_000_000_000,  # 1,000 USDC
     "/wrong-network": 10_000,
     "/unknown-asset": 10_000,
     "/fail-after-pay": 10_000,
@@ -64,8 +64,11 @@ def _option(path: str, token: str, pay_to: str) -> dict[str, Any]:
         "scheme": "exact",
         "network": OTHER_NETWORK if path == "/wrong-network" else NETWORK,
         "payTo": pay_to,
-        "price": {"amount": str(PRICES_ATOMIC[path]), "asset": asset,
-                  "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION}},
+        "price": {
+            "amount": str(PRICES_ATOMIC[path]),
+            "asset": asset,
+            "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+        },
         "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
     }
 
@@ -78,8 +81,11 @@ def route_config(token_address: str, pay_to: str) -> dict[str, Any]:
             "accepts": _option(path, token, pay_to),
             "description": f"Paygent test resource {path}",
             "mimeType": "application/json",
-            **({} if path in NO_IDENTIFIER_PATHS else
-               {"extensions": {identifier.PAYMENT_IDENTIFIER: identifier.declaration(required=False)}}),
+            **(
+                {}
+                if path in NO_IDENTIFIER_PATHS
+                else {"extensions": {identifier.PAYMENT_IDENTIFIER: identifier.declaration(required=False)}}
+            ),
         }
         for path in PRICES_ATOMIC
     }
@@ -96,8 +102,15 @@ def resource_server(rpc_url: str, facilitator_private_key: str) -> x402ResourceS
     return server
 
 
-def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitator_private_key: str, *,
-                        redis_url: str, flaky_hold_seconds: float = 10.0) -> FastAPI:
+def create_paid_service(
+    rpc_url: str,
+    token_address: str,
+    pay_to: str,
+    facilitator_private_key: str,
+    *,
+    redis_url: str,
+    flaky_hold_seconds: float = 10.0,
+) -> FastAPI:
     """The paid service as a FastAPI app. The facilitator key pays settlement gas; it is never logged.
 
     `redis_url`: where settled answers are kept by payment identifier (so a restart cannot settle a replay).
@@ -108,8 +121,11 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
 
     # Paid MCP tools at /mcp (paygent/x402/paid_mcp.py), settled by the same facilitator. Stateless: POST only.
     paid_tools = build_paid_mcp(server, network=NETWORK, token=token_address, pay_to=pay_to)
-    paid_tools.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
-                                   transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+    paid_tools.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -147,10 +163,12 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
     async def fail_after_pay(request: Request) -> JSONResponse:
         # The exact scheme settles after the handler, and the middleware never settles an error
         # response. This handler settles explicitly first, then fails: the 500 carries the receipt.
-        settled = await server.settle_payment(request.state.payment_payload,
-                                              request.state.payment_requirements)
-        return JSONResponse({"error": "the service failed after taking payment"}, status_code=500,
-                            headers={PAYMENT_RESPONSE_HEADER: encode_payment_response_header(settled)})
+        settled = await server.settle_payment(request.state.payment_payload, request.state.payment_requirements)
+        return JSONResponse(
+            {"error": "the service failed after taking payment"},
+            status_code=500,
+            headers={PAYMENT_RESPONSE_HEADER: encode_payment_response_header(settled)},
+        )
 
     @app.get("/flaky")
     async def flaky() -> dict:
@@ -164,15 +182,34 @@ def create_paid_service(rpc_url: str, token_address: str, pay_to: str, facilitat
     async def legacy_v1(request: Request) -> JSONResponse:
         # An x402 v1 server: requirements in the 402 body, on a named network. The SDK has no v1
         # server side, so this route answers by hand; it is outside the middleware and never settles.
-        return JSONResponse({"x402Version": 1, "error": "X-PAYMENT header is required", "accepts": [{
-            "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000",
-            "resource": str(request.url), "description": "legacy v1 resource", "mimeType": "application/json",
-            "payTo": to_checksum_address(pay_to), "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
-            "asset": to_checksum_address(token_address), "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
-        }]}, status_code=402)
+        return JSONResponse(
+            {
+                "x402Version": 1,
+                "error": "X-PAYMENT header is required",
+                "accepts": [
+                    {
+                        "scheme": "exact",
+                        "network": "base-sepolia",
+                        "maxAmountRequired": "10000",
+                        "resource": str(request.url),
+                        "description": "legacy v1 resource",
+                        "mimeType": "application/json",
+                        "payTo": to_checksum_address(pay_to),
+                        "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
+                        "asset": to_checksum_address(token_address),
+                        "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+                    }
+                ],
+            },
+            status_code=402,
+        )
 
     app.add_middleware(PaymentMiddlewareASGI, routes=route_config(token_address, pay_to), server=server)
     # Added last, so it runs outermost: it sees the settled answer the x402 middleware produced.
-    app.add_middleware(PaymentIdentifierCache, answers=RedisAnswers(Redis.from_url(redis_url), pay_to),
-                       hold_first_response_paths={"/flaky", "/flaky-no-replay"}, hold_seconds=flaky_hold_seconds)
+    app.add_middleware(
+        PaymentIdentifierCache,
+        answers=RedisAnswers(Redis.from_url(redis_url), pay_to),
+        hold_first_response_paths={"/flaky", "/flaky-no-replay"},
+        hold_seconds=flaky_hold_seconds,
+    )
     return app

@@ -29,11 +29,29 @@ class LlmStack:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def llm_stack(fake_llm_server: FakeLlmServer, app_settings, temporal_env, dev) -> AsyncIterator[LlmStack]:
-    settings = fake_llm_server.settings().model_copy(update={
-        **{k: getattr(app_settings, k) for k in ("database_url", "redis_url", "rpc_url", "token_address",
-                                                 "temporal_address", "master_key", "confirmations")},
-        "task_queue": f"agent-llm-{uuid.uuid4().hex[:6]}"})
+async def llm_stack(
+    fake_llm_server: FakeLlmServer,  # noqa: F811  (the fixture imported above)
+    app_settings,
+    temporal_env,
+    dev,
+) -> AsyncIterator[LlmStack]:
+    settings = fake_llm_server.settings().model_copy(
+        update={
+            **{
+                k: getattr(app_settings, k)
+                for k in (
+                    "database_url",
+                    "redis_url",
+                    "rpc_url",
+                    "token_address",
+                    "temporal_address",
+                    "master_key",
+                    "confirmations",
+                )
+            },
+            "task_queue": f"agent-llm-{uuid.uuid4().hex[:6]}",
+        }
+    )
     worker = build_worker(temporal_env.client, settings, get_engine(settings.database_url))
     async with worker, serve_api(settings, temporal_env.client) as http:
         yield LlmStack(http=http, settings=settings)

@@ -19,8 +19,16 @@ async def start_run(http, dev: dict, message: str, user: str = "alice", **extra:
     return r.json()
 
 
-async def sse_events(http, dev: dict, run_id: str, *, user: str = "alice", last_event_id: str | None = None,
-                     timeout: float = 60, on_event=None) -> list[dict]:
+async def sse_events(
+    http,
+    dev: dict,
+    run_id: str,
+    *,
+    user: str = "alice",
+    last_event_id: str | None = None,
+    timeout: float = 60,
+    on_event=None,
+) -> list[dict]:
     """Every event the SSE endpoint sends until it closes the stream (it does at the terminal event)."""
     headers = auth(dev, user)
     if last_event_id is not None:
@@ -46,8 +54,9 @@ async def sse_events(http, dev: dict, run_id: str, *, user: str = "alice", last_
     return events
 
 
-async def wait_run(http, dev: dict | None, run_id: str, *, user: str = "alice", timeout: float = 60,
-                   headers: dict | None = None) -> dict:
+async def wait_run(
+    http, dev: dict | None, run_id: str, *, user: str = "alice", timeout: float = 60, headers: dict | None = None
+) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         r = await http.get(f"/v1/agent-runs/{run_id}", headers=headers or auth(dev, user))
@@ -84,10 +93,18 @@ async def paygent_run(tmp_path, dev: dict, api_url: str, *args: str) -> tuple[in
     """`paygent run ARGS` as a real subprocess against `api_url`, with a dev.json holding the dev keys."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    (home / "dev.json").write_text(json.dumps({"api_url": api_url, "users": dev["users"],
-                                               "agents": dev.get("agents", {})}))
+    (home / "dev.json").write_text(
+        json.dumps({"api_url": api_url, "users": dev["users"], "agents": dev.get("agents", {})})
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "paygent.cli", "run", *args, env={**os.environ, "PAYGENT_HOME": str(home)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "paygent.cli",
+        "run",
+        *args,
+        env={**os.environ, "PAYGENT_HOME": str(home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()

@@ -16,8 +16,9 @@ from tests.api.helpers import auth, new_recipient, transfers_to, wait_final
 from tests.fakes.llm_server import Reply
 
 
-async def test_cancel_during_a_slow_llm_step_cancels_it_and_ends_the_run_cancelled(llm_stack, fake_llm, dev,
-                                                                                  temporal_env):
+async def test_cancel_during_a_slow_llm_step_cancels_it_and_ends_the_run_cancelled(
+    llm_stack, fake_llm, dev, temporal_env
+):
     fake_llm.script("anthropic", Reply(text="too late", delay=6))
     http = llm_stack.http
     run = await start_run(http, dev, "think hard")

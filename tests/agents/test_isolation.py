@@ -13,8 +13,9 @@ from tests.agents.helpers import new_requester, wait_run
 @pytest_asyncio.fixture(scope="module")
 async def people(app_settings, dev) -> dict[str, str]:
     """API keys of alice and of a second requester ("bob") in the dev tenant and in a second tenant."""
-    other = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
-                           tenant_name=f"acme-{uuid.uuid4().hex[:6]}")
+    other = await seed_dev(
+        app_settings.owner_database_url(), app_settings.master_key_bytes(), tenant_name=f"acme-{uuid.uuid4().hex[:6]}"
+    )
     keys = {}
     for tenant, seeded in (("dev", dev), ("acme", other)):
         keys[f"{tenant}/alice"] = seeded["users"]["alice"]["api_key"]

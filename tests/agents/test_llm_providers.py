@@ -59,18 +59,35 @@ def step_activities(fake_llm, app_settings, db_engine, redis_url):
     return AgentStepActivities(db_engine, Redis.from_url(redis_url), settings)
 
 
-async def test_a_finished_llm_step_is_returned_from_storage_never_asked_again(step_activities, fake_llm, dev,
-                                                                              db_engine):
+async def test_a_finished_llm_step_is_returned_from_storage_never_asked_again(
+    step_activities, fake_llm, dev, db_engine
+):
     """What a retry after a crash between the commit and Temporal hearing back would do: read, not re-ask."""
     tenant, user = uuid.UUID(dev["tenant"]["id"]), uuid.UUID(dev["users"]["alice"]["id"])
     thread_id, run_id, message_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with db_engine.begin() as conn:
         await conn.execute(threads.insert().values(id=thread_id, tenant_id=tenant, user_id=user, title="t"))
-        await insert_message(conn, thread_id=thread_id, tenant_id=tenant, run_id=run_id, role="user",
-                             text="balance", message_id=message_id)
-        await conn.execute(agent_runs.insert().values(
-            id=run_id, tenant_id=tenant, user_id=user, thread_id=thread_id, message_id=message_id,
-            workflow_id=f"direct-{run_id}", status="running", max_steps=3))
+        await insert_message(
+            conn,
+            thread_id=thread_id,
+            tenant_id=tenant,
+            run_id=run_id,
+            role="user",
+            text="balance",
+            message_id=message_id,
+        )
+        await conn.execute(
+            agent_runs.insert().values(
+                id=run_id,
+                tenant_id=tenant,
+                user_id=user,
+                thread_id=thread_id,
+                message_id=message_id,
+                workflow_id=f"direct-{run_id}",
+                status="running",
+                max_steps=3,
+            )
+        )
     fake_llm.script("anthropic", tool("wallet_balance"))
     env = ActivityEnvironment()
     first = await env.run(step_activities.llm_step, LlmStepInput(run_id=str(run_id), step=1))

@@ -45,8 +45,16 @@ async def test_sse_replays_a_finished_run_and_resumes_after_last_event_id(http, 
     run = await start_run(http, dev, "balance")
     await wait_run(http, dev, run["id"])
     everything = await sse_events(http, dev, run["id"])
-    assert types(everything) == ["agent_started", "agent_thinking", "agent_thinking", "tool_executing",
-                                 "tool_completed", "agent_thinking", "agent_thinking", "agent_completed"]
+    assert types(everything) == [
+        "agent_started",
+        "agent_thinking",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_thinking",
+        "agent_thinking",
+        "agent_completed",
+    ]
     assert "Your balance is" in everything[-1]["data"]["answer"]
     resumed = await sse_events(http, dev, run["id"], last_event_id="3")
     assert resumed == everything[3:]
@@ -72,9 +80,15 @@ async def test_bad_tool_arguments_are_reported_to_the_model_not_paid(http, dev):
 
 
 async def test_bad_input_names_the_field(http, dev):
-    cases = [({"message": ""}, "message"), ({"message": "   "}, "message"), ({}, "message"),
-             ({"message": "hi", "thread_id": "nope"}, "thread_id"), ({"message": "hi", "max_steps": 0}, "max_steps"),
-             ({"message": "hi", "wallet_id": str(uuid.uuid4())}, "wallet_id"), ({"message": "hi", "x": 1}, "x")]
+    cases = [
+        ({"message": ""}, "message"),
+        ({"message": "   "}, "message"),
+        ({}, "message"),
+        ({"message": "hi", "thread_id": "nope"}, "thread_id"),
+        ({"message": "hi", "max_steps": 0}, "max_steps"),
+        ({"message": "hi", "wallet_id": str(uuid.uuid4())}, "wallet_id"),
+        ({"message": "hi", "x": 1}, "x"),
+    ]
     for body, field in cases:
         r = await http.post("/v1/agent-runs", json=body, headers=auth(dev))
         assert r.status_code == 422 and r.json()["error"]["field"] == field, (body, r.text)

@@ -23,9 +23,13 @@ def call(app_settings, db_engine, redis_url, dev):
     env = ActivityEnvironment()
 
     async def run(name: str, user: str = "alice", tenant: str | None = None, **arguments) -> dict:
-        inv = ToolInvocation(run_id=str(uuid.uuid4()), tenant_id=tenant or dev["tenant"]["id"],
-                             user_id=dev["users"][user]["id"], wallet_id=dev["wallets"]["treasury"]["id"],
-                             call=ToolCall(id=f"call-{uuid.uuid4().hex[:6]}", name=name, arguments=arguments))
+        inv = ToolInvocation(
+            run_id=str(uuid.uuid4()),
+            tenant_id=tenant or dev["tenant"]["id"],
+            user_id=dev["users"][user]["id"],
+            wallet_id=dev["wallets"]["treasury"]["id"],
+            call=ToolCall(id=f"call-{uuid.uuid4().hex[:6]}", name=name, arguments=arguments),
+        )
         outcome = await env.run(tools.run_tool, inv)
         data = json.loads(outcome.text)
         assert outcome.ok == ("error" not in data)
@@ -64,10 +68,17 @@ async def test_bad_tool_arguments_come_back_as_errors_naming_the_argument(call):
 
 async def test_paid_services_registry_and_health_and_balance(call, db_engine, dev):
     async with db_engine.begin() as conn:
-        await conn.execute(paid_services.insert().values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(dev["tenant"]["id"]), name=f"weather-{uuid.uuid4().hex[:4]}",
-            url="http://127.0.0.1:8402/weather", description="Weather by the request", asset="USDC",
-            price_atomic=10_000))
+        await conn.execute(
+            paid_services.insert().values(
+                id=uuid.uuid4(),
+                tenant_id=uuid.UUID(dev["tenant"]["id"]),
+                name=f"weather-{uuid.uuid4().hex[:4]}",
+                url="http://127.0.0.1:8402/weather",
+                description="Weather by the request",
+                asset="USDC",
+                price_atomic=10_000,
+            )
+        )
     services = (await call("list_paid_services"))["services"]
     assert any(s["url"].endswith("/weather") and s["price"] == "0.01" for s in services)
     health = await call("health")

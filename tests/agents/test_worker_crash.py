@@ -21,17 +21,24 @@ from tests.fakes.llm_server import text, tool
 
 def _worker_process(settings) -> subprocess.Popen:
     """`python -m workers.main` in its own process, configured only through the environment."""
-    env = {**os.environ,
-           "PAYGENT_DATABASE_URL": settings.database_url, "PAYGENT_REDIS_URL": settings.redis_url,
-           "PAYGENT_TEMPORAL_ADDRESS": settings.temporal_address, "PAYGENT_TASK_QUEUE": settings.task_queue,
-           "PAYGENT_RPC_URL": settings.rpc_url, "PAYGENT_TOKEN_ADDRESS": settings.token_address,
-           "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(), "PAYGENT_LOG_LEVEL": "WARNING",
-           "PAYGENT_WORKER_METRICS_ADDRESS": "",  # a stack beside the tests holds the default metrics port
-           "PAYGENT_ANTHROPIC_API_KEY": settings.anthropic_api_key.get_secret_value(),
-           "PAYGENT_ANTHROPIC_BASE_URL": settings.anthropic_base_url,
-           "PAYGENT_ANTHROPIC_MODEL": settings.anthropic_model,
-           "PAYGENT_OPENAI_API_KEY": settings.openai_api_key.get_secret_value(),
-           "PAYGENT_OPENAI_BASE_URL": settings.openai_base_url, "PAYGENT_OPENAI_MODEL": settings.openai_model}
+    env = {
+        **os.environ,
+        "PAYGENT_DATABASE_URL": settings.database_url,
+        "PAYGENT_REDIS_URL": settings.redis_url,
+        "PAYGENT_TEMPORAL_ADDRESS": settings.temporal_address,
+        "PAYGENT_TASK_QUEUE": settings.task_queue,
+        "PAYGENT_RPC_URL": settings.rpc_url,
+        "PAYGENT_TOKEN_ADDRESS": settings.token_address,
+        "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(),
+        "PAYGENT_LOG_LEVEL": "WARNING",
+        "PAYGENT_WORKER_METRICS_ADDRESS": "",  # a stack beside the tests holds the default metrics port
+        "PAYGENT_ANTHROPIC_API_KEY": settings.anthropic_api_key.get_secret_value(),
+        "PAYGENT_ANTHROPIC_BASE_URL": settings.anthropic_base_url,
+        "PAYGENT_ANTHROPIC_MODEL": settings.anthropic_model,
+        "PAYGENT_OPENAI_API_KEY": settings.openai_api_key.get_secret_value(),
+        "PAYGENT_OPENAI_BASE_URL": settings.openai_base_url,
+        "PAYGENT_OPENAI_MODEL": settings.openai_model,
+    }
     return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, start_new_session=True)
 
 
@@ -39,8 +46,15 @@ async def _submitted_payment(db_engine, run_id: str, timeout: float = 30):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         async with db_engine.connect() as conn:
-            row = (await conn.execute(sa.select(payments).where(
-                payments.c.idempotency_key.startswith(f"agent-run:{run_id}:")))).mappings().first()
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(payments).where(payments.c.idempotency_key.startswith(f"agent-run:{run_id}:"))
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is not None and row["status"] == "submitted":
             return row
         await asyncio.sleep(0.05)
@@ -48,15 +62,30 @@ async def _submitted_payment(db_engine, run_id: str, timeout: float = 30):
 
 
 async def test_sigkill_mid_run_then_restart_completes_without_repeating_an_llm_step(
-        fake_llm, app_settings, temporal_env, dev, db_engine):
+    fake_llm, app_settings, temporal_env, dev, db_engine
+):
     # only the subprocess workers below serve this task queue
-    settings = fake_llm.settings().model_copy(update={
-        **{k: getattr(app_settings, k) for k in ("database_url", "redis_url", "rpc_url", "token_address",
-                                                 "temporal_address", "master_key", "confirmations")},
-        "task_queue": f"agent-crash-{uuid.uuid4().hex[:6]}"})
+    settings = fake_llm.settings().model_copy(
+        update={
+            **{
+                k: getattr(app_settings, k)
+                for k in (
+                    "database_url",
+                    "redis_url",
+                    "rpc_url",
+                    "token_address",
+                    "temporal_address",
+                    "master_key",
+                    "confirmations",
+                )
+            },
+            "task_queue": f"agent-crash-{uuid.uuid4().hex[:6]}",
+        }
+    )
     to = new_recipient()
-    fake_llm.script("anthropic", tool("pay", to=to, amount="7.25", asset="USDC", memo="invoice 9"),
-                    text("Paid the invoice."))
+    fake_llm.script(
+        "anthropic", tool("pay", to=to, amount="7.25", asset="USDC", memo="invoice 9"), text("Paid the invoice.")
+    )
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
     await w3.provider.make_request("evm_setAutomine", [False])  # hold the transfer: the run stays mid-tool
     first = _worker_process(settings)

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 import uvicorn
-
 from eth_account import Account
 from web3 import AsyncWeb3
 
@@ -24,8 +23,14 @@ def new_recipient() -> str:
 
 
 def payment_body(dev: dict, to: str, amount: str = "1.5", **extra) -> dict:
-    return {"wallet_id": dev["wallets"]["treasury"]["id"], "to": to, "amount": amount, "asset": "USDC",
-            "memo": "test", **extra}
+    return {
+        "wallet_id": dev["wallets"]["treasury"]["id"],
+        "to": to,
+        "amount": amount,
+        "asset": "USDC",
+        "memo": "test",
+        **extra,
+    }
 
 
 async def create(http, dev, body, key: str | None = None, user: str = "alice"):
@@ -54,8 +59,14 @@ async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
     """How many Transfer events on chain credited `recipient` (each one is one execution)."""
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
     topic = AsyncWeb3.keccak(text="Transfer(address,address,uint256)")
-    logs = await w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": token,
-                                  "topics": [topic, None, "0x" + "0" * 24 + recipient[2:].lower()]})
+    logs = await w3.eth.get_logs(
+        {
+            "fromBlock": 0,
+            "toBlock": "latest",
+            "address": token,
+            "topics": [topic, None, "0x" + "0" * 24 + recipient[2:].lower()],
+        }
+    )
     return len(logs)
 
 
@@ -67,8 +78,11 @@ async def funded_wallet(http, dev, settings, usdc: int) -> dict:
     r = await http.post("/v1/wallets", json={"name": f"agent-{uuid.uuid4().hex[:8]}"}, headers=auth(dev))
     assert r.status_code == 201, r.text
     wallet = r.json()
-    granted = await http.put(f"/v1/wallets/{wallet['id']}/grants", headers=auth(dev),
-                             json={"grants": [{"principal_id": dev["users"]["alice"]["id"], "permission": "spend"}]})
+    granted = await http.put(
+        f"/v1/wallets/{wallet['id']}/grants",
+        headers=auth(dev),
+        json={"grants": [{"principal_id": dev["users"]["alice"]["id"], "permission": "spend"}]},
+    )
     assert granted.status_code == 200, granted.text
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
     await send_eth(w3, dev_account(0), wallet["address"], 10**18)
@@ -85,8 +99,15 @@ async def serve_api(settings, client, **app_options):
     from paygent.netutil import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal=client, **app_options), host="127.0.0.1",
-                                           port=port, log_level="warning", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, temporal=client, **app_options),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

@@ -8,8 +8,8 @@ import asyncio
 import json
 
 import httpx
-from eth_utils import keccak
 import uvicorn
+from eth_utils import keccak
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,17 +53,17 @@ class RpcProxy:
             raw = call["params"][0]
             self.dropped.append(raw)
             tx_hash = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
-            return Response(json.dumps({"jsonrpc": "2.0", "id": call.get("id"), "result": tx_hash}),
-                            media_type="application/json")
+            return Response(
+                json.dumps({"jsonrpc": "2.0", "id": call.get("id"), "result": tx_hash}), media_type="application/json"
+            )
         if "eth_sendRawTransaction" in methods and not self.release.is_set():
             self.held += 1
             await self.release.wait()
             return Response(status_code=503)  # the caller that was held is long gone; never forward it
-        upstream = await self._client.post(self.upstream, content=body,
-                                            headers={"content-type": "application/json"})
+        upstream = await self._client.post(self.upstream, content=body, headers={"content-type": "application/json"})
         return Response(upstream.content, status_code=upstream.status_code, media_type="application/json")
 
-    async def __aenter__(self) -> "RpcProxy":
+    async def __aenter__(self) -> RpcProxy:
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             await asyncio.sleep(0.02)

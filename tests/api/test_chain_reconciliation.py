@@ -14,7 +14,7 @@ from web3 import AsyncWeb3
 
 from paygent.db.engine import get_engine
 from paygent.db.schema import payment_transactions
-from tests.api.helpers import create, serve_api, new_recipient, payment_body, token_balance, transfers_to, wait_final
+from tests.api.helpers import create, new_recipient, payment_body, serve_api, token_balance, transfers_to, wait_final
 from tests.api.test_worker_crash import _wait_row
 from workers.main import build_worker
 
@@ -47,9 +47,17 @@ async def test_stuck_transaction_is_replaced_and_only_one_lands(app_settings, te
 
             async def attempts():
                 async with db_engine.connect() as conn:
-                    return (await conn.execute(sa.select(payment_transactions).where(
-                        payment_transactions.c.payment_id == uuid.UUID(pid)).order_by(
-                        payment_transactions.c.created_at))).mappings().all()
+                    return (
+                        (
+                            await conn.execute(
+                                sa.select(payment_transactions)
+                                .where(payment_transactions.c.payment_id == uuid.UUID(pid))
+                                .order_by(payment_transactions.c.created_at)
+                            )
+                        )
+                        .mappings()
+                        .all()
+                    )
 
             await _wait_row(db_engine, pid, lambda p: p["tx_hash"] != first["tx_hash"], timeout=20)
             rows = await attempts()

@@ -9,8 +9,7 @@ from __future__ import annotations
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, token_balance, wait_final
 
 
-async def test_a_payment_with_local_steps_confirms_with_one_regular_activity(app_settings, temporal_env, worker,
-                                                                              dev):
+async def test_a_payment_with_local_steps_confirms_with_one_regular_activity(app_settings, temporal_env, worker, dev):
     settings = app_settings.model_copy(update={"local_steps": True})
     to = new_recipient()
     async with serve_api(settings, temporal_env.client) as http:
@@ -19,8 +18,15 @@ async def test_a_payment_with_local_steps_confirms_with_one_regular_activity(app
     assert final["status"] == "confirmed", final
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 3_250_000
     history = await temporal_env.client.get_workflow_handle(accepted["workflow_id"]).fetch_history()
-    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
-                 if e.HasField("activity_task_scheduled_event_attributes")]
-    local = [e for e in history.events if e.HasField("marker_recorded_event_attributes")
-             and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    local = [
+        e
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
     assert scheduled == ["payments.await_receipt"] and len(local) == 7

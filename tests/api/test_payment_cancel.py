@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from web3 import AsyncWeb3
 
 from paygent.db.reservations import reservations
-
 from tests.api.helpers import auth, create, new_recipient, payment_body, transfers_to, wait_final
 from tests.api.test_worker_crash import _wait_row
 
@@ -54,8 +53,7 @@ async def test_cancel_while_awaiting_approval_releases_the_reservation(http, dev
     final = await wait_final(http, dev, pid)
     assert final["status"] == "cancelled" and final["tx_hash"] is None
     async with db_engine.connect() as conn:
-        status = await conn.scalar(sa.select(reservations.c.status).where(
-            reservations.c.payment_id == uuid.UUID(pid)))
+        status = await conn.scalar(sa.select(reservations.c.status).where(reservations.c.payment_id == uuid.UUID(pid)))
     assert status == "released"
     assert await transfers_to(app_settings.rpc_url, app_settings.token_address, to) == 0
     # the approval it was waiting for is closed too

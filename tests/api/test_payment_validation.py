@@ -25,22 +25,36 @@ async def nothing_started(db_engine, temporal_env, worker):
     assert await _counts(db_engine, temporal_env) == before
 
 
-@pytest.mark.parametrize("headers,reason", [
-    ({}, "required"),
-    ({"Authorization": "Bearer pgk_not-a-real-key"}, "not valid"),
-    ({"Authorization": "Basic abc"}, "required"),
-])
+@pytest.mark.parametrize(
+    "headers,reason",
+    [
+        ({}, "required"),
+        ({"Authorization": "Bearer pgk_not-a-real-key"}, "not valid"),
+        ({"Authorization": "Basic abc"}, "required"),
+    ],
+)
 async def test_missing_or_wrong_api_key_is_401(http, dev, headers, reason, nothing_started):
-    r = await http.post("/v1/payments", json=payment_body(dev, new_recipient()),
-                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+    r = await http.post(
+        "/v1/payments",
+        json=payment_body(dev, new_recipient()),
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert r.status_code == 401
     assert r.json()["error"]["field"] == "Authorization" and reason in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("amount,reason", [
-    ("-5", "positive"), ("0", "greater than zero"), ("0.0000001", "more than 6 decimal places"),
-    ("ten", "not a decimal"), ("1e3", "not a decimal"), (5, "valid string"), (1.5, "valid string"),
-])
+@pytest.mark.parametrize(
+    "amount,reason",
+    [
+        ("-5", "positive"),
+        ("0", "greater than zero"),
+        ("0.0000001", "more than 6 decimal places"),
+        ("ten", "not a decimal"),
+        ("1e3", "not a decimal"),
+        (5, "valid string"),
+        (1.5, "valid string"),
+    ],
+)
 async def test_bad_amount_is_422_naming_amount(http, dev, amount, reason, nothing_started):
     r = await create(http, dev, payment_body(dev, new_recipient(), amount=amount))
     assert r.status_code == 422, r.text
@@ -48,9 +62,16 @@ async def test_bad_amount_is_422_naming_amount(http, dev, amount, reason, nothin
     assert reason in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("to", ["0x123", "not-an-address", "0x" + "g" * 40,
-                                "0x52908400098527886E0F7030069857D2E4169EE7".replace("E", "e", 1),
-                                "0x" + "0" * 40])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "0x123",
+        "not-an-address",
+        "0x" + "g" * 40,
+        "0x52908400098527886E0F7030069857D2E4169EE7".replace("E", "e", 1),
+        "0x" + "0" * 40,
+    ],
+)
 async def test_bad_recipient_is_422_naming_to(http, dev, to, nothing_started):
     r = await create(http, dev, payment_body(dev, to))
     assert r.status_code == 422, r.text
@@ -81,10 +102,13 @@ async def test_another_tenants_wallet_is_refused(http, dev, db_engine, app_setti
     assert r.status_code == 422 and r.json()["error"]["field"] == "wallet_id"
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"to": "0x52908400098527886E0F7030069857D2E4169EE7", "amount": "1", "asset": "USDC"}, "wallet_id"),
-    ({"unexpected": 1}, "unexpected"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"to": "0x52908400098527886E0F7030069857D2E4169EE7", "amount": "1", "asset": "USDC"}, "wallet_id"),
+        ({"unexpected": 1}, "unexpected"),
+    ],
+)
 async def test_missing_or_unknown_fields_are_named(http, dev, body, field, nothing_started):
     full = {**payment_body(dev, new_recipient()), **body}
     if field == "wallet_id":
@@ -105,6 +129,9 @@ async def test_body_too_large_is_413(http, dev, nothing_started):
 
 
 async def test_malformed_json_is_422(http, dev, nothing_started):
-    r = await http.post("/v1/payments", content=b"{not json", headers={
-        **auth(dev), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"})
+    r = await http.post(
+        "/v1/payments",
+        content=b"{not json",
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"},
+    )
     assert r.status_code == 422

@@ -8,8 +8,16 @@ import uuid
 import sqlalchemy as sa
 
 from paygent.db.schema import audit_log, ledger_entries, payments
-from tests.api.helpers import (auth, create, funded_wallet, new_recipient, payment_body, token_balance, transfers_to,
-                               wait_final)
+from tests.api.helpers import (
+    auth,
+    create,
+    funded_wallet,
+    new_recipient,
+    payment_body,
+    token_balance,
+    transfers_to,
+    wait_final,
+)
 
 
 async def test_payment_settles_on_chain(http, dev, app_settings, db_engine):
@@ -31,12 +39,21 @@ async def test_payment_settles_on_chain(http, dev, app_settings, db_engine):
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, treasury) == before - 12_500_000
 
     async with db_engine.connect() as conn:
-        ledger = (await conn.execute(sa.select(ledger_entries.c.account, ledger_entries.c.amount_atomic)
-                                     .where(ledger_entries.c.payment_id == uuid.UUID(accepted["id"])))).all()
-        actions = (await conn.scalars(sa.select(audit_log.c.action).where(
-            audit_log.c.subject_id == accepted["id"]).order_by(audit_log.c.id))).all()
+        ledger = (
+            await conn.execute(
+                sa.select(ledger_entries.c.account, ledger_entries.c.amount_atomic).where(
+                    ledger_entries.c.payment_id == uuid.UUID(accepted["id"])
+                )
+            )
+        ).all()
+        actions = (
+            await conn.scalars(
+                sa.select(audit_log.c.action).where(audit_log.c.subject_id == accepted["id"]).order_by(audit_log.c.id)
+            )
+        ).all()
     assert sorted((a, int(v)) for a, v in ledger) == sorted(
-        [(f"wallet:{dev['wallets']['treasury']['id']}", -12_500_000), (f"external:{to}", 12_500_000)])
+        [(f"wallet:{dev['wallets']['treasury']['id']}", -12_500_000), (f"external:{to}", 12_500_000)]
+    )
     assert actions[0] == "payment.requested" and "payment.signed" in actions and actions[-1] == "payment.confirmed"
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-
-from tests.api.helpers import (auth, create, funded_wallet, new_recipient, token_balance, transfers_to,
-                               wait_final)
+from tests.api.helpers import auth, create, funded_wallet, new_recipient, token_balance, transfers_to, wait_final
 
 
 async def _funded_wallet(http, dev, app_settings, usdc: int) -> dict:
@@ -30,8 +28,11 @@ async def test_wallet_balance_and_admin_only_creation(http, dev, app_settings):
 
 async def test_two_hundred_concurrent_payments_never_exceed_the_daily_limit(http, dev, app_settings):
     wallet = await _funded_wallet(http, dev, app_settings, 100)
-    r = await http.put(f"/v1/wallets/{wallet['id']}/spending-policy", headers=auth(dev), json={
-        "per_payment_cap": "5", "velocity": [{"name": "daily", "window_seconds": 86400, "max": "30"}]})
+    r = await http.put(
+        f"/v1/wallets/{wallet['id']}/spending-policy",
+        headers=auth(dev),
+        json={"per_payment_cap": "5", "velocity": [{"name": "daily", "window_seconds": 86400, "max": "30"}]},
+    )
     assert r.status_code == 200, r.text
     to = new_recipient()
     gate = asyncio.Semaphore(40)
@@ -56,11 +57,15 @@ async def test_two_hundred_concurrent_payments_never_exceed_the_daily_limit(http
 async def test_cap_and_denylist_refuse_with_the_limit_named(http, dev, app_settings):
     wallet = await _funded_wallet(http, dev, app_settings, 50)
     blocked = new_recipient()
-    r = await http.put(f"/v1/wallets/{wallet['id']}/spending-policy", headers=auth(dev),
-                       json={"per_payment_cap": "10", "denylist": [blocked]})
+    r = await http.put(
+        f"/v1/wallets/{wallet['id']}/spending-policy",
+        headers=auth(dev),
+        json={"per_payment_cap": "10", "denylist": [blocked]},
+    )
     assert r.status_code == 200
-    over = await create(http, dev, {"wallet_id": wallet["id"], "to": new_recipient(), "amount": "10.000001",
-                                    "asset": "USDC"})
+    over = await create(
+        http, dev, {"wallet_id": wallet["id"], "to": new_recipient(), "amount": "10.000001", "asset": "USDC"}
+    )
     denied = await create(http, dev, {"wallet_id": wallet["id"], "to": blocked, "amount": "1", "asset": "USDC"})
     ok = await create(http, dev, {"wallet_id": wallet["id"], "to": new_recipient(), "amount": "10", "asset": "USDC"})
     assert (await wait_final(http, dev, over.json()["id"]))["failure_reason"].startswith("per_payment_cap")
@@ -71,8 +76,11 @@ async def test_cap_and_denylist_refuse_with_the_limit_named(http, dev, app_setti
 
 async def test_policy_input_errors_name_the_field(http, dev, app_settings):
     wallet_id = dev["wallets"]["treasury"]["id"]
-    r = await http.put(f"/v1/wallets/{wallet_id}/spending-policy", headers=auth(dev),
-                       json={"velocity": [{"name": "daily", "window_seconds": 86400, "max": "-3"}]})
+    r = await http.put(
+        f"/v1/wallets/{wallet_id}/spending-policy",
+        headers=auth(dev),
+        json={"velocity": [{"name": "daily", "window_seconds": 86400, "max": "-3"}]},
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "velocity[0].max"
     r = await http.put(f"/v1/wallets/{wallet_id}/spending-policy", headers=auth(dev), json={"allowlist": ["0x12"]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "allowlist"

@@ -34,8 +34,11 @@ async def test_create_balance_and_limits_from_the_cli(api_url, http, dev):
     refused = await _cli(api_url, bob, "limits", wallet_id, "--cap", "100")  # not an admin
     assert refused.returncode == 1 and "403" in refused.stderr
 
-    granted = await http.put(f"/v1/wallets/{wallet_id}/grants", headers=auth(dev),
-                             json={"grants": [{"principal_id": dev["users"]["alice"]["id"]}]})
+    granted = await http.put(
+        f"/v1/wallets/{wallet_id}/grants",
+        headers=auth(dev),
+        json={"grants": [{"principal_id": dev["users"]["alice"]["id"]}]},
+    )
     assert granted.status_code == 200, granted.text
     r = await create(http, dev, {"wallet_id": wallet_id, "to": new_recipient(), "amount": "3", "asset": "USDC"})
     final = await wait_final(http, dev, r.json()["id"])

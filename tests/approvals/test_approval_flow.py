@@ -16,12 +16,20 @@ from paygent.db.schema import payment_transactions
 from paygent.paths import temporal_cli
 from tests.api.helpers import new_recipient, transfers_to, wait_final
 from tests.approvals.helpers import (
-    approval, audit_of, cli, decide, pay, payment, reservation_status, tiers, until, wallet_with_policy,
+    approval,
+    audit_of,
+    cli,
+    decide,
+    pay,
+    payment,
+    reservation_status,
+    tiers,
+    until,
+    wallet_with_policy,
 )
 
 
-async def test_api_and_cli_approvals_then_the_time_lock_then_the_chain(http, dev, app_settings, db_engine,
-                                                                      api_url):
+async def test_api_and_cli_approvals_then_the_time_lock_then_the_chain(http, dev, app_settings, db_engine, api_url):
     wallet = await wallet_with_policy(http, dev, app_settings, tiers(timelock=2))
     pid = await pay(http, dev, "5000", wallet_id=wallet["id"])
     state = await approval(http, dev, pid)
@@ -50,21 +58,27 @@ async def test_api_and_cli_approvals_then_the_time_lock_then_the_chain(http, dev
     final = await wait_final(http, dev, pid, timeout=30)
     assert final["status"] == "confirmed", final
     async with db_engine.connect() as conn:
-        signed_at = await conn.scalar(sa.select(sa.func.min(payment_transactions.c.created_at)).where(
-            payment_transactions.c.payment_id == uuid.UUID(pid)))
+        signed_at = await conn.scalar(
+            sa.select(sa.func.min(payment_transactions.c.created_at)).where(
+                payment_transactions.c.payment_id == uuid.UUID(pid)
+            )
+        )
     # nothing was signed before the time-lock ended (anvil's block clock is not compared: tests that mine and
     # roll back blocks move it independently of the wall clock)
     assert signed_at >= timelock_until, (signed_at, timelock_until)
     assert await transfers_to(app_settings.rpc_url, app_settings.token_address, final["to"]) == 1
 
     assert await audit_of(db_engine, pid, "approval.approve") == [
-        ("approval.approve", "bob", "api"), ("approval.approve", "carol", "cli")]
-    decided = (await approval(http, dev, pid))
+        ("approval.approve", "bob", "api"),
+        ("approval.approve", "carol", "cli"),
+    ]
+    decided = await approval(http, dev, pid)
     assert decided["status"] == "approved" and decided["decided_by"] == "carol"
 
 
 async def test_cancel_during_the_time_lock_stops_the_payment_and_releases_the_reservation(
-        http, dev, app_settings, db_engine, api_url):
+    http, dev, app_settings, db_engine, api_url
+):
     to = new_recipient()
     pid = await pay(http, dev, "5000", to=to)  # treasury, default policy: 2 of 3, then a 1-hour time-lock
     assert await reservation_status(db_engine, pid) == "reserved"
@@ -74,8 +88,16 @@ async def test_cancel_during_the_time_lock_stops_the_payment_and_releases_the_re
         assert r.status_code == 200, r.text
     assert (await approval(http, dev, pid))["status"] == "timelocked"
 
-    out = await cli("cancel", pid, "--reason", "changed our mind", "--api-url", api_url,
-                    "--api-key", dev["users"]["alice"]["api_key"])
+    out = await cli(
+        "cancel",
+        pid,
+        "--reason",
+        "changed our mind",
+        "--api-url",
+        api_url,
+        "--api-key",
+        dev["users"]["alice"]["api_key"],
+    )
     assert out.code == 0, out.err
     assert "cancelled" in out.out and "changed our mind" in out.out, out.out
 
@@ -93,9 +115,16 @@ async def test_cancel_during_the_time_lock_stops_the_payment_and_releases_the_re
 async def temporal(app_settings, temporal_env, *args: str) -> str:
     """The real `temporal` CLI against this session's dev server, as an operator would run it."""
     proc = await asyncio.create_subprocess_exec(
-        str(temporal_cli()), "workflow", *args, "--address", app_settings.temporal_address,
-        "--namespace", temporal_env.client.namespace, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        str(temporal_cli()),
+        "workflow",
+        *args,
+        "--address",
+        app_settings.temporal_address,
+        "--namespace",
+        temporal_env.client.namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     return out.decode()
@@ -105,12 +134,23 @@ async def test_a_temporal_cli_signal_counts_like_an_api_approval(http, dev, app_
     pid = await pay(http, dev, "5000")
     op_hash = (await approval(http, dev, pid))["operation_hash"]
     saved_query = f'PaygentApprovalState = "pending" AND PaygentTenant = "{dev["tenant"]["id"]}"'
-    listed = await until(lambda: temporal(app_settings, temporal_env, "list", "--query", saved_query, "-o", "json"),
-                         lambda out: f"approval-{pid}" in out)  # the Web UI's "pending approvals" saved query
+    listed = await until(
+        lambda: temporal(app_settings, temporal_env, "list", "--query", saved_query, "-o", "json"),
+        lambda out: f"approval-{pid}" in out,
+    )  # the Web UI's "pending approvals" saved query
     assert all(w["type"]["name"] == "ApprovalWorkflow" for w in _json_lines(listed))
 
-    await temporal(app_settings, temporal_env, "signal", "--workflow-id", f"approval-{pid}", "--name", "approve",
-                   "--input", json.dumps({"approver": "bob", "operation_hash": op_hash}))
+    await temporal(
+        app_settings,
+        temporal_env,
+        "signal",
+        "--workflow-id",
+        f"approval-{pid}",
+        "--name",
+        "approve",
+        "--input",
+        json.dumps({"approver": "bob", "operation_hash": op_hash}),
+    )
 
     state = await until(lambda: approval(http, dev, pid, "carol"), lambda a: a["approvals_had"] == 1)
     assert state["approvals"][0]["approver"] == "bob" and state["approvals"][0]["channel"] == "temporal"

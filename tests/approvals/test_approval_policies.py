@@ -11,18 +11,23 @@ from tests.api.helpers import auth, funded_wallet
 from tests.approvals.helpers import tiers
 
 TRIO = ["bob", "carol", "dave"]
-DEFAULT_AS_SENT = {"tiers": [  # the built-in dev policy, stored explicitly: other tests see no difference
-    {"max_amount": "100", "approvals_required": 0, "approvers": []},
-    {"max_amount": "1000", "approvals_required": 1, "approvers": TRIO},
-    {"max_amount": "10000", "approvals_required": 2, "approvers": TRIO, "timelock_seconds": 3600},
-    {"max_amount": None, "approvals_required": 3, "approvers": TRIO, "timelock_seconds": 3600},
-]}
+DEFAULT_AS_SENT = {
+    "tiers": [  # the built-in dev policy, stored explicitly: other tests see no difference
+        {"max_amount": "100", "approvals_required": 0, "approvers": []},
+        {"max_amount": "1000", "approvals_required": 1, "approvers": TRIO},
+        {"max_amount": "10000", "approvals_required": 2, "approvers": TRIO, "timelock_seconds": 3600},
+        {"max_amount": None, "approvals_required": 3, "approvers": TRIO, "timelock_seconds": 3600},
+    ]
+}
 
 
 async def _audited(engine, action: str) -> list[tuple[str, str, dict]]:
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(audit_log.c.actor, audit_log.c.channel, audit_log.c.data).where(
-            audit_log.c.action == action).order_by(audit_log.c.id))
+        rows = await conn.execute(
+            sa.select(audit_log.c.actor, audit_log.c.channel, audit_log.c.data)
+            .where(audit_log.c.action == action)
+            .order_by(audit_log.c.id)
+        )
         return [tuple(r) for r in rows]
 
 
@@ -92,5 +97,6 @@ async def test_wallet_override_falls_back_to_the_tenant_policy_when_deleted(http
     assert r.json()["effective"]["source"] in ("default", "tenant")
     assert (await http.delete(path, headers=auth(dev))).json()["deleted"] is False
     assert (await _audited(db_engine, "approval_policy.deleted"))[-1][:2] == ("alice", "api")
-    assert (await http.get("/v1/wallets/00000000-0000-0000-0000-000000000000/approval-policy",
-                           headers=auth(dev))).status_code == 404
+    assert (
+        await http.get("/v1/wallets/00000000-0000-0000-0000-000000000000/approval-policy", headers=auth(dev))
+    ).status_code == 404

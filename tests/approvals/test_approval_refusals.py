@@ -12,7 +12,16 @@ import pytest_asyncio
 from paygent.db.accounts import create_user, ensure_tenant
 from tests.api.helpers import auth, wait_final
 from tests.approvals.helpers import (
-    approval, audit_of, cli, decide, pay, payment, reservation_status, tiers, until, wallet_with_policy,
+    approval,
+    audit_of,
+    cli,
+    decide,
+    pay,
+    payment,
+    reservation_status,
+    tiers,
+    until,
+    wallet_with_policy,
 )
 
 
@@ -41,18 +50,25 @@ async def test_who_sees_and_who_may_approve(http, dev, outsider, api_url):
     assert r.json()["error"] == {"code": "forbidden", "field": None, "message": "this action needs the approver role"}
 
     assert (await http.get(f"/v1/approvals/{pid}", headers=outsider)).status_code == 404
-    r = await http.post(f"/v1/approvals/{pid}/approve", json={"operation_hash": state["operation_hash"]},
-                        headers=outsider)
+    r = await http.post(
+        f"/v1/approvals/{pid}/approve", json={"operation_hash": state["operation_hash"]}, headers=outsider
+    )
     assert r.status_code == 404, r.text
     assert (await http.get("/v1/approvals?status=all", headers=outsider)).json()["items"] == []
 
-    r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": state["operation_hash"],
-                                                          "approver": "bob"})
+    r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": state["operation_hash"], "approver": "bob"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "approver", r.text  # identity is the key's
     r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": "0x1234"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "operation_hash", r.text
-    r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": state["operation_hash"]},
-                     **{"X-Paygent-Channel": "temporal"})
+    r = await decide(
+        http,
+        dev,
+        "carol",
+        pid,
+        "approve",
+        {"operation_hash": state["operation_hash"]},
+        **{"X-Paygent-Channel": "temporal"},
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "X-Paygent-Channel", r.text
 
     r = await decide(http, dev, "bob", pid, "reject", {"reason": "unknown vendor"})
@@ -72,11 +88,13 @@ async def test_an_edit_clears_approvals_and_makes_the_old_hash_stale(http, dev, 
     r = await decide(http, dev, "bob", pid, "approve", {"operation_hash": old})
     assert r.status_code == 200 and r.json()["approvals_had"] == 1, r.text
 
-    r = await http.post(f"/v1/payments/{pid}/edit", json={"operation_hash": old, "amount": "6000"},
-                        headers=auth(dev, "bob"))
+    r = await http.post(
+        f"/v1/payments/{pid}/edit", json={"operation_hash": old, "amount": "6000"}, headers=auth(dev, "bob")
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text  # bob may not request
-    r = await http.post(f"/v1/payments/{pid}/edit", json={"operation_hash": old, "amount": "6000.5"},
-                        headers=auth(dev, "alice"))
+    r = await http.post(
+        f"/v1/payments/{pid}/edit", json={"operation_hash": old, "amount": "6000.5"}, headers=auth(dev, "alice")
+    )
     assert r.status_code == 200, r.text
     new = r.json()["operation_hash"]
     assert new != old and r.json()["approvals_had"] == 0 and r.json()["status"] == "pending"
@@ -86,8 +104,9 @@ async def test_an_edit_clears_approvals_and_makes_the_old_hash_stale(http, dev, 
     r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": old})
     assert r.status_code == 409, r.text
     assert r.json()["error"]["type"] == "StaleOperation" and "stale" in r.json()["error"]["message"]
-    r = await http.post(f"/v1/payments/{pid}/edit", json={"operation_hash": new, "amount": "12.5.0"},
-                        headers=auth(dev, "alice"))
+    r = await http.post(
+        f"/v1/payments/{pid}/edit", json={"operation_hash": new, "amount": "12.5.0"}, headers=auth(dev, "alice")
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "amount", r.text
     edits = await audit_of(db_engine, pid, "approval.edit")
     assert edits == [("approval.edit", "alice", "api")]
@@ -99,8 +118,9 @@ async def test_fifty_concurrent_approvals_from_three_approvers_count_three(http,
     pid = await pay(http, dev, "20000")  # above 10,000: 3 of 3, then a 1-hour time-lock
     op_hash = (await approval(http, dev, pid))["operation_hash"]
     users = ["bob", "carol", "dave"]
-    answers = await asyncio.gather(*(decide(http, dev, users[i % 3], pid, "approve", {"operation_hash": op_hash})
-                                     for i in range(50)))
+    answers = await asyncio.gather(
+        *(decide(http, dev, users[i % 3], pid, "approve", {"operation_hash": op_hash}) for i in range(50))
+    )
     assert [r.status_code for r in answers] == [200] * 50, [r.text for r in answers if r.status_code != 200]
     assert sum(r.json()["counted"] for r in answers) == 3
     state = await approval(http, dev, pid)
@@ -115,8 +135,9 @@ async def test_fifty_concurrent_approvals_from_three_approvers_count_three(http,
     assert (await wait_final(http, dev, pid))["status"] == "cancelled"
 
 
-async def test_no_decision_before_the_timeout_expires_it_and_releases_the_reservation(http, dev, app_settings,
-                                                                                     db_engine):
+async def test_no_decision_before_the_timeout_expires_it_and_releases_the_reservation(
+    http, dev, app_settings, db_engine
+):
     wallet = await wallet_with_policy(http, dev, app_settings, tiers(timeout=2))
     pid = await pay(http, dev, "500", wallet_id=wallet["id"])
     final = await wait_final(http, dev, pid, timeout=30)

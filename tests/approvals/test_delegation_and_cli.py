@@ -5,7 +5,7 @@ and the CLI's other verbs as a user types them: show, revoke, edit, delegate, re
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 
@@ -34,7 +34,7 @@ async def test_a_live_delegate_sees_and_approves_for_the_delegator_an_ended_one_
     op_hash = (await approval(http, dev, pid))["operation_hash"]
     assert pid not in await _pending_for(http, erin["headers"])
 
-    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     r = await decide(http, dev, "bob", pid, "delegate", {"delegate": erin["name"], "until": soon})
     assert r.status_code == 200, r.text
     assert pid in await _pending_for(http, erin["headers"])
@@ -42,7 +42,7 @@ async def test_a_live_delegate_sees_and_approves_for_the_delegator_an_ended_one_
     r = await http.post(f"/v1/approvals/{pid}/approve", json={"operation_hash": op_hash}, headers=erin["headers"])
     assert r.status_code == 403 and r.json()["error"]["type"] == "DelegationEnded", r.text
 
-    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     r = await decide(http, dev, "dave", pid, "delegate", {"delegate": erin["name"], "until": later})
     assert r.status_code == 200, r.text
     r = await http.post(f"/v1/approvals/{pid}/approve", json={"operation_hash": op_hash}, headers=erin["headers"])

@@ -26,8 +26,11 @@ async def test_registered_webhook_gets_signed_approval_events(http, dev, app_set
         return Response(status_code=204)
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/hook", hook, methods=["POST"])]), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     task = asyncio.create_task(server.serve())
     local = contextlib.ExitStack()
     local.enter_context(exempt(app_settings, f"http://127.0.0.1:{port}"))  # loopback is refused otherwise
@@ -35,7 +38,9 @@ async def test_registered_webhook_gets_signed_approval_events(http, dev, app_set
         r = await http.post("/v1/webhooks", headers=auth(dev), json={"url": f"http://127.0.0.1:{port}/hook"})
         assert r.status_code == 201, r.text
         hook_id, secret = r.json()["id"], r.json()["secret"]
-        assert (await http.post("/v1/webhooks", headers=auth(dev, "bob"), json={"url": "http://x/y"})).status_code == 403
+        assert (
+            await http.post("/v1/webhooks", headers=auth(dev, "bob"), json={"url": "http://x/y"})
+        ).status_code == 403
         listed = (await http.get("/v1/webhooks", headers=auth(dev))).json()["items"]
         assert any(w["id"] == hook_id for w in listed) and all("secret" not in w for w in listed)
 
@@ -45,8 +50,9 @@ async def test_registered_webhook_gets_signed_approval_events(http, dev, app_set
                 break
             await asyncio.sleep(0.05)
         state = (await http.get(f"/v1/approvals/{pid}", headers=auth(dev, "bob"))).json()
-        ok = await http.post(f"/v1/approvals/{pid}/approve", headers=auth(dev, "bob"),
-                             json={"operation_hash": state["operation_hash"]})
+        ok = await http.post(
+            f"/v1/approvals/{pid}/approve", headers=auth(dev, "bob"), json={"operation_hash": state["operation_hash"]}
+        )
         assert ok.status_code == 200, ok.text
         assert (await wait_final(http, dev, pid))["status"] == "confirmed"
         for _ in range(200):

@@ -8,9 +8,9 @@ import pytest_asyncio
 
 from paygent.db import grants
 from paygent.db.accounts import create_user
+from paygent.db.engine import get_engine
 from paygent.db.seed import seed_dev
 from paygent.db.tenancy import tenant_transaction
-from paygent.db.engine import get_engine
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -28,12 +28,21 @@ async def principals(dev, app_settings) -> dict[str, dict]:
         for role, roles in (("requester", ["requester"]), ("admin", ["admin"]), ("nobody", [])):
             user_id, key = await create_user(conn, uuid.UUID(tenant), f"{role}-{suffix}", roles)
             people[role] = {"key": key, "id": str(user_id), "name": f"{role}-{suffix}"}
-        await grants.grant(conn, tenant_id=uuid.UUID(tenant), wallet_id=uuid.UUID(dev["wallets"]["treasury"]["id"]),
-                           user_id=uuid.UUID(people["requester"]["id"]), granted_by="test")
-    other = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
-                           tenant_name=f"outsiders-{suffix}")
-    people["outsider"] = {"key": other["users"]["alice"]["api_key"], "id": other["users"]["alice"]["id"],
-                          "tenant": other}
+        await grants.grant(
+            conn,
+            tenant_id=uuid.UUID(tenant),
+            wallet_id=uuid.UUID(dev["wallets"]["treasury"]["id"]),
+            user_id=uuid.UUID(people["requester"]["id"]),
+            granted_by="test",
+        )
+    other = await seed_dev(
+        app_settings.owner_database_url(), app_settings.master_key_bytes(), tenant_name=f"outsiders-{suffix}"
+    )
+    people["outsider"] = {
+        "key": other["users"]["alice"]["api_key"],
+        "id": other["users"]["alice"]["id"],
+        "tenant": other,
+    }
     return people
 
 

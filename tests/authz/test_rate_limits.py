@@ -14,18 +14,21 @@ from tests.api.helpers import serve_api
 
 
 def limited(app_settings, **extra):
-    return app_settings.model_copy(update={
-        "rate_limit_prefix": f"rl-test-{uuid.uuid4().hex[:8]}", "rate_limit_auth_failures": "5/minute", **extra})
+    return app_settings.model_copy(
+        update={"rate_limit_prefix": f"rl-test-{uuid.uuid4().hex[:8]}", "rate_limit_auth_failures": "5/minute", **extra}
+    )
 
 
 def from_address(http: httpx.AsyncClient, address: str) -> httpx.AsyncClient:
     """A client of the same API whose connections leave from another loopback address."""
-    return httpx.AsyncClient(base_url=http.base_url, timeout=30,
-                             transport=httpx.AsyncHTTPTransport(local_address=address))
+    return httpx.AsyncClient(
+        base_url=http.base_url, timeout=30, transport=httpx.AsyncHTTPTransport(local_address=address)
+    )
 
 
 async def test_wrong_keys_are_throttled_per_address_and_valid_keys_elsewhere_still_work(
-        app_settings, temporal_env, dev, db_engine):
+    app_settings, temporal_env, dev, db_engine
+):
     async with serve_api(limited(app_settings), temporal_env.client) as http:
         async with from_address(http, "127.0.0.7") as attacker, from_address(http, "127.0.0.8") as user:
             statuses = []
@@ -42,8 +45,11 @@ async def test_wrong_keys_are_throttled_per_address_and_valid_keys_elsewhere_sti
             assert (await attacker.get("/v1/wallets", headers=alice)).status_code == 429
             assert (await user.get("/v1/wallets", headers=alice)).status_code == 200
     async with db_engine.connect() as conn:
-        audited = await conn.scalar(sa.select(sa.func.count()).where(
-            audit_log.c.action == "ratelimit.refused", audit_log.c.subject_id == "authfail:127.0.0.7"))
+        audited = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                audit_log.c.action == "ratelimit.refused", audit_log.c.subject_id == "authfail:127.0.0.7"
+            )
+        )
     assert audited == 1  # ~290 refusals, one audit row: sampled per bucket and minute
 
 

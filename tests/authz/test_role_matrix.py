@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 import sqlalchemy as sa
@@ -17,15 +16,32 @@ from api.app import create_app
 from api.authz import PUBLIC_PATHS, markdown_table, route_table
 from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
-from tests.api.helpers import auth, funded_wallet, payment_body, new_recipient
+from tests.api.helpers import auth, funded_wallet, new_recipient, payment_body
 from tests.authz.conftest import bearer
 from tests.egress import exempt
 
 PRINCIPALS = ("requester", "approver", "admin", "auditor", "nobody", "agent", "outsider")
-ROLES_OF = {"requester": {"requester"}, "approver": {"approver"}, "admin": {"admin"}, "auditor": {"auditor"},
-            "nobody": set(), "outsider": {"requester", "admin"}}
-TABLES = ("payments", "agent_runs", "threads", "webhooks", "wallets", "users", "wallet_grants", "approval_policies",
-          "spending_policies", "reservations", "agents")
+ROLES_OF = {
+    "requester": {"requester"},
+    "approver": {"approver"},
+    "admin": {"admin"},
+    "auditor": {"auditor"},
+    "nobody": set(),
+    "outsider": {"requester", "admin"},
+}
+TABLES = (
+    "payments",
+    "agent_runs",
+    "threads",
+    "webhooks",
+    "wallets",
+    "users",
+    "wallet_grants",
+    "approval_policies",
+    "spending_policies",
+    "reservations",
+    "agents",
+)
 
 
 def test_every_route_declares_who_may_call_it():
@@ -42,11 +58,19 @@ def test_readme_shows_the_role_of_every_route():
 async def targets(http, dev, app_settings, principals) -> dict[str, str]:
     """Real ids for every path parameter, owned by the dev tenant (dedicated, so other tests never meet them)."""
     wallet = await funded_wallet(http, dev, app_settings, 10)
-    r = await http.put(f"/v1/wallets/{wallet['id']}/grants", headers=auth(dev), json={"grants": [
-        {"principal_id": principals["requester"]["id"]}, {"principal_id": dev["users"]["alice"]["id"]}]})
+    r = await http.put(
+        f"/v1/wallets/{wallet['id']}/grants",
+        headers=auth(dev),
+        json={
+            "grants": [{"principal_id": principals["requester"]["id"]}, {"principal_id": dev["users"]["alice"]["id"]}]
+        },
+    )
     assert r.status_code == 200, r.text
-    pay = await http.post("/v1/payments", json=payment_body(dev, new_recipient(), "0.01"),
-                          headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex})
+    pay = await http.post(
+        "/v1/payments",
+        json=payment_body(dev, new_recipient(), "0.01"),
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex},
+    )
     agent = await http.post("/v1/agents", json={"name": f"target-{uuid.uuid4().hex[:6]}"}, headers=auth(dev))
     with exempt(app_settings, app_settings.api_url):  # loopback: registered as an operator-exempted destination
         hook = await http.post("/v1/webhooks", json={"url": app_settings.api_url + "/hook"}, headers=auth(dev))
@@ -55,17 +79,24 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
     await wait_run(http, dev, run["id"])
     for made in (pay, agent, hook, thread):
         assert made.status_code in (201, 202), made.text
-    return {"payment_id": pay.json()["id"], "wallet_id": wallet["id"], "agent_id": agent.json()["id"],
-            "webhook_id": hook.json()["id"], "thread_id": thread.json()["id"], "run_id": run["id"],
-            "approval_id": pay.json()["id"], "requester_id": principals["requester"]["id"],
-            "alice_id": dev["users"]["alice"]["id"]}
+    return {
+        "payment_id": pay.json()["id"],
+        "wallet_id": wallet["id"],
+        "agent_id": agent.json()["id"],
+        "webhook_id": hook.json()["id"],
+        "thread_id": thread.json()["id"],
+        "run_id": run["id"],
+        "approval_id": pay.json()["id"],
+        "requester_id": principals["requester"]["id"],
+        "alice_id": dev["users"]["alice"]["id"],
+    }
 
 
 def request_for(method: str, path: str, ids: dict[str, str], dev: dict) -> tuple[str, dict | None, dict]:
     """The URL, a body the route accepts in shape, and headers, for one route."""
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
     headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     zero_hash = "0x" + "0" * 64
     bodies = {
         ("POST", "/v1/payments"): payment_body(dev, new_recipient(), "0.01"),
@@ -74,8 +105,9 @@ def request_for(method: str, path: str, ids: dict[str, str], dev: dict) -> tuple
         ("POST", "/v1/agents"): {"name": f"m-{uuid.uuid4().hex[:8]}"},
         ("PUT", "/v1/approval-policy"): {"tiers": "not a list"},  # an admin gets 422: the tenant's policy stays
         ("PUT", "/v1/wallets/{wallet_id}/approval-policy"): {"tiers": "not a list"},
-        ("PUT", "/v1/wallets/{wallet_id}/grants"): {"grants": [{"principal_id": ids["requester_id"]},
-                                                               {"principal_id": ids["alice_id"]}]},
+        ("PUT", "/v1/wallets/{wallet_id}/grants"): {
+            "grants": [{"principal_id": ids["requester_id"]}, {"principal_id": ids["alice_id"]}]
+        },
         ("PUT", "/v1/wallets/{wallet_id}/spending-policy"): {},
         ("PUT", "/v1/agents/{agent_id}/spending-policy"): {"per_payment_cap": "1"},
         ("POST", "/v1/wallets"): {"name": f"m-{uuid.uuid4().hex[:8]}"},
@@ -97,8 +129,11 @@ async def call(http, method: str, url: str, body, headers: dict):
 
 def role_refusal(error: dict) -> bool:
     """The one shape of a refusal for want of a role (other 403s are about this resource, e.g. not yours)."""
-    return error.get("code") == "forbidden" and error.get("field") is None and bool(
-        re.match(r"^(this action needs the .+ role|agent keys may not do this.*)$", error.get("message", "")))
+    return (
+        error.get("code") == "forbidden"
+        and error.get("field") is None
+        and bool(re.match(r"^(this action needs the .+ role|agent keys may not do this.*)$", error.get("message", "")))
+    )
 
 
 def allowed(principal: str, roles: tuple[str, ...]) -> bool:
@@ -112,15 +147,15 @@ async def counts(db_engine, temporal_env, app_settings, names: list[str], since:
 
     async with db_engine.connect() as conn:
         out = {t: await conn.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in TABLES}
-        out["audit by them"] = await conn.scalar(sa.text(
-            "SELECT count(*) FROM audit_log WHERE actor = ANY(:n) OR actor LIKE 'agent:shopper%'"), {"n": names})
+        out["audit by them"] = await conn.scalar(
+            sa.text("SELECT count(*) FROM audit_log WHERE actor = ANY(:n) OR actor LIKE 'agent:shopper%'"), {"n": names}
+        )
     out["workflows started"] = (await temporal_env.client.count_workflows(f"StartTime > '{since}'")).count
     out["block"] = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)).eth.block_number
     return out
 
 
-async def test_every_route_as_every_principal(http, dev, principals, targets, db_engine, temporal_env,
-                                              app_settings):
+async def test_every_route_as_every_principal(http, dev, principals, targets, db_engine, temporal_env, app_settings):
     routes = [(m, p, r) for m, p, r in route_table(create_app()) if p not in PUBLIC_PATHS]
     refusals, allowed_calls, failures = [], [], []
     for method, path, roles in routes:
@@ -128,9 +163,9 @@ async def test_every_route_as_every_principal(http, dev, principals, targets, db
             (allowed_calls if allowed(who, roles) else refusals).append((method, path, roles, who))
 
     names = [principals[p].get("name", "") for p in ("nobody",)] + ["bob", "erin"]
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     before = await counts(db_engine, temporal_env, app_settings, names, since)
-    for method, path, roles, who in refusals:
+    for method, path, _roles, who in refusals:
         url, body, headers = request_for(method, path, targets, dev)
         status, content = await call(http, method, url, body, {**headers, **bearer(principals[who]["key"])})
         error = _json(content).get("error", {})
@@ -140,7 +175,7 @@ async def test_every_route_as_every_principal(http, dev, principals, targets, db
     after = await counts(db_engine, temporal_env, app_settings, names, since)
     assert after == before, "a refusal changed something"
 
-    for method, path, roles, who in allowed_calls:
+    for method, path, _roles, who in allowed_calls:
         url, body, headers = request_for(method, path, targets, dev)
         status, content = await call(http, method, url, body, {**headers, **bearer(principals[who]["key"])})
         error = _json(content).get("error", {})
@@ -149,8 +184,10 @@ async def test_every_route_as_every_principal(http, dev, principals, targets, db
         elif who == "outsider" and "{" in path and status not in (404, 422):
             failures.append((method, path, who, status, content[:200]))  # another tenant's id must not exist
     tried = len(refusals) + len(allowed_calls)
-    print(f"\nrole matrix: {len(routes)} routes x {len(PRINCIPALS)} principals = {tried} calls "
-          f"({len(refusals)} refusals, {len(allowed_calls)} allowed), failures: {len(failures)}")
+    print(
+        f"\nrole matrix: {len(routes)} routes x {len(PRINCIPALS)} principals = {tried} calls "
+        f"({len(refusals)} refusals, {len(allowed_calls)} allowed), failures: {len(failures)}"
+    )
     assert failures == [], failures
     assert tried == len(routes) * len(PRINCIPALS) and len(routes) >= 44
 

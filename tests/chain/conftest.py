@@ -57,4 +57,3 @@ def new_account(w3: AsyncWeb3, token: str, owner: LocalAccount) -> Callable[...,
         return account
 
     return make
-

@@ -39,25 +39,53 @@ def new_nonce() -> bytes:
     return os.urandom(32)
 
 
-def sign_authorization(signer: LocalAccount, token: str, to: str, value: int, valid_after: int,
-                       valid_before: int, nonce: bytes, *, primary_type: str = "TransferWithAuthorization",
-                       from_address: str | None = None) -> SignedMessage:
+def sign_authorization(
+    signer: LocalAccount,
+    token: str,
+    to: str,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes,
+    *,
+    primary_type: str = "TransferWithAuthorization",
+    from_address: str | None = None,
+) -> SignedMessage:
     """Sign a Transfer/ReceiveWithAuthorization for `from_address` (default: the signer itself)."""
-    message = {"from": from_address or signer.address, "to": to, "value": value, "validAfter": valid_after,
-               "validBefore": valid_before, "nonce": nonce}
-    return signer.sign_typed_data(full_message={
-        "types": {"EIP712Domain": DOMAIN_FIELDS, primary_type: _AUTH_FIELDS},
-        "primaryType": primary_type, "domain": domain(token), "message": message})
+    message = {
+        "from": from_address or signer.address,
+        "to": to,
+        "value": value,
+        "validAfter": valid_after,
+        "validBefore": valid_before,
+        "nonce": nonce,
+    }
+    return signer.sign_typed_data(
+        full_message={
+            "types": {"EIP712Domain": DOMAIN_FIELDS, primary_type: _AUTH_FIELDS},
+            "primaryType": primary_type,
+            "domain": domain(token),
+            "message": message,
+        }
+    )
 
 
 def sign_cancel(signer: LocalAccount, token: str, nonce: bytes) -> SignedMessage:
     """Sign a CancelAuthorization for the signer's own `nonce`."""
-    return signer.sign_typed_data(full_message={
-        "types": {"EIP712Domain": DOMAIN_FIELDS,
-                  "CancelAuthorization": [{"name": "authorizer", "type": "address"},
-                                          {"name": "nonce", "type": "bytes32"}]},
-        "primaryType": "CancelAuthorization", "domain": domain(token),
-        "message": {"authorizer": signer.address, "nonce": nonce}})
+    return signer.sign_typed_data(
+        full_message={
+            "types": {
+                "EIP712Domain": DOMAIN_FIELDS,
+                "CancelAuthorization": [
+                    {"name": "authorizer", "type": "address"},
+                    {"name": "nonce", "type": "bytes32"},
+                ],
+            },
+            "primaryType": "CancelAuthorization",
+            "domain": domain(token),
+            "message": {"authorizer": signer.address, "nonce": nonce},
+        }
+    )
 
 
 def vrs(signed: SignedMessage) -> list:

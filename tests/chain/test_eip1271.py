@@ -16,7 +16,7 @@ from paygent.chain.contracts import vyper_binary
 from paygent.chain.token import TransactionReverted, balance_of, send_transaction
 from tests.chain.eip3009 import call_data, chain_time, new_nonce, sign_authorization, vrs
 
-WALLET_SOURCE = '''# pragma version ~=0.4.3
+WALLET_SOURCE = """# pragma version ~=0.4.3
 owner: public(address)
 
 @deploy
@@ -32,21 +32,21 @@ def isValidSignature(digest: bytes32, signature: Bytes[65]) -> bytes4:
     if ecrecover(digest, v, r, s) == self.owner:
         return 0x1626ba7e
     return 0xffffffff
-'''
+"""
 
 
 async def _deploy_wallet(w3: AsyncWeb3, deployer, owner_address: str, tmp_path) -> str:
     source = tmp_path / "Wallet1271.vy"
     source.write_text(WALLET_SOURCE)
-    out = subprocess.run([str(vyper_binary()), "-f", "bytecode", str(source)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(vyper_binary()), "-f", "bytecode", str(source)], capture_output=True, text=True, check=True
+    )
     init = bytes.fromhex(out.stdout.strip().removeprefix("0x")) + encode(["address"], [owner_address])
     tx_hash = await send_transaction(w3, deployer, None, init)
     return (await w3.eth.get_transaction_receipt(tx_hash))["contractAddress"]
 
 
-async def test_smart_wallet_authorization_is_checked_with_eip1271(w3, owner, token, contract, new_account,
-                                                                   tmp_path):
+async def test_smart_wallet_authorization_is_checked_with_eip1271(w3, owner, token, contract, new_account, tmp_path):
     wallet_key = await new_account()
     stranger = await new_account()
     payee = await new_account()

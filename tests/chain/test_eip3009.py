@@ -22,8 +22,7 @@ from tests.chain.eip3009 import (
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-async def test_transfer_with_authorization_moves_funds_once_and_replay_reverts(
-        w3, owner, token, contract, new_account):
+async def test_transfer_with_authorization_moves_funds_once_and_replay_reverts(w3, owner, token, contract, new_account):
     payer = await new_account(tokens=1_000_000)
     payee = await new_account()
     now = await chain_time(w3)
@@ -32,8 +31,9 @@ async def test_transfer_with_authorization_moves_funds_once_and_replay_reverts(
     args = [payer.address, payee.address, 400_000, 0, now + 3600, nonce]
     assert not await contract.functions.authorizationState(payer.address, nonce).call()
 
-    tx_hash = await send_transaction(w3, owner, token,
-                                     call_data(contract, "transferWithAuthorization", args + [signed.signature]))
+    tx_hash = await send_transaction(
+        w3, owner, token, call_data(contract, "transferWithAuthorization", args + [signed.signature])
+    )
     receipt = await w3.eth.get_transaction_receipt(tx_hash)
     (used,) = contract.events.AuthorizationUsed().process_receipt(receipt, errors=DISCARD)
     assert (used.args.authorizer, used.args.nonce) == (payer.address, nonce)
@@ -66,8 +66,10 @@ async def test_expired_and_not_yet_valid_authorizations_revert(w3, owner, token,
     payer = await new_account(tokens=10)
     payee = await new_account()
     now = await chain_time(w3)
-    cases = [((0, now - 1), "FiatTokenV2: authorization is expired"),
-             ((now + 3600, now + 7200), "FiatTokenV2: authorization is not yet valid")]
+    cases = [
+        ((0, now - 1), "FiatTokenV2: authorization is expired"),
+        ((now + 3600, now + 7200), "FiatTokenV2: authorization is not yet valid"),
+    ]
     for (valid_after, valid_before), reason in cases:
         nonce = new_nonce()
         signed = sign_authorization(payer, token, payee.address, 10, valid_after, valid_before, nonce)
@@ -87,8 +89,9 @@ async def test_signatures_from_anyone_else_or_malleable_are_rejected(w3, owner, 
     forged = sign_authorization(thief, token, thief.address, 10, 0, now + 600, nonce, from_address=payer.address)
     args = [payer.address, thief.address, 10, 0, now + 600, nonce]
     with pytest.raises(TransactionReverted, match="FiatTokenV2: invalid signature"):
-        await send_transaction(w3, owner, token,
-                               call_data(contract, "transferWithAuthorization", args + [forged.signature]))
+        await send_transaction(
+            w3, owner, token, call_data(contract, "transferWithAuthorization", args + [forged.signature])
+        )
     # The payer's own signature with s flipped to the high half (still valid math) is refused too.
     good = sign_authorization(payer, token, thief.address, 10, 0, now + 600, nonce)
     high_s = (SECP256K1_N - good.s).to_bytes(32, "big")
@@ -104,8 +107,9 @@ async def test_receive_with_authorization_only_by_the_payee(w3, owner, token, co
     now = await chain_time(w3)
     for form, amount in (("bytes", 100), ("vrs", 200)):
         nonce = new_nonce()
-        signed = sign_authorization(payer, token, payee.address, amount, 0, now + 600, nonce,
-                                    primary_type="ReceiveWithAuthorization")
+        signed = sign_authorization(
+            payer, token, payee.address, amount, 0, now + 600, nonce, primary_type="ReceiveWithAuthorization"
+        )
         args = [payer.address, payee.address, amount, 0, now + 600, nonce]
         args += [signed.signature] if form == "bytes" else vrs(signed)
         data = call_data(contract, "receiveWithAuthorization", args)
@@ -119,9 +123,16 @@ async def test_receive_with_authorization_only_by_the_payee(w3, owner, token, co
     nonce = new_nonce()
     signed = sign_authorization(payee, token, owner.address, 1, 0, now + 600, nonce)
     with pytest.raises(TransactionReverted, match="FiatTokenV2: invalid signature"):
-        await send_transaction(w3, owner, token, call_data(
-            contract, "receiveWithAuthorization",
-            [payee.address, owner.address, 1, 0, now + 600, nonce, signed.signature]))
+        await send_transaction(
+            w3,
+            owner,
+            token,
+            call_data(
+                contract,
+                "receiveWithAuthorization",
+                [payee.address, owner.address, 1, 0, now + 600, nonce, signed.signature],
+            ),
+        )
 
 
 async def test_cancel_authorization_burns_the_nonce(w3, owner, token, contract, new_account):
@@ -139,9 +150,16 @@ async def test_cancel_authorization_burns_the_nonce(w3, owner, token, contract, 
         assert (canceled.args.authorizer, canceled.args.nonce) == (payer.address, nonce)
         assert await contract.functions.authorizationState(payer.address, nonce).call()
         with pytest.raises(TransactionReverted, match="FiatTokenV2: authorization is used or canceled"):
-            await send_transaction(w3, owner, token, call_data(
-                contract, "transferWithAuthorization",
-                [payer.address, payee.address, 1_000, 0, now + 600, nonce, signed.signature]))
+            await send_transaction(
+                w3,
+                owner,
+                token,
+                call_data(
+                    contract,
+                    "transferWithAuthorization",
+                    [payer.address, payee.address, 1_000, 0, now + 600, nonce, signed.signature],
+                ),
+            )
         with pytest.raises(TransactionReverted, match="FiatTokenV2: authorization is used or canceled"):
             await send_transaction(w3, owner, token, call_data(contract, "cancelAuthorization", cancel_args))
     assert await balance_of(w3, token, payer.address) == 1_000

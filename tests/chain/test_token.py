@@ -52,8 +52,14 @@ async def test_deploy_sets_metadata_and_domain(w3, owner, token, contract, new_a
     assert await fns.decimals().call() == TOKEN_DECIMALS
     assert await fns.owner().call() == owner.address
     # DOMAIN_SEPARATOR equals the EIP-712 domain hash eth-account computes for (name, "2", 31337, token).
-    signable = encode_typed_data(full_message={"types": {"EIP712Domain": DOMAIN_FIELDS, "Empty": []},
-                                               "primaryType": "Empty", "domain": domain(token), "message": {}})
+    signable = encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": DOMAIN_FIELDS, "Empty": []},
+            "primaryType": "Empty",
+            "domain": domain(token),
+            "message": {},
+        }
+    )
     assert await fns.DOMAIN_SEPARATOR().call() == signable.header
     fields, name, version, chain_id, verifying, salt, extensions = await fns.eip712Domain().call()
     assert (fields, name, version, chain_id, verifying) == (b"\x0f", TOKEN_NAME, "2", 31337, token)
@@ -109,10 +115,12 @@ async def test_approve_and_transfer_from(w3, token, contract, new_account):
     await send_transaction(w3, holder, token, call_data(contract, "approve", [spender.address, 300]))
     assert await contract.functions.allowance(holder.address, spender.address).call() == 300
     with pytest.raises(TransactionReverted, match="ERC20: transfer amount exceeds allowance"):
-        await send_transaction(w3, spender, token,
-                               call_data(contract, "transferFrom", [holder.address, spender.address, 301]))
-    await send_transaction(w3, spender, token,
-                           call_data(contract, "transferFrom", [holder.address, spender.address, 120]))
+        await send_transaction(
+            w3, spender, token, call_data(contract, "transferFrom", [holder.address, spender.address, 301])
+        )
+    await send_transaction(
+        w3, spender, token, call_data(contract, "transferFrom", [holder.address, spender.address, 120])
+    )
     assert await contract.functions.allowance(holder.address, spender.address).call() == 180
     assert await balance_of(w3, token, holder.address) == 380
     assert await balance_of(w3, token, spender.address) == 120

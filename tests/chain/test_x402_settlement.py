@@ -21,9 +21,15 @@ PRICE_ATOMIC = 10_000  # 0.01 USDC
 
 def _requirements(token: str, pay_to: str) -> PaymentRequirements:
     """What a Paygent-priced resource asks for: atomic amount, our token, and its EIP-712 domain."""
-    return PaymentRequirements(scheme="exact", network=NETWORK, asset=token, amount=str(PRICE_ATOMIC),
-                               pay_to=pay_to, max_timeout_seconds=300,
-                               extra={"name": TOKEN_NAME, "version": TOKEN_VERSION})
+    return PaymentRequirements(
+        scheme="exact",
+        network=NETWORK,
+        asset=token,
+        amount=str(PRICE_ATOMIC),
+        pay_to=pay_to,
+        max_timeout_seconds=300,
+        extra={"name": TOKEN_NAME, "version": TOKEN_VERSION},
+    )
 
 
 def _facilitator(anvil_rpc: str) -> tuple[x402Facilitator, str]:
@@ -34,18 +40,19 @@ def _facilitator(anvil_rpc: str) -> tuple[x402Facilitator, str]:
     return facilitator, account.address
 
 
-async def test_x402_client_payment_settles_through_the_x402_facilitator(anvil_rpc, w3, token, contract,
-                                                                        new_account):
+async def test_x402_client_payment_settles_through_the_x402_facilitator(anvil_rpc, w3, token, contract, new_account):
     payer = await new_account(tokens=25_000)  # no ETH at all
     merchant = await new_account()
     requirements = _requirements(token, merchant.address)
 
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(payer))
-    client.set_spend_controls({"allowed_assets": [
-        {"network": NETWORK, "asset": token, "max_amount_per_payment": str(PRICE_ATOMIC)}]})
-    payment = await client.create_payment_payload(PaymentRequired(
-        accepts=[requirements], resource=ResourceInfo(url="http://paygent.test/paid")))
+    client.set_spend_controls(
+        {"allowed_assets": [{"network": NETWORK, "asset": token, "max_amount_per_payment": str(PRICE_ATOMIC)}]}
+    )
+    payment = await client.create_payment_payload(
+        PaymentRequired(accepts=[requirements], resource=ResourceInfo(url="http://paygent.test/paid"))
+    )
     authorization = payment.payload["authorization"]
     assert authorization["from"].lower() == payer.address.lower()
     assert int(authorization["value"]) == PRICE_ATOMIC

@@ -17,15 +17,22 @@ async def scope(db_engine):
     tenant_id, wallet_id = uuid.uuid4(), uuid.uuid4()
     async with db_engine.begin() as conn:
         await conn.execute(tenants.insert().values(id=tenant_id, name=f"policies-{tenant_id.hex[:8]}"))
-        await conn.execute(wallets.insert().values(id=wallet_id, tenant_id=tenant_id, name="ops",
-                                                   address="0x" + uuid.uuid4().hex + "00000000",
-                                                   encrypted_key=b"\x00"))
+        await conn.execute(
+            wallets.insert().values(
+                id=wallet_id,
+                tenant_id=tenant_id,
+                name="ops",
+                address="0x" + uuid.uuid4().hex + "00000000",
+                encrypted_key=b"\x00",
+            )
+        )
     return tenant_id, wallet_id
 
 
 def strict(required: int) -> ApprovalPolicy:
-    return ApprovalPolicy(tiers=[Tier(approvals_required=required, approvers=["bob", "carol", "dave"],
-                                      timelock_seconds=60)])
+    return ApprovalPolicy(
+        tiers=[Tier(approvals_required=required, approvers=["bob", "carol", "dave"], timelock_seconds=60)]
+    )
 
 
 async def test_wallet_over_tenant_over_default_and_every_change_audited(db_engine, scope):
@@ -43,11 +50,21 @@ async def test_wallet_over_tenant_over_default_and_every_change_audited(db_engin
         assert not await delete_policy(conn, tenant_id, actor="admin", channel="api", wallet_id=wallet_id)
         assert await load_policy(conn, tenant_id, wallet_id) == strict(2)
         assert await get_stored_policy(conn, tenant_id, wallet_id) is None
-        rows = (await conn.execute(sa.select(audit_log).where(audit_log.c.tenant_id == tenant_id)
-                                   .order_by(audit_log.c.id))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(audit_log).where(audit_log.c.tenant_id == tenant_id).order_by(audit_log.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
     assert [(r["action"], r["channel"]) for r in rows] == [
-        ("approval_policy.saved", "api"), ("approval_policy.saved", "cli"), ("approval_policy.saved", "api"),
-        ("approval_policy.deleted", "api")]
+        ("approval_policy.saved", "api"),
+        ("approval_policy.saved", "cli"),
+        ("approval_policy.saved", "api"),
+        ("approval_policy.deleted", "api"),
+    ]
     assert rows[0]["data"]["previous"] is None
     assert ApprovalPolicy.model_validate(rows[1]["data"]["previous"]) == strict(1)
     assert ApprovalPolicy.model_validate(rows[1]["data"]["policy"]) == strict(2)

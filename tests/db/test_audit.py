@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from paygent.db.audit import append_audit, chain_of, verify_chain
 from paygent.db.migrate import upgrade
-from tests.conftest import _admin_execute, async_url, ADMIN_DATABASE_URL
+from tests.conftest import ADMIN_DATABASE_URL, _admin_execute, async_url
 
 
 @pytest.fixture
@@ -34,16 +34,25 @@ async def _append(engine, n: int, subject: str | None = None) -> list[int]:
     ids = []
     for i in range(n):
         async with engine.begin() as conn:
-            ids.append(await append_audit(conn, actor="bob", channel="api", action="approval.approved",
-                                          subject_type="approval", subject_id=subject or f"a-{i}",
-                                          data={"amount_atomic": str(10**20 + i), "note": "ünïcode"}))
+            ids.append(
+                await append_audit(
+                    conn,
+                    actor="bob",
+                    channel="api",
+                    action="approval.approved",
+                    subject_type="approval",
+                    subject_id=subject or f"a-{i}",
+                    data={"amount_atomic": str(10**20 + i), "note": "ünïcode"},
+                )
+            )
     return ids
 
 
 def _cli_verify(url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PAYGENT_DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_verify_passes_then_names_the_tampered_row(scratch_url):
@@ -85,8 +94,9 @@ async def test_deleted_row_breaks_the_link(scratch_url):
         await engine.dispose()
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log",
-                                       "TRUNCATE audit_log"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"]
+)
 async def test_database_refuses_changes(db_engine, statement):
     async with db_engine.begin() as conn:
         await append_audit(conn, actor="t", channel="system", action="test", subject_type="t", subject_id="1")
@@ -98,9 +108,11 @@ async def test_database_refuses_changes(db_engine, statement):
 async def test_concurrent_appends_keep_one_chain(scratch_url):
     engine = create_async_engine(scratch_url, pool_size=20)
     try:
+
         async def one(i):
             async with engine.begin() as conn:
                 await append_audit(conn, actor=f"u{i}", channel="cli", action="x", subject_type="t", subject_id=str(i))
+
         await asyncio.gather(*(one(i) for i in range(40)))
         async with engine.connect() as conn:
             result = await verify_chain(conn)
@@ -121,10 +133,18 @@ async def test_chains_append_without_waiting_for_each_other(scratch_url):
     engine = create_async_engine(scratch_url, pool_size=5)
     busy, free = _two_chains()
     try:
+
         async def append(subject: str, tenant=None):
             async with engine.begin() as conn:
-                return await append_audit(conn, actor="a", channel="system", action="x", subject_type="t",
-                                          subject_id=subject, tenant_id=tenant)
+                return await append_audit(
+                    conn,
+                    actor="a",
+                    channel="system",
+                    action="x",
+                    subject_type="t",
+                    subject_id=subject,
+                    tenant_id=tenant,
+                )
 
         async with engine.connect() as holder:
             txn = await holder.begin()

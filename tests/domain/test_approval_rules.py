@@ -1,6 +1,6 @@
 """The approval rules without Temporal: every refusal names its type and reason; counting is per distinct human."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -8,17 +8,30 @@ from paygent.domain import approval_rules as r
 from paygent.domain.approval_policy import default_dev_policy
 from paygent.domain.operation_hash import Operation
 
-T0 = datetime(2026, 1, 5, 13, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 13, 5, tzinfo=UTC)
 UNIT = 10**6
 
 
 def opened(amount_tokens=5_000, initiator="alice", delegations=()) -> r.ApprovalState:
-    op = Operation(chain_id=31337, wallet_id="w1", asset="USDC",
-                   token_address="0x5FbDB2315678afecb367f032d93F642f64180aa3",
-                   to="0x70997970C51812dc3A010C7d01b50e0d17dc79C8", amount_atomic=amount_tokens * UNIT,
-                   payment_id="p1", memo="m")
-    return r.open_approval(approval_id="a1", tenant_id="t", initiator=initiator, policy=default_dev_policy(),
-                           operation=op, delegations=list(delegations), now=T0)
+    op = Operation(
+        chain_id=31337,
+        wallet_id="w1",
+        asset="USDC",
+        token_address="0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        to="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        amount_atomic=amount_tokens * UNIT,
+        payment_id="p1",
+        memo="m",
+    )
+    return r.open_approval(
+        approval_id="a1",
+        tenant_id="t",
+        initiator=initiator,
+        policy=default_dev_policy(),
+        operation=op,
+        delegations=list(delegations),
+        now=T0,
+    )
 
 
 def approve(s, who, at=T0, h=None, for_=None):
@@ -51,8 +64,9 @@ def test_who_may_not_approve():
     assert "cannot approve" in refused(r.SELF, approve, s, "bob")
     reason = refused(r.NOT_APPROVER, approve, s, "mallory")
     assert "mallory" in reason and "2 of bob, carol, dave" in reason
-    assert "required" in refused(r.INVALID, r.approve, s, actor="carol", operation_hash=None, on_behalf_of=None,
-                                 channel="api", now=T0)
+    assert "required" in refused(
+        r.INVALID, r.approve, s, actor="carol", operation_hash=None, on_behalf_of=None, channel="api", now=T0
+    )
     assert "not this approval's operation" in refused(r.STALE, approve, s, "carol", h="0x" + "0" * 64)
 
 

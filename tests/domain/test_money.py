@@ -1,23 +1,36 @@
 from decimal import Decimal, localcontext
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 
 
-@pytest.mark.parametrize("text,atomic", [("1", 1_000_000), ("12.5", 12_500_000), ("0.000001", 1),
-                                         ("5000", 5_000_000_000)])
+@pytest.mark.parametrize(
+    "text,atomic", [("1", 1_000_000), ("12.5", 12_500_000), ("0.000001", 1), ("5000", 5_000_000_000)]
+)
 def test_parse_amount(text, atomic):
     assert parse_amount(text, 6) == atomic
 
 
-@pytest.mark.parametrize("bad,reason", [
-    ("-1", "positive"), ("0", "greater than zero"), ("0.0000001", "more than 6 decimal places"),
-    ("abc", "not a decimal"), ("1e5", "not a decimal"), ("", "not a decimal"), (" 1", "not a decimal"),
-    ("1.", "not a decimal"), (1.5, "decimal string"), (5, "decimal string"), (None, "decimal string"),
-])
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        ("-1", "positive"),
+        ("0", "greater than zero"),
+        ("0.0000001", "more than 6 decimal places"),
+        ("abc", "not a decimal"),
+        ("1e5", "not a decimal"),
+        ("", "not a decimal"),
+        (" 1", "not a decimal"),
+        ("1.", "not a decimal"),
+        (1.5, "decimal string"),
+        (5, "decimal string"),
+        (None, "decimal string"),
+    ],
+)
 def test_parse_amount_refuses(bad, reason):
     with pytest.raises(InvalidInput) as exc:
         parse_amount(bad, 6)

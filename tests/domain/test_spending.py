@@ -1,4 +1,5 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paygent.domain.spending import SpendingPolicy, VelocityLimit, check_static, check_velocity
 
@@ -11,8 +12,12 @@ def test_static_rules_name_the_limit():
     assert check_static(policy, to=A, asset="USDC", amount_atomic=100) is None
     assert check_static(policy, to=A, asset="USDC", amount_atomic=101).limit == "per_payment_cap"
     assert check_static(policy, to=A, asset="DAI", amount_atomic=1).limit == "asset"
-    assert check_static(policy, to=SpendingPolicy.model_validate({"denylist": [B]}).denylist[0], asset="USDC",
-                        amount_atomic=1).limit == "denylist"
+    assert (
+        check_static(
+            policy, to=SpendingPolicy.model_validate({"denylist": [B]}).denylist[0], asset="USDC", amount_atomic=1
+        ).limit
+        == "denylist"
+    )
     allow = SpendingPolicy(allowlist=[A])
     assert check_static(allow, to=A, asset="USDC", amount_atomic=1) is None
     assert check_static(allow, to=policy.denylist[0], asset="USDC", amount_atomic=1).limit == "allowlist"

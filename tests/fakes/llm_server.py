@@ -81,8 +81,7 @@ def malformed(name: str, raw: Any) -> Reply:
     return Reply(tool_calls=[FakeToolCall(name, raw)])
 
 
-def fail(status: int, *, retry_after: str | None = None, message: str = "scripted failure",
-         delay: float = 0.0) -> Fail:
+def fail(status: int, *, retry_after: str | None = None, message: str = "scripted failure", delay: float = 0.0) -> Fail:
     return Fail(status, message, retry_after, delay)
 
 
@@ -150,8 +149,9 @@ class FakeLlmServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="fake-llm-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-llm-server", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -189,8 +189,9 @@ class FakeLlmServer:
             await asyncio.sleep(answer.delay)
         if isinstance(answer, Fail):
             headers = {"retry-after": answer.retry_after} if answer.retry_after is not None else {}
-            return JSONResponse(llm_wire.error_body(provider, answer.status, answer.message),
-                                status_code=answer.status, headers=headers)
+            return JSONResponse(
+                llm_wire.error_body(provider, answer.status, answer.message), status_code=answer.status, headers=headers
+            )
         calls = [(c.id, c.name, c.arguments) for c in answer.tool_calls]
         n = len(self.requests(provider))
         if provider == "anthropic":

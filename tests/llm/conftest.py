@@ -13,9 +13,13 @@ _OBJECT = {"type": "object"}
 @pytest.fixture
 def product_tools() -> list[ToolSpec]:
     """The product's agent tools, as a workflow would offer them."""
+
     def spec(name: str, description: str, **props: dict) -> ToolSpec:
-        return ToolSpec(name=name, description=description,
-                        input_schema={"type": "object", "properties": props, "required": list(props)})
+        return ToolSpec(
+            name=name,
+            description=description,
+            input_schema={"type": "object", "properties": props, "required": list(props)},
+        )
 
     string = {"type": "string"}
     return [

@@ -14,8 +14,7 @@ from temporalio.common import RetryPolicy
 from paygent.llm.types import LLM_COMPLETE_ACTIVITY, LlmRequest, LlmResponse
 
 # Fast retries so a test sees several attempts in well under a second; production policies live with the workflow.
-TEST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0,
-                         maximum_attempts=3)
+TEST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0, maximum_attempts=3)
 
 
 @workflow.defn
@@ -23,6 +22,9 @@ class LlmStepWorkflow:
     @workflow.run
     async def run(self, request: LlmRequest) -> LlmResponse:
         return await workflow.execute_activity(
-            LLM_COMPLETE_ACTIVITY, request, result_type=LlmResponse,
-            start_to_close_timeout=timedelta(seconds=20), retry_policy=TEST_RETRY,
+            LLM_COMPLETE_ACTIVITY,
+            request,
+            result_type=LlmResponse,
+            start_to_close_timeout=timedelta(seconds=20),
+            retry_policy=TEST_RETRY,
         )

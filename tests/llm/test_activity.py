@@ -27,11 +27,16 @@ async def run_step(temporal_env: WorkflowEnvironment) -> AsyncIterator[RunStep]:
 
     async def run(settings: Settings, request: LlmRequest) -> LlmResponse:
         queue = f"llm-test-{uuid.uuid4().hex[:8]}"
-        worker = Worker(temporal_env.client, task_queue=queue, workflows=[LlmStepWorkflow],
-                        activities=[LlmActivities(settings, timeout_seconds=5).llm_complete])
+        worker = Worker(
+            temporal_env.client,
+            task_queue=queue,
+            workflows=[LlmStepWorkflow],
+            activities=[LlmActivities(settings, timeout_seconds=5).llm_complete],
+        )
         async with worker:
             return await temporal_env.client.execute_workflow(
-                LlmStepWorkflow.run, request, id=f"llm-step-{uuid.uuid4()}", task_queue=queue)
+                LlmStepWorkflow.run, request, id=f"llm-step-{uuid.uuid4()}", task_queue=queue
+            )
 
     yield run
 
@@ -46,8 +51,7 @@ def activity_failure(exc: WorkflowFailureError) -> ApplicationError:
     return exc.cause.cause
 
 
-async def test_permanent_error_fails_fast_as_non_retryable(run_step, fake_llm: FakeLlmServer,
-                                                           product_tools) -> None:
+async def test_permanent_error_fails_fast_as_non_retryable(run_step, fake_llm: FakeLlmServer, product_tools) -> None:
     fake_llm.script("anthropic", fail(401, message=f"invalid x-api-key {ANTHROPIC_TEST_KEY}"))
     with pytest.raises(WorkflowFailureError) as caught:
         await run_step(fake_llm.settings(), request(product_tools))
@@ -72,8 +76,7 @@ async def test_retry_after_sets_the_next_attempt_delay(run_step, fake_llm: FakeL
     assert second.received_at - first.received_at >= 0.9  # the policy alone would wait 0.1 s
 
 
-async def test_fallback_is_visible_in_the_workflow_result(run_step, fake_llm: FakeLlmServer,
-                                                          product_tools) -> None:
+async def test_fallback_is_visible_in_the_workflow_result(run_step, fake_llm: FakeLlmServer, product_tools) -> None:
     fake_llm.script("anthropic", fail(529))
     fake_llm.script("openai", tool("wallet_balance"))
     response = await run_step(fake_llm.settings(), request(product_tools))
@@ -81,8 +84,9 @@ async def test_fallback_is_visible_in_the_workflow_result(run_step, fake_llm: Fa
     assert len(fake_llm.requests("anthropic")) == 1 and len(fake_llm.requests("openai")) == 1
 
 
-async def test_both_providers_down_stays_retryable_until_attempts_run_out(run_step, fake_llm: FakeLlmServer,
-                                                                          product_tools) -> None:
+async def test_both_providers_down_stays_retryable_until_attempts_run_out(
+    run_step, fake_llm: FakeLlmServer, product_tools
+) -> None:
     fake_llm.script("anthropic", fail(529), fail(529), fail(529))
     fake_llm.script("openai", fail(503), fail(503), fail(503))
     with pytest.raises(WorkflowFailureError) as caught:

@@ -7,8 +7,14 @@ import email.utils
 import pytest
 from pydantic import ValidationError
 
-from paygent.llm.errors import (PermanentLlmError, RetryableLlmError, is_retryable_status, parse_retry_after,
-                                redact, status_error)
+from paygent.llm.errors import (
+    PermanentLlmError,
+    RetryableLlmError,
+    is_retryable_status,
+    parse_retry_after,
+    redact,
+    status_error,
+)
 from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ToolCall
 
 
@@ -25,11 +31,18 @@ def test_permanent_statuses(status: int) -> None:
     assert isinstance(err, PermanentLlmError) and str(err) == f"openai answered HTTP {status}: nope"
 
 
-@pytest.mark.parametrize("headers,expected", [
-    ({}, None), (None, None), ({"retry-after": "3"}, 3.0), ({"retry-after": "0.5"}, 0.5),
-    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25), ({"retry-after": "soon"}, None),
-    ({"retry-after": "-1"}, None),
-])
+@pytest.mark.parametrize(
+    "headers,expected",
+    [
+        ({}, None),
+        (None, None),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": "-1"}, None),
+    ],
+)
 def test_parse_retry_after(headers: dict | None, expected: float | None) -> None:
     assert parse_retry_after(headers) == expected
 
@@ -42,8 +55,9 @@ def test_parse_retry_after_http_date() -> None:
 
 
 def test_redact_hides_every_secret_and_ignores_blanks() -> None:
-    assert redact("key sk-123456 and sk-abcdef", ["sk-123456", None, "", "sk-abcdef"]) == \
-        "key [redacted] and [redacted]"
+    assert (
+        redact("key sk-123456 and sk-abcdef", ["sk-123456", None, "", "sk-abcdef"]) == "key [redacted] and [redacted]"
+    )
 
 
 def test_turn_shapes_are_checked_at_the_edge() -> None:
@@ -58,8 +72,13 @@ def test_turn_shapes_are_checked_at_the_edge() -> None:
 
 
 def test_response_round_trips_and_becomes_the_next_assistant_turn() -> None:
-    response = LlmResponse(tool_calls=[ToolCall(id="c", name="pay", arguments={"amount": "5"})],
-                           provider="openai", model="m", fallback_from="anthropic", fallback_reason="529")
+    response = LlmResponse(
+        tool_calls=[ToolCall(id="c", name="pay", arguments={"amount": "5"})],
+        provider="openai",
+        model="m",
+        fallback_from="anthropic",
+        fallback_reason="529",
+    )
     assert LlmResponse.model_validate_json(response.model_dump_json()) == response
     turn = response.assistant_message()
     assert turn.role == "assistant" and turn.tool_calls[0].arguments == {"amount": "5"}

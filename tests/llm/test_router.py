@@ -46,8 +46,7 @@ async def test_malformed_tool_call_falls_back(fake_llm: FakeLlmServer, product_t
     assert response.fallback_reason is not None and "malformed tool call" in response.fallback_reason
 
 
-async def test_unauthorised_anthropic_is_permanent_without_fallback(fake_llm: FakeLlmServer,
-                                                                     product_tools) -> None:
+async def test_unauthorised_anthropic_is_permanent_without_fallback(fake_llm: FakeLlmServer, product_tools) -> None:
     fake_llm.script("anthropic", fail(401, message="invalid x-api-key"))
     fake_llm.script("openai", text("should never be asked"))
     with pytest.raises(PermanentLlmError) as caught:
@@ -67,8 +66,7 @@ async def test_both_failing_is_retryable_with_longest_delay(fake_llm: FakeLlmSer
     assert caught.value.retry_after == 5.0
 
 
-async def test_fallback_refused_permanently_keeps_the_step_retryable(fake_llm: FakeLlmServer,
-                                                                     product_tools) -> None:
+async def test_fallback_refused_permanently_keeps_the_step_retryable(fake_llm: FakeLlmServer, product_tools) -> None:
     fake_llm.script("anthropic", fail(500))
     fake_llm.script("openai", fail(401, message="Incorrect API key provided"))
     with pytest.raises(RetryableLlmError, match="fallback failed permanently: openai answered HTTP 401"):

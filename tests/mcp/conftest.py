@@ -52,10 +52,18 @@ async def agent(http, dev, app_settings) -> dict:
     wallet = await funded_wallet(http, dev, app_settings, 500)
     r = await http.put(f"/v1/wallets/{wallet['id']}/approval-policy", json=tiers(), headers=auth(dev))
     assert r.status_code == 200, r.text
-    r = await http.post("/v1/agents", headers=auth(dev), json={
-        "name": f"mcp-{uuid.uuid4().hex[:6]}", "wallet_ids": [wallet["id"]],
-        "spending_policy": {"per_payment_cap": "200", "velocity": [{"name": "daily", "window_seconds": 86400,
-                                                                     "max": "300"}]}})
+    r = await http.post(
+        "/v1/agents",
+        headers=auth(dev),
+        json={
+            "name": f"mcp-{uuid.uuid4().hex[:6]}",
+            "wallet_ids": [wallet["id"]],
+            "spending_policy": {
+                "per_payment_cap": "200",
+                "velocity": [{"name": "daily", "window_seconds": 86400, "max": "300"}],
+            },
+        },
+    )
     assert r.status_code == 201, r.text
     return {**r.json(), "wallet": wallet}
 

@@ -18,8 +18,20 @@ from tests.api.helpers import auth, token_balance
 from tests.approvals.helpers import approval, decide, until
 from tests.mcp.conftest import data, error_text, mcp_session
 
-TOOLS = {"get_balance", "get_spending_status", "pay", "x402_fetch", "get_payment", "list_payments",
-         "wait_for_payment", "list_paid_services", "call_paid_tool", "discover_services", "remember", "recall"}
+TOOLS = {
+    "get_balance",
+    "get_spending_status",
+    "pay",
+    "x402_fetch",
+    "get_payment",
+    "list_payments",
+    "wait_for_payment",
+    "list_paid_services",
+    "call_paid_tool",
+    "discover_services",
+    "remember",
+    "recall",
+}
 
 
 async def test_tools_are_listed_with_schemas_and_a_wrong_key_is_refused(api_url, agent, http):
@@ -32,8 +44,11 @@ async def test_tools_are_listed_with_schemas_and_a_wrong_key_is_refused(api_url,
     assert "approval" in tools["pay"].description
     assert {"paygent://wallets/{wallet_id}", "paygent://policy/{subject}"} <= templates
     assert balances.structured_content["wallets"][0]["wallet_id"] == agent["wallet"]["id"]  # as README shows
-    r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                        headers={"Authorization": "Bearer not-a-key", "Accept": "application/json, text/event-stream"})
+    r = await http.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": "Bearer not-a-key", "Accept": "application/json, text/event-stream"},
+    )
     assert r.status_code == 401 and r.json()["error"]["field"] == "Authorization"
 
 
@@ -51,13 +66,20 @@ async def test_pay_within_limits_over_a_limit_and_spending_status(api_url, agent
     assert again["id"] == paid["id"]  # the same request_id: the same payment, never a second one
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 1_500_000
     assert "refused" in error_text(over) and "agent:per_payment_cap" in error_text(over)
-    daily = next(l for l in status["agent"]["limits"] if l["limit"] == "velocity:daily")
+    daily = next(lim for lim in status["agent"]["limits"] if lim["limit"] == "velocity:daily")
     assert (daily["used"], daily["max"], daily["remaining"]) == ("1.5", "300", "298.5")
     assert balance["wallets"][0]["tokens"][0]["amount"] == "498.5"
     assert listed["items"][0]["status"] == "refused" and {i["id"] for i in listed["items"]} >= {paid["id"]}
     async with db_engine.connect() as conn:
-        channels = set((await conn.execute(sa.select(audit_log.c.channel).where(
-            audit_log.c.subject_id == paid["id"], audit_log.c.action == "payment.requested"))).scalars())
+        channels = set(
+            (
+                await conn.execute(
+                    sa.select(audit_log.c.channel).where(
+                        audit_log.c.subject_id == paid["id"], audit_log.c.action == "payment.requested"
+                    )
+                )
+            ).scalars()
+        )
     assert channels == {"mcp"}
 
 
@@ -77,8 +99,9 @@ async def test_pay_needing_approval_names_approvers_then_confirms(api_url, agent
         async def on_progress(done, total, message):
             progress.append(message)
 
-        result = await mcp.call_tool("wait_for_payment", {"payment_id": asked["id"], "timeout_seconds": 60},
-                                     progress_callback=on_progress)
+        result = await mcp.call_tool(
+            "wait_for_payment", {"payment_id": asked["id"], "timeout_seconds": 60}, progress_callback=on_progress
+        )
     assert data(result)["status"] == "confirmed"
     assert progress and progress[-1].endswith("confirmed")
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 150_000_000
@@ -86,8 +109,9 @@ async def test_pay_needing_approval_names_approvers_then_confirms(api_url, agent
 
 async def test_x402_fetch_pays_the_local_paid_service(api_url, agent, paid_service, app_settings):
     async with mcp_session(api_url, agent["api_key"]) as mcp:
-        fetched = data(await mcp.call_tool("x402_fetch", {"url": paid_service["url"] + "/weather",
-                                                          "max_amount": "0.05"}))
+        fetched = data(
+            await mcp.call_tool("x402_fetch", {"url": paid_service["url"] + "/weather", "max_amount": "0.05"})
+        )
         capped = await mcp.call_tool("x402_fetch", {"url": paid_service["url"] + "/premium", "max_amount": "0.05"})
     assert fetched["status"] == "confirmed" and fetched["response_status"] == 200
     assert "sunny" in fetched["body"] and fetched["receipt"]["success"] is True
@@ -96,18 +120,30 @@ async def test_x402_fetch_pays_the_local_paid_service(api_url, agent, paid_servi
 
 
 async def test_other_agents_and_tenants_ids_are_refused(api_url, agent, http, dev, app_settings):
-    others = await http.post("/v1/payments", headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex}, json={
-        "wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "0.01",
-        "asset": "USDC"})
+    others = await http.post(
+        "/v1/payments",
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "wallet_id": dev["wallets"]["treasury"]["id"],
+            "to": Account.create().address,
+            "amount": "0.01",
+            "asset": "USDC",
+        },
+    )
     assert others.status_code == 202, others.text
-    outsider = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
-                              tenant_name=f"mcp-out-{uuid.uuid4().hex[:6]}")
+    outsider = await seed_dev(
+        app_settings.owner_database_url(),
+        app_settings.master_key_bytes(),
+        tenant_name=f"mcp-out-{uuid.uuid4().hex[:6]}",
+    )
     async with mcp_session(api_url, agent["api_key"]) as mcp:
         alices = await mcp.call_tool("get_payment", {"payment_id": others.json()["id"]})
-        treasury = await mcp.call_tool("pay", {"to": Account.create().address, "amount": "1",
-                                               "wallet_id": dev["wallets"]["treasury"]["id"]})
-        foreign = await mcp.call_tool("pay", {"to": Account.create().address, "amount": "1",
-                                              "wallet_id": outsider["wallets"]["treasury"]["id"]})
+        treasury = await mcp.call_tool(
+            "pay", {"to": Account.create().address, "amount": "1", "wallet_id": dev["wallets"]["treasury"]["id"]}
+        )
+        foreign = await mcp.call_tool(
+            "pay", {"to": Account.create().address, "amount": "1", "wallet_id": outsider["wallets"]["treasury"]["id"]}
+        )
         listed = data(await mcp.call_tool("list_payments", {"limit": 100}))
     async with mcp_session(api_url, outsider["agents"]["shopper"]["api_key"]) as mcp:
         cross = await mcp.call_tool("get_payment", {"payment_id": others.json()["id"]})

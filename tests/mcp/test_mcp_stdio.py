@@ -19,8 +19,12 @@ from tests.mcp.test_mcp_http import TOOLS
 
 
 def _params(api_url: str, key: str) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "paygent.cli", "mcp"], cwd=str(REPO_ROOT),
-                                 env={**os.environ, "PAYGENT_API_URL": api_url, "PAYGENT_API_KEY": key})
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "paygent.cli", "mcp"],
+        cwd=str(REPO_ROOT),
+        env={**os.environ, "PAYGENT_API_URL": api_url, "PAYGENT_API_KEY": key},
+    )
 
 
 @asynccontextmanager
@@ -32,9 +36,16 @@ async def stdio_session(api_url: str, key: str):
 
 async def test_stdio_pays_within_limits_and_refuses_over_them(api_url, agent, app_settings, dev, http):
     to = Account.create().address
-    alices = await http.post("/v1/payments", headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex}, json={
-        "wallet_id": dev["wallets"]["treasury"]["id"], "to": Account.create().address, "amount": "0.01",
-        "asset": "USDC"})
+    alices = await http.post(
+        "/v1/payments",
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "wallet_id": dev["wallets"]["treasury"]["id"],
+            "to": Account.create().address,
+            "amount": "0.01",
+            "asset": "USDC",
+        },
+    )
     assert alices.status_code == 202, alices.text
     progress: list[str] = []
 
@@ -44,8 +55,11 @@ async def test_stdio_pays_within_limits_and_refuses_over_them(api_url, agent, ap
     async with stdio_session(api_url, agent["api_key"]) as mcp:
         assert TOOLS <= {t.name for t in (await mcp.list_tools()).tools}
         paid = data(await mcp.call_tool("pay", {"to": to, "amount": "2"}))
-        final = data(await mcp.call_tool("wait_for_payment", {"payment_id": paid["id"], "timeout_seconds": 60},
-                                         progress_callback=on_progress))
+        final = data(
+            await mcp.call_tool(
+                "wait_for_payment", {"payment_id": paid["id"], "timeout_seconds": 60}, progress_callback=on_progress
+            )
+        )
         over = await mcp.call_tool("pay", {"to": to, "amount": "201"})
         own = await mcp.call_tool("get_payment", {"payment_id": paid["id"]})
         foreign = await mcp.call_tool("get_payment", {"payment_id": alices.json()["id"]})
@@ -59,9 +73,16 @@ async def test_stdio_pays_within_limits_and_refuses_over_them(api_url, agent, ap
 
 async def test_stdio_with_a_bad_key_says_so_and_exits_2(api_url):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "paygent.cli", "mcp", cwd=str(REPO_ROOT),
+        sys.executable,
+        "-m",
+        "paygent.cli",
+        "mcp",
+        cwd=str(REPO_ROOT),
         env={**os.environ, "PAYGENT_API_URL": api_url, "PAYGENT_API_KEY": "not-a-key"},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2 and out == b""
     assert b"refused PAYGENT_API_KEY (HTTP 401" in err and b"not-a-key" not in err

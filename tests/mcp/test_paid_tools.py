@@ -21,11 +21,12 @@ from tests.api.helpers import auth, token_balance
 from tests.mcp.conftest import data, error_text, mcp_session
 
 
-
-async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(http, dev, paid_service, api_url,
-                                                                                  app_settings, agent):
-    tools = await http.post("/v1/paid-services/discover", headers=auth(dev),
-                            json={"url": paid_service["url"] + "/mcp", "transport": "mcp"})
+async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(
+    http, dev, paid_service, api_url, app_settings, agent
+):
+    tools = await http.post(
+        "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/mcp", "transport": "mcp"}
+    )
     assert tools.status_code == 200, tools.text
     found = {s["name"]: s for s in tools.json()["registered"]}
     assert set(found) == {"forecast", "premium_report"}
@@ -34,15 +35,21 @@ async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(
     assert found["forecast"]["asset"].lower() == app_settings.token_address.lower()
     assert "Weather forecast" in found["forecast"]["description"]  # from the bazaar discovery extension
 
-    weather = await http.post("/v1/paid-services/discover", headers=auth(dev),
-                              json={"url": paid_service["url"] + "/weather"})
+    weather = await http.post(
+        "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/weather"}
+    )
     assert weather.status_code == 200 and weather.json()["registered"][0]["price"] == "0.01"
-    for path, rule in (("/wrong-network", "network 'eip155:84532' is not allowed"),
-                       ("/unknown-asset", "is not an allowed asset")):
+    for path, rule in (
+        ("/wrong-network", "network 'eip155:84532' is not allowed"),
+        ("/unknown-asset", "is not an allowed asset"),
+    ):
         r = await http.post("/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + path})
         assert r.status_code == 422 and rule in r.json()["error"]["message"], r.text
-    agent_try = await http.post("/v1/paid-services/discover", json={"url": paid_service["url"] + "/weather"},
-                                headers={"Authorization": f"Bearer {agent['api_key']}"})
+    agent_try = await http.post(
+        "/v1/paid-services/discover",
+        json={"url": paid_service["url"] + "/weather"},
+        headers={"Authorization": f"Bearer {agent['api_key']}"},
+    )
     assert agent_try.status_code == 403
 
     async with mcp_session(api_url, agent["api_key"]) as mcp:
@@ -52,10 +59,12 @@ async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(
     assert "forbidden" in error_text(refused) and "admin" in error_text(refused)
 
 
-async def test_a_paid_tool_is_paid_once_and_its_receipt_stored(api_url, agent, paid_service, app_settings, db_engine,
-                                                               http, dev):
-    await http.post("/v1/paid-services/discover", headers=auth(dev),
-                    json={"url": paid_service["url"] + "/mcp", "transport": "mcp"})
+async def test_a_paid_tool_is_paid_once_and_its_receipt_stored(
+    api_url, agent, paid_service, app_settings, db_engine, http, dev
+):
+    await http.post(
+        "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/mcp", "transport": "mcp"}
+    )
     before = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
     args = {"service": "forecast", "arguments": {"city": "Porto"}, "max_amount": "0.05", "request_id": "forecast-1"}
     async with mcp_session(api_url, agent["api_key"]) as mcp:
@@ -68,8 +77,13 @@ async def test_a_paid_tool_is_paid_once_and_its_receipt_stored(api_url, agent, p
     after = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
     assert after - before == 10_000  # paid once, whatever the retries
     async with db_engine.connect() as conn:
-        rows = (await conn.execute(sa.select(payments.c.id, payments.c.details, payments.c.amount_atomic).where(
-            payments.c.idempotency_key == "forecast-1"))).all()
+        rows = (
+            await conn.execute(
+                sa.select(payments.c.id, payments.c.details, payments.c.amount_atomic).where(
+                    payments.c.idempotency_key == "forecast-1"
+                )
+            )
+        ).all()
     assert len(rows) == 1 and int(rows[0].amount_atomic) == 10_000
     stored = rows[0].details
     assert stored["mcp"] == {"tool": "forecast", "arguments": {"city": "Porto"}}
@@ -78,11 +92,18 @@ async def test_a_paid_tool_is_paid_once_and_its_receipt_stored(api_url, agent, p
 
 
 async def test_a_paid_tool_meets_the_agents_limits(api_url, http, dev, app_settings, paid_service):
-    await http.post("/v1/paid-services/discover", headers=auth(dev),
-                    json={"url": paid_service["url"] + "/mcp", "transport": "mcp"})
-    r = await http.post("/v1/agents", headers=auth(dev), json={
-        "name": f"frugal-{uuid.uuid4().hex[:6]}", "wallet_ids": [dev["wallets"]["treasury"]["id"]],
-        "spending_policy": {"per_payment_cap": "1"}})
+    await http.post(
+        "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/mcp", "transport": "mcp"}
+    )
+    r = await http.post(
+        "/v1/agents",
+        headers=auth(dev),
+        json={
+            "name": f"frugal-{uuid.uuid4().hex[:6]}",
+            "wallet_ids": [dev["wallets"]["treasury"]["id"]],
+            "spending_policy": {"per_payment_cap": "1"},
+        },
+    )
     assert r.status_code == 201, r.text
     before = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
     async with mcp_session(api_url, r.json()["api_key"]) as mcp:
@@ -94,14 +115,18 @@ async def test_a_paid_tool_meets_the_agents_limits(api_url, http, dev, app_setti
 
 
 async def test_an_agent_run_calls_a_paid_tool(http, dev, paid_service, app_settings):
-    await http.post("/v1/paid-services/discover", headers=auth(dev),
-                    json={"url": paid_service["url"] + "/mcp", "transport": "mcp"})
+    await http.post(
+        "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/mcp", "transport": "mcp"}
+    )
     before = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
     run = await start_run(http, dev, "call forecast city=Faro paying up to 0.05 USDC")
     assert (await wait_run(http, dev, run["id"]))["status"] == "completed"
     listed = (await http.get("/v1/payments", params={"limit": 5}, headers=auth(dev))).json()["items"]
-    paid = next(p for p in listed if (p.get("x402") or {}).get("mcp_tool") == "forecast"
-                and "Faro" in (p["x402"]["response_body_excerpt"] or ""))
+    paid = next(
+        p
+        for p in listed
+        if (p.get("x402") or {}).get("mcp_tool") == "forecast" and "Faro" in (p["x402"]["response_body_excerpt"] or "")
+    )
     assert paid["status"] == "confirmed" and paid["x402"]["receipt"]["success"] is True
     after = await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"])
     assert after - before == 10_000

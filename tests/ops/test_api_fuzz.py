@@ -24,31 +24,37 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
 from paygent.db.seed import seed_dev
 
 MAX_EXAMPLES = 5
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-SUCCESS_NEEDS_A_RESOURCE = ("the fuzzer's ids name nothing in its tenant, so success needs a resource the route "
-                            "tests create (tests/api, tests/approvals, tests/agents)")
+SUCCESS_NEEDS_A_RESOURCE = (
+    "the fuzzer's ids name nothing in its tenant, so success needs a resource the route "
+    "tests create (tests/api, tests/approvals, tests/agents)"
+)
 EXPLAINED: dict[str, str] = {
-    "200": SUCCESS_NEEDS_A_RESOURCE, "201": SUCCESS_NEEDS_A_RESOURCE, "202": SUCCESS_NEEDS_A_RESOURCE,
+    "200": SUCCESS_NEEDS_A_RESOURCE,
+    "201": SUCCESS_NEEDS_A_RESOURCE,
+    "202": SUCCESS_NEEDS_A_RESOURCE,
     "204": SUCCESS_NEEDS_A_RESOURCE,
     "403": "a refusal the two fuzzing users' roles never meet (agent keys, wallet grants): "
-           "the authority tests (issue 8) and the route tests",
+    "the authority tests (issue 8) and the route tests",
     "409": "needs a resource in a conflicting state: tests/api/test_payments.py (idempotency), "
-           "tests/api/test_payment_cancel.py, tests/approvals/test_approval_refusals.py, tests/agents",
+    "tests/api/test_payment_cancel.py, tests/approvals/test_approval_refusals.py, tests/agents",
     "413": "tests/ops/test_http_edges.py sends oversized bodies, chunked and with Content-Length",
     "429": "the test session lifts the rate limits (tests/conftest.py); tests/authz/test_rate_limits.py meets them",
     "503": "needs Postgres or Temporal down (/readyz: tests/ops/test_health.py), no token configured, "
-           "or Temporal refusing a start",
+    "or Temporal refusing a start",
 }
 EXPLAINED_FOR: dict[tuple[str, str, str], str] = {
     ("GET", "/readyz", "401"): "the key is optional there and the fuzzers' keys are valid: tests/ops/test_health.py "
-                               "sends an invalid one",
-    ("POST", "/v1/approvals/{approval_id}/delegate", "404"):
-        "the delegate and `until` are checked first; a valid pair needs a real user (tests/approvals)",
+    "sends an invalid one",
+    (
+        "POST",
+        "/v1/approvals/{approval_id}/delegate",
+        "404",
+    ): "the delegate and `until` are checked first; a valid pair needs a real user (tests/approvals)",
 }
 
 
@@ -65,8 +71,9 @@ def _seen(ops, hars: list[dict]) -> dict[tuple[str, str], set[str]]:
     seen: dict[tuple[str, str], set[str]] = {key: set() for key in ops}
     for entry in (e for har in hars for e in har["log"]["entries"]):
         path, method = urlsplit(entry["request"]["url"]).path, entry["request"]["method"]
-        hits = sorted((k for k, (rx, _) in ops.items() if k[0] == method and rx.match(path)),
-                      key=lambda k: k[1].count("{"))  # a literal segment wins over a parameter
+        hits = sorted(
+            (k for k, (rx, _) in ops.items() if k[0] == method and rx.match(path)), key=lambda k: k[1].count("{")
+        )  # a literal segment wins over a parameter
         if hits:
             seen[hits[0]].add(str(entry["response"]["status"]))
     return seen
@@ -77,21 +84,50 @@ async def fuzz(api_url: str, key: str, out_dir: Path, *only: str) -> tuple[dict,
     report and HAR (every request and answer)."""
     out_dir.mkdir()
     proc = await asyncio.create_subprocess_exec(
-        str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{api_url}/openapi.json", "--checks", "all",
-        "--exclude-checks", "positive_data_acceptance", "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
-        "--phases", "examples,coverage,fuzzing", "--seed", "13", "--no-shrink", "--request-timeout", "20",
-        "--header", f"Authorization: Bearer {key}", "--report", "json,har", *only,
-        "--report-json-path", str(out_dir / "report.json"), "--report-har-path", str(out_dir / "run.har"),
-        cwd=out_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # its cache stays there
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{api_url}/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        "1",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "13",
+        "--no-shrink",
+        "--request-timeout",
+        "20",
+        "--header",
+        f"Authorization: Bearer {key}",
+        "--report",
+        "json,har",
+        *only,
+        "--report-json-path",
+        str(out_dir / "report.json"),
+        "--report-har-path",
+        str(out_dir / "run.har"),
+        cwd=out_dir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # its cache stays there
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     text = out.decode()
     report = json.loads((out_dir / "report.json").read_text())
     har = json.loads((out_dir / "run.har").read_text())
     statuses = [entry["response"]["status"] for entry in har["log"]["entries"]]
-    print(f"\nfuzz as {out_dir.name}: {report['operations']['tested']} operations, "
-          f"{report['test_cases']['generated']} test cases, {len(statuses)} requests, "
-          f"5xx: {sum(s >= 500 for s in statuses)}, conformance failures: {report['test_cases']['unique_failures']}, "
-          f"{report['running_time']:.1f}s")
+    print(
+        f"\nfuzz as {out_dir.name}: {report['operations']['tested']} operations, "
+        f"{report['test_cases']['generated']} test cases, {len(statuses)} requests, "
+        f"5xx: {sum(s >= 500 for s in statuses)}, conformance failures: {report['test_cases']['unique_failures']}, "
+        f"{report['running_time']:.1f}s"
+    )
     assert proc.returncode == 0, text
     assert report["test_cases"]["unique_failures"] == 0 and report["operations"]["errored"] == 0, text
     assert not [s for s in statuses if s >= 500]
@@ -101,18 +137,22 @@ async def fuzz(api_url: str, key: str, out_dir: Path, *only: str) -> tuple[dict,
 async def test_fuzz_no_server_error_and_conformance(api_url, http, app_settings, tmp_path):
     """Every operation as alice (requester and admin), then the approvers' operations as bob (approver), so
     both sides of the role checks run."""
-    tenant = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes(),
-                            tenant_name=f"fuzz-{uuid.uuid4().hex[:8]}")
+    tenant = await seed_dev(
+        app_settings.owner_database_url(), app_settings.master_key_bytes(), tenant_name=f"fuzz-{uuid.uuid4().hex[:8]}"
+    )
     _, alice = await fuzz(api_url, tenant["users"]["alice"]["api_key"], tmp_path / "alice")
-    _, bob = await fuzz(api_url, tenant["users"]["bob"]["api_key"], tmp_path / "bob",
-                        "--include-path-regex", "^/v1/approvals")
+    _, bob = await fuzz(
+        api_url, tenant["users"]["bob"]["api_key"], tmp_path / "bob", "--include-path-regex", "^/v1/approvals"
+    )
     hars = [alice, bob]
 
     doc = (await http.get("/openapi.json")).json()
     ops = _operations(doc)
     seen = _seen(ops, hars)
-    unexplained = {f"{method} {path}: {status}"
-                   for (method, path), (_, documented) in ops.items()
-                   for status in documented - seen[(method, path)]
-                   if status not in EXPLAINED and (method, path, status) not in EXPLAINED_FOR}
+    unexplained = {
+        f"{method} {path}: {status}"
+        for (method, path), (_, documented) in ops.items()
+        for status in documented - seen[(method, path)]
+        if status not in EXPLAINED and (method, path, status) not in EXPLAINED_FOR
+    }
     assert not unexplained, f"documented but neither reached by the fuzzer nor explained: {sorted(unexplained)}"

@@ -21,8 +21,10 @@ async def test_healthz_is_liveness_only(http):
 async def test_readyz_summary_for_anyone_without_internals(http):
     r = await http.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok", "components": {"postgres": "up", "temporal": "up", "redis": "up",
-                                                       "chain": "up"}}
+    assert r.json() == {
+        "status": "ok",
+        "components": {"postgres": "up", "temporal": "up", "redis": "up", "chain": "up"},
+    }
     assert not any(word in r.text for word in INTERNALS), r.text
 
 
@@ -48,8 +50,10 @@ async def test_redis_and_chain_down_is_degraded_but_ready(app_settings, temporal
     async with serve_api(settings, temporal_env.client) as http:
         r = await http.get("/readyz")
         assert r.status_code == 200, r.text
-        assert r.json() == {"status": "degraded", "components": {"postgres": "up", "temporal": "up",
-                                                                 "redis": "down", "chain": "down"}}
+        assert r.json() == {
+            "status": "degraded",
+            "components": {"postgres": "up", "temporal": "up", "redis": "down", "chain": "down"},
+        }
         assert NOWHERE not in r.text and "Error" not in r.text  # no address, no raw error to anonymous callers
         admin = (await http.get("/readyz", headers=auth(dev, "alice"))).json()
         assert admin["details"]["redis"]["up"] is False and admin["details"]["redis"]["error"]

@@ -13,7 +13,7 @@ from tests.api.helpers import auth, new_recipient
 
 async def _chunks(data: bytes, size: int = 1024):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 async def _nothing_recorded(http, dev, key: str) -> None:
@@ -22,14 +22,20 @@ async def _nothing_recorded(http, dev, key: str) -> None:
 
 
 def _oversized(dev) -> bytes:
-    return ('{"wallet_id": "%s", "to": "%s", "amount": "1", "asset": "USDC", "memo": "%s"}' % (
-        dev["wallets"]["treasury"]["id"], new_recipient(), "x" * 40_000)).encode()
+    return (
+        '{{"wallet_id": "{}", "to": "{}", "amount": "1", "asset": "USDC", "memo": "{}"}}'.format(
+            dev["wallets"]["treasury"]["id"], new_recipient(), "x" * 40_000
+        )
+    ).encode()
 
 
 async def test_oversized_body_with_content_length_is_413(http, dev):
     key = uuid.uuid4().hex
-    r = await http.post("/v1/payments", content=_oversized(dev), headers={
-        **auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"})
+    r = await http.post(
+        "/v1/payments",
+        content=_oversized(dev),
+        headers={**auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"},
+    )
     assert r.status_code == 413, r.text
     assert r.json()["error"] == {"code": "body_too_large", "field": "body", "message": r.json()["error"]["message"]}
     await _nothing_recorded(http, dev, key)
@@ -37,8 +43,11 @@ async def test_oversized_body_with_content_length_is_413(http, dev):
 
 async def test_oversized_chunked_body_is_413(http, dev):
     key = uuid.uuid4().hex
-    r = await http.post("/v1/payments", content=_chunks(_oversized(dev)), headers={
-        **auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"})
+    r = await http.post(
+        "/v1/payments",
+        content=_chunks(_oversized(dev)),
+        headers={**auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"},
+    )
     assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "body_too_large"
@@ -46,10 +55,15 @@ async def test_oversized_chunked_body_is_413(http, dev):
 
 
 async def test_small_chunked_body_is_served(http, dev):
-    body = (b'{"wallet_id": "%s", "to": "%s", "amount": "0.5", "asset": "USDC"}'
-            % (dev["wallets"]["treasury"]["id"].encode(), new_recipient().encode()))
-    r = await http.post("/v1/payments", content=_chunks(body, 16), headers={
-        **auth(dev), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"})
+    body = b'{"wallet_id": "%s", "to": "%s", "amount": "0.5", "asset": "USDC"}' % (
+        dev["wallets"]["treasury"]["id"].encode(),
+        new_recipient().encode(),
+    )
+    r = await http.post(
+        "/v1/payments",
+        content=_chunks(body, 16),
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"},
+    )
     assert r.status_code == 202, r.text
 
 
@@ -65,8 +79,9 @@ async def test_405_lists_every_method_served_at_the_path(http, dev):
 @pytest.mark.parametrize("body", [b"\x80\x81 not utf-8", b"\xff\xfe\x00 a utf-16 mark", b"{not json"])
 async def test_body_that_is_not_json_text_is_422_naming_body(http, dev, body):
     key = uuid.uuid4().hex
-    r = await http.post("/v1/payments", content=body, headers={
-        **auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"})
+    r = await http.post(
+        "/v1/payments", content=body, headers={**auth(dev), "Idempotency-Key": key, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "body"
     await _nothing_recorded(http, dev, key)

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from paygent.db.engine import get_engine
 from paygent.netutil import free_port
-from tests.api.helpers import auth, create, new_recipient, payment_body, serve_api, wait_final
+from tests.api.helpers import create, new_recipient, payment_body, serve_api, wait_final
 from tests.approvals.helpers import approval, decide, pay, tiers, until, wallet_with_policy
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-", re.I)
@@ -49,16 +49,23 @@ async def test_api_metrics_count_requests_payments_approvals_and_reservations(ht
     state = await approval(http, dev, payment_id, "bob")
     r = await decide(http, dev, "bob", payment_id, "approve", {"operation_hash": state["operation_hash"]})
     assert r.status_code == 200, r.text
-    after = await until(lambda: scrape(http), lambda s: value(s, "paygent_approval_decisions_total",
-                                                               decision="approve", channel="api")
-                        > value(before, "paygent_approval_decisions_total", decision="approve", channel="api"))
+    after = await until(
+        lambda: scrape(http),
+        lambda s: (
+            value(s, "paygent_approval_decisions_total", decision="approve", channel="api")
+            > value(before, "paygent_approval_decisions_total", decision="approve", channel="api")
+        ),
+    )
 
     assert value(after, "paygent_state_up") == 1
-    assert value(after, "paygent_payments", kind="transfer", status="confirmed") \
-        > value(before, "paygent_payments", kind="transfer", status="confirmed")
+    assert value(after, "paygent_payments", kind="transfer", status="confirmed") > value(
+        before, "paygent_payments", kind="transfer", status="confirmed"
+    )
     route = dict(route="/v1/payments", method="POST", status="202")
-    assert value(after, "paygent_http_requests_total", **route) >= value(before, "paygent_http_requests_total",
-                                                                          **route) + 2
+    assert (
+        value(after, "paygent_http_requests_total", **route)
+        >= value(before, "paygent_http_requests_total", **route) + 2
+    )
     latency = dict(route="/v1/payments/{payment_id}", method="GET")
     assert value(after, "paygent_http_request_duration_seconds_count", **latency) >= 1
     assert value(after, "paygent_http_request_duration_seconds_bucket", le="+Inf", **latency) >= 1
@@ -75,9 +82,13 @@ async def test_worker_serves_temporal_sdk_metrics_on_its_own_port(app_settings, 
     from workers.main import build_worker, connect
 
     port = free_port()
-    settings = app_settings.model_copy(update={
-        "task_queue": f"metrics-{uuid.uuid4().hex[:6]}", "worker_metrics_address": f"127.0.0.1:{port}",
-        "temporal_address": temporal_env.client.service_client.config.target_host})
+    settings = app_settings.model_copy(
+        update={
+            "task_queue": f"metrics-{uuid.uuid4().hex[:6]}",
+            "worker_metrics_address": f"127.0.0.1:{port}",
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+        }
+    )
     client = await connect(settings)
     async with build_worker(client, settings, get_engine(settings.database_url)), serve_api(settings, client) as http:
         r = await create(http, dev, payment_body(dev, new_recipient(), amount="1"))

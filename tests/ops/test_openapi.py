@@ -27,7 +27,10 @@ def operations(doc):
 
 async def test_bearer_scheme_on_every_route_but_the_public_ones(doc):
     assert doc["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: `Authorization: Bearer <key>`",
+    }
     for method, path, op in operations(doc):
         if path == "/readyz":  # public; a key, when sent, is checked (an admin's adds details)
             assert op["security"] == [{}, {"bearer": []}] and {"401", "403"} <= set(op["responses"])
@@ -58,7 +61,16 @@ async def test_idempotency_key_is_required_to_create_a_payment(doc):
     assert params["Idempotency-Key"]["required"] is True
     assert params["Idempotency-Key"]["schema"] == {"type": "string", "minLength": 1, "maxLength": 200}
     assert set(doc["paths"]["/v1/payments"]["post"]["responses"]) == {
-        "202", "400", "401", "403", "409", "413", "422", "429", "503"}
+        "202",
+        "400",
+        "401",
+        "403",
+        "409",
+        "413",
+        "422",
+        "429",
+        "503",
+    }
 
 
 async def test_formats_ids_amounts_addresses_and_enums(doc):
@@ -72,7 +84,8 @@ async def test_formats_ids_amounts_addresses_and_enums(doc):
     payment = schemas["Payment"]["properties"]
     assert payment["created_at"]["format"] == "date-time" and payment["id"]["format"] == "uuid"
     assert {"pending", "awaiting_approval", "confirmed", "failed", "cancelled", "refused"} <= set(
-        payment["status"]["enum"])
+        payment["status"]["enum"]
+    )
     assert set(payment["kind"]["enum"]) == {"transfer", "x402"}
     accepted = doc["paths"]["/v1/payments"]["post"]["responses"]["202"]["content"]["application/json"]
     assert accepted["schema"] == {"$ref": "#/components/schemas/PaymentAccepted"}
@@ -111,7 +124,14 @@ async def test_the_websocket_is_described_beside_the_paths(doc):
     described = doc["x-websockets"]["/v1/ws"]
     assert "/v1/ws" not in doc["paths"]  # not an HTTP operation
     assert set(described["client_messages"]["discriminator"]["mapping"]) == {
-        "auth", "start_agent", "user_message", "chat", "cancel", "resume", "ping"}
+        "auth",
+        "start_agent",
+        "user_message",
+        "chat",
+        "cancel",
+        "resume",
+        "ping",
+    }
     assert set(described["close_codes"]) == {"4401", "4429", "4408"}
     validator = jsonschema_rs.Draft202012Validator({**described["client_messages"], "components": doc["components"]})
     assert validator.is_valid({"type": "resume", "run_id": "6f1c2a52-8f0e-4d7e-9a55-0c1b5e1d2a10", "last_seq": 3})

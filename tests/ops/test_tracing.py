@@ -22,11 +22,14 @@ ACTIVITIES = (pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIP
 async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(app_settings, temporal_env, dev):
     exporter = InMemorySpanExporter()
     provider = tracing.tracer_provider("paygent-test", exporter=exporter)
-    settings = app_settings.model_copy(update={"task_queue": f"traces-{uuid.uuid4().hex[:6]}",
-                                               "worker_metrics_address": ""})
+    settings = app_settings.model_copy(
+        update={"task_queue": f"traces-{uuid.uuid4().hex[:6]}", "worker_metrics_address": ""}
+    )
     client = await connect(settings, provider)  # the worker's own wiring; the API shares the client here
-    async with build_worker(client, settings, get_engine(settings.database_url)), serve_api(settings, client,
-                                                                    tracer_provider=provider) as http:
+    async with (
+        build_worker(client, settings, get_engine(settings.database_url)),
+        serve_api(settings, client, tracer_provider=provider) as http,
+    ):
         r = await create(http, dev, payment_body(dev, new_recipient(), amount="1"))
         assert r.status_code == 202, r.text
         payment_id = r.json()["id"]
@@ -34,14 +37,23 @@ async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(ap
     provider.force_flush()
     spans = exporter.get_finished_spans()
 
-    server = [s for s in spans if s.kind == SpanKind.SERVER and s.attributes.get("http.route") == "/v1/payments"
-              and s.attributes.get("http.request.method", s.attributes.get("http.method")) == "POST"]
+    server = [
+        s
+        for s in spans
+        if s.kind == SpanKind.SERVER
+        and s.attributes.get("http.route") == "/v1/payments"
+        and s.attributes.get("http.request.method", s.attributes.get("http.method")) == "POST"
+    ]
     assert len(server) == 1, [(s.name, dict(s.attributes)) for s in spans if s.kind == SpanKind.SERVER]
     trace_id = server[0].context.trace_id
     in_trace = [s for s in spans if s.context.trace_id == trace_id]
     names = {s.name for s in in_trace}
-    expected = {f"StartWorkflow:{pt.WORKFLOW_NAME}", f"RunWorkflow:{pt.WORKFLOW_NAME}",
-                *(f"StartActivity:{a}" for a in ACTIVITIES), *(f"RunActivity:{a}" for a in ACTIVITIES)}
+    expected = {
+        f"StartWorkflow:{pt.WORKFLOW_NAME}",
+        f"RunWorkflow:{pt.WORKFLOW_NAME}",
+        *(f"StartActivity:{a}" for a in ACTIVITIES),
+        *(f"RunActivity:{a}" for a in ACTIVITIES),
+    }
     assert expected <= names, sorted(names)
     start = next(s for s in in_trace if s.name == f"StartWorkflow:{pt.WORKFLOW_NAME}")
     assert start.attributes["temporalWorkflowID"] == pt.payment_workflow_id(payment_id)
@@ -66,7 +78,7 @@ def test_spans_are_exported_over_otlp_http_when_the_endpoint_is_set(monkeypatch)
     received: list[tuple[str, str, bytes]] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's naming)
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((self.path, self.headers["Content-Type"], body))
             self.send_response(200)

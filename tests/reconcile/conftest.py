@@ -39,8 +39,6 @@ class Served:
     pay_to: str
 
 
-
-
 async def serve(app) -> tuple[uvicorn.Server, asyncio.Task, int]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
@@ -54,8 +52,14 @@ async def serve(app) -> tuple[uvicorn.Server, asyncio.Task, int]:
 async def misbehaving(anvil_rpc: str, token_address: str, app_settings) -> AsyncIterator[Served]:
     """The misbehaving server on loopback, exempted from the egress policy for the test (as an operator would)."""
     pay_to = Account.from_key(os.urandom(32)).address
-    app = create_misbehaving_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
-                                     settle_after=SETTLE_AFTER, max_timeout_seconds=MAX_TIMEOUT_SECONDS)
+    app = create_misbehaving_service(
+        anvil_rpc,
+        token_address,
+        pay_to,
+        dev_account(FACILITATOR_INDEX).key.hex(),
+        settle_after=SETTLE_AFTER,
+        max_timeout_seconds=MAX_TIMEOUT_SECONDS,
+    )
     server, task, port = await serve(app)
     url = f"http://127.0.0.1:{port}"
     with exempt(app_settings, url):
@@ -97,9 +101,13 @@ async def webhook(http, dev, app_settings) -> AsyncIterator[Hook]:
 
 
 async def reconcile_once(client, task_queue: str) -> r.ReconcileResult:
-    return await client.execute_workflow(r.WORKFLOW_NAME, r.ReconcileInput(),
-                                         id=f"reconcile-test-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
-                                         result_type=r.ReconcileResult)
+    return await client.execute_workflow(
+        r.WORKFLOW_NAME,
+        r.ReconcileInput(),
+        id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        result_type=r.ReconcileResult,
+    )
 
 
 async def reconcile_until(client, task_queue: str, done: Callable, timeout: float = 60, what: str = "") -> None:

@@ -13,21 +13,31 @@ from tests.api.helpers import auth
 
 async def reservation_status(db_engine, payment_id: str) -> str | None:
     async with db_engine.connect() as conn:
-        return await conn.scalar(sa.select(reservations.c.status).where(
-            reservations.c.payment_id == uuid.UUID(payment_id)))
+        return await conn.scalar(
+            sa.select(reservations.c.status).where(reservations.c.payment_id == uuid.UUID(payment_id))
+        )
 
 
 async def ledger_rows(db_engine, payment_id: str) -> list:
     async with db_engine.connect() as conn:
-        return list((await conn.execute(sa.select(ledger_entries).where(
-            ledger_entries.c.payment_id == uuid.UUID(payment_id)))).mappings().all())
+        return list(
+            (await conn.execute(sa.select(ledger_entries).where(ledger_entries.c.payment_id == uuid.UUID(payment_id))))
+            .mappings()
+            .all()
+        )
 
 
 async def audit_actions(db_engine, subject_type: str, subject_id: str) -> list[str]:
     async with db_engine.connect() as conn:
-        return list((await conn.scalars(sa.select(audit_log.c.action).where(
-            audit_log.c.subject_type == subject_type, audit_log.c.subject_id == subject_id
-        ).order_by(audit_log.c.id))).all())
+        return list(
+            (
+                await conn.scalars(
+                    sa.select(audit_log.c.action)
+                    .where(audit_log.c.subject_type == subject_type, audit_log.c.subject_id == subject_id)
+                    .order_by(audit_log.c.id)
+                )
+            ).all()
+        )
 
 
 async def reconciliation(http, dev, wallet_id: str, user: str = "alice") -> dict:
@@ -44,8 +54,11 @@ async def ledger_equals_chain(http, dev, wallet_id: str, block: int = 0) -> bool
     """True once the wallet's USDC checkpoint is at or past `block` and ledger == chain there."""
     view = await reconciliation(http, dev, wallet_id)
     usdc = [a for a in view["assets"] if a["asset"] == "USDC"]
-    return bool(usdc) and usdc[0]["checkpoint_block"] >= block and \
-        usdc[0]["ledger_balance_atomic"] == usdc[0]["chain_balance_atomic"]
+    return (
+        bool(usdc)
+        and usdc[0]["checkpoint_block"] >= block
+        and usdc[0]["ledger_balance_atomic"] == usdc[0]["chain_balance_atomic"]
+    )
 
 
 async def assert_replays(client, *workflow_ids: str) -> None:

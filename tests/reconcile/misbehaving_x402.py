@@ -40,8 +40,11 @@ class _Rewrite:
 
         async def rewrite(message):
             if message["type"] == "http.response.start" and message["status"] == HOLD_STATUS:
-                headers = [(k, v) for k, v in message["headers"]
-                           if k.lower() not in (b"payment-response", b"x-payment-response")]
+                headers = [
+                    (k, v)
+                    for k, v in message["headers"]
+                    if k.lower() not in (b"payment-response", b"x-payment-response")
+                ]
                 claimed = dict(headers).get(CLAIMED_STATUS_HEADER.encode(), b"200")
                 message = {**message, "status": int(claimed), "headers": headers}
             await send(message)
@@ -49,8 +52,15 @@ class _Rewrite:
         await self.app(scope, receive, rewrite)
 
 
-def create_misbehaving_service(rpc_url: str, token_address: str, pay_to: str, facilitator_private_key: str, *,
-                               settle_after: float = 5.0, max_timeout_seconds: int = 20) -> FastAPI:
+def create_misbehaving_service(
+    rpc_url: str,
+    token_address: str,
+    pay_to: str,
+    facilitator_private_key: str,
+    *,
+    settle_after: float = 5.0,
+    max_timeout_seconds: int = 20,
+) -> FastAPI:
     server = resource_server(rpc_url, facilitator_private_key)
     app = FastAPI(docs_url=None, redoc_url=None)
     app.state.settlements = []  # background tasks, awaited by the fixture before the server stops
@@ -81,12 +91,21 @@ def create_misbehaving_service(rpc_url: str, token_address: str, pay_to: str, fa
     async def never(request: Request) -> JSONResponse:
         return held(200, {"note": "served; never settled"})
 
-    option = {"scheme": "exact", "network": NETWORK, "payTo": to_checksum_address(pay_to),
-              "price": {"amount": str(PRICE_ATOMIC), "asset": to_checksum_address(token_address),
-                        "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION}},
-              "maxTimeoutSeconds": max_timeout_seconds}
-    routes = {f"GET {path}": {"accepts": option, "description": f"misbehaving {path}", "mimeType": "application/json"}
-              for path in ("/late-200", "/late-402", "/never")}
+    option = {
+        "scheme": "exact",
+        "network": NETWORK,
+        "payTo": to_checksum_address(pay_to),
+        "price": {
+            "amount": str(PRICE_ATOMIC),
+            "asset": to_checksum_address(token_address),
+            "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+        },
+        "maxTimeoutSeconds": max_timeout_seconds,
+    }
+    routes = {
+        f"GET {path}": {"accepts": option, "description": f"misbehaving {path}", "mimeType": "application/json"}
+        for path in ("/late-200", "/late-402", "/never")
+    }
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
     app.add_middleware(_Rewrite)
     return app

@@ -7,8 +7,15 @@ import time
 
 from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
 from tests.reconcile.conftest import MAX_TIMEOUT_SECONDS, reconcile_once, reconcile_until
-from tests.reconcile.helpers import (asset, assert_replays, audit_actions, ledger_equals_chain, ledger_rows, reconciliation,
-                                     reservation_status)
+from tests.reconcile.helpers import (
+    assert_replays,
+    asset,
+    audit_actions,
+    ledger_equals_chain,
+    ledger_rows,
+    reconciliation,
+    reservation_status,
+)
 from tests.reconcile.misbehaving_x402 import PRICE_ATOMIC
 
 
@@ -22,8 +29,9 @@ async def _pay(http, dev, wallet_id: str, url: str) -> dict:
     return await wait_final(http, dev, r.json()["id"])
 
 
-async def _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, path: str,
-                        closed_as: str, webhook) -> None:
+async def _settled_late(
+    http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, path: str, closed_as: str, webhook
+) -> None:
     closed = await _pay(http, dev, wallet["id"], f"{misbehaving.url}{path}")
     pid = closed["id"]
     assert closed["status"] == closed_as, closed
@@ -49,9 +57,12 @@ async def _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet
     assert "payment.settled_late" in await audit_actions(db_engine, "payment", pid)
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, misbehaving.pay_to) == PRICE_ATOMIC
 
-    await reconcile_until(temporal_env.client, app_settings.task_queue,
-                          lambda: ledger_equals_chain(http, dev, wallet["id"], final["block_number"]),
-                          what="ledger == chain")
+    await reconcile_until(
+        temporal_env.client,
+        app_settings.task_queue,
+        lambda: ledger_equals_chain(http, dev, wallet["id"], final["block_number"]),
+        what="ledger == chain",
+    )
     view = await reconciliation(http, dev, wallet["id"])
     assert view["mismatches"] == [] and view["open_authorizations"] == []
     usdc = asset(view, "USDC")
@@ -60,22 +71,27 @@ async def _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet
     await assert_replays(temporal_env.client, f"payment-{pid}")
 
 
-async def test_200_without_receipt_then_settled_is_confirmed_late(http, dev, db_engine, temporal_env, app_settings,
-                                                                 misbehaving, webhook):
+async def test_200_without_receipt_then_settled_is_confirmed_late(
+    http, dev, db_engine, temporal_env, app_settings, misbehaving, webhook
+):
     wallet = await funded_wallet(http, dev, app_settings, 100)
-    await _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, "/late-200",
-                        "cancelled", webhook)
+    await _settled_late(
+        http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, "/late-200", "cancelled", webhook
+    )
 
 
-async def test_402_then_settled_is_confirmed_late(http, dev, db_engine, temporal_env, app_settings, misbehaving,
-                                                  webhook):
+async def test_402_then_settled_is_confirmed_late(
+    http, dev, db_engine, temporal_env, app_settings, misbehaving, webhook
+):
     wallet = await funded_wallet(http, dev, app_settings, 100)
-    await _settled_late(http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, "/late-402",
-                        "refused", webhook)
+    await _settled_late(
+        http, dev, db_engine, temporal_env, app_settings, wallet, misbehaving, "/late-402", "refused", webhook
+    )
 
 
-async def test_never_settled_keeps_the_reservation_until_valid_before(http, dev, db_engine, temporal_env,
-                                                                      app_settings, misbehaving, webhook):
+async def test_never_settled_keeps_the_reservation_until_valid_before(
+    http, dev, db_engine, temporal_env, app_settings, misbehaving, webhook
+):
     wallet = await funded_wallet(http, dev, app_settings, 100)
     closed = await _pay(http, dev, wallet["id"], f"{misbehaving.url}/never")
     pid, valid_before = closed["id"], closed["x402"]["authorization_valid_before"]
@@ -91,8 +107,13 @@ async def test_never_settled_keeps_the_reservation_until_valid_before(http, dev,
     async def released() -> bool:
         return await reservation_status(db_engine, pid) == "released"
 
-    await reconcile_until(temporal_env.client, app_settings.task_queue, released, timeout=MAX_TIMEOUT_SECONDS + 40,
-                          what="reservation released after validBefore")
+    await reconcile_until(
+        temporal_env.client,
+        app_settings.task_queue,
+        released,
+        timeout=MAX_TIMEOUT_SECONDS + 40,
+        what="reservation released after validBefore",
+    )
     assert time.time() >= valid_before  # never released before the authorization expired
     final = (await http.get(f"/v1/payments/{pid}", headers=auth(dev))).json()
     assert final["status"] == "cancelled" and final["tx_hash"] is None
@@ -100,8 +121,12 @@ async def test_never_settled_keeps_the_reservation_until_valid_before(http, dev,
     assert await ledger_rows(db_engine, pid) == []
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, misbehaving.pay_to) == 0
     assert [e["data"]["payment_id"] for e in webhook.of_type("payment.authorization_expired")] == [pid]
-    await reconcile_until(temporal_env.client, app_settings.task_queue,
-                          lambda: ledger_equals_chain(http, dev, wallet["id"]), what="ledger == chain")
+    await reconcile_until(
+        temporal_env.client,
+        app_settings.task_queue,
+        lambda: ledger_equals_chain(http, dev, wallet["id"]),
+        what="ledger == chain",
+    )
     view = await reconciliation(http, dev, wallet["id"])
     assert view["open_authorizations"] == [] and view["mismatches"] == []
     assert int(asset(view, "USDC")["chain_balance_atomic"]) == 100 * 10**6

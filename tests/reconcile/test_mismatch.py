@@ -34,8 +34,12 @@ async def _stray_transfer(rpc_url: str, token: str, wallet: str, to: str) -> str
 
 async def test_stray_transfer_is_a_mismatch(http, dev, db_engine, temporal_env, app_settings, webhook):
     wallet = await funded_wallet(http, dev, app_settings, 50)
-    await reconcile_until(temporal_env.client, app_settings.task_queue,
-                          lambda: ledger_equals_chain(http, dev, wallet["id"]), what="funded wallet reconciled")
+    await reconcile_until(
+        temporal_env.client,
+        app_settings.task_queue,
+        lambda: ledger_equals_chain(http, dev, wallet["id"]),
+        what="funded wallet reconciled",
+    )
     clean = await reconciliation(http, dev, wallet["id"])
     assert clean["mismatches"] == [] and int(asset(clean, "USDC")["chain_balance_atomic"]) == 50 * 10**6
     assert asset(clean, "ETH")["ledger_balance_atomic"] == asset(clean, "ETH")["chain_balance_atomic"]
@@ -70,14 +74,19 @@ async def test_stray_transfer_is_a_mismatch(http, dev, db_engine, temporal_env, 
     # any block range can be scanned again (a crash, an operator moving the checkpoint back): nothing doubles
     audits = await audit_actions(db_engine, "wallet", wallet["id"])
     async with db_engine.begin() as conn:
-        await conn.execute(reconcile_checkpoints.update().where(
-            reconcile_checkpoints.c.wallet_id == uuid.UUID(wallet["id"]), reconcile_checkpoints.c.asset == "USDC"
-        ).values(block_number=-1, chain_balance=0))
+        await conn.execute(
+            reconcile_checkpoints.update()
+            .where(
+                reconcile_checkpoints.c.wallet_id == uuid.UUID(wallet["id"]), reconcile_checkpoints.c.asset == "USDC"
+            )
+            .values(block_number=-1, chain_balance=0)
+        )
     await reconcile_once(temporal_env.client, app_settings.task_queue)
     rescanned = await reconciliation(http, dev, wallet["id"])
     assert rescanned["mismatches"] == view["mismatches"]
-    assert [(a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in rescanned["assets"]] == \
-        [(a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in view["assets"]]
+    assert [(a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in rescanned["assets"]] == [
+        (a["asset"], a["ledger_balance_atomic"], a["chain_balance_atomic"]) for a in view["assets"]
+    ]
     assert await audit_actions(db_engine, "wallet", wallet["id"]) == audits
 
 
@@ -92,13 +101,13 @@ async def _runs_flagged(client) -> int:
 
 
 async def test_reconcile_run_carries_a_search_attribute(temporal_env, app_settings, worker):
-    handle = await temporal_env.client.start_workflow(r.WORKFLOW_NAME, r.ReconcileInput(), id="reconcile-sa-test",
-                                                      task_queue=app_settings.task_queue)
+    handle = await temporal_env.client.start_workflow(
+        r.WORKFLOW_NAME, r.ReconcileInput(), id="reconcile-sa-test", task_queue=app_settings.task_queue
+    )
     await handle.result()
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
-    assert described.typed_search_attributes.get(sattr.RECONCILE) in (sattr.RECONCILE_CLEAN,
-                                                                      sattr.RECONCILE_MISMATCH)
+    assert described.typed_search_attributes.get(sattr.RECONCILE) in (sattr.RECONCILE_CLEAN, sattr.RECONCILE_MISMATCH)
 
 
 async def test_reconciliation_is_for_admins_and_auditors(http, dev):

@@ -19,8 +19,9 @@ from workflows.payment_types import PaymentState
 async def test_transaction_held_past_the_wait_ends_confirmed(app_settings, temporal_env, dev, db_engine, http):
     wallet = await funded_wallet(http, dev, app_settings, 20)
     async with RpcProxy(app_settings.rpc_url) as proxy:
-        settings = app_settings.model_copy(update={
-            "task_queue": f"receipt-{uuid.uuid4().hex[:6]}", "rpc_url": proxy.url, "receipt_wait_seconds": 3})
+        settings = app_settings.model_copy(
+            update={"task_queue": f"receipt-{uuid.uuid4().hex[:6]}", "rpc_url": proxy.url, "receipt_wait_seconds": 3}
+        )
         async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):
             async with serve_api(settings, temporal_env.client) as api:
                 proxy.drop_sends()  # the node answers "accepted" and loses the transaction
@@ -35,8 +36,7 @@ async def test_transaction_held_past_the_wait_ends_confirmed(app_settings, tempo
                 row = await _wait_row(db_engine, pid, lambda p: p["status"] == "submitted")
                 assert "receipt_wait_gave_up_at" in row["details"]
                 assert await reservation_status(db_engine, pid) == "reserved"
-                assert proxy.dropped and await token_balance(app_settings.rpc_url, app_settings.token_address,
-                                                             to) == 0
+                assert proxy.dropped and await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 0
 
                 proxy.stop_dropping()  # released: the reconciler re-sends the same signed bytes
 
@@ -45,9 +45,12 @@ async def test_transaction_held_past_the_wait_ends_confirmed(app_settings, tempo
 
                 await reconcile_until(temporal_env.client, settings.task_queue, confirmed, what="held payment")
                 final = (await api.get(f"/v1/payments/{pid}", headers=auth(dev))).json()
-                await reconcile_until(temporal_env.client, settings.task_queue,
-                                      lambda: ledger_equals_chain(api, dev, wallet["id"], final["block_number"]),
-                                      what="ledger == chain")
+                await reconcile_until(
+                    temporal_env.client,
+                    settings.task_queue,
+                    lambda: ledger_equals_chain(api, dev, wallet["id"], final["block_number"]),
+                    what="ledger == chain",
+                )
     assert final["tx_hash"] == state.tx_hash  # the very transaction that was signed, not a new one
     statuses = [h["status"] for h in final["status_history"] if h["status"]]
     assert "failed" not in statuses and statuses[-2:] == ["submitted", "confirmed"], final["status_history"]

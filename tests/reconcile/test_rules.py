@@ -5,8 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paygent.domain.reconcile import (AuthorizationVerdict, Movement, authorization_verdict, classify, safe_head,
-                                      scan_ranges, unexplained_native)
+from paygent.domain.reconcile import (
+    AuthorizationVerdict,
+    Movement,
+    authorization_verdict,
+    classify,
+    safe_head,
+    scan_ranges,
+    unexplained_native,
+)
 
 
 @given(st.integers(-1, 10_000), st.integers(-1, 20_000), st.integers(1, 3_000))

@@ -23,8 +23,9 @@ async def test_schedule_is_created_then_updated_and_runs_reconcile(temporal_env,
         for _ in range(300):  # a tick has run the workflow to completion
             actions = (await handle.describe()).info.recent_actions
             if actions:
-                run = temporal_env.client.get_workflow_handle(actions[0].action.workflow_id,
-                                                              run_id=actions[0].action.first_execution_run_id)
+                run = temporal_env.client.get_workflow_handle(
+                    actions[0].action.workflow_id, run_id=actions[0].action.first_execution_run_id
+                )
                 await run.result()
                 assert (await run.describe()).status == WorkflowExecutionStatus.COMPLETED
                 break

@@ -19,8 +19,9 @@ async def test_first_scan_starts_at_the_start_block(app_settings, temporal_env, 
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
     await w3.provider.make_request("anvil_mine", ["0x3"])
     start = await w3.eth.block_number
-    settings = app_settings.model_copy(update={"task_queue": f"start-{uuid.uuid4().hex[:6]}",
-                                               "reconcile_start_block": start})
+    settings = app_settings.model_copy(
+        update={"task_queue": f"start-{uuid.uuid4().hex[:6]}", "reconcile_start_block": start}
+    )
     async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):
         result = await reconcile_once(temporal_env.client, settings.task_queue)
     view = await reconciliation(http, dev, wallet["id"])

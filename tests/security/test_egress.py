@@ -38,7 +38,7 @@ class Listener:
         self.connections = 0
         self._server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> "Listener":
+    async def __aenter__(self) -> Listener:
         self._server = await asyncio.start_server(self._accept, host=["127.0.0.1", "::1"], port=self.port)
         return self
 
@@ -55,21 +55,49 @@ class Listener:
 def refused_forms(port: int) -> list[str]:
     """Every form of a forbidden destination: numeric spellings of loopback at the listener, and the ranges."""
     return [
-        f"http://127.0.0.1:{port}/x", f"http://localhost:{port}/x", f"http://2130706433:{port}/x",
-        f"http://0x7f000001:{port}/x", f"http://0177.0.0.1:{port}/x", f"http://017700000001:{port}/x",
-        f"http://127.1:{port}/x", f"http://0x7f.1:{port}/x", f"http://[::1]:{port}/x",
-        f"http://[::ffff:127.0.0.1]:{port}/x", f"http://[::ffff:7f00:1]:{port}/x", f"http://0.0.0.0:{port}/x",
-        f"http://0:{port}/x", f"http://[::]:{port}/x", f"https://127.0.0.1:{port}/x",
-        "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://10.0.0.1/", "http://172.16.0.1/",
-        "http://192.168.1.1/", "http://100.64.0.1/", "http://[fc00::1]/", "http://224.0.0.1/", "http://[ff02::1]/",
-        "http://240.0.0.1/", "http://255.255.255.255/", "http://192.0.2.1/", "http://198.18.0.1/",
-        "http://[2001:db8::1]/", "http://[::ffff:169.254.169.254]/", "ftp://example.com/x", "file:///etc/passwd",
+        f"http://127.0.0.1:{port}/x",
+        f"http://localhost:{port}/x",
+        f"http://2130706433:{port}/x",
+        f"http://0x7f000001:{port}/x",
+        f"http://0177.0.0.1:{port}/x",
+        f"http://017700000001:{port}/x",
+        f"http://127.1:{port}/x",
+        f"http://0x7f.1:{port}/x",
+        f"http://[::1]:{port}/x",
+        f"http://[::ffff:127.0.0.1]:{port}/x",
+        f"http://[::ffff:7f00:1]:{port}/x",
+        f"http://0.0.0.0:{port}/x",
+        f"http://0:{port}/x",
+        f"http://[::]:{port}/x",
+        f"https://127.0.0.1:{port}/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://[fc00::1]/",
+        "http://224.0.0.1/",
+        "http://[ff02::1]/",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/",
+        "http://192.0.2.1/",
+        "http://198.18.0.1/",
+        "http://[2001:db8::1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "ftp://example.com/x",
+        "file:///etc/passwd",
     ]
 
 
 def x402_body(dev, url: str, wallet_id: str | None = None) -> dict:
-    return {"kind": "x402", "wallet_id": wallet_id or dev["wallets"]["treasury"]["id"], "url": url,
-            "max_amount": "0.05", "memo": "egress test"}
+    return {
+        "kind": "x402",
+        "wallet_id": wallet_id or dev["wallets"]["treasury"]["id"],
+        "url": url,
+        "max_amount": "0.05",
+        "memo": "egress test",
+    }
 
 
 @pytest_asyncio.fixture
@@ -91,8 +119,9 @@ async def test_refused_urls_get_422_naming_url_and_no_connection(http, dev, db_e
         w = await http.post("/v1/webhooks", headers=auth(dev), json={"url": url})
         assert w.status_code == 422 and w.json()["error"]["field"] == "url", (url, w.text)
     async with db_engine.connect() as conn:
-        recorded = await conn.scalar(sa.select(sa.func.count()).select_from(payments).where(
-            payments.c.idempotency_key.in_(keys)))
+        recorded = await conn.scalar(
+            sa.select(sa.func.count()).select_from(payments).where(payments.c.idempotency_key.in_(keys))
+        )
         hooks = await conn.scalar(sa.select(sa.func.count()).select_from(webhooks).where(webhooks.c.url.in_(forms)))
     assert recorded == 0 and hooks == 0
     await asyncio.sleep(0.2)
@@ -101,9 +130,12 @@ async def test_refused_urls_get_422_naming_url_and_no_connection(http, dev, db_e
 
 
 async def test_reasons_say_what_the_address_is(http, dev, listener):
-    cases = {f"http://0x7f000001:{listener.port}/": "127.0.0.1) is a loopback address",
-             "http://169.254.169.254/": "is a link-local address", "http://10.1.2.3/": "is a private address",
-             f"http://[::ffff:127.0.0.1]:{listener.port}/": "is a loopback address"}
+    cases = {
+        f"http://0x7f000001:{listener.port}/": "127.0.0.1) is a loopback address",
+        "http://169.254.169.254/": "is a link-local address",
+        "http://10.1.2.3/": "is a private address",
+        f"http://[::ffff:127.0.0.1]:{listener.port}/": "is a loopback address",
+    }
     for url, expected in cases.items():
         r = await create(http, dev, x402_body(dev, url))
         assert expected in r.json()["error"]["message"], r.text
@@ -121,6 +153,7 @@ async def test_exempted_local_server_is_paid(http, dev, paid_service, app_settin
 @contextlib.asynccontextmanager
 async def redirector(target: str):
     """An allowed (exempted) local server whose every answer is a redirect to `target`."""
+
     async def go(request):
         return RedirectResponse(target, status_code=302)
 
@@ -157,14 +190,16 @@ async def test_redirect_to_a_refused_address_is_not_followed(http, dev, app_sett
     assert listener.connections == 0
 
 
-async def test_destination_refused_after_acceptance_ends_refused_before_sending(http, dev, app_settings, paid_service,
-                                                                                db_engine):
+async def test_destination_refused_after_acceptance_ends_refused_before_sending(
+    http, dev, app_settings, paid_service, db_engine
+):
     """The API accepted the URL; by the time the payment is approved the destination is refused (as a DNS answer
     that moved would be): the workflow ends `refused` naming the URL, the authorization is never sent."""
     wallet = await funded_wallet(http, dev, app_settings, 10)
     one_approver = {"tiers": [{"max_amount": None, "approvals_required": 1, "approvers": ["bob"]}]}
-    assert (await http.put(f"/v1/wallets/{wallet['id']}/approval-policy", json=one_approver,
-                           headers=auth(dev))).status_code == 200
+    assert (
+        await http.put(f"/v1/wallets/{wallet['id']}/approval-policy", json=one_approver, headers=auth(dev))
+    ).status_code == 200
     r = await create(http, dev, x402_body(dev, f"{paid_service.url}/weather", wallet_id=wallet["id"]))
     assert r.status_code == 202, r.text
     pid = r.json()["id"]

@@ -31,13 +31,16 @@ PRICE = 10_000
 
 
 async def test_webhook_secret_is_sealed_and_only_the_master_key_opens_it(http, dev, db_engine, app_settings):
-    r = await http.post("/v1/webhooks", headers=auth(dev), json={"url": "https://93.184.215.14/paygent"})  # public: no DNS offline
+    r = await http.post(
+        "/v1/webhooks", headers=auth(dev), json={"url": "https://93.184.215.14/paygent"}
+    )  # public: no DNS offline
     assert r.status_code == 201, r.text
     hook_id, secret = uuid.UUID(r.json()["id"]), r.json()["secret"]
     async with db_engine.connect() as conn:
         row = (await conn.execute(sa.select(webhooks).where(webhooks.c.id == hook_id))).mappings().one()
-        as_text = await conn.scalar(sa.text("SELECT row_to_json(w)::text FROM webhooks w WHERE id = :id"),
-                                    {"id": hook_id})
+        as_text = await conn.scalar(
+            sa.text("SELECT row_to_json(w)::text FROM webhooks w WHERE id = :id"), {"id": hook_id}
+        )
     assert "secret" not in row and secret not in as_text and secret.encode() not in bytes(row["secret_sealed"])
     assert unseal_webhook_secret(app_settings.master_key_bytes(), hook_id, bytes(row["secret_sealed"])) == secret
     listed = (await http.get("/v1/webhooks", headers=auth(dev))).json()["items"]
@@ -60,9 +63,13 @@ def test_migration_seals_existing_plaintext_secrets(monkeypatch):
             engine = create_async_engine(url)
             async with engine.begin() as conn:
                 await conn.execute(sa.text("INSERT INTO tenants (id, name) VALUES (:id, 'old')"), {"id": tenant})
-                await conn.execute(sa.text("INSERT INTO webhooks (id, tenant_id, url, secret) "
-                                           "VALUES (:id, :t, 'https://hooks.example.com/x', 'old-plain-secret')"),
-                                   {"id": hook, "t": tenant})
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO webhooks (id, tenant_id, url, secret) "
+                        "VALUES (:id, :t, 'https://hooks.example.com/x', 'old-plain-secret')"
+                    ),
+                    {"id": hook, "t": tenant},
+                )
             await engine.dispose()
 
         asyncio.run(insert_plaintext())
@@ -85,22 +92,23 @@ def test_migration_seals_existing_plaintext_secrets(monkeypatch):
 
 @contextlib.asynccontextmanager
 async def serve_paid(anvil_rpc: str, token_address: str, pay_to: str, redis_url: str, port: int):
-    app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
-                              redis_url=redis_url)
+    app = create_paid_service(
+        anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(), redis_url=redis_url
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
     try:
-        yield PaidService(url=f"http://127.0.0.1:{port}", pay_to=pay_to,
-                          egress=EgressPolicy(f"127.0.0.1:{port}"))
+        yield PaidService(url=f"http://127.0.0.1:{port}", pay_to=pay_to, egress=EgressPolicy(f"127.0.0.1:{port}"))
     finally:
         server.should_exit = True
         await task
 
 
-async def test_restarted_paid_service_answers_a_replay_from_its_record(anvil_rpc, token_address, redis_url,
-                                                                       new_payer, policy, w3):
+async def test_restarted_paid_service_answers_a_replay_from_its_record(
+    anvil_rpc, token_address, redis_url, new_payer, policy, w3
+):
     pay_to, port = Account.from_key(os.urandom(32)).address, free_port()
     payer = await new_payer(PRICE * 10)
     async with serve_paid(anvil_rpc, token_address, pay_to, redis_url, port) as service:

@@ -25,9 +25,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from paygent.db.schema import audit_log, payments
 from paygent.paths import REPO_ROOT
 from tests.api.helpers import auth, new_recipient, wait_final
+from tests.approvals.helpers import approval, cli, pay, reservation_status, tiers, until, wallet_with_policy
 from tests.ws.helpers import connect, recv
 from tests.ws.helpers import send as ws_send
-from tests.approvals.helpers import approval, cli, pay, reservation_status, tiers, until, wallet_with_policy
 from workflows import payment_types as pt
 from workflows.approval_types import DecisionResult, approval_workflow_id
 
@@ -63,8 +63,11 @@ def sample(schema: dict, spec: dict) -> Any:
         return sample(next(s for s in schema["anyOf"] if deref(s, spec).get("type") != "null"), spec)
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
-        return {name: sample(sub, spec) for name, sub in schema.get("properties", {}).items()
-                if name in schema.get("required", [])}
+        return {
+            name: sample(sub, spec)
+            for name, sub in schema.get("properties", {}).items()
+            if name in schema.get("required", [])
+        }
     if kind == "array":
         return []
     if kind == "integer":
@@ -143,10 +146,13 @@ async def send(http, dev, method: str, route: str, *, body=None, params=None):
     url = re.sub(r"\{([^}]+)\}", lambda m: known.get(m.group(1), str(uuid.uuid4())), route)
     for user in ("alice", "bob"):  # whoever may call it: a role refusal (403) would hide the validation
         # JSON with \u escapes, as any client may send it (an unpaired surrogate has no UTF-8 encoding)
-        r = await http.request(method.upper(), url, params=params,
-                               content=None if body is None else json.dumps(body).encode(),
-                               headers={**auth(dev, user), "Idempotency-Key": uuid.uuid4().hex,
-                                        "Content-Type": "application/json"})
+        r = await http.request(
+            method.upper(),
+            url,
+            params=params,
+            content=None if body is None else json.dumps(body).encode(),
+            headers={**auth(dev, user), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"},
+        )
         if r.status_code != 403:
             return r
     return r
@@ -170,8 +176,10 @@ async def test_nul_in_every_text_field_of_every_endpoint_is_422_naming_it(http, 
         body_fields += where == "body"
         query_fields += where == "query"
     assert not failures, "\n".join(map(str, failures))
-    print(f"\ntext fields covered: {len(found)} ({body_fields} body fields, {query_fields} query parameters) "
-          f"on {len({(m, r) for m, r, *_ in found})} endpoints")
+    print(
+        f"\ntext fields covered: {len(found)} ({body_fields} body fields, {query_fields} query parameters) "
+        f"on {len({(m, r) for m, r, *_ in found})} endpoints"
+    )
 
 
 async def test_nul_in_a_path_parameter_is_never_a_server_error(http, dev):
@@ -185,8 +193,9 @@ async def test_nul_in_a_path_parameter_is_never_a_server_error(http, dev):
             assert r.status_code < 500, (method, url, r.status_code, r.text)
 
 
-async def test_cli_refuses_unstorable_reason_and_the_payment_still_ends_cleanly(http, dev, app_settings, api_url,
-                                                                              db_engine):
+async def test_cli_refuses_unstorable_reason_and_the_payment_still_ends_cleanly(
+    http, dev, app_settings, api_url, db_engine
+):
     wallet = await wallet_with_policy(http, dev, app_settings, tiers())
     pid = await pay(http, dev, "250", wallet_id=wallet["id"])
     MADE.append(pid)
@@ -202,8 +211,9 @@ async def test_cli_refuses_unstorable_reason_and_the_payment_still_ends_cleanly(
     assert await reservation_status(db_engine, pid) == "released"
 
 
-async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(http, dev, app_settings, temporal_env,
-                                                                          db_engine):
+async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(
+    http, dev, app_settings, temporal_env, db_engine
+):
     wallet = await wallet_with_policy(http, dev, app_settings, tiers())
     pid = await pay(http, dev, "250", wallet_id=wallet["id"])
     MADE.append(pid)
@@ -217,8 +227,9 @@ async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(http
     assert (await approval(http, dev, pid))["status"] == "pending"
     # the same as an Update sent straight to Temporal: refused before it reaches history, nothing changes
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update("reject", {"actor": "bob", "reason": "wedge\x00me"}, id="nul-update",
-                                    result_type=DecisionResult)
+        await handle.execute_update(
+            "reject", {"actor": "bob", "reason": "wedge\x00me"}, id="nul-update", result_type=DecisionResult
+        )
     assert (await approval(http, dev, pid))["status"] == "pending"
     await handle.signal("cancel", {"actor": "alice", "reason": "clean end"})
     final = await wait_final(http, dev, pid)
@@ -226,33 +237,61 @@ async def test_signal_with_nul_reason_is_refused_audited_and_nothing_wedges(http
     assert await reservation_status(db_engine, pid) == "released"
 
 
-async def test_value_refused_by_the_database_fails_the_payment_cleanly(temporal_env, app_settings, db_engine, dev,
-                                                                      worker):
+async def test_value_refused_by_the_database_fails_the_payment_cleanly(
+    temporal_env, app_settings, db_engine, dev, worker
+):
     """Behind the edge: a workflow started with a memo the database refuses (no API in between). The activity fails
     once, non-retryably (DataRefused), and the payment ends `failed` with the reason instead of retrying forever."""
     pid = uuid.uuid4()
     treasury = dev["wallets"]["treasury"]
     async with db_engine.begin() as conn:
-        await conn.execute(payments.insert().values(
-            id=pid, tenant_id=uuid.UUID(dev["tenant"]["id"]), wallet_id=uuid.UUID(treasury["id"]),
-            requested_by=uuid.UUID(dev["users"]["alice"]["id"]), idempotency_key=f"data-error-{pid}",
-            request_hash="test", kind="transfer", chain_id=31337, asset="USDC",
-            token_address=app_settings.token_address, to_address=new_recipient(), amount_atomic=1_000_000,
-            status="pending", workflow_id=pt.payment_workflow_id(str(pid))))
+        await conn.execute(
+            payments.insert().values(
+                id=pid,
+                tenant_id=uuid.UUID(dev["tenant"]["id"]),
+                wallet_id=uuid.UUID(treasury["id"]),
+                requested_by=uuid.UUID(dev["users"]["alice"]["id"]),
+                idempotency_key=f"data-error-{pid}",
+                request_hash="test",
+                kind="transfer",
+                chain_id=31337,
+                asset="USDC",
+                token_address=app_settings.token_address,
+                to_address=new_recipient(),
+                amount_atomic=1_000_000,
+                status="pending",
+                workflow_id=pt.payment_workflow_id(str(pid)),
+            )
+        )
     MADE.append(str(pid))
     req = pt.PaymentRequest(
-        payment_id=str(pid), tenant_id=dev["tenant"]["id"], wallet_id=treasury["id"],
-        wallet_address=treasury["address"], requested_by="alice", requested_by_id=dev["users"]["alice"]["id"],
-        chain_id=31337, asset="USDC", decimals=6, token_address=app_settings.token_address, to=new_recipient(),
-        amount_atomic=1_000_000, memo="refused\x00by the database")
+        payment_id=str(pid),
+        tenant_id=dev["tenant"]["id"],
+        wallet_id=treasury["id"],
+        wallet_address=treasury["address"],
+        requested_by="alice",
+        requested_by_id=dev["users"]["alice"]["id"],
+        chain_id=31337,
+        asset="USDC",
+        decimals=6,
+        token_address=app_settings.token_address,
+        to=new_recipient(),
+        amount_atomic=1_000_000,
+        memo="refused\x00by the database",
+    )
     handle = await temporal_env.client.start_workflow(
-        pt.WORKFLOW_NAME, req, id=pt.payment_workflow_id(str(pid)), task_queue=app_settings.task_queue,
-        result_type=pt.PaymentState)
+        pt.WORKFLOW_NAME,
+        req,
+        id=pt.payment_workflow_id(str(pid)),
+        task_queue=app_settings.task_queue,
+        result_type=pt.PaymentState,
+    )
     state = await asyncio.wait_for(handle.result(), timeout=60)  # once, not retried forever
     assert state.status == "failed" and "DataRefused" in state.failure_reason, state
     async with db_engine.connect() as conn:
-        row = (await conn.execute(sa.select(payments.c.status, payments.c.failure_reason).where(
-            payments.c.id == pid))).one()
+        row = (
+            await conn.execute(sa.select(payments.c.status, payments.c.failure_reason).where(payments.c.id == pid))
+        ).one()
     assert row.status == "failed" and "DataRefused" in row.failure_reason
     assert await _audit_payment(db_engine, str(pid), "payment.failed")
 
@@ -260,15 +299,25 @@ async def test_value_refused_by_the_database_fails_the_payment_cleanly(temporal_
 async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http, dev, db_engine, database_url):
     assert MADE, "the tests above made payments"
     async with db_engine.connect() as conn:
-        statuses = dict((str(r.id), r.status) for r in await conn.execute(
-            sa.select(payments.c.id, payments.c.status).where(payments.c.id.in_([uuid.UUID(p) for p in MADE]))))
+        statuses = {
+            str(r.id): r.status
+            for r in await conn.execute(
+                sa.select(payments.c.id, payments.c.status).where(payments.c.id.in_([uuid.UUID(p) for p in MADE]))
+            )
+        }
     assert all(s in pt.TERMINAL for s in statuses.values()), statuses
     for pid in MADE:
         assert await reservation_status(db_engine, pid) in (None, "released", "committed")
     # as the database owner (the operator's view): row-level security hides other tenants' rows from the app role
     env = {**os.environ, "PAYGENT_DATABASE_URL": database_url}
-    proc = subprocess.run([sys.executable, "-m", "paygent.cli", "audit", "verify"], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paygent.cli", "audit", "verify"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checked = int(re.search(r"intact: (\d+) rows verified", proc.stdout).group(1))
     async with db_engine.connect() as conn:
@@ -277,17 +326,31 @@ async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http,
 
 async def _audit(engine, approval_id: str, action: str) -> list[tuple[str, str, dict]]:
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(audit_log.c.actor, audit_log.c.channel, audit_log.c.data).where(
-            audit_log.c.subject_type == "approval", audit_log.c.subject_id == approval_id,
-            audit_log.c.action == action).order_by(audit_log.c.id))
+        rows = await conn.execute(
+            sa.select(audit_log.c.actor, audit_log.c.channel, audit_log.c.data)
+            .where(
+                audit_log.c.subject_type == "approval",
+                audit_log.c.subject_id == approval_id,
+                audit_log.c.action == action,
+            )
+            .order_by(audit_log.c.id)
+        )
         return [tuple(r) for r in rows]
 
 
 async def _audit_payment(engine, payment_id: str, action: str) -> bool:
     async with engine.connect() as conn:
-        return bool(await conn.scalar(sa.select(sa.func.count()).select_from(audit_log).where(
-            audit_log.c.subject_type == "payment", audit_log.c.subject_id == payment_id,
-            audit_log.c.action == action)))
+        return bool(
+            await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(audit_log)
+                .where(
+                    audit_log.c.subject_type == "payment",
+                    audit_log.c.subject_id == payment_id,
+                    audit_log.c.action == action,
+                )
+            )
+        )
 
 
 async def test_nul_in_every_text_field_of_every_websocket_message_names_it(http, dev, api_url):

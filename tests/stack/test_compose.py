@@ -17,13 +17,26 @@ from paygent.settings import Settings
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("migrate", "provision", "worker", "api")
-NEEDED_ENV = ("DATABASE_URL", "PAYGENT_MIGRATE_DATABASE_URL", "REDIS_URL", "PAYGENT_TEMPORAL_ADDRESS", "PAYGENT_RPC_URL", "PAYGENT_CHAIN_ID",
-              "PAYGENT_MASTER_KEY", "PAYGENT_API_URL", "PAYGENT_HOME")
+NEEDED_ENV = (
+    "DATABASE_URL",
+    "PAYGENT_MIGRATE_DATABASE_URL",
+    "REDIS_URL",
+    "PAYGENT_TEMPORAL_ADDRESS",
+    "PAYGENT_RPC_URL",
+    "PAYGENT_CHAIN_ID",
+    "PAYGENT_MASTER_KEY",
+    "PAYGENT_API_URL",
+    "PAYGENT_HOME",
+)
 # where each address must point: (service, port inside the compose network)
-TARGETS = {"DATABASE_URL": ("postgres", 5432), "PAYGENT_MIGRATE_DATABASE_URL": ("postgres", 5432),
-           "REDIS_URL": ("redis", 6379),
-           "PAYGENT_TEMPORAL_ADDRESS": ("temporal", 7233), "PAYGENT_RPC_URL": ("anvil", 8545),
-           "PAYGENT_API_URL": ("api", 8000)}
+TARGETS = {
+    "DATABASE_URL": ("postgres", 5432),
+    "PAYGENT_MIGRATE_DATABASE_URL": ("postgres", 5432),
+    "REDIS_URL": ("redis", 6379),
+    "PAYGENT_TEMPORAL_ADDRESS": ("temporal", 7233),
+    "PAYGENT_RPC_URL": ("anvil", 8545),
+    "PAYGENT_API_URL": ("api", 8000),
+}
 
 
 def _setting_names() -> set[str]:

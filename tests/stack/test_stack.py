@@ -52,28 +52,47 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("stack-home")
     db = f"paygent_stack_{uuid.uuid4().hex[:8]}"
     temporal, ui, anvil, api, redis, dead_redis, pg, x402, worker_metrics = _free_ports(9)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PAYGENT_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update({
-        "PAYGENT_HOME": str(home),
-        "DATABASE_URL": f"{ADMIN_URL.rsplit('/', 1)[0]}/{db}",
-        "REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0",
-        "PAYGENT_REDIS_PORT": str(redis), "PAYGENT_POSTGRES_PORT": str(pg),
-        "PAYGENT_TEMPORAL_PORT": str(temporal), "PAYGENT_TEMPORAL_UI_PORT": str(ui),
-        "PAYGENT_ANVIL_PORT": str(anvil), "PAYGENT_API_PORT": str(api), "PAYGENT_X402_PORT": str(x402),
-        "PAYGENT_WORKER_METRICS_PORT": str(worker_metrics),
-    })
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PAYGENT_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        {
+            "PAYGENT_HOME": str(home),
+            "DATABASE_URL": f"{ADMIN_URL.rsplit('/', 1)[0]}/{db}",
+            "REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0",
+            "PAYGENT_REDIS_PORT": str(redis),
+            "PAYGENT_POSTGRES_PORT": str(pg),
+            "PAYGENT_TEMPORAL_PORT": str(temporal),
+            "PAYGENT_TEMPORAL_UI_PORT": str(ui),
+            "PAYGENT_ANVIL_PORT": str(anvil),
+            "PAYGENT_API_PORT": str(api),
+            "PAYGENT_X402_PORT": str(x402),
+            "PAYGENT_WORKER_METRICS_PORT": str(worker_metrics),
+        }
+    )
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "paygent.cli", "stack", *args], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-m", "paygent.cli", "stack", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         if check and proc.returncode != 0:
             pytest.fail(f"paygent stack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     run.home = home
-    run.ports = {"temporal": temporal, "ui": ui, "anvil": anvil, "api": api, "redis": redis,
-                 "worker_metrics": worker_metrics}
+    run.ports = {
+        "temporal": temporal,
+        "ui": ui,
+        "anvil": anvil,
+        "api": api,
+        "redis": redis,
+        "worker_metrics": worker_metrics,
+    }
     yield run
     run("down", check=False)
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
@@ -85,8 +104,19 @@ def _status(stack) -> dict[str, dict]:
 
 def test_up_starts_every_piece_and_writes_dev_json(stack):
     out = stack("up").stdout
-    for piece in ("postgres", "redis", "temporal", "anvil", "migrations", "token", "tenant", "worker", "api",
-                  "x402", "reconcile"):
+    for piece in (
+        "postgres",
+        "redis",
+        "temporal",
+        "anvil",
+        "migrations",
+        "token",
+        "tenant",
+        "worker",
+        "api",
+        "x402",
+        "reconcile",
+    ):
         assert f"  {piece} " in out, out
     assert "schedule created: every 15s" in out, out
     dev_json = Path(stack.home) / "dev.json"

@@ -33,7 +33,12 @@ from workflows import search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_client import send_decision
 from workflows.approval_types import (
-    REQUEST_MODELS, ApprovalInput, ApprovalOutcome, ApprovalView, DecisionResult, approval_workflow_id,
+    REQUEST_MODELS,
+    ApprovalInput,
+    ApprovalOutcome,
+    ApprovalView,
+    DecisionResult,
+    approval_workflow_id,
 )
 
 UNIT = 10**6
@@ -43,12 +48,17 @@ RECIPIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 async def register_search_attributes(client: Client) -> None:
     """The time-skipping server knows no custom search attributes until told (the dev server gets flags)."""
-    kinds = {SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-             SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+    kinds = {
+        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    }
     for key in search_attributes.ALL:
         try:
-            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-                namespace=client.namespace, search_attributes={key.name: kinds[key.indexed_value_type]}))
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=client.namespace, search_attributes={key.name: kinds[key.indexed_value_type]}
+                )
+            )
         except RPCError as exc:
             if "already" not in str(exc).lower():
                 raise
@@ -67,23 +77,49 @@ class Harness:
         return self.env.client
 
     def operation(self, tokens: int, **over) -> Operation:
-        fields = dict(chain_id=31337, wallet_id=str(uuid.uuid4()), asset="USDC", token_address=TOKEN,
-                      to=RECIPIENT, amount_atomic=tokens * UNIT, payment_id=str(uuid.uuid4()), memo="invoice")
+        fields = dict(
+            chain_id=31337,
+            wallet_id=str(uuid.uuid4()),
+            asset="USDC",
+            token_address=TOKEN,
+            to=RECIPIENT,
+            amount_atomic=tokens * UNIT,
+            payment_id=str(uuid.uuid4()),
+            memo="invoice",
+        )
         return Operation(**{**fields, **over})
 
-    async def start(self, tokens: int, *, initiator: str = "alice", policy: ApprovalPolicy | None = None,
-                    delegations: Sequence[Delegation] = ()) -> WorkflowHandle:
+    async def start(
+        self,
+        tokens: int,
+        *,
+        initiator: str = "alice",
+        policy: ApprovalPolicy | None = None,
+        delegations: Sequence[Delegation] = (),
+    ) -> WorkflowHandle:
         op = self.operation(tokens)
-        inp = ApprovalInput(approval_id=op.payment_id, tenant_id=self.tenant_id, operation=op,
-                            initiator=initiator, policy=policy or default_dev_policy(),
-                            delegations=list(delegations))
-        return await self.client.start_workflow(ApprovalWorkflow.run, inp, id=approval_workflow_id(inp.approval_id),
-                                                task_queue=self.task_queue)
+        inp = ApprovalInput(
+            approval_id=op.payment_id,
+            tenant_id=self.tenant_id,
+            operation=op,
+            initiator=initiator,
+            policy=policy or default_dev_policy(),
+            delegations=list(delegations),
+        )
+        return await self.client.start_workflow(
+            ApprovalWorkflow.run, inp, id=approval_workflow_id(inp.approval_id), task_queue=self.task_queue
+        )
 
-    async def decide(self, handle: WorkflowHandle, decision: str, *, request_id: str | None = None,
-                     **fields) -> DecisionResult:
-        return await send_decision(self.client, approval_id(handle), decision,
-                                   REQUEST_MODELS[decision](**{"channel": "api", **fields}), request_id=request_id)
+    async def decide(
+        self, handle: WorkflowHandle, decision: str, *, request_id: str | None = None, **fields
+    ) -> DecisionResult:
+        return await send_decision(
+            self.client,
+            approval_id(handle),
+            decision,
+            REQUEST_MODELS[decision](**{"channel": "api", **fields}),
+            request_id=request_id,
+        )
 
     async def state(self, handle: WorkflowHandle) -> ApprovalView:
         return await handle.query(ApprovalWorkflow.state)
@@ -93,9 +129,14 @@ class Harness:
 
     async def audit(self, handle: WorkflowHandle) -> list[dict]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(audit_log).where(
-                audit_log.c.subject_type == "approval", audit_log.c.subject_id == approval_id(handle),
-            ).order_by(audit_log.c.id))
+            rows = await conn.execute(
+                sa.select(audit_log)
+                .where(
+                    audit_log.c.subject_type == "approval",
+                    audit_log.c.subject_id == approval_id(handle),
+                )
+                .order_by(audit_log.c.id)
+            )
             return [dict(r) for r in rows.mappings()]
 
     async def row(self, handle: WorkflowHandle) -> dict:
@@ -113,9 +154,15 @@ def actions(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 
 @asynccontextmanager
-async def running_harness(env: WorkflowEnvironment, engine: AsyncEngine, redis_url: str, *,
-                          webhooks: Sequence[ConfiguredWebhook] = (), egress_allow: str = "",
-                          settings: Settings | None = None) -> AsyncIterator[Harness]:
+async def running_harness(
+    env: WorkflowEnvironment,
+    engine: AsyncEngine,
+    redis_url: str,
+    *,
+    webhooks: Sequence[ConfiguredWebhook] = (),
+    egress_allow: str = "",
+    settings: Settings | None = None,
+) -> AsyncIterator[Harness]:
     """A tenant of its own, the real activities, and a worker on a task queue of its own.
 
     `egress_allow`: the local receivers the webhook activity may reach (loopback is refused otherwise).
@@ -129,8 +176,9 @@ async def running_harness(env: WorkflowEnvironment, engine: AsyncEngine, redis_u
     acts = ApprovalActivities(engine, redis_client, settings, webhooks=webhooks)
     task_queue = f"approvals-{uuid.uuid4().hex[:8]}"
     try:
-        async with Worker(env.client, task_queue=task_queue, workflows=APPROVAL_WORKFLOWS,
-                          activities=approval_activities(acts)):
+        async with Worker(
+            env.client, task_queue=task_queue, workflows=APPROVAL_WORKFLOWS, activities=approval_activities(acts)
+        ):
             yield Harness(env, engine, redis_client, str(tenant_id), task_queue)
     finally:
         await acts.aclose()

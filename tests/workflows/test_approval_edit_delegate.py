@@ -41,18 +41,30 @@ async def test_revoke_own_approval_until_the_threshold_is_met(h):
     outcome = await h.outcome(handle)
     assert outcome.status == "approved"
     assert [a for a, _, _ in actions(await h.audit(handle))] == [
-        "approval.requested", "approval.approve", "approval.revoke", "approval.approve", "approval.approve",
-        "approval.decided"]
+        "approval.requested",
+        "approval.approve",
+        "approval.revoke",
+        "approval.approve",
+        "approval.approve",
+        "approval.decided",
+    ]
 
 
 async def test_edit_clears_approvals_changes_hash_and_tier(h):
     handle = await h.start(5_000)
     first = await h.state(handle)
     await h.decide(handle, "approve", actor="bob", operation_hash=first.operation_hash)
-    assert (await refusal(h.decide(handle, "edit", actor="bob", operation_hash=first.operation_hash,
-                                   memo="mine"))).type == "NotInitiator"
-    edited = await h.decide(handle, "edit", actor="alice", operation_hash=first.operation_hash,
-                            amount_atomic=20_000 * UNIT, to=OTHER.lower())
+    assert (
+        await refusal(h.decide(handle, "edit", actor="bob", operation_hash=first.operation_hash, memo="mine"))
+    ).type == "NotInitiator"
+    edited = await h.decide(
+        handle,
+        "edit",
+        actor="alice",
+        operation_hash=first.operation_hash,
+        amount_atomic=20_000 * UNIT,
+        to=OTHER.lower(),
+    )
     assert (edited.approvals_had, edited.approvals_needed) == (0, 3)
     assert edited.operation_hash != first.operation_hash
     stale = await refusal(h.decide(handle, "approve", actor="carol", operation_hash=first.operation_hash))
@@ -61,13 +73,13 @@ async def test_edit_clears_approvals_changes_hash_and_tier(h):
     assert second.operation.to == OTHER and second.previous_hashes == [first.operation_hash]
     assert second.awaiting == ["bob", "carol", "dave"]
     # down to a tier that needs no approval: approved at once
-    final = await h.decide(handle, "edit", actor="alice", operation_hash=second.operation_hash,
-                           amount_atomic=50 * UNIT, clear_memo=True)
+    final = await h.decide(
+        handle, "edit", actor="alice", operation_hash=second.operation_hash, amount_atomic=50 * UNIT, clear_memo=True
+    )
     assert final.status == "approved"
     outcome = await h.outcome(handle)
     assert (outcome.status, outcome.edits, outcome.approvals) == ("approved", 2, [])
-    assert (outcome.operation.amount_atomic, outcome.operation.to, outcome.operation.memo) == (
-        50 * UNIT, OTHER, None)
+    assert (outcome.operation.amount_atomic, outcome.operation.to, outcome.operation.memo) == (50 * UNIT, OTHER, None)
     assert outcome.operation_hash == final.operation_hash
     audit = await h.audit(handle)
     edits = [r["data"] for r in audit if r["action"] == "approval.edit"]

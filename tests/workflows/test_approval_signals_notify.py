@@ -33,12 +33,15 @@ class Receiver(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server: Receiver = self.server  # type: ignore[assignment]
         server.calls.append((self.path, dict(self.headers), body))
-        seen = sum(1 for p, h, _ in server.calls if p == self.path
-                   and h["X-Paygent-Delivery"] == self.headers["X-Paygent-Delivery"])
+        seen = sum(
+            1
+            for p, h, _ in server.calls
+            if p == self.path and h["X-Paygent-Delivery"] == self.headers["X-Paygent-Delivery"]
+        )
         status = {"/ok": 200, "/gone": 410, "/flaky": 503 if seen == 1 else 200}[self.path]
         self.send_response(status)
         self.end_headers()
@@ -58,15 +61,22 @@ async def receiver():
 
 @pytest_asyncio.fixture(scope="module")
 async def h(time_skipping_env, db_engine, redis_url, receiver):
-    hooks = [ConfiguredWebhook(url=receiver.url + "/flaky", secret="cfg-secret"),
-             ConfiguredWebhook(url=receiver.url + "/gone", secret="cfg-secret", events=("approval.decided",))]
+    hooks = [
+        ConfiguredWebhook(url=receiver.url + "/flaky", secret="cfg-secret"),
+        ConfiguredWebhook(url=receiver.url + "/gone", secret="cfg-secret", events=("approval.decided",)),
+    ]
     settings = Settings(egress_allow=host_port(receiver.url), master_key=new_master_key())
     async with running_harness(time_skipping_env, db_engine, redis_url, webhooks=hooks, settings=settings) as harness:
         async with db_engine.begin() as conn:
             hook_id = uuid.uuid4()
-            await conn.execute(webhooks.insert().values(
-                id=hook_id, tenant_id=uuid.UUID(harness.tenant_id), url=receiver.url + "/ok",
-                secret_sealed=seal_webhook_secret(settings.master_key_bytes(), hook_id, SECRET)))
+            await conn.execute(
+                webhooks.insert().values(
+                    id=hook_id,
+                    tenant_id=uuid.UUID(harness.tenant_id),
+                    url=receiver.url + "/ok",
+                    secret_sealed=seal_webhook_secret(settings.master_key_bytes(), hook_id, SECRET),
+                )
+            )
         yield harness
 
 
@@ -74,9 +84,22 @@ async def cli_signal(h, handle, name: str, body: dict) -> None:
     """Exactly what an operator types: `temporal workflow signal --name approve --input '{...}'`."""
     target = h.client.service_client.config.target_host
     proc = await asyncio.create_subprocess_exec(
-        str(temporal_cli()), "workflow", "signal", "--address", target, "--namespace", h.client.namespace,
-        "--workflow-id", handle.id, "--name", name, "--input", json.dumps(body),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        str(temporal_cli()),
+        "workflow",
+        "signal",
+        "--address",
+        target,
+        "--namespace",
+        h.client.namespace,
+        "--workflow-id",
+        handle.id,
+        "--name",
+        name,
+        "--input",
+        json.dumps(body),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
 
@@ -97,9 +120,11 @@ async def test_cli_signal_counts_like_an_update_and_refused_signals_are_audited(
     await cli_signal(h, handle, "approve", {"approver": "mallory", "operation_hash": op_hash})
     await cli_signal(h, handle, "approve", {"approver": "dave"})  # no operation hash: refused, audited
     rows = await until_audited(h, handle, 4)
-    assert actions(rows)[1:] == [("approval.approve", "bob", "temporal"),
-                                 ("approval.signal_refused", "mallory", "temporal"),
-                                 ("approval.signal_refused", "dave", "temporal")]
+    assert actions(rows)[1:] == [
+        ("approval.approve", "bob", "temporal"),
+        ("approval.signal_refused", "mallory", "temporal"),
+        ("approval.signal_refused", "dave", "temporal"),
+    ]
     assert rows[2]["data"]["type"] == "NotAnApprover" and "mallory may not decide" in rows[2]["data"]["reason"]
     assert rows[3]["data"]["type"] == "InvalidRequest" and "operation_hash" in rows[3]["data"]["reason"]
     for _ in range(2):  # a retried signal with the same request id counts once
@@ -126,12 +151,15 @@ async def test_events_reach_redis_and_signed_webhooks(h, receiver):
         events.append(json.loads(message["data"]))
     await pubsub.aclose()
     assert [(e["type"], e["approval"]["status"]) for e in events] == [
-        ("approval.requested", "pending"), ("approval.decided", "approved")]
+        ("approval.requested", "pending"),
+        ("approval.decided", "approved"),
+    ]
     assert events[1]["approval"]["approved_by"] == ["dave"]
     assert events[1]["approval"]["approval_id"] == approval_id(handle)
 
-    mine = [(p, hd, b) for p, hd, b in receiver.calls
-            if json.loads(b)["approval"]["approval_id"] == approval_id(handle)]
+    mine = [
+        (p, hd, b) for p, hd, b in receiver.calls if json.loads(b)["approval"]["approval_id"] == approval_id(handle)
+    ]
     ok = [(hd, b) for p, hd, b in mine if p == "/ok"]
     assert [hd["X-Paygent-Event"] for hd, _ in ok] == ["approval.requested", "approval.decided"]
     for headers, body in ok:

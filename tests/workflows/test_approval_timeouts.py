@@ -57,8 +57,7 @@ async def test_timelock_runs_after_the_threshold_and_an_approver_cancels_it(h):
     cancelled = await h.decide(handle, "cancel", actor="dave", reason="vendor called: wrong account")
     assert cancelled.status == "cancelled"
     outcome = await h.outcome(handle)
-    assert (outcome.status, outcome.decided_by, outcome.reason) == (
-        "cancelled", "dave", "vendor called: wrong account")
+    assert (outcome.status, outcome.decided_by, outcome.reason) == ("cancelled", "dave", "vendor called: wrong account")
     assert outcome.decided_at < locked.timelock_until
     until = locked.timelock_until.strftime("%H:%M")
     assert f"time-lock until {until} UTC" in await timer_summaries(h, handle)

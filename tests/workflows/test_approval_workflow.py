@@ -47,19 +47,26 @@ async def test_two_of_three_then_timelock_then_approved(h):
     assert outcome.operation_hash == view.operation_hash
     # sent straight to Temporal (not through the API, which attests what it sends): audited as `temporal`
     assert actions(await h.audit(handle)) == [
-        ("approval.requested", "alice", "system"), ("approval.approve", "bob", "temporal"),
-        ("approval.approve", "carol", "temporal"), ("approval.decided", "system", "system")]
+        ("approval.requested", "alice", "system"),
+        ("approval.approve", "bob", "temporal"),
+        ("approval.approve", "carol", "temporal"),
+        ("approval.decided", "system", "system"),
+    ]
     row = await h.row(handle)
     assert (row["status"], row["approvals_had"], row["approved_by"], row["awaiting"]) == (
-        "approved", 2, ["bob", "carol"], [])
+        "approved",
+        2,
+        ["bob", "carol"],
+        [],
+    )
 
 
 async def test_fifty_concurrent_approvals_from_three_approvers_count_three(h):
     handle = await h.start(20_000)  # 3 of 3
     op_hash = (await h.state(handle)).operation_hash
-    results = await asyncio.gather(*(
-        h.decide(handle, "approve", actor=("bob", "carol", "dave")[i % 3], operation_hash=op_hash)
-        for i in range(50)))
+    results = await asyncio.gather(
+        *(h.decide(handle, "approve", actor=("bob", "carol", "dave")[i % 3], operation_hash=op_hash) for i in range(50))
+    )
     assert sum(r.counted for r in results) == 3
     assert sum(r.duplicate for r in results) == 47
     outcome = await h.outcome(handle)
@@ -73,9 +80,12 @@ async def test_a_retried_request_id_is_answered_once(h):
     view = await h.state(handle)
     op_hash, until = view.operation_hash, view.opened_at + timedelta(days=2)  # server time, not wall-clock
     request_id = str(uuid.uuid4())  # e.g. the HTTP Idempotency-Key: the Update id
-    answers = await asyncio.gather(*(h.decide(handle, "delegate", actor="carol", delegate="erin",
-                                              until=until.isoformat(), request_id=request_id)
-                                     for _ in range(3)))
+    answers = await asyncio.gather(
+        *(
+            h.decide(handle, "delegate", actor="carol", delegate="erin", until=until.isoformat(), request_id=request_id)
+            for _ in range(3)
+        )
+    )
     assert len({a.model_dump_json() for a in answers}) == 1
     assert [a for a, _, _ in actions(await h.audit(handle))].count("approval.delegate") == 1
     await h.decide(handle, "approve", actor="dave", operation_hash=op_hash)
@@ -100,8 +110,10 @@ async def test_initiator_and_outsiders_are_refused_with_the_reason(h):
     history = await handle.fetch_history()  # refused in the validator: never written to history
     assert sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events) == 1
     assert actions(await h.audit(handle)) == [
-        ("approval.requested", "bob", "system"), ("approval.cancel", "bob", "temporal"),
-        ("approval.decided", "system", "system")]
+        ("approval.requested", "bob", "system"),
+        ("approval.cancel", "bob", "temporal"),
+        ("approval.decided", "system", "system"),
+    ]
 
 
 async def test_one_rejection_ends_it_and_later_approvals_are_refused_with_the_reason(h):

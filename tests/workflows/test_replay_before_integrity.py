@@ -24,10 +24,17 @@ HISTORY = Path(__file__).parent / "histories" / "approval_signals_before_integri
 
 async def test_approval_recorded_before_the_gate_replays_under_the_new_code():
     history = WorkflowHistory.from_json("approval-recorded", HISTORY.read_text())
-    signals = [e.workflow_execution_signaled_event_attributes.signal_name for e in history.events
-               if e.HasField("workflow_execution_signaled_event_attributes")]
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
     assert signals == ["approve", "approve", "cancel"]
-    replayer = Replayer(workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter,
-                        workflow_runner=workflow_runner(), interceptors=[DataErrorInterceptor(), TenantInterceptor()])
+    replayer = Replayer(
+        workflows=[ApprovalWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

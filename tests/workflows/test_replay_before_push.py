@@ -28,22 +28,30 @@ HISTORIES = Path(__file__).parent / "histories" / "before_push"
 
 def replayer() -> Replayer:
     """The worker's workflows, sandbox, converter and interceptors (see workers/main.py)."""
-    return Replayer(workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
-                    data_converter=pydantic_data_converter, workflow_runner=workflow_runner(),
-                    interceptors=[DataErrorInterceptor(), TenantInterceptor()])
+    return Replayer(
+        workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
+    )
 
 
 async def test_workflows_recorded_before_the_push_replay_on_todays_code():
     files = sorted(HISTORIES.glob("*.json.gz"))
     kinds = {f.name.split("-", 1)[0] for f in files}
     assert len(files) == 13 and kinds == {"AgentRunWorkflow", "PaymentWorkflow", "ApprovalWorkflow"}
-    histories = [WorkflowHistory.from_json(f.name.split("-", 1)[1].removesuffix(".json.gz"),
-                                           gzip.decompress(f.read_bytes()).decode()) for f in files]
+    histories = [
+        WorkflowHistory.from_json(
+            f.name.split("-", 1)[1].removesuffix(".json.gz"), gzip.decompress(f.read_bytes()).decode()
+        )
+        for f in files
+    ]
     assert await replay_all(histories) == {}
 
 
 async def replay_all(histories: list[WorkflowHistory]) -> dict[str, str]:
     """Replay each history on today's code; returns the failures by run id (empty when all replay)."""
+
     async def each():
         for history in histories:
             yield history

@@ -12,11 +12,18 @@ from tests.api.helpers import funded_wallet
 
 TIMELOCK_SECONDS = 3
 APPROVERS = ["bob", "carol", "dave"]
-TWO_OF_THREE_THEN_TIMELOCK = ApprovalPolicy(tiers=[
-    Tier(max_amount_atomic=100 * 10**6, approvals_required=0),
-    Tier(max_amount_atomic=None, approvals_required=2, approvers=APPROVERS, approval_timeout_seconds=3_600,
-         timelock_seconds=TIMELOCK_SECONDS),
-])
+TWO_OF_THREE_THEN_TIMELOCK = ApprovalPolicy(
+    tiers=[
+        Tier(max_amount_atomic=100 * 10**6, approvals_required=0),
+        Tier(
+            max_amount_atomic=None,
+            approvals_required=2,
+            approvers=APPROVERS,
+            approval_timeout_seconds=3_600,
+            timelock_seconds=TIMELOCK_SECONDS,
+        ),
+    ]
+)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -29,6 +36,7 @@ async def other_requester(app_settings, dev) -> str:
 async def gated_wallet(http, dev, app_settings, db_engine) -> dict:
     wallet = await funded_wallet(http, dev, app_settings, 1_000)
     async with db_engine.begin() as conn:
-        await save_policy(conn, dev["tenant"]["id"], TWO_OF_THREE_THEN_TIMELOCK, actor="test", channel="api",
-                          wallet_id=wallet["id"])
+        await save_policy(
+            conn, dev["tenant"]["id"], TWO_OF_THREE_THEN_TIMELOCK, actor="test", channel="api", wallet_id=wallet["id"]
+        )
     return wallet

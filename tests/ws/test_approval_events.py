@@ -5,7 +5,7 @@ the decision, the payment on chain and the answer. The payment pushes each chang
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.api.helpers import auth, new_recipient, token_balance
 from tests.workflows.test_replay_before_push import replay_all
@@ -19,8 +19,9 @@ def of_type(messages: list[dict], kind: str) -> list[dict]:
 
 async def approve(http, dev, who: str, payment_id: str) -> None:
     view = (await http.get(f"/v1/approvals/{payment_id}", headers=auth(dev, who))).json()
-    r = await http.post(f"/v1/approvals/{payment_id}/approve", headers=auth(dev, who),
-                        json={"operation_hash": view["operation_hash"]})
+    r = await http.post(
+        f"/v1/approvals/{payment_id}/approve", headers=auth(dev, who), json={"operation_hash": view["operation_hash"]}
+    )
     assert r.status_code == 200, r.text
 
 
@@ -29,10 +30,11 @@ async def run_status(http, dev, run_id: str) -> str:
 
 
 async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_completion(
-        api_url, http, dev, gated_wallet, app_settings, temporal_env):
+    api_url, http, dev, gated_wallet, app_settings, temporal_env
+):
     to = new_recipient()
     async with connect(api_url, dev["users"]["alice"]["api_key"]) as ws:
-        asked_at = datetime.now(timezone.utc)
+        asked_at = datetime.now(UTC)
         run_id = await start(ws, f"pay 150 USDC to {to} for the audit", wallet_id=gated_wallet["id"])
         seen = await until(ws, lambda m: m["type"] == "approval_requested")
         requested = seen[-1]["data"]
@@ -52,20 +54,21 @@ async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_c
         assert (second["approver"], second["approvals_had"], second["approved_by"]) == ("carol", 2, ["bob", "carol"])
         locked = (await until(ws, lambda m: m["type"] == "payment_time_locked"))[-1]["data"]
         until_at = datetime.fromisoformat(locked["until"])
-        assert datetime.now(timezone.utc) < until_at <= datetime.now(timezone.utc) + timedelta(
-            seconds=TIMELOCK_SECONDS)
+        assert datetime.now(UTC) < until_at <= datetime.now(UTC) + timedelta(seconds=TIMELOCK_SECONDS)
         assert locked["payment_id"] == payment_id and locked["approved_by"] == ["bob", "carol"]
         assert await run_status(http, dev, run_id) == "time_locked"
 
         rest = await until(ws, finished(run_id))
     events = events_of(seen + rest, run_id)
     decided = of_type(events, "approval_decided")[0]["data"]
-    assert decided["decision"] == "approved" and datetime.now(timezone.utc) >= until_at
+    assert decided["decision"] == "approved" and datetime.now(UTC) >= until_at
     assert of_type(events, "tool_completed")[0]["data"]["ok"] is True
     assert events[-1]["type"] == "agent_completed" and "confirmed" in events[-1]["data"]["answer"]
     assert rest[-1]["status"] == "completed"
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 150 * 10**6
     # and the pushed path replays: the run, its payment and the approval, from their recorded histories
-    histories = [await temporal_env.client.get_workflow_handle(wid).fetch_history()
-                 for wid in (f"agent-run-{run_id}", f"payment-{payment_id}", f"approval-{payment_id}")]
+    histories = [
+        await temporal_env.client.get_workflow_handle(wid).fetch_history()
+        for wid in (f"agent-run-{run_id}", f"payment-{payment_id}", f"approval-{payment_id}")
+    ]
     assert await replay_all(histories) == {}

@@ -20,8 +20,14 @@ async def test_two_users_on_two_sockets_never_see_each_others_events(api_url, de
         for ws, foreign in ((b, run_a), (a, run_b)):  # naming the other's run changes nothing
             await send(ws, {"type": "resume", "run_id": foreign, "last_seq": 0, "ref": "peek"})
             refused = await recv(ws)
-            assert refused == {"type": "error", "ref": "peek", "code": "not_found", "field": "run_id",
-                               "message": "agent run not found", "run_id": foreign}
+            assert refused == {
+                "type": "error",
+                "ref": "peek",
+                "code": "not_found",
+                "field": "run_id",
+                "message": "agent run not found",
+                "run_id": foreign,
+            }
             await send(ws, {"type": "cancel", "run_id": foreign})
             assert (await recv(ws))["code"] == "not_found"
             await send(ws, {"type": "ping"})

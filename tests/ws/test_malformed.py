@@ -59,11 +59,14 @@ async def test_the_key_may_come_in_the_first_message(api_url, dev):
         assert ready["limits"]["outbox"] > 0
 
 
-@pytest.mark.parametrize("key, first, field", [
-    ("not-a-key", None, "Authorization"),
-    (None, {"type": "start_agent", "message": "balance"}, "type"),
-    (None, {"type": "auth", "api_key": "not-a-key"}, "api_key"),
-])
+@pytest.mark.parametrize(
+    "key, first, field",
+    [
+        ("not-a-key", None, "Authorization"),
+        (None, {"type": "start_agent", "message": "balance"}, "type"),
+        (None, {"type": "auth", "api_key": "not-a-key"}, "api_key"),
+    ],
+)
 async def test_a_socket_without_a_valid_key_is_told_why_and_closed(api_url, key, first, field):
     async with connect(api_url, key, expect_ready=False) as ws:
         if first is not None:
@@ -77,15 +80,17 @@ async def test_a_socket_without_a_valid_key_is_told_why_and_closed(api_url, key,
 
 
 async def test_failed_socket_authentications_count_toward_the_address_limit(app_settings, temporal_env, dev):
-    settings = app_settings.model_copy(update={"rate_limit_auth_failures": "3/minute",
-                                               "rate_limit_prefix": f"ws-rl-{uuid.uuid4().hex[:8]}"})
+    settings = app_settings.model_copy(
+        update={"rate_limit_auth_failures": "3/minute", "rate_limit_prefix": f"ws-rl-{uuid.uuid4().hex[:8]}"}
+    )
     async with serve_api(settings, temporal_env.client) as http:
         api_url = str(http.base_url).rstrip("/")
         for _ in range(3):
             async with connect(api_url, "wrong", expect_ready=False) as ws:
                 assert (await recv(ws))["code"] == "unauthenticated"
-        async with websockets.connect(ws_url(api_url), additional_headers={
-                "Authorization": f"Bearer {dev['users']['alice']['api_key']}"}) as ws:
+        async with websockets.connect(
+            ws_url(api_url), additional_headers={"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+        ) as ws:
             refused = await recv(ws)  # even a good key, from this address, until the window passes
             assert refused["code"] == "rate_limited"
             with pytest.raises(websockets.ConnectionClosed) as closed:

@@ -24,6 +24,7 @@ async def test_resume_after_a_dropped_socket_loses_and_duplicates_nothing(api_ur
     assert seqs == list(range(1, len(seqs) + 1))  # in order, no gap, no repeat
     assert rest[-1] == {"type": "run_finished", "run_id": run_id, "status": "completed", "last_seq": seqs[-1]}
     recorded = await sse_events(http, dev, run_id)  # what Postgres holds, read over SSE
-    assert [(e["seq"], e["type"], e["data"]) for e in recorded] == [(e["seq"], e["type"], e["data"])
-                                                                   for e in before + after]
+    assert [(e["seq"], e["type"], e["data"]) for e in recorded] == [
+        (e["seq"], e["type"], e["data"]) for e in before + after
+    ]
     assert "tool_completed" in [e["type"] for e in after] and after[-1]["type"] == "agent_completed"

@@ -20,12 +20,12 @@ async def test_a_completed_run_whose_payment_succeeded_exits_0(tmp_path, dev, ap
 
 async def test_a_refused_payment_exits_1_although_the_run_completed(tmp_path, dev, api_url):
     # the shopper agent may pay at most 5 USDC a payment: the run completes, its payment is refused
-    code, out, err = await paygent_run(tmp_path, dev, api_url, f"pay 6 USDC to {new_recipient()}",
-                                       "--as", "shopper")
+    code, out, err = await paygent_run(tmp_path, dev, api_url, f"pay 6 USDC to {new_recipient()}", "--as", "shopper")
     assert code == 1, (out, err)
     assert "exit 1: pay did not succeed" in err and "refused" in err
-    code, out, _ = await paygent_run(tmp_path, dev, api_url, f"pay 6 USDC to {new_recipient()}", "--as", "shopper",
-                                     "--json")
+    code, out, _ = await paygent_run(
+        tmp_path, dev, api_url, f"pay 6 USDC to {new_recipient()}", "--as", "shopper", "--json"
+    )
     final = json.loads(out)
     assert code == 1 and final["run"]["status"] == "completed" and final["payments"][0]["status"] == "refused"
 

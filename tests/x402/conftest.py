@@ -32,7 +32,7 @@ from paygent.x402.policy import X402Policy
 from tests.egress import exempt, host_port
 
 FACILITATOR_INDEX = 9  # as in `python -m paygent.x402`
-HOLD_SECONDS = 5.0     # /flaky holds its first answer this long at most; clients give up after SHORT_TIMEOUT
+HOLD_SECONDS = 5.0  # /flaky holds its first answer this long at most; clients give up after SHORT_TIMEOUT
 SHORT_TIMEOUT = 0.5
 
 
@@ -56,11 +56,16 @@ async def paid_service(request, anvil_rpc: str, token_address: str, redis_url: s
     test, and in the shared `app_settings` (API and worker) when the test uses them.
     """
     pay_to = Account.from_key(os.urandom(32)).address
-    app = create_paid_service(anvil_rpc, token_address, pay_to, dev_account(FACILITATOR_INDEX).key.hex(),
-                              redis_url=redis_url, flaky_hold_seconds=HOLD_SECONDS)
+    app = create_paid_service(
+        anvil_rpc,
+        token_address,
+        pay_to,
+        dev_account(FACILITATOR_INDEX).key.hex(),
+        redis_url=redis_url,
+        flaky_hold_seconds=HOLD_SECONDS,
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -102,13 +107,25 @@ def new_x402_payment(db_engine, dev, token_address) -> Callable[..., Awaitable[s
     async def make(url: str, cap: int = 50_000, wallet_id: str | None = None) -> str:
         pid = uuid.uuid4()
         async with db_engine.begin() as conn:
-            await conn.execute(payments.insert().values(
-                id=pid, tenant_id=uuid.UUID(dev["tenant"]["id"]),
-                wallet_id=uuid.UUID(wallet_id or dev["wallets"]["treasury"]["id"]),
-                requested_by=uuid.UUID(dev["users"]["alice"]["id"]), idempotency_key=f"x402-test-{pid}",
-                request_hash="test", kind="x402", chain_id=31337, asset="USDC", token_address=token_address,
-                to_address="0x" + "0" * 40, amount_atomic=cap, status="pending", workflow_id=f"payment-{pid}",
-                details={"url": url}))
+            await conn.execute(
+                payments.insert().values(
+                    id=pid,
+                    tenant_id=uuid.UUID(dev["tenant"]["id"]),
+                    wallet_id=uuid.UUID(wallet_id or dev["wallets"]["treasury"]["id"]),
+                    requested_by=uuid.UUID(dev["users"]["alice"]["id"]),
+                    idempotency_key=f"x402-test-{pid}",
+                    request_hash="test",
+                    kind="x402",
+                    chain_id=31337,
+                    asset="USDC",
+                    token_address=token_address,
+                    to_address="0x" + "0" * 40,
+                    amount_atomic=cap,
+                    status="pending",
+                    workflow_id=f"payment-{pid}",
+                    details={"url": url},
+                )
+            )
         return str(pid)
 
     return make

@@ -34,20 +34,29 @@ async def _run(fn, arg):
 
 def _requests(dev, pid: str, url: str, policy, wallet_id: str | None = None):
     tenant = dev["tenant"]["id"]
-    return (t.X402ProbeRequest(payment_id=pid, tenant_id=tenant, url=url, policy=policy),
-            t.X402SignRequest(payment_id=pid, tenant_id=tenant, policy=policy,
-                              wallet_id=wallet_id or dev["wallets"]["treasury"]["id"]),
-            t.X402SendRequest(payment_id=pid, tenant_id=tenant))
+    return (
+        t.X402ProbeRequest(payment_id=pid, tenant_id=tenant, url=url, policy=policy),
+        t.X402SignRequest(
+            payment_id=pid, tenant_id=tenant, policy=policy, wallet_id=wallet_id or dev["wallets"]["treasury"]["id"]
+        ),
+        t.X402SendRequest(payment_id=pid, tenant_id=tenant),
+    )
 
 
 async def _audit_actions(db_engine, pid: str) -> list[str]:
     async with db_engine.connect() as conn:
-        return list((await conn.scalars(sa.select(audit_log.c.action).where(
-            audit_log.c.subject_id == pid).order_by(audit_log.c.id))).all())
+        return list(
+            (
+                await conn.scalars(
+                    sa.select(audit_log.c.action).where(audit_log.c.subject_id == pid).order_by(audit_log.c.id)
+                )
+            ).all()
+        )
 
 
-async def test_paid_request_is_signed_once_and_recorded(acts, dev, paid_service, new_x402_payment, policy, w3,
-                                                        token_address, db_engine, app_settings):
+async def test_paid_request_is_signed_once_and_recorded(
+    acts, dev, paid_service, new_x402_payment, policy, w3, token_address, db_engine, app_settings
+):
     url = paid_service.url + "/weather"
     pid = await new_x402_payment(url)
     probe, sign, send = _requests(dev, pid, url, policy)
@@ -59,8 +68,10 @@ async def test_paid_request_is_signed_once_and_recorded(acts, dev, paid_service,
     first = await _run(acts.sign, sign)
     again = await _run(acts.sign, sign)  # a retried sign returns the stored authorization
     assert not first.reused and again.reused
-    assert (again.authorization_nonce, again.payment_identifier) == (first.authorization_nonce,
-                                                                       f"paygent_{uuid.UUID(pid).hex}")
+    assert (again.authorization_nonce, again.payment_identifier) == (
+        first.authorization_nonce,
+        f"paygent_{uuid.UUID(pid).hex}",
+    )
     result = await _run(acts.send, send)
     assert (result.outcome, result.settled, result.status_code, result.attempts) == (t.PAID, True, 200, 1)
     assert await balance_of(w3, token_address, paid_service.pay_to) == PRICE
@@ -74,18 +85,25 @@ async def test_paid_request_is_signed_once_and_recorded(acts, dev, paid_service,
     assert await transfers_to(w3, token_address, paid_service.pay_to) == [PRICE]
     assert await _audit_actions(db_engine, pid) == ["x402.signed", "x402.sent"]
     async with db_engine.connect() as conn:  # the stored authorization is not the key
-        key = (await load_signer(conn, uuid.UUID(dev["wallets"]["treasury"]["id"]),
-                                 app_settings.master_key_bytes())).key.hex().removeprefix("0x")
+        key = (
+            (await load_signer(conn, uuid.UUID(dev["wallets"]["treasury"]["id"]), app_settings.master_key_bytes()))
+            .key.hex()
+            .removeprefix("0x")
+        )
     assert key not in json.dumps(details).lower()
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/overcharge", "exceeds the per-request cap"),
-    ("/wrong-network", "network 'eip155:84532' is not allowed"),
-    ("/unknown-asset", "is not an allowed asset"),
-])
-async def test_refused_requirements_sign_nothing(acts, dev, paid_service, new_x402_payment, policy, w3,
-                                                 token_address, db_engine, path, expected):
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/overcharge", "exceeds the per-request cap"),
+        ("/wrong-network", "network 'eip155:84532' is not allowed"),
+        ("/unknown-asset", "is not an allowed asset"),
+    ],
+)
+async def test_refused_requirements_sign_nothing(
+    acts, dev, paid_service, new_x402_payment, policy, w3, token_address, db_engine, path, expected
+):
     url = paid_service.url + path
     pid = await new_x402_payment(url)
     probe, sign, _ = _requests(dev, pid, url, policy)
@@ -102,8 +120,9 @@ async def test_refused_requirements_sign_nothing(acts, dev, paid_service, new_x4
     assert await _audit_actions(db_engine, pid) == ["x402.refused", "x402.refused"]
 
 
-async def test_fail_after_pay_records_the_settlement_and_the_500(acts, dev, paid_service, new_x402_payment,
-                                                                 policy, w3, token_address, db_engine):
+async def test_fail_after_pay_records_the_settlement_and_the_500(
+    acts, dev, paid_service, new_x402_payment, policy, w3, token_address, db_engine
+):
     url = paid_service.url + "/fail-after-pay"
     pid = await new_x402_payment(url)
     probe, sign, send = _requests(dev, pid, url, policy)
@@ -118,11 +137,13 @@ async def test_fail_after_pay_records_the_settlement_and_the_500(acts, dev, paid
     assert await transfers_to(w3, token_address, paid_service.pay_to) == [PRICE]
 
 
-async def test_unfunded_wallet_gets_the_facilitators_refusal(acts, dev, paid_service, new_x402_payment, policy,
-                                                             db_engine, app_settings, w3, token_address):
+async def test_unfunded_wallet_gets_the_facilitators_refusal(
+    acts, dev, paid_service, new_x402_payment, policy, db_engine, app_settings, w3, token_address
+):
     async with db_engine.begin() as conn:
-        wallet_id, _ = await create_wallet(conn, uuid.UUID(dev["tenant"]["id"]), f"empty-{uuid.uuid4().hex[:8]}",
-                                           app_settings.master_key_bytes())
+        wallet_id, _ = await create_wallet(
+            conn, uuid.UUID(dev["tenant"]["id"]), f"empty-{uuid.uuid4().hex[:8]}", app_settings.master_key_bytes()
+        )
     url = paid_service.url + "/weather"
     pid = await new_x402_payment(url, wallet_id=str(wallet_id))
     probe, sign, send = _requests(dev, pid, url, policy, wallet_id=str(wallet_id))
@@ -138,8 +159,9 @@ async def test_unfunded_wallet_gets_the_facilitators_refusal(acts, dev, paid_ser
     assert await balance_of(w3, token_address, paid_service.pay_to) == 0
 
 
-async def test_lost_answer_without_replay_is_reconciled_on_chain(acts, dev, paid_service, new_x402_payment,
-                                                                 policy, w3, token_address, db_engine):
+async def test_lost_answer_without_replay_is_reconciled_on_chain(
+    acts, dev, paid_service, new_x402_payment, policy, w3, token_address, db_engine
+):
     url = paid_service.url + "/flaky-no-replay"
     pid = await new_x402_payment(url)
     probe, sign, send = _requests(dev, pid, url, policy)
@@ -149,16 +171,14 @@ async def test_lost_answer_without_replay_is_reconciled_on_chain(acts, dev, paid
         await _run(acts.send, send.model_copy(update={"timeout_seconds": SHORT_TIMEOUT}))
     assert err.value.type == t.ERR_AMBIGUOUS and not err.value.non_retryable
     result = await _run(acts.send, send)  # the retry: same authorization, the server says "nonce used"
-    assert (result.outcome, result.settled, result.status_code, result.attempts) == (
-        t.PAID_RESPONSE_LOST, True, 402, 2)
+    assert (result.outcome, result.settled, result.status_code, result.attempts) == (t.PAID_RESPONSE_LOST, True, 402, 2)
     details = await payment_details(db_engine, pid)
     assert details["signed"]["authorization_nonce"] == signed.authorization_nonce
     assert [a["status"] for a in details["attempts"]] == [None, 402]
     assert await transfers_to(w3, token_address, paid_service.pay_to) == [PRICE]
 
 
-async def test_free_url_is_recorded_and_nothing_is_signed(acts, dev, paid_service, new_x402_payment, policy,
-                                                          db_engine):
+async def test_free_url_is_recorded_and_nothing_is_signed(acts, dev, paid_service, new_x402_payment, policy, db_engine):
     url = paid_service.url + "/healthz"
     pid = await new_x402_payment(url)
     probe, sign, send = _requests(dev, pid, url, policy)

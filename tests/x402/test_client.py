@@ -16,8 +16,14 @@ _TRANSFER = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 
 async def transfers_to(w3: AsyncWeb3, token: str, to: str) -> list[int]:
     """Amounts of every token Transfer event to `to`, from the chain's logs."""
-    logs = await w3.eth.get_logs({"address": token, "fromBlock": 0, "toBlock": "latest",
-                                  "topics": [_TRANSFER, None, "0x" + "00" * 12 + to[2:].lower()]})
+    logs = await w3.eth.get_logs(
+        {
+            "address": token,
+            "fromBlock": 0,
+            "toBlock": "latest",
+            "topics": [_TRANSFER, None, "0x" + "00" * 12 + to[2:].lower()],
+        }
+    )
     return [int.from_bytes(bytes(log["data"]), "big") for log in logs]
 
 
@@ -59,14 +65,16 @@ async def test_resend_after_lost_response_pays_once(paid_service, new_payer, pol
     assert await balance_of(w3, token_address, payer.address) == 100_000 - PRICE
 
 
-async def test_without_replay_support_a_resend_is_refused_and_the_chain_tells(paid_service, new_payer, policy, w3,
-                                                                               token_address):
+async def test_without_replay_support_a_resend_is_refused_and_the_chain_tells(
+    paid_service, new_payer, policy, w3, token_address
+):
     payer = await new_payer(tokens=100_000)
     stored = await _signed(paid_service, "/flaky-no-replay", payer, policy)
     assert not stored.identifier_sent  # the server did not declare payment-identifier
     with pytest.raises(x402c.AmbiguousResult):
-        await x402c.send(paid_service.url + "/flaky-no-replay", stored, egress=paid_service.egress,
-                         timeout=SHORT_TIMEOUT)
+        await x402c.send(
+            paid_service.url + "/flaky-no-replay", stored, egress=paid_service.egress, timeout=SHORT_TIMEOUT
+        )
     again = await x402c.send(paid_service.url + "/flaky-no-replay", stored, egress=paid_service.egress)
     assert again.status == 402 and not again.settled
     assert again.payment_required["error"] == "invalid_exact_evm_nonce_already_used"
@@ -74,13 +82,16 @@ async def test_without_replay_support_a_resend_is_refused_and_the_chain_tells(pa
     assert await transfers_to(w3, token_address, paid_service.pay_to) == [PRICE]
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/overcharge", "exceeds the per-request cap 50000"),
-    ("/premium", "amount 2000000 exceeds"),
-    ("/wrong-network", "network 'eip155:84532' is not allowed"),
-    ("/unknown-asset", "is not an allowed asset"),
-    ("/legacy-v1", "network 'base-sepolia' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/overcharge", "exceeds the per-request cap 50000"),
+        ("/premium", "amount 2000000 exceeds"),
+        ("/wrong-network", "network 'eip155:84532' is not allowed"),
+        ("/unknown-asset", "is not an allowed asset"),
+        ("/legacy-v1", "network 'base-sepolia' is not allowed"),
+    ],
+)
 async def test_unacceptable_requirements_get_nothing_signed(paid_service, new_payer, policy, path, expected):
     payer = await new_payer()
     requirements = await x402c.probe(paid_service.url + path, egress=paid_service.egress)
@@ -95,7 +106,8 @@ async def test_recipient_allowlist_refuses_other_recipients(paid_service, new_pa
     requirements = await x402c.probe(paid_service.url + "/weather", egress=paid_service.egress)
     strict = policy.model_copy(update={"recipient_allowlist": ["0x" + "11" * 20]})
     assert f"recipient {to_checksum_address(paid_service.pay_to)} is not on the allowlist" == x402c.check(
-        requirements, strict)
+        requirements, strict
+    )
     allowed = policy.model_copy(update={"recipient_allowlist": [paid_service.pay_to.lower()]})
     assert x402c.check(requirements, allowed) is None
 

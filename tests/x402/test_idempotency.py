@@ -22,10 +22,19 @@ def _inner(reason: str):
     async def app(scope, receive, send) -> None:
         receipt = SettleResponse(success=False, error_reason=reason, transaction="", network="eip155:31337")
         body = b"{}"
-        await send({"type": "http.response.start", "status": 402, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", b"2"),
-            (b"payment-response", encode_payment_response_header(receipt).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 402,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"2"),
+                    (b"payment-response", encode_payment_response_header(receipt).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
+
     return app
 
 
@@ -39,8 +48,10 @@ async def _get(reason: str, redis_url: str) -> httpx.Response:
 async def test_server_side_settle_failure_is_a_502_with_its_receipt(redis_url):
     resp = await _get("unexpected_settle_error", redis_url)
     assert resp.status_code == 502
-    assert json.loads(resp.content) == {"error": "settlement failed on the server side",
-                                        "reason": "unexpected_settle_error"}
+    assert json.loads(resp.content) == {
+        "error": "settlement failed on the server side",
+        "reason": "unexpected_settle_error",
+    }
     assert decode_payment_response_header(resp.headers["payment-response"]).error_reason == "unexpected_settle_error"
 
 

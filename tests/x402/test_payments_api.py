@@ -6,8 +6,13 @@ from tests.api.helpers import auth, create, token_balance, wait_final
 
 
 def x402_body(dev, url: str, max_amount: str = "0.05") -> dict:
-    return {"kind": "x402", "wallet_id": dev["wallets"]["treasury"]["id"], "url": url, "max_amount": max_amount,
-            "memo": "agent fetch"}
+    return {
+        "kind": "x402",
+        "wallet_id": dev["wallets"]["treasury"]["id"],
+        "url": url,
+        "max_amount": max_amount,
+        "memo": "agent fetch",
+    }
 
 
 async def test_paid_fetch_settles_once_and_is_recorded(http, dev, paid_service, app_settings):

@@ -17,15 +17,21 @@ from workflows import x402_types as t
 async def _fetch(temporal_env, acts, dev, pid: str, url: str, policy) -> t.X402SendResult:
     queue = f"x402-test-{uuid.uuid4().hex[:8]}"
     probe = t.X402ProbeRequest(payment_id=pid, tenant_id=dev["tenant"]["id"], url=url, policy=policy)
-    async with Worker(temporal_env.client, task_queue=queue, workflows=[X402FetchWorkflow],
-                      activities=acts.activities()):
+    async with Worker(
+        temporal_env.client, task_queue=queue, workflows=[X402FetchWorkflow], activities=acts.activities()
+    ):
         return await temporal_env.client.execute_workflow(
-            X402FetchWorkflow.run, args=[probe, dev["wallets"]["treasury"]["id"], SHORT_TIMEOUT],
-            id=f"x402-test-{pid}", task_queue=queue, result_type=t.X402SendResult)
+            X402FetchWorkflow.run,
+            args=[probe, dev["wallets"]["treasury"]["id"], SHORT_TIMEOUT],
+            id=f"x402-test-{pid}",
+            task_queue=queue,
+            result_type=t.X402SendResult,
+        )
 
 
-async def test_retry_after_lost_answer_pays_once(temporal_env, db_engine, app_settings, dev, paid_service,
-                                                 new_x402_payment, policy, w3, token_address):
+async def test_retry_after_lost_answer_pays_once(
+    temporal_env, db_engine, app_settings, dev, paid_service, new_x402_payment, policy, w3, token_address
+):
     url = paid_service.url + "/flaky"
     pid = await new_x402_payment(url)
     result = await _fetch(temporal_env, X402Activities(db_engine, app_settings), dev, pid, url, policy)
@@ -38,9 +44,9 @@ async def test_retry_after_lost_answer_pays_once(temporal_env, db_engine, app_se
     assert await transfers_to(w3, token_address, paid_service.pay_to) == [PRICE]
 
 
-async def test_overcharge_fails_the_workflow_without_signing(temporal_env, db_engine, app_settings, dev,
-                                                             paid_service, new_x402_payment, policy, w3,
-                                                             token_address):
+async def test_overcharge_fails_the_workflow_without_signing(
+    temporal_env, db_engine, app_settings, dev, paid_service, new_x402_payment, policy, w3, token_address
+):
     url = paid_service.url + "/overcharge"
     pid = await new_x402_payment(url)
     try:

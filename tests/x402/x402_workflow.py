@@ -13,8 +13,12 @@ from temporalio.common import RetryPolicy
 
 from workflows import x402_types as t
 
-FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0,
-                         maximum_attempts=5, non_retryable_error_types=[t.ERR_REFUSED, t.ERR_REJECTED, t.ERR_STATE])
+FAST_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=1.0,
+    maximum_attempts=5,
+    non_retryable_error_types=[t.ERR_REFUSED, t.ERR_REJECTED, t.ERR_STATE],
+)
 
 
 @workflow.defn
@@ -24,10 +28,18 @@ class X402FetchWorkflow:
         opts = {"start_to_close_timeout": timedelta(seconds=20), "retry_policy": FAST_RETRY}
         await workflow.execute_activity(t.ACT_X402_PROBE, probe, result_type=t.X402ProbeResult, **opts)
         await workflow.execute_activity(
-            t.ACT_X402_SIGN, t.X402SignRequest(payment_id=probe.payment_id, tenant_id=probe.tenant_id,
-                                               wallet_id=wallet_id, policy=probe.policy),
-            result_type=t.X402SignResult, **opts)
+            t.ACT_X402_SIGN,
+            t.X402SignRequest(
+                payment_id=probe.payment_id, tenant_id=probe.tenant_id, wallet_id=wallet_id, policy=probe.policy
+            ),
+            result_type=t.X402SignResult,
+            **opts,
+        )
         return await workflow.execute_activity(
-            t.ACT_X402_SEND, t.X402SendRequest(payment_id=probe.payment_id, tenant_id=probe.tenant_id,
-                                               timeout_seconds=send_timeout_seconds),
-            result_type=t.X402SendResult, **opts)
+            t.ACT_X402_SEND,
+            t.X402SendRequest(
+                payment_id=probe.payment_id, tenant_id=probe.tenant_id, timeout_seconds=send_timeout_seconds
+            ),
+            result_type=t.X402SendResult,
+            **opts,
+        )
