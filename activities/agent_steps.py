@@ -24,6 +24,8 @@ from activities.llm import LlmActivities
 from paygent.db.agent_events import publish, record_event
 from paygent.db.agent_schema import agent_llm_steps, agent_runs
 from paygent.db.agent_transcript import insert_message, load_chat
+from paygent.domain.agent_run import EmitEvent, EventType
+from paygent.domain.errors import ErrorType
 from paygent.llm.types import LlmRequest, LlmResponse
 from paygent.settings import Settings
 from workflows import agent_types as t
@@ -62,7 +64,9 @@ class AgentStepActivities:
             )
         ).first()
         if row is None:
-            raise ApplicationError(f"agent run {run_id} is not recorded", type="AgentRunMissing", non_retryable=True)
+            raise ApplicationError(
+                f"agent run {run_id} is not recorded", type=ErrorType.agent_run_missing, non_retryable=True
+            )
         return row
 
     async def _stored(self, conn, run_id: uuid.UUID, step: int) -> t.LlmStepResult | None:
@@ -140,7 +144,7 @@ class AgentStepActivities:
             activity.logger.warning("event %s of run %s not published live: %s", payload["seq"], payload["run_id"], exc)
 
     @activity.defn(name=t.ACT_EMIT)
-    async def emit_event(self, event: t.EmitEvent) -> None:
+    async def emit_event(self, event: EmitEvent) -> None:
         async with self.engine.begin() as conn:
             payload = await record_event(conn, event)
         await self._publish(payload)
@@ -165,10 +169,10 @@ class AgentStepActivities:
             )
             payload = await record_event(
                 conn,
-                t.EmitEvent(
+                EmitEvent(
                     run_id=rec.run_id,
                     seq=rec.seq,
-                    type=t.TOOL_COMPLETED,
+                    type=EventType.tool_completed,
                     data={
                         "step": rec.step,
                         "tool_call_id": rec.call.id,

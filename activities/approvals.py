@@ -27,6 +27,8 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, audit_log, webhooks
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.approval_policy import ApprovalPolicy
+from paygent.domain.channels import CLAIMABLE
+from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from workflows.approval import ApprovalWorkflow
@@ -161,7 +163,7 @@ class ApprovalActivities:
     def _proven_channel(self, record: DecisionRecord) -> tuple[str, dict[str, str]]:
         """`api`/`cli` only with the API's attestation for exactly this decision; otherwise `temporal` (the claim
         is kept beside it). A decision sent straight to Temporal cannot pass for one that came through the API."""
-        if record.channel not in ("api", "cli"):
+        if record.channel not in CLAIMABLE:
             return record.channel, {}
         try:
             master_key = self._settings.master_key_bytes()
@@ -235,15 +237,17 @@ class ApprovalActivities:
             async with EgressPolicy.from_settings(self._settings).client(timeout=10.0) as http:
                 response = await http.post(url, content=body, headers=headers)
         except EgressRefused as exc:  # the address is refused now (DNS moved): retrying cannot help
-            raise ApplicationError(f"webhook url: {exc.reason}", type="WebhookRefused", non_retryable=True) from None
+            raise ApplicationError(
+                f"webhook url: {exc.reason}", type=ErrorType.webhook_refused, non_retryable=True
+            ) from None
         except httpx.HTTPError as exc:
-            raise ApplicationError(f"webhook {url} unreachable: {exc!r}", type="WebhookUnreachable") from exc
+            raise ApplicationError(f"webhook {url} unreachable: {exc!r}", type=ErrorType.webhook_unreachable) from exc
         if response.is_success:
             return response.status_code
         message = f"webhook {url} answered {response.status_code}"
         if response.status_code in (408, 429) or response.status_code >= 500:
-            raise ApplicationError(message, type="WebhookUnavailable")
-        raise ApplicationError(message, type="WebhookRejected", non_retryable=True)
+            raise ApplicationError(message, type=ErrorType.webhook_unavailable)
+        raise ApplicationError(message, type=ErrorType.webhook_rejected, non_retryable=True)
 
     @activity.defn(name=ACT_LOAD_POLICY)
     async def load_policy(self, request: PolicyRequest) -> ApprovalPolicy:
@@ -277,7 +281,9 @@ class ApprovalActivities:
                 return row.url, unseal_webhook_secret(
                     self._settings.master_key_bytes(), uuid.UUID(webhook_id), row.secret_sealed
                 )
-        raise ApplicationError(f"webhook {webhook_id} no longer exists", type="WebhookGone", non_retryable=True)
+        raise ApplicationError(
+            f"webhook {webhook_id} no longer exists", type=ErrorType.webhook_gone, non_retryable=True
+        )
 
 
 def approval_activities(instance: ApprovalActivities) -> list:

@@ -27,6 +27,9 @@ from paygent.chain.token import fee_fields, transfer_calldata
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
+from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentRequest
 from workflows import payment_types as t
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
@@ -69,7 +72,9 @@ class ChainActivities:
                 .first()
             )
         if row is None:
-            raise ApplicationError(f"payment {payment_id} is not recorded", type="PaymentMissing", non_retryable=True)
+            raise ApplicationError(
+                f"payment {payment_id} is not recorded", type=ErrorType.payment_missing, non_retryable=True
+            )
         return row
 
     async def _attempts(self, payment_id: str) -> list:
@@ -87,7 +92,7 @@ class ChainActivities:
             )
 
     async def _sign_and_store(
-        self, conn, req: t.PaymentRequest, nonce: int, fees: dict, *, action: str
+        self, conn, req: PaymentRequest, nonce: int, fees: dict, *, action: str
     ) -> tuple[str, bytes]:
         """Sign with the wallet's key and persist the signed bytes, in the caller's transaction: (hash, bytes)."""
         signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
@@ -127,7 +132,7 @@ class ChainActivities:
             conn,
             tenant_id=req.tenant_id,
             actor="system",
-            channel="system",
+            channel=Channel.system,
             action=action,
             subject_type="payment",
             subject_id=req.payment_id,
@@ -141,7 +146,7 @@ class ChainActivities:
         return tx_hash, raw
 
     @activity.defn(name=t.ACT_SIGN)
-    async def sign_transfer(self, req: t.PaymentRequest) -> t.SignedTransfer:
+    async def sign_transfer(self, req: PaymentRequest) -> t.SignedTransfer:
         pid = uuid.UUID(req.payment_id)
         fees = await fee_fields(self.w3)
         chain_pending = await self.w3.eth.get_transaction_count(req.wallet_address, "pending")
@@ -154,11 +159,15 @@ class ChainActivities:
                 )
             ).first()
             if row is None:
-                raise ApplicationError(f"payment {pid} is not recorded", type="PaymentMissing", non_retryable=True)
+                raise ApplicationError(
+                    f"payment {pid} is not recorded", type=ErrorType.payment_missing, non_retryable=True
+                )
             if row.signed_tx is not None:
                 return t.SignedTransfer(payment_id=req.payment_id, tx_hash=row.tx_hash, nonce=row.nonce, reused=True)
-            if row.status in t.TERMINAL:
-                raise ApplicationError(f"payment is already {row.status}", type="PaymentClosed", non_retryable=True)
+            if row.status in PAYMENT_TERMINAL:
+                raise ApplicationError(
+                    f"payment is already {row.status}", type=ErrorType.payment_closed, non_retryable=True
+                )
             nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, chain_pending)
             tx_hash, _ = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
@@ -168,12 +177,12 @@ class ChainActivities:
     async def broadcast(self, payment_id: str) -> str:
         row = await self._payment(payment_id)
         if row["signed_tx"] is None:
-            raise ApplicationError("nothing signed to broadcast", type="NotSigned", non_retryable=True)
+            raise ApplicationError("nothing signed to broadcast", type=ErrorType.not_signed, non_retryable=True)
         await send_stored(self.w3, row["signed_tx"])
         return row["tx_hash"]
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
-    async def await_receipt(self, req: t.PaymentRequest) -> t.ReceiptResult:
+    async def await_receipt(self, req: PaymentRequest) -> t.ReceiptResult:
         """Poll until one attempt's receipt is `confirmations` deep; re-send what the node forgot (restart,
         reorg); replace the transaction with higher fees when it is not mined within the deadline.
 
@@ -199,7 +208,7 @@ class ChainActivities:
                     if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
                         raise ApplicationError(
                             f"nonce {latest['nonce']} was used by a transaction that is not this payment's",
-                            type="NonceConflict",
+                            type=ErrorType.nonce_conflict,
                             non_retryable=True,
                         )
                     if time.monotonic() - started >= self.replace_after_seconds:
@@ -214,7 +223,7 @@ class ChainActivities:
             # (1,000-payment load run, issue 11: 389 receipt waits cancelled and restarted).
             pause = min(pause * POLL_BACKOFF, MAX_POLL_SECONDS)
 
-    async def _give_up(self, req: t.PaymentRequest, latest) -> t.ReceiptResult:
+    async def _give_up(self, req: PaymentRequest, latest) -> t.ReceiptResult:
         """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
         (reservation held) and is marked for the reconciler, which re-sends it and settles it either way."""
         async with self.engine.begin() as conn:
@@ -232,7 +241,7 @@ class ChainActivities:
                 conn,
                 tenant_id=req.tenant_id,
                 actor="system",
-                channel="system",
+                channel=Channel.system,
                 action="payment.receipt_wait_gave_up",
                 subject_type="payment",
                 subject_id=req.payment_id,
@@ -247,7 +256,7 @@ class ChainActivities:
         )
         return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0, pending=True)
 
-    async def _replace(self, req: t.PaymentRequest, latest) -> None:
+    async def _replace(self, req: PaymentRequest, latest) -> None:
         """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
         market = await fee_fields(self.w3)
         bumped = {

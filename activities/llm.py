@@ -3,10 +3,10 @@
 The workflow owns the tool loop and the retry policy; this activity makes exactly one provider call per attempt
 (the SDKs never retry on their own) and tells Temporal how to treat each failure:
 
-- `PermanentLlmError` -> `ApplicationError(type="LlmPermanentError", non_retryable=True)`: a bad key or a refused
+- `PermanentLlmError` -> `ApplicationError(type=ErrorType.llm_permanent, non_retryable=True)`: a bad key or a refused
   request will not get better by retrying, so the run fails fast with a message an operator can act on.
 - `RetryableLlmError` (overload, rate limit, 5xx, timeout, malformed tool call, both providers down) ->
-  `ApplicationError(type="LlmRetryable")`, with `next_retry_delay` set to the server's retry-after when it sent one.
+  `ApplicationError(type=ErrorType.llm_retryable)`, with `next_retry_delay` set to the server's retry-after when it sent one.
 
 Errors are raised `from None`: the SDK exceptions they replace stay out of Temporal history, and our own
 messages are built without keys (see `paygent.llm.errors`).
@@ -19,13 +19,11 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from paygent.domain.errors import ErrorType
 from paygent.llm import router
 from paygent.llm.errors import PermanentLlmError, RetryableLlmError
 from paygent.llm.types import LLM_COMPLETE_ACTIVITY, LlmRequest, LlmResponse
 from paygent.settings import Settings, get_settings
-
-PERMANENT_ERROR_TYPE = "LlmPermanentError"
-RETRYABLE_ERROR_TYPE = "LlmRetryable"
 
 
 class LlmActivities:
@@ -46,12 +44,12 @@ class LlmActivities:
             response = await router.complete(request, self.settings, timeout=self._timeout)
         except PermanentLlmError as exc:
             raise ApplicationError(
-                f"LLM step refused (not retrying): {exc}", type=PERMANENT_ERROR_TYPE, non_retryable=True
+                f"LLM step refused (not retrying): {exc}", type=ErrorType.llm_permanent, non_retryable=True
             ) from None
         except RetryableLlmError as exc:
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
             raise ApplicationError(
-                f"LLM step failed (will retry): {exc}", type=RETRYABLE_ERROR_TYPE, next_retry_delay=delay
+                f"LLM step failed (will retry): {exc}", type=ErrorType.llm_retryable, next_retry_delay=delay
             ) from None
         activity.logger.info(
             "llm step answered by %s (%s)%s",

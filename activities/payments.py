@@ -13,6 +13,9 @@ from paygent.db import reservations
 from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.schema import payments
+from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentRequest, PaymentStatus
 from workflows import payment_types as t
 
 
@@ -21,7 +24,7 @@ class PaymentActivities:
         self.engine = engine
 
     @activity.defn(name=t.ACT_RESERVE)
-    async def reserve(self, req: t.PaymentRequest) -> t.ReserveOutcome:
+    async def reserve(self, req: PaymentRequest) -> t.ReserveOutcome:
         """Check the wallet's spending policy and reserve the amount, atomically, before anything is signed."""
         async with self.engine.begin() as conn:
             # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
@@ -53,7 +56,7 @@ class PaymentActivities:
                 conn,
                 tenant_id=req.tenant_id,
                 actor="system",
-                channel="system",
+                channel=Channel.system,
                 action="payment.reserved" if result.reserved else "payment.limit_refused",
                 subject_type="payment",
                 subject_id=req.payment_id,
@@ -76,22 +79,22 @@ class PaymentActivities:
             ).first()
             if row is None:
                 raise ApplicationError(
-                    f"payment {change.payment_id} not recorded", type="PaymentNotRecorded", non_retryable=True
+                    f"payment {change.payment_id} not recorded", type=ErrorType.payment_not_recorded, non_retryable=True
                 )  # retrying cannot make the row appear
-            if row.status == change.status or row.status in t.TERMINAL:
+            if row.status == change.status or row.status in PAYMENT_TERMINAL:
                 return
             await conn.execute(
                 payments.update()
                 .where(payments.c.id == uuid.UUID(change.payment_id))
                 .values(status=change.status, failure_reason=change.reason, updated_at=sa.func.now())
             )
-            if change.status in t.TERMINAL and not change.hold_reservation:  # the budget is given back
+            if change.status in PAYMENT_TERMINAL and not change.hold_reservation:  # the budget is given back
                 await reservations.settle_reservation(conn, uuid.UUID(change.payment_id), reservations.RELEASED)
             await append_audit(
                 conn,
                 tenant_id=row.tenant_id,
                 actor=change.actor,
-                channel="system",
+                channel=Channel.system,
                 action=f"payment.{change.status}",
                 subject_type="payment",
                 subject_id=change.payment_id,
@@ -102,11 +105,11 @@ class PaymentActivities:
     async def settle(self, s: t.Settlement) -> None:
         """Final status from the receipt; on success one debit and one credit (unique per payment/account)."""
         pid = uuid.UUID(s.payment_id)
-        status = t.CONFIRMED if s.receipt.succeeded else t.FAILED
+        status = PaymentStatus.confirmed if s.receipt.succeeded else PaymentStatus.failed
         reason = None if s.receipt.succeeded else f"TransferReverted: {s.receipt.revert_reason or 'reverted'}"
         async with self.engine.begin() as conn:
             current = await conn.scalar(sa.select(payments.c.status).where(payments.c.id == pid).with_for_update())
-            if current in t.TERMINAL:
+            if current in PAYMENT_TERMINAL:
                 return
             await conn.execute(
                 payments.update()
@@ -137,7 +140,7 @@ class PaymentActivities:
                 conn,
                 tenant_id=s.tenant_id,
                 actor="system",
-                channel="system",
+                channel=Channel.system,
                 action=f"payment.{status}",
                 subject_type="payment",
                 subject_id=s.payment_id,

@@ -23,6 +23,7 @@ from paygent.db.audit import append_audit
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain import reconcile as rules
+from paygent.domain.channels import Channel
 from paygent.settings import Settings
 from workflows import reconcile_types as r
 
@@ -407,7 +408,7 @@ class ReconcileActivities:
             conn,
             tenant_id=tenant_id,
             actor="reconciler",
-            channel="system",
+            channel=Channel.system,
             action=r.MISMATCH,
             subject_type="wallet",
             subject_id=str(wallet_id),

@@ -27,6 +27,8 @@ from x402.schemas import NoMatchingRequirementsError
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from paygent.x402 import client as x402c
@@ -63,7 +65,7 @@ async def _send(
 
 
 def _state_error(message: str) -> ApplicationError:
-    return ApplicationError(message, type=t.ERR_STATE, non_retryable=True)
+    return ApplicationError(message, type=ErrorType.x402_state, non_retryable=True)
 
 
 class X402Activities:
@@ -104,7 +106,7 @@ class X402Activities:
             conn,
             tenant_id=tenant_id,
             actor="system",
-            channel="temporal",
+            channel=Channel.temporal,
             action=action,
             subject_type="payment",
             subject_id=payment_id,
@@ -136,13 +138,13 @@ class X402Activities:
             answer = await _probe(req.url, details, EgressPolicy.from_settings(self.settings), req.timeout_seconds)
             reason = x402c.check(answer, req.policy) if isinstance(answer, x402c.Requirements) else None
         except x402c.AmbiguousResult as exc:
-            raise ApplicationError(str(exc), type=t.ERR_AMBIGUOUS) from None
+            raise ApplicationError(str(exc), type=ErrorType.x402_ambiguous) from None
         except x402c.PaymentRefused as exc:
             answer, reason = None, exc.reason
         except EgressRefused as exc:  # e.g. the name resolves elsewhere now than when the API checked it
             answer, reason = None, f"url: {exc.reason}"
         if isinstance(answer, x402c.Response) and answer.status >= 500:
-            raise ApplicationError(f"probe answered {answer.status}", type=t.ERR_AMBIGUOUS)
+            raise ApplicationError(f"probe answered {answer.status}", type=ErrorType.x402_ambiguous)
         async with self.engine.begin() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})
             if details.get("signed"):
@@ -165,7 +167,7 @@ class X402Activities:
                 )
             await self._save(conn, req.payment_id, details)
         if reason:
-            raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
+            raise ApplicationError(reason, type=ErrorType.x402_refused, non_retryable=True)
         if isinstance(answer, x402c.Response):
             return t.X402ProbeResult(payment_id=req.payment_id, payment_required=False, status_code=answer.status)
         return self._probe_result(req.payment_id, details)
@@ -242,7 +244,7 @@ class X402Activities:
                 )
             await self._save(conn, req.payment_id, details)
         if reason:
-            raise ApplicationError(reason, type=t.ERR_REFUSED, non_retryable=True)
+            raise ApplicationError(reason, type=ErrorType.x402_refused, non_retryable=True)
         activity.logger.info("x402 payment %s signed (identifier %s)", req.payment_id, stored.payment_identifier)
         return self._sign_result(req.payment_id, stored, reused=False)
 
@@ -258,17 +260,21 @@ class X402Activities:
         if resp.status < 400:
             return t.SERVED_UNSETTLED, False, None
         if resp.settle_failed_on_server:
-            return t.ERR_AMBIGUOUS, False, f"settlement failed on the server side: {resp.receipt.get('errorReason')}"
+            return (
+                ErrorType.x402_ambiguous,
+                False,
+                f"settlement failed on the server side: {resp.receipt.get('errorReason')}",
+            )
         if resp.status == 402:
             verdict = (
                 (resp.receipt or {}).get("errorReason")
                 or (resp.payment_required or {}).get("error")
                 or "payment required again"
             )
-            return t.ERR_REFUSED, False, f"the server refused the payment: {verdict}"
+            return ErrorType.x402_refused, False, f"the server refused the payment: {verdict}"
         if resp.status >= 500:
-            return t.ERR_AMBIGUOUS, False, f"the server answered {resp.status} without settling"
-        return t.ERR_REJECTED, False, f"the server answered {resp.status}"
+            return ErrorType.x402_ambiguous, False, f"the server answered {resp.status} without settling"
+        return ErrorType.x402_rejected, False, f"the server answered {resp.status}"
 
     def _send_result(self, payment_id: str, details: dict[str, Any]) -> t.X402SendResult:
         stored = x402c.StoredPayment(**details["signed"])
@@ -302,9 +308,9 @@ class X402Activities:
             resp = await _send(details, stored, EgressPolicy.from_settings(self.settings), req.timeout_seconds)
             outcome, confirmed, reason = await self._classify(resp, stored)
         except x402c.AmbiguousResult as exc:
-            outcome, confirmed, reason, error = t.ERR_AMBIGUOUS, False, str(exc), str(exc)
+            outcome, confirmed, reason, error = ErrorType.x402_ambiguous, False, str(exc), str(exc)
         except EgressRefused as exc:  # nothing was sent: the signed authorization never left Paygent
-            outcome, confirmed, reason, error = t.ERR_REFUSED, False, f"url: {exc.reason}", exc.reason
+            outcome, confirmed, reason, error = ErrorType.x402_refused, False, f"url: {exc.reason}", exc.reason
         if resp is not None and outcome not in t.SETTLED_OUTCOMES:
             resp = resp.model_copy(update={"body_excerpt": ""})  # an excerpt is kept only for what was paid for
         async with self.engine.begin() as conn:
@@ -323,9 +329,9 @@ class X402Activities:
                     receipt=resp.receipt,
                     chain_confirmed=confirmed,
                 )
-            if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
+            if outcome in (ErrorType.x402_refused, ErrorType.x402_rejected):
                 details["refusal"] = reason
-            elif outcome != t.ERR_AMBIGUOUS:
+            elif outcome != ErrorType.x402_ambiguous:
                 details["outcome"] = outcome
             await self._audit(
                 conn,
@@ -344,8 +350,8 @@ class X402Activities:
                 },
             )
             await self._save(conn, req.payment_id, details)
-        if outcome in (t.ERR_REFUSED, t.ERR_REJECTED):
+        if outcome in (ErrorType.x402_refused, ErrorType.x402_rejected):
             raise ApplicationError(reason, type=outcome, non_retryable=True)
-        if outcome == t.ERR_AMBIGUOUS:
-            raise ApplicationError(reason, type=t.ERR_AMBIGUOUS)  # retryable: the same payment is re-sent
+        if outcome == ErrorType.x402_ambiguous:
+            raise ApplicationError(reason, type=ErrorType.x402_ambiguous)  # retryable: the same payment is re-sent
         return self._send_result(req.payment_id, details)

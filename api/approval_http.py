@@ -18,12 +18,12 @@ from api.errors import ApiError, error_body
 from paygent.crypto import channel_attestation
 from paygent.db.accounts import Principal
 from paygent.domain import approval_rules as rules
+from paygent.domain.channels import CLAIMABLE, Channel
 from paygent.domain.money import format_amount
 from paygent.settings import Settings
 from workflows.approval_client import DecisionRefused
 from workflows.approval_types import ApprovalView
 
-CHANNELS = ("api", "cli")  # `temporal` is the channel of Signals sent with Temporal's own tools, never of HTTP
 HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
@@ -32,19 +32,19 @@ _ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 _FORBIDDEN = {rules.SELF, rules.NOT_APPROVER, rules.NOT_INITIATOR, rules.NOT_ALLOWED, rules.DELEGATION_ENDED}
 
 
-def channel(x_paygent_channel: str | None = Header(None, alias="X-Paygent-Channel")) -> str:
+def channel(x_paygent_channel: str | None = Header(None, alias="X-Paygent-Channel")) -> Channel:
     """The audit channel: "api" unless the caller says it is the CLI; anything else is refused, not guessed."""
     if x_paygent_channel is None:
-        return "api"
+        return Channel.api
     value = x_paygent_channel.strip().lower()
-    if value not in CHANNELS:
+    if value not in CLAIMABLE:  # `temporal` is the channel of Signals sent with Temporal's own tools, never of HTTP
         raise ApiError(
             422,
             "invalid_input",
-            f"X-Paygent-Channel: must be one of {', '.join(CHANNELS)}, not {x_paygent_channel!r}",
+            f"X-Paygent-Channel: must be one of {', '.join(CLAIMABLE)}, not {x_paygent_channel!r}",
             "X-Paygent-Channel",
         )
-    return value
+    return Channel(value)
 
 
 def idempotency_key(key: str | None = Header(None, alias="Idempotency-Key")) -> str | None:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.deps import deps
 from api.route_match import route_template
-from workflows import payment_types as pt
+from paygent.domain.payment import PAYMENT_TERMINAL
 
 log = logging.getLogger("paygent.api.metrics")
 router = APIRouter(tags=["operations"])
@@ -43,7 +43,7 @@ class StateSnapshot:
         self.payments = {(p["kind"], p["status"]): p["count"] for p in state.get("payments", [])}
         self.oldest_open: dict[str, float] = {}
         for p in state.get("payments", []):
-            if p["status"] not in pt.TERMINAL:
+            if p["status"] not in PAYMENT_TERMINAL:
                 age = self.oldest_open.get(p["status"], 0.0)
                 self.oldest_open[p["status"]] = max(age, p["oldest_age_seconds"])
         self.approvals_pending = state.get("approvals_pending", 0)

@@ -30,7 +30,7 @@ from api import ws_messages
 from api.authz import PUBLIC_PATHS
 from api.routes import ws
 from api.routes.approval_policies import PolicyIn
-from workflows import payment_types as pt
+from paygent.domain.payment import PaymentStatus
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
@@ -71,15 +71,15 @@ PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
 
 
 PaymentStatus = Literal[
-    pt.PENDING,
-    pt.AWAITING_APPROVAL,
-    pt.TIME_LOCKED,
-    pt.SIGNING,
-    pt.SUBMITTED,  # type: ignore
-    pt.CONFIRMED,
-    pt.FAILED,
-    pt.CANCELLED,
-    pt.REFUSED,
+    PaymentStatus.pending,
+    PaymentStatus.awaiting_approval,
+    PaymentStatus.time_locked,
+    PaymentStatus.signing,
+    PaymentStatus.submitted,  # type: ignore
+    PaymentStatus.confirmed,
+    PaymentStatus.failed,
+    PaymentStatus.cancelled,
+    PaymentStatus.refused,
 ]
 
 

@@ -8,42 +8,37 @@ caller's channel, then a PaymentWorkflow is started (or joined) under an id deri
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.client import WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import cursor as cursors
 from api.authz import oversees, spendable_wallet
 from api.deps import Deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
-from paygent.db.audit import append_audit
+from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import payments
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.addresses import parse_address
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.payment import (
+    PAYMENT_CANCELLABLE,
+    PAYMENT_TERMINAL,
+    ZERO_ADDRESS,
+    PaymentKind,
+    PaymentStatus,
+)
 from paygent.egress import require_allowed
+from paygent.payment_start import start_payment_workflow
 from paygent.settings import Settings
-from workflows import payment_types as t
-from workflows import search_attributes as sattr
 
 PAYMENT_NAMESPACE = uuid.UUID("6f1c2a52-8f0e-4d7e-9a55-0c1b5e1d2a10")
-ZERO_ADDRESS = "0x" + "0" * 40
-STATUSES = t.CANCELLABLE | t.TERMINAL | {t.SIGNING, t.SUBMITTED}
+STATUSES = PAYMENT_CANCELLABLE | PAYMENT_TERMINAL | {PaymentStatus.signing, PaymentStatus.submitted}
 
 
 @dataclass(frozen=True)
@@ -56,14 +51,14 @@ class PaymentSpec:
 
     wallet_id: str
     asset: str
-    kind: str = "transfer"
+    kind: PaymentKind = PaymentKind.transfer
     to: str | None = None
     amount: str | None = None
     url: str | None = None
     max_amount: str | None = None
     memo: str | None = None
     mcp_tool: str | None = None
-    mcp_arguments: dict = field(default_factory=dict)
+    mcp_arguments: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_asset(settings: Settings, symbol: str) -> tuple[str, int]:
@@ -87,19 +82,19 @@ def payment_id_for(who: Principal, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(PAYMENT_NAMESPACE, f"{who.tenant_id}:{who.user_id}:{idempotency_key}")
 
 
-async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_key: str, *, channel: str):
+async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_key: str, *, channel: Channel):
     """Validate, check the caller may spend from the wallet, record once, start (or join) the workflow.
 
     Returns the stored row. Bad input raises InvalidInput naming the field; no grant, 403; a reused key with
     another request, 409: in every refusal nothing is recorded or started."""
     token_address, decimals = resolve_asset(d.settings, spec.asset)
-    details: dict = {}
-    if spec.kind == "x402":
+    mcp_call = None
+    if spec.kind == PaymentKind.x402:
         amount_atomic = parse_amount(spec.max_amount or "", decimals, field="max_amount")
         await require_allowed(d.settings, spec.url or "", field="url")  # before anything is recorded or started
         to = ZERO_ADDRESS  # the server's 402 answer names the recipient; recorded once probed
         if spec.mcp_tool:
-            details["mcp"] = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments}
+            mcp_call = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments}
     else:
         amount_atomic = parse_amount(spec.amount or "", decimals)
         to = parse_address(spec.to, field="to")
@@ -110,187 +105,37 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
     payment_id = payment_id_for(who, idempotency_key)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
-        row, request_hash = await record_payment(
+        recorded = await record_payment(
             conn,
-            payment_id=payment_id,
-            tenant_id=who.tenant_id,
-            requested_by_id=who.user_id,
-            actor=who.actor,
-            channel=channel,
-            wallet_id=wallet_id,
-            idempotency_key=idempotency_key,
-            chain_id=d.settings.chain_id,
-            asset=spec.asset,
-            token_address=token_address,
-            to=to,
-            amount_atomic=amount_atomic,
-            memo=spec.memo,
-            kind=spec.kind,
-            url=spec.url if spec.kind == "x402" else None,
-            details=details,
+            NewPayment(
+                payment_id=payment_id,
+                tenant_id=who.tenant_id,
+                requested_by_id=who.user_id,
+                actor=who.actor,
+                channel=channel,
+                wallet_id=wallet_id,
+                idempotency_key=idempotency_key,
+                chain_id=d.settings.chain_id,
+                asset=spec.asset,
+                token_address=token_address,
+                to=to,
+                amount_atomic=amount_atomic,
+                memo=spec.memo,
+                kind=spec.kind,
+                url=spec.url if spec.kind == PaymentKind.x402 else None,
+                mcp_call=mcp_call,
+            ),
         )
-    if row["request_hash"] != request_hash:
+    if not recorded.matches:
         raise ApiError(
             409, "idempotency_conflict", "Idempotency-Key: already used for a different request", "Idempotency-Key"
         )
+    row = recorded.row
     request = payment_request(
         row, wallet.address, requested_by=who.actor, decimals=decimals, local_steps=d.settings.local_steps
     )
-    await start_payment_workflow(d, request, wallet.name)
+    await start_payment_workflow(d.temporal, d.settings.task_queue, request, wallet.name)
     return row
-
-
-async def record_payment(
-    conn: AsyncConnection,
-    *,
-    payment_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    requested_by_id: uuid.UUID,
-    actor: str,
-    channel: str,
-    wallet_id: uuid.UUID,
-    idempotency_key: str,
-    chain_id: int,
-    asset: str,
-    token_address: str,
-    to: str,
-    amount_atomic: int,
-    memo: str | None,
-    audit_extra: dict | None = None,
-    kind: str = "transfer",
-    url: str | None = None,
-    details: dict | None = None,
-):
-    """Record a payment once per (tenant, principal, idempotency key), audited; returns (stored row, this
-    request's hash). When the key was used before, the stored row is the first request's: a caller compares its
-    `request_hash`. `details` (an MCP tool call) is part of the hash: another tool or argument is another request.
-    """
-    details = {**({"url": url} if url else {}), **(details or {})}
-    request_hash = hashlib.sha256(
-        json.dumps(
-            {
-                "wallet_id": str(wallet_id),
-                "to": to,
-                "amount_atomic": amount_atomic,
-                "asset": asset,
-                "memo": memo,
-                **({"kind": kind, "url": url} if kind != "transfer" else {}),
-                **({"mcp": details["mcp"]} if "mcp" in details else {}),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
-    inserted = await conn.scalar(
-        pg_insert(payments)
-        .values(
-            id=payment_id,
-            tenant_id=tenant_id,
-            wallet_id=wallet_id,
-            requested_by=requested_by_id,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            kind=kind,
-            chain_id=chain_id,
-            asset=asset,
-            token_address=token_address,
-            to_address=to,
-            amount_atomic=amount_atomic,
-            memo=memo,
-            status=t.PENDING,
-            workflow_id=t.payment_workflow_id(str(payment_id)),
-            details=details,
-        )
-        .on_conflict_do_nothing(constraint="payments_idempotency_per_principal")
-        .returning(payments.c.id)
-    )
-    if inserted is not None:
-        await append_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor=actor,
-            channel=channel,
-            action="payment.requested",
-            subject_type="payment",
-            subject_id=str(payment_id),
-            data={
-                "to": to,
-                "amount_atomic": str(amount_atomic),
-                "asset": asset,
-                "wallet_id": str(wallet_id),
-                "memo": memo,
-                **(audit_extra or {}),
-                **({"url": url} if url else {}),
-                **({"mcp_tool": details["mcp"]["tool"]} if "mcp" in details else {}),
-            },
-        )
-    row = (
-        (
-            await conn.execute(
-                sa.select(payments).where(
-                    payments.c.tenant_id == tenant_id,
-                    payments.c.requested_by == requested_by_id,
-                    payments.c.idempotency_key == idempotency_key,
-                )
-            )
-        )
-        .mappings()
-        .one()
-    )
-    return row, request_hash
-
-
-def payment_request(
-    row, wallet_address: str, *, requested_by: str, decimals: int, local_steps: bool = False
-) -> t.PaymentRequest:
-    """The workflow input for a recorded payment row."""
-    return t.PaymentRequest(
-        payment_id=str(row["id"]),
-        tenant_id=str(row["tenant_id"]),
-        wallet_id=str(row["wallet_id"]),
-        wallet_address=wallet_address,
-        requested_by=requested_by,
-        requested_by_id=str(row["requested_by"]),
-        chain_id=int(row["chain_id"]),
-        asset=row["asset"],
-        decimals=decimals,
-        token_address=row["token_address"],
-        to=row["to_address"],
-        amount_atomic=int(row["amount_atomic"]),
-        memo=row["memo"],
-        kind=row["kind"],
-        url=(row["details"] or {}).get("url"),
-        max_amount_atomic=int(row["amount_atomic"]) if row["kind"] == "x402" else None,
-        local_steps=local_steps,
-    )
-
-
-async def start_payment_workflow(d: Deps, req: t.PaymentRequest, wallet_name: str) -> WorkflowHandle:
-    """Start, or join the one already running: a retried request never starts a second workflow."""
-    label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset}"
-    if req.kind == "x402":
-        label = f"up to {label} for {req.url}"
-    try:
-        return await d.temporal.start_workflow(
-            t.WORKFLOW_NAME,
-            req,
-            id=t.payment_workflow_id(req.payment_id),
-            task_queue=d.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sattr.STATUS, t.PENDING),
-                    SearchAttributePair(sattr.TENANT, req.tenant_id),
-                    SearchAttributePair(sattr.KIND, req.kind),
-                    SearchAttributePair(sattr.ASSET, req.asset),
-                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
-                ]
-            ),
-            static_summary=f"Pay {label} from {wallet_name}" + ("" if req.kind == "x402" else f" to {req.to}"),
-            static_details=f"Requested by {req.requested_by}. Memo: {req.memo or '-'}. Payment {req.payment_id}.",
-        )
-    except WorkflowAlreadyStartedError:  # it ran and closed already: the same payment, nothing to start
-        return d.temporal.get_workflow_handle(t.payment_workflow_id(req.payment_id))
 
 
 def payment_view(row, settings: Settings) -> dict:
@@ -312,7 +157,7 @@ def payment_view(row, settings: Settings) -> dict:
         f"/workflows/{row['workflow_id']}",
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
-        **({"x402": _x402_view(row["details"])} if row["kind"] == "x402" else {}),
+        **({"x402": _x402_view(row["details"])} if row["kind"] == PaymentKind.x402 else {}),
     }
 
 

@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from paygent.db.audit import append_audit
+from paygent.domain.channels import Channel
 from paygent.settings import Settings
 
 log = logging.getLogger("paygent.api.ratelimit")
@@ -104,7 +105,7 @@ class RateLimits:
                         conn,
                         tenant_id=tenant_id,
                         actor=actor,
-                        channel="api",
+                        channel=Channel.api,
                         action="ratelimit.refused",
                         subject_type="rate_limit",
                         subject_id=bucket,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from paygent.db.agent_events import load_events, read_live
 from paygent.db.agent_schema import agent_runs
-from workflows import agent_types as t
+from paygent.domain.agent_run import RUN_TERMINAL, TERMINAL_EVENTS
 
 if TYPE_CHECKING:
     from api.deps import Deps
@@ -52,9 +52,9 @@ async def follow_run(
         for event in stored:
             yield event
             last = event["seq"]
-            if event["type"] in t.TERMINAL_EVENTS:
+            if event["type"] in TERMINAL_EVENTS:
                 return
-        if status in t.TERMINAL and not stored:
+        if status in RUN_TERMINAL and not stored:
             return  # finished without a terminal event (e.g. never started): nothing more will come
         try:
             live = await read_live(d.redis, str(run_id), last, live_block_ms)
@@ -66,7 +66,7 @@ async def follow_run(
             if event["seq"] == last + 1:  # only in order; anything else is re-read from Postgres above
                 yield event
                 last = event["seq"]
-                if event["type"] in t.TERMINAL_EVENTS:
+                if event["type"] in TERMINAL_EVENTS:
                     return
         if not live:
             yield None

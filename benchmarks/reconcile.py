@@ -24,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from web3 import AsyncWeb3
 
+from paygent import search_attributes
 from paygent.chain.anvil import dev_account, start_anvil
 from paygent.chain.token import deploy_token, mint
 from paygent.crypto import new_master_key
@@ -35,7 +36,6 @@ from paygent.paths import temporal_cli
 from paygent.settings import Settings
 from workers.main import build_worker
 from workflows import reconcile_types as r
-from workflows import search_attributes
 
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import httpx
 import typer
 
+from paygent.domain.agent_run import TERMINAL_EVENTS
 from paygent.paths import dev_json_path
 
-TERMINAL_EVENTS = ("agent_completed", "agent_failed")
 PAYING_TOOLS = ("pay", "x402_fetch")
 RECONNECTS = 5
 OK, FAILED, USAGE = 0, 1, 2

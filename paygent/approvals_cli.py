@@ -16,6 +16,7 @@ import httpx
 import typer
 
 from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, Reason, _fail, call, client
+from paygent.domain.approval_state import ApprovalStatus
 
 app = typer.Typer(no_args_is_help=True, help="Approvals waiting for you, and their state.")
 
@@ -42,7 +43,7 @@ def _outcome(http: httpx.Client, approval_id: str, result: dict[str, Any], verb:
     line = f"{verb}: " + describe(state)
     if result.get("duplicate"):
         line += " (already recorded: nothing changed)"
-    if state["status"] == "timelocked":
+    if state["status"] == ApprovalStatus.time_locked:
         line += f"; time-lock until {_when(state['timelock_until'])}, cancel still possible"
     elif state["status"] not in ("pending",):
         line += f"; {state['reason']}"
@@ -54,7 +55,7 @@ def list_(
     status: Annotated[
         str,
         typer.Option(
-            help="pending (what you may approve now), timelocked, approved, rejected, expired, cancelled or all"
+            help="pending (what you may approve now), time_locked, approved, rejected, expired, cancelled or all"
         ),
     ] = "pending",
     as_user: AsUser = None,

@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from paygent import search_attributes
 from paygent.chain.anvil import start_anvil
 from paygent.db.engine import async_url
 from paygent.db.migrate import upgrade
 from paygent.netutil import free_port
 from paygent.paths import temporal_cli, temporal_test_server
-from workflows import search_attributes
 
 ADMIN_DATABASE_URL = os.environ.get(
     "PAYGENT_TEST_ADMIN_DATABASE_URL", os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -3,7 +3,7 @@
 When the database refuses a value (NUL in text, `\\u0000` in jsonb, a value out of range...), every retry of the
 activity fails the same way; Temporal's default policy would retry it without end and wedge the workflow that
 waits on it. This worker interceptor turns such a failure into a non-retryable `ApplicationError` of type
-`DataRefused` (paygent.domain.errors.DATA_REFUSED), which the workflows turn into a clean, audited end.
+`DataRefused` (paygent.domain.errors.ErrorType.data_refused), which the workflows turn into a clean, audited end.
 One interceptor rather than a `try` in every activity: no activity can forget it.
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from paygent.domain.errors import DATA_REFUSED
+from paygent.domain.errors import ErrorType
 
 
 def data_error(exc: BaseException) -> BaseException | None:
@@ -45,7 +45,7 @@ class _DataErrorsAreFinal(ActivityInboundInterceptor):
             message = str(cause).splitlines()[0][:300] if str(cause) else ""
             raise ApplicationError(
                 f"the database refused a value: {type(cause).__name__}: {message}",
-                type=DATA_REFUSED,
+                type=ErrorType.data_refused,
                 non_retryable=True,
             ) from None
 

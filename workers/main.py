@@ -70,11 +70,12 @@ PURE_WORKFLOW_MODULES = (
     "paygent.llm.types",
     "paygent.x402.policy",
     "workflows.payment_types",
+    "workflows.activity_options",
     "workflows.x402_types",
     "workflows.approval_types",
     "workflows.agent_types",
     "workflows.approval_decisions",
-    "workflows.search_attributes",
+    "paygent.search_attributes",
     "workflows.tenant_header",
 )
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -32,16 +32,26 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
+from paygent import search_attributes as sa
+from paygent.domain.agent_run import EventType
+from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
+from paygent.domain.payment import (
+    PAYMENT_PAST_APPROVAL,
+    PAYMENT_TERMINAL,
+    PAYMENT_WAITING,
+    PAYMENT_WORKFLOW,
+    PaymentKind,
+    PaymentRequest,
+    PaymentStatus,
+    payment_workflow_id,
+)
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
-from workflows import search_attributes as sa
+from workflows.activity_options import DATABASE, DB_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.money import format_amount
-
-if TYPE_CHECKING:
-    from workflows.agent_run import AgentRunWorkflow
 
 FIRST_POLL = timedelta(seconds=1)
 # Polls back off to 10 minutes: an 8-day wait then costs ~1,200 polls (~12k history events, far below the 50k
@@ -49,10 +59,7 @@ FIRST_POLL = timedelta(seconds=1)
 # (approved, then a long time-lock) can be reported up to one interval late.
 MAX_POLL = timedelta(minutes=10)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
-WAITING = frozenset({pt.AWAITING_APPROVAL, pt.TIME_LOCKED})
-X402 = "x402"
 PAYING_TOOLS = frozenset({"pay", "x402_fetch", "call_paid_tool"})  # call_paid_tool: x402 over MCP
-DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
 
 
 def failure_reason(err: BaseException) -> str:
@@ -75,14 +82,11 @@ def decision_of(status: str, reason: str | None) -> str:
     return "approved"
 
 
-APPROVAL_FINAL = frozenset({"approved", "rejected", "expired", "cancelled"})
-
-
 def decision_from(payment_status: str, approval: pt.ApprovalProgress | None) -> str:
     """How the approval went: its own outcome when known, else what the payment did next (typed, no text)."""
     if approval is not None and approval.status in APPROVAL_FINAL:
         return approval.status
-    return "approved" if payment_status in (pt.SIGNING, pt.SUBMITTED, pt.CONFIRMED) else pt.CANCELLED
+    return ApprovalStatus.approved if payment_status in PAYMENT_PAST_APPROVAL else ApprovalStatus.cancelled
 
 
 def who_must_act(approval: pt.ApprovalProgress) -> dict:
@@ -97,7 +101,7 @@ def who_must_act(approval: pt.ApprovalProgress) -> dict:
     }
 
 
-def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
+def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
     data = {
@@ -109,7 +113,7 @@ def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
     }
     if final.tx_hash:
         data["tx_hash"] = final.tx_hash
-    if req.kind == X402:
+    if req.kind == PaymentKind.x402:
         info = final.x402 or {}
         data.update(
             url=req.url,
@@ -118,22 +122,35 @@ def outcome(req: pt.PaymentRequest, final: t.PaymentStatus) -> t.ToolOutcome:
             response_status=info.get("response_status"),
             body=info.get("body_excerpt"),
         )
-        if final.status != pt.CONFIRMED:  # nothing was paid: no price, no recipient to report
+        if final.status != PaymentStatus.confirmed:  # nothing was paid: no price, no recipient to report
             for key in ("amount", "to"):
                 data.pop(key)
         elif info.get("transaction") and "tx_hash" not in data:
             data["tx_hash"] = info["transaction"]
-    if final.status == pt.CONFIRMED:
+    if final.status == PaymentStatus.confirmed:
         data["block_number"] = final.block_number
         return t.ToolOutcome(ok=True, text=json.dumps(data))
     data["reason"] = final.failure_reason or f"the payment is {final.status}"
-    if final.status == pt.REFUSED:
+    if final.status == PaymentStatus.refused:
         data["error"] = f"refused by the spending policy: {data['reason']}"
     return t.ToolOutcome(ok=False, text=json.dumps(data))
 
 
+class RunHost(Protocol):
+    """What a paying tool needs from the run that owns it (AgentRunWorkflow), so this module never imports it."""
+
+    inp: t.AgentRunInput
+    payment_news: dict[str, list[pt.PaymentProgress]]  # pushed by child payments, by payment id
+
+    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def note_cancelled_payment(self, note: dict[str, Any]) -> None: ...
+
+
 class PaymentTool:
-    def __init__(self, run: AgentRunWorkflow) -> None:
+    def __init__(self, run: RunHost) -> None:
         self.run = run
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
         self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the payment
@@ -170,32 +187,34 @@ class PaymentTool:
             status = await self._cancel(payment_id, "the agent run was cancelled")
             if self._awaiting is not None:  # close the approval the stream announced
                 await self.run.emit(
-                    t.APPROVAL_DECIDED,
+                    EventType.approval_decided,
                     {**self._awaiting, "status": status.status, "decision": self._decision(status)},
                     honour_cancel=False,
                 )
             self.run.note_cancelled_payment({"payment_id": payment_id, "payment_status": status.status})
             raise
         req = prepared.request
-        if req.kind == X402 and final.x402 is None:  # what the server answered is on the row, not in the state
+        if (
+            req.kind == PaymentKind.x402 and final.x402 is None
+        ):  # what the server answered is on the row, not in the state
             final = await self._status(req.payment_id)
         return outcome(req, final)
 
-    async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentStatus:
+    async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentSnapshot:
         req = prepared.request
         assert req is not None
         try:
             child = await workflow.start_child_workflow(
-                pt.WORKFLOW_NAME,
+                PAYMENT_WORKFLOW,
                 req,
-                id=pt.payment_workflow_id(req.payment_id),
+                id=payment_workflow_id(req.payment_id),
                 result_type=pt.PaymentState,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
                 search_attributes=TypedSearchAttributes(
                     [
-                        SearchAttributePair(sa.STATUS, pt.PENDING),
+                        SearchAttributePair(sa.STATUS, PaymentStatus.pending),
                         SearchAttributePair(sa.TENANT, req.tenant_id),
                         SearchAttributePair(sa.KIND, req.kind),
                         SearchAttributePair(sa.ASSET, req.asset),
@@ -203,7 +222,7 @@ class PaymentTool:
                     ]
                 ),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
-                + (f"for {req.url}" if req.kind == X402 else f"to {req.to}"),
+                + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
                 static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
             )
         except WorkflowAlreadyStartedError:
@@ -233,16 +252,16 @@ class PaymentTool:
             else:
                 await workflow.sleep(delay)
             status = await self._status(req.payment_id)
-            if child is None and status.status in pt.TERMINAL:
+            if child is None and status.status in PAYMENT_TERMINAL:
                 final = status
                 break
-            if status.status in WAITING and not asked:
+            if status.status in PAYMENT_WAITING and not asked:
                 asked, self._awaiting = True, bound
-                await self.run.emit(t.APPROVAL_REQUESTED, {**bound, "status": status.status})
-            elif asked and not decided and status.status not in WAITING:
+                await self.run.emit(EventType.approval_requested, {**bound, "status": status.status})
+            elif asked and not decided and status.status not in PAYMENT_WAITING:
                 decided, self._awaiting = True, None
                 await self.run.emit(
-                    t.APPROVAL_DECIDED,
+                    EventType.approval_decided,
                     {**bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)},
                 )
             if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
@@ -252,19 +271,19 @@ class PaymentTool:
         if asked and not decided:
             self._awaiting = None
             await self.run.emit(
-                t.APPROVAL_DECIDED,
+                EventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
             )
         return final
 
-    def _decision(self, status: t.PaymentStatus) -> str:
+    def _decision(self, status: t.PaymentSnapshot) -> str:
         if self._approval is not None:  # pushed: the approval's own outcome
             return decision_from(status.status, self._approval)
         return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
 
     async def _follow_pushed(
         self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str
-    ) -> t.PaymentStatus:
+    ) -> t.PaymentSnapshot:
         """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
         news = self.run.payment_news.setdefault(payment_id, [])
         self._approval = None
@@ -292,7 +311,7 @@ class PaymentTool:
         if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
             self._awaiting = None
             await self.run.emit(
-                t.APPROVAL_DECIDED,
+                EventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
             )
         return final
@@ -304,12 +323,12 @@ class PaymentTool:
             if a.change in ("opened", "edited"):
                 self._awaiting = bound
                 await self.run.emit(
-                    t.APPROVAL_REQUESTED,
+                    EventType.approval_requested,
                     {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
                 )
             elif a.change in ("approved", "revoked"):
                 await self.run.emit(
-                    t.APPROVAL_PROGRESS,
+                    EventType.approval_progress,
                     {
                         **ids,
                         "decision": a.change,
@@ -321,25 +340,26 @@ class PaymentTool:
                     },
                 )
             return
-        if p.status == pt.TIME_LOCKED:
+        if p.status == PaymentStatus.time_locked:
             until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
             await self.run.emit(
-                t.PAYMENT_TIME_LOCKED, {**ids, "until": until, "approved_by": a.approved_by if a is not None else []}
+                EventType.payment_time_locked,
+                {**ids, "until": until, "approved_by": a.approved_by if a is not None else []},
             )
-        elif self._awaiting is not None and p.status not in WAITING:
+        elif self._awaiting is not None and p.status not in PAYMENT_WAITING:
             self._awaiting = None
             await self.run.emit(
-                t.APPROVAL_DECIDED, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
+                EventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
             )
 
     @staticmethod
-    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentStatus:
+    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentSnapshot:
         try:
             state: pt.PaymentState = child.result()
         except ChildWorkflowError as err:
-            status = pt.CANCELLED if is_cancelled_exception(err) else pt.FAILED
-            return t.PaymentStatus(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
-        return t.PaymentStatus(
+            status = PaymentStatus.cancelled if is_cancelled_exception(err) else PaymentStatus.failed
+            return t.PaymentSnapshot(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
+        return t.PaymentSnapshot(
             payment_id=payment_id,
             status=state.status,
             tx_hash=state.tx_hash,
@@ -347,22 +367,20 @@ class PaymentTool:
             failure_reason=state.failure_reason,
         )
 
-    async def _status(self, payment_id: str) -> t.PaymentStatus:
+    async def _status(self, payment_id: str) -> t.PaymentSnapshot:
         return await workflow.execute_activity(
             t.ACT_PAYMENT_STATUS,
             payment_id,
-            result_type=t.PaymentStatus,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
+            result_type=t.PaymentSnapshot,
+            **DATABASE,
             summary="Payment status",
         )
 
-    async def _cancel(self, payment_id: str, reason: str) -> t.PaymentStatus:
+    async def _cancel(self, payment_id: str, reason: str) -> t.PaymentSnapshot:
         return await workflow.execute_activity(
             t.ACT_CANCEL_PAYMENT,
             t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
-            result_type=t.PaymentStatus,
+            result_type=t.PaymentSnapshot,
             start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=DB_RETRY,

@@ -22,10 +22,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
+from paygent import search_attributes as sa
+from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
-from workflows import search_attributes as sa
+from workflows.activity_options import DATABASE
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
 
 LLM_RETRY = RetryPolicy(
@@ -33,13 +36,11 @@ LLM_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=["LlmPermanentError", "AgentRunMissing"],
+    non_retryable_error_types=[ErrorType.llm_permanent, ErrorType.agent_run_missing],
 )
-DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
 TOOL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5
 )
-RUN_FAILED = "AgentRunFailed"
 
 
 def tool_error(message: str) -> t.ToolOutcome:
@@ -48,15 +49,18 @@ def tool_error(message: str) -> t.ToolOutcome:
 
 @workflow.defn(name=t.WORKFLOW_NAME)
 class AgentRunWorkflow:
-    def __init__(self) -> None:
-        self._status = t.QUEUED
+    @workflow.init
+    def __init__(self, inp: t.AgentRunInput) -> None:
+        self.inp = inp
+        self._status = RunStatus.queued
         self._step = 0
-        self._seq = 1
+        self._seq = inp.next_seq  # a continuation goes on numbering where the previous run stopped
         self._cancelling = False
         self._cancel_note: dict[str, Any] = {}
         self.payment_news: dict[str, list[pt.PaymentProgress]] = {}  # pushed by child payments, by payment id
+        self._payments = PaymentTool(self)
 
-    @workflow.query(name="state")
+    @workflow.query(name=t.QUERY_STATE)
     def state(self) -> dict[str, Any]:
         return {"status": self._status, "step": self._step, "next_seq": self._seq}
 
@@ -67,9 +71,6 @@ class AgentRunWorkflow:
 
     @workflow.run
     async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
-        self.inp = inp
-        self._seq = inp.next_seq
-        self._payments = PaymentTool(self)
         try:
             return await self._loop()
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
@@ -82,7 +83,7 @@ class AgentRunWorkflow:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(
-                t.AGENT_STARTED,
+                EventType.agent_started,
                 {
                     "thread_id": inp.thread_id,
                     "message_id": inp.message_id,
@@ -91,7 +92,7 @@ class AgentRunWorkflow:
                     "tools": inp.tools,
                 },
             )
-        self._status = t.RUNNING
+        self._status = RunStatus.running
         step = inp.next_step
         while True:
             if step > inp.max_steps:
@@ -102,7 +103,7 @@ class AgentRunWorkflow:
                 workflow.continue_as_new(inp.model_copy(update={"next_step": step, "next_seq": self._seq}))
             self._step = step
             workflow.set_current_details(f"Step {step}: thinking")
-            await self.emit(t.AGENT_THINKING, {"step": step, "status": "started"})
+            await self.emit(EventType.agent_thinking, {"step": step, "status": "started"})
             try:
                 result: t.LlmStepResult = await workflow.execute_activity(
                     t.ACT_LLM_STEP,
@@ -119,7 +120,7 @@ class AgentRunWorkflow:
                     raise
                 await self._fail(f"LLM step {step} failed: {failure_reason(err)}", step)
             await self.emit(
-                t.AGENT_THINKING,
+                EventType.agent_thinking,
                 {
                     "step": step,
                     "status": "answered",
@@ -133,11 +134,12 @@ class AgentRunWorkflow:
             )
             if not result.tool_calls or not inp.tools:  # a chat turn never runs a tool, whatever the model says
                 await self.emit(
-                    t.AGENT_COMPLETED, {"message_id": result.message_id, "steps": step, "understood": result.understood}
+                    EventType.agent_completed,
+                    {"message_id": result.message_id, "steps": step, "understood": result.understood},
                 )
-                self._finish(t.COMPLETED, f"Answered in {step} step(s)")
+                self._finish(RunStatus.completed, f"Answered in {step} step(s)")
                 return t.AgentRunResult(
-                    run_id=inp.run_id, status=t.COMPLETED, steps=step, answer_excerpt=result.text_excerpt
+                    run_id=inp.run_id, status=RunStatus.completed, steps=step, answer_excerpt=result.text_excerpt
                 )
             for call in result.tool_calls:
                 await self._run_tool(step, call)
@@ -147,7 +149,8 @@ class AgentRunWorkflow:
         inp = self.inp
         workflow.set_current_details(f"Step {step}: running {call.name}")
         await self.emit(
-            t.TOOL_EXECUTING, {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments}
+            EventType.tool_executing,
+            {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments},
         )
         if call.name in PAYING_TOOLS:
             outcome = await self._payments.pay(step, call)
@@ -176,9 +179,7 @@ class AgentRunWorkflow:
         await workflow.execute_activity(
             t.ACT_RECORD_TOOL_RESULT,
             t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
+            **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"Record the {call.name} result",
         )
@@ -188,23 +189,21 @@ class AgentRunWorkflow:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    async def emit(self, kind: str, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
+    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
             t.ACT_EMIT,
-            t.EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
+            EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
+            **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=kind,
         )
-        if kind == t.APPROVAL_REQUESTED:
-            self._status = t.AWAITING_APPROVAL
-        elif kind == t.PAYMENT_TIME_LOCKED:
-            self._status = t.TIME_LOCKED
-        elif kind == t.APPROVAL_DECIDED:
-            self._status = t.RUNNING
+        if kind == EventType.approval_requested:
+            self._status = RunStatus.awaiting_approval
+        elif kind == EventType.payment_time_locked:
+            self._status = RunStatus.time_locked
+        elif kind == EventType.approval_decided:
+            self._status = RunStatus.running
         if honour_cancel:
             self.check_cancelled()
 
@@ -218,20 +217,21 @@ class AgentRunWorkflow:
 
     async def _fail(self, error: str, step: int) -> None:
         self._cancelling = True  # the run is ending: a late cancel must not add a second terminal event
-        await self.emit(t.AGENT_FAILED, {"status": t.FAILED, "error": error, "step": step})
-        self._finish(t.FAILED, error)
-        raise ApplicationError(error, type=RUN_FAILED, non_retryable=True)
+        await self.emit(EventType.agent_failed, {"status": RunStatus.failed, "error": error, "step": step})
+        self._finish(RunStatus.failed, error)
+        raise ApplicationError(error, type=ErrorType.agent_run_failed, non_retryable=True)
 
     async def _on_cancelled(self) -> None:
         self._cancelling = True
         reason = workflow.cancellation_reason() or ""
         error = "cancelled" + (f": {reason}" if reason else "")
         await self.emit(
-            t.AGENT_FAILED, {"status": t.CANCELLED, "error": error, "step": self._step, **self._cancel_note}
+            EventType.agent_failed,
+            {"status": RunStatus.cancelled, "error": error, "step": self._step, **self._cancel_note},
         )
-        self._finish(t.CANCELLED, error)
+        self._finish(RunStatus.cancelled, error)
 
-    def _finish(self, status: str, detail: str) -> None:
+    def _finish(self, status: RunStatus, detail: str) -> None:
         self._status = status
         workflow.set_current_details(detail)
         workflow.upsert_search_attributes([sa.STATUS.value_set(status)])

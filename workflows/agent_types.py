@@ -11,43 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from paygent.domain.payment import PaymentRequest
 from paygent.llm.types import ToolCall, ToolSpec
-from workflows.payment_types import PaymentRequest
 
 WORKFLOW_NAME = "AgentRunWorkflow"
+QUERY_STATE = "state"  # -> {"status", "step", "next_seq"}
 DEFAULT_MAX_STEPS = 8
 MAX_MAX_STEPS = 50
-
-# Run statuses (agent_runs.status); the last three are terminal. While a payment of the run waits, the run's
-# status follows the payment's: awaiting_approval, then time_locked.
-QUEUED, RUNNING, AWAITING_APPROVAL, TIME_LOCKED = "queued", "running", "awaiting_approval", "time_locked"
-COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-
-# Event types, in the order a run usually emits them.
-AGENT_STARTED = "agent_started"
-AGENT_THINKING = "agent_thinking"
-TOOL_EXECUTING = "tool_executing"
-TOOL_COMPLETED = "tool_completed"
-APPROVAL_REQUESTED = "approval_requested"  # who must approve, how many, until when, and the time-lock
-APPROVAL_PROGRESS = "approval_progress"  # one approval (or revocation) landed: who, n of m
-PAYMENT_TIME_LOCKED = "payment_time_locked"  # approvals complete; the payment waits until `until`
-APPROVAL_DECIDED = "approval_decided"
-AGENT_COMPLETED = "agent_completed"
-AGENT_FAILED = "agent_failed"
-EVENT_TYPES = (
-    AGENT_STARTED,
-    AGENT_THINKING,
-    TOOL_EXECUTING,
-    TOOL_COMPLETED,
-    APPROVAL_REQUESTED,
-    APPROVAL_PROGRESS,
-    PAYMENT_TIME_LOCKED,
-    APPROVAL_DECIDED,
-    AGENT_COMPLETED,
-    AGENT_FAILED,
-)
-TERMINAL_EVENTS = frozenset({AGENT_COMPLETED, AGENT_FAILED})
 
 # Activity names (activities/agent_*.py); the workflow calls them by name and never imports activity code.
 ACT_EMIT = "agent.emit_event"
@@ -75,11 +45,6 @@ def agent_payment_id(run_id: str, tool_call_id: str) -> str:
     return str(uuid.uuid5(AGENT_PAYMENT_NAMESPACE, f"{run_id}:{tool_call_id}"))
 
 
-def stream_key(run_id: str) -> str:
-    """The Redis Stream that fans a run's events out live; entry ids are `0-<seq>`."""
-    return f"paygent:run:{run_id}"
-
-
 class AgentRunInput(BaseModel):
     """Who asked what, where. `next_step`/`next_seq` carry progress across continue-as-new."""
 
@@ -101,15 +66,6 @@ class AgentRunResult(BaseModel):
     status: str
     steps: int
     answer_excerpt: str | None = None
-
-
-class EmitEvent(BaseModel):
-    """One event; (run_id, seq) makes emitting idempotent. The event type also moves the run's status."""
-
-    run_id: str
-    seq: int
-    type: str
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class LlmStepInput(BaseModel):
@@ -175,7 +131,7 @@ class PreparedPayment(BaseModel):
     amount_label: str | None = None
 
 
-class PaymentStatus(BaseModel):
+class PaymentSnapshot(BaseModel):
     payment_id: str
     status: str
     tx_hash: str | None = None

@@ -19,13 +19,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.activity_options import NOTIFY_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from paygent import search_attributes as keys
     from paygent.domain import approval_rules as rules
-    from paygent.domain.errors import DATA_REFUSED
+    from paygent.domain.approval_state import LEGACY_TIME_LOCKED, ApprovalStatus
+    from paygent.domain.errors import ErrorType
     from paygent.domain.text import scrub
-    from workflows import search_attributes as keys
     from workflows.approval_decisions import apply_decision
     from workflows.approval_types import (
         ACT_PUBLISH,
@@ -33,9 +36,11 @@ with workflow.unsafe.imports_passed_through():
         ACT_SIGNAL_GATE,
         ACT_WEBHOOK,
         PATCH_PROGRESS,
+        PATCH_TIME_LOCKED_SPELLING,
         REQUEST_MODELS,
         SIGNAL_PROGRESS,
         SIGNAL_TIMELOCKED,
+        WORKFLOW_NAME,
         ApprovalEvent,
         ApprovalInput,
         ApprovalOutcome,
@@ -64,12 +69,9 @@ GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
 # such activity, so they replay without it.
 PATCH_SIGNAL_GATE = "signal-decisions-gate"
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
-)  # bounded: a dead webhook must not hold the payment forever
 
 
-@workflow.defn
+@workflow.defn(name=WORKFLOW_NAME)
 class ApprovalWorkflow:
     @workflow.init
     def __init__(self, inp: ApprovalInput) -> None:
@@ -102,8 +104,8 @@ class ApprovalWorkflow:
                 self._opened = True
                 await self._tell_parent("opened", None)
             self._notify_later("approval.requested")
-            while self._state.status not in rules.FINAL:
-                if self._state.status == "pending":
+            while self._state.status not in rules.APPROVAL_FINAL:
+                if self._state.status == ApprovalStatus.pending:
                     await self._wait_for_decision()
                 else:
                     await self._wait_for_timelock()
@@ -136,7 +138,7 @@ class ApprovalWorkflow:
         if remaining > 0:
             try:
                 await workflow.wait_condition(
-                    lambda: self._state.status != "pending" or self._state.expires_at != deadline,
+                    lambda: self._state.status != ApprovalStatus.pending or self._state.expires_at != deadline,
                     timeout=remaining,
                     timeout_summary=f"approval deadline {rules.fmt_time(deadline)}",
                 )
@@ -154,7 +156,7 @@ class ApprovalWorkflow:
         if remaining > 0:
             try:
                 await workflow.wait_condition(
-                    lambda: self._state.status != "timelocked",
+                    lambda: self._state.status != ApprovalStatus.time_locked,
                     timeout=remaining,
                     timeout_summary=f"time-lock until {until:%H:%M} UTC",
                 )
@@ -414,7 +416,7 @@ class ApprovalWorkflow:
         except ActivityError as err:
             # The database refused a value (retrying cannot help): write the same row with every string made
             # storable, so the decision is still audited and the approval still reaches its end.
-            if not (isinstance(err.cause, ApplicationError) and err.cause.type == DATA_REFUSED):
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.data_refused):
                 raise
             workflow.logger.warning("audit %s refused by the database (%s): recording it scrubbed", action, err.cause)
             await self._write(DecisionRecord.model_validate(scrub(record.model_dump(mode="json"))))
@@ -479,9 +481,12 @@ class ApprovalWorkflow:
     def _show(self) -> None:
         """Search attributes make 'pending approvals' one saved query in the Web UI; details say who and what."""
         s = self._state
+        status = str(s.status)
+        if s.status == ApprovalStatus.time_locked and not workflow.patched(PATCH_TIME_LOCKED_SPELLING):
+            status = LEGACY_TIME_LOCKED  # replaying a history that upserted the old spelling: upsert it again
         workflow.upsert_search_attributes(
             [
-                keys.APPROVAL_STATE.value_set(s.status),
+                keys.APPROVAL_STATE.value_set(status),
                 keys.APPROVALS_HAD.value_set(len(s.approvals)),
                 keys.APPROVALS_NEEDED.value_set(s.approvals_needed),
                 keys.TENANT.value_set(s.tenant_id),

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from paygent.domain.approval_rules import CLOSED, FINAL
+from paygent.domain.approval_rules import APPROVAL_FINAL, CLOSED
 from workflows.approval_types import (
     DECISIONS,
     QUERY_STATE,
@@ -60,7 +60,7 @@ async def send_decision(
             view: ApprovalView | None = await get_state(client, approval_id)
         except RPCError:
             view = None  # no such approval: the original error says so
-        if view is not None and view.status in FINAL:
+        if view is not None and view.status in APPROVAL_FINAL:
             by = f" by {view.decided_by}" if view.decided_by else ""
             raise DecisionRefused(
                 CLOSED, f"approval {approval_id} is already {view.status}{by}: {view.reason}"

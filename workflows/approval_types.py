@@ -14,10 +14,11 @@ from typing import Any, Literal
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
-from paygent.domain.approval_rules import ApprovalRecord, ApprovalState, Channel, Delegation, Status, fmt_time
+from paygent.domain.approval_rules import ApprovalRecord, ApprovalState, ApprovalStatus, Channel, Delegation, fmt_time
 from paygent.domain.operation_hash import Operation
 from paygent.domain.text import SafeText
 
+WORKFLOW_NAME = "ApprovalWorkflow"
 QUERY_STATE = "state"
 DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")  # each is an Update and a Signal
 ACT_RECORD = "approval.record_decision"
@@ -30,6 +31,9 @@ EventType = Literal["approval.requested", "approval.decided"]
 # approvals started before this patch still send, so PaymentWorkflow handles both.
 SIGNAL_PROGRESS = "approval_progress"
 SIGNAL_TIMELOCKED = "approval_timelocked"
+# workflow.patched id: approvals upsert PaygentApprovalState `time_locked` (before: `timelocked`, see
+# paygent.domain.approval_state.LEGACY_TIME_LOCKED); histories recorded before replay the old spelling
+PATCH_TIME_LOCKED_SPELLING = "approval-status-time-locked-v1"
 PATCH_PROGRESS = "approval-progress-to-parent-v1"  # workflow.patched id: where ApprovalWorkflow signals progress
 ProgressChange = Literal["opened", "approved", "revoked", "edited", "decided"]
 
@@ -92,7 +96,7 @@ class _Decision(BaseModel):
         max_length=200,
         validation_alias=AliasChoices("actor", "approver", "user", "by", "initiator", "delegator"),
     )
-    channel: Literal["api", "cli", "temporal"] = "temporal"
+    channel: Literal[Channel.api, Channel.cli, Channel.temporal] = Channel.temporal
     reason: SafeText | None = Field(default=None, max_length=1000)
     # Set by the API only (api.approval_http.attest): without a valid one the audit records channel `temporal`.
     attestation: SafeText | None = Field(default=None, max_length=200)
@@ -156,7 +160,7 @@ class DecisionResult(BaseModel):
     decision: str
     counted: bool  # an approval that added a distinct approver
     duplicate: bool  # accepted, but it changed nothing (already counted)
-    status: Status
+    status: ApprovalStatus
     approvals_had: int
     approvals_needed: int
     operation_hash: str
@@ -169,7 +173,7 @@ class ApprovalView(BaseModel):
     tenant_id: str
     workflow_id: str
     initiator: str
-    status: Status
+    status: ApprovalStatus
     operation: Operation
     operation_hash: str
     previous_hashes: list[str]
@@ -229,13 +233,13 @@ def details_markdown(view: ApprovalView) -> str:
                 for a in view.approvals
             )
         )
-    if view.status == "pending":
+    if view.status == ApprovalStatus.pending:
         missing = view.approvals_needed - view.approvals_had
         lines.append(
             f"missing: {missing} more from {', '.join(view.awaiting) or 'nobody eligible'}; "
             f"expires {fmt_time(view.expires_at)}"
         )
-    elif view.status == "timelocked" and view.timelock_until:
+    elif view.status == ApprovalStatus.time_locked and view.timelock_until:
         lines.append(f"time-lock until {fmt_time(view.timelock_until)}; cancel is still possible")
     else:
         lines.append(f"decided by {view.decided_by}: {view.reason}")
@@ -252,7 +256,7 @@ class ApprovalProgress(BaseModel):
     approval_id: str
     change: ProgressChange
     actor: str | None = None  # who made the change (None: the workflow itself, e.g. at opening)
-    status: Status
+    status: ApprovalStatus
     approvers: list[str]
     approvals_needed: int
     approvals_had: int

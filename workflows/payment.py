@@ -1,54 +1,57 @@
-"""PaymentWorkflow: record -> sign once -> broadcast -> wait for the receipt -> settle the ledger.
+"""PaymentWorkflow: [x402: ask the price] -> reserve -> [approval] -> sign once -> send -> receipt -> settle.
 
 Exactly-once on chain rests on the activities: signing persists the signed transaction before anything is
 broadcast and returns the same one on every retry, and broadcasting re-sends those same bytes.
+
+Reading guide: `run` is the whole process, one step a line. Every way a payment can end early (refused by a
+limit, an approval that did not end `approved`, a cancel, an x402 server that asked nothing or settled nothing)
+goes through `_end`, which records the final status (releasing or holding the reservation) and raises
+`PaymentEnded`; `run` returns its state. Activity options come from workflows/activity_options.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from paygent import search_attributes as sa
+from paygent.domain.payment import (
+    PAYMENT_CANCELLABLE,
+    PAYMENT_TERMINAL,
+    PAYMENT_WORKFLOW,
+    ZERO_ADDRESS,
+    PaymentKind,
+    PaymentRequest,
+    PaymentStatus,
+)
+from workflows import approval_types as at
 from workflows import payment_types as t
-from workflows import search_attributes as sa
 from workflows import x402_types as x
-from workflows.approval_types import (
-    ACT_LOAD_POLICY,
-    SIGNAL_PROGRESS,
-    SIGNAL_TIMELOCKED,
-    ApprovalInput,
-    ApprovalOutcome,
-    ApprovalProgress,
-    PolicyRequest,
-    approval_workflow_id,
+from workflows.activity_options import (
+    CHAIN,
+    DATABASE,
+    RECEIPT_WAIT,
+    SETTLEMENT,
+    X402_PROBE,
+    X402_SEND,
+    X402_SIGN,
 )
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
-    from paygent.domain.errors import DATA_REFUSED
+    from paygent.domain.approval_state import ApprovalStatus
+    from paygent.domain.errors import ErrorType
     from paygent.domain.money import format_amount
     from paygent.domain.operation_hash import Operation, operation_hash
     from paygent.domain.text import scrub
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-X402_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=20),
-    non_retryable_error_types=[x.ERR_REFUSED, x.ERR_REJECTED, x.ERR_STATE],
-)
 # workflow.patched ids: running workflows started before these changes replay their old commands
 PATCH_RECEIPT_WAIT = "receipt-wait-leaves-submitted"
 PATCH_HOLD_AUTHORIZATION = "x402-hold-reservation-until-valid-before"
-CHAIN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=20),
-    non_retryable_error_types=["TransferReverted", "WalletMissing"],
-)
 # Payments started with `local_steps` (PAYGENT_LOCAL_STEPS) take their short steps (database writes, signing,
 # sending) as local activities: the worker runs them inside the workflow task and records a marker, instead of
 # a round trip through the server for each (issue 11: 8 activities cost 8 server round trips). Every step was
@@ -57,142 +60,140 @@ CHAIN_RETRY = RetryPolicy(
 # its task timed out and retried (seen with 1,000 payments at once on 2 shared cores), which regular
 # activities never suffer. The patch keeps runs from before it replayable.
 LOCAL_STEPS = "payment-local-short-steps"
+REFUSED_BY_SERVER = (ErrorType.x402_refused, ErrorType.x402_rejected)
 
 
-@workflow.defn(name=t.WORKFLOW_NAME)
+class PaymentEnded(Exception):
+    """Raised by `_end` once the final status is recorded: the payment stops here with this state."""
+
+    def __init__(self, state: t.PaymentState) -> None:
+        super().__init__(state.status)
+        self.state = state
+
+
+@workflow.defn(name=PAYMENT_WORKFLOW)
 class PaymentWorkflow:
-    def __init__(self) -> None:
-        self._state: t.PaymentState | None = None
-        self._cancel: t.CancelRequest | None = None
+    @workflow.init
+    def __init__(self, req: PaymentRequest) -> None:
+        self._req = req  # the terms being executed: x402 fills in price and recipient, an edit may change them
+        self._state = t.PaymentState(payment_id=req.payment_id, status=PaymentStatus.pending)
+        self._label = _label(req)
+        self._cancel: t.PaymentCancelRequest | None = None
         self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
-        self._approval: ApprovalProgress | None = None  # the child approval's latest progress
-        self._approval_news: list[ApprovalProgress] = []  # progress not yet passed on to the parent
+        self._approval: at.ApprovalProgress | None = None  # the child approval's latest progress
+        self._approval_news: list[at.ApprovalProgress] = []  # progress not yet passed on to the parent
         self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
 
-    @workflow.query(name="state")
-    def state(self) -> t.PaymentState | None:
+    @workflow.query(name=t.QUERY_STATE)
+    def state(self) -> t.PaymentState:
         return self._state
 
-    @workflow.signal(name=SIGNAL_TIMELOCKED)
+    @workflow.signal(name=at.SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
+        """What approvals started before `approval_progress` existed send when their time-lock starts."""
         self._timelocked_until = until
 
-    @workflow.signal(name=SIGNAL_PROGRESS)
-    def approval_progress(self, progress: ApprovalProgress) -> None:
+    @workflow.signal(name=at.SIGNAL_PROGRESS)
+    def approval_progress(self, progress: at.ApprovalProgress) -> None:
         self._approval = progress
         self._approval_news.append(progress)
-        if progress.status == "timelocked" and progress.timelock_until is not None:
+        if progress.status == ApprovalStatus.time_locked and progress.timelock_until is not None:
             self._timelocked_until = progress.timelock_until.isoformat()
 
-    @workflow.update(name="cancel")
-    async def cancel(self, request: t.CancelRequest) -> t.PaymentState:
+    @workflow.update(name=t.UPDATE_CANCEL)
+    async def cancel(self, request: t.PaymentCancelRequest) -> t.PaymentState:
         """Cancel before signing starts; waits for the workflow to record the outcome, then returns it."""
         if self._cancel is None:
             self._cancel = request
-        await workflow.wait_condition(lambda: self._state is not None and self._state.status in t.TERMINAL)
-        assert self._state is not None
+        await workflow.wait_condition(lambda: self._state.status in PAYMENT_TERMINAL)
         return self._state
 
     @cancel.validator
-    def _validate_cancel(self, request: t.CancelRequest) -> None:
-        status = self._state.status if self._state else t.PENDING
-        if status not in t.CANCELLABLE:
+    def _validate_cancel(self, request: t.PaymentCancelRequest) -> None:
+        if self._state.status not in PAYMENT_CANCELLABLE:
             raise ApplicationError(
-                f"payment is {status}: it can be cancelled only before signing "
+                f"payment is {self._state.status}: it can be cancelled only before signing "
                 "(once a transaction is signed and broadcast it cannot be recalled)",
-                type="PaymentNotCancellable",
+                type=ErrorType.payment_not_cancellable,
             )
 
     @workflow.run
-    async def run(self, req: t.PaymentRequest) -> t.PaymentState:
+    async def run(self, req: PaymentRequest) -> t.PaymentState:
+        workflow.set_current_details(f"Pay {self._label}")
         try:
-            final = await self._run(req)
-        except (ActivityError, ChildWorkflowError) as err:
-            # A deterministic failure (the database refused a value; the approval workflow itself failed) would
-            # fail the same way on every retry: end cleanly instead, `failed` with the reason, the reservation
-            # released and the status change audited (by payments.mark_status).
-            if not _final_failure(err) or self._state is None or self._state.status in t.TERMINAL:
-                raise
-            final = await self._finish(t.FAILED, reason=_reason(err))
+            try:
+                await self._pay()
+            except (ActivityError, ChildWorkflowError) as err:
+                # A deterministic failure (the database refused a value; the approval workflow itself failed)
+                # would fail the same way on every retry: end cleanly instead, `failed` with the reason, the
+                # reservation released and the status change audited (by payments.mark_status).
+                if not _final_failure(err) or self._state.status in PAYMENT_TERMINAL:
+                    raise
+                await self._end(PaymentStatus.failed, reason=_reason(err))
+        except PaymentEnded:
+            pass
         # a pending `cancel` update returns the final state: let it finish before the workflow closes
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return final
-
-    async def _run(self, req: t.PaymentRequest) -> t.PaymentState:
-        self._req = req
-        self._state = t.PaymentState(payment_id=req.payment_id, status=t.PENDING)
-        self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
-        workflow.set_current_details(f"Pay {self._label}")
-        if req.kind == x.KIND_X402:  # the price and recipient come from the server's 402 answer
-            terms = await self._x402_terms(req)
-            if isinstance(terms, t.PaymentState):
-                return terms
-            req = self._req = terms
-            self._label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to} for {req.url}"
-        reserved: t.ReserveOutcome = await self._step(
-            t.ACT_RESERVE,
-            req,
-            result_type=t.ReserveOutcome,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
-            summary=f"Check spending limits and reserve {self._label}",
-        )
-        if not reserved.reserved:
-            return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
-        approved = await self._approval_gate(req)
-        if isinstance(approved, t.PaymentState):
-            return approved
-        req = self._req = approved
-        if self._cancel is not None:
-            return await self._cancelled()
-        try:
-            # from here on the payment is not cancellable: the status changes before any await
-            await self._set_status(t.SIGNING)
-            if req.kind == x.KIND_X402:
-                receipt = await self._execute_x402(req)
-                if isinstance(receipt, t.PaymentState):
-                    return receipt
-            else:
-                receipt = await self._execute_transfer(req)
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type in (x.ERR_REFUSED, x.ERR_REJECTED):
-                return await self._finish(t.REFUSED, reason=_reason(err))
-            return await self._finish(t.FAILED, reason=_reason(err))
-        if receipt.pending and workflow.patched(PATCH_RECEIPT_WAIT):
-            return self._left_to_reconciler(receipt)
-        return await self._settle(req, receipt)
-
-    def _left_to_reconciler(self, receipt: t.ReceiptResult) -> t.PaymentState:
-        """The receipt wait gave up: the signed transaction may still land, so the payment is not `failed`.
-        It stays `submitted` with its reservation; the reconciler re-sends the same bytes and settles it."""
-        assert self._state is not None
-        self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
-        workflow.set_current_details(f"Submitted {self._label}: no receipt yet; the reconciler settles it")
         return self._state
 
-    async def _approval_gate(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
+    async def _pay(self) -> None:
+        """The whole process; returns when the payment is settled or left to the reconciler."""
+        if self._req.kind == PaymentKind.x402:  # the price and recipient come from the server's 402 answer
+            self._req = await self._x402_terms(self._req)
+            self._label = _label(self._req)
+        await self._reserve(self._req, f"Check spending limits and reserve {self._label}")
+        self._req = await self._approval_gate(self._req)
+        if self._cancel is not None:
+            await self._end_cancelled()
+        try:
+            # from here on the payment is not cancellable: the status changes before any await
+            await self._set_status(PaymentStatus.signing)
+            if self._req.kind == PaymentKind.x402:
+                receipt = await self._execute_x402(self._req)
+            else:
+                receipt = await self._execute_transfer(self._req)
+        except ActivityError as err:
+            cause = err.cause
+            refused = isinstance(cause, ApplicationError) and cause.type in REFUSED_BY_SERVER
+            await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=_reason(err))
+        if receipt.pending and workflow.patched(PATCH_RECEIPT_WAIT):
+            self._leave_to_reconciler(receipt)
+            return
+        await self._settle(self._req, receipt)
+
+    async def _reserve(self, req: PaymentRequest, summary: str) -> None:
+        """Reserve the amount against the wallet's (and the agent's) spending policy, or end `refused`."""
+        reserved: t.ReserveOutcome = await self._step(
+            t.ACT_RESERVE, req, result_type=t.ReserveOutcome, **DATABASE, summary=summary
+        )
+        if not reserved.reserved:
+            await self._end(PaymentStatus.refused, reason=f"{reserved.limit}: {reserved.message}")
+
+    def _leave_to_reconciler(self, receipt: t.ReceiptResult) -> None:
+        """The receipt wait gave up: the signed transaction may still land, so the payment is not `failed`.
+        It stays `submitted` with its reservation; the reconciler re-sends the same bytes and settles it."""
+        self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
+        workflow.set_current_details(f"Submitted {self._label}: no receipt yet; the reconciler settles it")
+
+    async def _approval_gate(self, req: PaymentRequest) -> PaymentRequest:
         """M-of-N approval (and its time-lock) when the policy's tier for this amount asks for it.
 
         Runs the ApprovalWorkflow as a child bound to the operation's hash; returns the operation to execute
-        (an edit may have changed amount, recipient or memo: the reservation is then taken again), or the
-        payment's final state when the approval did not end `approved`.
+        (an edit may have changed amount, recipient or memo: the reservation is then taken again). An approval
+        that does not end `approved` ends the payment `cancelled`.
         """
         policy: ApprovalPolicy = await self._step(
-            ACT_LOAD_POLICY,
-            PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
+            at.ACT_LOAD_POLICY,
+            at.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
             result_type=ApprovalPolicy,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
+            **DATABASE,
             summary="Load the approval policy",
         )
         if not needs_approval(policy, req.amount_atomic) or self._cancel is not None:
             return req
         tier = choose_tier(policy, req.amount_atomic)
         await self._set_status(
-            t.AWAITING_APPROVAL,
+            PaymentStatus.awaiting_approval,
             details={
                 "approvals_needed": tier.approvals_required,
                 "approvers": tier.approvers,
@@ -212,10 +213,10 @@ class PaymentWorkflow:
             payment_id=req.payment_id,
             memo=req.memo,
         )
-        child_id = approval_workflow_id(req.payment_id)
+        child_id = at.approval_workflow_id(req.payment_id)
         child = await workflow.start_child_workflow(
-            "ApprovalWorkflow",
-            ApprovalInput(
+            at.WORKFLOW_NAME,
+            at.ApprovalInput(
                 approval_id=req.payment_id,
                 tenant_id=req.tenant_id,
                 operation=operation,
@@ -223,13 +224,37 @@ class PaymentWorkflow:
                 policy=policy,
             ),
             id=child_id,
-            result_type=ApprovalOutcome,
+            result_type=at.ApprovalOutcome,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             static_summary=f"Approve: pay {self._label} ({tier.approvals_required} of {len(tier.approvers)})",
         )
+        outcome = await self._follow_approval(child, child_id)
+        if outcome.status != ApprovalStatus.approved:
+            if self._cancel is not None:
+                await self._end_cancelled()
+            await self._end(
+                PaymentStatus.cancelled,
+                reason=f"approval {outcome.status}: {outcome.reason}",
+                actor=outcome.decided_by or "system",
+            )
+        final = outcome.operation
+        if operation_hash(final) != outcome.operation_hash:
+            await self._end(PaymentStatus.failed, reason="approved operation does not match its hash")
+        edited = req.model_copy(update={"to": final.to, "amount_atomic": final.amount_atomic, "memo": final.memo})
+        if edited != req:  # the initiator edited it while pending: the new terms must fit the limits too
+            await self._reserve(edited, "Reserve again for the edited operation")
+            self._label = _label(edited)
+        who = ", ".join(a.on_behalf_of or a.approver for a in outcome.approvals)
+        workflow.set_current_details(f"Pay {self._label}: approved by {who}")
+        return edited
+
+    async def _follow_approval(self, child: workflow.ChildWorkflowHandle, child_id: str) -> at.ApprovalOutcome:
+        """Pass the approval's progress on (to the parent run, and the time-lock to this payment's status) until
+        it ends; a cancel of the payment cancels the approval. No timeout of its own: the approval's timeout and
+        time-lock are durable timers of the child, which always ends."""
         waiting = asyncio.ensure_future(_result(child))
         shown_timelock = None
-        while True:  # no timeout of its own: the child's approval timeout and time-lock bound this wait
+        while True:
             await workflow.wait_condition(
                 lambda shown=shown_timelock: (
                     waiting.done()
@@ -246,11 +271,11 @@ class PaymentWorkflow:
             if self._timelocked_until == shown_timelock:
                 continue
             shown_timelock = self._timelocked_until
-            await self._set_status(t.TIME_LOCKED, details={"until": shown_timelock})
+            await self._set_status(PaymentStatus.time_locked, details={"until": shown_timelock})
             workflow.set_current_details(f"Pay {self._label}: approved, time-locked until {shown_timelock}")
         if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(child_id).cancel()
-        outcome: ApprovalOutcome = await waiting
+        outcome: at.ApprovalOutcome = await waiting
         if self._approval is not None:  # the parent's next status change carries how the approval ended
             self._approval = self._approval.model_copy(
                 update={
@@ -260,73 +285,31 @@ class PaymentWorkflow:
                     "reason": outcome.reason,
                 }
             )
-        if outcome.status != "approved":
-            if self._cancel is not None:
-                return await self._cancelled()
-            return await self._finish(
-                t.CANCELLED, reason=f"approval {outcome.status}: {outcome.reason}", actor=outcome.decided_by or "system"
-            )
-        final = outcome.operation
-        if operation_hash(final) != outcome.operation_hash:
-            return await self._finish(t.FAILED, reason="approved operation does not match its hash")
-        edited = req.model_copy(update={"to": final.to, "amount_atomic": final.amount_atomic, "memo": final.memo})
-        if edited != req:  # the initiator edited it while pending: the new terms must fit the limits too
-            reserved: t.ReserveOutcome = await self._step(
-                t.ACT_RESERVE,
-                edited,
-                result_type=t.ReserveOutcome,
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=DB_RETRY,
-                summary="Reserve again for the edited operation",
-            )
-            if not reserved.reserved:
-                return await self._finish(t.REFUSED, reason=f"{reserved.limit}: {reserved.message}")
-            self._label = f"{format_amount(edited.amount_atomic, edited.decimals)} {edited.asset} to {edited.to}"
-        who = ", ".join(a.on_behalf_of or a.approver for a in outcome.approvals)
-        workflow.set_current_details(f"Pay {self._label}: approved by {who}")
-        return edited
+        return outcome
 
-    async def _execute_transfer(self, req: t.PaymentRequest) -> t.ReceiptResult:
+    async def _execute_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
         signed: t.SignedTransfer = await self._step(
-            t.ACT_SIGN,
-            req,
-            result_type=t.SignedTransfer,
-            start_to_close_timeout=timedelta(seconds=20),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=CHAIN_RETRY,
-            summary=f"Sign transfer of {self._label}",
+            t.ACT_SIGN, req, result_type=t.SignedTransfer, **CHAIN, summary=f"Sign transfer of {self._label}"
         )
-        assert self._state is not None
         self._state.tx_hash = signed.tx_hash
-        await self._step(
-            t.ACT_BROADCAST,
-            req.payment_id,
-            start_to_close_timeout=timedelta(seconds=20),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=CHAIN_RETRY,
-            summary=f"Broadcast {signed.tx_hash}",
-        )
-        await self._set_status(t.SUBMITTED, details={"tx_hash": signed.tx_hash})
+        await self._step(t.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
+        await self._set_status(PaymentStatus.submitted, details={"tx_hash": signed.tx_hash})
         return await workflow.execute_activity(
             t.ACT_AWAIT_RECEIPT,
             req,
             result_type=t.ReceiptResult,
-            start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=timedelta(seconds=5),
-            schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=CHAIN_RETRY,
+            **RECEIPT_WAIT,
             summary=f"Wait for receipt of {signed.tx_hash}",
         )
 
-    def _x402_policy(self, req: t.PaymentRequest) -> x.X402Policy:
+    def _x402_policy(self, req: PaymentRequest) -> x.X402Policy:
         return x.X402Policy(
             max_amount_atomic=req.max_amount_atomic or req.amount_atomic,
             allowed_assets=[req.token_address],
             network=f"eip155:{req.chain_id}",
         )
 
-    async def _x402_terms(self, req: t.PaymentRequest) -> t.PaymentRequest | t.PaymentState:
+    async def _x402_terms(self, req: PaymentRequest) -> PaymentRequest:
         """Ask the URL its price (nothing is signed); refuse what the wallet's x402 policy rules out."""
         try:
             probe: x.X402ProbeResult = await self._step(
@@ -335,21 +318,19 @@ class PaymentWorkflow:
                     payment_id=req.payment_id, tenant_id=req.tenant_id, url=req.url, policy=self._x402_policy(req)
                 ),
                 result_type=x.X402ProbeResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=X402_RETRY,
+                **X402_PROBE,
                 summary=f"Ask {req.url} for its price",
             )
         except ActivityError as err:
-            return await self._finish(t.REFUSED, reason=_reason(err))
+            await self._end(PaymentStatus.refused, reason=_reason(err))
         if not probe.payment_required:
-            return await self._finish(
-                t.CANCELLED,
+            await self._end(
+                PaymentStatus.cancelled,
                 reason=f"{req.url} answered {probe.status_code} without asking for payment: nothing was paid",
             )
         return req.model_copy(update={"amount_atomic": probe.amount_atomic, "to": probe.pay_to})
 
-    async def _execute_x402(self, req: t.PaymentRequest) -> t.ReceiptResult | t.PaymentState:
+    async def _execute_x402(self, req: PaymentRequest) -> t.ReceiptResult:
         """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
         signed: x.X402SignResult = await self._step(
             x.ACT_X402_SIGN,
@@ -360,32 +341,28 @@ class PaymentWorkflow:
                 policy=self._x402_policy(req),
             ),
             result_type=x.X402SignResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=X402_RETRY,
+            **X402_SIGN,
             summary=f"Sign the x402 authorization for {self._label}",
         )
         self._authorization_valid_before = signed.valid_before
-        await self._set_status(t.SUBMITTED)
+        await self._set_status(PaymentStatus.submitted)
         sent: x.X402SendResult = await self._step(
             x.ACT_X402_SEND,
             x.X402SendRequest(payment_id=req.payment_id, tenant_id=req.tenant_id),
             result_type=x.X402SendResult,
-            start_to_close_timeout=timedelta(seconds=40),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=X402_RETRY,
+            **X402_SEND,
             summary=f"Send the paid request to {req.url}",
         )
         if sent.outcome not in x.SETTLED_OUTCOMES:
-            return await self._finish(
-                t.CANCELLED, reason=f"{req.url} answered {sent.status_code} without settling: nothing was paid"
+            await self._end(
+                PaymentStatus.cancelled,
+                reason=f"{req.url} answered {sent.status_code} without settling: nothing was paid",
             )
         return t.ReceiptResult(
             tx_hash=sent.transaction, succeeded=True, block_number=None, gas_used=0, revert_reason=None
         )
 
-    async def _settle(self, req: t.PaymentRequest, receipt: t.ReceiptResult) -> t.PaymentState:
-        assert self._state is not None
+    async def _settle(self, req: PaymentRequest, receipt: t.ReceiptResult) -> None:
         settlement = t.Settlement(
             payment_id=req.payment_id,
             tenant_id=req.tenant_id,
@@ -395,29 +372,21 @@ class PaymentWorkflow:
             amount_atomic=req.amount_atomic,
             receipt=receipt,
         )
-        await self._step(
-            t.ACT_SETTLE,
-            settlement,
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
-            summary="Write ledger entries and the final status",
-        )
+        await self._step(t.ACT_SETTLE, settlement, **SETTLEMENT, summary="Write ledger entries and the final status")
         self._state.block_number = receipt.block_number
         self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
         if receipt.succeeded:
-            self._state.status = t.CONFIRMED
+            self._state.status = PaymentStatus.confirmed
             workflow.set_current_details(
                 f"Paid {self._label}" + (f" in block {receipt.block_number}" if receipt.block_number else "")
             )
         else:
-            self._state.status = t.FAILED
+            self._state.status = PaymentStatus.failed
             self._state.failure_reason = f"TransferReverted: {receipt.revert_reason}"
             workflow.set_current_details(f"Reverted on chain: {receipt.revert_reason}")
         self._upsert_status()
-        return self._state
 
-    async def _step(self, activity: str, arg, **options):
+    async def _step(self, activity: str, arg: Any, **options: Any) -> Any:
         """One short step: a local activity when the payment asked for it (and has the patch), else regular.
 
         A local activity's failure reaches the workflow unwrapped (the ApplicationError itself); it is wrapped
@@ -438,23 +407,22 @@ class PaymentWorkflow:
                 retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT,
             ) from err
 
-    async def _cancelled(self) -> t.PaymentState:
+    async def _end_cancelled(self) -> NoReturn:
         assert self._cancel is not None
         reason = f"cancelled by {self._cancel.actor} via {self._cancel.channel}"
         if self._cancel.reason:
             reason += f": {self._cancel.reason}"
-        return await self._finish(t.CANCELLED, reason=reason, actor=self._cancel.actor)
+        await self._end(PaymentStatus.cancelled, reason=reason, actor=self._cancel.actor)
 
     async def _set_status(
         self,
-        status: str,
+        status: PaymentStatus,
         *,
         reason: str | None = None,
-        details: dict | None = None,
+        details: dict[str, Any] | None = None,
         actor: str = "system",
         hold_reservation: bool = False,
     ) -> None:
-        assert self._state is not None
         previous, self._state.status = self._state.status, status
         await self._step(
             t.ACT_MARK_STATUS,
@@ -466,15 +434,13 @@ class PaymentWorkflow:
                 details=details or {},
                 hold_reservation=hold_reservation,
             ),
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=DB_RETRY,
+            **DATABASE,
             summary=f"Status {previous} -> {status}",
         )
         self._upsert_status()
         await self._tell_parent("status")
 
-    async def _tell_parent(self, change: str, approval: ApprovalProgress | None = None) -> None:
+    async def _tell_parent(self, change: t.ProgressChange, approval: at.ApprovalProgress | None = None) -> None:
         """Push this change to the workflow that started the payment (an agent run), so it never polls.
 
         Awaited, so the parent receives changes in order and before the payment's result. Payments started
@@ -484,10 +450,9 @@ class PaymentWorkflow:
         parent = workflow.info().parent
         if parent is None or not workflow.patched(t.PATCH_PROGRESS):
             return
-        assert self._state is not None
         progress = t.PaymentProgress(
             payment_id=self._state.payment_id,
-            change=change,  # type: ignore[arg-type]
+            change=change,
             status=self._state.status,
             approval=approval or self._approval,
             reason=self._state.failure_reason,
@@ -497,8 +462,9 @@ class PaymentWorkflow:
         except Exception as err:
             workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
-    async def _finish(self, status: str, *, reason: str, actor: str = "system") -> t.PaymentState:
-        assert self._state is not None
+    async def _end(self, status: PaymentStatus, *, reason: str, actor: str = "system") -> NoReturn:
+        """Record the final status (audited; the reservation released, or held while a signed x402 authorization
+        may still settle) and stop the payment here."""
         reason = scrub(reason)  # a reason quoting a refused value must still be storable
         hold = self._authorization_valid_before is not None and workflow.patched(PATCH_HOLD_AUTHORIZATION)
         if hold:  # the server holds a signed authorization it may still settle: keep the budget until it expires
@@ -509,14 +475,20 @@ class PaymentWorkflow:
         self._state.failure_reason = reason
         await self._set_status(status, reason=reason, actor=actor, hold_reservation=hold)
         workflow.set_current_details(f"{status}: {reason}")
-        return self._state
+        raise PaymentEnded(self._state)
 
     def _upsert_status(self) -> None:
-        assert self._state is not None
         workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])
 
 
-async def _result(child: workflow.ChildWorkflowHandle) -> ApprovalOutcome:
+def _label(req: PaymentRequest) -> str:
+    """How summaries and details name the payment: amount, asset, recipient (and the URL once it is priced)."""
+    label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
+    priced = req.kind == PaymentKind.x402 and req.to != ZERO_ADDRESS
+    return f"{label} for {req.url}" if priced else label
+
+
+async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
     return await child
 
 
@@ -524,7 +496,7 @@ def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
     """A failure that retrying cannot fix: a data error from an activity, or a failed child approval."""
     if isinstance(err, ChildWorkflowError):
         return True
-    return isinstance(err.cause, ApplicationError) and err.cause.type == DATA_REFUSED
+    return isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.data_refused
 
 
 def _reason(err: ActivityError | ChildWorkflowError) -> str:

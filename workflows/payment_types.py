@@ -1,7 +1,8 @@
-"""The payment workflow's public contract: its input, state, and the names of the activities it calls.
+"""The payment workflow's public contract: its state, its messages, and the names of the activities it calls.
 
 The API and activities import these models; the workflow never imports activity code (it names activities
-by string), so the workflow sandbox stays free of web3 and database drivers.
+by string), so the workflow sandbox stays free of web3 and database drivers. The workflow's input
+(`PaymentRequest`), its id and the status vocabulary live in paygent/domain/payment.py, below every layer.
 """
 
 from __future__ import annotations
@@ -10,24 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from paygent.domain.payment import PaymentStatus
 from workflows.approval_types import ApprovalProgress
 
-WORKFLOW_NAME = "PaymentWorkflow"
+UPDATE_CANCEL = "cancel"  # PaymentCancelRequest -> PaymentState; refused with PaymentNotCancellable once signing began
+QUERY_STATE = "state"  # -> PaymentState
 # A payment started by another workflow (an agent run) pushes each change to it with this Signal.
 SIGNAL_PROGRESS = "payment_progress"
 PATCH_PROGRESS = "payment-progress-to-parent-v1"  # workflow.patched id: where PaymentWorkflow signals its parent
-
-# Statuses a payment moves through; the last four are terminal.
-PENDING = "pending"
-AWAITING_APPROVAL = "awaiting_approval"
-TIME_LOCKED = "time_locked"
-SIGNING = "signing"
-SUBMITTED = "submitted"
-CONFIRMED = "confirmed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-REFUSED = "refused"
-TERMINAL = frozenset({CONFIRMED, FAILED, CANCELLED, REFUSED})
 
 # Activity names (implemented in activities/payments.py and activities/chain.py).
 ACT_MARK_STATUS = "payments.mark_status"
@@ -41,36 +32,9 @@ ACT_SETTLE = "payments.settle"
 RECEIPT_WAIT_GAVE_UP = "receipt_wait_gave_up_at"
 
 
-def payment_workflow_id(payment_id: str) -> str:
-    return f"payment-{payment_id}"
-
-
-class PaymentRequest(BaseModel):
-    """Everything the workflow needs to decide; the signing key is never part of it."""
-
-    payment_id: str
-    tenant_id: str
-    wallet_id: str
-    wallet_address: str
-    requested_by: str  # user name
-    requested_by_id: str
-    chain_id: int
-    asset: str
-    decimals: int
-    token_address: str
-    to: str
-    amount_atomic: int
-    memo: str | None = None
-    kind: str = "transfer"  # or "x402": fetch `url`, paying at most `max_amount_atomic` if asked
-    url: str | None = None
-    max_amount_atomic: int | None = None
-    # short steps as local activities (workflows/payment.py, LOCAL_STEPS): chosen when the payment starts
-    local_steps: bool = False
-
-
 class StatusChange(BaseModel):
     payment_id: str
-    status: str
+    status: PaymentStatus
     reason: str | None = None
     actor: str = "system"
     details: dict = Field(default_factory=dict)
@@ -113,10 +77,7 @@ class Settlement(BaseModel):
     receipt: ReceiptResult
 
 
-CANCELLABLE = frozenset({PENDING, AWAITING_APPROVAL, TIME_LOCKED})
-
-
-class CancelRequest(BaseModel):
+class PaymentCancelRequest(BaseModel):
     """Sent as the `cancel` Update; the update id is the caller's request id, so retries deduplicate."""
 
     actor: str
@@ -128,10 +89,13 @@ class PaymentState(BaseModel):
     """What the `state` query returns and what the workflow ends with."""
 
     payment_id: str
-    status: str
+    status: PaymentStatus
     tx_hash: str | None = None
     block_number: int | None = None
     failure_reason: str | None = None
+
+
+ProgressChange = Literal["status", "approval"]
 
 
 class PaymentProgress(BaseModel):
@@ -143,7 +107,7 @@ class PaymentProgress(BaseModel):
     """
 
     payment_id: str
-    change: Literal["status", "approval"]
-    status: str
+    change: ProgressChange
+    status: PaymentStatus
     approval: ApprovalProgress | None = None
     reason: str | None = None

@@ -16,17 +16,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from paygent import search_attributes as sa
 from workflows import reconcile_types as r
-from workflows import search_attributes as sa
+from workflows.activity_options import NOTIFY_RETRY
 from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest, WebhookEvent
 
 PARALLEL_WALLETS = 16  # wallets reconciled at once: each is a few RPC calls and two activities
 IO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )  # bounded: the next tick starts over from the checkpoints
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
-)
 
 
 @workflow.defn(name=r.WORKFLOW_NAME)

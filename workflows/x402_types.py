@@ -27,11 +27,9 @@ ACT_X402_PROBE = "x402.probe"
 ACT_X402_SIGN = "x402.sign"
 ACT_X402_SEND = "x402.send"
 
-# ApplicationError types raised by the activities
-ERR_REFUSED = "X402Refused"  # non-retryable: the policy or the server's verdict rules the payment out
-ERR_REJECTED = "X402Rejected"  # non-retryable: the server answered the paid request with another 4xx
-ERR_AMBIGUOUS = "X402Ambiguous"  # retryable: re-run x402.send, which re-sends the same signed payment
-ERR_STATE = "X402State"  # non-retryable: wrong payment kind, not probed, not signed, tenant mismatch
+# ApplicationError types raised by the activities: paygent.domain.errors.ErrorType.x402_* (refused and rejected are
+# non-retryable verdicts; ambiguous is retryable: re-run x402.send, which re-sends the same signed payment; state is
+# a wrong kind, an unprobed or unsigned payment, or a tenant mismatch)
 
 # X402SendResult.outcome
 PAID = "paid"  # 2xx with a successful settlement receipt

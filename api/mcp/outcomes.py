@@ -13,14 +13,20 @@ from temporalio.service import RPCError
 from api.deps import Deps
 from api.payment_service import own_payment, payment_view
 from paygent.db.accounts import Principal
-from workflows import payment_types as t
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 from workflows.approval_client import get_state
 
 POLL_SECONDS = 0.25
-FAILED_STATUSES = {t.REFUSED: "refused", t.FAILED: "failed", t.CANCELLED: "cancelled"}
-SETTLED = frozenset(t.TERMINAL)
-DECIDED = frozenset(t.TERMINAL | {t.AWAITING_APPROVAL, t.TIME_LOCKED})  # past the limits check, or done
-MOVED = frozenset(DECIDED | {t.SIGNING, t.SUBMITTED})
+FAILED_STATUSES = {
+    PaymentStatus.refused: "refused",
+    PaymentStatus.failed: "failed",
+    PaymentStatus.cancelled: "cancelled",
+}
+SETTLED = frozenset(PAYMENT_TERMINAL)
+DECIDED = frozenset(
+    PAYMENT_TERMINAL | {PaymentStatus.awaiting_approval, PaymentStatus.time_locked}
+)  # past the limits check, or done
+MOVED = frozenset(DECIDED | {PaymentStatus.signing, PaymentStatus.submitted})
 # The approval workflow starts just after the payment says awaiting_approval: its state may take a moment.
 APPROVAL_STATE_WAIT_SECONDS = 5.0
 
@@ -55,7 +61,7 @@ async def approval_needed(d: Deps, payment_id: str) -> dict | None:
 async def view(d: Deps, row) -> dict:
     """The payment as the HTTP API shows it, plus who must approve it while it awaits approval."""
     shown = payment_view(row, d.settings)
-    if row["status"] == t.AWAITING_APPROVAL:
+    if row["status"] == PaymentStatus.awaiting_approval:
         shown["approval"] = await approval_needed(d, str(row["id"]))
     return shown
 

@@ -25,6 +25,7 @@ from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
 from paygent.db.grants import SPEND
 from paygent.db.paid_services import find_service, list_services, service_view
 from paygent.db.tenancy import tenant_scope, tenant_transaction
+from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
 
 INSTRUCTIONS = (
@@ -161,7 +162,7 @@ def build_server() -> MCPServer:
         spec = PaymentSpec(
             wallet_id=await _spend_wallet(d, who, wallet_id),
             asset=d.settings.token_symbol,
-            kind="x402",
+            kind=PaymentKind.x402,
             url=url,
             max_amount=max_amount,
         )
@@ -191,7 +192,7 @@ def build_server() -> MCPServer:
         spec = PaymentSpec(
             wallet_id=await _spend_wallet(d, who, wallet_id),
             asset=d.settings.token_symbol,
-            kind="x402",
+            kind=PaymentKind.x402,
             url=entry["url"],
             max_amount=max_amount,
             mcp_tool=entry["tool"],

@@ -27,6 +27,7 @@ from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes.threads import create_thread, owned_thread, parse_id
 from api.run_events import follow_run
+from paygent import search_attributes as sattr
 from paygent.db import agents as agents_db
 from paygent.db.accounts import AGENT, Principal
 from paygent.db.agent_schema import agent_runs
@@ -34,11 +35,12 @@ from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
 from paygent.db.grants import SPEND
 from paygent.db.schema import wallet_grants, wallets
+from paygent.domain.agent_run import RUN_TERMINAL, RunStatus
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
 from paygent.settings import Settings
 from workflows import agent_types as t
-from workflows import search_attributes as sattr
 
 router = APIRouter(prefix="/v1/agent-runs", tags=["agent runs"])
 log = logging.getLogger("paygent.api.agent_runs")
@@ -160,7 +162,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
                 raise ApiError(409, "thread_archived", "thread_id: the thread is archived", "thread_id")
             active = await conn.scalar(
                 sa.select(agent_runs.c.id)
-                .where(agent_runs.c.thread_id == thread["id"], agent_runs.c.status.not_in(t.TERMINAL))
+                .where(agent_runs.c.thread_id == thread["id"], agent_runs.c.status.not_in(RUN_TERMINAL))
                 .limit(1)
             )
             if active is not None:
@@ -191,7 +193,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
                 wallet_id=wallet_id,
                 agent_id=actor.user_id if actor.is_agent else None,
                 workflow_id=workflow_id,
-                status=t.QUEUED,
+                status=RunStatus.queued,
                 max_steps=body.max_steps,
             )
         )
@@ -199,7 +201,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent_run.requested",
             subject_type="agent_run",
             subject_id=str(run_id),
@@ -231,7 +233,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
             task_queue=d.settings.task_queue,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(sattr.STATUS, t.RUNNING),
+                    SearchAttributePair(sattr.STATUS, RunStatus.running),
                     SearchAttributePair(sattr.TENANT, str(who.tenant_id)),
                     SearchAttributePair(sattr.KIND, "agent_run"),
                 ]
@@ -244,7 +246,9 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
             await conn.execute(
                 agent_runs.update()
                 .where(agent_runs.c.id == run_id)
-                .values(status=t.FAILED, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now())
+                .values(
+                    status=RunStatus.failed, error=f"could not start: {type(exc).__name__}", finished_at=sa.func.now()
+                )
             )
         raise ApiError(503, "temporal_unavailable", "the run could not be started; try again") from None
     return {
@@ -252,7 +256,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
         "thread_id": str(thread_id),
         "message_id": str(message_id),
         "workflow_id": workflow_id,
-        "status": t.QUEUED,
+        "status": RunStatus.queued,
         "events_url": f"/v1/agent-runs/{run_id}/events",
     }
 
@@ -274,13 +278,13 @@ async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str
     """Temporal cancellation: in-flight activities stop, a payment in flight is asked to cancel."""
     async with d.engine.begin() as conn:
         row = await run_or_404(conn, who, run_id)
-        if row["status"] in t.TERMINAL:
+        if row["status"] in RUN_TERMINAL:
             raise ApiError(409, "not_cancellable", f"agent run is already {row['status']}")
         await append_audit(
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent_run.cancel_requested",
             subject_type="agent_run",
             subject_id=run_id,

@@ -28,10 +28,12 @@ from paygent.db.accounts import Principal, get_wallet
 from paygent.db.agent_schema import agent_runs
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments, users
+from paygent.domain.agent_run import RUN_TERMINAL
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
+from paygent.domain.payment import PAYMENT_CANCELLABLE
 from paygent.domain.spending import SpendingPolicy
 from paygent.domain.text import SafeText
-from workflows import agent_types as at
 from workflows import payment_types as pt
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -106,7 +108,7 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent.created",
             subject_type="agent",
             subject_id=str(agent_id),
@@ -144,7 +146,7 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent.spending_policy_set",
             subject_type="agent",
             subject_id=str(row["id"]),
@@ -171,7 +173,7 @@ async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = D
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent.key_rotated",
             subject_type="agent",
             subject_id=str(row["id"]),
@@ -192,7 +194,7 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
                 await conn.execute(
                     sa.select(agent_runs.c.workflow_id).where(
                         sa.or_(agent_runs.c.agent_id == row["id"], agent_runs.c.user_id == row["id"]),
-                        agent_runs.c.status.not_in(at.TERMINAL),
+                        agent_runs.c.status.not_in(RUN_TERMINAL),
                     )
                 )
             )
@@ -203,7 +205,7 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
             (
                 await conn.execute(
                     sa.select(payments.c.workflow_id).where(
-                        payments.c.requested_by == row["id"], payments.c.status.in_(pt.CANCELLABLE)
+                        payments.c.requested_by == row["id"], payments.c.status.in_(PAYMENT_CANCELLABLE)
                     )
                 )
             )
@@ -214,7 +216,7 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="agent.disabled",
             subject_type="agent",
             subject_id=str(row["id"]),
@@ -235,7 +237,9 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
     for workflow_id in waiting:
         try:
             await d.temporal.get_workflow_handle(workflow_id).execute_update(
-                "cancel", pt.CancelRequest(actor=who.actor, channel="api", reason=reason), result_type=pt.PaymentState
+                pt.UPDATE_CANCEL,
+                pt.PaymentCancelRequest(actor=who.actor, channel=Channel.api, reason=reason),
+                result_type=pt.PaymentState,
             )
         except (WorkflowUpdateFailedError, RPCError):  # already signing (it settles on its own) or closed
             log.info("payment %s of disabled agent %s not cancelled", workflow_id, row["id"], exc_info=True)

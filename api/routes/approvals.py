@@ -37,6 +37,7 @@ from api.routes import approval_policies
 from paygent.db.accounts import Principal, find_user
 from paygent.db.schema import approvals, payments
 from paygent.domain.addresses import parse_address
+from paygent.domain.approval_state import ApprovalStatus
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
@@ -60,7 +61,8 @@ APPROVER = allow(Role.approver)
 INITIATOR = allow(Role.requester, Role.approver)
 EDITOR = allow(Role.requester)
 router.include_router(approval_policies.router)
-StatusFilter = Literal["pending", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
+# `timelocked` is the spelling before issue 10 (see paygent.domain.approval_state.LEGACY_TIME_LOCKED): still accepted
+StatusFilter = Literal["pending", "time_locked", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
 
 
 class _Body(BaseModel):
@@ -145,11 +147,11 @@ async def list_approvals(
     `next_cursor` until it is null."""
     name = who.name
     where = [approvals.c.tenant_id == who.tenant_id]
-    if status == "pending":
-        where += [approvals.c.status == "pending", sa.literal(name) == sa.any_(approvals.c.awaiting)]
+    if status == ApprovalStatus.pending:
+        where += [approvals.c.status == str(ApprovalStatus.pending), sa.literal(name) == sa.any_(approvals.c.awaiting)]
     else:
         if status != "all":
-            where.append(approvals.c.status == status)
+            where.append(approvals.c.status == str(ApprovalStatus(status)))
         if not oversees(who):  # admins and auditors see every approval of the tenant
             where.append(
                 sa.or_(

@@ -13,6 +13,7 @@ from api.deps import Deps, deps
 from api.services_discovery import discover
 from paygent.db.accounts import Principal
 from paygent.db.paid_services import list_services, service_view
+from paygent.domain.channels import Channel
 from paygent.domain.text import SafeText
 
 router = APIRouter(prefix="/v1/paid-services", tags=["paid services"])
@@ -34,4 +35,4 @@ async def list_all(who: Principal = Depends(allow(*Role, agents=True)), d: Deps 
 @router.post("/discover")
 async def discover_offers(body: DiscoverBody, who: Principal = Depends(allow(Role.admin)), d: Deps = Depends(deps)):
     """Read the server's x402 offers into the registry; offers on another network or asset are refused."""
-    return await discover(d, who, body.url, transport=body.transport, channel="api")
+    return await discover(d, who, body.url, transport=body.transport, channel=Channel.api)

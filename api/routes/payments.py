@@ -15,20 +15,20 @@ from temporalio.exceptions import ApplicationError
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
-from api.payment_service import (  # noqa: F401  (PAYMENT_NAMESPACE, payment_request, record_payment: re-exported
-    PAYMENT_NAMESPACE,  # for code written before the service)
+from api.payment_service import (
     PaymentSpec,
     check_idempotency_key,
     list_payments,
     own_payment,
-    payment_request,
     payment_view,
-    record_payment,
     start_payment,
 )
 from paygent.db.accounts import Principal
 from paygent.db.payment_history import status_history
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PAYMENT_TERMINAL
 from paygent.domain.text import SafeText
 from workflows import payment_types as t
 
@@ -88,7 +88,7 @@ async def create_payment(
         url=getattr(body, "url", None),
         max_amount=getattr(body, "max_amount", None),
     )
-    row = await start_payment(d, who, spec, key, channel="api")
+    row = await start_payment(d, who, spec, key, channel=Channel.api)
     return JSONResponse(
         {"id": str(row["id"]), "status": row["status"], "workflow_id": row["workflow_id"]}, status_code=202
     )
@@ -132,19 +132,19 @@ async def cancel_payment(
     row = await own_payment(d, who, payment_id)
     if row["requested_by"] != who.user_id and not who.has_role("admin"):
         raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
-    if row["status"] in t.TERMINAL:
+    if row["status"] in PAYMENT_TERMINAL:
         raise ApiError(409, "not_cancellable", f"payment is already {row['status']}")
     handle = d.temporal.get_workflow_handle(row["workflow_id"])
     try:
         state = await handle.execute_update(
-            "cancel",
-            t.CancelRequest(actor=who.actor, channel="api", reason=body.reason if body else None),
+            t.UPDATE_CANCEL,
+            t.PaymentCancelRequest(actor=who.actor, channel=Channel.api, reason=body.reason if body else None),
             id=request_id or None,
             result_type=t.PaymentState,
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable":
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
             raise ApiError(409, "not_cancellable", cause.message) from None
         raise
     return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}

@@ -23,9 +23,10 @@ from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs, messages, threads
 from paygent.db.agent_transcript import message_view
 from paygent.db.audit import append_audit
+from paygent.domain.agent_run import RUN_TERMINAL
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
-from workflows import agent_types as t
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 RUNNER = allow(Role.requester, agents=True)  # threads hold agent runs: whoever may start a run
@@ -186,7 +187,7 @@ async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = De
                 conn,
                 tenant_id=who.tenant_id,
                 actor=who.actor,
-                channel="api",
+                channel=Channel.api,
                 action="thread.archived",
                 subject_type="thread",
                 subject_id=str(row["id"]),
@@ -201,7 +202,7 @@ async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Dep
         row = await thread_or_404(conn, who, thread_id, lock=True)
         active = await conn.scalar(
             sa.select(agent_runs.c.id)
-            .where(agent_runs.c.thread_id == row["id"], agent_runs.c.status.not_in(t.TERMINAL))
+            .where(agent_runs.c.thread_id == row["id"], agent_runs.c.status.not_in(RUN_TERMINAL))
             .limit(1)
         )
         if active is not None:
@@ -211,7 +212,7 @@ async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Dep
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="thread.deleted",
             subject_type="thread",
             subject_id=str(row["id"]),

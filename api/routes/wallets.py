@@ -22,6 +22,7 @@ from paygent.db.accounts import Principal, create_wallet, get_wallet
 from paygent.db.audit import append_audit
 from paygent.db.schema import users, wallets
 from paygent.domain.addresses import parse_address
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit
@@ -165,7 +166,7 @@ async def put_grants(wallet_id: str, body: GrantsIn, who: Principal = Depends(AD
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="wallet.grants_set",
             subject_type="wallet",
             subject_id=str(row.id),
@@ -187,7 +188,7 @@ async def create(body: WalletCreate, who: Principal = Depends(ADMIN), d: Deps = 
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="wallet.created",
             subject_type="wallet",
             subject_id=str(wallet_id),
@@ -219,7 +220,7 @@ async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = De
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel="api",
+            channel=Channel.api,
             action="wallet.spending_policy_set",
             subject_type="wallet",
             subject_id=str(row.id),

@@ -22,6 +22,7 @@ from paygent.crypto import seal_webhook_secret
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import webhooks
+from paygent.domain.channels import Channel
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
 
@@ -64,7 +65,7 @@ async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps =
             conn,
             tenant_id=who.tenant_id,
             actor=who.name,
-            channel="api",
+            channel=Channel.api,
             action="webhook.created",
             subject_type="webhook",
             subject_id=str(webhook_id),
@@ -106,7 +107,7 @@ async def deactivate(webhook_id: str, who: Principal = Depends(ADMIN), d: Deps =
             conn,
             tenant_id=who.tenant_id,
             actor=who.name,
-            channel="api",
+            channel=Channel.api,
             action="webhook.deactivated",
             subject_type="webhook",
             subject_id=webhook_id,

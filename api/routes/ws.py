@@ -34,8 +34,8 @@ from api.routes.agent_runs import AgentRunCreate, request_cancel, run_or_404, st
 from api.run_events import follow_run
 from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs
+from paygent.domain.agent_run import RUN_TERMINAL
 from paygent.domain.errors import InvalidInput
-from workflows import agent_types as t
 
 router = APIRouter(tags=["websocket"])
 log = logging.getLogger("paygent.api.ws")
@@ -266,7 +266,7 @@ class RunChannel:
                     last = event["seq"]
             async with self.d.engine.connect() as conn:
                 status = await conn.scalar(sa.select(agent_runs.c.status).where(agent_runs.c.id == run_id))
-            if status in t.TERMINAL:
+            if status in RUN_TERMINAL:
                 await self.outbox.put(
                     {"type": "run_finished", "run_id": str(run_id), "status": status, "last_seq": last}
                 )

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.agent_schema import agent_events, agent_runs, messages
-from workflows import agent_types as t
+from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, EventType, RunStatus, stream_key
 
 STREAM_MAXLEN = 10_000
 STREAM_TTL = timedelta(days=7)
@@ -37,30 +37,30 @@ def envelope(row: Any) -> dict[str, Any]:
     }
 
 
-def _status_change(event: t.EmitEvent) -> dict[str, Any]:
+def _status_change(event: EmitEvent) -> dict[str, Any]:
     data = event.data
-    if event.type == t.AGENT_STARTED:
-        return {"status": t.RUNNING}
-    if event.type == t.APPROVAL_REQUESTED:
-        return {"status": t.AWAITING_APPROVAL}
-    if event.type == t.PAYMENT_TIME_LOCKED:
-        return {"status": t.TIME_LOCKED}
-    if event.type == t.APPROVAL_DECIDED:
-        return {"status": t.RUNNING}
-    if event.type == t.AGENT_THINKING and isinstance(data.get("step"), int):
+    if event.type == EventType.agent_started:
+        return {"status": RunStatus.running}
+    if event.type == EventType.approval_requested:
+        return {"status": RunStatus.awaiting_approval}
+    if event.type == EventType.payment_time_locked:
+        return {"status": RunStatus.time_locked}
+    if event.type == EventType.approval_decided:
+        return {"status": RunStatus.running}
+    if event.type == EventType.agent_thinking and isinstance(data.get("step"), int):
         return {"steps": sa.func.greatest(agent_runs.c.steps, data["step"])}
-    if event.type == t.AGENT_COMPLETED:
-        return {"status": t.COMPLETED, "answer": data.get("answer"), "finished_at": sa.func.now()}
-    if event.type == t.AGENT_FAILED:
-        status = t.CANCELLED if data.get("status") == t.CANCELLED else t.FAILED
+    if event.type == EventType.agent_completed:
+        return {"status": RunStatus.completed, "answer": data.get("answer"), "finished_at": sa.func.now()}
+    if event.type == EventType.agent_failed:
+        status = RunStatus.cancelled if data.get("status") == RunStatus.cancelled else RunStatus.failed
         return {"status": status, "error": data.get("error"), "finished_at": sa.func.now()}
     return {}
 
 
-async def record_event(conn: AsyncConnection, event: t.EmitEvent) -> dict[str, Any]:
+async def record_event(conn: AsyncConnection, event: EmitEvent) -> dict[str, Any]:
     """Insert the event once (a retry is a no-op) and apply its status change; returns the stored envelope."""
     run_id = uuid.UUID(event.run_id)
-    if event.type == t.AGENT_COMPLETED and "message_id" in event.data and "answer" not in event.data:
+    if event.type == EventType.agent_completed and "message_id" in event.data and "answer" not in event.data:
         # the workflow carries only the answer's message id; the full text is read here, once
         text = await conn.scalar(sa.select(messages.c.text).where(messages.c.id == uuid.UUID(event.data["message_id"])))
         event = event.model_copy(update={"data": {**event.data, "answer": text or ""}})
@@ -81,7 +81,7 @@ async def record_event(conn: AsyncConnection, event: t.EmitEvent) -> dict[str, A
             agent_runs.update()
             .where(
                 agent_runs.c.id == run_id,
-                agent_runs.c.status.not_in(t.TERMINAL),
+                agent_runs.c.status.not_in(RUN_TERMINAL),
             )
             .values(**change, updated_at=sa.func.now())
         )
@@ -99,7 +99,7 @@ async def record_event(conn: AsyncConnection, event: t.EmitEvent) -> dict[str, A
 
 async def publish(redis: Redis, payload: dict[str, Any]) -> None:
     """XADD with the event's own id; an id already there means this event was published before."""
-    key = t.stream_key(payload["run_id"])
+    key = stream_key(payload["run_id"])
     try:
         await redis.xadd(
             key, {"event": json.dumps(payload)}, id=f"0-{payload['seq']}", maxlen=STREAM_MAXLEN, approximate=True
@@ -133,7 +133,7 @@ async def load_events(
 
 async def read_live(redis: Redis, run_id: str, after_seq: int, block_ms: int) -> list[dict[str, Any]]:
     """Events after `after_seq` from the stream, waiting up to `block_ms` for the first one."""
-    answer = await redis.xread({t.stream_key(run_id): f"0-{after_seq}"}, block=block_ms, count=100)
+    answer = await redis.xread({stream_key(run_id): f"0-{after_seq}"}, block=block_ms, count=100)
     out: list[dict[str, Any]] = []
     for _key, entries in answer or []:
         for _entry_id, fields in entries:

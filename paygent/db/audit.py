@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.schema import audit_log
 from paygent.domain.audit_chain import GENESIS_HASH, AuditFields, row_hash
+from paygent.domain.channels import Channel
 
-CHANNELS = ("api", "cli", "mcp", "temporal", "system")
 CHAINS_PER_TENANT = 16
 # Appends to one chain are serialised by a transaction-scoped advisory lock (this class id, the chain's
 # hashtext) so a chain never forks; two chains sharing a 32-bit hash only wait for each other, harmlessly.
@@ -52,7 +52,7 @@ async def append_audit(
     conn: AsyncConnection,
     *,
     actor: str,
-    channel: str,
+    channel: Channel,
     action: str,
     subject_type: str,
     subject_id: str,
@@ -61,8 +61,8 @@ async def append_audit(
     at: datetime | None = None,
 ) -> int:
     """Append one row inside the caller's transaction; returns its id."""
-    if channel not in CHANNELS:
-        raise ValueError(f"channel must be one of {CHANNELS}")
+    if channel not in set(Channel):
+        raise ValueError(f"channel must be one of {', '.join(Channel)}, not {channel!r}")
     chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type, str(subject_id)))
     await conn.execute(
         sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:chain))"), {"c": _AUDIT_LOCK_CLASS, "chain": chain}

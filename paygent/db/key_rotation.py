@@ -18,6 +18,7 @@ from paygent.crypto import hash_api_key, new_api_key, seal, unseal
 from paygent.db.audit import append_audit
 from paygent.db.schema import tenants, users, wallets
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain.channels import Channel
 
 
 class KeyRotationError(Exception):
@@ -71,7 +72,7 @@ async def reseal_wallets(engine: AsyncEngine, old_key: bytes, new_key: bytes, *,
                     conn,
                     tenant_id=tenant_id,
                     actor=actor,
-                    channel="cli",
+                    channel=Channel.cli,
                     action="wallets.master_key_rotated",
                     subject_type="tenant",
                     subject_id=str(tenant_id),
@@ -104,7 +105,7 @@ async def rotate_user_key(engine: AsyncEngine, tenant_name: str, user_name: str,
             conn,
             tenant_id=tenant_id,
             actor=actor,
-            channel="cli",
+            channel=Channel.cli,
             action="user.api_key_rotated",
             subject_type="user",
             subject_id=str(user_id),

@@ -19,6 +19,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import wallet_account, write_payment_entries
 from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
+from paygent.domain.channels import Channel
 
 CONFIRMED, SUBMITTED, SIGNING = "confirmed", "submitted", "signing"
 CLOSED_UNPAID = ("cancelled", "refused", "failed")  # statuses that said "nothing was paid"
@@ -313,7 +314,7 @@ async def confirm_payment(
         conn,
         tenant_id=payment["tenant_id"],
         actor="reconciler",
-        channel="system",
+        channel=Channel.system,
         action=action,
         subject_type="payment",
         subject_id=str(payment["id"]),
@@ -354,7 +355,7 @@ async def close_payment(
         conn,
         tenant_id=payment["tenant_id"],
         actor="reconciler",
-        channel="system",
+        channel=Channel.system,
         action=action,
         subject_type="payment",
         subject_id=str(payment["id"]),

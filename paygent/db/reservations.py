@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.agents import load_agent_policy
 from paygent.db.schema import Amount, metadata, wallets
-from paygent.domain.spending import Refusal, SpendingPolicy, check_static, check_velocity
+from paygent.domain.spending import LimitRefusal, SpendingPolicy, check_static, check_velocity
 
 spending_policies = sa.Table(
     "spending_policies",
@@ -47,7 +47,7 @@ RESERVED, COMMITTED, RELEASED = "reserved", "committed", "released"
 @dataclass
 class ReserveResult:
     reserved: bool
-    refusal: Refusal | None = None
+    refusal: LimitRefusal | None = None
 
 
 async def load_policy(conn: AsyncConnection, wallet_id: uuid.UUID) -> SpendingPolicy:
@@ -108,7 +108,9 @@ async def reserve(
         # the operation was edited while pending: check the new amount against the limits from scratch
         await conn.execute(reservations.delete().where(reservations.c.payment_id == payment_id))
     if agent is not None and agent[1]:
-        return ReserveResult(reserved=False, refusal=Refusal(limit="agent:disabled", message="the agent is disabled"))
+        return ReserveResult(
+            reserved=False, refusal=LimitRefusal(limit="agent:disabled", message="the agent is disabled")
+        )
     refusal = await _check(
         conn, policy, reservations.c.wallet_id == wallet_id, to=to, asset=asset, amount_atomic=amount_atomic
     )
@@ -117,7 +119,7 @@ async def reserve(
             conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset, amount_atomic=amount_atomic
         )
         if refusal is not None:
-            refusal = Refusal(limit=f"agent:{refusal.limit}", message=f"agent limit: {refusal.message}")
+            refusal = LimitRefusal(limit=f"agent:{refusal.limit}", message=f"agent limit: {refusal.message}")
     if refusal is not None:
         return ReserveResult(reserved=False, refusal=refusal)
     await conn.execute(
@@ -135,7 +137,7 @@ async def reserve(
 
 async def _check(
     conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str, amount_atomic: int
-) -> Refusal | None:
+) -> LimitRefusal | None:
     """One policy's rules; velocity counts what `scope` (a wallet, or an agent across wallets) holds or spent."""
     refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
     if refusal is not None or not policy.velocity:

@@ -191,7 +191,7 @@ approvals = sa.Table(
     sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
     sa.Column("payment_id", sa.Text, nullable=True),
     sa.Column("initiator", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),  # pending, timelocked, approved, rejected, expired, cancelled
+    sa.Column("status", sa.Text, nullable=False),  # paygent.domain.approval_state.ApprovalStatus
     sa.Column("approvals_had", sa.Integer, nullable=False),
     sa.Column("approvals_needed", sa.Integer, nullable=False),
     sa.Column("operation_hash", sa.Text, nullable=False),

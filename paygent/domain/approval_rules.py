@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier, tier_index
 from paygent.domain.approval_state import (  # re-exported: callers import the rules module only
+    APPROVAL_FINAL,
     CLOSED,
     DELEGATION_ENDED,
-    FINAL,
     INVALID,
     NO_CHANGE,
     NOT_ALLOWED,
@@ -31,10 +31,10 @@ from paygent.domain.approval_state import (  # re-exported: callers import the r
     UNSATISFIABLE,
     ApprovalRecord,
     ApprovalState,
+    ApprovalStatus,
     Channel,
     Delegation,
     Refusal,
-    Status,
 )
 from paygent.domain.operation_hash import EDITABLE_FIELDS, Operation
 from paygent.domain.operation_hash import operation_hash as hash_of
@@ -42,7 +42,7 @@ from paygent.domain.operation_hash import operation_hash as hash_of
 __all__ = [
     "CLOSED",
     "DELEGATION_ENDED",
-    "FINAL",
+    "APPROVAL_FINAL",
     "INVALID",
     "NO_CHANGE",
     "NOT_ALLOWED",
@@ -59,7 +59,7 @@ __all__ = [
     "Channel",
     "Delegation",
     "Refusal",
-    "Status",
+    "ApprovalStatus",
     "abandon",
     "approve",
     "cancel",
@@ -103,7 +103,7 @@ def open_approval(
     )
     problem = _unsatisfiable(state.tier, initiator)
     if problem:  # fail at once rather than let it sit until it expires
-        _close(state, "rejected", "system", now, problem)
+        _close(state, ApprovalStatus.rejected, "system", now, problem)
     else:
         _check_threshold(state, now, by="system")
     return state
@@ -140,7 +140,7 @@ def approve(
     free = [c for c in candidates if c not in state.approved_by]
     if not free:
         return None
-    if state.status == "timelocked":
+    if state.status == ApprovalStatus.time_locked:
         raise Refusal(
             THRESHOLD_MET, f"the approvals are complete; the time-lock runs until {fmt_time(state.timelock_until)}"
         )  # type: ignore[arg-type]
@@ -155,20 +155,20 @@ def reject(state: ApprovalState, *, actor: str, operation_hash: str | None, reas
     """One rejection by an approver (or their delegate) ends the approval."""
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=False)
-    if state.status == "timelocked":
+    if state.status == ApprovalStatus.time_locked:
         raise Refusal(THRESHOLD_MET, "the approvals are complete and the time-lock is running: cancel instead")
     if actor == state.initiator:
         raise Refusal(SELF, f"{actor} initiated this operation: cancel it instead of rejecting it")
     if not _acting_for(state, actor, now):
         raise _why_not(state, actor, now)
-    _close(state, "rejected", actor, now, reason or f"rejected by {actor}")
+    _close(state, ApprovalStatus.rejected, actor, now, reason or f"rejected by {actor}")
 
 
 def revoke(state: ApprovalState, *, actor: str, operation_hash: str | None, now: datetime) -> ApprovalRecord:
     """Withdraws the actor's own approval (or one a delegate gave for them) while the threshold is not met."""
     _ensure_open(state)
     _ensure_hash(state, operation_hash, required=False)
-    if state.status == "timelocked":
+    if state.status == ApprovalStatus.time_locked:
         raise Refusal(
             THRESHOLD_MET,
             "approvals can be revoked only until the threshold is met; the time-lock is running: cancel instead",
@@ -191,8 +191,8 @@ def cancel(state: ApprovalState, *, actor: str, operation_hash: str | None, reas
             f"only the initiator ({state.initiator}) or an approver of this tier "
             f"({', '.join(state.tier.approvers) or 'none'}) may cancel; {actor} is neither",
         )
-    when = " during the time-lock" if state.status == "timelocked" else ""
-    _close(state, "cancelled", actor, now, reason or f"cancelled by {actor}{when}")
+    when = " during the time-lock" if state.status == ApprovalStatus.time_locked else ""
+    _close(state, ApprovalStatus.cancelled, actor, now, reason or f"cancelled by {actor}{when}")
 
 
 def edit(
@@ -202,7 +202,7 @@ def edit(
     _ensure_open(state)
     if actor != state.initiator:
         raise Refusal(NOT_INITIATOR, f"only the initiator ({state.initiator}) may edit the operation")
-    if state.status == "timelocked":
+    if state.status == ApprovalStatus.time_locked:
         raise Refusal(
             THRESHOLD_MET,
             "the approvals are complete and the time-lock is running: cancel and "
@@ -258,10 +258,10 @@ def delegate(state: ApprovalState, *, actor: str, delegate_to: str, until: datet
 
 
 def expire(state: ApprovalState, now: datetime) -> None:
-    if state.status == "pending" and now >= state.expires_at:
+    if state.status == ApprovalStatus.pending and now >= state.expires_at:
         _close(
             state,
-            "expired",
+            ApprovalStatus.expired,
             "system",
             now,
             f"no decision before {fmt_time(state.expires_at)}: "
@@ -270,11 +270,11 @@ def expire(state: ApprovalState, now: datetime) -> None:
 
 
 def end_timelock(state: ApprovalState, now: datetime) -> None:
-    if state.status == "timelocked" and state.timelock_until is not None and now >= state.timelock_until:
+    if state.status == ApprovalStatus.time_locked and state.timelock_until is not None and now >= state.timelock_until:
         names = ", ".join(state.approved_by)
         _close(
             state,
-            "approved",
+            ApprovalStatus.approved,
             state.threshold_met_by or "system",
             now,
             f"{len(state.approvals)} of {state.approvals_needed} approvals ({names}); time-lock ended "
@@ -284,29 +284,29 @@ def end_timelock(state: ApprovalState, now: datetime) -> None:
 
 def abandon(state: ApprovalState, now: datetime, reason: str) -> None:
     """The workflow itself was cancelled (not a human decision): the approval ends cancelled, by the system."""
-    if state.status not in FINAL:
-        _close(state, "cancelled", "system", now, reason)
+    if state.status not in APPROVAL_FINAL:
+        _close(state, ApprovalStatus.cancelled, "system", now, reason)
 
 
-def _close(state: ApprovalState, status: Status, by: str, now: datetime, reason: str) -> None:
+def _close(state: ApprovalState, status: ApprovalStatus, by: str, now: datetime, reason: str) -> None:
     state.status, state.decided_by, state.decided_at, state.reason = status, by, now, reason
     state.revision += 1
 
 
 def _check_threshold(state: ApprovalState, now: datetime, *, by: str) -> None:
-    if state.status != "pending" or len(state.approvals) < state.approvals_needed:
+    if state.status != ApprovalStatus.pending or len(state.approvals) < state.approvals_needed:
         return
     state.threshold_met_at, state.threshold_met_by = now, by
     if state.tier.timelock_seconds > 0:
-        state.status = "timelocked"
+        state.status = ApprovalStatus.time_locked
         state.timelock_until = now + timedelta(seconds=state.tier.timelock_seconds)
         state.revision += 1
     elif state.approvals_needed == 0:
-        _close(state, "approved", "system", now, "the tier for this amount needs no approval")
+        _close(state, ApprovalStatus.approved, "system", now, "the tier for this amount needs no approval")
     else:
         _close(
             state,
-            "approved",
+            ApprovalStatus.approved,
             by,
             now,
             f"{len(state.approvals)} of {state.approvals_needed} approvals ({', '.join(state.approved_by)})",
@@ -314,7 +314,7 @@ def _check_threshold(state: ApprovalState, now: datetime, *, by: str) -> None:
 
 
 def _ensure_open(state: ApprovalState) -> None:
-    if state.status in FINAL:
+    if state.status in APPROVAL_FINAL:
         by = f" by {state.decided_by}" if state.decided_by else ""
         raise Refusal(CLOSED, f"approval {state.approval_id} is already {state.status}{by}: {state.reason}")
 

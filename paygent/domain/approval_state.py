@@ -7,16 +7,36 @@ the `approvals` table show it (through `workflows.approval_types.ApprovalView`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
+from paygent.domain.channels import Channel
 from paygent.domain.operation_hash import Operation
 
-Status = Literal["pending", "timelocked", "approved", "rejected", "expired", "cancelled"]
-FINAL: tuple[str, ...] = ("approved", "rejected", "expired", "cancelled")
-Channel = Literal["api", "cli", "temporal", "system"]
+# Approvals spelled their time-lock `timelocked` before issue 10 (payments always said `time_locked`). Histories
+# of approvals started before then, rows written before migration 0011 and older clients still carry it: it
+# reads as `time_locked`, and ApprovalWorkflow keeps writing it where a replayed history expects it.
+LEGACY_TIME_LOCKED = "timelocked"
+
+
+class ApprovalStatus(StrEnum):
+    pending = "pending"
+    time_locked = "time_locked"  # approved by enough people; executes when the time-lock ends
+    approved = "approved"
+    rejected = "rejected"
+    expired = "expired"
+    cancelled = "cancelled"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ApprovalStatus | None:
+        return cls.time_locked if value == LEGACY_TIME_LOCKED else None
+
+
+APPROVAL_FINAL = frozenset(
+    {ApprovalStatus.approved, ApprovalStatus.rejected, ApprovalStatus.expired, ApprovalStatus.cancelled}
+)
 
 # Refusal types (ApplicationError.type on the wire): stable strings the API maps to HTTP answers.
 CLOSED, STALE, SELF, NOT_APPROVER = "ApprovalClosed", "StaleOperation", "SelfApproval", "NotAnApprover"
@@ -59,7 +79,7 @@ class ApprovalState(BaseModel):
     operation_hash: str
     previous_hashes: list[str] = Field(default_factory=list)
     tier_index: int
-    status: Status = "pending"
+    status: ApprovalStatus = ApprovalStatus.pending
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     delegations: list[Delegation] = Field(default_factory=list)
     opened_at: datetime
@@ -87,7 +107,7 @@ class ApprovalState(BaseModel):
 
     def awaiting(self, now: datetime) -> list[str]:
         """Who may still approve now: uncounted tier approvers (never the initiator) and their active delegates."""
-        if self.status != "pending":
+        if self.status != ApprovalStatus.pending:
             return []
         acted = {a.approver for a in self.approvals}
         members = [m for m in self.tier.approvers if m != self.initiator and m not in self.approved_by]

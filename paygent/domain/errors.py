@@ -1,6 +1,13 @@
-"""A rule that refuses an input says which field and why."""
+"""How refusals and failures are named: `InvalidInput` at the edges, `ErrorType` for Temporal's ApplicationErrors.
+
+Every `ApplicationError(type=...)` an activity or workflow raises, and every `non_retryable_error_types` entry a
+retry policy names, is a member of `ErrorType`: a retry policy can only name what something raises. (x402's own
+types are here too; their meaning is documented in workflows/x402_types.py.)
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class InvalidInput(ValueError):
@@ -10,6 +17,31 @@ class InvalidInput(ValueError):
         self.reason = reason
 
 
-# ApplicationError type of an activity whose failure is the data itself (the database refused a value): the same
-# input fails the same way on every attempt, so it is never retried and every workflow turns it into a clean end.
-DATA_REFUSED = "DataRefused"
+class ErrorType(StrEnum):
+    # an activity whose failure is the data itself (the database refused a value): the same input fails the same
+    # way on every attempt, so it is never retried and every workflow turns it into a clean end
+    data_refused = "DataRefused"
+    # payments
+    payment_not_cancellable = "PaymentNotCancellable"  # the `cancel` Update's validator, once signing began
+    payment_missing = "PaymentMissing"  # signing or broadcasting a payment that has no row
+    payment_not_recorded = "PaymentNotRecorded"  # a status change for a payment that has no row
+    payment_closed = "PaymentClosed"  # asked to sign a payment that already ended
+    not_signed = "NotSigned"  # asked to broadcast before anything was signed
+    nonce_conflict = "NonceConflict"  # another transaction holds the nonce (retryable: re-read the chain)
+    wallet_missing = "WalletMissing"  # the paying wallet was deleted (paygent.db.accounts.WalletMissing)
+    # x402 (workflows/x402_types.py)
+    x402_refused = "X402Refused"
+    x402_rejected = "X402Rejected"
+    x402_ambiguous = "X402Ambiguous"
+    x402_state = "X402State"
+    # agent runs
+    agent_run_missing = "AgentRunMissing"
+    agent_run_failed = "AgentRunFailed"
+    llm_permanent = "LlmPermanentError"
+    llm_retryable = "LlmRetryable"
+    # webhooks
+    webhook_refused = "WebhookRefused"  # the egress policy refuses its URL
+    webhook_unreachable = "WebhookUnreachable"
+    webhook_unavailable = "WebhookUnavailable"  # 5xx or 429: retried
+    webhook_rejected = "WebhookRejected"  # another 4xx: not retried
+    webhook_gone = "WebhookGone"

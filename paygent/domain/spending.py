@@ -34,33 +34,33 @@ class SpendingPolicy(BaseModel):
         return [parse_address(a, field="allowlist/denylist") for a in value]
 
 
-class Refusal(BaseModel):
+class LimitRefusal(BaseModel):
     limit: str  # which rule refused: per_payment_cap, velocity:<name>, allowlist, denylist, asset
     message: str
 
 
-def check_static(policy: SpendingPolicy, *, to: str, asset: str, amount_atomic: int) -> Refusal | None:
+def check_static(policy: SpendingPolicy, *, to: str, asset: str, amount_atomic: int) -> LimitRefusal | None:
     """The rules that need no history."""
     if policy.allowed_assets is not None and asset not in policy.allowed_assets:
-        return Refusal(limit="asset", message=f"asset {asset} is not allowed for this wallet")
+        return LimitRefusal(limit="asset", message=f"asset {asset} is not allowed for this wallet")
     if to in policy.denylist:
-        return Refusal(limit="denylist", message=f"recipient {to} is on the wallet's denylist")
+        return LimitRefusal(limit="denylist", message=f"recipient {to} is on the wallet's denylist")
     if policy.allowlist is not None and to not in policy.allowlist:
-        return Refusal(limit="allowlist", message=f"recipient {to} is not on the wallet's allowlist")
+        return LimitRefusal(limit="allowlist", message=f"recipient {to} is not on the wallet's allowlist")
     if policy.per_payment_cap_atomic is not None and amount_atomic > policy.per_payment_cap_atomic:
-        return Refusal(
+        return LimitRefusal(
             limit="per_payment_cap",
             message=f"amount {amount_atomic} exceeds the per-payment cap {policy.per_payment_cap_atomic}",
         )
     return None
 
 
-def check_velocity(policy: SpendingPolicy, used_atomic: dict[str, int], amount_atomic: int) -> Refusal | None:
+def check_velocity(policy: SpendingPolicy, used_atomic: dict[str, int], amount_atomic: int) -> LimitRefusal | None:
     """`used_atomic[name]` is what the wallet reserved or spent in that limit's window, this payment excluded."""
     for limit in policy.velocity:
         used = used_atomic.get(limit.name, 0)
         if used + amount_atomic > limit.max_atomic:
-            return Refusal(
+            return LimitRefusal(
                 limit=f"velocity:{limit.name}",
                 message=f"{limit.name} limit {limit.max_atomic} would be exceeded: "
                 f"{used} already used in the last {limit.window_seconds}s, {amount_atomic} asked",

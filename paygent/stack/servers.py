@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 import httpx
 
+from paygent import search_attributes
 from paygent.chain.anvil import start_anvil
 from paygent.netutil import port_open
 from paygent.paths import temporal_cli
 from paygent.stack import processes
 from paygent.stack.config import HOST, StackConfig
 from paygent.stack.processes import Piece, StackError
-from workflows import search_attributes
 
 
 def _temporal(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:

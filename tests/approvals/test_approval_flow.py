@@ -18,6 +18,7 @@ from tests.api.helpers import new_recipient, transfers_to, wait_final
 from tests.approvals.helpers import (
     approval,
     audit_of,
+    auth,
     cli,
     decide,
     pay,
@@ -45,7 +46,7 @@ async def test_api_and_cli_approvals_then_the_time_lock_then_the_chain(http, dev
     assert "approved:" in out.out and "time-lock until" in out.out, out.out
 
     locked = await approval(http, dev, pid)
-    assert locked["status"] == "timelocked" and locked["approved_by"] == ["bob", "carol"]
+    assert locked["status"] == "time_locked" and locked["approved_by"] == ["bob", "carol"]
     timelock_until = datetime.fromisoformat(locked["timelock_until"])
     waiting = await payment(http, dev, pid)
     for _ in range(100):  # the payment shows the time-lock too (its child approval signals it)
@@ -86,7 +87,10 @@ async def test_cancel_during_the_time_lock_stops_the_payment_and_releases_the_re
     for user in ("bob", "dave"):
         r = await decide(http, dev, user, pid, "approve", {"operation_hash": op_hash})
         assert r.status_code == 200, r.text
-    assert (await approval(http, dev, pid))["status"] == "timelocked"
+    assert (await approval(http, dev, pid))["status"] == "time_locked"
+    for spelling in ("time_locked", "timelocked"):  # the spelling before issue 10 still filters the same
+        listed = await http.get("/v1/approvals", params={"status": spelling}, headers=auth(dev, "alice"))
+        assert listed.status_code == 200 and pid in [a["payment_id"] for a in listed.json()["items"]], listed.text
 
     out = await cli(
         "cancel",
@@ -159,7 +163,7 @@ async def test_a_temporal_cli_signal_counts_like_an_api_approval(http, dev, app_
     assert await audit_of(db_engine, pid, "approval.approve") == [("approval.approve", "bob", "temporal")]
 
     r = await decide(http, dev, "carol", pid, "approve", {"operation_hash": op_hash})  # counted alongside it
-    assert r.status_code == 200 and r.json()["approvals_had"] == 2 and r.json()["status"] == "timelocked", r.text
+    assert r.status_code == 200 and r.json()["approvals_had"] == 2 and r.json()["status"] == "time_locked", r.text
     r = await decide(http, dev, "alice", pid, "cancel", {"reason": "test cleanup"})
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     assert (await wait_final(http, dev, pid))["status"] == "cancelled"

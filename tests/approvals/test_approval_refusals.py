@@ -125,7 +125,7 @@ async def test_fifty_concurrent_approvals_from_three_approvers_count_three(http,
     assert sum(r.json()["counted"] for r in answers) == 3
     state = await approval(http, dev, pid)
     assert state["approvals_had"] == 3 and sorted(state["approved_by"]) == users
-    assert state["status"] == "timelocked"
+    assert state["status"] == "time_locked"
     assert len(await audit_of(db_engine, pid, "approval.approve")) == 3
 
     key = {"Idempotency-Key": "retry-1"}  # a retried request is answered once, and the same way

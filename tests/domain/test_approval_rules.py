@@ -50,13 +50,21 @@ def test_distinct_approvers_meet_the_threshold_then_the_timelock_runs():
     assert approve(s, "bob") is not None and approve(s, "bob") is None  # duplicate: counted once
     assert (s.status, len(s.approvals)) == ("pending", 1)
     approve(s, "carol", at=T0 + timedelta(minutes=5))
-    assert s.status == "timelocked" and s.timelock_until == T0 + timedelta(minutes=65)
+    assert s.status == "time_locked" and s.timelock_until == T0 + timedelta(minutes=65)
     assert approve(s, "carol") is None  # a duplicate during the time-lock is still harmless
     assert "time-lock" in refused(r.THRESHOLD_MET, approve, s, "dave")
     r.end_timelock(s, T0 + timedelta(minutes=64))
-    assert s.status == "timelocked"  # nothing is approved before the time-lock ends
+    assert s.status == "time_locked"  # nothing is approved before the time-lock ends
     r.end_timelock(s, T0 + timedelta(minutes=65))
     assert (s.status, s.decided_by) == ("approved", "carol") and "bob, carol" in s.reason
+
+
+def test_the_spelling_before_issue_10_still_reads_as_time_locked():
+    """Histories, rows and clients from before the rename say `timelocked`: it parses to the same status."""
+    s = opened()
+    legacy = type(s).model_validate_json(s.model_dump_json().replace('"pending"', '"timelocked"'))
+    assert legacy.status is r.ApprovalStatus.time_locked and legacy.status == "time_locked"
+    assert r.ApprovalStatus("timelocked") is r.ApprovalStatus.time_locked
 
 
 def test_who_may_not_approve():

@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.llm import PERMANENT_ERROR_TYPE, RETRYABLE_ERROR_TYPE, LlmActivities
+from activities.llm import LlmActivities
 from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ToolSpec
 from paygent.settings import Settings
 from tests.fakes.llm_server import ANTHROPIC_TEST_KEY, FakeLlmServer, fail, text, tool
@@ -56,7 +56,7 @@ async def test_permanent_error_fails_fast_as_non_retryable(run_step, fake_llm: F
     with pytest.raises(WorkflowFailureError) as caught:
         await run_step(fake_llm.settings(), request(product_tools))
     error = activity_failure(caught.value)
-    assert error.type == PERMANENT_ERROR_TYPE and error.non_retryable
+    assert error.type == "LlmPermanentError" and error.non_retryable
     assert "anthropic answered HTTP 401" in error.message and ANTHROPIC_TEST_KEY not in error.message
     assert len(fake_llm.requests("anthropic")) == 1 and fake_llm.requests("openai") == []
 
@@ -92,7 +92,7 @@ async def test_both_providers_down_stays_retryable_until_attempts_run_out(
     with pytest.raises(WorkflowFailureError) as caught:
         await run_step(fake_llm.settings(), request(product_tools))
     error = activity_failure(caught.value)
-    assert error.type == RETRYABLE_ERROR_TYPE and not error.non_retryable
+    assert error.type == "LlmRetryable" and not error.non_retryable
     assert "HTTP 529" in error.message and "HTTP 503" in error.message
     assert len(fake_llm.requests("anthropic")) == 3 and len(fake_llm.requests("openai")) == 3
 

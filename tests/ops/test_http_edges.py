@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from api.routes.payments import PAYMENT_NAMESPACE
+from api.payment_service import PAYMENT_NAMESPACE
 from tests.api.helpers import auth, new_recipient
 
 

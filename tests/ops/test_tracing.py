@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind
 
 from paygent import tracing
 from paygent.db.engine import get_engine
+from paygent.domain.payment import PAYMENT_WORKFLOW, payment_workflow_id
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, wait_final
 from workers.main import build_worker, connect
 from workflows import payment_types as pt
@@ -49,14 +50,14 @@ async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(ap
     in_trace = [s for s in spans if s.context.trace_id == trace_id]
     names = {s.name for s in in_trace}
     expected = {
-        f"StartWorkflow:{pt.WORKFLOW_NAME}",
-        f"RunWorkflow:{pt.WORKFLOW_NAME}",
+        f"StartWorkflow:{PAYMENT_WORKFLOW}",
+        f"RunWorkflow:{PAYMENT_WORKFLOW}",
         *(f"StartActivity:{a}" for a in ACTIVITIES),
         *(f"RunActivity:{a}" for a in ACTIVITIES),
     }
     assert expected <= names, sorted(names)
-    start = next(s for s in in_trace if s.name == f"StartWorkflow:{pt.WORKFLOW_NAME}")
-    assert start.attributes["temporalWorkflowID"] == pt.payment_workflow_id(payment_id)
+    start = next(s for s in in_trace if s.name == f"StartWorkflow:{PAYMENT_WORKFLOW}")
+    assert start.attributes["temporalWorkflowID"] == payment_workflow_id(payment_id)
     by_id = {s.context.span_id: s for s in in_trace}
     for span in in_trace:  # one tree: every span but the server's has its parent in the trace
         if span is not server[0]:

@@ -8,13 +8,13 @@ import uuid
 from temporalio.client import WorkflowExecutionStatus
 from web3 import AsyncWeb3
 
+from paygent import search_attributes as sattr
 from paygent.chain.token import transfer_calldata
 from paygent.db.reconcile_schema import reconcile_checkpoints
 from tests.api.helpers import funded_wallet, new_recipient
 from tests.reconcile.conftest import reconcile_once, reconcile_until
 from tests.reconcile.helpers import asset, audit_actions, ledger_equals_chain, reconciliation
 from workflows import reconcile_types as r
-from workflows import search_attributes as sattr
 
 STRAY = 7_000_000
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from temporalio.client import WorkflowUpdateFailedError
 
 from paygent.db.schema import audit_log, payments
+from paygent.domain.payment import PAYMENT_TERMINAL, PAYMENT_WORKFLOW, PaymentRequest, payment_workflow_id
 from paygent.paths import REPO_ROOT
 from tests.api.helpers import auth, new_recipient, wait_final
 from tests.approvals.helpers import approval, cli, pay, reservation_status, tiers, until, wallet_with_policy
@@ -260,11 +261,11 @@ async def test_value_refused_by_the_database_fails_the_payment_cleanly(
                 to_address=new_recipient(),
                 amount_atomic=1_000_000,
                 status="pending",
-                workflow_id=pt.payment_workflow_id(str(pid)),
+                workflow_id=payment_workflow_id(str(pid)),
             )
         )
     MADE.append(str(pid))
-    req = pt.PaymentRequest(
+    req = PaymentRequest(
         payment_id=str(pid),
         tenant_id=dev["tenant"]["id"],
         wallet_id=treasury["id"],
@@ -280,9 +281,9 @@ async def test_value_refused_by_the_database_fails_the_payment_cleanly(
         memo="refused\x00by the database",
     )
     handle = await temporal_env.client.start_workflow(
-        pt.WORKFLOW_NAME,
+        PAYMENT_WORKFLOW,
         req,
-        id=pt.payment_workflow_id(str(pid)),
+        id=payment_workflow_id(str(pid)),
         task_queue=app_settings.task_queue,
         result_type=pt.PaymentState,
     )
@@ -305,7 +306,7 @@ async def test_afterwards_everything_is_final_and_the_audit_chain_verifies(http,
                 sa.select(payments.c.id, payments.c.status).where(payments.c.id.in_([uuid.UUID(p) for p in MADE]))
             )
         }
-    assert all(s in pt.TERMINAL for s in statuses.values()), statuses
+    assert all(s in PAYMENT_TERMINAL for s in statuses.values()), statuses
     for pid in MADE:
         assert await reservation_status(db_engine, pid) in (None, "released", "committed")
     # as the database owner (the operator's view): row-level security hides other tenants' rows from the app role

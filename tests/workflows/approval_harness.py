@@ -24,12 +24,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, ConfiguredWebhook, approval_activities
+from paygent import search_attributes
 from paygent.db.schema import approvals, audit_log, tenants
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
 from paygent.domain.approval_rules import Delegation
 from paygent.domain.operation_hash import Operation
 from paygent.settings import Settings
-from workflows import search_attributes
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_client import send_decision
 from workflows.approval_types import (

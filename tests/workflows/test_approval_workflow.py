@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
+from paygent import search_attributes as keys
 from tests.workflows.approval_harness import actions, running_harness
-from workflows import search_attributes as keys
 from workflows.approval_client import DecisionRefused
 
 
@@ -31,12 +31,12 @@ async def test_two_of_three_then_timelock_then_approved(h):
     assert (first.counted, first.approvals_had) == (True, 1)
     assert (again.counted, again.duplicate, again.approvals_had) == (False, True, 1)
     second = await h.decide(handle, "approve", actor="carol", operation_hash=view.operation_hash, channel="cli")
-    assert (second.status, second.approvals_had) == ("timelocked", 2)
+    assert (second.status, second.approvals_had) == ("time_locked", 2)
 
     locked = await h.state(handle)
     assert locked.timelock_until - locked.approvals[-1].at == timedelta(hours=1)
     attrs = (await handle.describe()).typed_search_attributes
-    assert attrs.get(keys.APPROVAL_STATE) == "timelocked"
+    assert attrs.get(keys.APPROVAL_STATE) == "time_locked"
     assert (attrs.get(keys.APPROVALS_HAD), attrs.get(keys.APPROVALS_NEEDED)) == (2, 2)
     assert (attrs.get(keys.TENANT), attrs.get(keys.AMOUNT)) == (h.tenant_id, 5_000 * 10**6)
 

@@ -112,7 +112,7 @@ async def test_refused_requirements_sign_nothing(
     for fn, arg in ((acts.probe, probe), (acts.sign, sign)):  # sign re-checks what probe recorded
         with pytest.raises(ApplicationError) as err:
             await _run(fn, arg)
-        assert err.value.type == t.ERR_REFUSED and err.value.non_retryable and expected in str(err.value)
+        assert err.value.type == "X402Refused" and err.value.non_retryable and expected in str(err.value)
     details = await payment_details(db_engine, pid)
     assert expected in details["refusal"] and "signed" not in details
     assert await balance_of(w3, token_address, treasury) == before
@@ -151,7 +151,7 @@ async def test_unfunded_wallet_gets_the_facilitators_refusal(
     await _run(acts.sign, sign)
     with pytest.raises(ApplicationError) as err:
         await _run(acts.send, send)
-    assert err.value.type == t.ERR_REFUSED and err.value.non_retryable
+    assert err.value.type == "X402Refused" and err.value.non_retryable
     assert "invalid_exact_evm_insufficient_balance" in str(err.value)
     details = await payment_details(db_engine, pid)
     assert "invalid_exact_evm_insufficient_balance" in details["refusal"] and "outcome" not in details
@@ -169,7 +169,7 @@ async def test_lost_answer_without_replay_is_reconciled_on_chain(
     signed = await _run(acts.sign, sign)
     with pytest.raises(ApplicationError) as err:
         await _run(acts.send, send.model_copy(update={"timeout_seconds": SHORT_TIMEOUT}))
-    assert err.value.type == t.ERR_AMBIGUOUS and not err.value.non_retryable
+    assert err.value.type == "X402Ambiguous" and not err.value.non_retryable
     result = await _run(acts.send, send)  # the retry: same authorization, the server says "nonce used"
     assert (result.outcome, result.settled, result.status_code, result.attempts) == (t.PAID_RESPONSE_LOST, True, 402, 2)
     details = await payment_details(db_engine, pid)
@@ -187,7 +187,7 @@ async def test_free_url_is_recorded_and_nothing_is_signed(acts, dev, paid_servic
     for fn, arg in ((acts.sign, sign), (acts.send, send)):  # no requirements: nothing to sign or send
         with pytest.raises(ApplicationError) as err:
             await _run(fn, arg)
-        assert err.value.type == t.ERR_STATE and err.value.non_retryable
+        assert err.value.type == "X402State" and err.value.non_retryable
     details = await payment_details(db_engine, pid)
     assert details["outcome"] == t.NO_PAYMENT_REQUIRED and details["response"]["status"] == 200
     assert "signed" not in details

@@ -53,7 +53,7 @@ async def test_overcharge_fails_the_workflow_without_signing(
         await _fetch(temporal_env, X402Activities(db_engine, app_settings), dev, pid, url, policy)
         raise AssertionError("the overcharging server was paid")
     except WorkflowFailureError as exc:
-        assert exc.cause.cause.type == t.ERR_REFUSED  # activity error -> application error, not retried
+        assert exc.cause.cause.type == "X402Refused"  # activity error -> application error, not retried
     details = await payment_details(db_engine, pid)
     assert "exceeds the per-request cap" in details["refusal"] and "signed" not in details
     assert await transfers_to(w3, token_address, paid_service.pay_to) == []

@@ -17,7 +17,7 @@ FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     backoff_coefficient=1.0,
     maximum_attempts=5,
-    non_retryable_error_types=[t.ERR_REFUSED, t.ERR_REJECTED, t.ERR_STATE],
+    non_retryable_error_types=["X402Refused", "X402Rejected", "X402State"],
 )
 
 

@@ -1,0 +1,55 @@
+"""Starting a PaymentWorkflow for a recorded payment: exactly once, with the search attributes operators filter on.
+
+Used by every door that starts a payment itself (the API, and through it MCP); an agent run starts its payment
+as a child workflow instead (workflows/agent_pay.py), with the same id.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from paygent import search_attributes as sattr
+from paygent.domain.money import format_amount
+from paygent.domain.payment import PAYMENT_WORKFLOW, PaymentKind, PaymentRequest, PaymentStatus, payment_workflow_id
+
+INT64_MAX = 2**63 - 1  # an Int search attribute holds int64: larger amounts show as this (display and ranges only)
+
+
+async def start_payment_workflow(
+    client: Client, task_queue: str, req: PaymentRequest, wallet_name: str
+) -> WorkflowHandle:
+    """Start, or join the one already running: a retried request never starts a second workflow."""
+    label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset}"
+    if req.kind == PaymentKind.x402:
+        label = f"up to {label} for {req.url}"
+    workflow_id = payment_workflow_id(req.payment_id)
+    try:
+        return await client.start_workflow(
+            PAYMENT_WORKFLOW,
+            req,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sattr.STATUS, str(PaymentStatus.pending)),
+                    SearchAttributePair(sattr.TENANT, req.tenant_id),
+                    SearchAttributePair(sattr.KIND, str(req.kind)),
+                    SearchAttributePair(sattr.ASSET, req.asset),
+                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, INT64_MAX)),
+                ]
+            ),
+            static_summary=f"Pay {label} from {wallet_name}"
+            + ("" if req.kind == PaymentKind.x402 else f" to {req.to}"),
+            static_details=f"Requested by {req.requested_by}. Memo: {req.memo or '-'}. Payment {req.payment_id}.",
+        )
+    except WorkflowAlreadyStartedError:  # it ran and closed already: the same payment, nothing to start
+        return client.get_workflow_handle(workflow_id)

@@ -1,0 +1,71 @@
+"""Activity options every workflow shares, defined once: timeouts and retry policies by kind of step.
+
+Spread into a call and add what is particular to it: `workflow.execute_activity(ACT, arg, **DATABASE,
+summary="...")`. Retry policies name as non-retryable only error types something raises (paygent.domain.errors);
+a deterministic failure is raised non-retryable at its source and every workflow ends cleanly on it. Options and
+retry policies are not part of a workflow's history commands: changing them needs no `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypedDict
+
+from temporalio.common import RetryPolicy
+
+from paygent.domain.errors import ErrorType
+
+
+class ActivityOptions(TypedDict, total=False):
+    start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
+    heartbeat_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+# A database write or read: retried for up to an hour (a database restart must not fail a payment).
+DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30))
+DATABASE = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=15), schedule_to_close_timeout=timedelta(hours=1), retry_policy=DB_RETRY
+)
+# Writing ledger entries and the final status: a larger transaction.
+SETTLEMENT: ActivityOptions = {**DATABASE, "start_to_close_timeout": timedelta(seconds=30)}
+
+# Signing and broadcasting: the activities store the signed bytes before the first send and re-send the same bytes
+# on every retry, so retrying is always safe. A deleted wallet cannot come back.
+CHAIN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=20),
+    non_retryable_error_types=[ErrorType.wallet_missing],
+)
+CHAIN = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=20), schedule_to_close_timeout=timedelta(hours=1), retry_policy=CHAIN_RETRY
+)
+# Waiting for a receipt: heartbeats every poll; gives up after PAYGENT_RECEIPT_WAIT_SECONDS (the payment then stays
+# `submitted` and the reconciler settles it).
+RECEIPT_WAIT = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=5),
+    heartbeat_timeout=timedelta(seconds=5),
+    schedule_to_close_timeout=timedelta(hours=6),
+    retry_policy=CHAIN_RETRY,
+)
+
+# x402: a verdict of the policy or the server is final; a lost answer is retried (x402.send re-sends the same
+# signed payment).
+X402_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=20),
+    non_retryable_error_types=[ErrorType.x402_refused, ErrorType.x402_rejected, ErrorType.x402_state],
+)
+X402_PROBE = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=X402_RETRY,
+)
+X402_SIGN: ActivityOptions = {**X402_PROBE, "schedule_to_close_timeout": timedelta(hours=1)}
+X402_SEND: ActivityOptions = {**X402_SIGN, "start_to_close_timeout": timedelta(seconds=40)}
+
+# Webhooks and event fan-out: bounded, a dead receiver must not hold a payment or an approval.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
+)
