@@ -29,7 +29,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
-from paygent.domain.payment import PAYMENT_TERMINAL, PaymentRequest
+from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest
 from workflows import payment_types as t
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
@@ -232,7 +232,7 @@ class ChainActivities:
                 .where(payments.c.id == uuid.UUID(req.payment_id))
                 .values(
                     details=payments.c.details.op("||")(
-                        sa.func.jsonb_build_object(t.RECEIPT_WAIT_GAVE_UP, sa.func.now())
+                        sa.func.jsonb_build_object(RECEIPT_WAIT_GAVE_UP, sa.func.now())
                     ),
                     updated_at=sa.func.now(),
                 )

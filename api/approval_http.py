@@ -18,6 +18,7 @@ from api.errors import ApiError, error_body
 from paygent.crypto import channel_attestation
 from paygent.db.accounts import Principal
 from paygent.domain import approval_rules as rules
+from paygent.domain.approval_state import ApprovalStatus
 from paygent.domain.channels import CLAIMABLE, Channel
 from paygent.domain.money import format_amount
 from paygent.settings import Settings
@@ -90,7 +91,7 @@ def awaits(view: ApprovalView, name: str, now: datetime) -> bool:
     The Query's `awaiting` is computed at the workflow's clock, which only moves when the workflow runs: a
     delegation that ended since its last task would still look live. Same rule as `ApprovalState.awaiting`.
     """
-    if view.status != "pending" or any(a.approver == name for a in view.approvals):
+    if view.status != ApprovalStatus.pending or any(a.approver == name for a in view.approvals):
         return False
     open_members = [m for m in view.tier.approvers if m != view.initiator and m not in view.approved_by]
     return name in open_members or any(

@@ -20,9 +20,8 @@ from paygent.chain.token import balance_of
 from paygent.demo_mcp import mcp_payment
 from paygent.demo_ws import stream_run_over_websocket
 from paygent.domain.money import format_amount
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 from paygent.paths import dev_json_path
-
-TERMINAL = ("confirmed", "failed", "cancelled", "refused")
 
 
 def _load_dev() -> dict:
@@ -41,7 +40,7 @@ async def _wait(http: httpx.AsyncClient, headers: dict, payment_id: str, timeout
         if body["status"] != last:
             print(f"    status: {body['status']}")
             last = body["status"]
-        if body["status"] in TERMINAL:
+        if body["status"] in PAYMENT_TERMINAL:
             return body
         await asyncio.sleep(0.25)
     raise SystemExit(f"payment {payment_id} did not finish within {timeout:.0f}s (last status {last})")
@@ -74,10 +73,14 @@ async def pay_and_watch(
     print(f"    treasury: {format_amount(before_from, d)} -> {format_amount(after_from, d)} {token['symbol']}")
     print(f"    recipient: 0 -> {format_amount(after_to, d)} {token['symbol']}")
     print(f"    Temporal UI: {final['temporal_ui_url']}")
-    if budget_may_run_out and final["status"] == "refused" and (final["failure_reason"] or "").startswith("agent:"):
+    if (
+        budget_may_run_out
+        and final["status"] == PaymentStatus.refused
+        and (final["failure_reason"] or "").startswith("agent:")
+    ):
         print(f"    refused by the agent's own budget (run the demo again tomorrow): {final['failure_reason']}")
         return final
-    if final["status"] != "confirmed":
+    if final["status"] != PaymentStatus.confirmed:
         raise SystemExit(f"payment ended {final['status']}: {final['failure_reason']}")
     return final
 
@@ -107,7 +110,7 @@ async def fetch_paid(http, dev, w3, *, url: str, max_amount: str, as_user: str =
     print(f"    answer:   HTTP {x402.get('response_status')} {str(x402.get('response_body_excerpt'))[:120]}")
     print(f"    settled:  tx {(x402.get('receipt') or {}).get('transaction')}")
     print(f"    Temporal UI: {final['temporal_ui_url']}")
-    if final["status"] != "confirmed":
+    if final["status"] != PaymentStatus.confirmed:
         raise SystemExit(f"x402 payment ended {final['status']}: {final['failure_reason']}")
     return final
 
@@ -180,7 +183,7 @@ async def approved_payment(http, dev, w3) -> dict:
         raise SystemExit(f"payment refused: HTTP {r.status_code} {r.text}")
     pid = r.json()["id"]
     print(f"    accepted: payment {pid}")
-    while (await http.get(f"/v1/payments/{pid}", headers=alice)).json()["status"] != "awaiting_approval":
+    while (await http.get(f"/v1/payments/{pid}", headers=alice)).json()["status"] != PaymentStatus.awaiting_approval:
         await asyncio.sleep(0.2)
     print("    status: awaiting_approval")
     cli("approvals", "list", "--as", "bob")
@@ -196,7 +199,7 @@ async def approved_payment(http, dev, w3) -> dict:
     print(f"    ops:      {format_amount(before, d)} -> {format_amount(after, d)} {token['symbol']}")
     print(f"    Temporal UI: {final['temporal_ui_url']}")
     print(f"    approval:    {dev['temporal_ui_url']}/namespaces/default/workflows/approval-{pid}")
-    if final["status"] != "confirmed":
+    if final["status"] != PaymentStatus.confirmed:
         raise SystemExit(f"payment ended {final['status']}: {final['failure_reason']}")
     return final
 

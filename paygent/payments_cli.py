@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
-
-FINAL = ("confirmed", "failed", "cancelled", "refused")
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 
 
 def pay(
@@ -35,14 +34,14 @@ def pay(
         typer.echo(f"payment {started['id']}: {started['status']}")
         deadline = time.monotonic() + wait
         payment = started
-        while wait and payment["status"] not in FINAL and time.monotonic() < deadline:
+        while wait and payment["status"] not in PAYMENT_TERMINAL and time.monotonic() < deadline:
             time.sleep(0.3)
             payment = call(http, "GET", f"/v1/payments/{started['id']}")
-    if payment["status"] in FINAL:
+    if payment["status"] in PAYMENT_TERMINAL:
         detail = payment.get("tx_hash") or payment.get("failure_reason") or ""
         typer.echo(f"payment {payment['id']}: {payment['status']} {detail}".rstrip())
-    started_only = not wait and payment["status"] not in FINAL  # --wait 0: starting it was the job
-    raise typer.Exit(0 if payment["status"] == "confirmed" or started_only else 1)
+    started_only = not wait and payment["status"] not in PAYMENT_TERMINAL  # --wait 0: starting it was the job
+    raise typer.Exit(0 if payment["status"] == PaymentStatus.confirmed or started_only else 1)
 
 
 def attach(root: typer.Typer) -> None:

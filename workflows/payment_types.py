@@ -28,9 +28,6 @@ ACT_BROADCAST = "payments.broadcast"
 ACT_AWAIT_RECEIPT = "payments.await_receipt"
 ACT_SETTLE = "payments.settle"
 
-# payments.details key set when the receipt wait gave up; the reconciler settles such payments
-RECEIPT_WAIT_GAVE_UP = "receipt_wait_gave_up_at"
-
 
 class StatusChange(BaseModel):
     payment_id: str

@@ -181,7 +181,9 @@ async def list_approvals(
     decimals = d.settings.token_decimals
     items = []
     for row in rows:
-        if status == "pending" and name not in row["approvers"]:  # only a delegate: is the delegation still live?
+        if (
+            status == ApprovalStatus.pending and name not in row["approvers"]
+        ):  # only a delegate: is the delegation still live?
             try:
                 if not awaits(await get_state(d.temporal, row["id"]), name, datetime.now(UTC)):
                     continue

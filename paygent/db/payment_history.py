@@ -12,19 +12,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.schema import audit_log
+from paygent.domain.payment import PaymentStatus
 
 STATUS_OF_ACTION = {
-    "payment.requested": "pending",
-    "payment.awaiting_approval": "awaiting_approval",
-    "payment.time_locked": "time_locked",
-    "payment.signing": "signing",
-    "payment.submitted": "submitted",
-    "payment.confirmed": "confirmed",
-    "payment.failed": "failed",
-    "payment.cancelled": "cancelled",
-    "payment.refused": "refused",
-    "payment.settled_late": "confirmed",
-    "payment.reconciled": "confirmed",
+    "payment.requested": PaymentStatus.pending,
+    "payment.awaiting_approval": PaymentStatus.awaiting_approval,
+    "payment.time_locked": PaymentStatus.time_locked,
+    "payment.signing": PaymentStatus.signing,
+    "payment.submitted": PaymentStatus.submitted,
+    "payment.confirmed": PaymentStatus.confirmed,
+    "payment.failed": PaymentStatus.failed,
+    "payment.cancelled": PaymentStatus.cancelled,
+    "payment.refused": PaymentStatus.refused,
+    "payment.settled_late": PaymentStatus.confirmed,
+    "payment.reconciled": PaymentStatus.confirmed,
 }
 # Steps that change no status but matter to whoever reads the history.
 EVENTS = frozenset({"payment.receipt_wait_gave_up", "payment.authorization_expired"})

@@ -20,10 +20,10 @@ from paygent.db.ledger import wallet_account, write_payment_entries
 from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.domain.channels import Channel
+from paygent.domain.payment import RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
-CONFIRMED, SUBMITTED, SIGNING = "confirmed", "submitted", "signing"
-CLOSED_UNPAID = ("cancelled", "refused", "failed")  # statuses that said "nothing was paid"
-GAVE_UP_KEY = "receipt_wait_gave_up_at"  # payments.details key (workflows.payment_types.RECEIPT_WAIT_GAVE_UP)
+# statuses that said "nothing was paid"
+CLOSED_UNPAID = (PaymentStatus.cancelled, PaymentStatus.refused, PaymentStatus.failed)
 
 
 async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:
@@ -178,8 +178,8 @@ async def receipts_given_up(conn: AsyncConnection, wallet_id: uuid.UUID) -> list
                 sa.select(payments)
                 .where(
                     payments.c.wallet_id == wallet_id,
-                    payments.c.status == SUBMITTED,
-                    payments.c.details.has_key(GAVE_UP_KEY),
+                    payments.c.status == PaymentStatus.submitted,
+                    payments.c.details.has_key(RECEIPT_WAIT_GAVE_UP),
                 )
                 .order_by(payments.c.created_at)
             )
@@ -221,7 +221,10 @@ async def paid_but_open(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
                     reconcile_movements.c.kind == PAYMENT,
                     sa.or_(
                         payments.c.status.in_(CLOSED_UNPAID),
-                        sa.and_(payments.c.status == SUBMITTED, payments.c.details.has_key(GAVE_UP_KEY)),
+                        sa.and_(
+                            payments.c.status == PaymentStatus.submitted,
+                            payments.c.details.has_key(RECEIPT_WAIT_GAVE_UP),
+                        ),
                     ),
                 )
             )
@@ -241,9 +244,9 @@ async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_blo
                 .where(
                     payments.c.wallet_id == wallet_id,
                     sa.or_(
-                        payments.c.status.in_([SIGNING, SUBMITTED]),
+                        payments.c.status.in_([PaymentStatus.signing, PaymentStatus.submitted]),
                         payments.c.block_number.between(from_block, to_block),
-                        payments.c.details.has_key(GAVE_UP_KEY),
+                        payments.c.details.has_key(RECEIPT_WAIT_GAVE_UP),
                     ),
                 )
             )
@@ -264,10 +267,10 @@ async def confirm_payment(
             sa.select(payments.c.status, payments.c.details).where(payments.c.id == payment["id"]).with_for_update()
         )
     ).first()
-    if row is None or row.status == CONFIRMED:
+    if row is None or row.status == PaymentStatus.confirmed:
         return None
     late = row.status in CLOSED_UNPAID
-    if not late and GAVE_UP_KEY not in (row.details or {}):
+    if not late and RECEIPT_WAIT_GAVE_UP not in (row.details or {}):
         return None  # still in its workflow's hands: the workflow settles it
     details = {
         **(row.details or {}),
@@ -283,7 +286,7 @@ async def confirm_payment(
         payments.update()
         .where(payments.c.id == payment["id"])
         .values(
-            status=CONFIRMED,
+            status=PaymentStatus.confirmed,
             failure_reason=None,
             tx_hash=tx_hash,
             block_number=block_number,
@@ -319,7 +322,7 @@ async def confirm_payment(
         subject_type="payment",
         subject_id=str(payment["id"]),
         data={
-            "status": CONFIRMED,
+            "status": PaymentStatus.confirmed,
             "previous_status": row.status,
             "tx_hash": tx_hash,
             "block_number": block_number,
