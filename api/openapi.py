@@ -31,6 +31,7 @@ from api.authz import PUBLIC_PATHS
 from api.routes import ws
 from api.routes.approval_policies import PolicyIn
 from paygent.domain.payment import PaymentStatus
+from workflows.approval_types import Decision
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
@@ -168,7 +169,7 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("DELETE", "/v1/threads/{thread_id}"): {409: "a run is still active in the thread"},
     **{
         ("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
-        for d in ("approve", "reject", "revoke", "cancel", "delegate")
+        for d in (Decision.approve, Decision.reject, Decision.revoke, Decision.cancel, Decision.delegate)
     },
 }
 STANDARD_ANSWERS = {

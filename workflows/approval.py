@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalView,
         ApproveRequest,
         CancelRequest,
+        Decision,
         DecisionRecord,
         DecisionResult,
         DelegateRequest,
@@ -63,7 +64,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 INT64_MAX = 2**63 - 1
-PROGRESS_CHANGES: dict[str, ProgressChange] = {"approve": "approved", "revoke": "revoked", "edit": "edited"}
+PROGRESS_CHANGES: dict[Decision, ProgressChange] = {
+    Decision.approve: "approved",
+    Decision.revoke: "revoked",
+    Decision.edit: "edited",
+}
 RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
 GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
@@ -205,87 +210,87 @@ class ApprovalWorkflow:
     # --- Updates: validator refuses before history; handler re-checks under the lock and audits. ---
     @workflow.update
     async def approve(self, req: ApproveRequest) -> DecisionResult:
-        return await self._answer("approve", req)
+        return await self._answer(Decision.approve, req)
 
     @approve.validator
     def _validate_approve(self, req: ApproveRequest) -> None:
-        self._validate("approve", req)
+        self._validate(Decision.approve, req)
 
     @workflow.update
     async def reject(self, req: RejectRequest) -> DecisionResult:
-        return await self._answer("reject", req)
+        return await self._answer(Decision.reject, req)
 
     @reject.validator
     def _validate_reject(self, req: RejectRequest) -> None:
-        self._validate("reject", req)
+        self._validate(Decision.reject, req)
 
     @workflow.update
     async def revoke(self, req: RevokeRequest) -> DecisionResult:
-        return await self._answer("revoke", req)
+        return await self._answer(Decision.revoke, req)
 
     @revoke.validator
     def _validate_revoke(self, req: RevokeRequest) -> None:
-        self._validate("revoke", req)
+        self._validate(Decision.revoke, req)
 
     @workflow.update
     async def cancel(self, req: CancelRequest) -> DecisionResult:
-        return await self._answer("cancel", req)
+        return await self._answer(Decision.cancel, req)
 
     @cancel.validator
     def _validate_cancel(self, req: CancelRequest) -> None:
-        self._validate("cancel", req)
+        self._validate(Decision.cancel, req)
 
     @workflow.update
     async def edit(self, req: EditRequest) -> DecisionResult:
-        return await self._answer("edit", req)
+        return await self._answer(Decision.edit, req)
 
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
-        self._validate("edit", req)
+        self._validate(Decision.edit, req)
 
     @workflow.update
     async def delegate(self, req: DelegateRequest) -> DecisionResult:
-        return await self._answer("delegate", req)
+        return await self._answer(Decision.delegate, req)
 
     @delegate.validator
     def _validate_delegate(self, req: DelegateRequest) -> None:
-        self._validate("delegate", req)
+        self._validate(Decision.delegate, req)
 
     # --- Signals: the same decisions as JSON bodies, e.g. from `temporal workflow signal --name approve`. ---
-    @workflow.signal(name="approve")
+    @workflow.signal(name=Decision.approve)
     async def approve_signal(self, body: Any) -> None:
-        await self._decide_from_signal("approve", body)
+        await self._decide_from_signal(Decision.approve, body)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(name=Decision.reject)
     async def reject_signal(self, body: Any) -> None:
-        await self._decide_from_signal("reject", body)
+        await self._decide_from_signal(Decision.reject, body)
 
-    @workflow.signal(name="revoke")
+    @workflow.signal(name=Decision.revoke)
     async def revoke_signal(self, body: Any) -> None:
-        await self._decide_from_signal("revoke", body)
+        await self._decide_from_signal(Decision.revoke, body)
 
-    @workflow.signal(name="cancel")
+    @workflow.signal(name=Decision.cancel)
     async def cancel_signal(self, body: Any) -> None:
-        await self._decide_from_signal("cancel", body)
+        await self._decide_from_signal(Decision.cancel, body)
 
-    @workflow.signal(name="edit")
+    @workflow.signal(name=Decision.edit)
     async def edit_signal(self, body: Any) -> None:
-        await self._decide_from_signal("edit", body)
+        await self._decide_from_signal(Decision.edit, body)
 
-    @workflow.signal(name="delegate")
+    @workflow.signal(name=Decision.delegate)
     async def delegate_signal(self, body: Any) -> None:
-        await self._decide_from_signal("delegate", body)
+        await self._decide_from_signal(Decision.delegate, body)
 
     @workflow.query(name="state")
     def state(self) -> ApprovalView:
         return view_of(self._state, workflow.now(), workflow.info().workflow_id)
 
-    async def _answer(self, kind: str, req: Any) -> DecisionResult:
+    async def _answer(self, kind: Decision, req: Any) -> DecisionResult:
         result = await self._decide(kind, req, _update_id())
         assert result is not None  # an Update's refusal raises ApplicationError
         return result
 
-    def _validate(self, kind: str, req: BaseModel) -> None:
+    def _validate(self, kind: Decision, req: BaseModel) -> None:
         if _update_id() in self._results:
             return  # a retry of an accepted request: the handler answers it from the cache
         try:
@@ -294,7 +299,7 @@ class ApprovalWorkflow:
             raise ApplicationError(refusal.reason, type=refusal.type, non_retryable=True) from None
 
     async def _decide(
-        self, kind: str, req: Any, request_id: str | None, via_signal: bool = False
+        self, kind: Decision, req: Any, request_id: str | None, via_signal: bool = False
     ) -> DecisionResult | None:
         """Returns None only for a refused Signal (already logged and audited)."""
         await workflow.wait_condition(lambda: self._opened)
@@ -313,7 +318,7 @@ class ApprovalWorkflow:
             s = self._state
             result = DecisionResult(
                 decision=kind,
-                counted=kind == "approve" and data is not None,
+                counted=kind == Decision.approve and data is not None,
                 duplicate=data is None,
                 status=s.status,
                 approvals_had=len(s.approvals),
@@ -337,13 +342,13 @@ class ApprovalWorkflow:
                     },
                     attestation=req.attestation,
                 )
-                if kind == "edit":
+                if kind == Decision.edit:
                     self._notify_later("approval.requested")  # the new operation needs (new) approvals
                 if kind in PROGRESS_CHANGES:
                     await self._tell_parent(PROGRESS_CHANGES[kind], req.actor)
             return result
 
-    async def _decide_from_signal(self, kind: str, body: Any) -> None:
+    async def _decide_from_signal(self, kind: Decision, body: Any) -> None:
         """A Signal is audited with channel `temporal`, whatever its body claims: only the API (through Updates)
         may record `api` or `cli`. An operator can refuse decisions by Signal altogether (PAYGENT_SIGNAL_DECISIONS)."""
         if workflow.patched(PATCH_SIGNAL_GATE) and not await self._signals_allowed():
@@ -379,13 +384,13 @@ class ApprovalWorkflow:
             workflow.logger.warning("could not read the signal-decisions setting: %s", exc)
             return False
 
-    async def _refuse_signal_now(self, kind: str, body: Any, refusal: rules.Refusal) -> None:
+    async def _refuse_signal_now(self, kind: Decision, body: Any, refusal: rules.Refusal) -> None:
         actor = str(body.get("actor") or body.get("approver") or "unknown") if isinstance(body, dict) else "unknown"
         await workflow.wait_condition(lambda: self._opened)
         async with self._lock:
             await self._refuse_signal(kind, body, actor, refusal)
 
-    async def _refuse_signal(self, kind: str, body: Any, actor: str, refusal: rules.Refusal) -> None:
+    async def _refuse_signal(self, kind: Decision, body: Any, actor: str, refusal: rules.Refusal) -> None:
         """Caller holds the lock. A Signal has no answer channel: the refusal is logged and audited instead.
 
         The body is shown as sent, made storable (a NUL in it must not make the audit write fail for good).

@@ -16,10 +16,10 @@ from temporalio.service import RPCError
 
 from paygent.domain.approval_rules import APPROVAL_FINAL, CLOSED
 from workflows.approval_types import (
-    DECISIONS,
     QUERY_STATE,
     REQUEST_MODELS,
     ApprovalView,
+    Decision,
     DecisionResult,
     approval_workflow_id,
 )
@@ -38,13 +38,13 @@ async def get_state(client: Client, approval_id: str) -> ApprovalView:
 
 
 async def send_decision(
-    client: Client, approval_id: str, decision: str, request: BaseModel, *, request_id: str | None = None
+    client: Client, approval_id: str, decision: Decision, request: BaseModel, *, request_id: str | None = None
 ) -> DecisionResult:
     """Sends one decision as an Update whose id is the request id, so a retried request is answered once.
 
     Pass the caller's request id (e.g. the HTTP Idempotency-Key) to make retries safe across processes.
     """
-    if decision not in DECISIONS or not isinstance(request, REQUEST_MODELS[decision]):
+    if decision not in REQUEST_MODELS or not isinstance(request, REQUEST_MODELS[decision]):
         raise ValueError(f"{decision!r} takes a {REQUEST_MODELS.get(decision, BaseModel).__name__}")
     handle = client.get_workflow_handle(approval_workflow_id(approval_id))
     try:

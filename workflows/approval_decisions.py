@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from paygent.domain import approval_rules as rules
+from workflows.approval_types import Decision
 
 
-def apply_decision(state: rules.ApprovalState, kind: str, req: Any, now: datetime) -> dict[str, Any] | None:
+def apply_decision(state: rules.ApprovalState, kind: Decision, req: Any, now: datetime) -> dict[str, Any] | None:
     """Runs one decision's rule on `state`; returns audit data, or None when it changed nothing (duplicate)."""
-    if kind == "approve":
+    if kind == Decision.approve:
         rec = rules.approve(
             state,
             actor=req.actor,
@@ -24,17 +25,17 @@ def apply_decision(state: rules.ApprovalState, kind: str, req: Any, now: datetim
             now=now,
         )
         return None if rec is None else {"on_behalf_of": rec.on_behalf_of, "operation_hash": state.operation_hash}
-    if kind == "reject":
+    if kind == Decision.reject:
         rules.reject(state, actor=req.actor, operation_hash=req.operation_hash, reason=req.reason, now=now)
         return {"reason": state.reason}
-    if kind == "revoke":
+    if kind == Decision.revoke:
         return {
             "revoked_for": rules.revoke(state, actor=req.actor, operation_hash=req.operation_hash, now=now).counts_for
         }
-    if kind == "cancel":
+    if kind == Decision.cancel:
         rules.cancel(state, actor=req.actor, operation_hash=req.operation_hash, reason=req.reason, now=now)
         return {"reason": state.reason}
-    if kind == "edit":
+    if kind == Decision.edit:
         before = state.operation_hash
         rules.edit(state, actor=req.actor, operation_hash=req.operation_hash, changes=req.changes(), now=now)
         return {
@@ -43,7 +44,7 @@ def apply_decision(state: rules.ApprovalState, kind: str, req: Any, now: datetim
             "tier": state.tier.describe(),
             "changes": {k: _jsonable(getattr(state.operation, k)) for k in req.changes()},
         }  # canonical values
-    if kind == "delegate":
+    if kind == Decision.delegate:
         grant = rules.delegate(state, actor=req.actor, delegate_to=req.delegate, until=req.until, now=now)
         return {"delegate": grant.delegate, "until": grant.until.isoformat()}
     raise ValueError(f"unknown decision {kind}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +21,19 @@ from paygent.domain.text import SafeText
 
 WORKFLOW_NAME = "ApprovalWorkflow"
 QUERY_STATE = "state"
-DECISIONS = ("approve", "reject", "revoke", "cancel", "edit", "delegate")  # each is an Update and a Signal
+
+
+class Decision(StrEnum):
+    """Each decision is an Update (answered, validated first) and a Signal (for Temporal's own CLI) of this name."""
+
+    approve = "approve"
+    reject = "reject"
+    revoke = "revoke"
+    cancel = "cancel"
+    edit = "edit"
+    delegate = "delegate"
+
+
 ACT_RECORD = "approval.record_decision"
 ACT_PUBLISH = "approval.publish_event"
 ACT_WEBHOOK = "approval.deliver_webhook"
@@ -144,13 +157,13 @@ class DelegateRequest(_Decision):
     until: AwareDatetime
 
 
-REQUEST_MODELS: dict[str, type[_Decision]] = {
-    "approve": ApproveRequest,
-    "reject": RejectRequest,
-    "revoke": RevokeRequest,
-    "cancel": CancelRequest,
-    "edit": EditRequest,
-    "delegate": DelegateRequest,
+REQUEST_MODELS: dict[Decision, type[_Decision]] = {
+    Decision.approve: ApproveRequest,
+    Decision.reject: RejectRequest,
+    Decision.revoke: RevokeRequest,
+    Decision.cancel: CancelRequest,
+    Decision.edit: EditRequest,
+    Decision.delegate: DelegateRequest,
 }
 
 

@@ -46,6 +46,7 @@ from workflows.approval_types import (
     ApprovalView,
     ApproveRequest,
     CancelRequest,
+    Decision,
     DelegateRequest,
     EditRequest,
     RejectRequest,
@@ -115,7 +116,7 @@ async def decide(
     d: Deps,
     who: Principal,
     approval_id: str,
-    decision: str,
+    decision: Decision,
     request: BaseModel,
     key: str | None,
     *,
@@ -217,7 +218,7 @@ async def approve(
         operation_hash=body.operation_hash,
         on_behalf_of=body.on_behalf_of,
     )
-    return await decide(d, who, approval_id, "approve", request, key)
+    return await decide(d, who, approval_id, Decision.approve, request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/reject")
@@ -231,7 +232,7 @@ async def reject(
 ):
     body = body or DecisionBody()
     request = RejectRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
-    return await decide(d, who, approval_id, "reject", request, key)
+    return await decide(d, who, approval_id, Decision.reject, request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/revoke")
@@ -245,7 +246,7 @@ async def revoke(
 ):
     body = body or DecisionBody()
     request = RevokeRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
-    return await decide(d, who, approval_id, "revoke", request, key)
+    return await decide(d, who, approval_id, Decision.revoke, request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/cancel")
@@ -259,7 +260,7 @@ async def cancel(
 ):
     body = body or DecisionBody()
     request = CancelRequest(actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash)
-    return await decide(d, who, approval_id, "cancel", request, key)
+    return await decide(d, who, approval_id, Decision.cancel, request, key)
 
 
 @router.post("/v1/approvals/{approval_id}/delegate")
@@ -277,7 +278,7 @@ async def delegate(
         if await find_user(conn, who.tenant_id, body.delegate) is None:
             raise InvalidInput("delegate", f"no user {body.delegate!r} in this tenant")
     request = DelegateRequest(actor=who.name, channel=via, reason=body.reason, delegate=body.delegate, until=body.until)
-    return await decide(d, who, approval_id, "delegate", request, key)
+    return await decide(d, who, approval_id, Decision.delegate, request, key)
 
 
 class EditBody(_Body):
@@ -328,5 +329,5 @@ async def edit_payment(
     request = EditRequest(
         actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash, **changes
     )
-    answer = await decide(d, who, str(pid), "edit", request, key, checked=True)
+    answer = await decide(d, who, str(pid), Decision.edit, request, key, checked=True)
     return answer if not isinstance(answer, dict) else {"payment_id": str(pid), **answer}
