@@ -50,12 +50,17 @@ RECEIPT_WAIT = ActivityOptions(
     retry_policy=CHAIN_RETRY,
 )
 
-# x402: a verdict of the policy or the server is final; a lost answer is retried (x402.send re-sends the same
-# signed payment).
+# x402: a verdict of the policy or the server is final, and so is a deleted wallet (x402.sign loads its key); a lost
+# answer is retried (x402.send re-sends the same signed payment).
 X402_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=20),
-    non_retryable_error_types=[ErrorType.x402_refused, ErrorType.x402_rejected, ErrorType.x402_state],
+    non_retryable_error_types=[
+        ErrorType.x402_refused,
+        ErrorType.x402_rejected,
+        ErrorType.x402_state,
+        ErrorType.wallet_missing,
+    ],
 )
 X402_PROBE = ActivityOptions(
     start_to_close_timeout=timedelta(seconds=30),
