@@ -6,7 +6,7 @@ time-skipping server with no Postgres, chain or LLM. The worker is built like th
 the same workflows, sandbox runner and interceptors; the client brings pydantic_data_converter.
 
 A script maps an activity name to an answer: a value, an exception (raised), a function of the argument (its
-result, awaited if it is a coroutine), or a list of those (one per call, the last one repeating).
+result, awaited if it is a coroutine), or `Turns(...)` of those (one per call, the last one repeating).
 """
 
 from __future__ import annotations
@@ -136,6 +136,10 @@ def answer(step: int, text: str) -> at.LlmStepResult:
     return at.LlmStepResult(step=step, message_id=f"m{step}", text_excerpt=text, provider="offline", model="stub")
 
 
+class Turns(list):
+    """Answers for successive calls of one activity; the last one answers every later call."""
+
+
 @dataclass
 class Call:
     name: str
@@ -157,7 +161,7 @@ class Stubs:
     async def _answer(self, name: str, arg: Any = None) -> Any:
         self.calls.append(Call(name, arg, current_tenant()))
         found = self.script[name]
-        if isinstance(found, list):
+        if isinstance(found, Turns):
             found = found.pop(0) if len(found) > 1 else found[0]
         if callable(found) and not isinstance(found, type):
             found = found(arg)

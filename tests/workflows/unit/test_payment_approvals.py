@@ -1,0 +1,178 @@
+"""PaymentWorkflow with its real ApprovalWorkflow child (activities stubbed): decisions through real Updates,
+the deadline and the time-lock on skipped time, the payment's own `cancel` Update before and after signing,
+and an edit while pending (reserved again). Dev policy: <=100 tokens no approval, <=1,000 1 of bob/carol/dave,
+<=10,000 2 of them and a 1-hour time-lock; alice initiates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
+
+from tests.workflows.unit.payments import Gate, approval_view, decide, final_change, pay, status_becomes, statuses
+from tests.workflows.unit.stubs import DEFAULTS, TX_HASH, UNIT, Stubs, Turns, payment_request
+from workflows import approval_types as ap
+from workflows import payment_types as pt
+from workflows.payment import PaymentWorkflow
+
+EXECUTED = [pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE]
+
+
+def executed(stubs: Stubs) -> list[str]:
+    return stubs.names(*EXECUTED)
+
+
+def approval_decided(stubs: Stubs) -> ap.ApprovalView:
+    """The approval as its closing audit row (approval.record_decision) recorded it."""
+    [decided] = [r for r in stubs.args(ap.ACT_RECORD) if r.action == "approval.decided"]
+    return decided.view
+
+
+async def test_an_approved_payment_is_executed_after_the_approval(env):
+    req = payment_request(500)
+    stubs = Stubs()
+
+    async def bob_approves(handle):
+        awaiting = await status_becomes(handle, pt.AWAITING_APPROVAL)
+        assert awaiting.failure_reason is None
+        assert (await decide(env, req.payment_id, "approve", actor="bob")).status == "approved"
+
+    state = await pay(env, req, stubs, during=bob_approves)
+    assert (state.status, state.tx_hash) == (pt.CONFIRMED, TX_HASH)
+    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.SIGNING, pt.SUBMITTED]
+    details = stubs.args(pt.ACT_MARK_STATUS)[0].details
+    assert details == {"approvals_needed": 1, "approvers": ["bob", "carol", "dave"], "timelock_seconds": 0}
+    assert executed(stubs) == EXECUTED
+    assert stubs.names(pt.ACT_RESERVE) == [pt.ACT_RESERVE]  # the unedited operation is not reserved twice
+
+
+@pytest.mark.parametrize(
+    ("decision", "fields", "actor", "reason"),
+    [
+        ("reject", {"actor": "carol", "reason": "unknown vendor"}, "carol", "approval rejected: unknown vendor"),
+        ("cancel", {"actor": "alice", "reason": "typo"}, "alice", "approval cancelled: typo"),
+        (None, {}, "system", "approval expired: no decision before"),  # 24 hours skip by
+    ],
+    ids=["rejected", "cancelled", "expired"],
+)
+async def test_an_approval_that_does_not_end_approved_cancels_the_payment(env, decision, fields, actor, reason):
+    req = payment_request(500)
+    stubs = Stubs()
+
+    async def decided(handle):
+        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await approval_view(env, req.payment_id)
+        if decision:
+            await decide(env, req.payment_id, decision, **fields)
+
+    state = await pay(env, req, stubs, during=decided)
+    assert state.status == pt.CANCELLED and state.failure_reason.startswith(reason)
+    assert executed(stubs) == []
+    change = final_change(stubs)  # a final status without a hold: payments.mark_status releases the reservation
+    assert (change.status, change.actor, change.hold_reservation) == (pt.CANCELLED, actor, False)
+    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.CANCELLED]
+
+
+async def test_cancel_while_awaiting_approval_cancels_the_approval_too(env):
+    req = payment_request(500)
+    stubs = Stubs()
+    answered = []
+
+    async def alice_cancels(handle):
+        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await approval_view(env, req.payment_id)
+        cancel = pt.CancelRequest(actor="alice", reason="wrong invoice")
+        answered.append(await handle.execute_update(PaymentWorkflow.cancel, cancel))
+
+    state = await pay(env, req, stubs, during=alice_cancels)
+    assert answered == [state]  # the Update answers with the final state
+    assert (state.status, state.failure_reason) == (pt.CANCELLED, "cancelled by alice via api: wrong invoice")
+    assert final_change(stubs).actor == "alice"
+    assert executed(stubs) == []
+    assert approval_decided(stubs).status == "cancelled"  # the child's audited end
+
+
+async def test_cancel_while_pending_stops_before_the_approval_opens(env):
+    gate = Gate(DEFAULTS[pt.ACT_RESERVE])
+    stubs = Stubs({pt.ACT_RESERVE: gate})
+
+    async def cancel_during_reserve(handle):
+        await gate.entered.wait()
+        update = await handle.start_update(
+            PaymentWorkflow.cancel, pt.CancelRequest(actor="alice"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        gate.opened.set()
+        assert (await update.result()).status == pt.CANCELLED
+
+    state = await pay(env, payment_request(500), stubs, during=cancel_during_reserve)
+    assert (state.status, state.failure_reason) == (pt.CANCELLED, "cancelled by alice via api")
+    assert statuses(stubs) == [pt.CANCELLED]  # never awaiting_approval: no approval was opened
+    assert executed(stubs) == []
+
+
+async def test_cancel_after_signing_is_refused_and_the_payment_completes(env):
+    gate = Gate(DEFAULTS[pt.ACT_AWAIT_RECEIPT])
+    stubs = Stubs({pt.ACT_AWAIT_RECEIPT: gate})
+    refused = []
+
+    async def cancel_while_submitted(handle):
+        await gate.entered.wait()
+        await status_becomes(handle, pt.SUBMITTED)
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await handle.execute_update(PaymentWorkflow.cancel, pt.CancelRequest(actor="alice"))
+        refused.append(err.value.cause)
+        gate.opened.set()
+
+    state = await pay(env, payment_request(50), stubs, during=cancel_while_submitted)
+    assert state.status == pt.CONFIRMED
+    [cause] = refused
+    assert isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable"
+    assert "payment is submitted" in cause.message
+    assert executed(stubs) == EXECUTED
+
+
+async def test_a_time_locked_payment_executes_once_the_lock_ends(env):
+    req = payment_request(5_000)
+    stubs = Stubs()
+    locked = []
+
+    async def two_approve(handle):
+        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await decide(env, req.payment_id, "approve", actor="bob")
+        await decide(env, req.payment_id, "approve", actor="carol")
+        locked.append(await status_becomes(handle, pt.TIME_LOCKED))
+        assert executed(stubs) == []  # nothing moves during the lock
+
+    state = await pay(env, req, stubs, during=two_approve)  # the hour skips by
+    assert locked[0].status == pt.TIME_LOCKED and state.status == pt.CONFIRMED
+    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.TIME_LOCKED, pt.SIGNING, pt.SUBMITTED]
+    view = approval_decided(stubs)
+    until = stubs.args(pt.ACT_MARK_STATUS)[1].details["until"]
+    assert until == view.timelock_until.isoformat()
+    assert view.status == "approved" and view.decided_at >= view.timelock_until
+    assert timedelta(hours=1) <= view.timelock_until - view.opened_at < timedelta(hours=1, minutes=1)
+    assert executed(stubs) == EXECUTED
+
+
+@pytest.mark.parametrize("fits", [True, False], ids=["fits", "over-limit"])
+async def test_an_edit_while_pending_is_reserved_again_with_the_edited_amount(env, fits):
+    req = payment_request(500)
+    again = pt.ReserveOutcome(reserved=fits, limit=None if fits else "per_payment", message="600 over 550")
+    stubs = Stubs({pt.ACT_RESERVE: Turns([pt.ReserveOutcome(reserved=True), again])})
+
+    async def alice_edits_bob_approves(handle):
+        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await decide(env, req.payment_id, "edit", actor="alice", amount_atomic=600 * UNIT)
+        await decide(env, req.payment_id, "approve", actor="bob")  # approves the edited operation's hash
+
+    state = await pay(env, req, stubs, during=alice_edits_bob_approves)
+    assert [r.amount_atomic for r in stubs.args(pt.ACT_RESERVE)] == [500 * UNIT, 600 * UNIT]
+    if fits:
+        assert state.status == pt.CONFIRMED
+        assert [r.amount_atomic for r in stubs.args(pt.ACT_SIGN)] == [600 * UNIT]
+        assert stubs.args(pt.ACT_SETTLE)[0].amount_atomic == 600 * UNIT
+    else:
+        assert (state.status, state.failure_reason) == (pt.REFUSED, "per_payment: 600 over 550")
+        assert executed(stubs) == []
