@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.payments import During
-from tests.workflows.unit.stubs import Stubs, stub_worker
+from tests.workflows.unit.stubs import RECIPIENT, Stubs, stub_worker
 from workflows import agent_types as at
 from workflows.agent_run import AgentRunWorkflow
 
@@ -38,7 +38,7 @@ def calls_tools(step: int, *calls: ToolCall) -> at.LlmStepResult:
 
 
 def pay_call(amount: str, call_id: str = "call-pay") -> ToolCall:
-    return ToolCall(id=call_id, name="pay", arguments={"to": "0xabc", "amount": amount, "asset": "USDC"})
+    return ToolCall(id=call_id, name="pay", arguments={"to": RECIPIENT, "amount": amount, "asset": "USDC"})
 
 
 @dataclass

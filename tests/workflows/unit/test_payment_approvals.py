@@ -176,3 +176,13 @@ async def test_an_edit_while_pending_is_reserved_again_with_the_edited_amount(en
     else:
         assert (state.status, state.failure_reason) == (pt.REFUSED, "per_payment: 600 over 550")
         assert executed(stubs) == []
+
+
+async def test_an_approval_workflow_that_fails_ends_the_payment_failed_not_stuck(env):
+    audit_down = ApplicationError("audit log refused the row", type="AuditRefused", non_retryable=True)
+    stubs = Stubs({ap.ACT_RECORD: audit_down})  # the approval cannot record that it opened: it fails
+    state = await pay(env, payment_request(500), stubs)
+    # the reason is only "Activity task failed": payment.py `_reason` stops at the child's direct cause
+    assert state.status == pt.FAILED and state.failure_reason
+    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.FAILED]
+    assert executed(stubs) == []

@@ -68,10 +68,11 @@ async def test_a_receipt_wait_that_gave_up_leaves_the_payment_submitted_for_the_
     assert statuses(stubs) == [pt.SIGNING, pt.SUBMITTED]
 
 
-async def test_a_value_the_database_refuses_ends_the_payment_failed_instead_of_retrying(env):
+@pytest.mark.parametrize("local_steps", [False, True], ids=["activity", "local-activity"])
+async def test_a_value_the_database_refuses_ends_the_payment_failed_instead_of_retrying(env, local_steps):
     # what asyncpg raises for a NUL in text; the worker's DataErrorInterceptor makes it a final DataRefused
     stubs = Stubs({pt.ACT_RESERVE: asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00")})
-    state = await pay(env, payment_request(50, memo="nul"), stubs)
+    state = await pay(env, payment_request(50, memo="nul", local_steps=local_steps), stubs)
     assert state.status == pt.FAILED
     assert state.failure_reason.startswith(f"{DATA_REFUSED}: the database refused a value: ")
     assert stubs.names() == [pt.ACT_RESERVE, pt.ACT_MARK_STATUS]  # one attempt, then the audited end

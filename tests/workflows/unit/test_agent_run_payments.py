@@ -1,0 +1,157 @@
+"""AgentRunWorkflow's paying tool: a real child PaymentWorkflow (and its real ApprovalWorkflow), activities stubbed.
+The run follows the payment through its pushed progress: the approval it waits for, who approved, how it ended;
+a cancelled run asks its payment to cancel (the stub sends the payment's real `cancel` Update, as the activity does).
+"""
+
+from __future__ import annotations
+
+import json
+
+from temporalio.exceptions import CancelledError
+
+from tests.workflows.unit.agent_runs import (
+    calls_tools,
+    event,
+    kinds,
+    pay_call,
+    run_agent,
+    run_input,
+    run_status_becomes,
+    seqs,
+)
+from tests.workflows.unit.payments import decide
+from tests.workflows.unit.stubs import TX_HASH, UNIT, Stubs, Turns, answer
+from workflows import agent_types as at
+from workflows import payment_types as pt
+from workflows.payment import PaymentWorkflow
+
+TOOL_START = [at.AGENT_STARTED, at.AGENT_THINKING, at.AGENT_THINKING, at.TOOL_EXECUTING]
+TOOL_END = [at.AGENT_THINKING, at.AGENT_THINKING, at.AGENT_COMPLETED]
+
+
+def model_pays(amount: str) -> Turns:
+    return Turns([calls_tools(1, pay_call(amount)), answer(2, "reported")])
+
+
+def tool_result(stubs: Stubs) -> tuple[bool, dict]:
+    [record] = stubs.args(at.ACT_RECORD_TOOL_RESULT)
+    return record.outcome.ok, json.loads(record.outcome.text)
+
+
+async def test_a_payment_needing_no_approval_runs_as_a_child_and_its_receipt_is_the_tool_result(env):
+    inp = run_input()
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("5")})
+    ended = await run_agent(env, inp, stubs)
+    assert ended.result.status == at.COMPLETED
+    payment_id = at.agent_payment_id(inp.run_id, "call-pay")
+    ok, result = tool_result(stubs)
+    assert ok and result["payment_id"] == payment_id
+    assert (result["status"], result["tx_hash"], result["amount"], result["block_number"]) == (
+        pt.CONFIRMED,
+        TX_HASH,
+        "5",
+        42,
+    )
+    [reserved] = stubs.args(pt.ACT_RESERVE)  # the child payment, for the run's user and tenant
+    assert (reserved.payment_id, reserved.amount_atomic, reserved.requested_by) == (payment_id, 5 * UNIT, "alice")
+    assert {c.tenant for c in stubs.calls} == {inp.tenant_id}
+    assert kinds(stubs) == [*TOOL_START, *TOOL_END]  # no approval: the run emits nothing about it
+    assert seqs(stubs) == list(range(1, 9))
+
+
+async def test_a_payment_waiting_for_approval_is_announced_and_followed_until_approved(env):
+    inp = run_input()
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("500")})
+    payment_id = at.agent_payment_id(inp.run_id, "call-pay")
+    waiting = []
+
+    async def bob_approves(handle):
+        waiting.append(await run_status_becomes(handle, at.AWAITING_APPROVAL))
+        await decide(env, payment_id, "approve", actor="bob")
+
+    ended = await run_agent(env, inp, stubs, during=bob_approves)
+    assert waiting[0]["step"] == 1 and ended.result.status == at.COMPLETED
+    approval = [at.APPROVAL_REQUESTED, at.APPROVAL_PROGRESS, at.APPROVAL_DECIDED]
+    assert kinds(stubs) == [*TOOL_START, *approval, *TOOL_END]
+    requested = event(stubs, at.APPROVAL_REQUESTED)
+    assert (requested["tool_call_id"], requested["payment_id"], requested["approvals_needed"]) == (
+        "call-pay",
+        payment_id,
+        1,
+    )
+    assert requested["approvers"] == ["bob", "carol", "dave"] and requested["edited"] is False
+    progress = event(stubs, at.APPROVAL_PROGRESS)
+    assert (progress["approver"], progress["approvals_had"], progress["approved_by"]) == ("bob", 1, ["bob"])
+    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "approved"
+    ok, result = tool_result(stubs)
+    assert ok and result["status"] == pt.CONFIRMED
+
+
+async def test_a_rejected_payment_is_reported_to_the_model_and_the_run_goes_on(env):
+    inp = run_input()
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("500")})
+    payment_id = at.agent_payment_id(inp.run_id, "call-pay")
+
+    async def carol_rejects(handle):
+        await run_status_becomes(handle, at.AWAITING_APPROVAL)
+        await decide(env, payment_id, "reject", actor="carol", reason="not in the budget")
+
+    ended = await run_agent(env, inp, stubs, during=carol_rejects)
+    assert ended.result.status == at.COMPLETED and ended.state["status"] == at.COMPLETED
+    assert kinds(stubs) == [*TOOL_START, at.APPROVAL_REQUESTED, at.APPROVAL_DECIDED, *TOOL_END]
+    decided = event(stubs, at.APPROVAL_DECIDED)
+    assert (decided["decision"], decided["status"]) == ("rejected", pt.CANCELLED)
+    ok, result = tool_result(stubs)
+    assert not ok and result["status"] == pt.CANCELLED
+    assert result["reason"] == "approval rejected: not in the budget"
+    assert stubs.names(pt.ACT_SIGN) == []
+
+
+async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
+    inp = run_input()
+    payment_id = at.agent_payment_id(inp.run_id, "call-pay")
+
+    async def cancel_the_payment(c: at.CancelPayment) -> at.PaymentStatus:  # what agent.cancel_payment does
+        handle = env.client.get_workflow_handle(pt.payment_workflow_id(c.payment_id))
+        request = pt.CancelRequest(actor=c.actor, channel="temporal", reason=c.reason)
+        state = await handle.execute_update(PaymentWorkflow.cancel, request)
+        return at.PaymentStatus(payment_id=c.payment_id, status=state.status, failure_reason=state.failure_reason)
+
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("500"), at.ACT_CANCEL_PAYMENT: cancel_the_payment})
+
+    async def alice_cancels(handle):
+        await run_status_becomes(handle, at.AWAITING_APPROVAL)
+        await handle.cancel()
+
+    ended = await run_agent(env, inp, stubs, during=alice_cancels)
+    assert ended.result is None and isinstance(ended.error.cause, CancelledError)
+    assert ended.state["status"] == at.CANCELLED
+    assert kinds(stubs) == [*TOOL_START, at.APPROVAL_REQUESTED, at.APPROVAL_DECIDED, at.AGENT_FAILED]
+    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "cancelled"
+    failed = event(stubs, at.AGENT_FAILED)
+    assert (failed["status"], failed["payment_id"], failed["payment_status"]) == (at.CANCELLED, payment_id, "cancelled")
+    [cancel] = stubs.args(at.ACT_CANCEL_PAYMENT)
+    assert (cancel.payment_id, cancel.actor, cancel.reason) == (payment_id, "alice", "the agent run was cancelled")
+    assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == pt.CANCELLED  # the payment itself ended cancelled
+    assert stubs.names(pt.ACT_SIGN, at.ACT_RECORD_TOOL_RESULT) == []
+
+
+async def test_a_time_locked_payment_shows_on_the_run_until_the_lock_ends(env):
+    inp = run_input()
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("5000")})  # 2 of 3 and a 1-hour time-lock
+    payment_id = at.agent_payment_id(inp.run_id, "call-pay")
+
+    async def two_approve(handle):
+        await run_status_becomes(handle, at.AWAITING_APPROVAL)
+        await decide(env, payment_id, "approve", actor="bob")
+        await decide(env, payment_id, "approve", actor="dave")
+        await run_status_becomes(handle, at.TIME_LOCKED)
+
+    ended = await run_agent(env, inp, stubs, during=two_approve)  # the hour skips by
+    assert ended.result.status == at.COMPLETED
+    approval = [at.APPROVAL_REQUESTED, at.APPROVAL_PROGRESS, at.APPROVAL_PROGRESS, at.PAYMENT_TIME_LOCKED]
+    assert kinds(stubs) == [*TOOL_START, *approval, at.APPROVAL_DECIDED, *TOOL_END]
+    locked = event(stubs, at.PAYMENT_TIME_LOCKED)
+    assert locked["approved_by"] == ["bob", "dave"] and locked["until"] is not None
+    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "approved"
+    assert tool_result(stubs)[1]["status"] == pt.CONFIRMED
