@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from paygent.llm.types import ToolCall
-from tests.workflows.unit.payments import During
+from tests.workflows.unit.payments import RESULT_TIMEOUT, During
 from tests.workflows.unit.stubs import RECIPIENT, Stubs, stub_worker
 from workflows import agent_types as at
 from workflows.agent_run import AgentRunWorkflow
@@ -60,7 +60,8 @@ async def run_agent(
         if during is not None:
             await during(handle)
         try:
-            result, error = await handle.result(), None
+            async with asyncio.timeout(RESULT_TIMEOUT):
+                result, error = await handle.result(), None
         except WorkflowFailureError as err:
             result, error = None, err
         return Ended(result, error, await handle.query(AgentRunWorkflow.state))

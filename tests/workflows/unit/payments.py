@@ -18,6 +18,9 @@ from workflows.approval_client import get_state, send_decision
 from workflows.payment import PaymentWorkflow
 
 During = Callable[[WorkflowHandle], Awaitable[Any]]
+# Skipped time makes hours pass in milliseconds; a run that still takes this long is stuck (e.g. the server
+# stopped skipping time), and fails here rather than hanging the session.
+RESULT_TIMEOUT = 60
 
 
 async def pay(env: WorkflowEnvironment, req: pt.PaymentRequest, stubs: Stubs, during: During | None = None):
@@ -28,7 +31,8 @@ async def pay(env: WorkflowEnvironment, req: pt.PaymentRequest, stubs: Stubs, du
         )
         if during is not None:
             await during(handle)
-        return await handle.result()
+        async with asyncio.timeout(RESULT_TIMEOUT):
+            return await handle.result()
 
 
 async def status_becomes(handle: WorkflowHandle, status: str, timeout: float = 10) -> pt.PaymentState:
@@ -57,6 +61,13 @@ async def decide(env: WorkflowEnvironment, payment_id: str, decision: str, **fie
         fields.setdefault("operation_hash", (await approval_view(env, payment_id)).operation_hash)
     request = ap.REQUEST_MODELS[decision](channel="api", **fields)
     return await send_decision(env.client, payment_id, decision, request)
+
+
+class Handles(list):
+    """A `during` that keeps the workflow's handle, to read its history once it has ended."""
+
+    async def __call__(self, handle: WorkflowHandle) -> None:
+        self.append(handle)
 
 
 def statuses(stubs: Stubs) -> list[str]:

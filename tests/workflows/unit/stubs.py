@@ -59,7 +59,7 @@ def payment_request(tokens: int | Decimal = 50, **over: Any) -> pt.PaymentReques
         decimals=6,
         token_address=TOKEN,
         to=RECIPIENT,
-        amount_atomic=int(Decimal(tokens) * UNIT),
+        amount_atomic=int(Decimal(str(tokens)) * UNIT),
         memo="invoice 7",
     )
     return pt.PaymentRequest(**{**fields, **over})
@@ -266,6 +266,13 @@ class Stubs:
         ]
 
 
+WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS]  # as workers/main.py registers them
+
+
+def interceptors() -> list[Any]:
+    return [DataErrorInterceptor(), TenantInterceptor()]  # as workers/main.py's build_worker
+
+
 @asynccontextmanager
 async def stub_worker(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[str]:
     """The deployed worker's workflows, sandbox and interceptors over `stubs`, on a task queue of its own."""
@@ -273,9 +280,9 @@ async def stub_worker(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[s
     async with Worker(
         env.client,
         task_queue=task_queue,
-        workflows=[PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS],
+        workflows=WORKFLOWS,
         activities=stubs.activities(),
         workflow_runner=workflow_runner(),
-        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
+        interceptors=interceptors(),
     ):
         yield task_queue

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
+from temporalio.worker import Replayer
 
+from paygent.llm.types import ToolCall
 from tests.workflows.unit.agent_runs import (
     calls_tools,
     event,
@@ -20,13 +23,37 @@ from tests.workflows.unit.agent_runs import (
     seqs,
 )
 from tests.workflows.unit.payments import decide
-from tests.workflows.unit.stubs import TX_HASH, UNIT, Stubs, Turns, answer
+from tests.workflows.unit.stubs import (
+    SELLER,
+    TX_HASH,
+    UNIT,
+    WORKFLOWS,
+    X402_TX,
+    Stubs,
+    Turns,
+    answer,
+    interceptors,
+    payment_request,
+)
+from workers.main import workflow_runner
 from workflows import agent_types as at
+from workflows import approval_types as ap
 from workflows import payment_types as pt
+from workflows import x402_types as x
 from workflows.payment import PaymentWorkflow
 
+URL = "https://api.example/report"
 TOOL_START = [at.AGENT_STARTED, at.AGENT_THINKING, at.AGENT_THINKING, at.TOOL_EXECUTING]
 TOOL_END = [at.AGENT_THINKING, at.AGENT_THINKING, at.AGENT_COMPLETED]
+
+
+def replayer() -> Replayer:
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        interceptors=interceptors(),
+    )
 
 
 def model_pays(amount: str) -> Turns:
@@ -149,9 +176,57 @@ async def test_a_time_locked_payment_shows_on_the_run_until_the_lock_ends(env):
 
     ended = await run_agent(env, inp, stubs, during=two_approve)  # the hour skips by
     assert ended.result.status == at.COMPLETED
+    for workflow_id in (
+        at.agent_workflow_id(inp.run_id),
+        pt.payment_workflow_id(payment_id),
+        ap.approval_workflow_id(payment_id),
+    ):
+        history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+        await replayer().replay_workflow(history)  # deterministic under the deployed sandbox and interceptors
     approval = [at.APPROVAL_REQUESTED, at.APPROVAL_PROGRESS, at.APPROVAL_PROGRESS, at.PAYMENT_TIME_LOCKED]
     assert kinds(stubs) == [*TOOL_START, *approval, at.APPROVAL_DECIDED, *TOOL_END]
     locked = event(stubs, at.PAYMENT_TIME_LOCKED)
     assert locked["approved_by"] == ["bob", "dave"] and locked["until"] is not None
     assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "approved"
     assert tool_result(stubs)[1]["status"] == pt.CONFIRMED
+
+
+async def test_an_x402_fetch_reports_what_the_server_answered(env):
+    inp = run_input()
+    call = ToolCall(id="call-fetch", name="x402_fetch", arguments={"url": URL, "max_amount": "0.1"})
+    payment_id = at.agent_payment_id(inp.run_id, call.id)
+    x402 = {"url": URL, "outcome": "paid", "response_status": 200, "body_excerpt": "the report", "transaction": X402_TX}
+    row = at.PaymentStatus(payment_id=payment_id, status=pt.CONFIRMED, amount_atomic=UNIT // 100, to=SELLER, x402=x402)
+    prepared = lambda p: at.PreparedPayment(  # noqa: E731  (what agent.prepare_payment records for x402_fetch)
+        request=payment_request(
+            0.1, payment_id=payment_id, tenant_id=p.tenant_id, kind="x402", url=URL, max_amount_atomic=UNIT // 10
+        )
+    )
+    stubs = Stubs(
+        {
+            at.ACT_LLM_STEP: Turns([calls_tools(1, call), answer(2, "here is the report")]),
+            at.ACT_PREPARE_PAYMENT: prepared,
+            at.ACT_PAYMENT_STATUS: row,
+        }
+    )
+    ended = await run_agent(env, inp, stubs)
+    assert ended.result.status == at.COMPLETED
+    assert stubs.names(x.ACT_X402_PROBE, x.ACT_X402_SIGN, x.ACT_X402_SEND, pt.ACT_SETTLE) == [
+        x.ACT_X402_PROBE,
+        x.ACT_X402_SIGN,
+        x.ACT_X402_SEND,
+        pt.ACT_SETTLE,
+    ]
+    assert stubs.args(at.ACT_PAYMENT_STATUS) == [payment_id]  # the server's answer is read from the row
+    ok, result = tool_result(stubs)
+    assert ok and (result["outcome"], result["response_status"], result["body"]) == ("paid", 200, "the report")
+    assert (result["amount"], result["to"], result["tx_hash"], result["max_amount"]) == ("0.01", SELLER, X402_TX, "0.1")
+
+
+async def test_a_payment_the_tool_cannot_prepare_is_an_error_for_the_model_and_nothing_starts(env):
+    refused = at.PreparedPayment(error="asset: unknown asset 'EUR'; known: USDC")
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("5"), at.ACT_PREPARE_PAYMENT: refused})
+    ended = await run_agent(env, run_input(), stubs)
+    assert ended.result.status == at.COMPLETED
+    assert tool_result(stubs) == (False, {"error": "asset: unknown asset 'EUR'; known: USDC"})
+    assert stubs.names(pt.ACT_RESERVE, pt.ACT_MARK_STATUS) == []  # no child payment was started

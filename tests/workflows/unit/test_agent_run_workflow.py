@@ -3,14 +3,14 @@ a continued run. Events are asserted in order with gap-free sequence numbers, as
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.agent_runs import calls_tools, event, kinds, run_agent, run_input, seqs
+from tests.workflows.unit.payments import Gate, Handles
 from tests.workflows.unit.stubs import Stubs, Turns, answer
 from workflows import agent_types as at
 
@@ -104,11 +104,28 @@ async def test_a_long_run_continues_as_new_when_its_history_grows_and_carries_on
     many = [ToolCall(id=f"call-{i}", name="wallet_balance") for i in range(240)]
     inp = run_input()
     stubs = Stubs({at.ACT_LLM_STEP: Turns([calls_tools(1, *many), answer(2, "done")])})
-    first = []
-    ended = await run_agent(env, inp, stubs, during=lambda handle: asyncio.sleep(0, first.append(handle)))
+    first = Handles()
+    ended = await run_agent(env, inp, stubs, during=first)
     assert (ended.result.status, ended.result.steps) == (at.COMPLETED, 2)
     assert kinds(stubs).count(at.AGENT_STARTED) == 1  # the continuation does not start the run again
     assert seqs(stubs) == list(range(1, 3 + 2 * 240 + 3 + 1))  # gap-free across the two runs
     assert [s.step for s in stubs.args(at.ACT_LLM_STEP)] == [1, 2]
     described = await env.client.get_workflow_handle(first[0].id, run_id=first[0].result_run_id).describe()
     assert described.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+
+async def test_a_run_cancelled_while_a_tool_runs_ends_cancelled_with_one_final_event(isolated_env):
+    env = isolated_env  # the tool's activity outlives the run: see the fixture
+    tool = Gate(at.ToolOutcome(ok=True, text="{}"))  # the tool is still running when the cancel lands
+    stubs = Stubs({at.ACT_LLM_STEP: calls_tools(1, BALANCE), at.ACT_RUN_TOOL: tool})
+
+    async def cancel_mid_tool(handle):
+        await tool.entered.wait()
+        await handle.cancel()
+
+    ended = await run_agent(env, run_input(), stubs, during=cancel_mid_tool)
+    assert ended.result is None and isinstance(ended.error.cause, CancelledError)
+    assert ended.state["status"] == at.CANCELLED
+    assert kinds(stubs) == [at.AGENT_STARTED, *THINK, at.TOOL_EXECUTING, at.AGENT_FAILED]
+    assert event(stubs, at.AGENT_FAILED) == {"status": at.CANCELLED, "error": "cancelled", "step": 1}
+    assert stubs.names(at.ACT_RECORD_TOOL_RESULT) == []

@@ -30,20 +30,29 @@ def approval_decided(stubs: Stubs) -> ap.ApprovalView:
     return decided.view
 
 
-async def test_an_approved_payment_is_executed_after_the_approval(env):
+@pytest.mark.parametrize("via", ["update", "signal"])
+async def test_an_approved_payment_is_executed_after_the_approval(env, via):
     req = payment_request(500)
     stubs = Stubs()
 
     async def bob_approves(handle):
         awaiting = await status_becomes(handle, pt.AWAITING_APPROVAL)
         assert awaiting.failure_reason is None
-        assert (await decide(env, req.payment_id, "approve", actor="bob")).status == "approved"
+        if via == "update":  # as the API sends it
+            assert (await decide(env, req.payment_id, "approve", actor="bob")).status == "approved"
+        else:  # as `temporal workflow signal --name approve` sends it
+            view = await approval_view(env, req.payment_id)
+            approval = env.client.get_workflow_handle(view.workflow_id)
+            await approval.signal("approve", {"actor": "bob", "operation_hash": view.operation_hash})
 
     state = await pay(env, req, stubs, during=bob_approves)
     assert (state.status, state.tx_hash) == (pt.CONFIRMED, TX_HASH)
     assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.SIGNING, pt.SUBMITTED]
     details = stubs.args(pt.ACT_MARK_STATUS)[0].details
     assert details == {"approvals_needed": 1, "approvers": ["bob", "carol", "dave"], "timelock_seconds": 0}
+    [approved] = [r for r in stubs.args(ap.ACT_RECORD) if r.action == "approval.approve"]
+    assert (approved.actor, approved.channel) == ("bob", "api" if via == "update" else "temporal")
+    assert len(stubs.args(ap.ACT_SIGNAL_GATE)) == (via == "signal")  # a Signal asks the deployment first
     assert executed(stubs) == EXECUTED
     assert stubs.names(pt.ACT_RESERVE) == [pt.ACT_RESERVE]  # the unedited operation is not reserved twice
 

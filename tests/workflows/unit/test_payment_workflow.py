@@ -3,15 +3,13 @@ data errors, x402, and local steps. Each test asserts the outcome and what the a
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from paygent.domain.errors import DATA_REFUSED
-from tests.workflows.unit.payments import final_change, pay, statuses
+from tests.workflows.unit.payments import Handles, final_change, pay, statuses
 from tests.workflows.unit.stubs import SELLER, TX_HASH, UNIT, X402_TX, Stubs, payment_request, x402_sent
 from workflows import approval_types as ap
 from workflows import payment_types as pt
@@ -82,8 +80,8 @@ async def test_a_value_the_database_refuses_ends_the_payment_failed_instead_of_r
 async def test_local_steps_take_the_same_steps_as_local_activities(env):
     req = payment_request(50, local_steps=True)
     stubs = Stubs()
-    handles = []
-    state = await pay(env, req, stubs, during=lambda handle: asyncio.sleep(0, handles.append(handle)))
+    handles = Handles()
+    state = await pay(env, req, stubs, during=handles)
     assert state.status == pt.CONFIRMED
     assert stubs.names() == TRANSFER_STEPS
     history = await handles[0].fetch_history()
