@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from paygent.domain import agent_run as ar
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.payments import RESULT_TIMEOUT, During
 from tests.workflows.unit.stubs import RECIPIENT, Stubs, stub_worker
@@ -76,7 +77,7 @@ async def run_status_becomes(handle: WorkflowHandle, status: str, timeout: float
             await asyncio.sleep(0.05)
 
 
-def events(stubs: Stubs) -> list[at.EmitEvent]:
+def events(stubs: Stubs) -> list[ar.EmitEvent]:
     return stubs.args(at.ACT_EMIT)
 
 

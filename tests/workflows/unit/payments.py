@@ -11,6 +11,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from paygent.domain import payment as dp
 from tests.workflows.unit.stubs import Stubs, stub_worker
 from workflows import approval_types as ap
 from workflows import payment_types as pt
@@ -23,11 +24,11 @@ During = Callable[[WorkflowHandle], Awaitable[Any]]
 RESULT_TIMEOUT = 60
 
 
-async def pay(env: WorkflowEnvironment, req: pt.PaymentRequest, stubs: Stubs, during: During | None = None):
+async def pay(env: WorkflowEnvironment, req: dp.PaymentRequest, stubs: Stubs, during: During | None = None):
     """Runs the payment to its end; `during` acts on it first (time only skips once the result is awaited)."""
     async with stub_worker(env, stubs) as task_queue:
         handle = await env.client.start_workflow(
-            PaymentWorkflow.run, req, id=pt.payment_workflow_id(req.payment_id), task_queue=task_queue
+            PaymentWorkflow.run, req, id=dp.payment_workflow_id(req.payment_id), task_queue=task_queue
         )
         if during is not None:
             await during(handle)

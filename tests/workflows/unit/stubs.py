@@ -25,7 +25,10 @@ from temporalio.worker import Worker
 
 from activities.approvals import APPROVAL_WORKFLOWS
 from paygent.db.tenancy import current_tenant
+from paygent.domain import agent_run as ar
+from paygent.domain import payment as dp
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
+from paygent.domain.payment import PaymentStatus
 from workers.data_errors import DataErrorInterceptor
 from workers.main import workflow_runner
 from workers.tenant_context import TenantInterceptor
@@ -45,7 +48,7 @@ X402_TX = "0x" + "cd" * 32
 VALID_BEFORE = 1_900_000_000
 
 
-def payment_request(tokens: int | Decimal = 50, **over: Any) -> pt.PaymentRequest:
+def payment_request(tokens: int | Decimal = 50, **over: Any) -> dp.PaymentRequest:
     """A transfer by alice from the dev policy's tenant; `tokens` picks the approval tier (<=100: none)."""
     fields: dict[str, Any] = dict(
         payment_id=str(uuid.uuid4()),
@@ -62,7 +65,7 @@ def payment_request(tokens: int | Decimal = 50, **over: Any) -> pt.PaymentReques
         amount_atomic=int(Decimal(str(tokens)) * UNIT),
         memo="invoice 7",
     )
-    return pt.PaymentRequest(**{**fields, **over})
+    return dp.PaymentRequest(**{**fields, **over})
 
 
 def _prepared(p: at.PreparePayment) -> at.PreparedPayment:
@@ -110,9 +113,9 @@ DEFAULTS: dict[str, Any] = {
     at.ACT_RUN_TOOL: at.ToolOutcome(ok=True, text='{"balance": "1000"}'),
     at.ACT_RECORD_TOOL_RESULT: None,
     at.ACT_PREPARE_PAYMENT: _prepared,
-    at.ACT_PAYMENT_STATUS: lambda pid: at.PaymentStatus(payment_id=pid, status=pt.CONFIRMED),
-    at.ACT_CANCEL_PAYMENT: lambda c: at.PaymentStatus(
-        payment_id=c.payment_id, status=pt.CANCELLED, failure_reason=c.reason
+    at.ACT_PAYMENT_STATUS: lambda pid: at.PaymentSnapshot(payment_id=pid, status=PaymentStatus.confirmed),
+    at.ACT_CANCEL_PAYMENT: lambda c: at.PaymentSnapshot(
+        payment_id=c.payment_id, status=PaymentStatus.cancelled, failure_reason=c.reason
     ),
 }
 
@@ -176,11 +179,11 @@ class Stubs:
         return await self._answer(pt.ACT_MARK_STATUS, change)
 
     @activity.defn(name=pt.ACT_RESERVE)
-    async def reserve(self, req: pt.PaymentRequest) -> pt.ReserveOutcome:
+    async def reserve(self, req: dp.PaymentRequest) -> pt.ReserveOutcome:
         return await self._answer(pt.ACT_RESERVE, req)
 
     @activity.defn(name=pt.ACT_SIGN)
-    async def sign_transfer(self, req: pt.PaymentRequest) -> pt.SignedTransfer:
+    async def sign_transfer(self, req: dp.PaymentRequest) -> pt.SignedTransfer:
         return await self._answer(pt.ACT_SIGN, req)
 
     @activity.defn(name=pt.ACT_BROADCAST)
@@ -188,7 +191,7 @@ class Stubs:
         return await self._answer(pt.ACT_BROADCAST, payment_id)
 
     @activity.defn(name=pt.ACT_AWAIT_RECEIPT)
-    async def await_receipt(self, req: pt.PaymentRequest) -> pt.ReceiptResult:
+    async def await_receipt(self, req: dp.PaymentRequest) -> pt.ReceiptResult:
         return await self._answer(pt.ACT_AWAIT_RECEIPT, req)
 
     @activity.defn(name=pt.ACT_SETTLE)
@@ -228,7 +231,7 @@ class Stubs:
         return await self._answer(x.ACT_X402_SEND, req)
 
     @activity.defn(name=at.ACT_EMIT)
-    async def emit_event(self, event: at.EmitEvent) -> None:
+    async def emit_event(self, event: ar.EmitEvent) -> None:
         return await self._answer(at.ACT_EMIT, event)
 
     @activity.defn(name=at.ACT_LLM_STEP)
@@ -248,11 +251,11 @@ class Stubs:
         return await self._answer(at.ACT_PREPARE_PAYMENT, p)
 
     @activity.defn(name=at.ACT_PAYMENT_STATUS)
-    async def payment_status(self, payment_id: str) -> at.PaymentStatus:
+    async def payment_status(self, payment_id: str) -> at.PaymentSnapshot:
         return await self._answer(at.ACT_PAYMENT_STATUS, payment_id)
 
     @activity.defn(name=at.ACT_CANCEL_PAYMENT)
-    async def cancel_payment(self, c: at.CancelPayment) -> at.PaymentStatus:
+    async def cancel_payment(self, c: at.CancelPayment) -> at.PaymentSnapshot:
         return await self._answer(at.ACT_CANCEL_PAYMENT, c)
 
     def activities(self) -> list[Any]:

@@ -11,6 +11,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 from temporalio.worker import Replayer
 
+from paygent.domain import payment as dp
+from paygent.domain.agent_run import EventType, RunStatus
+from paygent.domain.payment import PaymentStatus
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.agent_runs import (
     calls_tools,
@@ -43,8 +46,8 @@ from workflows import x402_types as x
 from workflows.payment import PaymentWorkflow
 
 URL = "https://api.example/report"
-TOOL_START = [at.AGENT_STARTED, at.AGENT_THINKING, at.AGENT_THINKING, at.TOOL_EXECUTING]
-TOOL_END = [at.AGENT_THINKING, at.AGENT_THINKING, at.AGENT_COMPLETED]
+TOOL_START = [EventType.agent_started, EventType.agent_thinking, EventType.agent_thinking, EventType.tool_executing]
+TOOL_END = [EventType.agent_thinking, EventType.agent_thinking, EventType.agent_completed]
 
 
 def replayer() -> Replayer:
@@ -69,12 +72,12 @@ async def test_a_payment_needing_no_approval_runs_as_a_child_and_its_receipt_is_
     inp = run_input()
     stubs = Stubs({at.ACT_LLM_STEP: model_pays("5")})
     ended = await run_agent(env, inp, stubs)
-    assert ended.result.status == at.COMPLETED
+    assert ended.result.status == RunStatus.completed
     payment_id = at.agent_payment_id(inp.run_id, "call-pay")
     ok, result = tool_result(stubs)
     assert ok and result["payment_id"] == payment_id
     assert (result["status"], result["tx_hash"], result["amount"], result["block_number"]) == (
-        pt.CONFIRMED,
+        PaymentStatus.confirmed,
         TX_HASH,
         "5",
         42,
@@ -93,25 +96,25 @@ async def test_a_payment_waiting_for_approval_is_announced_and_followed_until_ap
     waiting = []
 
     async def bob_approves(handle):
-        waiting.append(await run_status_becomes(handle, at.AWAITING_APPROVAL))
-        await decide(env, payment_id, "approve", actor="bob")
+        waiting.append(await run_status_becomes(handle, RunStatus.awaiting_approval))
+        await decide(env, payment_id, ap.Decision.approve, actor="bob")
 
     ended = await run_agent(env, inp, stubs, during=bob_approves)
-    assert waiting[0]["step"] == 1 and ended.result.status == at.COMPLETED
-    approval = [at.APPROVAL_REQUESTED, at.APPROVAL_PROGRESS, at.APPROVAL_DECIDED]
+    assert waiting[0]["step"] == 1 and ended.result.status == RunStatus.completed
+    approval = [EventType.approval_requested, EventType.approval_progress, EventType.approval_decided]
     assert kinds(stubs) == [*TOOL_START, *approval, *TOOL_END]
-    requested = event(stubs, at.APPROVAL_REQUESTED)
+    requested = event(stubs, EventType.approval_requested)
     assert (requested["tool_call_id"], requested["payment_id"], requested["approvals_needed"]) == (
         "call-pay",
         payment_id,
         1,
     )
     assert requested["approvers"] == ["bob", "carol", "dave"] and requested["edited"] is False
-    progress = event(stubs, at.APPROVAL_PROGRESS)
+    progress = event(stubs, EventType.approval_progress)
     assert (progress["approver"], progress["approvals_had"], progress["approved_by"]) == ("bob", 1, ["bob"])
-    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "approved"
+    assert event(stubs, EventType.approval_decided)["decision"] == "approved"
     ok, result = tool_result(stubs)
-    assert ok and result["status"] == pt.CONFIRMED
+    assert ok and result["status"] == PaymentStatus.confirmed
 
 
 async def test_a_rejected_payment_is_reported_to_the_model_and_the_run_goes_on(env):
@@ -120,16 +123,16 @@ async def test_a_rejected_payment_is_reported_to_the_model_and_the_run_goes_on(e
     payment_id = at.agent_payment_id(inp.run_id, "call-pay")
 
     async def carol_rejects(handle):
-        await run_status_becomes(handle, at.AWAITING_APPROVAL)
-        await decide(env, payment_id, "reject", actor="carol", reason="not in the budget")
+        await run_status_becomes(handle, RunStatus.awaiting_approval)
+        await decide(env, payment_id, ap.Decision.reject, actor="carol", reason="not in the budget")
 
     ended = await run_agent(env, inp, stubs, during=carol_rejects)
-    assert ended.result.status == at.COMPLETED and ended.state["status"] == at.COMPLETED
-    assert kinds(stubs) == [*TOOL_START, at.APPROVAL_REQUESTED, at.APPROVAL_DECIDED, *TOOL_END]
-    decided = event(stubs, at.APPROVAL_DECIDED)
-    assert (decided["decision"], decided["status"]) == ("rejected", pt.CANCELLED)
+    assert ended.result.status == RunStatus.completed and ended.state["status"] == RunStatus.completed
+    assert kinds(stubs) == [*TOOL_START, EventType.approval_requested, EventType.approval_decided, *TOOL_END]
+    decided = event(stubs, EventType.approval_decided)
+    assert (decided["decision"], decided["status"]) == ("rejected", PaymentStatus.cancelled)
     ok, result = tool_result(stubs)
-    assert not ok and result["status"] == pt.CANCELLED
+    assert not ok and result["status"] == PaymentStatus.cancelled
     assert result["reason"] == "approval rejected: not in the budget"
     assert stubs.names(pt.ACT_SIGN) == []
 
@@ -138,28 +141,37 @@ async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
     inp = run_input()
     payment_id = at.agent_payment_id(inp.run_id, "call-pay")
 
-    async def cancel_the_payment(c: at.CancelPayment) -> at.PaymentStatus:  # what agent.cancel_payment does
-        handle = env.client.get_workflow_handle(pt.payment_workflow_id(c.payment_id))
-        request = pt.CancelRequest(actor=c.actor, channel="temporal", reason=c.reason)
+    async def cancel_the_payment(c: at.CancelPayment) -> at.PaymentSnapshot:  # what agent.cancel_payment does
+        handle = env.client.get_workflow_handle(dp.payment_workflow_id(c.payment_id))
+        request = pt.PaymentCancelRequest(actor=c.actor, channel="temporal", reason=c.reason)
         state = await handle.execute_update(PaymentWorkflow.cancel, request)
-        return at.PaymentStatus(payment_id=c.payment_id, status=state.status, failure_reason=state.failure_reason)
+        return at.PaymentSnapshot(payment_id=c.payment_id, status=state.status, failure_reason=state.failure_reason)
 
     stubs = Stubs({at.ACT_LLM_STEP: model_pays("500"), at.ACT_CANCEL_PAYMENT: cancel_the_payment})
 
     async def alice_cancels(handle):
-        await run_status_becomes(handle, at.AWAITING_APPROVAL)
+        await run_status_becomes(handle, RunStatus.awaiting_approval)
         await handle.cancel()
 
     ended = await run_agent(env, inp, stubs, during=alice_cancels)
     assert ended.result is None and isinstance(ended.error.cause, CancelledError)
-    assert ended.state["status"] == at.CANCELLED
-    assert kinds(stubs) == [*TOOL_START, at.APPROVAL_REQUESTED, at.APPROVAL_DECIDED, at.AGENT_FAILED]
-    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "cancelled"
-    failed = event(stubs, at.AGENT_FAILED)
-    assert (failed["status"], failed["payment_id"], failed["payment_status"]) == (at.CANCELLED, payment_id, "cancelled")
+    assert ended.state["status"] == RunStatus.cancelled
+    assert kinds(stubs) == [
+        *TOOL_START,
+        EventType.approval_requested,
+        EventType.approval_decided,
+        EventType.agent_failed,
+    ]
+    assert event(stubs, EventType.approval_decided)["decision"] == "cancelled"
+    failed = event(stubs, EventType.agent_failed)
+    assert (failed["status"], failed["payment_id"], failed["payment_status"]) == (
+        RunStatus.cancelled,
+        payment_id,
+        "cancelled",
+    )
     [cancel] = stubs.args(at.ACT_CANCEL_PAYMENT)
     assert (cancel.payment_id, cancel.actor, cancel.reason) == (payment_id, "alice", "the agent run was cancelled")
-    assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == pt.CANCELLED  # the payment itself ended cancelled
+    assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == PaymentStatus.cancelled  # the payment itself ended cancelled
     assert stubs.names(pt.ACT_SIGN, at.ACT_RECORD_TOOL_RESULT) == []
 
 
@@ -169,26 +181,31 @@ async def test_a_time_locked_payment_shows_on_the_run_until_the_lock_ends(env):
     payment_id = at.agent_payment_id(inp.run_id, "call-pay")
 
     async def two_approve(handle):
-        await run_status_becomes(handle, at.AWAITING_APPROVAL)
-        await decide(env, payment_id, "approve", actor="bob")
-        await decide(env, payment_id, "approve", actor="dave")
-        await run_status_becomes(handle, at.TIME_LOCKED)
+        await run_status_becomes(handle, RunStatus.awaiting_approval)
+        await decide(env, payment_id, ap.Decision.approve, actor="bob")
+        await decide(env, payment_id, ap.Decision.approve, actor="dave")
+        await run_status_becomes(handle, RunStatus.time_locked)
 
     ended = await run_agent(env, inp, stubs, during=two_approve)  # the hour skips by
-    assert ended.result.status == at.COMPLETED
+    assert ended.result.status == RunStatus.completed
     for workflow_id in (
         at.agent_workflow_id(inp.run_id),
-        pt.payment_workflow_id(payment_id),
+        dp.payment_workflow_id(payment_id),
         ap.approval_workflow_id(payment_id),
     ):
         history = await env.client.get_workflow_handle(workflow_id).fetch_history()
         await replayer().replay_workflow(history)  # deterministic under the deployed sandbox and interceptors
-    approval = [at.APPROVAL_REQUESTED, at.APPROVAL_PROGRESS, at.APPROVAL_PROGRESS, at.PAYMENT_TIME_LOCKED]
-    assert kinds(stubs) == [*TOOL_START, *approval, at.APPROVAL_DECIDED, *TOOL_END]
-    locked = event(stubs, at.PAYMENT_TIME_LOCKED)
+    approval = [
+        EventType.approval_requested,
+        EventType.approval_progress,
+        EventType.approval_progress,
+        EventType.payment_time_locked,
+    ]
+    assert kinds(stubs) == [*TOOL_START, *approval, EventType.approval_decided, *TOOL_END]
+    locked = event(stubs, EventType.payment_time_locked)
     assert locked["approved_by"] == ["bob", "dave"] and locked["until"] is not None
-    assert event(stubs, at.APPROVAL_DECIDED)["decision"] == "approved"
-    assert tool_result(stubs)[1]["status"] == pt.CONFIRMED
+    assert event(stubs, EventType.approval_decided)["decision"] == "approved"
+    assert tool_result(stubs)[1]["status"] == PaymentStatus.confirmed
 
 
 async def test_an_x402_fetch_reports_what_the_server_answered(env):
@@ -196,7 +213,9 @@ async def test_an_x402_fetch_reports_what_the_server_answered(env):
     call = ToolCall(id="call-fetch", name="x402_fetch", arguments={"url": URL, "max_amount": "0.1"})
     payment_id = at.agent_payment_id(inp.run_id, call.id)
     x402 = {"url": URL, "outcome": "paid", "response_status": 200, "body_excerpt": "the report", "transaction": X402_TX}
-    row = at.PaymentStatus(payment_id=payment_id, status=pt.CONFIRMED, amount_atomic=UNIT // 100, to=SELLER, x402=x402)
+    row = at.PaymentSnapshot(
+        payment_id=payment_id, status=PaymentStatus.confirmed, amount_atomic=UNIT // 100, to=SELLER, x402=x402
+    )
     prepared = lambda p: at.PreparedPayment(  # noqa: E731  (what agent.prepare_payment records for x402_fetch)
         request=payment_request(
             0.1, payment_id=payment_id, tenant_id=p.tenant_id, kind="x402", url=URL, max_amount_atomic=UNIT // 10
@@ -210,7 +229,7 @@ async def test_an_x402_fetch_reports_what_the_server_answered(env):
         }
     )
     ended = await run_agent(env, inp, stubs)
-    assert ended.result.status == at.COMPLETED
+    assert ended.result.status == RunStatus.completed
     assert stubs.names(x.ACT_X402_PROBE, x.ACT_X402_SIGN, x.ACT_X402_SEND, pt.ACT_SETTLE) == [
         x.ACT_X402_PROBE,
         x.ACT_X402_SIGN,
@@ -227,6 +246,6 @@ async def test_a_payment_the_tool_cannot_prepare_is_an_error_for_the_model_and_n
     refused = at.PreparedPayment(error="asset: unknown asset 'EUR'; known: USDC")
     stubs = Stubs({at.ACT_LLM_STEP: model_pays("5"), at.ACT_PREPARE_PAYMENT: refused})
     ended = await run_agent(env, run_input(), stubs)
-    assert ended.result.status == at.COMPLETED
+    assert ended.result.status == RunStatus.completed
     assert tool_result(stubs) == (False, {"error": "asset: unknown asset 'EUR'; known: USDC"})
     assert stubs.names(pt.ACT_RESERVE, pt.ACT_MARK_STATUS) == []  # no child payment was started

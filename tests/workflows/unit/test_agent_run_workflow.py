@@ -8,6 +8,8 @@ import json
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from paygent.domain.agent_run import EventType, RunStatus
+from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.agent_runs import calls_tools, event, kinds, run_agent, run_input, seqs
 from tests.workflows.unit.payments import Gate, Handles
@@ -15,7 +17,7 @@ from tests.workflows.unit.stubs import Stubs, Turns, answer
 from workflows import agent_types as at
 
 BALANCE = ToolCall(id="call-1", name="wallet_balance")
-THINK = [at.AGENT_THINKING, at.AGENT_THINKING]  # started, answered
+THINK = [EventType.agent_thinking, EventType.agent_thinking]  # started, answered
 
 
 async def test_a_run_that_answers_at_once_completes_in_one_step(env):
@@ -23,12 +25,12 @@ async def test_a_run_that_answers_at_once_completes_in_one_step(env):
     stubs = Stubs({at.ACT_LLM_STEP: answer(1, "Your balance is 1000 USDC.")})
     ended = await run_agent(env, inp, stubs)
     assert ended.result == at.AgentRunResult(
-        run_id=inp.run_id, status=at.COMPLETED, steps=1, answer_excerpt="Your balance is 1000 USDC."
+        run_id=inp.run_id, status=RunStatus.completed, steps=1, answer_excerpt="Your balance is 1000 USDC."
     )
-    assert ended.state == {"status": at.COMPLETED, "step": 1, "next_seq": 5}
-    assert kinds(stubs) == [at.AGENT_STARTED, *THINK, at.AGENT_COMPLETED]
+    assert ended.state == {"status": RunStatus.completed, "step": 1, "next_seq": 5}
+    assert kinds(stubs) == [EventType.agent_started, *THINK, EventType.agent_completed]
     assert seqs(stubs) == [1, 2, 3, 4]
-    assert event(stubs, at.AGENT_STARTED)["max_steps"] == at.DEFAULT_MAX_STEPS
+    assert event(stubs, EventType.agent_started)["max_steps"] == at.DEFAULT_MAX_STEPS
     assert stubs.args(at.ACT_LLM_STEP) == [at.LlmStepInput(run_id=inp.run_id, step=1, tools=True)]
     assert {c.tenant for c in stubs.calls} == {inp.tenant_id}
 
@@ -37,8 +39,14 @@ async def test_a_tool_call_runs_the_tool_records_its_result_and_asks_the_model_a
     inp = run_input()
     stubs = Stubs({at.ACT_LLM_STEP: Turns([calls_tools(1, BALANCE), answer(2, "1000 USDC")])})
     ended = await run_agent(env, inp, stubs)
-    assert (ended.result.status, ended.result.steps) == (at.COMPLETED, 2)
-    assert kinds(stubs) == [at.AGENT_STARTED, *THINK, at.TOOL_EXECUTING, *THINK, at.AGENT_COMPLETED]
+    assert (ended.result.status, ended.result.steps) == (RunStatus.completed, 2)
+    assert kinds(stubs) == [
+        EventType.agent_started,
+        *THINK,
+        EventType.tool_executing,
+        *THINK,
+        EventType.agent_completed,
+    ]
     assert seqs(stubs) == list(range(1, 9))  # the tool result is event 5, between executing (4) and thinking (6)
     [invocation] = stubs.args(at.ACT_RUN_TOOL)
     assert (invocation.call, invocation.wallet_id, invocation.user_id) == (BALANCE, inp.wallet_id, inp.user_id)
@@ -51,7 +59,7 @@ async def test_a_failing_tool_becomes_an_error_result_for_the_model(env):
     broken = ApplicationError("memory store down", type="ToolUnavailable", non_retryable=True)
     stubs = Stubs({at.ACT_LLM_STEP: Turns([calls_tools(1, BALANCE), answer(2, "sorry")]), at.ACT_RUN_TOOL: broken})
     ended = await run_agent(env, run_input(), stubs)
-    assert ended.result.status == at.COMPLETED
+    assert ended.result.status == RunStatus.completed
     [record] = stubs.args(at.ACT_RECORD_TOOL_RESULT)
     assert record.outcome.ok is False
     assert json.loads(record.outcome.text) == {"error": "wallet_balance failed: memory store down [ToolUnavailable]"}
@@ -60,7 +68,7 @@ async def test_a_failing_tool_becomes_an_error_result_for_the_model(env):
 async def test_a_chat_turn_never_runs_a_tool_whatever_the_model_asks(env):
     stubs = Stubs({at.ACT_LLM_STEP: calls_tools(1, BALANCE)})
     ended = await run_agent(env, run_input(tools=False), stubs)
-    assert (ended.result.status, ended.result.steps) == (at.COMPLETED, 1)
+    assert (ended.result.status, ended.result.steps) == (RunStatus.completed, 1)
     assert stubs.names(at.ACT_RUN_TOOL) == []
     assert stubs.args(at.ACT_LLM_STEP)[0].tools is False
 
@@ -69,21 +77,21 @@ async def test_the_step_limit_fails_the_run_with_the_reason(env):
     stubs = Stubs({at.ACT_LLM_STEP: lambda s: calls_tools(s.step, BALANCE)})  # the model never answers
     ended = await run_agent(env, run_input(max_steps=2), stubs)
     assert ended.result is None and isinstance(ended.error.cause, ApplicationError)
-    assert ended.error.cause.type == "AgentRunFailed"
+    assert ended.error.cause.type == ErrorType.agent_run_failed
     reason = "stopped: the step limit (2) was reached before a final answer"
     assert ended.error.cause.message == reason
-    assert ended.state["status"] == at.FAILED
-    assert kinds(stubs)[-1] == at.AGENT_FAILED
-    assert event(stubs, at.AGENT_FAILED) == {"status": at.FAILED, "error": reason, "step": 2}
+    assert ended.state["status"] == RunStatus.failed
+    assert kinds(stubs)[-1] == EventType.agent_failed
+    assert event(stubs, EventType.agent_failed) == {"status": RunStatus.failed, "error": reason, "step": 2}
     assert len(stubs.args(at.ACT_RUN_TOOL)) == 2 and len(stubs.args(at.ACT_LLM_STEP)) == 2
 
 
 async def test_a_model_that_fails_for_good_fails_the_run_at_that_step(env):
-    down = ApplicationError("invalid API key", type="LlmPermanentError")  # non-retryable by the run's policy
+    down = ApplicationError("invalid API key", type=ErrorType.llm_permanent)  # non-retryable by the run's policy
     stubs = Stubs({at.ACT_LLM_STEP: down})
     ended = await run_agent(env, run_input(), stubs)
-    assert ended.error.cause.type == "AgentRunFailed"
-    assert event(stubs, at.AGENT_FAILED)["error"] == "LLM step 1 failed: invalid API key [LlmPermanentError]"
+    assert ended.error.cause.type == ErrorType.agent_run_failed
+    assert event(stubs, EventType.agent_failed)["error"] == "LLM step 1 failed: invalid API key [LlmPermanentError]"
     assert len(stubs.args(at.ACT_LLM_STEP)) == 1  # not retried
 
 
@@ -92,8 +100,8 @@ async def test_a_continued_run_resumes_at_its_step_and_sequence_without_starting
     inp = run_input(next_step=4, next_seq=30, max_steps=5)
     stubs = Stubs({at.ACT_LLM_STEP: Turns([calls_tools(4, BALANCE), answer(5, "done")])})
     ended = await run_agent(env, inp, stubs)
-    assert (ended.result.status, ended.result.steps) == (at.COMPLETED, 5)
-    assert at.AGENT_STARTED not in kinds(stubs)
+    assert (ended.result.status, ended.result.steps) == (RunStatus.completed, 5)
+    assert EventType.agent_started not in kinds(stubs)
     assert seqs(stubs) == list(range(30, 37))
     assert [s.step for s in stubs.args(at.ACT_LLM_STEP)] == [4, 5]
 
@@ -106,8 +114,8 @@ async def test_a_long_run_continues_as_new_when_its_history_grows_and_carries_on
     stubs = Stubs({at.ACT_LLM_STEP: Turns([calls_tools(1, *many), answer(2, "done")])})
     first = Handles()
     ended = await run_agent(env, inp, stubs, during=first)
-    assert (ended.result.status, ended.result.steps) == (at.COMPLETED, 2)
-    assert kinds(stubs).count(at.AGENT_STARTED) == 1  # the continuation does not start the run again
+    assert (ended.result.status, ended.result.steps) == (RunStatus.completed, 2)
+    assert kinds(stubs).count(EventType.agent_started) == 1  # the continuation does not start the run again
     assert seqs(stubs) == list(range(1, 3 + 2 * 240 + 3 + 1))  # gap-free across the two runs
     assert [s.step for s in stubs.args(at.ACT_LLM_STEP)] == [1, 2]
     described = await env.client.get_workflow_handle(first[0].id, run_id=first[0].result_run_id).describe()
@@ -125,7 +133,7 @@ async def test_a_run_cancelled_while_a_tool_runs_ends_cancelled_with_one_final_e
 
     ended = await run_agent(env, run_input(), stubs, during=cancel_mid_tool)
     assert ended.result is None and isinstance(ended.error.cause, CancelledError)
-    assert ended.state["status"] == at.CANCELLED
-    assert kinds(stubs) == [at.AGENT_STARTED, *THINK, at.TOOL_EXECUTING, at.AGENT_FAILED]
-    assert event(stubs, at.AGENT_FAILED) == {"status": at.CANCELLED, "error": "cancelled", "step": 1}
+    assert ended.state["status"] == RunStatus.cancelled
+    assert kinds(stubs) == [EventType.agent_started, *THINK, EventType.tool_executing, EventType.agent_failed]
+    assert event(stubs, EventType.agent_failed) == {"status": RunStatus.cancelled, "error": "cancelled", "step": 1}
     assert stubs.names(at.ACT_RECORD_TOOL_RESULT) == []

@@ -11,6 +11,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PaymentStatus
 from tests.workflows.unit.payments import Gate, approval_view, decide, final_change, pay, status_becomes, statuses
 from tests.workflows.unit.stubs import DEFAULTS, TX_HASH, UNIT, Stubs, Turns, payment_request
 from workflows import approval_types as ap
@@ -36,18 +38,18 @@ async def test_an_approved_payment_is_executed_after_the_approval(env, via):
     stubs = Stubs()
 
     async def bob_approves(handle):
-        awaiting = await status_becomes(handle, pt.AWAITING_APPROVAL)
+        awaiting = await status_becomes(handle, PaymentStatus.awaiting_approval)
         assert awaiting.failure_reason is None
         if via == "update":  # as the API sends it
-            assert (await decide(env, req.payment_id, "approve", actor="bob")).status == "approved"
+            assert (await decide(env, req.payment_id, ap.Decision.approve, actor="bob")).status == "approved"
         else:  # as `temporal workflow signal --name approve` sends it
             view = await approval_view(env, req.payment_id)
             approval = env.client.get_workflow_handle(view.workflow_id)
             await approval.signal("approve", {"actor": "bob", "operation_hash": view.operation_hash})
 
     state = await pay(env, req, stubs, during=bob_approves)
-    assert (state.status, state.tx_hash) == (pt.CONFIRMED, TX_HASH)
-    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.SIGNING, pt.SUBMITTED]
+    assert (state.status, state.tx_hash) == (PaymentStatus.confirmed, TX_HASH)
+    assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.signing, PaymentStatus.submitted]
     details = stubs.args(pt.ACT_MARK_STATUS)[0].details
     assert details == {"approvals_needed": 1, "approvers": ["bob", "carol", "dave"], "timelock_seconds": 0}
     [approved] = [r for r in stubs.args(ap.ACT_RECORD) if r.action == "approval.approve"]
@@ -71,17 +73,17 @@ async def test_an_approval_that_does_not_end_approved_cancels_the_payment(env, d
     stubs = Stubs()
 
     async def decided(handle):
-        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await status_becomes(handle, PaymentStatus.awaiting_approval)
         await approval_view(env, req.payment_id)
         if decision:
             await decide(env, req.payment_id, decision, **fields)
 
     state = await pay(env, req, stubs, during=decided)
-    assert state.status == pt.CANCELLED and state.failure_reason.startswith(reason)
+    assert state.status == PaymentStatus.cancelled and state.failure_reason.startswith(reason)
     assert executed(stubs) == []
     change = final_change(stubs)  # a final status without a hold: payments.mark_status releases the reservation
-    assert (change.status, change.actor, change.hold_reservation) == (pt.CANCELLED, actor, False)
-    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.CANCELLED]
+    assert (change.status, change.actor, change.hold_reservation) == (PaymentStatus.cancelled, actor, False)
+    assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.cancelled]
 
 
 async def test_cancel_while_awaiting_approval_cancels_the_approval_too(env):
@@ -90,14 +92,17 @@ async def test_cancel_while_awaiting_approval_cancels_the_approval_too(env):
     answered = []
 
     async def alice_cancels(handle):
-        await status_becomes(handle, pt.AWAITING_APPROVAL)
+        await status_becomes(handle, PaymentStatus.awaiting_approval)
         await approval_view(env, req.payment_id)
-        cancel = pt.CancelRequest(actor="alice", reason="wrong invoice")
+        cancel = pt.PaymentCancelRequest(actor="alice", reason="wrong invoice")
         answered.append(await handle.execute_update(PaymentWorkflow.cancel, cancel))
 
     state = await pay(env, req, stubs, during=alice_cancels)
     assert answered == [state]  # the Update answers with the final state
-    assert (state.status, state.failure_reason) == (pt.CANCELLED, "cancelled by alice via api: wrong invoice")
+    assert (state.status, state.failure_reason) == (
+        PaymentStatus.cancelled,
+        "cancelled by alice via api: wrong invoice",
+    )
     assert final_change(stubs).actor == "alice"
     assert executed(stubs) == []
     assert approval_decided(stubs).status == "cancelled"  # the child's audited end
@@ -110,14 +115,14 @@ async def test_cancel_while_pending_stops_before_the_approval_opens(env):
     async def cancel_during_reserve(handle):
         await gate.entered.wait()
         update = await handle.start_update(
-            PaymentWorkflow.cancel, pt.CancelRequest(actor="alice"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            PaymentWorkflow.cancel, pt.PaymentCancelRequest(actor="alice"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
         )
         gate.opened.set()
-        assert (await update.result()).status == pt.CANCELLED
+        assert (await update.result()).status == PaymentStatus.cancelled
 
     state = await pay(env, payment_request(500), stubs, during=cancel_during_reserve)
-    assert (state.status, state.failure_reason) == (pt.CANCELLED, "cancelled by alice via api")
-    assert statuses(stubs) == [pt.CANCELLED]  # never awaiting_approval: no approval was opened
+    assert (state.status, state.failure_reason) == (PaymentStatus.cancelled, "cancelled by alice via api")
+    assert statuses(stubs) == [PaymentStatus.cancelled]  # never awaiting_approval: no approval was opened
     assert executed(stubs) == []
 
 
@@ -128,16 +133,16 @@ async def test_cancel_after_signing_is_refused_and_the_payment_completes(env):
 
     async def cancel_while_submitted(handle):
         await gate.entered.wait()
-        await status_becomes(handle, pt.SUBMITTED)
+        await status_becomes(handle, PaymentStatus.submitted)
         with pytest.raises(WorkflowUpdateFailedError) as err:
-            await handle.execute_update(PaymentWorkflow.cancel, pt.CancelRequest(actor="alice"))
+            await handle.execute_update(PaymentWorkflow.cancel, pt.PaymentCancelRequest(actor="alice"))
         refused.append(err.value.cause)
         gate.opened.set()
 
     state = await pay(env, payment_request(50), stubs, during=cancel_while_submitted)
-    assert state.status == pt.CONFIRMED
+    assert state.status == PaymentStatus.confirmed
     [cause] = refused
-    assert isinstance(cause, ApplicationError) and cause.type == "PaymentNotCancellable"
+    assert isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable
     assert "payment is submitted" in cause.message
     assert executed(stubs) == EXECUTED
 
@@ -148,15 +153,20 @@ async def test_a_time_locked_payment_executes_once_the_lock_ends(env):
     locked = []
 
     async def two_approve(handle):
-        await status_becomes(handle, pt.AWAITING_APPROVAL)
-        await decide(env, req.payment_id, "approve", actor="bob")
-        await decide(env, req.payment_id, "approve", actor="carol")
-        locked.append(await status_becomes(handle, pt.TIME_LOCKED))
+        await status_becomes(handle, PaymentStatus.awaiting_approval)
+        await decide(env, req.payment_id, ap.Decision.approve, actor="bob")
+        await decide(env, req.payment_id, ap.Decision.approve, actor="carol")
+        locked.append(await status_becomes(handle, PaymentStatus.time_locked))
         assert executed(stubs) == []  # nothing moves during the lock
 
     state = await pay(env, req, stubs, during=two_approve)  # the hour skips by
-    assert locked[0].status == pt.TIME_LOCKED and state.status == pt.CONFIRMED
-    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.TIME_LOCKED, pt.SIGNING, pt.SUBMITTED]
+    assert locked[0].status == PaymentStatus.time_locked and state.status == PaymentStatus.confirmed
+    assert statuses(stubs) == [
+        PaymentStatus.awaiting_approval,
+        PaymentStatus.time_locked,
+        PaymentStatus.signing,
+        PaymentStatus.submitted,
+    ]
     view = approval_decided(stubs)
     until = stubs.args(pt.ACT_MARK_STATUS)[1].details["until"]
     assert until == view.timelock_until.isoformat()
@@ -172,18 +182,18 @@ async def test_an_edit_while_pending_is_reserved_again_with_the_edited_amount(en
     stubs = Stubs({pt.ACT_RESERVE: Turns([pt.ReserveOutcome(reserved=True), again])})
 
     async def alice_edits_bob_approves(handle):
-        await status_becomes(handle, pt.AWAITING_APPROVAL)
-        await decide(env, req.payment_id, "edit", actor="alice", amount_atomic=600 * UNIT)
-        await decide(env, req.payment_id, "approve", actor="bob")  # approves the edited operation's hash
+        await status_becomes(handle, PaymentStatus.awaiting_approval)
+        await decide(env, req.payment_id, ap.Decision.edit, actor="alice", amount_atomic=600 * UNIT)
+        await decide(env, req.payment_id, ap.Decision.approve, actor="bob")  # approves the edited operation's hash
 
     state = await pay(env, req, stubs, during=alice_edits_bob_approves)
     assert [r.amount_atomic for r in stubs.args(pt.ACT_RESERVE)] == [500 * UNIT, 600 * UNIT]
     if fits:
-        assert state.status == pt.CONFIRMED
+        assert state.status == PaymentStatus.confirmed
         assert [r.amount_atomic for r in stubs.args(pt.ACT_SIGN)] == [600 * UNIT]
         assert stubs.args(pt.ACT_SETTLE)[0].amount_atomic == 600 * UNIT
     else:
-        assert (state.status, state.failure_reason) == (pt.REFUSED, "per_payment: 600 over 550")
+        assert (state.status, state.failure_reason) == (PaymentStatus.refused, "per_payment: 600 over 550")
         assert executed(stubs) == []
 
 
@@ -192,6 +202,6 @@ async def test_an_approval_workflow_that_fails_ends_the_payment_failed_not_stuck
     stubs = Stubs({ap.ACT_RECORD: audit_down})  # the approval cannot record that it opened: it fails
     state = await pay(env, payment_request(500), stubs)
     # the reason is only "Activity task failed": payment.py `_reason` stops at the child's direct cause
-    assert state.status == pt.FAILED and state.failure_reason
-    assert statuses(stubs) == [pt.AWAITING_APPROVAL, pt.FAILED]
+    assert state.status == PaymentStatus.failed and state.failure_reason
+    assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.failed]
     assert executed(stubs) == []

@@ -8,7 +8,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
-from paygent.domain.errors import DATA_REFUSED
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PaymentKind, PaymentStatus
 from tests.workflows.unit.payments import Handles, final_change, pay, statuses
 from tests.workflows.unit.stubs import SELLER, TX_HASH, UNIT, X402_TX, Stubs, payment_request, x402_sent
 from workflows import approval_types as ap
@@ -30,7 +31,7 @@ TRANSFER_STEPS = [
 async def test_a_payment_over_the_limits_is_refused_before_anything_is_signed(env):
     stubs = Stubs({pt.ACT_RESERVE: pt.ReserveOutcome(reserved=False, limit="daily_limit", message="50 of 40 left")})
     state = await pay(env, payment_request(50), stubs)
-    assert (state.status, state.failure_reason) == (pt.REFUSED, "daily_limit: 50 of 40 left")
+    assert (state.status, state.failure_reason) == (PaymentStatus.refused, "daily_limit: 50 of 40 left")
     assert stubs.names() == [pt.ACT_RESERVE, pt.ACT_MARK_STATUS]
     assert final_change(stubs).hold_reservation is False
 
@@ -39,9 +40,11 @@ async def test_a_payment_needing_no_approval_signs_broadcasts_waits_and_settles_
     req = payment_request(50)
     stubs = Stubs()
     state = await pay(env, req, stubs)
-    assert state == pt.PaymentState(payment_id=req.payment_id, status=pt.CONFIRMED, tx_hash=TX_HASH, block_number=42)
+    assert state == pt.PaymentState(
+        payment_id=req.payment_id, status=PaymentStatus.confirmed, tx_hash=TX_HASH, block_number=42
+    )
     assert stubs.names() == TRANSFER_STEPS
-    assert statuses(stubs) == [pt.SIGNING, pt.SUBMITTED]
+    assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
     assert stubs.args(pt.ACT_SIGN) == [req] and stubs.args(pt.ACT_BROADCAST) == [req.payment_id]
     [settlement] = stubs.args(pt.ACT_SETTLE)
     assert (settlement.to, settlement.amount_atomic, settlement.receipt.tx_hash) == (req.to, 50 * UNIT, TX_HASH)
@@ -52,7 +55,11 @@ async def test_a_reverted_transfer_is_settled_as_failed_with_the_revert_reason(e
     reverted = pt.ReceiptResult(tx_hash=TX_HASH, succeeded=False, block_number=43, gas_used=9, revert_reason="paused")
     stubs = Stubs({pt.ACT_AWAIT_RECEIPT: reverted})
     state = await pay(env, payment_request(50), stubs)
-    assert (state.status, state.failure_reason, state.block_number) == (pt.FAILED, "TransferReverted: paused", 43)
+    assert (state.status, state.failure_reason, state.block_number) == (
+        PaymentStatus.failed,
+        "TransferReverted: paused",
+        43,
+    )
     assert stubs.names() == TRANSFER_STEPS
     assert stubs.args(pt.ACT_SETTLE)[0].receipt.succeeded is False
 
@@ -61,9 +68,9 @@ async def test_a_receipt_wait_that_gave_up_leaves_the_payment_submitted_for_the_
     gave_up = pt.ReceiptResult(tx_hash=TX_HASH, succeeded=False, block_number=None, gas_used=0, pending=True)
     stubs = Stubs({pt.ACT_AWAIT_RECEIPT: gave_up})
     state = await pay(env, payment_request(50), stubs)
-    assert (state.status, state.tx_hash, state.failure_reason) == (pt.SUBMITTED, TX_HASH, None)
+    assert (state.status, state.tx_hash, state.failure_reason) == (PaymentStatus.submitted, TX_HASH, None)
     assert stubs.names() == TRANSFER_STEPS[:-1]  # not settled: the reservation stays
-    assert statuses(stubs) == [pt.SIGNING, pt.SUBMITTED]
+    assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
 
 
 @pytest.mark.parametrize("local_steps", [False, True], ids=["activity", "local-activity"])
@@ -71,10 +78,10 @@ async def test_a_value_the_database_refuses_ends_the_payment_failed_instead_of_r
     # what asyncpg raises for a NUL in text; the worker's DataErrorInterceptor makes it a final DataRefused
     stubs = Stubs({pt.ACT_RESERVE: asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00")})
     state = await pay(env, payment_request(50, memo="nul", local_steps=local_steps), stubs)
-    assert state.status == pt.FAILED
-    assert state.failure_reason.startswith(f"{DATA_REFUSED}: the database refused a value: ")
+    assert state.status == PaymentStatus.failed
+    assert state.failure_reason.startswith(f"{ErrorType.data_refused}: the database refused a value: ")
     assert stubs.names() == [pt.ACT_RESERVE, pt.ACT_MARK_STATUS]  # one attempt, then the audited end
-    assert final_change(stubs).status == pt.FAILED
+    assert final_change(stubs).status == PaymentStatus.failed
 
 
 async def test_local_steps_take_the_same_steps_as_local_activities(env):
@@ -82,7 +89,7 @@ async def test_local_steps_take_the_same_steps_as_local_activities(env):
     stubs = Stubs()
     handles = Handles()
     state = await pay(env, req, stubs, during=handles)
-    assert state.status == pt.CONFIRMED
+    assert state.status == PaymentStatus.confirmed
     assert stubs.names() == TRANSFER_STEPS
     history = await handles[0].fetch_history()
     scheduled = [
@@ -97,7 +104,7 @@ async def test_local_steps_take_the_same_steps_as_local_activities(env):
 
 def x402_request(**over):
     return payment_request(
-        0.1, kind=x.KIND_X402, url="https://api.example/report", max_amount_atomic=UNIT // 10, **over
+        0.1, kind=PaymentKind.x402, url="https://api.example/report", max_amount_atomic=UNIT // 10, **over
     )
 
 
@@ -105,17 +112,20 @@ async def test_x402_a_url_that_asks_no_payment_is_cancelled_with_nothing_signed(
     probe = x.X402ProbeResult(payment_id="p", payment_required=False, status_code=200)
     stubs = Stubs({x.ACT_X402_PROBE: probe})
     state = await pay(env, x402_request(), stubs)
-    assert state.status == pt.CANCELLED and "answered 200 without asking for payment" in state.failure_reason
+    assert state.status == PaymentStatus.cancelled and "answered 200 without asking for payment" in state.failure_reason
     assert stubs.names() == [x.ACT_X402_PROBE, pt.ACT_MARK_STATUS]
     assert final_change(stubs).hold_reservation is False
 
 
 async def test_x402_a_price_the_policy_refuses_is_refused_at_the_probe(env):
-    refused = ApplicationError("price 5 above the cap 0.1", type=x.ERR_REFUSED, non_retryable=True)
+    refused = ApplicationError("price 5 above the cap 0.1", type=ErrorType.x402_refused, non_retryable=True)
     stubs = Stubs({x.ACT_X402_PROBE: refused})
     req = x402_request()
     state = await pay(env, req, stubs)
-    assert (state.status, state.failure_reason) == (pt.REFUSED, f"{x.ERR_REFUSED}: price 5 above the cap 0.1")
+    assert (state.status, state.failure_reason) == (
+        PaymentStatus.refused,
+        f"{ErrorType.x402_refused}: price 5 above the cap 0.1",
+    )
     assert stubs.names() == [x.ACT_X402_PROBE, pt.ACT_MARK_STATUS]
     assert stubs.args(x.ACT_X402_PROBE)[0].policy.max_amount_atomic == UNIT // 10
 
@@ -135,7 +145,7 @@ async def test_x402_a_paid_request_settles_the_price_the_server_asked(env):
     stubs = Stubs()
     req = x402_request()
     state = await pay(env, req, stubs)
-    assert (state.status, state.tx_hash) == (pt.CONFIRMED, X402_TX)
+    assert (state.status, state.tx_hash) == (PaymentStatus.confirmed, X402_TX)
     assert stubs.names() == [*X402_STEPS, pt.ACT_SETTLE]
     assert stubs.args(pt.ACT_RESERVE)[0].amount_atomic == UNIT // 100  # the probed price, not the cap
     [settlement] = stubs.args(pt.ACT_SETTLE)
@@ -145,8 +155,12 @@ async def test_x402_a_paid_request_settles_the_price_the_server_asked(env):
 @pytest.mark.parametrize(
     ("sent", "status", "reason"),
     [
-        (x.SERVED_UNSETTLED, pt.CANCELLED, "answered 200 without settling: nothing was paid"),
-        (ApplicationError("answered 404", type=x.ERR_REJECTED, non_retryable=True), pt.REFUSED, "X402Rejected"),
+        (x.SERVED_UNSETTLED, PaymentStatus.cancelled, "answered 200 without settling: nothing was paid"),
+        (
+            ApplicationError("answered 404", type=ErrorType.x402_rejected, non_retryable=True),
+            PaymentStatus.refused,
+            "X402Rejected",
+        ),
     ],
     ids=["served_unsettled", "rejected"],
 )
