@@ -5,6 +5,7 @@ and an edit while pending (reserved again). Dev policy: <=100 tokens no approval
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -133,11 +134,14 @@ async def test_cancel_after_signing_is_refused_and_the_payment_completes(env):
 
     async def cancel_while_submitted(handle):
         await gate.entered.wait()
-        await status_becomes(handle, PaymentStatus.submitted)
-        with pytest.raises(WorkflowUpdateFailedError) as err:
-            await handle.execute_update(PaymentWorkflow.cancel, pt.PaymentCancelRequest(actor="alice"))
-        refused.append(err.value.cause)
-        gate.opened.set()
+        try:  # an accepted cancel would wait for an end that the closed gate holds back: bound it
+            await status_becomes(handle, PaymentStatus.submitted)
+            async with asyncio.timeout(10):
+                with pytest.raises(WorkflowUpdateFailedError) as err:
+                    await handle.execute_update(PaymentWorkflow.cancel, pt.PaymentCancelRequest(actor="alice"))
+            refused.append(err.value.cause)
+        finally:
+            gate.opened.set()
 
     state = await pay(env, payment_request(50), stubs, during=cancel_while_submitted)
     assert state.status == PaymentStatus.confirmed
