@@ -12,11 +12,26 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from paygent.domain import agent_run as ar
+from paygent.domain import payment as dp
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.payments import RESULT_TIMEOUT, During
 from tests.workflows.unit.stubs import RECIPIENT, Stubs, stub_worker
 from workflows import agent_types as at
+from workflows import payment_types as pt
 from workflows.agent_run import AgentRunWorkflow
+from workflows.payment import PaymentWorkflow
+
+
+def cancels_the_payment(env: WorkflowEnvironment):
+    """An agent.cancel_payment answer that does what the activity does: the payment's own `cancel` Update."""
+
+    async def cancel(c: at.CancelPayment) -> at.PaymentSnapshot:
+        handle = env.client.get_workflow_handle(dp.payment_workflow_id(c.payment_id))
+        request = pt.PaymentCancelRequest(actor=c.actor, channel="temporal", reason=c.reason)
+        state = await handle.execute_update(PaymentWorkflow.cancel, request)
+        return at.PaymentSnapshot(payment_id=c.payment_id, status=state.status, failure_reason=state.failure_reason)
+
+    return cancel
 
 
 def run_input(**over: Any) -> at.AgentRunInput:

@@ -17,6 +17,7 @@ from paygent.domain.payment import PaymentStatus
 from paygent.llm.types import ToolCall
 from tests.workflows.unit.agent_runs import (
     calls_tools,
+    cancels_the_payment,
     event,
     kinds,
     pay_call,
@@ -43,7 +44,6 @@ from workflows import agent_types as at
 from workflows import approval_types as ap
 from workflows import payment_types as pt
 from workflows import x402_types as x
-from workflows.payment import PaymentWorkflow
 
 URL = "https://api.example/report"
 TOOL_START = [EventType.agent_started, EventType.agent_thinking, EventType.agent_thinking, EventType.tool_executing]
@@ -141,13 +141,7 @@ async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
     inp = run_input()
     payment_id = at.agent_payment_id(inp.run_id, "call-pay")
 
-    async def cancel_the_payment(c: at.CancelPayment) -> at.PaymentSnapshot:  # what agent.cancel_payment does
-        handle = env.client.get_workflow_handle(dp.payment_workflow_id(c.payment_id))
-        request = pt.PaymentCancelRequest(actor=c.actor, channel="temporal", reason=c.reason)
-        state = await handle.execute_update(PaymentWorkflow.cancel, request)
-        return at.PaymentSnapshot(payment_id=c.payment_id, status=state.status, failure_reason=state.failure_reason)
-
-    stubs = Stubs({at.ACT_LLM_STEP: model_pays("500"), at.ACT_CANCEL_PAYMENT: cancel_the_payment})
+    stubs = Stubs({at.ACT_LLM_STEP: model_pays("500"), at.ACT_CANCEL_PAYMENT: cancels_the_payment(env)})
 
     async def alice_cancels(handle):
         await run_status_becomes(handle, RunStatus.awaiting_approval)
