@@ -42,6 +42,8 @@ from workflows.activity_options import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
     from paygent.domain.approval_state import ApprovalStatus
     from paygent.domain.errors import ErrorType
@@ -192,6 +194,11 @@ class PaymentWorkflow:
         if not needs_approval(policy, req.amount_atomic) or self._cancel is not None:
             return req
         tier = choose_tier(policy, req.amount_atomic)
+        try:
+            operation = _operation(req)
+        except ValidationError as err:  # terms the edge should have refused: end cleanly, never wedge the workflow
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            await self._end(PaymentStatus.failed, reason=f"not a valid operation to approve: {problems}")
         await self._set_status(
             PaymentStatus.awaiting_approval,
             details={
@@ -202,16 +209,6 @@ class PaymentWorkflow:
         )
         workflow.set_current_details(
             f"Pay {self._label}: waiting for {tier.approvals_required} of {', '.join(tier.approvers)}"
-        )
-        operation = Operation(
-            chain_id=req.chain_id,
-            wallet_id=req.wallet_id,
-            asset=req.asset,
-            token_address=req.token_address,
-            to=req.to,
-            amount_atomic=req.amount_atomic,
-            payment_id=req.payment_id,
-            memo=req.memo,
         )
         child_id = at.approval_workflow_id(req.payment_id)
         child = await workflow.start_child_workflow(
@@ -481,6 +478,21 @@ class PaymentWorkflow:
         workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])
 
 
+def _operation(req: PaymentRequest) -> Operation:
+    """The operation approvers approve (its hash binds their decisions). Operation validates the terms (the
+    address, say): the caller must catch ValidationError, which would otherwise fail the workflow task forever."""
+    return Operation(
+        chain_id=req.chain_id,
+        wallet_id=req.wallet_id,
+        asset=req.asset,
+        token_address=req.token_address,
+        to=req.to,
+        amount_atomic=req.amount_atomic,
+        payment_id=req.payment_id,
+        memo=req.memo,
+    )
+
+
 def _label(req: PaymentRequest) -> str:
     """How summaries and details name the payment: amount, asset, recipient (and the URL once it is priced)."""
     label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset} to {req.to}"
@@ -500,7 +512,11 @@ def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
 
 
 def _reason(err: ActivityError | ChildWorkflowError) -> str:
-    cause = err.cause
+    """The innermost cause (a failed approval's failed activity, say), with its error type, for the payment's
+    failure reason: "Activity task failed" alone tells nobody anything."""
+    cause: BaseException = err
+    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
+        cause = cause.cause
     if isinstance(cause, ApplicationError):
         return f"{cause.type}: {cause.message}" if cause.type else cause.message
-    return str(cause or err)
+    return str(cause)

@@ -205,7 +205,17 @@ async def test_an_approval_workflow_that_fails_ends_the_payment_failed_not_stuck
     audit_down = ApplicationError("audit log refused the row", type="AuditRefused", non_retryable=True)
     stubs = Stubs({ap.ACT_RECORD: audit_down})  # the approval cannot record that it opened: it fails
     state = await pay(env, payment_request(500), stubs)
-    # the reason is only "Activity task failed": payment.py `_reason` stops at the child's direct cause
-    assert state.status == PaymentStatus.failed and state.failure_reason
+    # the reason names what failed inside the approval, not just "Activity task failed"
+    assert state.status == PaymentStatus.failed
+    assert state.failure_reason == "AuditRefused: audit log refused the row", state.failure_reason
     assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.failed]
     assert executed(stubs) == []
+
+
+async def test_terms_that_are_not_a_valid_operation_end_the_payment_failed_before_any_approval(env):
+    """A recipient the edge should have refused: the workflow ends `failed` (reservation released), never wedged."""
+    stubs = Stubs()
+    state = await pay(env, payment_request(500, to="not-an-address"), stubs)
+    assert state.status == PaymentStatus.failed
+    assert state.failure_reason.startswith("not a valid operation to approve: to:"), state.failure_reason
+    assert statuses(stubs) == [PaymentStatus.failed] and executed(stubs) == []
