@@ -15,15 +15,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from eth_typing import HexStr
+from eth_utils import to_checksum_address
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
+from web3.types import Wei
 
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
-from paygent.chain.token import fee_fields, transfer_calldata
+from paygent.chain.token import FeeFields, fee_fields, transfer_calldata
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
@@ -92,7 +95,7 @@ class ChainActivities:
             )
 
     async def _sign_and_store(
-        self, conn, req: PaymentRequest, nonce: int, fees: dict, *, action: str
+        self, conn: AsyncConnection, req: PaymentRequest, nonce: int, fees: FeeFields, *, action: str
     ) -> tuple[str, bytes]:
         """Sign with the wallet's key and persist the signed bytes, in the caller's transaction: (hash, bytes)."""
         signer = await load_signer(conn, uuid.UUID(req.wallet_id), self._master_key)
@@ -101,13 +104,14 @@ class ChainActivities:
                 "type": 2,
                 "chainId": req.chain_id,
                 "nonce": nonce,
-                "to": req.token_address,
+                "to": HexStr(req.token_address),
                 "value": 0,
                 # a fixed gas limit, not an estimate: a transfer that will revert is still executed on chain and
                 # ends `failed` with its reason, instead of failing to sign forever
                 "data": transfer_calldata(req.to, req.amount_atomic),
                 "gas": self.gas_limit,
-                **fees,
+                "maxFeePerGas": fees["maxFeePerGas"],
+                "maxPriorityFeePerGas": fees["maxPriorityFeePerGas"],
             }
         )
         del signer
@@ -149,7 +153,7 @@ class ChainActivities:
     async def sign_transfer(self, req: PaymentRequest) -> t.SignedTransfer:
         pid = uuid.UUID(req.payment_id)
         fees = await fee_fields(self.w3)
-        chain_pending = await self.w3.eth.get_transaction_count(req.wallet_address, "pending")
+        chain_pending = await self.w3.eth.get_transaction_count(to_checksum_address(req.wallet_address), "pending")
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -204,7 +208,9 @@ class ChainActivities:
                     for a in attempts:  # keep every attempt known to the node; the nonce lets only one land
                         await send_stored(self.w3, a["raw"])
                     sent_at = time.monotonic()
-                    mined_nonce = await self.w3.eth.get_transaction_count(req.wallet_address, "latest")
+                    mined_nonce = await self.w3.eth.get_transaction_count(
+                        to_checksum_address(req.wallet_address), "latest"
+                    )
                     if mined_nonce > latest["nonce"] and (await first_landed(self.w3, attempts))[1] is None:
                         raise ApplicationError(
                             f"nonce {latest['nonce']} was used by a transaction that is not this payment's",
@@ -259,13 +265,18 @@ class ChainActivities:
     async def _replace(self, req: PaymentRequest, latest) -> None:
         """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
         market = await fee_fields(self.w3)
-        bumped = {
-            "maxPriorityFeePerGas": max(
-                int(latest["max_priority_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
-                market["maxPriorityFeePerGas"],
+        bumped: FeeFields = {
+            "maxPriorityFeePerGas": Wei(
+                max(
+                    int(latest["max_priority_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
+                    market["maxPriorityFeePerGas"],
+                )
             ),
-            "maxFeePerGas": max(
-                int(latest["max_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1, market["maxFeePerGas"]
+            "maxFeePerGas": Wei(
+                max(
+                    int(latest["max_fee_per_gas"]) * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1,
+                    market["maxFeePerGas"],
+                )
             ),
         }
         async with self.engine.begin() as conn:
@@ -290,10 +301,11 @@ class ChainActivities:
 
     async def _revert_reason(self, tx_hash: str, block_number: int) -> str:
         """Replay the call on the state before its block to read the revert message."""
-        tx = await self.w3.eth.get_transaction(tx_hash)
+        tx = await self.w3.eth.get_transaction(HexStr(tx_hash))
         try:
             await self.w3.eth.call(
-                {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": 0}, block_identifier=block_number - 1
+                {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": Wei(0)},
+                block_identifier=block_number - 1,
             )
         except ContractLogicError as err:
             return str(err.message or err)

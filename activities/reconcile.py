@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 import uuid
 
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 
 from paygent.chain import transfer_logs
@@ -41,6 +43,12 @@ class ReconcileActivities:
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         self.token = settings.token_address
         self.asset = settings.token_symbol
+
+    def _token(self) -> str:
+        """The token's address; the scans run only for wallets `list_wallets` found, which needs one."""
+        if not self.token:
+            raise ApplicationError("no token configured: nothing to reconcile", type="NoToken", non_retryable=True)
+        return self.token
 
     def activities(self) -> list:
         return [self.list_wallets, self.safe_head, self.settle_open, self.scan_wallet]
@@ -225,10 +233,10 @@ class ReconcileActivities:
         moved = 0
         for first, last in rules.scan_ranges(block, head, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
-            for move in await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last):
+            for move in await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last):
                 outgoing = move.sender.lower() == wallet.address.lower()
                 moved += -move.amount_atomic if outgoing else move.amount_atomic
-        token_balance = await balance_of(self.w3, self.token, wallet.address, block=head) - moved
+        token_balance = await balance_of(self.w3, self._token(), wallet.address, block=head) - moved
         native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=head)
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for asset, amount, at in ((self.asset, token_balance, block), (NATIVE, native, head)):
@@ -260,12 +268,12 @@ class ReconcileActivities:
         *,
         read_balance: bool,
     ) -> tuple[list[r.Finding], int]:
-        moves = await transfer_logs.transfers(self.w3, self.token, wallet.address, first, last)
-        used = await transfer_logs.authorizations_used(self.w3, self.token, wallet.address, first, last)
+        moves = await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last)
+        used = await transfer_logs.authorizations_used(self.w3, self._token(), wallet.address, first, last)
         for move in moves:
             balance += -move.amount_atomic if move.sender.lower() == wallet.address.lower() else move.amount_atomic
         if read_balance:  # the chain's own figure at the safe head: a movement without a log would show here
-            balance = await balance_of(self.w3, self.token, wallet.address, block=last)
+            balance = await balance_of(self.w3, self._token(), wallet.address, block=last)
         findings: list[r.Finding] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for move in moves:
@@ -347,7 +355,7 @@ class ReconcileActivities:
         explained = 0
         for tx_hash in await db.wallet_tx_hashes(conn, wallet_id, first, last):
             try:
-                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)
+                receipt = await self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
             except Exception:  # not mined (yet): it spent nothing
                 continue
             if not (first <= receipt["blockNumber"] <= last):

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.route_match import allowed_methods
 from paygent.domain.errors import InvalidInput
@@ -77,16 +78,16 @@ class BodySizeLimit:
     """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent (chunked bodies are
     counted as they are read)."""
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
+            return await self._refuse(scope, receive, send)
         seen = 0
 
         async def limited_receive():
@@ -101,8 +102,8 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:  # read outside a route (no exception handler between here and the reader)
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.limit).detail, "body"), status_code=413)
-        await response({"type": "http"}, None, send)
+        await response(scope, receive, send)

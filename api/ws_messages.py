@@ -92,8 +92,10 @@ def parse_message(text: str) -> Any:
         raise BadMessage("frame", f"over {MAX_FRAME_CHARS} characters")
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadMessage("frame", f"not JSON ({exc.msg} at character {exc.pos})") from None
+    except ValueError:  # valid JSON that Python will not read: an integer over 4300 digits
+        raise BadMessage("frame", "not JSON that can be read (a number with too many digits)") from None
     if not isinstance(data, dict):
         raise BadMessage("frame", "must be a JSON object with a `type`")
     ref = data.get("ref") if isinstance(data.get("ref"), str) and not unstorable(data["ref"]) else None

@@ -69,7 +69,8 @@ class Memory:
     def _cache_key(self, namespace: str, key: str) -> str:
         return f"paygent:mem:{self.tenant_id}:{self.user_id}:{namespace}:{key}"
 
-    async def _cache_get(self, key: str) -> str | None:
+    async def _cache_get(self, key: str) -> bytes | str | None:
+        """The cached JSON: bytes from our clients (no `decode_responses`), str from a decoding one."""
         try:
             return await self.redis.get(key)
         except (RedisError, OSError):  # the cache is optional: Postgres answers

@@ -160,7 +160,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         raise EgressRefused(f"{host} does not resolve ({exc})") from None
     seen: list[IPAddress] = []
     for *_, sockaddr in infos:
-        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # an IPv4/IPv6 host: a str (typed str | int)
         if ip not in seen:
             seen.append(ip)
     if not seen:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Literal
 
 import sqlalchemy as sa
+from eth_utils import to_checksum_address
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -51,8 +52,11 @@ class ComponentDetail(BaseModel):
     error: str | None = Field(None, description="why the check failed")
 
 
+ReadinessStatus = Literal["ok", "degraded", "unavailable"]
+
+
 class Readiness(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"]
+    status: ReadinessStatus
     components: dict[Component, Literal["up", "down"]]
     details: dict[Component, ComponentDetail] | None = Field(None, description="admins only")
 
@@ -89,7 +93,7 @@ def _checks(d: Deps) -> dict[Component, object]:
     async def chain():
         block, chain_id = await d.w3.eth.block_number, await d.w3.eth.chain_id
         token = d.settings.token_address
-        if token and not await d.w3.eth.get_code(token):
+        if token and not await d.w3.eth.get_code(to_checksum_address(token)):
             raise RuntimeError(f"no contract at token address {token}")
         return f"chain {chain_id} block {block}"
 
@@ -120,6 +124,7 @@ async def readyz(d: Deps = Depends(deps), admin: Principal | None = Depends(_adm
     """Readiness: route traffic here only while this answers 200."""
     checks = _checks(d)
     results = dict(zip(checks, await asyncio.gather(*(_check(c) for c in checks.values())), strict=False))
+    status: ReadinessStatus
     if not all(results[c].up for c in REQUIRED):
         status = "unavailable"
     else:

@@ -17,11 +17,13 @@ async def allocate_nonce(conn: AsyncConnection, chain_id: int, address: str, cha
     await conn.execute(
         pg_insert(address_nonces).values(chain_id=chain_id, address=address, next_nonce=0).on_conflict_do_nothing()
     )
-    stored = await conn.scalar(
-        sa.select(address_nonces.c.next_nonce)
-        .where(address_nonces.c.chain_id == chain_id, address_nonces.c.address == address)
-        .with_for_update()
-    )
+    stored = (
+        await conn.execute(
+            sa.select(address_nonces.c.next_nonce)
+            .where(address_nonces.c.chain_id == chain_id, address_nonces.c.address == address)
+            .with_for_update()
+        )
+    ).scalar_one()  # the row exists: inserted above if it was missing
     nonce = max(stored, chain_pending)
     await conn.execute(
         address_nonces.update()

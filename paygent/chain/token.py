@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import TypedDict, cast
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
+from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
+from web3.types import TxParams, Wei
 
 from paygent.chain.contracts import compile_contract
 
@@ -87,7 +91,14 @@ def _token(w3: AsyncWeb3, token: str):
     return w3.eth.contract(address=to_checksum_address(token), abi=_abi())
 
 
-async def fee_fields(w3: AsyncWeb3) -> dict[str, int]:
+class FeeFields(TypedDict):
+    """The EIP-1559 fee fields of a transaction, in wei."""
+
+    maxFeePerGas: Wei
+    maxPriorityFeePerGas: Wei
+
+
+async def fee_fields(w3: AsyncWeb3) -> FeeFields:
     """EIP-1559 fee fields: maxFeePerGas = 2 * latest baseFee + priority fee."""
     block = await w3.eth.get_block("latest")
     base_fee = int(block.get("baseFeePerGas") or 0)
@@ -95,20 +106,20 @@ async def fee_fields(w3: AsyncWeb3) -> dict[str, int]:
         priority = int(await w3.eth.max_priority_fee)
     except Exception:  # nodes without eth_maxPriorityFeePerGas
         priority = DEFAULT_PRIORITY_FEE_WEI
-    return {"maxFeePerGas": 2 * base_fee + priority, "maxPriorityFeePerGas": priority}
+    return {"maxFeePerGas": Wei(2 * base_fee + priority), "maxPriorityFeePerGas": Wei(priority)}
 
 
 async def send_transaction(
     w3: AsyncWeb3, sender: LocalAccount, to: str | None, data: bytes = b"", value_wei: int = 0, *, wait: bool = True
-) -> str:
+) -> HexStr:
     """Sign `sender`'s transaction locally, send it raw, and (by default) wait for a successful receipt.
 
     `to=None` creates a contract. Gas is estimated, so a call that would revert raises
     `TransactionReverted` with the revert reason before anything is sent. Returns the 0x tx hash.
     """
-    tx: dict = {
+    tx: TxParams = {
         "from": sender.address,
-        "value": value_wei,
+        "value": Wei(value_wei),
         "data": data,
         "type": 2,
         "chainId": await w3.eth.chain_id,
@@ -116,12 +127,14 @@ async def send_transaction(
     }
     if to is not None:
         tx["to"] = to_checksum_address(to)
-    tx.update(await fee_fields(w3))
+    fees = await fee_fields(w3)
+    tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = fees["maxFeePerGas"], fees["maxPriorityFeePerGas"]
     try:
         tx["gas"] = await w3.eth.estimate_gas(tx)
     except ContractLogicError as exc:
         raise TransactionReverted(f"transaction from {sender.address} reverted: {exc.message or exc}") from exc
-    signed = sender.sign_transaction(tx)
+    # the same dict: eth-account types it as a plain dict, web3 as the TypedDict TxParams
+    signed = sender.sign_transaction(cast(TransactionDictType, tx))
     tx_hash = AsyncWeb3.to_hex(await w3.eth.send_raw_transaction(signed.raw_transaction))
     if wait:
         receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS, poll_latency=0.05)
@@ -134,8 +147,10 @@ async def deploy_token(w3: AsyncWeb3, deployer: LocalAccount) -> str:
     """Deploy a fresh Paygent USD owned by `deployer`; returns its checksummed address."""
     bytecode = bytes.fromhex(compile_contract(TOKEN_CONTRACT).bytecode.removeprefix("0x"))
     tx_hash = await send_transaction(w3, deployer, None, bytecode)
-    receipt = await w3.eth.get_transaction_receipt(tx_hash)
-    return to_checksum_address(receipt["contractAddress"])
+    address = (await w3.eth.get_transaction_receipt(tx_hash))["contractAddress"]
+    if address is None:
+        raise TransactionReverted(f"deployment {tx_hash} created no contract")
+    return to_checksum_address(address)
 
 
 async def mint(w3: AsyncWeb3, token: str, owner: LocalAccount, to: str, amount_atomic: int) -> str:

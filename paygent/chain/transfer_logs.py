@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
+from web3.types import FilterParams
 
 TRANSFER_TOPIC = "0x" + AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
 AUTHORIZATION_USED_TOPIC = "0x" + AsyncWeb3.keccak(text="AuthorizationUsed(address,bytes32)").hex().removeprefix("0x")
@@ -42,7 +43,7 @@ def _hex(value) -> str:
 
 async def transfers(w3: AsyncWeb3, token: str, wallet: str, from_block: int, to_block: int) -> list[TokenTransfer]:
     """Every Transfer out of and into `wallet` in [from_block, to_block], in chain order."""
-    base = {"fromBlock": from_block, "toBlock": to_block, "address": to_checksum_address(token)}
+    base: FilterParams = {"fromBlock": from_block, "toBlock": to_block, "address": to_checksum_address(token)}
     out = await w3.eth.get_logs({**base, "topics": [TRANSFER_TOPIC, _topic(wallet)]})
     into = await w3.eth.get_logs({**base, "topics": [TRANSFER_TOPIC, None, _topic(wallet)]})
     seen: dict[tuple[str, int], TokenTransfer] = {}

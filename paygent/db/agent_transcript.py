@@ -57,7 +57,8 @@ async def insert_message(
     )
     if inserted is not None:
         return inserted
-    return await conn.scalar(sa.select(messages.c.id).where(messages.c.dedupe_key == dedupe_key))
+    # nothing inserted: the conflict was on `dedupe_key`, so the first message with it is there
+    return (await conn.execute(sa.select(messages.c.id).where(messages.c.dedupe_key == dedupe_key))).scalar_one()
 
 
 def to_chat(row: Any) -> ChatMessage:

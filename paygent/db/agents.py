@@ -4,8 +4,10 @@ in `agents`, and its wallets as `spend` grants. The key is returned once and sto
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.crypto import hash_api_key, new_api_key
@@ -71,7 +73,7 @@ def _select():
     )
 
 
-async def list_agents(conn: AsyncConnection, tenant_id: uuid.UUID) -> list:
+async def list_agents(conn: AsyncConnection, tenant_id: uuid.UUID) -> Sequence[RowMapping]:
     return (await conn.execute(_select().where(users.c.tenant_id == tenant_id).order_by(users.c.name))).mappings().all()
 
 

@@ -4,9 +4,11 @@ tenant, offered to every tenant). Discovery writes offers here; `list_paid_servi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy import RowMapping
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,7 +34,7 @@ class Offer:
     metadata: dict = field(default_factory=dict)
 
 
-async def list_services(conn: AsyncConnection, tenant_id: uuid.UUID | str) -> list:
+async def list_services(conn: AsyncConnection, tenant_id: uuid.UUID | str) -> Sequence[RowMapping]:
     return (
         (
             await conn.execute(

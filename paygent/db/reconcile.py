@@ -378,22 +378,26 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
     for point in sorted(points, key=lambda p: p["asset"]):
         asset = point["asset"]
         seen = int(
-            await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0)).where(
-                    reconcile_movements.c.wallet_id == wallet_id,
-                    reconcile_movements.c.asset == asset,
-                    reconcile_movements.c.kind.in_([DEPOSIT, GAS]),
+            (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0)).where(
+                        reconcile_movements.c.wallet_id == wallet_id,
+                        reconcile_movements.c.asset == asset,
+                        reconcile_movements.c.kind.in_([DEPOSIT, GAS]),
+                    )
                 )
-            )
+            ).scalar_one()  # an aggregate: always one row
         )
         paid = 0
         if asset == token_symbol:
             paid = int(
-                await conn.scalar(
-                    sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0)).where(
-                        ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset
+                (
+                    await conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0)).where(
+                            ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset
+                        )
                     )
-                )
+                ).scalar_one()  # an aggregate: always one row
             )
         ledger, chain = seen + paid, int(point["chain_balance"])
         assets.append(

@@ -145,15 +145,17 @@ async def _check(
     used: dict[str, int] = {}
     for limit in policy.velocity:
         used[limit.name] = int(
-            await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
-                    scope,
-                    reservations.c.asset == asset,
-                    reservations.c.status.in_([RESERVED, COMMITTED]),
-                    reservations.c.created_at
-                    > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+            (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(reservations.c.amount_atomic), 0)).where(
+                        scope,
+                        reservations.c.asset == asset,
+                        reservations.c.status.in_([RESERVED, COMMITTED]),
+                        reservations.c.created_at
+                        > sa.func.now() - sa.text(f"interval '{int(limit.window_seconds)} seconds'"),
+                    )
                 )
-            )
+            ).scalar_one()  # an aggregate: always one row
         )
     return check_velocity(policy, used, amount_atomic)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paygent.llm.result_summary import summarise_result
-from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ToolCall
+from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ProviderName, ToolCall
 
-PROVIDER = "offline"
+PROVIDER: ProviderName = "offline"
 MODEL = "paygent-offline-planner"
 
 _AMOUNT = r"[0-9]+(?:\.[0-9]+)?"  # ASCII digits only: `\d` would also take e.g. Arabic-Indic digits

@@ -13,10 +13,10 @@ from typing import Any
 import openai
 
 from paygent.llm.errors import MalformedToolCall, status_error, transport_error
-from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ToolCall
+from paygent.llm.types import ChatMessage, LlmRequest, LlmResponse, ProviderName, ToolCall
 from paygent.settings import Settings
 
-PROVIDER = "openai"
+PROVIDER: ProviderName = "openai"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 
 

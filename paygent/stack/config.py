@@ -83,11 +83,22 @@ class StackConfig:
         """From the environment; keyword overrides (`temporal_port=...`) win when not None."""
         db = _env_url("PAYGENT_DATABASE_URL", "DATABASE_URL")
         redis = _env_url("PAYGENT_REDIS_URL", "REDIS_URL")
+
+        def port(piece: str) -> int:
+            return _port(piece, overrides.get(f"{piece}_port"))
+
         return cls(
             home=state_dir(),
             database_url=db or DEFAULT_DATABASE_URL,
             redis_url=redis or DEFAULT_REDIS_URL,
-            **{f"{piece}_port": _port(piece, overrides.get(f"{piece}_port")) for piece in PORTS},
+            temporal_port=port("temporal"),
+            temporal_ui_port=port("temporal_ui"),
+            anvil_port=port("anvil"),
+            api_port=port("api"),
+            x402_port=port("x402"),
+            worker_metrics_port=port("worker_metrics"),
+            postgres_port=port("postgres"),
+            redis_port=port("redis"),
         )
 
     @property

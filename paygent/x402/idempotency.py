@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from x402.http.utils import decode_payment_response_header, decode_payment_signature_header
+from x402.schemas import PaymentPayload
 
 from paygent.x402.identifier import extract
 
@@ -132,7 +133,9 @@ class PaymentIdentifierCache:
             payload = decode_payment_signature_header(raw.decode("latin-1"))
         except Exception:
             return True, None, ""  # malformed: the x402 middleware answers it
-        identifier = extract(payload.extensions) if payload.x402_version == 2 else None
+        identifier = (
+            extract(payload.extensions) if isinstance(payload, PaymentPayload) and payload.x402_version == 2 else None
+        )
         canonical = json.dumps(payload.model_dump(by_alias=True, exclude_none=True), sort_keys=True)
         return True, identifier, hashlib.sha256(canonical.encode()).hexdigest()
 
