@@ -46,10 +46,12 @@ test: install
 	  echo "make test: part A exit $$rc_a, part B exit $$rc_b"; \
 	  [ $$rc_a -eq 0 ] && [ $$rc_b -eq 0 ]
 
-# Format and lint (ruff, configured in pyproject.toml): fails on any finding; `ruff format .` fixes the format.
+# Format, lint and type-check (ruff and mypy, configured in pyproject.toml): fails on any finding;
+# `ruff format .` fixes the format. mypy checks the packages (not tests/benchmarks), cached in .mypy_cache/.
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 demo: install
 	$(PAYGENT) demo

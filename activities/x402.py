@@ -189,7 +189,8 @@ class X402Activities:
     @activity.defn(name=t.ACT_X402_SIGN)
     async def sign(self, req: t.X402SignRequest) -> t.X402SignResult:
         """Sign once: under the row lock, load the key, sign, and persist in the same transaction."""
-        stored = reason = None
+        stored: x402c.StoredPayment | None = None
+        reason: str | None = None
         async with self.engine.begin() as conn:
             row = await self._row(conn, req.payment_id, req.tenant_id, lock=True)
             details = dict(row.details or {})
@@ -223,6 +224,7 @@ class X402Activities:
                     {"url": details.get("url"), "reason": reason, "stage": "sign"},
                 )
             else:
+                assert stored is not None  # no refusal: x402c.sign answered
                 details.update(
                     signed=stored.model_dump(), payment_identifier=stored.payment_identifier, signed_at=_now()
                 )
@@ -245,6 +247,7 @@ class X402Activities:
             await self._save(conn, req.payment_id, details)
         if reason:
             raise ApplicationError(reason, type=ErrorType.x402_refused, non_retryable=True)
+        assert stored is not None  # no refusal: signed above
         activity.logger.info("x402 payment %s signed (identifier %s)", req.payment_id, stored.payment_identifier)
         return self._sign_result(req.payment_id, stored, reused=False)
 
@@ -263,7 +266,7 @@ class X402Activities:
             return (
                 ErrorType.x402_ambiguous,
                 False,
-                f"settlement failed on the server side: {resp.receipt.get('errorReason')}",
+                f"settlement failed on the server side: {(resp.receipt or {}).get('errorReason')}",
             )
         if resp.status == 402:
             verdict = (
@@ -351,7 +354,9 @@ class X402Activities:
             )
             await self._save(conn, req.payment_id, details)
         if outcome in (ErrorType.x402_refused, ErrorType.x402_rejected):
-            raise ApplicationError(reason, type=outcome, non_retryable=True)
+            raise ApplicationError(reason or f"x402 {outcome}", type=outcome, non_retryable=True)
         if outcome == ErrorType.x402_ambiguous:
-            raise ApplicationError(reason, type=ErrorType.x402_ambiguous)  # retryable: the same payment is re-sent
+            raise ApplicationError(
+                reason or f"x402 {outcome}", type=ErrorType.x402_ambiguous
+            )  # retryable: the same payment is re-sent
         return self._send_result(req.payment_id, details)

@@ -34,9 +34,12 @@ class PrincipalCache:
     async def generation(self) -> bytes | None:
         """The current key generation, or None when Redis cannot say (then nothing may be served from memory)."""
         try:
-            return await asyncio.wait_for(self._redis.get(GENERATION_KEY), REDIS_TIMEOUT) or b"0"
+            value = await asyncio.wait_for(self._redis.get(GENERATION_KEY), REDIS_TIMEOUT)
         except Exception:
             return None
+        if isinstance(value, str):  # a client made with `decode_responses`
+            value = value.encode()
+        return value or b"0"
 
     def get(self, key_hash: str, generation: bytes | None) -> Principal | None:
         entry = self._entries.get(key_hash)

@@ -35,7 +35,18 @@ PUBLIC_PATHS = frozenset(
 )
 
 
-def allow(*roles: Role, agents: bool = False):
+class RoleCheck:
+    """The dependency `allow` returns: a callable object, so the roles it checks can be read off the route."""
+
+    def __init__(self, roles: tuple[Role, ...], agents: bool) -> None:
+        self.roles, self.agents = roles, agents
+        self.paygent_roles = tuple(r.value for r in roles) + (("agent",) if agents else ())  # read by the route walk
+
+    async def __call__(self, who: Principal = Depends(principal)) -> Principal:
+        return require(who, *self.roles, agents=self.agents)
+
+
+def allow(*roles: Role, agents: bool = False) -> RoleCheck:
     """A dependency that yields the caller when they hold one of `roles`, else refuses with 403.
 
     Agent keys hold the requester role but reach only the routes that say `agents=True` (paying, agent runs,
@@ -43,12 +54,7 @@ def allow(*roles: Role, agents: bool = False):
     """
     if not roles:
         raise ValueError("allow() needs at least one role")
-
-    async def check(who: Principal = Depends(principal)) -> Principal:
-        return require(who, *roles, agents=agents)
-
-    check.paygent_roles = tuple(r.value for r in roles) + (("agent",) if agents else ())  # read by the route walk
-    return check
+    return RoleCheck(roles, agents)
 
 
 def require(who: Principal, *roles: Role, agents: bool = False) -> Principal:
@@ -68,9 +74,8 @@ def declared_roles(route) -> tuple[str, ...] | None:
     stack = [route.dependant]
     while stack:
         dep = stack.pop()
-        roles = getattr(dep.call, "paygent_roles", None)
-        if roles is not None:
-            return roles
+        if isinstance(dep.call, RoleCheck):
+            return dep.call.paygent_roles
         stack.extend(dep.dependencies)
     return None
 
@@ -80,7 +85,7 @@ def route_table(app) -> list[tuple[str, str, tuple[str, ...] | None]]:
     rows = []
     for ctx in iter_route_contexts(app.routes):
         for method in sorted((ctx.methods or set()) - {"HEAD"}):
-            rows.append((method, ctx.path, declared_roles(ctx.original_route)))
+            rows.append((method, ctx.path or "", declared_roles(ctx.original_route)))
     return sorted(rows, key=lambda r: (r[1], r[0]))
 
 

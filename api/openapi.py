@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field, TypeAdapter
+from pydantic.json_schema import JsonDict
 
 from api import ws_messages
 from api.authz import PUBLIC_PATHS
@@ -40,8 +41,8 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_=-]*$"  # empty: the first page
 APPROVAL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
 
 UUID = {"type": "string", "format": "uuid"}
-DECIMAL = {"type": "string", "pattern": DECIMAL_PATTERN, "description": "decimal string in token units"}
-ADDRESS = {"type": "string", "pattern": ADDRESS_PATTERN}
+DECIMAL: JsonDict = {"type": "string", "pattern": DECIMAL_PATTERN, "description": "decimal string in token units"}
+ADDRESS: JsonDict = {"type": "string", "pattern": ADDRESS_PATTERN}
 
 # Path and query parameters by name.
 PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -237,10 +238,10 @@ def build(app: FastAPI) -> dict[str, Any]:
     for schema in schemas.values():
         _format_properties(schema)
     for route in iter_route_contexts(app.routes):
-        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
-            for method in route.methods:
-                operation = doc["paths"][route.path_format][method.lower()]
-                _complete(operation, route, method)
+        path = route.path_format
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema and path is not None:
+            for method in route.methods or ():
+                _complete(doc["paths"][path][method.lower()], path, method)
     return doc
 
 
@@ -255,15 +256,15 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
-    key = (method, route.path_format)
+def _complete(op: dict[str, Any], path: str, method: str) -> None:
+    key = (method, path)
     _complete_parameters(op, key)
     if key in DOCUMENTED_BODIES:
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref(DOCUMENTED_BODIES[key])}},
         }
-    errors = {**_auth_errors(op, route.path_format), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
+    errors = {**_auth_errors(op, path), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
     answers = op.setdefault("responses", {})
     answers.pop("422", None)  # FastAPI's, in its own shape
     for status, description in errors.items():
@@ -280,7 +281,7 @@ def _complete(op: dict[str, Any], route: RouteContext, method: str) -> None:
         }
     for status, model in DOCUMENTED_ANSWERS.get(key, {}).items():
         answers[str(status)]["content"] = {"application/json": {"schema": _ref(model)}}
-    if route.path_format in SSE_PATHS:
+    if path in SSE_PATHS:
         answers["200"] = {
             "description": "Server-Sent Events: `id:` sequence number, `event:` type, `data:` "
             "the event as JSON; resume with `Last-Event-ID`",

@@ -29,10 +29,8 @@ UNCAPPED = 2**256 - 1  # discovery registers any price: the payer's cap and limi
 PROBE_TIMEOUT_SECONDS = 10.0
 
 
-def _policy(d: Deps) -> X402Policy:
-    return X402Policy(
-        max_amount_atomic=UNCAPPED, allowed_assets=[d.settings.token_address], network=f"eip155:{d.settings.chain_id}"
-    )
+def _policy(token_address: str, chain_id: int) -> X402Policy:
+    return X402Policy(max_amount_atomic=UNCAPPED, allowed_assets=[token_address], network=f"eip155:{chain_id}")
 
 
 def _describe(required: dict[str, Any], fallback: str) -> tuple[str, dict]:
@@ -48,11 +46,13 @@ def _describe(required: dict[str, Any], fallback: str) -> tuple[str, dict]:
     return str(text)[:500], ({"bazaar": bazaar} if bazaar else {})
 
 
-def _offer(d: Deps, name: str, url: str, required: dict[str, Any], *, tool: str | None) -> tuple[Offer | None, str]:
+def _offer(
+    policy: X402Policy, name: str, url: str, required: dict[str, Any], *, tool: str | None
+) -> tuple[Offer | None, str]:
     """The first acceptable option as an Offer, or (None, why none is)."""
     reasons = []
     for option in required.get("accepts") or []:
-        reason = refusal(option, _policy(d))
+        reason = refusal(option, policy)
         if reason is None:
             description, metadata = _describe(required, f"paid {'tool ' + tool if tool else 'resource'} {name}")
             return Offer(
@@ -81,7 +81,7 @@ async def _http_offers(url: str, egress: EgressPolicy) -> list[tuple[str, dict |
 
 
 async def _mcp_offers(url: str, egress: EgressPolicy) -> list[tuple[str, dict | None, str | None]]:
-    out = []
+    out: list[tuple[str, dict | None, str | None]] = []
     for tool in await mcp_transport.list_tools(url, egress=egress, timeout=PROBE_TIMEOUT_SECONDS):
         answer = await mcp_transport.probe(url, tool.name, {}, egress=egress, timeout=PROBE_TIMEOUT_SECONDS)
         if isinstance(answer, x402c.Requirements):
@@ -98,6 +98,7 @@ async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel
     await require_allowed(d.settings, url, field="url")  # the egress policy: never our own network
     if not d.settings.token_address:
         raise ApiError(503, "asset_unavailable", "no token is configured on this server")
+    policy = _policy(d.settings.token_address, d.settings.chain_id)
     egress = EgressPolicy.from_settings(d.settings)
     try:
         found = await (_mcp_offers(url, egress) if transport == "mcp" else _http_offers(url, egress))
@@ -107,7 +108,7 @@ async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         for name, required, problem in found:
             offer, reason = (
-                _offer(d, name, url, required, tool=name if transport == "mcp" else None)
+                _offer(policy, name, url, required, tool=name if transport == "mcp" else None)
                 if required is not None
                 else (None, problem or "")
             )

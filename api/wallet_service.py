@@ -4,6 +4,7 @@ wallets the caller may see, a wallet's balances on chain, and where its spending
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,8 +19,10 @@ from paygent.db.schema import wallets
 from paygent.domain.money import format_amount
 from paygent.domain.spending import SpendingPolicy
 
+WalletRow = sa.Row[uuid.UUID, str, str, datetime]  # id, name, address, created_at
 
-async def visible_wallets(conn: AsyncConnection, who: Principal) -> list[tuple[object, list[str]]]:
+
+async def visible_wallets(conn: AsyncConnection, who: Principal) -> list[tuple[WalletRow, list[str]]]:
     """(wallet row, the caller's grants on it) for every wallet the caller may see: admins and auditors all of
     the tenant's, anyone else (agents included) those they hold a grant on."""
     mine = await grants.grants_of(conn, who.user_id)

@@ -7,6 +7,7 @@ import httpx2
 from eth_account import Account
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types import TextContent
 
 
 async def mcp_payment(dev: dict, *, amount: str = "1") -> str:
@@ -18,7 +19,7 @@ async def mcp_payment(dev: dict, *, amount: str = "1") -> str:
         f"({dev['api_url']}/mcp, tools `pay` then `wait_for_payment`)"
     )
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def show_progress(progress: float, total: float | None, message: str | None) -> None:
         print(f"    progress: {message}")
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30, read=120))
@@ -27,12 +28,14 @@ async def mcp_payment(dev: dict, *, amount: str = "1") -> str:
             await mcp.initialize()
             paid = await mcp.call_tool("pay", {"to": to, "amount": amount, "memo": "demo: paid over MCP"})
             if paid.is_error:
-                print(f"    refused: {paid.content[0].text}")
+                print(f"    refused: {' '.join(c.text for c in paid.content if isinstance(c, TextContent))}")
                 return "refused"
             payment = paid.structured_content
             print(f"    payment {payment['id']}: {payment['status']}")
             done = await mcp.call_tool(
-                "wait_for_payment", {"payment_id": payment["id"], "timeout_seconds": 60}, progress_callback=progress
+                "wait_for_payment",
+                {"payment_id": payment["id"], "timeout_seconds": 60},
+                progress_callback=show_progress,
             )
     final = done.structured_content
     print(f"    {final['status']}: tx {final['tx_hash']} (audit channel `mcp`)")

@@ -31,10 +31,10 @@ def _bridge(upstream: ClientSession, init: types.InitializeResult) -> Server:
         return await upstream.list_tools(params=params)
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-        async def progress(done: float, total: float | None, message: str | None) -> None:
-            await ctx.session.report_progress(done, total, message)  # a no-op unless the client asked for it
+        async def forward_progress(progress: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(progress, total, message)  # a no-op unless the client asked for it
 
-        return await upstream.call_tool(params.name, params.arguments or {}, progress_callback=progress)
+        return await upstream.call_tool(params.name, params.arguments or {}, progress_callback=forward_progress)
 
     async def list_resources(ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
         return await upstream.list_resources(params=params)

@@ -62,6 +62,8 @@ APPROVER = allow(Role.approver)
 INITIATOR = allow(Role.requester, Role.approver)
 EDITOR = allow(Role.requester)
 router.include_router(approval_policies.router)
+# What `channel` (api.approval_http) answers: its CHANNELS; the request types also take `temporal`.
+HttpChannel = Literal["api", "cli"]
 # `timelocked` is the spelling before issue 10 (see paygent.domain.approval_state.LEGACY_TIME_LOCKED): still accepted
 StatusFilter = Literal["pending", "time_locked", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
 
@@ -208,7 +210,7 @@ async def approve(
     body: ApproveBody,
     who: Principal = Depends(APPROVER),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     request = ApproveRequest(
@@ -227,7 +229,7 @@ async def reject(
     body: DecisionBody | None = None,
     who: Principal = Depends(APPROVER),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     body = body or DecisionBody()
@@ -241,7 +243,7 @@ async def revoke(
     body: DecisionBody | None = None,
     who: Principal = Depends(APPROVER),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     body = body or DecisionBody()
@@ -255,7 +257,7 @@ async def cancel(
     body: DecisionBody | None = None,
     who: Principal = Depends(INITIATOR),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     body = body or DecisionBody()
@@ -269,7 +271,7 @@ async def delegate(
     body: DelegateBody,
     who: Principal = Depends(APPROVER),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     if body.until <= datetime.now(UTC):
@@ -296,7 +298,7 @@ async def edit_payment(
     body: EditBody,
     who: Principal = Depends(EDITOR),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: HttpChannel = Depends(channel),
     key: str | None = Depends(idempotency_key),
 ):
     """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""
@@ -312,12 +314,8 @@ async def edit_payment(
         ).first()
     if row is None:
         raise ApiError(404, "not_found", "payment not found")
-    changes = {
-        "amount_atomic": parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None,
-        "to": parse_address(body.to, field="to") if body.to is not None else None,
-        "memo": body.memo,
-        "clear_memo": "memo" in body.model_fields_set and body.memo is None,
-    }
+    amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
+    to = parse_address(body.to, field="to") if body.to is not None else None
     if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
         raise InvalidInput("body", "an edit changes at least one of amount, to, memo")
     try:
@@ -327,7 +325,14 @@ async def edit_payment(
             409, "not_awaiting_approval", f"payment is {row.status}: only a payment awaiting approval can be edited"
         ) from exc
     request = EditRequest(
-        actor=who.name, channel=via, reason=body.reason, operation_hash=body.operation_hash, **changes
+        actor=who.name,
+        channel=via,
+        reason=body.reason,
+        operation_hash=body.operation_hash,
+        amount_atomic=amount_atomic,
+        to=to,
+        memo=body.memo,
+        clear_memo="memo" in body.model_fields_set and body.memo is None,
     )
     answer = await decide(d, who, str(pid), Decision.edit, request, key, checked=True)
     return answer if not isinstance(answer, dict) else {"payment_id": str(pid), **answer}

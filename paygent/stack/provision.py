@@ -43,8 +43,11 @@ def app_role(cfg: StackConfig, owner_url: str, app_url: str | None = None) -> st
 
     from paygent.db.roles import APP_ROLE, grant_app_role
 
-    if app_url and urlsplit(app_url).username and urlsplit(app_url).username != urlsplit(owner_url).username:
-        role, password = urlsplit(app_url).username, unquote(urlsplit(app_url).password or "") or None
+    chosen = urlsplit(app_url) if app_url else None
+    role: str
+    password: str | None
+    if chosen is not None and chosen.username and chosen.username != urlsplit(owner_url).username:
+        role, password = chosen.username, unquote(chosen.password or "") or None
     else:
         path = cfg.home / "app-db.password"
         if not path.exists():

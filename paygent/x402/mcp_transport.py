@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, Tool
+from mcp_types import CallToolResult, RequestParamsMeta, Tool
 from x402.http.utils import decode_payment_signature_header
 from x402.mcp.constants import MCP_PAYMENT_META_KEY, MCP_PAYMENT_RESPONSE_META_KEY
 
@@ -62,7 +62,12 @@ def _payment_required(result: CallToolResult) -> dict[str, Any] | None:
 
 
 async def _call(
-    url: str, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, egress: EgressPolicy, timeout: float
+    url: str,
+    tool: str,
+    arguments: dict[str, Any],
+    meta: RequestParamsMeta | None,
+    egress: EgressPolicy,
+    timeout: float,
 ) -> CallToolResult:
     try:
         async with session(url, egress=egress, timeout=timeout) as s:
@@ -105,7 +110,9 @@ async def send(
 ) -> Response:
     """Call the tool with exactly the stored payment (the signed payload inside the stored header)."""
     payload = decode_payment_signature_header(stored.header_value).model_dump(by_alias=True, exclude_none=True)
-    return _response(await _call(url, tool, arguments, {MCP_PAYMENT_META_KEY: payload}, egress, timeout))
+    # RequestParamsMeta is an open TypedDict (PEP 728 `extra_items`), which mypy does not model yet
+    meta = cast(RequestParamsMeta, {MCP_PAYMENT_META_KEY: payload})
+    return _response(await _call(url, tool, arguments, meta, egress, timeout))
 
 
 def _response(result: CallToolResult) -> Response:

@@ -53,7 +53,7 @@ def _bridge(paid: Callable, handler: Callable[[dict, MCPToolContext], Awaitable[
             content=[TextContent(type="text", text=c.get("text", "")) for c in result.content],
             structured_content=result.structured_content,
             is_error=result.is_error,
-            _meta=result.meta or None,
+            meta=result.meta or None,
         )
 
     return call

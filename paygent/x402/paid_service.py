@@ -97,8 +97,9 @@ def resource_server(rpc_url: str, facilitator_private_key: str) -> x402ResourceS
     signer = FacilitatorWeb3Signer(private_key=facilitator_private_key, rpc_url=rpc_url)
     register_exact_evm_facilitator(facilitator, signer, networks=[NETWORK, OTHER_NETWORK])
     server = x402ResourceServer(facilitator)
-    server.register(NETWORK, ExactEvmServerScheme())
-    server.register(OTHER_NETWORK, ExactEvmServerScheme())
+    # x402 2.25 types ExactEvmServerScheme.payment_flows as a plain dict, not the protocol's PaymentFlowConfig
+    server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[arg-type]
+    server.register(OTHER_NETWORK, ExactEvmServerScheme())  # type: ignore[arg-type]
     return server
 
 
@@ -133,7 +134,8 @@ def create_paid_service(
             yield
 
     app = FastAPI(title="Paygent paid service (x402)", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.add_route("/mcp", StreamableHTTPASGIApp(paid_tools.session_manager), methods=["POST"])
+    # an ASGI app is a valid endpoint (Starlette's Route runs any non-function as one); the type names handlers only
+    app.add_route("/mcp", StreamableHTTPASGIApp(paid_tools.session_manager), methods=["POST"])  # type: ignore[arg-type]
 
     @app.get("/healthz")
     async def healthz() -> dict:
