@@ -34,7 +34,6 @@ from api.routes.approval_policies import PolicyIn
 from paygent.domain.payment import PaymentStatus
 from workflows.approval_types import Decision
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_=-]*$"  # empty: the first page

@@ -67,7 +67,3 @@ def new_api_key() -> str:
 def hash_api_key(api_key: str) -> str:
     """API keys are 256-bit random tokens, so a plain SHA-256 is a sound, indexable verifier."""
     return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -85,7 +85,7 @@ async def pay_and_watch(
     return final
 
 
-async def fetch_paid(http, dev, w3, *, url: str, max_amount: str, as_user: str = "alice") -> dict:
+async def fetch_paid(http, dev, *, url: str, max_amount: str, as_user: str = "alice") -> dict:
     """An x402 pay-per-request fetch through the API: the workflow probes, reserves, signs once, settles."""
     token = dev["token"]
     headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
@@ -227,7 +227,7 @@ async def run_demo() -> int:
             )
             await mcp_payment(dev)  # the same agent, through Paygent's MCP server
         if dev.get("x402_service_url"):
-            await fetch_paid(http, dev, w3, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
+            await fetch_paid(http, dev, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:
             await approved_payment(http, dev, w3)
         await stream_run_over_websocket(dev)

@@ -49,7 +49,7 @@ class AgentCreate(BaseModel):
     spending_policy: SpendingPolicyIn | None = None
 
 
-def agent_view(row, decimals: int) -> dict:
+def agent_view(row) -> dict:
     return {
         "id": str(row["id"]),
         "name": row["name"],
@@ -126,13 +126,13 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
 async def list_agents(who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         rows = await agents_db.list_agents(conn, who.tenant_id)
-    return {"items": [agent_view(r, d.settings.token_decimals) for r in rows]}
+    return {"items": [agent_view(r) for r in rows]}
 
 
 @router.get("/{agent_id}")
 async def get_one(agent_id: str, who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
-        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
+        return agent_view(await _agent_or_404(conn, who, agent_id))
 
 
 @router.put("/{agent_id}/spending-policy")
@@ -152,7 +152,7 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
             subject_id=str(row["id"]),
             data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")},
         )
-        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.token_decimals)
+        return agent_view(await _agent_or_404(conn, who, agent_id))
 
 
 async def forget_keys(d: Deps) -> None:

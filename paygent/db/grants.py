@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.schema import users, wallet_grants
 
 SPEND = "spend"
-PERMISSIONS = (SPEND,)
 
 
 async def has_grant(conn: AsyncConnection, user_id: uuid.UUID, wallet_id: uuid.UUID, permission: str = SPEND) -> bool:

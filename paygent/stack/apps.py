@@ -142,14 +142,6 @@ def launch_api(cfg: StackConfig, env: dict[str, str]) -> Callable[[], Piece]:
     return ready
 
 
-def api_health(api_url: str) -> dict | None:
-    """The API's own view of its dependencies (the summary anyone may read), for `status`."""
-    try:
-        return httpx.get(f"{api_url}/readyz", timeout=5).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
 def paid_service_answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=5).status_code == 200

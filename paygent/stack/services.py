@@ -272,7 +272,3 @@ def ensure_redis(cfg: StackConfig) -> tuple[Piece, str]:
     processes.wait_until(lambda: redis_answers(url), piece="Redis (private)", log=rec.log, timeout=20, proc=proc)
     rec = processes.remember(cfg, "redis", proc.pid, address=rec.address, log=Path(rec.log), url=url)
     return Piece.ours(rec), url
-
-
-def stop_redis(cfg: StackConfig) -> bool:
-    return processes.stop(cfg, "redis")
