@@ -27,7 +27,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, audit_log, webhooks
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.approval_policy import ApprovalPolicy
-from paygent.domain.channels import CLAIMABLE
+from paygent.domain.channels import CLAIMABLE, Channel
 from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
@@ -160,7 +160,7 @@ class ApprovalActivities:
             )
             return audit_id
 
-    def _proven_channel(self, record: DecisionRecord) -> tuple[str, dict[str, str]]:
+    def _proven_channel(self, record: DecisionRecord) -> tuple[Channel, dict[str, str]]:
         """`api`/`cli` only with the API's attestation for exactly this decision; otherwise `temporal` (the claim
         is kept beside it). A decision sent straight to Temporal cannot pass for one that came through the API."""
         if record.channel not in CLAIMABLE:
@@ -168,7 +168,7 @@ class ApprovalActivities:
         try:
             master_key = self._settings.master_key_bytes()
         except RuntimeError:  # no master key on this worker: nothing can be proven
-            return "temporal", {"claimed_channel": record.channel}
+            return Channel.temporal, {"claimed_channel": record.channel}
         expected = channel_attestation(
             master_key,
             approval_id=record.view.approval_id,
@@ -179,7 +179,7 @@ class ApprovalActivities:
         )
         if record.attestation and hmac.compare_digest(record.attestation, expected):
             return record.channel, {}
-        return "temporal", {"claimed_channel": record.channel}
+        return Channel.temporal, {"claimed_channel": record.channel}
 
     @activity.defn(name=ACT_PUBLISH)
     async def publish_event(self, event: ApprovalEvent) -> list[str]:

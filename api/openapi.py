@@ -71,12 +71,13 @@ PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-PaymentStatus = Literal[
+# The statuses inline in each schema (a Literal), not as an enum component of their own.
+PaymentStatusField = Literal[
     PaymentStatus.pending,
     PaymentStatus.awaiting_approval,
     PaymentStatus.time_locked,
     PaymentStatus.signing,
-    PaymentStatus.submitted,  # type: ignore
+    PaymentStatus.submitted,
     PaymentStatus.confirmed,
     PaymentStatus.failed,
     PaymentStatus.cancelled,
@@ -97,7 +98,7 @@ class ErrorBody(BaseModel):
 
 class PaymentAccepted(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: PaymentStatus
+    status: PaymentStatusField
     workflow_id: str
 
 
@@ -112,7 +113,7 @@ class X402Outcome(BaseModel):
 
 class Payment(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: PaymentStatus
+    status: PaymentStatusField
     kind: Literal["transfer", "x402"]
     amount: str = Field(json_schema_extra=DECIMAL)
     amount_atomic: str = Field(pattern=r"^[0-9]+$", description="integer string in the token's atomic units")
@@ -132,7 +133,7 @@ class Payment(BaseModel):
 
 class PaymentCancelled(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
-    status: PaymentStatus
+    status: PaymentStatusField
     failure_reason: str | None
 
 

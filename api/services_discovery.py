@@ -20,6 +20,7 @@ from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.paid_services import Offer, save_offer, service_view
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain.channels import Channel
 from paygent.egress import EgressPolicy, EgressRefused, require_allowed
 from paygent.x402 import client as x402c
 from paygent.x402 import mcp_transport
@@ -89,7 +90,7 @@ async def _mcp_offers(url: str, egress: EgressPolicy) -> list[tuple[str, dict | 
     return out
 
 
-async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel: str) -> dict:
+async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel: Channel) -> dict:
     """Register every acceptable offer at `url` for the caller's tenant (admins only); refused ones are listed.
 
     Raises 422 `no_acceptable_offer` when nothing could be registered, naming each reason."""

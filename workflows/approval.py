@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from paygent import search_attributes as keys
     from paygent.domain import approval_rules as rules
     from paygent.domain.approval_state import LEGACY_TIME_LOCKED, ApprovalStatus
+    from paygent.domain.channels import Channel
     from paygent.domain.errors import ErrorType
     from paygent.domain.text import scrub
     from workflows.approval_decisions import apply_decision
@@ -103,7 +104,7 @@ class ApprovalWorkflow:
                 await self._record(
                     "approval.requested",
                     inp.initiator,
-                    "system",
+                    Channel.system,
                     {"operation_hash": self._state.operation_hash, "tier": self._state.tier.describe()},
                 )
                 self._opened = True
@@ -123,7 +124,7 @@ class ApprovalWorkflow:
             await self._record(
                 "approval.decided",
                 "system",
-                "system",
+                Channel.system,
                 {
                     "status": self._state.status,
                     "decided_by": self._state.decided_by,
@@ -400,7 +401,7 @@ class ApprovalWorkflow:
         await self._record(
             "approval.signal_refused",
             scrub(actor[:200]),
-            "temporal",
+            Channel.temporal,
             scrub({"signal": kind, "type": refusal.type, "reason": refusal.reason, "body": shown}),
         )
 

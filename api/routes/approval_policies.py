@@ -22,6 +22,7 @@ from api.errors import ApiError
 from paygent.db import policies
 from paygent.db.accounts import Principal, find_user, get_wallet
 from paygent.domain.approval_policy import DAY, ApprovalPolicy, Tier
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 from paygent.domain.text import SafeText
@@ -171,7 +172,7 @@ async def get_tenant_policy(who: Principal = Depends(READ), d: Deps = Depends(de
 
 @router.put("/v1/approval-policy", openapi_extra=POLICY_BODY_DOC)
 async def put_tenant_policy(
-    raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: str = Depends(channel)
+    raw: Any = Body(...), who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: Channel = Depends(channel)
 ):
     """Applies to new operations; approvals already running keep the policy they started with."""
     decimals = d.settings.token_decimals
@@ -193,7 +194,7 @@ async def put_wallet_policy(
     raw: Any = Body(...),
     who: Principal = Depends(ADMIN),
     d: Deps = Depends(deps),
-    via: str = Depends(channel),
+    via: Channel = Depends(channel),
 ):
     decimals = d.settings.token_decimals
     async with d.engine.begin() as conn:
@@ -205,7 +206,7 @@ async def put_wallet_policy(
 
 @router.delete("/v1/wallets/{wallet_id}/approval-policy")
 async def delete_wallet_policy(
-    wallet_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: str = Depends(channel)
+    wallet_id: str, who: Principal = Depends(ADMIN), d: Deps = Depends(deps), via: Channel = Depends(channel)
 ):
     """Removes the override (idempotent): the wallet falls back to the tenant's policy, which is returned."""
     decimals = d.settings.token_decimals

@@ -38,6 +38,7 @@ from paygent.db.accounts import Principal, find_user
 from paygent.db.schema import approvals, payments
 from paygent.domain.addresses import parse_address
 from paygent.domain.approval_state import ApprovalStatus
+from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
@@ -62,8 +63,8 @@ APPROVER = allow(Role.approver)
 INITIATOR = allow(Role.requester, Role.approver)
 EDITOR = allow(Role.requester)
 router.include_router(approval_policies.router)
-# What `channel` (api.approval_http) answers: its CHANNELS; the request types also take `temporal`.
-HttpChannel = Literal["api", "cli"]
+# What `channel` (api.approval_http) answers: one of CLAIMABLE; the request types also take `temporal`.
+HttpChannel = Literal[Channel.api, Channel.cli]
 # `timelocked` is the spelling before issue 10 (see paygent.domain.approval_state.LEGACY_TIME_LOCKED): still accepted
 StatusFilter = Literal["pending", "time_locked", "timelocked", "approved", "rejected", "expired", "cancelled", "all"]
 

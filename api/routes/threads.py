@@ -62,7 +62,7 @@ async def thread_or_404(conn: AsyncConnection, who: Principal, thread_id: str, *
     return row
 
 
-async def create_thread(conn: AsyncConnection, who: Principal, title: str, channel: str = "api") -> uuid.UUID:
+async def create_thread(conn: AsyncConnection, who: Principal, title: str, channel: Channel = Channel.api) -> uuid.UUID:
     thread_id = uuid.uuid4()
     await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id, title=title))
     await append_audit(

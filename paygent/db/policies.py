@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.audit import append_audit
 from paygent.db.schema import approval_policies
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
+from paygent.domain.channels import Channel
 
 
 def _scope(tenant_id: uuid.UUID | str, wallet_id: uuid.UUID | str | None) -> sa.ColumnElement[bool]:
@@ -55,7 +56,7 @@ async def save_policy(
     policy: ApprovalPolicy,
     *,
     actor: str,
-    channel: str,
+    channel: Channel,
     wallet_id: uuid.UUID | str | None = None,
 ) -> None:
     """Create or replace the policy for this scope; audited with the previous one, in the caller's transaction.
@@ -98,7 +99,7 @@ async def delete_policy(
     tenant_id: uuid.UUID | str,
     *,
     actor: str,
-    channel: str,
+    channel: Channel,
     wallet_id: uuid.UUID | str | None = None,
 ) -> bool:
     """Remove a scope's policy (a wallet falls back to its tenant's); audited. False when none was stored."""
