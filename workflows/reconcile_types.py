@@ -20,12 +20,10 @@ ACT_SAFE_HEAD = "reconcile.safe_head"
 ACT_SETTLE_OPEN = "reconcile.settle_open"
 ACT_SCAN = "reconcile.scan_wallet"
 
-# Event types (audit actions too)
-SETTLED_LATE = "payment.settled_late"
+# Event types (audit actions too). A late settlement's actions are spelled where they are written, in
+# paygent/db/reconcile.py (`confirm_payment`): the database layer does not import workflows.
 AUTHORIZATION_EXPIRED = "payment.authorization_expired"
-SETTLED_BY_RECONCILER = "payment.reconciled"
 MISMATCH = "reconciliation.mismatch"
-OUTCOME_SETTLED_LATE = "settled_late"  # payments.details.outcome of a payment confirmed after it was closed
 
 
 class ReconcileInput(BaseModel):
