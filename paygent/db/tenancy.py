@@ -28,6 +28,10 @@ def _text(tenant_id: uuid.UUID | str) -> str:
     return str(uuid.UUID(str(tenant_id)))  # refuses anything that is not a UUID
 
 
+def current_tenant() -> str | None:
+    return _current.get()
+
+
 def use_tenant(tenant_id: uuid.UUID | str | None) -> None:
     """Scope the rest of this task (and tasks it starts) to a tenant; an API request does this once."""
     _current.set(None if tenant_id is None else _text(tenant_id))
