@@ -114,6 +114,8 @@ class AgentPaymentActivities:
             return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {exc}")
         if not p.wallet_id:
             return t.PreparedPayment(error="this run has no wallet to pay from")
+        token_address = self.settings.token_address
+        assert token_address is not None  # _parse refused the call when no token is configured
         payment_id = uuid.UUID(t.agent_payment_id(p.run_id, p.call.id))
         symbol, decimals = self.settings.token_symbol, self.settings.token_decimals
         async with self.engine.begin() as conn:
@@ -141,7 +143,7 @@ class AgentPaymentActivities:
                     idempotency_key=f"agent-run:{p.run_id}:{p.call.id}",
                     chain_id=self.settings.chain_id,
                     asset=symbol,
-                    token_address=self.settings.token_address,
+                    token_address=token_address,
                     to=to,
                     amount_atomic=amount_atomic,
                     memo=memo,

@@ -9,10 +9,12 @@ caller's channel, then a PaymentWorkflow is started (or joined) under an id deri
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 
 from api import cursor as cursors
 from api.authz import oversees, spendable_wallet
@@ -198,7 +200,7 @@ async def own_payment(d: Deps, who: Principal, payment_id: str):
 
 async def list_payments(
     d: Deps, who: Principal, *, limit: int, cursor: str | None = None, status: str | None = None
-) -> tuple[list, str | None]:
+) -> tuple[Sequence[RowMapping], str | None]:
     """Newest first: the caller's own payments; admins and auditors see the tenant's. (rows, next cursor)."""
     where = [payments.c.tenant_id == who.tenant_id]
     if not oversees(who):

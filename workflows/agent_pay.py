@@ -104,7 +104,7 @@ def who_must_act(approval: pt.ApprovalProgress) -> dict:
 def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
-    data = {
+    data: dict[str, Any] = {
         "payment_id": req.payment_id,
         "status": final.status,
         "asset": req.asset,

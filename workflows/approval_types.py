@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -70,9 +70,12 @@ class ApprovalInput(BaseModel):
         return str(uuid.UUID(value))  # the audit log and approvals table key tenants by UUID
 
 
+FinalStatus = Literal["approved", "rejected", "expired", "cancelled"]  # ApprovalStatus's members in APPROVAL_FINAL
+
+
 class ApprovalOutcome(BaseModel):
     approval_id: str
-    status: Literal["approved", "rejected", "expired", "cancelled"]
+    status: FinalStatus
     operation: Operation  # the final operation, after any edits: execute exactly this
     operation_hash: str
     approvals: list[ApprovalRecord]
@@ -87,8 +90,8 @@ def outcome_of(state: ApprovalState) -> ApprovalOutcome:
     """The outcome of a closed approval (its status is final, so decided_at/by and reason are set)."""
     return ApprovalOutcome(
         approval_id=state.approval_id,
-        status=state.status,
-        operation=state.operation,  # type: ignore[arg-type]
+        status=cast(FinalStatus, str(state.status)),
+        operation=state.operation,
         operation_hash=state.operation_hash,
         approvals=list(state.approvals),
         decided_by=state.decided_by or "system",

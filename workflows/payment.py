@@ -252,14 +252,16 @@ class PaymentWorkflow:
         waiting = asyncio.ensure_future(_result(child))
         shown_timelock = None
         while True:
-            await workflow.wait_condition(
-                lambda shown=shown_timelock: (
+
+            def moved(shown: str | None = shown_timelock) -> bool:
+                return (
                     waiting.done()
                     or self._cancel is not None
                     or self._timelocked_until != shown
                     or bool(self._approval_news)
                 )
-            )
+
+            await workflow.wait_condition(moved)
             news, self._approval_news = self._approval_news, []
             for progress in news:  # who approved, n of m: pass it on as it lands
                 await self._tell_parent("approval", progress)
@@ -308,6 +310,8 @@ class PaymentWorkflow:
 
     async def _x402_terms(self, req: PaymentRequest) -> PaymentRequest:
         """Ask the URL its price (nothing is signed); refuse what the wallet's x402 policy rules out."""
+        if req.url is None:  # the edge requires one; a request without it is refused, never retried
+            await self._end(PaymentStatus.refused, reason="url: an x402 payment needs the URL to pay for")
         try:
             probe: x.X402ProbeResult = await self._step(
                 x.ACT_X402_PROBE,

@@ -28,7 +28,7 @@ from paygent.db.payment_history import status_history
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
-from paygent.domain.payment import PAYMENT_TERMINAL
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentKind
 from paygent.domain.text import SafeText
 from workflows import payment_types as t
 
@@ -81,7 +81,7 @@ async def create_payment(
     spec = PaymentSpec(
         wallet_id=body.wallet_id,
         asset=body.asset,
-        kind=body.kind,
+        kind=PaymentKind(body.kind),
         memo=body.memo,
         to=getattr(body, "to", None),
         amount=getattr(body, "amount", None),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -133,7 +133,8 @@ async def load_events(
 
 async def read_live(redis: Redis, run_id: str, after_seq: int, block_ms: int) -> list[dict[str, Any]]:
     """Events after `after_seq` from the stream, waiting up to `block_ms` for the first one."""
-    answer = await redis.xread({stream_key(run_id): f"0-{after_seq}"}, block=block_ms, count=100)
+    # [(stream, [(entry id, {field: value})])]; redis-py types its answer as any RESP reply
+    answer = cast(list[Any], await redis.xread({stream_key(run_id): f"0-{after_seq}"}, block=block_ms, count=100))
     out: list[dict[str, Any]] = []
     for _key, entries in answer or []:
         for _entry_id, fields in entries:

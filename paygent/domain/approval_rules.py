@@ -140,10 +140,10 @@ def approve(
     free = [c for c in candidates if c not in state.approved_by]
     if not free:
         return None
-    if state.status == ApprovalStatus.time_locked:
+    if state.status == ApprovalStatus.time_locked and state.timelock_until is not None:
         raise Refusal(
             THRESHOLD_MET, f"the approvals are complete; the time-lock runs until {fmt_time(state.timelock_until)}"
-        )  # type: ignore[arg-type]
+        )
     record = ApprovalRecord(approver=actor, on_behalf_of=None if free[0] == actor else free[0], at=now, channel=channel)
     state.approvals.append(record)
     state.revision += 1
