@@ -31,6 +31,9 @@ from paygent.db.migrate import upgrade
 from paygent.netutil import free_port
 from paygent.paths import temporal_cli, temporal_test_server
 
+if os.environ.get("PAYGENT_RECORD_HISTORIES"):  # `make record-histories`: each test saves its workflows' histories
+    from tests.history_recorder import _recording_clients, record_histories  # noqa: F401  (fixtures)
+
 ADMIN_DATABASE_URL = os.environ.get(
     "PAYGENT_TEST_ADMIN_DATABASE_URL", os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )

@@ -63,7 +63,7 @@ async def ledger_equals_chain(http, dev, wallet_id: str, block: int = 0) -> bool
 
 async def assert_replays(client, *workflow_ids: str) -> None:
     """The current workflow code (the worker's replayer) replays these histories without a nondeterminism error."""
-    from tests.workflows.test_replay_before_push import replayer
+    from tests.workflows.replay_support import replayer
 
     for wid in workflow_ids:
         await replayer().replay_workflow(await client.get_workflow_handle(wid).fetch_history())

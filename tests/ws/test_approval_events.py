@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tests.api.helpers import auth, new_recipient, token_balance
-from tests.workflows.test_replay_before_push import replay_all
+from tests.workflows.replay_support import replay_all
 from tests.ws.conftest import APPROVERS, TIMELOCK_SECONDS
 from tests.ws.helpers import connect, events_of, finished, start, until
 

@@ -35,6 +35,14 @@ async def test_server_asking_more_than_the_cap_is_refused_and_nothing_moves(http
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 0
 
 
+async def test_a_url_that_asks_no_payment_ends_cancelled_and_nothing_moves(http, dev, paid_service, app_settings):
+    r = await create(http, dev, x402_body(dev, f"{paid_service.url}/healthz"))
+    final = await wait_final(http, dev, r.json()["id"])
+    assert final["status"] == "cancelled", final
+    assert "without asking for payment" in final["failure_reason"]
+    assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 0
+
+
 async def test_server_failing_after_payment_keeps_the_receipt(http, dev, paid_service, app_settings):
     r = await create(http, dev, x402_body(dev, f"{paid_service.url}/fail-after-pay"))
     final = await wait_final(http, dev, r.json()["id"])

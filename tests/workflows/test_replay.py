@@ -1,0 +1,155 @@
+"""Runs in flight at a deploy carry on: every history recorded under tests/workflows/histories/ replays on today's
+workflow code (the worker's workflows, sandbox, converter and interceptors) without a nondeterminism error.
+
+Each directory holds the histories one version of the code wrote (docs/ARCHITECTURE.md, "Changing workflow code"):
+- 64ccdf3/: every workflow's main paths, recorded by `make record-histories` at 64ccdf3 (before issue 10's
+  refactors of the vocabulary and PaymentWorkflow).
+- before_push/: recorded at ac6a27c, before payments pushed their progress to the parent run (patches
+  `agent-run-payment-push-v1`, `payment-progress-to-parent-v1`, `approval-progress-to-parent-v1`):
+  tests/agents/test_approvals.py and the time-lock tests of tests/approvals/test_approval_flow.py.
+- before_integrity/: an ApprovalWorkflow from before the signal-decisions gate (patch `signal-decisions-gate`),
+  recorded from a `git archive` of the branch point with stand-in activities (only their results are in history).
+
+The last test shows the rule the fixtures enforce on a throwaway workflow: a new timer without `workflow.patched`
+fails to replay an old history; behind the patch it replays, and new runs take the new path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Replayer, Worker
+from temporalio.workflow import NondeterminismError
+
+from tests.workflows.replay_support import HISTORIES_ROOT, fixture_files, load_history, replay_all, workflow_type
+
+# How many histories of each workflow type each directory holds: a lost or unreadable fixture fails here.
+EXPECTED = {
+    "64ccdf3": {"PaymentWorkflow": 21, "ApprovalWorkflow": 17, "AgentRunWorkflow": 8, "ReconcileWorkflow": 7},
+    "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
+    "before_integrity": {"ApprovalWorkflow": 1},
+}
+
+
+async def test_every_recorded_history_replays_on_todays_code():
+    directories = sorted(p for p in HISTORIES_ROOT.iterdir() if p.is_dir())
+    found = {d.name: dict(Counter(workflow_type(f) for f in fixture_files(d))) for d in directories}
+    assert found == EXPECTED
+    histories = [load_history(f) for d in directories for f in fixture_files(d)]
+    assert await replay_all(histories) == {}
+
+
+def test_the_pre_gate_approval_history_holds_the_signals_it_was_recorded_for():
+    (path,) = fixture_files(HISTORIES_ROOT / "before_integrity")
+    history = load_history(path)
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == ["approve", "approve", "cancel"]
+
+
+# --- the rule, shown on a throwaway approval gate: v1 waits for a decision with no bound; v2 bounds the wait
+# (a timer: a new command), which is the change planned for PaymentWorkflow's `_approval_gate`. Like the payment,
+# the gate does work while it waits (an approval's progress runs an activity): the recorded activity then meets
+# v2's timer where history has none. (A wait that ends before anything else is emitted would hide the timer: the
+# SDK drops a timer started and cancelled with no event. Do not rely on that; patch every new command.)
+
+BOUNDED_WAIT_PATCH = "demo-bounded-approval-wait"
+APPROVAL_TIMEOUT = timedelta(days=1)
+
+
+@activity.defn(name="gate_demo.record_progress")
+async def record_progress(note: str) -> str:
+    return note
+
+
+class _Gate:
+    def __init__(self) -> None:
+        self.decision: str | None = None
+
+    @workflow.signal
+    def decide(self, decision: str) -> None:
+        self.decision = decision
+
+    @workflow.signal
+    async def progress(self, note: str) -> None:
+        await workflow.execute_activity(record_progress, note, start_to_close_timeout=timedelta(seconds=10))
+
+    async def bounded_wait(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: self.decision is not None, timeout=APPROVAL_TIMEOUT)
+        except TimeoutError:
+            return "expired"
+        return self.decision or ""
+
+    async def unbounded_wait(self) -> str:
+        await workflow.wait_condition(lambda: self.decision is not None)
+        return self.decision or ""
+
+
+@workflow.defn(name="GateDemo", sandboxed=False)
+class GateV1(_Gate):
+    @workflow.run
+    async def run(self) -> str:
+        return await self.unbounded_wait()
+
+
+@workflow.defn(name="GateDemo", sandboxed=False)
+class GateV2Unpatched(_Gate):
+    @workflow.run
+    async def run(self) -> str:
+        return await self.bounded_wait()
+
+
+@workflow.defn(name="GateDemo", sandboxed=False)
+class GateV2Patched(_Gate):
+    @workflow.run
+    async def run(self) -> str:
+        if workflow.patched(BOUNDED_WAIT_PATCH):
+            return await self.bounded_wait()
+        return await self.unbounded_wait()
+
+
+async def _tasks_done(handle: WorkflowHandle, count: int) -> None:
+    """Until `count` workflow tasks have completed: each Signal then lands in a workflow task of its own."""
+    for _ in range(200):
+        events = (await handle.fetch_history()).events
+        if sum(e.HasField("workflow_task_completed_event_attributes") for e in events) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the run never completed {count} workflow tasks")
+
+
+async def _run(client: Client, gate: type[_Gate], decision: str | None) -> WorkflowHandle:
+    """A run of `gate`: waiting, told of one approval's progress, then given `decision` (None: nobody decides)."""
+    queue = f"gate-demo-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[gate], activities=[record_progress]):
+        handle = await client.start_workflow("GateDemo", id=f"gate-demo-{uuid.uuid4()}", task_queue=queue)
+        if decision is not None:
+            await _tasks_done(handle, 1)
+            await handle.signal("progress", "1 of 2 approvals")
+            await _tasks_done(handle, 3)  # the Signal's task, then the activity's result
+            await handle.signal("decide", decision)
+        await handle.result()
+    return handle
+
+
+async def test_a_new_timer_replays_an_old_history_only_behind_workflow_patched(time_skipping_env):
+    client = time_skipping_env.client
+    v1_history = await (await _run(client, GateV1, "approved")).fetch_history()
+
+    unpatched = await Replayer(workflows=[GateV2Unpatched]).replay_workflow(v1_history, raise_on_replay_failure=False)
+    assert isinstance(unpatched.replay_failure, NondeterminismError), unpatched.replay_failure
+    patched = await Replayer(workflows=[GateV2Patched]).replay_workflow(v1_history, raise_on_replay_failure=False)
+    assert patched.replay_failure is None, patched.replay_failure
+
+    # and a new run takes the new path: nobody decides, the day passes (time-skipping), the wait ends "expired"
+    new_run = await _run(client, GateV2Patched, None)
+    assert await new_run.result() == "expired"
