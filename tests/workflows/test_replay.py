@@ -16,10 +16,13 @@ fails to replay an old history; behind the patch it replays, and new runs take t
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib
 import uuid
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
@@ -27,6 +30,9 @@ from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
 from tests.workflows.replay_support import HISTORIES_ROOT, fixture_files, load_history, replay_all, workflow_type
+
+WORKFLOWS_DIR = Path(__file__).parents[2] / "workflows"
+PATCH_DOCS = Path(__file__).parents[2] / "docs" / "workflow-patches.md"
 
 # How many histories of each workflow type each directory holds: a lost or unreadable fixture fails here.
 EXPECTED = {
@@ -42,6 +48,18 @@ async def test_every_recorded_history_replays_on_todays_code():
     assert found == EXPECTED
     histories = [load_history(f) for d in directories for f in fixture_files(d)]
     assert await replay_all(histories) == {}
+
+
+def test_every_patch_id_in_the_workflows_is_listed_in_the_patch_docs():
+    ids = set()
+    for path in sorted(WORKFLOWS_DIR.glob("*.py")):
+        module = importlib.import_module(f"workflows.{path.stem}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("patched", "deprecate_patch"):
+                ids.add(eval(ast.unparse(node.args[0]), vars(module)))  # a literal or a constant's name
+    assert len(ids) >= 7
+    listed = PATCH_DOCS.read_text()
+    assert [i for i in sorted(ids) if f"| `{i}` |" not in listed] == []
 
 
 def test_the_pre_gate_approval_history_holds_the_signals_it_was_recorded_for():
