@@ -20,13 +20,19 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio import workflow
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest, ListOpenWorkflowExecutionsRequest
 from temporalio.client import Client
+
+from tests.workflows.replay_support import WORKER_WORKFLOWS, write_history
 
 RECORD_DIR_ENV = "PAYGENT_RECORD_HISTORIES"
 SERVERS = ("temporal_env", "time_skipping_env")
 MAX_PER_TYPE_AND_TEST = 3  # a test that starts fifty payments records three: the paths, not the load
 SETTLE_SECONDS = 5.0  # how long a test's open workflows get to close before their history is read
+
+# the names the worker registers them under (the SDK keeps a class's @workflow.defn on the class)
+WORKER_WORKFLOW_TYPES = {workflow._Definition.must_from_class(cls).name for cls in WORKER_WORKFLOWS}
 
 _listed: dict[int, set[tuple[str, str]]] = {}  # by client: executions already counted to an earlier test
 _written: set[str] = set()  # file names written in this session
@@ -46,17 +52,12 @@ async def record_histories(request: pytest.FixtureRequest, _recording_clients: l
     yield
     if not _recording_clients:
         return
-    from temporalio import workflow
-
-    from tests.workflows.replay_support import WORKER_WORKFLOWS, write_history
-
-    kept = {workflow._Definition.must_from_class(cls).name for cls in WORKER_WORKFLOWS}
     out = Path(os.environ[RECORD_DIR_ENV])
     for client in _recording_clients:
         new = await _new_executions(client)
         counts: dict[str, int] = {}
         for (workflow_id, run_id), (kind, _open) in new:
-            if kind not in kept or counts.get(kind, 0) >= MAX_PER_TYPE_AND_TEST:
+            if kind not in WORKER_WORKFLOW_TYPES or counts.get(kind, 0) >= MAX_PER_TYPE_AND_TEST:
                 continue
             counts[kind] = counts.get(kind, 0) + 1
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
