@@ -4,6 +4,8 @@ workflow code (the worker's workflows, sandbox, converter and interceptors) with
 Each directory holds the histories one version of the code wrote (docs/ARCHITECTURE.md, "Changing workflow code"):
 - 64ccdf3/: every workflow's main paths, recorded by `make record-histories` at 64ccdf3 (before issue 10's
   refactors of the vocabulary and PaymentWorkflow).
+- e672782/: the same tests at e672782, after those refactors: runs started on it take the new branch of
+  `approval-status-time-locked-v1`, and the next change to a workflow must replay them too.
 - before_push/: recorded at ac6a27c, before payments pushed their progress to the parent run (patches
   `agent-run-payment-push-v1`, `payment-progress-to-parent-v1`, `approval-progress-to-parent-v1`):
   tests/agents/test_approvals.py and the time-lock tests of tests/approvals/test_approval_flow.py.
@@ -37,6 +39,7 @@ PATCH_DOCS = Path(__file__).parents[2] / "docs" / "workflow-patches.md"
 # How many histories of each workflow type each directory holds: a lost or unreadable fixture fails here.
 EXPECTED = {
     "64ccdf3": {"PaymentWorkflow": 21, "ApprovalWorkflow": 17, "AgentRunWorkflow": 8, "ReconcileWorkflow": 7},
+    "e672782": {"PaymentWorkflow": 21, "ApprovalWorkflow": 17, "AgentRunWorkflow": 8, "ReconcileWorkflow": 7},
     "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
     "before_integrity": {"ApprovalWorkflow": 1},
 }
