@@ -28,7 +28,6 @@ from tests.workflows.replay_support import WORKER_WORKFLOWS, write_history
 
 RECORD_DIR_ENV = "PAYGENT_RECORD_HISTORIES"
 SERVERS = ("temporal_env", "time_skipping_env")
-MAX_PER_TYPE_AND_TEST = 3  # a test that starts fifty payments records three: the paths, not the load
 SETTLE_SECONDS = 5.0  # how long a test's open workflows get to close before their history is read
 
 # the names the worker registers them under (the SDK keeps a class's @workflow.defn on the class)
@@ -55,11 +54,12 @@ async def record_histories(request: pytest.FixtureRequest, _recording_clients: l
     out = Path(os.environ[RECORD_DIR_ENV])
     for client in _recording_clients:
         new = await _new_executions(client)
-        counts: dict[str, int] = {}
+        recorded: set[str] = set()
         for (workflow_id, run_id), (kind, _open) in new:
-            if kind not in WORKER_WORKFLOW_TYPES or counts.get(kind, 0) >= MAX_PER_TYPE_AND_TEST:
+            # the first run of each type: a test of fifty payments records their path once, not their load
+            if kind not in WORKER_WORKFLOW_TYPES or kind in recorded:
                 continue
-            counts[kind] = counts.get(kind, 0) + 1
+            recorded.add(kind)
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
             write_history(out / _file_name(kind, request.node.name), history)
 

@@ -38,8 +38,8 @@ PATCH_DOCS = Path(__file__).parents[2] / "docs" / "workflow-patches.md"
 
 # How many histories of each workflow type each directory holds: a lost or unreadable fixture fails here.
 EXPECTED = {
-    "64ccdf3": {"PaymentWorkflow": 21, "ApprovalWorkflow": 17, "AgentRunWorkflow": 8, "ReconcileWorkflow": 7},
-    "e672782": {"PaymentWorkflow": 21, "ApprovalWorkflow": 17, "AgentRunWorkflow": 8, "ReconcileWorkflow": 7},
+    "64ccdf3": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
+    "e672782": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
     "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
     "before_integrity": {"ApprovalWorkflow": 1},
 }
