@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import agent_activities
@@ -98,6 +98,15 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+# What the worker runs and how: the replay tests and the workflow unit tests use the same lists.
+WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS]
+
+
+def interceptors() -> list[Interceptor]:
+    """Data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)."""
+    return [DataErrorInterceptor(), TenantInterceptor()]
+
+
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
     payments = PaymentActivities(engine)
     chain = ChainActivities(
@@ -115,9 +124,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         task_queue=settings.task_queue,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_seconds),
         workflow_runner=workflow_runner(),
-        # data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)
-        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
-        workflows=[PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS],
+        interceptors=interceptors(),
+        workflows=WORKFLOWS,
         activities=[
             payments.reserve,
             payments.mark_status,

@@ -14,18 +14,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.approvals import APPROVAL_WORKFLOWS
-from workers.data_errors import DataErrorInterceptor
-from workers.main import workflow_runner
-from workers.tenant_context import TenantInterceptor
-from workflows.agent_run import AgentRunWorkflow
-from workflows.payment import PaymentWorkflow
-from workflows.reconcile import ReconcileWorkflow
+from workers.main import WORKFLOWS, interceptors, workflow_runner
 
 HISTORIES_ROOT = Path(__file__).parent / "histories"
 
-# The same list as workers/main.py `build_worker`: a workflow the worker runs must be replayable here.
-WORKER_WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS]
+WORKER_WORKFLOWS = WORKFLOWS  # every workflow the worker runs must be replayable here
 
 
 def replayer() -> Replayer:
@@ -33,7 +26,7 @@ def replayer() -> Replayer:
         workflows=WORKER_WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
-        interceptors=[DataErrorInterceptor(), TenantInterceptor()],
+        interceptors=interceptors(),
     )
 
 

@@ -23,21 +23,16 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.approvals import APPROVAL_WORKFLOWS
 from paygent.db.tenancy import current_tenant
 from paygent.domain import agent_run as ar
 from paygent.domain import payment as dp
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
 from paygent.domain.payment import PaymentStatus
-from workers.data_errors import DataErrorInterceptor
-from workers.main import workflow_runner
-from workers.tenant_context import TenantInterceptor
+from workers.main import WORKFLOWS, interceptors, workflow_runner
 from workflows import agent_types as at
 from workflows import approval_types as ap
 from workflows import payment_types as pt
 from workflows import x402_types as x
-from workflows.agent_run import AgentRunWorkflow
-from workflows.payment import PaymentWorkflow
 
 UNIT = 10**6  # USDC has 6 decimals
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -267,13 +262,6 @@ class Stubs:
             *(s.emit_event, s.llm_step, s.run_tool, s.record_tool_result),
             *(s.prepare_payment, s.payment_status, s.cancel_payment),
         ]
-
-
-WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, *APPROVAL_WORKFLOWS]  # as workers/main.py registers them
-
-
-def interceptors() -> list[Any]:
-    return [DataErrorInterceptor(), TenantInterceptor()]  # as workers/main.py's build_worker
 
 
 @asynccontextmanager

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
-from temporalio.worker import Replayer
 
 from paygent.domain import payment as dp
 from paygent.domain.agent_run import EventType, RunStatus
 from paygent.domain.payment import PaymentStatus
 from paygent.llm.types import ToolCall
+from tests.workflows.replay_support import replayer
 from tests.workflows.unit.agent_runs import (
     calls_tools,
     cancels_the_payment,
@@ -31,15 +30,12 @@ from tests.workflows.unit.stubs import (
     SELLER,
     TX_HASH,
     UNIT,
-    WORKFLOWS,
     X402_TX,
     Stubs,
     Turns,
     answer,
-    interceptors,
     payment_request,
 )
-from workers.main import workflow_runner
 from workflows import agent_types as at
 from workflows import approval_types as ap
 from workflows import payment_types as pt
@@ -48,15 +44,6 @@ from workflows import x402_types as x
 URL = "https://api.example/report"
 TOOL_START = [EventType.agent_started, EventType.agent_thinking, EventType.agent_thinking, EventType.tool_executing]
 TOOL_END = [EventType.agent_thinking, EventType.agent_thinking, EventType.agent_completed]
-
-
-def replayer() -> Replayer:
-    return Replayer(
-        workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
-        interceptors=interceptors(),
-    )
 
 
 def model_pays(amount: str) -> Turns:
