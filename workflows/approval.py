@@ -75,6 +75,10 @@ GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
 # such activity, so they replay without it.
 PATCH_SIGNAL_GATE = "signal-decisions-gate"
+# A cancel request that lands in the same activation as a completed Signal to the parent is consumed by that
+# Signal's await (the SDK lets a finished operation decide): the approval then waited out its deadline instead of
+# ending `cancelled`. It is now checked before every wait; runs from before replay without the check.
+PATCH_LATE_CANCEL = "approval-honours-a-late-cancel"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -111,6 +115,7 @@ class ApprovalWorkflow:
                 await self._tell_parent("opened", None)
             self._notify_later("approval.requested")
             while self._state.status not in rules.APPROVAL_FINAL:
+                self._honour_cancel()
                 if self._state.status == ApprovalStatus.pending:
                     await self._wait_for_decision()
                 else:
@@ -158,6 +163,7 @@ class ApprovalWorkflow:
         until = self._state.timelock_until
         assert until is not None
         await self._tell_parent_timelocked(until)
+        self._honour_cancel()  # a cancel consumed by that Signal's await must not let the time-lock approve
         remaining = (until - workflow.now()).total_seconds()
         if remaining > 0:
             try:
@@ -171,6 +177,11 @@ class ApprovalWorkflow:
                 pass
         async with self._lock:
             rules.end_timelock(self._state, workflow.now())
+
+    def _honour_cancel(self) -> None:
+        """Raise the cancellation a completed await swallowed (see PATCH_LATE_CANCEL); `run` ends `cancelled`."""
+        if workflow.cancellation_reason() is not None and workflow.patched(PATCH_LATE_CANCEL):
+            raise asyncio.CancelledError()
 
     def _pushes_progress(self) -> bool:
         """Approvals opened before the progress patch keep their old command sequence when replayed."""
