@@ -29,8 +29,6 @@ from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
 from paygent.domain.payment import (
-    PAYMENT_CANCELLABLE,
-    PAYMENT_TERMINAL,
     ZERO_ADDRESS,
     PaymentKind,
     PaymentStatus,
@@ -40,7 +38,6 @@ from paygent.payment_start import start_payment_workflow
 from paygent.settings import Settings
 
 PAYMENT_NAMESPACE = uuid.UUID("6f1c2a52-8f0e-4d7e-9a55-0c1b5e1d2a10")
-STATUSES = PAYMENT_CANCELLABLE | PAYMENT_TERMINAL | {PaymentStatus.signing, PaymentStatus.submitted}
 
 
 @dataclass(frozen=True)
@@ -206,8 +203,8 @@ async def list_payments(
     if not oversees(who):
         where.append(payments.c.requested_by == who.user_id)
     if status:
-        if status not in STATUSES:
-            raise InvalidInput("status", f"unknown status {status!r}; one of {', '.join(sorted(STATUSES))}")
+        if status not in set(PaymentStatus):
+            raise InvalidInput("status", f"unknown status {status!r}; one of {', '.join(sorted(PaymentStatus))}")
         where.append(payments.c.status == status)
     if cursor:
         at, after = cursors.decode(cursor)

@@ -19,8 +19,6 @@ from paygent import search_attributes as sattr
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PAYMENT_WORKFLOW, PaymentKind, PaymentRequest, PaymentStatus, payment_workflow_id
 
-INT64_MAX = 2**63 - 1  # an Int search attribute holds int64: larger amounts show as this (display and ranges only)
-
 
 async def start_payment_workflow(
     client: Client, task_queue: str, req: PaymentRequest, wallet_name: str
@@ -44,7 +42,7 @@ async def start_payment_workflow(
                     SearchAttributePair(sattr.TENANT, req.tenant_id),
                     SearchAttributePair(sattr.KIND, str(req.kind)),
                     SearchAttributePair(sattr.ASSET, req.asset),
-                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, INT64_MAX)),
+                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, sattr.INT64_MAX)),
                 ]
             ),
             static_summary=f"Pay {label} from {wallet_name}"

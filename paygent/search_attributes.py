@@ -12,8 +12,10 @@ STATUS = SearchAttributeKey.for_keyword("PaygentStatus")
 TENANT = SearchAttributeKey.for_keyword("PaygentTenant")
 KIND = SearchAttributeKey.for_keyword("PaygentKind")
 ASSET = SearchAttributeKey.for_keyword("PaygentAsset")
-# Atomic units; an Int search attribute holds int64, ample for display and range queries.
+# Atomic units; an Int search attribute holds int64, ample for display and range queries: a larger amount shows
+# as INT64_MAX.
 AMOUNT = SearchAttributeKey.for_int("PaygentAmount")
+INT64_MAX = 2**63 - 1
 APPROVAL_STATE = SearchAttributeKey.for_keyword("PaygentApprovalState")
 APPROVALS_HAD = SearchAttributeKey.for_int("PaygentApprovalsHad")
 APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")

@@ -218,7 +218,7 @@ class PaymentTool:
                         SearchAttributePair(sa.TENANT, req.tenant_id),
                         SearchAttributePair(sa.KIND, req.kind),
                         SearchAttributePair(sa.ASSET, req.asset),
-                        SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, 2**63 - 1)),
+                        SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, sa.INT64_MAX)),
                     ]
                 ),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "

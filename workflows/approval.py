@@ -64,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
 
-INT64_MAX = 2**63 - 1
 PROGRESS_CHANGES: dict[Decision, ProgressChange] = {
     Decision.approve: "approved",
     Decision.revoke: "revoked",
@@ -507,7 +506,7 @@ class ApprovalWorkflow:
                 keys.APPROVALS_HAD.value_set(len(s.approvals)),
                 keys.APPROVALS_NEEDED.value_set(s.approvals_needed),
                 keys.TENANT.value_set(s.tenant_id),
-                keys.AMOUNT.value_set(min(s.operation.amount_atomic, INT64_MAX)),
+                keys.AMOUNT.value_set(min(s.operation.amount_atomic, keys.INT64_MAX)),
                 keys.ASSET.value_set(s.operation.asset),
             ]
         )

@@ -21,11 +21,9 @@ from api.deps import Deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.tenancy import use_tenant
-from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 
 PRINCIPAL_STATE = "paygent_principal"
-CHANNEL = Channel.mcp
 
 P = ParamSpec("P")
 R = TypeVar("R")

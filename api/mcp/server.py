@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
 from api.mcp import outcomes
-from api.mcp.caller import CHANNEL, caller, tool_errors
+from api.mcp.caller import caller, tool_errors
 from api.payment_service import PaymentSpec, own_payment, payment_view, start_payment
 from api.payment_service import list_payments as list_rows
 from api.services_discovery import discover
@@ -25,6 +25,7 @@ from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
 from paygent.db.grants import SPEND
 from paygent.db.paid_services import find_service, list_services, service_view
 from paygent.db.tenancy import tenant_scope, tenant_transaction
+from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
 
@@ -141,7 +142,7 @@ def build_server() -> MCPServer:
         spec = PaymentSpec(
             wallet_id=await _spend_wallet(d, who, wallet_id), asset=asset, to=to, amount=amount, memo=memo
         )
-        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
+        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
         row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.MOVED, timeout=PAY_WAIT_SECONDS, ctx=ctx)
         return await outcomes.answer(d, row)
 
@@ -166,7 +167,7 @@ def build_server() -> MCPServer:
             url=url,
             max_amount=max_amount,
         )
-        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
+        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
         return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
 
     @mcp.tool(
@@ -198,7 +199,7 @@ def build_server() -> MCPServer:
             mcp_tool=entry["tool"],
             mcp_arguments=arguments,
         )
-        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=CHANNEL)
+        row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
         return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
 
     @mcp.tool(
@@ -260,7 +261,7 @@ def build_server() -> MCPServer:
         ctx: Context, url: str, transport: Annotated[str, Field("http", pattern="^(http|mcp)$")] = "http"
     ) -> dict[str, Any]:
         d, who = caller(ctx)
-        return await discover(d, who, url, transport=transport, channel=CHANNEL)
+        return await discover(d, who, url, transport=transport, channel=Channel.mcp)
 
     @mcp.tool(
         description="Remember a short text value under a key (your own memory; optional namespace and ttl_seconds)."

@@ -48,6 +48,9 @@ def _chain_for_transaction(conn: AsyncConnection, chosen: str) -> str:
     return chosen
 
 
+AUDIT_CHANNELS = frozenset(Channel)
+
+
 async def append_audit(
     conn: AsyncConnection,
     *,
@@ -61,7 +64,7 @@ async def append_audit(
     at: datetime | None = None,
 ) -> int:
     """Append one row inside the caller's transaction; returns its id."""
-    if channel not in set(Channel):
+    if channel not in AUDIT_CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(Channel)}, not {channel!r}")
     chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type, str(subject_id)))
     await conn.execute(

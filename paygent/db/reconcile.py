@@ -20,10 +20,10 @@ from paygent.db.ledger import wallet_account, write_payment_entries
 from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.domain.channels import Channel
-from paygent.domain.payment import RECEIPT_WAIT_GAVE_UP, PaymentStatus
+from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
 # statuses that said "nothing was paid"
-CLOSED_UNPAID = (PaymentStatus.cancelled, PaymentStatus.refused, PaymentStatus.failed)
+CLOSED_UNPAID = tuple(sorted(PAYMENT_TERMINAL - {PaymentStatus.confirmed}))
 
 
 async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:
