@@ -6,6 +6,8 @@ Each directory holds the histories one version of the code wrote (docs/ARCHITECT
   refactors of the vocabulary and PaymentWorkflow).
 - e672782/: the same tests at e672782, after those refactors: runs started on it take the new branch of
   `approval-status-time-locked-v1`, and the next change to a workflow must replay them too.
+- f9d234a/: the same tests at f9d234a, the code the hot-path, follower, decisions and cancellation work changed:
+  every workflow change made after it replays these.
 - before_push/: recorded at ac6a27c, before payments pushed their progress to the parent run (patches
   `agent-run-payment-push-v1`, `payment-progress-to-parent-v1`, `approval-progress-to-parent-v1`):
   tests/agents/test_approvals.py and the time-lock tests of tests/approvals/test_approval_flow.py.
@@ -40,6 +42,7 @@ PATCH_DOCS = Path(__file__).parents[2] / "docs" / "workflow-patches.md"
 EXPECTED = {
     "64ccdf3": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
     "e672782": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
+    "f9d234a": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
     "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
     "before_integrity": {"ApprovalWorkflow": 1},
 }
