@@ -26,6 +26,7 @@ from paygent.chain.token import balance_of
 from paygent.db.accounts import get_wallet
 from paygent.db.paid_services import list_services, service_view
 from paygent.domain.money import format_amount
+from paygent.memory.embedding import embedder_from_settings
 from paygent.settings import Settings
 from workflows import agent_types as t
 
@@ -88,7 +89,7 @@ class AgentToolActivities:
         }
 
     async def _memory(self, inv: t.ToolInvocation) -> dict[str, Any]:
-        memory = Memory(self.engine, self.redis, inv.tenant_id, inv.user_id)
+        memory = Memory(self.engine, self.redis, inv.tenant_id, inv.user_id, embedder_from_settings(self.settings))
         args = inv.call.arguments
         if inv.call.name == "memory_set":
             return await memory.set(SetArgs.model_validate(args))

@@ -24,6 +24,7 @@ from api.routes import (
     approvals,
     audit,
     health,
+    memory,
     paid_services,
     payments,
     reconciliation,
@@ -99,6 +100,7 @@ def create_app(
     app.include_router(ws.router)  # GET /v1/ws: agent runs over a WebSocket
     app.include_router(reconciliation.router)
     app.include_router(paid_services.router)
+    app.include_router(memory.router)  # /v1/memory: items, search, partitions, recall, stats, grants
     app.include_router(mcp_route.router(mcp))  # MCP over Streamable HTTP at /mcp
     docs.install(app)
     openapi.install(app)

@@ -28,6 +28,7 @@ from paygent.db.tenancy import tenant_scope, tenant_transaction
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
+from paygent.memory.embedding import embedder_from_settings
 
 INSTRUCTIONS = (
     "Paygent holds the wallets you may spend from. Every payment goes through spending limits and, above some "
@@ -276,9 +277,9 @@ def build_server() -> MCPServer:
     ) -> dict[str, Any]:
         d, who = caller(ctx)
         with tenant_scope(who.tenant_id):
-            return await Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id)).set(
-                SetArgs(key=key, value=value, namespace=namespace, ttl_seconds=ttl_seconds)
-            )
+            return await Memory(
+                d.engine, d.redis, str(who.tenant_id), str(who.user_id), embedder_from_settings(d.settings)
+            ).set(SetArgs(key=key, value=value, namespace=namespace, ttl_seconds=ttl_seconds))
 
     @mcp.tool(
         description="Recall what you remembered: the value under `key`, or every key starting with "
@@ -289,7 +290,7 @@ def build_server() -> MCPServer:
         ctx: Context, key: str | None = None, prefix: str = "", namespace: str = "default"
     ) -> dict[str, Any]:
         d, who = caller(ctx)
-        memory = Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id))
+        memory = Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id), embedder_from_settings(d.settings))
         with tenant_scope(who.tenant_id):
             if key is not None:
                 return await memory.get(GetArgs(key=key, namespace=namespace))

@@ -1,4 +1,4 @@
-"""Tables for agent runs: threads and their messages (the transcript), runs, LLM steps, events, memory, services.
+"""Tables for agent runs: threads and their messages (the transcript), runs, LLM steps, events, services (memory: paygent/db/memory_schema.py).
 
 The transcript lives here rather than in Temporal history: a workflow carries ids and short summaries, and an
 activity rebuilds the LLM request from these rows. Idempotency is enforced by keys, not by hope:
@@ -98,18 +98,6 @@ agent_events = sa.Table(
 )
 
 # Key-value memory per (tenant, user, namespace); expired rows are invisible and pruned on write.
-agent_memory = sa.Table(
-    "agent_memory",
-    metadata,
-    sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), primary_key=True),
-    sa.Column("namespace", sa.Text, primary_key=True),
-    sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-    _ts("updated_at"),
-)
-
 # A small registry of paid (x402) services an agent may use; tenant_id NULL = offered to every tenant.
 # Discovery (api/services_discovery.py, migration 0009) fills network, recipient and, for MCP, the tool.
 paid_services = sa.Table(

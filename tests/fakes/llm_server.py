@@ -17,6 +17,7 @@ Use from any test package's conftest.py:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import threading
 import time
@@ -66,6 +67,12 @@ class Fail:
 
 
 Answer = Reply | Fail
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """What the fake's /v1/embeddings answers: numbers from the text's SHA-256, the same for the same text."""
+    seed = hashlib.sha256(text.encode()).digest()
+    return [((seed[i % 32] + i) % 17 - 8) / 8 for i in range(dimensions)]
 
 
 def text(answer: str) -> Reply:
@@ -171,6 +178,19 @@ class FakeLlmServer:
         @app.post("/v1/messages")
         async def anthropic_messages(request: Request) -> JSONResponse:
             return await self._answer("anthropic", request)
+
+        @app.post("/v1/embeddings")
+        async def openai_embeddings(request: Request) -> JSONResponse:
+            body = await request.json()
+            with self._lock:
+                self._seen.append(SeenRequest("openai", request.url.path, dict(request.headers), body))
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            dims = int(body.get("dimensions") or 1536)
+            data = [
+                {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)} for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+            return JSONResponse({"object": "list", "data": data, "model": body["model"], "usage": usage})
 
         @app.post("/v1/chat/completions")
         async def openai_chat(request: Request) -> JSONResponse:
