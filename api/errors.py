@@ -42,7 +42,9 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         # drop the request part and the union tag ("transfer"/"x402") from the error's location
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "transfer", "x402")]
+        where, *rest = first.get("loc", ()) or ("body",)
+        rest = rest if where in ("body", "query", "path", "header") else [where, *rest]
+        loc = [str(p) for p in rest if p not in ("transfer", "x402")]  # the part of the request, the union tag
         field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or "body"  # loc: a position
         message = f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body("invalid_input", message, field), status_code=422)

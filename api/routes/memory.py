@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.authz import Role, allow
 from api.deps import Deps, deps
@@ -22,33 +22,45 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import users
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
+from paygent.domain.text import SafeText
 from paygent.memory.access import Access, MemoryForbidden, resolve, set_grant
 from paygent.memory.embedding import embedder_from_settings
 from paygent.memory.recall import MAX_K, recall
 from paygent.memory.scope import compile_pattern
-from paygent.memory.store import PAGE_MAX, MemoryStore, Place, Unavailable, VersionConflict
+from paygent.memory.store import PAGE_MAX, MemoryStore, Place, Unavailable, VersionConflict, encode_value
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])
 ANYONE = allow(Role.requester, Role.approver, Role.admin, Role.auditor, agents=True)
-Scope = str | list[str] | None
+
+
+def _joined(value: Any) -> Any:
+    """A scope may be sent as ["a", "b"] or "a/b"; both are read as "a/b" (a segment holding "/" is refused)."""
+    if isinstance(value, list):
+        if not all(isinstance(p, str) and "/" not in p for p in value):
+            raise ValueError("a scope's segments are strings without '/'")
+        return "/".join(value)
+    return value
+
+
+Scope = Annotated[SafeText | None, BeforeValidator(_joined)]
 SCOPE_QUERY = Query(None, max_length=600, description="a/b; omitted: your private scope private/default")
 
 
 class PutItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Scope = None
-    key: str = Field(max_length=200)
+    key: SafeText = Field(max_length=200)
     value: Any
     ttl_seconds: int | None = Field(None, ge=1, le=366 * 86400)
     refresh_ttl_on_read: bool = False
-    partition: str = Field("", max_length=64)
+    partition: SafeText = Field("", max_length=64)
     if_version: int | None = Field(None, ge=0, le=2**63 - 1, description="0: only if the key does not exist")
 
 
 class Recall(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Scope = None
-    query: str = Field(min_length=1, max_length=8000)
+    query: SafeText = Field(min_length=1, max_length=8000)
     k: int = Field(5, ge=1, le=MAX_K)
     filter: dict[str, Any] | None = None
 
@@ -56,14 +68,14 @@ class Recall(BaseModel):
 class Memorize(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Scope = None
-    text: str = Field(min_length=1, max_length=8000)
+    text: SafeText = Field(min_length=1, max_length=8000)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class Grant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scope: str = Field(max_length=600)
-    agent: str = Field(max_length=200, description="the agent's name or id")
+    scope: SafeText = Field(max_length=600)
+    agent: SafeText = Field(max_length=200, description="the agent's name or id")
     access: Access
 
 
@@ -92,6 +104,7 @@ def _filter(text: str | None) -> dict[str, Any] | None:
         raise InvalidInput("filter", 'must be a JSON object, e.g. {"status": "open"}') from None
     if not isinstance(value, dict):
         raise InvalidInput("filter", 'must be a JSON object, e.g. {"status": "open"}')
+    encode_value(value, "filter")
     return value
 
 

@@ -80,7 +80,13 @@ def encode_value(value: Any, field: str = "value") -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(field, f"must be a JSON value ({exc})") from None
-    if len(text.encode()) > MAX_VALUE_BYTES:
+    if "\\u0000" in json.dumps(value):
+        raise InvalidInput(field, "holds a NUL character, which cannot be stored")
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput(field, "holds an unpaired surrogate, which is not text") from None
+    if size > MAX_VALUE_BYTES:
         raise InvalidInput(field, f"is larger than {MAX_VALUE_BYTES} bytes as JSON")
     return text
 
