@@ -22,6 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.agents import agent_activities
 from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
 from activities.chain import ChainActivities
+from activities.memory import MemoryActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.x402 import X402Activities
@@ -31,6 +32,7 @@ from paygent.settings import Settings, get_settings
 from workers.data_errors import DataErrorInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
+from workflows.memory_cleanup import MemoryCleanupWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
@@ -77,6 +79,7 @@ PURE_WORKFLOW_MODULES = (
     "workflows.approval_decisions",
     "paygent.search_attributes",
     "workflows.tenant_header",
+    "workflows.memory_types",
 )
 
 
@@ -99,7 +102,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 # What the worker runs and how: the replay tests and the workflow unit tests use the same lists.
-WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, *APPROVAL_WORKFLOWS]
+WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, MemoryCleanupWorkflow, *APPROVAL_WORKFLOWS]
 
 
 def interceptors() -> list[Interceptor]:
@@ -137,6 +140,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             *ReconcileActivities(engine, settings).activities(),
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),
+            MemoryActivities(engine).prune_expired,
         ],
     )
 

@@ -40,20 +40,23 @@ def ensure_reconcile_schedule(address: str, task_queue: str, interval_seconds: i
     """Create or update the schedule; returns "created" or "updated"."""
     if interval_seconds < 1:
         raise StackError("PAYGENT_RECONCILE_INTERVAL_SECONDS must be at least 1")
+    return create_or_update(address, _args(address, task_queue, interval_seconds), "reconcile")
+
+
+def create_or_update(address: str, args: list[str], what: str) -> str:
+    """`temporal schedule create`, or `update` when it exists; returns "created" or "updated"."""
     cli = str(temporal_cli())
-    args = _args(address, task_queue, interval_seconds)
     made = subprocess.run([cli, "schedule", "create", *args], capture_output=True, text=True, timeout=30)
     if made.returncode == 0:
         return "created"
     if "already" not in (made.stderr + made.stdout).lower():
         raise StackError(
-            f"Temporal at {address}: could not create the reconcile schedule: "
-            f"{(made.stderr or made.stdout).strip()[-500:]}"
+            f"Temporal at {address}: could not create the {what} schedule: {(made.stderr or made.stdout).strip()[-500:]}"
         )
     updated = subprocess.run([cli, "schedule", "update", *args], capture_output=True, text=True, timeout=30)
     if updated.returncode != 0:
         raise StackError(
-            f"Temporal at {address}: could not update the reconcile schedule: "
+            f"Temporal at {address}: could not update the {what} schedule: "
             f"{(updated.stderr or updated.stdout).strip()[-500:]}"
         )
     return "updated"

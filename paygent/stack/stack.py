@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from paygent.memory.pgvector import ensure_pgvector
 from paygent.netutil import port_open
 from paygent.stack import apps, processes, provision, servers, services
 from paygent.stack.config import StackConfig
+from paygent.stack.memory_schedule import ensure_memory_cleanup_schedule
 from paygent.stack.processes import Piece
 from paygent.stack.reconcile_schedule import ensure_reconcile_schedule
 
@@ -51,7 +53,23 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     interval = reconcile_interval()
     done = ensure_reconcile_schedule(cfg.temporal_address, env.get("PAYGENT_TASK_QUEUE") or apps.task_queue(), interval)
     echo(f"  {'reconcile':<12} schedule {done}: every {interval}s")
+    queue = env.get("PAYGENT_TASK_QUEUE") or apps.task_queue()
+    done = ensure_memory_cleanup_schedule(cfg.temporal_address, queue, MEMORY_CLEANUP_SECONDS)
+    echo(f"  {'memory':<12} cleanup schedule {done}: every {MEMORY_CLEANUP_SECONDS // 60} min; {pgvector_line(dev)}")
     return dev
+
+
+MEMORY_CLEANUP_SECONDS = 600
+
+
+def pgvector_line(dev: dict[str, Any]) -> str:
+    """Whether semantic recall has its HNSW index, said once at start-up."""
+    if dev.get("pgvector"):
+        return "pgvector installed (recall uses the HNSW index)"
+    return (
+        "pgvector NOT installed in this Postgres: recall scans exactly (fine for small scopes); "
+        "install postgresql-<version>-pgvector and run the migrations again for the HNSW index"
+    )
 
 
 def reconcile_interval() -> int:
@@ -66,6 +84,7 @@ def prepare(
     """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
+    pgvector = ensure_pgvector(database_url)
     app_database_url = provision.app_role(cfg, database_url, app_database_url)
     echo(f"  {'db role':<12} {urlsplit(app_database_url).username} (the API and worker; row-level security)")
     existing = provision.read_dev_json(cfg)
@@ -87,6 +106,7 @@ def prepare(
         token=token,
         seeded=seeded,
     )
+    dev["pgvector"] = pgvector
     provision.write_dev_json(cfg, dev)
     return dev
 
