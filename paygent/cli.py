@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from paygent import agent_cli, agents_cli, approvals_cli, payments_cli, services_cli, wallets_cli
+from paygent import agent_cli, agents_cli, approvals_cli, memory_cli, payments_cli, services_cli, wallets_cli
 from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
 
@@ -22,6 +22,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")  # `paygent keys new-master-key|rotate-master|rotate-user-key`
 wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
+memory_cli.attach(app)  # `paygent memory put|get|delete|search|partitions|clear-partition|memorize|recall|stats|grant`
 payments_cli.attach(app)  # `paygent pay`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")
