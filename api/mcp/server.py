@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
-from api.mcp import outcomes
+from api.mcp import memory_tools, outcomes
 from api.mcp.caller import caller, tool_errors
 from api.payment_service import PaymentSpec, own_payment, payment_view, start_payment
 from api.payment_service import list_payments as list_rows
@@ -92,6 +92,7 @@ async def _paid_answer(d, who, row, ctx: Context, timeout: float) -> dict:
 def build_server() -> MCPServer:
     """A fresh server per API app (its Streamable HTTP session manager runs once, in that app's lifespan)."""
     mcp = MCPServer(name="paygent", title="Paygent", version="0.1.0", instructions=INSTRUCTIONS)
+    memory_tools.register(mcp)  # memorize, recall_similar, memory_put, memory_get, memory_search
 
     @mcp.tool(
         description="Your wallets' balances, read from the chain now: token (e.g. USDC) and native "

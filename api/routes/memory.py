@@ -17,17 +17,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
+from api.memory_service import place_for, store_for, unavailable
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import users
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
-from paygent.memory.access import Access, MemoryForbidden, resolve, set_grant
-from paygent.memory.embedding import embedder_from_settings
+from paygent.memory.access import Access, set_grant
 from paygent.memory.recall import MAX_K, recall
 from paygent.memory.scope import compile_pattern
-from paygent.memory.store import PAGE_MAX, MemoryStore, Place, Unavailable, VersionConflict, encode_value
+from paygent.memory.store import PAGE_MAX, Unavailable, VersionConflict, encode_value
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])
 ANYONE = allow(Role.requester, Role.approver, Role.admin, Role.auditor, agents=True)
@@ -79,22 +79,6 @@ class Grant(BaseModel):
     access: Access
 
 
-def store_for(d: Deps) -> MemoryStore:
-    return MemoryStore(d.engine, d.redis, embedder_from_settings(d.settings))
-
-
-async def place_for(d: Deps, who: Principal, scope: Scope, need: Access) -> Place:
-    try:
-        async with d.engine.connect() as conn:
-            return await resolve(conn, who, scope, need)
-    except MemoryForbidden as exc:
-        raise ApiError(403, "forbidden", exc.message, "scope") from None
-
-
-def _unavailable(exc: Unavailable) -> ApiError:
-    return ApiError(503, "unavailable", str(exc), headers={"Retry-After": "1"})
-
-
 def _filter(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
@@ -125,7 +109,7 @@ async def put_item(body: PutItem, who: Principal = Depends(ANYONE), d: Deps = De
     except VersionConflict as exc:
         raise ApiError(409, "version_conflict", str(exc), "if_version") from None
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
 
 
 @router.get("/items")
@@ -153,7 +137,7 @@ async def delete_item(
     try:
         deleted = await store_for(d).delete(place, key)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return {"scope": place.written, "key": key, "deleted": deleted}
 
 
@@ -192,7 +176,7 @@ async def clear_partition(
     try:
         removed = await store_for(d).clear_partition(place, partition)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return {"scope": place.written, "partition": partition, "removed": removed}
 
 
