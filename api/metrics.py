@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.deps import deps
 from api.route_match import route_template
 from paygent.domain.payment import PAYMENT_TERMINAL
+from paygent.memory.metrics import MemoryCollector
 
 log = logging.getLogger("paygent.api.metrics")
 router = APIRouter(tags=["operations"])
@@ -127,6 +128,8 @@ class ApiMetrics:
         )
         self.state = StateCollector()
         self.registry.register(self.state)
+        self.memory = MemoryCollector()
+        self.registry.register(self.memory)
 
 
 class RequestMetrics:
@@ -168,4 +171,5 @@ async def metrics(request: Request) -> Response:
     """Prometheus scrape endpoint (no API key; aggregated over tenants, no identifiers in labels)."""
     m: ApiMetrics = request.app.state.metrics
     await m.state.refresh(deps(request).engine)
+    await m.memory.refresh(deps(request).engine)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

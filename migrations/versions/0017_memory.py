@@ -99,6 +99,17 @@ def upgrade() -> None:
         op.execute(
             f"CREATE POLICY paygent_tenant ON {table} USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
         )
+    # what /metrics exports, summed over tenants (row-level security shows the application one tenant at a time)
+    op.execute("""
+        CREATE FUNCTION paygent_memory_state() RETURNS jsonb
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+        SELECT jsonb_build_object(
+          'items', count(*) FILTER (WHERE expires_at IS NULL OR expires_at > now()),
+          'bytes', coalesce(sum(size_bytes) FILTER (WHERE expires_at IS NULL OR expires_at > now()), 0),
+          'expired', count(*) FILTER (WHERE expires_at <= now()),
+          'texts', (SELECT count(*) FROM memory_texts))
+        FROM memory_items
+        $$""")
     op.execute("""
         INSERT INTO memory_items (tenant_id, owner_id, scope, key, value, version, size_bytes, expires_at,
                                   created_at, updated_at)
@@ -129,5 +140,6 @@ def downgrade() -> None:
         INSERT INTO agent_memory (tenant_id, user_id, namespace, key, value, expires_at, updated_at)
         SELECT tenant_id, owner_id, scope, key, value #>> '{}', expires_at, updated_at FROM memory_items
         WHERE owner_id <> '00000000-0000-0000-0000-000000000000' AND scope !~ '/' AND jsonb_typeof(value) = 'string'""")
+    op.execute("DROP FUNCTION paygent_memory_state()")
     for table in reversed(TABLES):
         op.drop_table(table)

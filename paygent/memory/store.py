@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from paygent.db.memory_schema import memory_items, memory_texts
 from paygent.domain.errors import InvalidInput
+from paygent.memory import metrics
 from paygent.memory.embedding import Embedder
 from paygent.memory.scope import KeyPattern, check_key, check_partition
 
@@ -225,9 +226,11 @@ class MemoryStore:
             row = (await conn.execute(stmt)).first()
             if row is None:
                 current = await conn.scalar(sa.select(c.version).where(place.where(), c.key == key, _live()))
+                metrics.count("write", "conflict")
                 raise VersionConflict(key, current)
             await self._store_item_text(conn, place, key, value, embedding)
         await self._invalidate(self._cache_key(place, key))
+        metrics.count("write", "ok")
         await self._count(place, "w")
         await self._publish(place, key, "put", row.version)
         return {"scope": place.written, "key": key, "version": row.version, "expires_at": _iso(row.expires_at)}
@@ -245,6 +248,7 @@ class MemoryStore:
         if cached is not None:
             item = json.loads(cached)
             if item["expires_at"] is None or datetime.fromisoformat(item["expires_at"]) > datetime.now(UTC):
+                metrics.count("read", "hit")
                 await self._count(place, "h")
                 await self._count(place, "r")
                 return {**item, "cached": True}
@@ -260,6 +264,7 @@ class MemoryStore:
                 )
             ).first() or (await conn.execute(sa.select(*columns).where(place.where(), c.key == key, _live()))).first()
         await self._count(place, "r")
+        metrics.count("read", "miss" if row is not None else "absent")
         if row is None:
             return None
         item = {

@@ -51,6 +51,8 @@ async def test_the_stack_schedule_is_created_then_updated(temporal_env, app_sett
     made = await asyncio.to_thread(ensure_memory_cleanup_schedule, address, app_settings.task_queue, 600)
     again = await asyncio.to_thread(ensure_memory_cleanup_schedule, address, app_settings.task_queue, 300)
     assert (made, again) == ("created", "updated")
-    described = await temporal_env.client.get_schedule_handle(m.SCHEDULE_ID).describe()
+    handle = temporal_env.client.get_schedule_handle(m.SCHEDULE_ID)
+    described = await handle.describe()
+    await handle.delete()  # its runs would prune what other tests of this session are still looking at
     assert described.schedule.action.workflow == m.WORKFLOW_NAME
     assert described.schedule.spec.intervals[0].every.total_seconds() == 300
