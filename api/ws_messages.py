@@ -81,8 +81,17 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[Auth | StartAgent | UserMessage | Chat | Cancel | Resume | Ping, Field(discriminator="type")]
-TYPES = ("auth", "start_agent", "user_message", "chat", "cancel", "resume", "ping")
+class SubscribeMemory(_Message):
+    """Follow changes to a memory scope the principal may read (`memory_changed` events)."""
+
+    type: Literal["subscribe_memory"]
+    scope: SafeText | None = Field(None, max_length=600)
+
+
+ClientMessage = Annotated[
+    Auth | StartAgent | UserMessage | Chat | Cancel | Resume | Ping | SubscribeMemory, Field(discriminator="type")
+]
+TYPES = ("auth", "start_agent", "user_message", "chat", "cancel", "resume", "ping", "subscribe_memory")
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 

@@ -4,7 +4,8 @@ Authentication is the HTTP API's (`api.deps.authenticate_key`: the same key look
 failed attempts included), from the `Authorization: Bearer` header or, failing that, a first `auth` message.
 The principal's tenant scopes every transaction of the socket. Starting or following runs needs what the HTTP
 routes need (`requester`, or an agent key); a refusal is an `error` message and the socket stays open. A socket
-sees only its principal's runs (`run_or_404`, as over HTTP).
+sees only its principal's runs (`run_or_404`, as over HTTP). Any principal may `subscribe_memory` to a memory
+scope it may read and then gets `memory_changed` events (api/memory_feed.py).
 
 Events come from `api.run_events.follow_run` (Postgres replay, then the Redis live feed), the follower the SSE
 endpoint uses, so `resume` with the last sequence number seen loses and repeats nothing. Memory per socket is
@@ -29,6 +30,8 @@ from api import ws_messages as m
 from api.authz import Role, require
 from api.deps import Deps, authenticate_key, bearer_key
 from api.errors import ApiError
+from api.memory_feed import follow_scope
+from api.memory_service import place_for
 from api.ratelimit import client_address
 from api.routes.agent_runs import AgentRunCreate, request_cancel, run_or_404, start_run
 from api.run_events import follow_run
@@ -36,6 +39,7 @@ from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs
 from paygent.domain.agent_run import RUN_TERMINAL
 from paygent.domain.errors import InvalidInput
+from paygent.memory.access import Access
 
 router = APIRouter(tags=["websocket"])
 log = logging.getLogger("paygent.api.ws")
@@ -113,6 +117,7 @@ class RunChannel:
         self.ws, self.d, self.who = websocket, d, who
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX)
         self.followed: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.memory_feeds: dict[str, asyncio.Task[None]] = {}
 
     async def serve(self) -> None:
         await self.outbox.put(
@@ -131,9 +136,10 @@ class RunChannel:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in [*tasks, *self.followed.values()]:
+            feeds = [*self.followed.values(), *self.memory_feeds.values()]
+            for task in [*tasks, *feeds]:
                 task.cancel()
-            await asyncio.gather(*tasks, *self.followed.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, *feeds, return_exceptions=True)
 
     async def _receive_all(self) -> None:
         while True:
@@ -180,6 +186,9 @@ class RunChannel:
                 tenant_id=str(self.who.tenant_id),
                 actor=self.who.actor,
             )
+            if isinstance(msg, m.SubscribeMemory):  # any principal, for scopes it may read (as /v1/memory)
+                await self._subscribe_memory(msg)
+                return
             require(self.who, Role.requester, agents=True)  # as the HTTP agent-run routes
             if isinstance(msg, m.Cancel):
                 await request_cancel(self.d, self.who, msg.run_id, transport="websocket")
@@ -241,6 +250,15 @@ class RunChannel:
             }
         )
         self._follow(row["id"], msg.last_seq)
+
+    async def _subscribe_memory(self, msg: m.SubscribeMemory) -> None:
+        place = await place_for(self.d, self.who, msg.scope, Access.read)
+        if place.written in self.memory_feeds:
+            raise ApiError(409, "conflict", f"scope: already following {place.written}", "scope")
+        if len(self.memory_feeds) >= MAX_FOLLOWED:
+            raise ApiError(429, "too_many_followed", f"scope: at most {MAX_FOLLOWED} memory scopes per socket", "scope")
+        self.memory_feeds[place.written] = asyncio.create_task(follow_scope(self.d, self.who, place, self.outbox.put))
+        await self.outbox.put({"type": "memory_subscribed", "ref": msg.ref, "scope": place.written})
 
     def _check_room(self) -> None:
         if len(self.followed) >= MAX_FOLLOWED:
