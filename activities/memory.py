@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -37,7 +39,7 @@ class MemoryActivities:
                         memory_texts.delete().where(
                             memory_texts.c.owner_id == owner,
                             memory_texts.c.scope == scope,
-                            memory_texts.c.item_key.in_(keys),
+                            memory_texts.c.item_key == sa.any_(sa.cast(keys, ARRAY(sa.Text))),
                         )
                     )
             removed += len(gone)

@@ -32,14 +32,21 @@ async def has_pgvector(engine: AsyncEngine) -> bool:
 
 
 async def recall(
-    store: MemoryStore, place: Place, query: str, k: int = 5, where: dict[str, Any] | None = None
+    store: MemoryStore,
+    place: Place,
+    query: str,
+    k: int = 5,
+    where: dict[str, Any] | None = None,
+    *,
+    exact: bool = False,
 ) -> dict[str, Any]:
+    """The k nearest texts; `exact` scans even where the HNSW index exists (to measure the index's recall)."""
     if not query.strip():
         raise InvalidInput("query", "must not be empty")
     if not 1 <= k <= MAX_K:
         raise InvalidInput("k", f"must be between 1 and {MAX_K}")
     (vector,) = await store.embedder.embed([query])
-    hnsw = await has_pgvector(store.engine)
+    hnsw = not exact and await has_pgvector(store.engine)
     params: dict[str, Any] = {
         "tenant": place.tenant_id,
         "owner": place.owner_id,

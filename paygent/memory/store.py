@@ -359,16 +359,16 @@ class MemoryStore:
     async def clear_partition(self, place: Place, partition: str) -> int:
         check_partition(partition)
         c = memory_items.c
+        doomed = sa.select(c.key).where(place.where(), c.partition == partition)
         async with self.engine.begin() as conn:
+            await conn.execute(
+                memory_texts.delete().where(place.where(memory_texts), memory_texts.c.item_key.in_(doomed))
+            )
             keys = (
                 await conn.scalars(
                     memory_items.delete().where(place.where(), c.partition == partition).returning(c.key)
                 )
             ).all()
-            if keys:
-                await conn.execute(
-                    memory_texts.delete().where(place.where(memory_texts), memory_texts.c.item_key.in_(keys))
-                )
         await self._invalidate(*(self._cache_key(place, k) for k in keys))
         await self._publish(place, None, "clear_partition", partition=partition, removed=len(keys))
         return len(keys)
