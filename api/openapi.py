@@ -168,11 +168,19 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("POST", "/v1/agent-runs/{run_id}/cancel"): {409: "the run already ended"},
     ("DELETE", "/v1/threads/{thread_id}"): {409: "a run is still active in the thread"},
+    ("GET", "/v1/memory/items"): {404: "nothing stored under the key in this scope, or it expired"},
+    ("PUT", "/v1/memory/items"): {
+        409: "if_version does not match the current version",
+        503: "the memory cache could not be updated; try again",
+    },
+    ("DELETE", "/v1/memory/items"): {503: "the memory cache could not be updated; try again"},
+    ("DELETE", "/v1/memory/partitions/{partition}"): {503: "the memory cache could not be updated; try again"},
     **{
         ("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
         for d in (Decision.approve, Decision.reject, Decision.revoke, Decision.cancel, Decision.delegate)
     },
 }
+NOT_AN_ID = {"partition"}  # path parameters that name a group, not a resource: an empty one is no 404
 STANDARD_ANSWERS = {
     401: "no API key, or not a valid one",
     403: "the caller's roles do not allow this",
@@ -189,8 +197,8 @@ WEBSOCKET = {
     "auth": "`Authorization: Bearer <key>` on the upgrade, or a first `auth` message; the HTTP API's roles and "
     "rate limits apply",
     "server_messages": "`ready`, `pong`, `run_started`, `resuming`, `cancelling`, the run's events (as the SSE "
-    "stream sends them), `run_finished`, `resume_needed`, and `error` {code, field, message, ref}; "
-    "answers echo the client message's `ref`",
+    "stream sends them), `run_finished`, `resume_needed`, `memory_subscribed`, `memory_changed` {scope, key, op, "
+    "version}, and `error` {code, field, message, ref}; answers echo the client message's `ref`",
     "close_codes": {
         str(ws.CLOSE_UNAUTHENTICATED): "not authenticated",
         str(ws.CLOSE_RATE_LIMITED): "rate limited",
@@ -319,7 +327,7 @@ def _input_errors(op: dict[str, Any]) -> dict[int, str]:
     parsed (a malformed id in the path names nothing: 404)."""
     params = op.get("parameters", [])
     errors: dict[int, str] = {}
-    if any(p["in"] == "path" for p in params):
+    if any(p["in"] == "path" and p["name"] not in NOT_AN_ID for p in params):
         errors[404] = STANDARD_ANSWERS[404]
     if "requestBody" in op:
         errors[413] = STANDARD_ANSWERS[413]
