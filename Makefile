@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PAYGENT := $(BIN)/paygent
 
-.PHONY: up test lint down status demo install record-histories
+.PHONY: up test lint down status demo install record-histories pgvector
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -100,3 +100,11 @@ status: install
 
 down:
 	@if [ -x $(PAYGENT) ]; then $(PAYGENT) stack down; else echo "nothing installed, nothing to stop"; fi
+
+# pgvector from the vendored source, for a Postgres whose Debian archive has no postgresql-<major>-pgvector
+# (needs root and postgresql-server-dev-<major>; see third_party/pgvector/README.md). Then `paygent stack up`
+# creates the extension and the HNSW index.
+pgvector:
+	$(MAKE) -C third_party/pgvector OPTFLAGS=""
+	$(MAKE) -C third_party/pgvector install
+	$(MAKE) -C third_party/pgvector clean
