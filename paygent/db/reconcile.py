@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paygent.db import reconcile_mismatches as mismatches
 from paygent.db import reservations as res
 from paygent.db.audit import append_audit
-from paygent.db.ledger import wallet_account, write_payment_entries
-from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
-from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
+from paygent.db.ledger import write_payment_entries
+from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
+from paygent.db.schema import payment_transactions, payments, wallets
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
@@ -367,7 +368,7 @@ async def close_payment(
     return True
 
 
-async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -> dict[str, Any]:
+async def view(conn: AsyncConnection, wallet_id: uuid.UUID) -> dict[str, Any]:
     """What GET /v1/wallets/{id}/reconciliation shows (amounts as integer strings of atomic units)."""
     points = (
         (await conn.execute(sa.select(reconcile_checkpoints).where(reconcile_checkpoints.c.wallet_id == wallet_id)))
@@ -376,33 +377,10 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
     )
     assets = []
     for point in sorted(points, key=lambda p: p["asset"]):
-        asset = point["asset"]
-        seen = int(
-            (
-                await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0)).where(
-                        reconcile_movements.c.wallet_id == wallet_id,
-                        reconcile_movements.c.asset == asset,
-                        reconcile_movements.c.kind.in_([DEPOSIT, GAS]),
-                    )
-                )
-            ).scalar_one()  # an aggregate: always one row
-        )
-        paid = 0
-        if asset == token_symbol:
-            paid = int(
-                (
-                    await conn.execute(
-                        sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0)).where(
-                            ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset
-                        )
-                    )
-                ).scalar_one()  # an aggregate: always one row
-            )
-        ledger, chain = seen + paid, int(point["chain_balance"])
+        ledger, chain = await mismatches.ledger_balance(conn, wallet_id, point["asset"]), int(point["chain_balance"])
         assets.append(
             {
-                "asset": asset,
+                "asset": point["asset"],
                 "checkpoint_block": int(point["block_number"]),
                 "ledger_balance_atomic": str(ledger),
                 "chain_balance_atomic": str(chain),
@@ -410,20 +388,6 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
                 "checked_at": point["updated_at"].isoformat(),
             }
         )
-    mismatches = (
-        (
-            await conn.execute(
-                sa.select(reconcile_movements)
-                .where(
-                    reconcile_movements.c.wallet_id == wallet_id,
-                    reconcile_movements.c.kind == MISMATCH,
-                )
-                .order_by(reconcile_movements.c.block_number, reconcile_movements.c.id)
-            )
-        )
-        .mappings()
-        .all()
-    )
     held = await held_authorizations(conn, wallet_id)
     given_up = await receipts_given_up(conn, wallet_id)
     return {
@@ -442,16 +406,6 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
         "pending_receipts": [
             {"payment_id": str(p["id"]), "tx_hashes": [a["tx_hash"] for a in attempts]} for p, attempts in given_up
         ],
-        "mismatches": [
-            {
-                "id": m["id"],
-                "asset": m["asset"],
-                "block_number": int(m["block_number"]),
-                "tx_hash": m["tx_hash"],
-                "amount_atomic": str(int(m["amount_atomic"])),
-                "counterparty": m["counterparty"],
-                "found_at": m["created_at"].isoformat(),
-            }
-            for m in mismatches
-        ],
+        "mismatches": await mismatches.listed(conn, wallet_id, resolved=False),
+        "resolved_mismatches": await mismatches.listed(conn, wallet_id, resolved=True),
     }
