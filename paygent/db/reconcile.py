@@ -19,10 +19,11 @@ from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
-from paygent.db.schema import payment_transactions, payments, wallets
+from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
+TRANSACTION_MATCHED = "payment.transaction_matched"
 # statuses that said "nothing was paid"
 CLOSED_UNPAID = tuple(sorted(PAYMENT_TERMINAL - {PaymentStatus.confirmed}))
 
@@ -261,15 +262,20 @@ async def confirm_payment(
     """Confirm a payment the chain shows executed: ledger entries, tx hash, reservation committed (again), audit.
 
     Returns the audit action written (`payment.settled_late` for a payment that had been closed as not paid,
-    `payment.reconciled` for one whose receipt wait gave up), or None when there was nothing to change.
+    `payment.reconciled` for one whose receipt wait gave up, `payment.transaction_matched` for one its workflow
+    confirmed without knowing the transaction), or None when there was nothing to change.
     """
     row = (
         await conn.execute(
-            sa.select(payments.c.status, payments.c.details).where(payments.c.id == payment["id"]).with_for_update()
+            sa.select(payments.c.status, payments.c.details, payments.c.tx_hash, payments.c.block_number)
+            .where(payments.c.id == payment["id"])
+            .with_for_update()
         )
     ).first()
-    if row is None or row.status == PaymentStatus.confirmed:
+    if row is None:
         return None
+    if row.status == PaymentStatus.confirmed:
+        return await _match_transaction(conn, payment, row, tx_hash=tx_hash, block_number=block_number, source=source)
     late = row.status in CLOSED_UNPAID
     if not late and RECEIPT_WAIT_GAVE_UP not in (row.details or {}):
         return None  # still in its workflow's hands: the workflow settles it
@@ -332,6 +338,47 @@ async def confirm_payment(
         },
     )
     return action
+
+
+async def _match_transaction(conn: AsyncConnection, payment, row, *, tx_hash: str, block_number: int, source: str):
+    """A confirmed payment whose workflow never learnt its transaction (an x402 server that answered without a
+    receipt while the chain showed the authorization used): record the transaction the scan matched, on the
+    payment and on its ledger entries, which stay as booked (nothing is booked twice)."""
+    if row.tx_hash is not None:
+        if row.block_number is None:  # an x402 receipt names the transaction, not its block: note the block
+            await conn.execute(
+                payments.update().where(payments.c.id == payment["id"]).values(block_number=block_number)
+            )
+        return None
+    await conn.execute(
+        payments.update()
+        .where(payments.c.id == payment["id"])
+        .values(
+            tx_hash=tx_hash,
+            block_number=block_number if row.block_number is None else row.block_number,
+            details={
+                **(row.details or {}),
+                "reconciled": {"tx_hash": tx_hash, "block_number": block_number, "source": source},
+            },
+            updated_at=sa.func.now(),
+        )
+    )
+    await conn.execute(
+        ledger_entries.update()
+        .where(ledger_entries.c.payment_id == payment["id"], ledger_entries.c.tx_hash.is_(None))
+        .values(tx_hash=tx_hash)
+    )
+    await append_audit(
+        conn,
+        tenant_id=payment["tenant_id"],
+        actor="reconciler",
+        channel=Channel.system,
+        action=TRANSACTION_MATCHED,
+        subject_type="payment",
+        subject_id=str(payment["id"]),
+        data={"tx_hash": tx_hash, "block_number": block_number, "source": source},
+    )
+    return TRANSACTION_MATCHED
 
 
 async def close_payment(
