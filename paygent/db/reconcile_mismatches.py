@@ -67,33 +67,39 @@ async def comparison(conn: AsyncConnection, wallet_id: uuid.UUID, asset: str, *,
     if point is None:
         return None
     block = int(point.block_number)
-    booked = await _per_payment(
+    account = wallet_account(wallet_id)
+    entry, moved = ledger_entries.alias("entry"), reconcile_movements.alias("moved")
+    paid_here = sa.and_(moved.c.wallet_id == wallet_id, moved.c.asset == asset, moved.c.kind == PAYMENT)
+    # Only the payments where ledger and chain disagree are read: a tick costs what is unmatched, not the history.
+    booked_only = await _per_payment(
         conn,
-        sa.select(ledger_entries.c.payment_id, sa.func.sum(ledger_entries.c.amount_atomic))
-        .where(ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset)
-        .group_by(ledger_entries.c.payment_id),
-    )
-    on_chain = await _per_payment(
-        conn,
-        sa.select(reconcile_movements.c.payment_id, sa.func.sum(reconcile_movements.c.amount_atomic))
+        sa.select(entry.c.payment_id, sa.func.sum(entry.c.amount_atomic))
         .where(
-            reconcile_movements.c.wallet_id == wallet_id,
-            reconcile_movements.c.asset == asset,
-            reconcile_movements.c.kind == PAYMENT,
+            entry.c.account == account,
+            entry.c.asset == asset,
+            ~sa.exists().where(paid_here, moved.c.payment_id == entry.c.payment_id),
         )
-        .group_by(reconcile_movements.c.payment_id),
+        .group_by(entry.c.payment_id),
     )
-    in_flight = sum(amount for pid, amount in on_chain.items() if pid not in booked)  # its workflow books it next
+    chain_only = await _per_payment(
+        conn,
+        sa.select(moved.c.payment_id, sa.func.sum(moved.c.amount_atomic))
+        .where(
+            paid_here,
+            ~sa.exists().where(entry.c.account == account, entry.c.payment_id == moved.c.payment_id),
+        )
+        .group_by(moved.c.payment_id),
+    )
+    in_flight = sum(chain_only.values())  # on chain; its workflow books it next
     named: list[Cause] = []
-    ahead = [pid for pid in booked if pid not in on_chain]
-    if ahead:
+    if booked_only:
         rows = await conn.execute(
             sa.select(payments.c.id, payments.c.kind, payments.c.block_number, payments.c.details).where(
-                payments.c.id.in_(ahead)
+                payments.c.id.in_(list(booked_only))
             )
         )
         for row in rows:
-            share = -booked[row.id]  # booked out of the ledger, not (yet) out of the chain at `block`
+            share = -booked_only[row.id]  # booked out of the ledger, not (yet) out of the chain at `block`
             if _may_still_land(row, block, now):
                 in_flight += share
             else:
