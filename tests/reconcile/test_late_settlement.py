@@ -162,6 +162,7 @@ async def test_paid_without_a_receipt_gets_its_transaction_from_the_scan(
     )
     print(f"\nx402 paid without a receipt: matched {final['tx_hash']} in block {final['block_number']}")
     assert receipt["status"] == 1 and receipt["blockNumber"] == final["block_number"] and final["status"] == "confirmed"
+    assert [h["action"] for h in final["status_history"]][-1] == "payment.transaction_matched"
     rows = await ledger_rows(db_engine, pid)
     assert [r["id"] for r in rows] == [r["id"] for r in booked] and all(r["tx_hash"] == final["tx_hash"] for r in rows)
     await reconcile_once(temporal_env.client, app_settings.task_queue)  # again: nothing more to record
