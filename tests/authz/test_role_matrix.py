@@ -1,13 +1,14 @@
 """Every door checks who you are: the app's routes are walked (a new route without a declared role fails here),
 and every route is called as every kind of principal. A refusal is 403 `forbidden` and starts, signs and writes
 nothing (rows, audit entries, workflows and blocks are counted around the refusals). Reads by id of another
-principal's objects (every GET route with an id, every MCP tool taking a payment id) answer those who take no
-part in them exactly as an id that exists nowhere."""
+principal's objects (every GET route with an id, every MCP tool taking a payment id, every WebSocket message
+naming a run or a thread) answer those who take no part in them exactly as an id that exists nowhere."""
 
 from __future__ import annotations
 
 import re
 import time
+import typing
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from api.authz import PUBLIC_PATHS, markdown_table, route_table
+from api.ws_messages import ClientMessage
 from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, funded_wallet, new_recipient, payment_body
@@ -23,6 +25,9 @@ from tests.approvals.helpers import pay, tiers, wallet_with_policy
 from tests.authz.conftest import bearer
 from tests.egress import exempt
 from tests.mcp.conftest import data, error_text, mcp_session
+from tests.ws.helpers import connect as ws_connect
+from tests.ws.helpers import recv as ws_recv
+from tests.ws.helpers import send as ws_send
 
 PRINCIPALS = ("requester", "approver", "admin", "auditor", "nobody", "agent", "outsider")
 ROLES_OF = {
@@ -282,3 +287,23 @@ async def test_mcp_reads_by_id_of_another_principals_payment(api_url, principals
 
 def _short(tool: str) -> dict:
     return {"timeout_seconds": 1} if tool == "wait_for_payment" else {}
+
+
+async def test_websocket_messages_naming_another_principals_run_or_thread(api_url, principals, others):
+    """Every WebSocket message that names a run or a thread (found by walking the message models), sent by the
+    requester principal and by an agent with alice's run and thread: the answer an id that exists nowhere gets."""
+    models = typing.get_args(typing.get_args(ClientMessage)[0])
+    naming = [m for m in models if {"run_id", "thread_id"} & set(m.model_fields)]
+    assert {m.model_fields["type"].annotation.__args__[0] for m in naming} >= {"cancel", "resume", "user_message"}
+    for who in ("requester", "agent"):
+        async with ws_connect(api_url, principals[who]["key"]) as ws:
+            for model in naming:
+                kind = model.model_fields["type"].annotation.__args__[0]
+                ids = [f for f in ("run_id", "thread_id") if f in model.model_fields]
+                base = {"type": kind, "ref": kind, "message": "balance", "last_seq": 0}
+                base = {k: v for k, v in base.items() if k in model.model_fields or k in ("type", "ref")}
+                answers = []
+                for values in ({f: others[f] for f in ids}, {f: str(uuid.uuid4()) for f in ids}):
+                    await ws_send(ws, {**base, **values})
+                    answers.append({k: v for k, v in (await ws_recv(ws)).items() if k not in ids})
+                assert answers[0] == answers[1] and answers[0]["code"] == "not_found", (who, kind, answers)
