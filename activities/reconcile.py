@@ -21,17 +21,23 @@ from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import balance_of, token_abi
 from paygent.db import reconcile as db
-from paygent.db.audit import append_audit
+from paygent.db import reconcile_mismatches as mismatches
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain import reconcile as rules
-from paygent.domain.channels import Channel
 from paygent.settings import Settings
 from workflows import reconcile_types as r
 
 
 def _finding(kind: str, tenant_id, subject: str, **data) -> r.Finding:
     return r.Finding(event_id=f"{kind}:{subject}", type=kind, tenant_id=str(tenant_id), data=data)
+
+
+def _net(move, address: str) -> int:
+    """What one Transfer log changed the wallet's balance by (a transfer to itself: nothing)."""
+    out = move.sender.lower() == address.lower()
+    into = move.receiver.lower() == address.lower()
+    return (move.amount_atomic if into else 0) - (move.amount_atomic if out else 0)
 
 
 class ReconcileActivities:
@@ -209,7 +215,9 @@ class ReconcileActivities:
         async with tenant_transaction(self.engine, tenant_id) as conn:
             start, balance = await db.checkpoint(conn, wallet_id, self.asset)
         opening = self.settings.reconcile_start_block - 1
-        if start < opening <= head:  # first scan of a chain with earlier history
+        # The first scan on a chain with earlier history starts with an opening deposit; a wallet scanned before
+        # keeps its checkpoint (a second opening deposit would count its funds twice).
+        if start == -1 and start < opening <= head:
             balance = await self._record_opening(req.wallet, tenant_id, wallet_id, opening, head)
             start = opening
         result = r.WalletResult()
@@ -222,8 +230,22 @@ class ReconcileActivities:
             result.blocks_scanned += last - first + 1
         if head >= 0:
             async with tenant_transaction(self.engine, tenant_id) as conn:
-                result.findings += await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
+                await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
+                for asset in (self.asset, NATIVE):
+                    result.findings += await self._compare(conn, tenant_id, wallet_id, asset, req.safe_head)
         return result
+
+    @staticmethod
+    async def _compare(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str, head: r.SafeHead) -> list:
+        """Ledger against chain at the asset's checkpoint: every cause of a difference opens a mismatch once
+        (audited, published), and one that is gone resolves."""
+        found = await mismatches.comparison(conn, wallet_id, asset, now=head.timestamp)
+        if found is None:
+            return []
+        return [
+            _finding(change.action, tenant_id, f"{wallet_id}:{change.mismatch_id}", **change.data)
+            for change in await mismatches.record(conn, tenant_id, wallet_id, found)
+        ]
 
     async def _record_opening(
         self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, block: int, head: int
@@ -234,8 +256,7 @@ class ReconcileActivities:
         for first, last in rules.scan_ranges(block, head, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
             for move in await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last):
-                outgoing = move.sender.lower() == wallet.address.lower()
-                moved += -move.amount_atomic if outgoing else move.amount_atomic
+                moved += _net(move, wallet.address)
         token_balance = await balance_of(self.w3, self._token(), wallet.address, block=head) - moved
         native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=head)
         async with tenant_transaction(self.engine, tenant_id) as conn:
@@ -271,7 +292,7 @@ class ReconcileActivities:
         moves = await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last)
         used = await transfer_logs.authorizations_used(self.w3, self._token(), wallet.address, first, last)
         for move in moves:
-            balance += -move.amount_atomic if move.sender.lower() == wallet.address.lower() else move.amount_atomic
+            balance += _net(move, wallet.address)
         if read_balance:  # the chain's own figure at the safe head: a movement without a log would show here
             balance = await balance_of(self.w3, self._token(), wallet.address, block=last)
         findings: list[r.Finding] = []
@@ -291,65 +312,45 @@ class ReconcileActivities:
     async def _record_transfer(
         self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move, used: dict[str, str]
     ) -> list[r.Finding]:
-        outgoing = move.sender.lower() == wallet.address.lower()
+        """The log's movements (`rules.legs`), and the payment it executed confirmed if its workflow could not."""
         payment = None
-        if outgoing:
+        if move.sender.lower() == wallet.address.lower():
             payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
             if payment is None and move.tx_hash in used:
                 payment = await db.payment_by_authorization(conn, wallet_id, used[move.tx_hash])
-        kind = rules.classify(outgoing=outgoing, matched_payment=payment is not None)
-        amount = -move.amount_atomic if outgoing else move.amount_atomic
-        movement_id = await db.record_movement(
-            conn,
-            tenant_id=tenant_id,
-            wallet_id=wallet_id,
-            asset=self.asset,
-            block_number=move.block_number,
-            tx_hash=move.tx_hash,
-            log_index=move.log_index,
-            kind=kind,
-            amount_atomic=amount,
-            counterparty=move.receiver if outgoing else move.sender,
-            payment_id=payment["id"] if payment else None,
+        legs = rules.legs(
+            sender=move.sender, receiver=move.receiver, wallet=wallet.address, matched_payment=payment is not None
         )
-        findings: list[r.Finding] = []
-        if payment is not None:
-            action = await db.confirm_payment(
-                conn, payment, tx_hash=move.tx_hash, block_number=move.block_number, source="transfer log"
+        for kind, sign in legs:
+            await db.record_movement(
+                conn,
+                tenant_id=tenant_id,
+                wallet_id=wallet_id,
+                asset=self.asset,
+                block_number=move.block_number,
+                tx_hash=move.tx_hash,
+                log_index=move.log_index,
+                kind=kind,
+                amount_atomic=sign * move.amount_atomic,
+                counterparty=move.receiver if sign < 0 else move.sender,
+                payment_id=payment["id"] if payment else None,
             )
-            if action:
-                findings.append(
-                    _finding(
-                        action,
-                        tenant_id,
-                        str(payment["id"]),
-                        payment_id=str(payment["id"]),
-                        tx_hash=move.tx_hash,
-                        block_number=move.block_number,
-                    )
-                )
-        elif kind == rules.Movement.MISMATCH and movement_id is not None:
-            findings.append(
-                await self._mismatch(
-                    conn,
-                    tenant_id,
-                    wallet_id,
-                    movement_id,
-                    asset=self.asset,
-                    block_number=move.block_number,
-                    tx_hash=move.tx_hash,
-                    amount_atomic=amount,
-                    counterparty=move.receiver,
-                )
-            )
-        return findings
+        if payment is None:
+            return []  # an unmatched transfer out is judged by the balance comparison (`_compare`)
+        action = await db.confirm_payment(
+            conn, payment, tx_hash=move.tx_hash, block_number=move.block_number, source="transfer log"
+        )
+        if not action:
+            return []
+        pid = str(payment["id"])
+        return [_finding(action, tenant_id, pid, payment_id=pid, tx_hash=move.tx_hash, block_number=move.block_number)]
 
-    async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, last: int) -> list[r.Finding]:
+    async def _record_native(self, conn, wallet: r.WalletRef, tenant_id, wallet_id, last: int) -> None:
         """Native coin since its checkpoint: gas of the wallet's own payment transactions explains decreases;
         the rest is a deposit (increase) or a mismatch (decrease)."""
         native_block, previous = await db.checkpoint(conn, wallet_id, NATIVE)
         if native_block >= last:
-            return []  # scanned again (after a crash, or a checkpoint moved back): counted already
+            return  # scanned again (after a crash, or a checkpoint moved back): counted already
         first = native_block + 1
         balance = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=last)
         explained = 0
@@ -374,10 +375,8 @@ class ReconcileActivities:
                 amount_atomic=-fee,
             )
         rest = rules.unexplained_native(previous_balance=previous, balance=balance, explained=explained)
-        findings: list[r.Finding] = []
-        if rest:
-            kind = rules.Movement.DEPOSIT if rest > 0 else rules.Movement.MISMATCH
-            movement_id = await db.record_movement(
+        if rest:  # a decrease is judged by the balance comparison (`_compare`), with the range it happened in
+            await db.record_movement(
                 conn,
                 tenant_id=tenant_id,
                 wallet_id=wallet_id,
@@ -385,41 +384,10 @@ class ReconcileActivities:
                 block_number=last,
                 tx_hash=None,
                 log_index=None,
-                kind=kind,
+                kind=rules.Movement.DEPOSIT if rest > 0 else rules.Movement.MISMATCH,
                 amount_atomic=rest,
                 details={"from_block": first, "to_block": last},
             )
-            if kind == rules.Movement.MISMATCH and movement_id is not None:
-                findings.append(
-                    await self._mismatch(
-                        conn,
-                        tenant_id,
-                        wallet_id,
-                        movement_id,
-                        asset=NATIVE,
-                        block_number=last,
-                        tx_hash=None,
-                        amount_atomic=rest,
-                        counterparty=None,
-                    )
-                )
         await db.save_checkpoint(
             conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=NATIVE, block_number=last, chain_balance=balance
         )
-        return findings
-
-    @staticmethod
-    async def _mismatch(conn, tenant_id, wallet_id, movement_id: int, **data) -> r.Finding:
-        data = {"wallet_id": str(wallet_id), "movement_id": movement_id, **data}
-        data["amount_atomic"] = str(data["amount_atomic"])
-        await append_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor="reconciler",
-            channel=Channel.system,
-            action=r.MISMATCH,
-            subject_type="wallet",
-            subject_id=str(wallet_id),
-            data=data,
-        )
-        return _finding(r.MISMATCH, tenant_id, f"{wallet_id}:{movement_id}", **data)

@@ -8,6 +8,7 @@ writes nothing. tests/api/test_route_roles.py walks the app's routes, so a route
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from enum import StrEnum
 
 from fastapi import Depends
@@ -99,9 +100,22 @@ def markdown_table(app) -> str:
 
 
 def oversees(who: Principal) -> bool:
-    """Admins and auditors see every wallet and approval of the tenant; others see the wallets they hold a grant
-    on and the approvals they take part in."""
+    """Admins and auditors see every wallet, payment and approval of the tenant; others see the wallets they hold
+    a grant on, the payments they requested and the approvals (and their payments) they take part in."""
     return not who.is_agent and (who.has_role(Role.admin) or who.has_role(Role.auditor))
+
+
+def takes_part(who: Principal, *names: Iterable[str]) -> bool:
+    """Whether a person is among the names an approval lists (its initiator, tier approvers, those counted,
+    those it awaits, delegates): the rule `GET /v1/approvals` filters by, applied to one approval. Agents never
+    take part in approvals (they may only read their own payments)."""
+    return not who.is_agent and any(who.name in group for group in names)
+
+
+def not_found(what: str) -> ApiError:
+    """What a read by id answers for an object the caller may not see: the same as for one that does not exist
+    (another tenant's, or another principal's), so an id reveals nothing."""
+    return ApiError(404, "not_found", f"{what} not found")
 
 
 async def spendable_wallet(conn: AsyncConnection, who: Principal, wallet_id: uuid.UUID):

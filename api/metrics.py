@@ -7,7 +7,8 @@ Two kinds, one registry per app (so tests can build several apps in one process)
 - Business state, read from Postgres at scrape time so every process (API, worker, CLI, Temporal's own
   Signals) is counted, not only what this API process saw: payments by kind and status (terminal statuses
   are the final ones) and the age of the oldest open payment per status, approvals pending and decisions by
-  channel, reservations held and the oldest one's age. Summed over tenants by one SECURITY DEFINER function
+  channel, reservations held and the oldest one's age, reconciliation mismatches open (by asset and cause) and
+  ever opened (`paygent_reconcile_mismatches()`, migration 0012). Summed over tenants by one SECURITY DEFINER function
   (row-level security shows the application one tenant at a time); no tenant, wallet or address in a label.
 """
 
@@ -39,8 +40,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class StateSnapshot:
     """What Postgres said at the latest scrape (`paygent_operational_state()`, migration 0007)."""
 
-    def __init__(self, state: dict | None = None) -> None:
-        state = state or {}
+    def __init__(self, state: dict | None = None, mismatches: dict | None = None) -> None:
+        state, mismatches = state or {}, mismatches or {}
+        self.mismatches_open = {(m["asset"], m["cause"]): m["count"] for m in mismatches.get("open", [])}
+        self.mismatches_opened = mismatches.get("opened", 0)
         self.payments = {(p["kind"], p["status"]): p["count"] for p in state.get("payments", [])}
         self.oldest_open: dict[str, float] = {}
         for p in state.get("payments", []):
@@ -66,11 +69,12 @@ class StateCollector(Collector):
         try:
             async with engine.connect() as conn:
                 state = await conn.scalar(sa.select(sa.func.paygent_operational_state(type_=JSONB)))
+                found = await conn.scalar(sa.select(sa.func.paygent_reconcile_mismatches(type_=JSONB)))
         except Exception:  # Postgres down: HTTP metrics still answer; paygent_state_up says the rest is stale
             log.warning("metrics: could not read the state from Postgres", exc_info=True)
             self.up = 0
             return
-        self.snapshot, self.up = StateSnapshot(state), 1
+        self.snapshot, self.up = StateSnapshot(state, found), 1
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot
@@ -107,7 +111,18 @@ class StateCollector(Collector):
             "paygent_reservation_oldest_held_age_seconds", "Age of the oldest reservation still held (0 when none)"
         )
         held_age.add_metric([], s.oldest_reservation)
-        return [up, pay, oldest, pending, decided, held, held_age]
+        mismatched = GaugeMetricFamily(
+            "paygent_reconcile_mismatches_open",
+            "Differences between ledger and chain the reconciler could not explain, open now, by asset and cause",
+            labels=["asset", "cause"],
+        )
+        for (asset, cause), count in sorted(s.mismatches_open.items()):
+            mismatched.add_metric([asset, cause], count)
+        opened = CounterMetricFamily(
+            "paygent_reconcile_mismatches_opened", "Reconciliation mismatches ever opened (each once)"
+        )
+        opened.add_metric([], s.mismatches_opened)
+        return [up, pay, oldest, pending, decided, held, held_age, mismatched, opened]
 
 
 class ApiMetrics:

@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from api import cursor as cursors
-from api.authz import oversees, spendable_wallet
+from api.authz import not_found, oversees, spendable_wallet, takes_part
 from api.deps import Deps
 from api.errors import ApiError
 from paygent.db.accounts import Principal
 from paygent.db.payments import NewPayment, payment_request, record_payment
-from paygent.db.schema import payments
+from paygent.db.schema import approvals, payments
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.addresses import parse_address
 from paygent.domain.channels import Channel
@@ -177,22 +177,41 @@ def _x402_view(details: dict) -> dict:
     }
 
 
-async def own_payment(d: Deps, who: Principal, payment_id: str):
-    """The payment row if the caller may see it; anything else (bad id, other tenant, for an agent another
-    principal's payment) is a 404, so ids reveal nothing."""
+async def readable_payment(d: Deps, who: Principal, payment_id: str):
+    """The payment row if the caller may read it (`may_read_payment`); anything else (a bad id, another
+    tenant's, another principal's that the caller takes no part in) is the same 404, so ids reveal nothing."""
     try:
         pid = uuid.UUID(payment_id)
     except ValueError:
-        raise ApiError(404, "not_found", "payment not found") from None
+        raise not_found("payment") from None
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         row = (
             (await conn.execute(sa.select(payments).where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)))
             .mappings()
             .first()
         )
-    if row is None or (who.is_agent and row["requested_by"] != who.user_id):
-        raise ApiError(404, "not_found", "payment not found")
+        if row is not None and not await may_read_payment(conn, who, row):
+            row = None
+    if row is None:
+        raise not_found("payment")
     return row
+
+
+async def may_read_payment(conn, who: Principal, row) -> bool:
+    """The lists' rule for one payment: its requester; admins and auditors (not agents); and the people its
+    approval lists, as `GET /v1/approvals` shows it to them (they decide on its amount and recipient)."""
+    if row["requested_by"] == who.user_id or oversees(who):
+        return True
+    if who.is_agent:
+        return False
+    part = (
+        await conn.execute(
+            sa.select(
+                approvals.c.initiator, approvals.c.approvers, approvals.c.approved_by, approvals.c.awaiting
+            ).where(approvals.c.payment_id == str(row["id"]), approvals.c.tenant_id == who.tenant_id)
+        )
+    ).first()
+    return part is not None and takes_part(who, [part.initiator], part.approvers, part.approved_by, part.awaiting)
 
 
 async def list_payments(

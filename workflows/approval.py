@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.activity_options import NOTIFY_RETRY
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from paygent.domain.errors import ErrorType
     from paygent.domain.text import scrub
     from workflows.approval_decisions import apply_decision
+    from workflows.approval_signal_body import NO_BODY, decode_signal_body
     from workflows.approval_types import (
         ACT_PUBLISH,
         ACT_RECORD,
@@ -78,6 +79,9 @@ PATCH_SIGNAL_GATE = "signal-decisions-gate"
 # Signal's await (the SDK lets a finished operation decide): the approval then waited out its deadline instead of
 # ending `cancelled`. It is now checked before every wait; runs from before replay without the check.
 PATCH_LATE_CANCEL = "approval-honours-a-late-cancel"
+# Decision Signals are decoded by the workflow: one whose body the SDK's converter cannot decode (e.g. an unpaired
+# surrogate) is refused and audited; before, the SDK dropped it unseen, and those runs replay without it.
+PATCH_RAW_SIGNALS = "approval-signal-bodies-decoded-raw"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -267,30 +271,32 @@ class ApprovalWorkflow:
     def _validate_delegate(self, req: DelegateRequest) -> None:
         self._validate(Decision.delegate, req)
 
-    # --- Signals: the same decisions as JSON bodies, e.g. from `temporal workflow signal --name approve`. ---
+    # --- Signals: the same decisions as JSON bodies, e.g. from `temporal workflow signal --name approve`. Their
+    # payloads arrive raw and are decoded here (`decode_signal_body`), so a body the SDK cannot decode is refused
+    # and audited instead of dropped before any handler runs. ---
     @workflow.signal(name=Decision.approve)
-    async def approve_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.approve, body)
+    async def approve_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.approve, body)
 
     @workflow.signal(name=Decision.reject)
-    async def reject_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.reject, body)
+    async def reject_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.reject, body)
 
     @workflow.signal(name=Decision.revoke)
-    async def revoke_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.revoke, body)
+    async def revoke_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.revoke, body)
 
     @workflow.signal(name=Decision.cancel)
-    async def cancel_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.cancel, body)
+    async def cancel_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.cancel, body)
 
     @workflow.signal(name=Decision.edit)
-    async def edit_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.edit, body)
+    async def edit_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.edit, body)
 
     @workflow.signal(name=Decision.delegate)
-    async def delegate_signal(self, body: Any) -> None:
-        await self._decide_from_signal(Decision.delegate, body)
+    async def delegate_signal(self, body: RawValue = NO_BODY) -> None:
+        await self._decide_from_raw_signal(Decision.delegate, body)
 
     @workflow.query(name="state")
     def state(self) -> ApprovalView:
@@ -359,9 +365,23 @@ class ApprovalWorkflow:
                     await self._tell_parent(PROGRESS_CHANGES[kind], req.actor)
             return result
 
-    async def _decide_from_signal(self, kind: Decision, body: Any) -> None:
+    async def _decide_from_raw_signal(self, kind: Decision, raw: RawValue) -> None:
+        """Decode the body as the SDK did (the workflow's payload converter); one it cannot decode is read again
+        leniently (`decode_signal_body`) and refused or decided like any other, where runs from before
+        PATCH_RAW_SIGNALS dropped it, as the SDK did, and replay that way."""
+        try:
+            body, problem = workflow.payload_converter().from_payload(raw.payload, Any), None
+        except Exception as exc:  # any decoding failure: the converter's errors have no common type
+            if not workflow.patched(PATCH_RAW_SIGNALS):
+                workflow.logger.warning("dropping the %s signal: its body could not be decoded (%s)", kind, exc)
+                return
+            body, problem = decode_signal_body(raw.payload, exc)
+        await self._decide_from_signal(kind, body, problem)
+
+    async def _decide_from_signal(self, kind: Decision, body: Any, problem: str | None = None) -> None:
         """A Signal is audited with channel `temporal`, whatever its body claims: only the API (through Updates)
-        may record `api` or `cli`. An operator can refuse decisions by Signal altogether (PAYGENT_SIGNAL_DECISIONS)."""
+        may record `api` or `cli`. An operator can refuse decisions by Signal altogether (PAYGENT_SIGNAL_DECISIONS).
+        `problem` says why the body could not be read at all (it is then refused as invalid)."""
         if workflow.patched(PATCH_SIGNAL_GATE) and not await self._signals_allowed():
             await self._refuse_signal_now(
                 kind,
@@ -372,6 +392,9 @@ class ApprovalWorkflow:
                     "(PAYGENT_SIGNAL_DECISIONS=off): decide through the API or `paygent approvals`",
                 ),
             )
+            return
+        if problem is not None:
+            await self._refuse_signal_now(kind, body, rules.Refusal(rules.INVALID, problem))
             return
         try:
             req = REQUEST_MODELS[kind].model_validate(body)

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from paygent.domain import reconcile as rules
+
 WORKFLOW_NAME = "ReconcileWorkflow"
 SCHEDULE_ID = "paygent-reconcile"
 WORKFLOW_ID = "paygent-reconcile"  # the schedule appends the tick's time to it
@@ -23,7 +25,8 @@ ACT_SCAN = "reconcile.scan_wallet"
 # Event types (audit actions too). A late settlement's actions are spelled where they are written, in
 # paygent/db/reconcile.py (`confirm_payment`): the database layer does not import workflows.
 AUTHORIZATION_EXPIRED = "payment.authorization_expired"
-MISMATCH = "reconciliation.mismatch"
+MISMATCH = rules.MISMATCH_OPENED  # a difference between ledger and chain (paygent.domain.reconcile.compare_balances)
+MISMATCH_RESOLVED = rules.MISMATCH_RESOLVED  # one that resolved (audited and published once each)
 
 
 class ReconcileInput(BaseModel):

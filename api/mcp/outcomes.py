@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from temporalio.service import RPCError
 
 from api.deps import Deps
-from api.payment_service import own_payment, payment_view
+from api.payment_service import payment_view, readable_payment
 from paygent.db.accounts import Principal
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 from workflows.approval_client import get_state
@@ -81,7 +81,7 @@ async def wait(
     deadline = time.monotonic() + timeout
     seen, step = None, 0
     while True:
-        row = await own_payment(d, who, payment_id)
+        row = await readable_payment(d, who, payment_id)
         if row["status"] != seen:
             seen, step = row["status"], step + 1
             if ctx is not None:

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from api.mcp import memory_tools, outcomes
 from api.mcp.caller import caller, tool_errors
-from api.payment_service import PaymentSpec, own_payment, payment_view, start_payment
+from api.payment_service import PaymentSpec, payment_view, readable_payment, start_payment
 from api.payment_service import list_payments as list_rows
 from api.services_discovery import discover
 from api.wallet_service import balance_view, spending_status, visible_wallets
@@ -211,7 +211,7 @@ def build_server() -> MCPServer:
     @tool_errors
     async def get_payment(ctx: Context, payment_id: str) -> dict[str, Any]:
         d, who = caller(ctx)
-        return await outcomes.view(d, await own_payment(d, who, payment_id))
+        return await outcomes.view(d, await readable_payment(d, who, payment_id))
 
     @mcp.tool(
         description="Your payments, newest first (status filter optional). Pass next_cursor back as "

@@ -30,12 +30,13 @@ from api.approval_http import (
     update_id,
     view_json,
 )
-from api.authz import Role, allow, oversees
+from api.authz import Role, allow, not_found, oversees, takes_part
 from api.deps import Deps, deps
 from api.errors import ApiError
+from api.payment_service import readable_payment
 from api.routes import approval_policies
 from paygent.db.accounts import Principal, find_user
-from paygent.db.schema import approvals, payments
+from paygent.db.schema import approvals
 from paygent.domain.addresses import parse_address
 from paygent.domain.approval_state import ApprovalStatus
 from paygent.domain.channels import Channel
@@ -100,6 +101,24 @@ async def approval_or_404(d: Deps, who: Principal, approval_id: str) -> Approval
     if view.tenant_id != str(who.tenant_id):
         raise ApiError(404, "not_found", "approval not found")
     return view
+
+
+async def readable_approval(d: Deps, who: Principal, approval_id: str) -> ApprovalView:
+    """The approval's state if the caller may read it: admins and auditors, and the people it lists (the rule
+    `GET /v1/approvals` filters by, plus its delegates and whoever acted on it). Anyone else gets the 404 of an
+    approval that does not exist."""
+    view = await approval_or_404(d, who, approval_id)
+    if oversees(who) or takes_part(
+        who,
+        [view.initiator],
+        view.tier.approvers,
+        view.approved_by,
+        view.awaiting,
+        [a.approver for a in view.approvals],
+        [g.delegate for g in view.delegations],
+    ):
+        return view
+    raise not_found("approval")
 
 
 async def ensure_in_tenant(d: Deps, who: Principal, approval_id: str) -> None:
@@ -200,7 +219,7 @@ async def list_approvals(
 
 @router.get("/v1/approvals/{approval_id}")
 async def get_approval(approval_id: str, who: Principal = Depends(READ), d: Deps = Depends(deps)):
-    view = await approval_or_404(d, who, approval_id)
+    view = await readable_approval(d, who, approval_id)
     mine = awaits(view, who.name, datetime.now(UTC))
     return {**view_json(view, d.settings.token_decimals), "you_may_approve": mine}
 
@@ -303,18 +322,8 @@ async def edit_payment(
     key: str | None = Depends(idempotency_key),
 ):
     """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""
-    try:
-        pid = uuid.UUID(payment_id)
-    except ValueError:
-        raise ApiError(404, "not_found", "payment not found") from None
-    async with d.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(payments.c.status).where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)
-            )
-        ).first()
-    if row is None:
-        raise ApiError(404, "not_found", "payment not found")
+    row = await readable_payment(d, who, payment_id)  # someone else's payment is a 404, as for a read
+    pid = row["id"]
     amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
     to = parse_address(body.to, field="to") if body.to is not None else None
     if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
@@ -323,7 +332,7 @@ async def edit_payment(
         await approval_or_404(d, who, str(pid))
     except ApiError as exc:  # the payment is the caller's tenant's, so "not found" means no approval was started
         raise ApiError(
-            409, "not_awaiting_approval", f"payment is {row.status}: only a payment awaiting approval can be edited"
+            409, "not_awaiting_approval", f"payment is {row['status']}: only a payment awaiting approval can be edited"
         ) from exc
     request = EditRequest(
         actor=who.name,

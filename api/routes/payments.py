@@ -19,8 +19,8 @@ from api.payment_service import (
     PaymentSpec,
     check_idempotency_key,
     list_payments,
-    own_payment,
     payment_view,
+    readable_payment,
     start_payment,
 )
 from paygent.db.accounts import Principal
@@ -109,7 +109,7 @@ async def list_own(
 
 @router.get("/{payment_id}")
 async def get_payment(payment_id: str, who: Principal = Depends(allow(*Role, agents=True)), d: Deps = Depends(deps)):
-    row = await own_payment(d, who, payment_id)
+    row = await readable_payment(d, who, payment_id)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         history = await status_history(conn, row["id"])
     return {**payment_view(row, d.settings), "status_history": history}
@@ -129,7 +129,7 @@ async def cancel_payment(
     request_id: str | None = Header(None, alias="Idempotency-Key"),
 ):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
-    row = await own_payment(d, who, payment_id)
+    row = await readable_payment(d, who, payment_id)
     if row["requested_by"] != who.user_id and not who.has_role("admin"):
         raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
     if row["status"] in PAYMENT_TERMINAL:

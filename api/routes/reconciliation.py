@@ -33,5 +33,5 @@ async def wallet_reconciliation(
         wallet = await get_wallet(conn, who.tenant_id, wid)
         if wallet is None:  # another tenant's wallet looks exactly like a missing one
             raise ApiError(404, "not_found", "wallet not found")
-        found = await reconcile.view(conn, wid, d.settings.token_symbol)
+        found = await reconcile.view(conn, wid)
     return {"wallet_id": str(wid), "address": wallet.address, "confirmations": d.settings.confirmations, **found}

@@ -28,7 +28,7 @@ STATUS_OF_ACTION = {
     "payment.reconciled": PaymentStatus.confirmed,
 }
 # Steps that change no status but matter to whoever reads the history.
-EVENTS = frozenset({"payment.receipt_wait_gave_up", "payment.authorization_expired"})
+EVENTS = frozenset({"payment.receipt_wait_gave_up", "payment.authorization_expired", "payment.transaction_matched"})
 
 
 async def status_history(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict]:

@@ -14,14 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paygent.db import reconcile_mismatches as mismatches
 from paygent.db import reservations as res
 from paygent.db.audit import append_audit
-from paygent.db.ledger import wallet_account, write_payment_entries
-from paygent.db.reconcile_schema import DEPOSIT, GAS, MISMATCH, PAYMENT, reconcile_checkpoints, reconcile_movements
+from paygent.db.ledger import write_payment_entries
+from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
+TRANSACTION_MATCHED = "payment.transaction_matched"
 # statuses that said "nothing was paid"
 CLOSED_UNPAID = tuple(sorted(PAYMENT_TERMINAL - {PaymentStatus.confirmed}))
 
@@ -260,15 +262,20 @@ async def confirm_payment(
     """Confirm a payment the chain shows executed: ledger entries, tx hash, reservation committed (again), audit.
 
     Returns the audit action written (`payment.settled_late` for a payment that had been closed as not paid,
-    `payment.reconciled` for one whose receipt wait gave up), or None when there was nothing to change.
+    `payment.reconciled` for one whose receipt wait gave up, `payment.transaction_matched` for one its workflow
+    confirmed without knowing the transaction), or None when there was nothing to change.
     """
     row = (
         await conn.execute(
-            sa.select(payments.c.status, payments.c.details).where(payments.c.id == payment["id"]).with_for_update()
+            sa.select(payments.c.status, payments.c.details, payments.c.tx_hash, payments.c.block_number)
+            .where(payments.c.id == payment["id"])
+            .with_for_update()
         )
     ).first()
-    if row is None or row.status == PaymentStatus.confirmed:
+    if row is None:
         return None
+    if row.status == PaymentStatus.confirmed:
+        return await _match_transaction(conn, payment, row, tx_hash=tx_hash, block_number=block_number, source=source)
     late = row.status in CLOSED_UNPAID
     if not late and RECEIPT_WAIT_GAVE_UP not in (row.details or {}):
         return None  # still in its workflow's hands: the workflow settles it
@@ -333,6 +340,47 @@ async def confirm_payment(
     return action
 
 
+async def _match_transaction(conn: AsyncConnection, payment, row, *, tx_hash: str, block_number: int, source: str):
+    """A confirmed payment whose workflow never learnt its transaction (an x402 server that answered without a
+    receipt while the chain showed the authorization used): record the transaction the scan matched, on the
+    payment and on its ledger entries, which stay as booked (nothing is booked twice)."""
+    if row.tx_hash is not None:
+        if row.block_number is None:  # an x402 receipt names the transaction, not its block: note the block
+            await conn.execute(
+                payments.update().where(payments.c.id == payment["id"]).values(block_number=block_number)
+            )
+        return None
+    await conn.execute(
+        payments.update()
+        .where(payments.c.id == payment["id"])
+        .values(
+            tx_hash=tx_hash,
+            block_number=block_number if row.block_number is None else row.block_number,
+            details={
+                **(row.details or {}),
+                "reconciled": {"tx_hash": tx_hash, "block_number": block_number, "source": source},
+            },
+            updated_at=sa.func.now(),
+        )
+    )
+    await conn.execute(
+        ledger_entries.update()
+        .where(ledger_entries.c.payment_id == payment["id"], ledger_entries.c.tx_hash.is_(None))
+        .values(tx_hash=tx_hash)
+    )
+    await append_audit(
+        conn,
+        tenant_id=payment["tenant_id"],
+        actor="reconciler",
+        channel=Channel.system,
+        action=TRANSACTION_MATCHED,
+        subject_type="payment",
+        subject_id=str(payment["id"]),
+        data={"tx_hash": tx_hash, "block_number": block_number, "source": source},
+    )
+    return TRANSACTION_MATCHED
+
+
 async def close_payment(
     conn: AsyncConnection, payment, *, status: str | None, action: str, reason: str, data: dict[str, Any] | None = None
 ) -> bool:
@@ -367,7 +415,7 @@ async def close_payment(
     return True
 
 
-async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -> dict[str, Any]:
+async def view(conn: AsyncConnection, wallet_id: uuid.UUID) -> dict[str, Any]:
     """What GET /v1/wallets/{id}/reconciliation shows (amounts as integer strings of atomic units)."""
     points = (
         (await conn.execute(sa.select(reconcile_checkpoints).where(reconcile_checkpoints.c.wallet_id == wallet_id)))
@@ -376,33 +424,10 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
     )
     assets = []
     for point in sorted(points, key=lambda p: p["asset"]):
-        asset = point["asset"]
-        seen = int(
-            (
-                await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(reconcile_movements.c.amount_atomic), 0)).where(
-                        reconcile_movements.c.wallet_id == wallet_id,
-                        reconcile_movements.c.asset == asset,
-                        reconcile_movements.c.kind.in_([DEPOSIT, GAS]),
-                    )
-                )
-            ).scalar_one()  # an aggregate: always one row
-        )
-        paid = 0
-        if asset == token_symbol:
-            paid = int(
-                (
-                    await conn.execute(
-                        sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_atomic), 0)).where(
-                            ledger_entries.c.account == wallet_account(wallet_id), ledger_entries.c.asset == asset
-                        )
-                    )
-                ).scalar_one()  # an aggregate: always one row
-            )
-        ledger, chain = seen + paid, int(point["chain_balance"])
+        ledger, chain = await mismatches.ledger_balance(conn, wallet_id, point["asset"]), int(point["chain_balance"])
         assets.append(
             {
-                "asset": asset,
+                "asset": point["asset"],
                 "checkpoint_block": int(point["block_number"]),
                 "ledger_balance_atomic": str(ledger),
                 "chain_balance_atomic": str(chain),
@@ -410,20 +435,6 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
                 "checked_at": point["updated_at"].isoformat(),
             }
         )
-    mismatches = (
-        (
-            await conn.execute(
-                sa.select(reconcile_movements)
-                .where(
-                    reconcile_movements.c.wallet_id == wallet_id,
-                    reconcile_movements.c.kind == MISMATCH,
-                )
-                .order_by(reconcile_movements.c.block_number, reconcile_movements.c.id)
-            )
-        )
-        .mappings()
-        .all()
-    )
     held = await held_authorizations(conn, wallet_id)
     given_up = await receipts_given_up(conn, wallet_id)
     return {
@@ -442,16 +453,6 @@ async def view(conn: AsyncConnection, wallet_id: uuid.UUID, token_symbol: str) -
         "pending_receipts": [
             {"payment_id": str(p["id"]), "tx_hashes": [a["tx_hash"] for a in attempts]} for p, attempts in given_up
         ],
-        "mismatches": [
-            {
-                "id": m["id"],
-                "asset": m["asset"],
-                "block_number": int(m["block_number"]),
-                "tx_hash": m["tx_hash"],
-                "amount_atomic": str(int(m["amount_atomic"])),
-                "counterparty": m["counterparty"],
-                "found_at": m["created_at"].isoformat(),
-            }
-            for m in mismatches
-        ],
+        "mismatches": await mismatches.listed(conn, wallet_id, resolved=False),
+        "resolved_mismatches": await mismatches.listed(conn, wallet_id, resolved=True),
     }

@@ -1,11 +1,14 @@
 """Every door checks who you are: the app's routes are walked (a new route without a declared role fails here),
 and every route is called as every kind of principal. A refusal is 403 `forbidden` and starts, signs and writes
-nothing (rows, audit entries, workflows and blocks are counted around the refusals)."""
+nothing (rows, audit entries, workflows and blocks are counted around the refusals). Reads by id of another
+principal's objects (every GET route with an id, every MCP tool taking a payment id, every WebSocket message
+naming a run or a thread) answer those who take no part in them exactly as an id that exists nowhere."""
 
 from __future__ import annotations
 
 import re
 import time
+import typing
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,11 +17,17 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from api.authz import PUBLIC_PATHS, markdown_table, route_table
+from api.ws_messages import ClientMessage
 from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, funded_wallet, new_recipient, payment_body
+from tests.approvals.helpers import pay, tiers, wallet_with_policy
 from tests.authz.conftest import bearer
 from tests.egress import exempt
+from tests.mcp.conftest import data, error_text, mcp_session
+from tests.ws.helpers import connect as ws_connect
+from tests.ws.helpers import recv as ws_recv
+from tests.ws.helpers import send as ws_send
 
 PRINCIPALS = ("requester", "approver", "admin", "auditor", "nobody", "agent", "outsider")
 ROLES_OF = {
@@ -204,3 +213,97 @@ def _json(content: bytes) -> dict:
         return value if isinstance(value, dict) else {}
     except ValueError:
         return {}
+
+
+# Who may read alice's objects by id (the lists' rule): admins and auditors see the tenant's payments, approvals,
+# wallets and agents; bob (the approver principal) is an approver of the payment's tier, so he sees that payment
+# and its approval; nobody else, however many roles they hold, and runs and threads only their owner (alice).
+SEES = {
+    "payment_id": {"admin", "auditor", "approver"},
+    "approval_id": {"admin", "auditor", "approver"},
+    "wallet_id": {"admin", "auditor"},
+    "agent_id": {"admin", "auditor"},
+    "run_id": set(),
+    "thread_id": set(),
+}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def others(http, dev, app_settings, targets) -> dict[str, str]:
+    """alice's objects, none of them granted or shown to the requester principal: a wallet only alice may
+    spend from (above 100 USDC needs 2 of bob, carol, dave) and a 150 USDC payment from it awaiting approval."""
+    wallet = await wallet_with_policy(http, dev, app_settings, tiers(), usdc=200)
+    payment_id = await pay(http, dev, "150", wallet_id=wallet["id"])
+    return {**targets, "wallet_id": wallet["id"], "payment_id": payment_id, "approval_id": payment_id}
+
+
+async def test_reads_by_id_of_another_principals_objects(http, dev, principals, others):
+    """Every GET route with an id, as every principal of the tenant allowed to call it, on alice's objects: 200
+    for those who take part (SEES), else the very answer an id that exists nowhere gets."""
+    reads = [(p, r) for m, p, r in route_table(create_app()) if m == "GET" and "{" in p]
+    assert {n for p, _ in reads for n in re.findall(r"\{(\w+)\}", p)} <= set(SEES), "a new kind of id: add it to SEES"
+    missing = {k: str(uuid.uuid4()) for k in SEES}
+    seen, hidden, failures = 0, 0, []
+    for path, roles in reads:
+        param = re.findall(r"\{(\w+)\}", path)[0]
+        for who in PRINCIPALS[:-1]:  # the outsider (another tenant) is the first test's
+            if not allowed(who, roles):
+                continue
+            headers = bearer(principals[who]["key"])
+            url, _, _ = request_for("GET", path, others, dev)
+            status, content = await call(http, "GET", url, None, headers)
+            if who in SEES[param]:
+                seen += 1
+                if status != 200:
+                    failures.append((path, who, status, content[:200]))
+                continue
+            hidden += 1
+            nowhere = request_for("GET", path, {**others, **missing}, dev)[0]
+            expected = await call(http, "GET", nowhere, None, headers)
+            if (status, _json(content)) != (404, _json(expected[1])) or expected[0] != 404:
+                failures.append((path, who, status, content[:200], expected))
+    print(f"\nreads by id of alice's objects: {len(reads)} routes, {seen} seen, {hidden} hidden, failures: {failures}")
+    assert failures == [] and hidden >= 20 and seen >= 8
+
+
+async def test_mcp_reads_by_id_of_another_principals_payment(api_url, principals, others, dev):
+    """Every MCP tool that takes a payment id (found by walking the tool list), for the requester principal and
+    an agent: alice's payment answers exactly as a payment id that exists nowhere; alice reads it."""
+    async with mcp_session(api_url, dev["users"]["alice"]["api_key"]) as mcp:
+        tools = [t.name for t in (await mcp.list_tools()).tools if "payment_id" in t.input_schema.get("properties", {})]
+        assert {"get_payment", "wait_for_payment"} <= set(tools)
+        for tool in tools:
+            mine = await mcp.call_tool(tool, {"payment_id": others["payment_id"], **_short(tool)})
+            assert data(mine)["amount"] == "150", (tool, mine)
+    for who in ("requester", "agent"):
+        async with mcp_session(api_url, principals[who]["key"]) as mcp:
+            for tool in tools:
+                extra = _short(tool)
+                theirs = await mcp.call_tool(tool, {"payment_id": others["payment_id"], **extra})
+                nowhere = await mcp.call_tool(tool, {"payment_id": str(uuid.uuid4()), **extra})
+                assert error_text(theirs) == error_text(nowhere), (who, tool)
+                assert error_text(theirs).endswith("not_found: payment not found"), (who, tool)
+
+
+def _short(tool: str) -> dict:
+    return {"timeout_seconds": 1} if tool == "wait_for_payment" else {}
+
+
+async def test_websocket_messages_naming_another_principals_run_or_thread(api_url, principals, others):
+    """Every WebSocket message that names a run or a thread (found by walking the message models), sent by the
+    requester principal and by an agent with alice's run and thread: the answer an id that exists nowhere gets."""
+    models = typing.get_args(typing.get_args(ClientMessage)[0])
+    naming = [m for m in models if {"run_id", "thread_id"} & set(m.model_fields)]
+    assert {m.model_fields["type"].annotation.__args__[0] for m in naming} >= {"cancel", "resume", "user_message"}
+    for who in ("requester", "agent"):
+        async with ws_connect(api_url, principals[who]["key"]) as ws:
+            for model in naming:
+                kind = model.model_fields["type"].annotation.__args__[0]
+                ids = [f for f in ("run_id", "thread_id") if f in model.model_fields]
+                base = {"type": kind, "ref": kind, "message": "balance", "last_seq": 0}
+                base = {k: v for k, v in base.items() if k in model.model_fields or k in ("type", "ref")}
+                answers = []
+                for values in ({f: others[f] for f in ids}, {f: str(uuid.uuid4()) for f in ids}):
+                    await ws_send(ws, {**base, **values})
+                    answers.append({k: v for k, v in (await ws_recv(ws)).items() if k not in ids})
+                assert answers[0] == answers[1] and answers[0]["code"] == "not_found", (who, kind, answers)

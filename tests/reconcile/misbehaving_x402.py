@@ -5,7 +5,9 @@ facilitator on anvil; the handlers then misbehave instead of letting the middlew
 - `/late-200`: answers 200 without a PAYMENT-RESPONSE receipt, and settles the authorization `settle_after`
   seconds later;
 - `/late-402`: answers 402 again ("pay again"), and settles the authorization later all the same;
-- `/never`: answers 200 without a receipt and never settles.
+- `/never`: answers 200 without a receipt and never settles;
+- `/settled-no-receipt`: settles the authorization, then answers 200 without the receipt (the client sees the
+  payment only on chain, not which transaction made it).
 Each route asks for a short `maxTimeoutSeconds`, so the authorization the SDK client signs has a short
 `validBefore`. The middleware never settles an error answer, so the handlers answer with a marker status
 (`HOLD_STATUS`) that the outer `_Rewrite` middleware turns into the status the route claims.
@@ -91,6 +93,13 @@ def create_misbehaving_service(
     async def never(request: Request) -> JSONResponse:
         return held(200, {"note": "served; never settled"})
 
+    @app.get("/settled-no-receipt")
+    async def settled_no_receipt(request: Request) -> JSONResponse:
+        settled = await server.settle_payment(request.state.payment_payload, request.state.payment_requirements)
+        if not settled.success:  # the test then sees the payment fail, with the facilitator's reason
+            return JSONResponse({"error": settled.error_reason}, status_code=503)
+        return held(200, {"note": "served and settled; the receipt is withheld"})
+
     option = {
         "scheme": "exact",
         "network": NETWORK,
@@ -104,7 +113,7 @@ def create_misbehaving_service(
     }
     routes = {
         f"GET {path}": {"accepts": option, "description": f"misbehaving {path}", "mimeType": "application/json"}
-        for path in ("/late-200", "/late-402", "/never")
+        for path in ("/late-200", "/late-402", "/never", "/settled-no-receipt")
     }
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
     app.add_middleware(_Rewrite)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from web3 import AsyncWeb3
+
 from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
 from tests.reconcile.conftest import MAX_TIMEOUT_SECONDS, reconcile_once, reconcile_until
 from tests.reconcile.helpers import (
@@ -130,3 +132,48 @@ async def test_never_settled_keeps_the_reservation_until_valid_before(
     view = await reconciliation(http, dev, wallet["id"])
     assert view["open_authorizations"] == [] and view["mismatches"] == []
     assert int(asset(view, "USDC")["chain_balance_atomic"]) == 100 * 10**6
+
+
+async def test_paid_without_a_receipt_gets_its_transaction_from_the_scan(
+    http, dev, db_engine, temporal_env, app_settings, misbehaving, webhook
+):
+    """The server settles, then answers 200 without the receipt: the chain shows the authorization used, so the
+    workflow confirms the payment, knowing no transaction. The scan that matches the settlement records its
+    transaction and block on the payment and its ledger entries, and books nothing twice."""
+    wallet = await funded_wallet(http, dev, app_settings, 100)
+    paid = await _pay(http, dev, wallet["id"], f"{misbehaving.url}/settled-no-receipt")
+    pid = paid["id"]
+    assert (paid["status"], paid["tx_hash"], paid["block_number"], paid["x402"]["receipt"]) == (
+        "confirmed",
+        None,
+        None,
+        None,
+    ), paid
+    booked = await ledger_rows(db_engine, pid)
+    assert sorted(int(r["amount_atomic"]) for r in booked) == [-PRICE_ATOMIC, PRICE_ATOMIC]
+
+    async def matched() -> bool:
+        return (await http.get(f"/v1/payments/{pid}", headers=auth(dev))).json()["tx_hash"] is not None
+
+    await reconcile_until(temporal_env.client, app_settings.task_queue, matched, what=f"transaction of {pid}")
+    final = (await http.get(f"/v1/payments/{pid}", headers=auth(dev))).json()
+    receipt = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)).eth.get_transaction_receipt(
+        final["tx_hash"]
+    )
+    print(f"\nx402 paid without a receipt: matched {final['tx_hash']} in block {final['block_number']}")
+    assert receipt["status"] == 1 and receipt["blockNumber"] == final["block_number"] and final["status"] == "confirmed"
+    assert [h["action"] for h in final["status_history"]][-1] == "payment.transaction_matched"
+    rows = await ledger_rows(db_engine, pid)
+    assert [r["id"] for r in rows] == [r["id"] for r in booked] and all(r["tx_hash"] == final["tx_hash"] for r in rows)
+    await reconcile_once(temporal_env.client, app_settings.task_queue)  # again: nothing more to record
+    assert (await audit_actions(db_engine, "payment", pid)).count("payment.transaction_matched") == 1
+    assert [e["data"]["tx_hash"] for e in webhook.of_type("payment.transaction_matched")] == [final["tx_hash"]]
+    assert await token_balance(app_settings.rpc_url, app_settings.token_address, misbehaving.pay_to) == PRICE_ATOMIC
+    await reconcile_until(
+        temporal_env.client,
+        app_settings.task_queue,
+        lambda: ledger_equals_chain(http, dev, wallet["id"], final["block_number"]),
+        what="ledger == chain",
+    )
+    view = await reconciliation(http, dev, wallet["id"])
+    assert view["mismatches"] == [] and int(asset(view, "USDC")["chain_balance_atomic"]) == 100 * 10**6 - PRICE_ATOMIC

@@ -80,8 +80,9 @@ async def h(time_skipping_env, db_engine, redis_url, receiver):
         yield harness
 
 
-async def cli_signal(h, handle, name: str, body: dict) -> None:
-    """Exactly what an operator types: `temporal workflow signal --name approve --input '{...}'`."""
+async def cli_signal(h, handle, name: str, body: dict | None) -> None:
+    """Exactly what an operator types: `temporal workflow signal --name approve --input '{...}'` (no --input for
+    a body of None)."""
     target = h.client.service_client.config.target_host
     proc = await asyncio.create_subprocess_exec(
         str(temporal_cli()),
@@ -95,8 +96,7 @@ async def cli_signal(h, handle, name: str, body: dict) -> None:
         handle.id,
         "--name",
         name,
-        "--input",
-        json.dumps(body),
+        *(["--input", json.dumps(body)] if body is not None else []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -133,6 +133,26 @@ async def test_cli_signal_counts_like_an_update_and_refused_signals_are_audited(
     assert outcome.status == "approved"
     assert [(a.approver, a.channel) for a in outcome.approvals] == [("bob", "temporal"), ("carol", "temporal")]
     assert [a for a, _, _ in actions(await h.audit(handle))].count("approval.approve") == 2
+
+
+async def test_signals_the_sdk_cannot_decode_are_refused_and_audited(h):
+    """An unpaired surrogate in the body (the SDK's converter refuses it, and used to drop the Signal unseen), and
+    a Signal with no body at all: each is refused and audited, and the approval goes on."""
+    handle = await h.start(5_000)
+    await cli_signal(h, handle, "reject", {"actor": "bob", "reason": "\ud800 wedge"})
+    await cli_signal(h, handle, "approve", None)
+    rows = await until_audited(h, handle, 3)
+    assert actions(rows)[1:] == [
+        ("approval.signal_refused", "bob", "temporal"),
+        ("approval.signal_refused", "unknown", "temporal"),
+    ]
+    assert rows[1]["data"]["signal"] == "reject" and rows[1]["data"]["type"] == "InvalidRequest"
+    assert "reason" in rows[1]["data"]["reason"] and "unpaired surrogates" in rows[1]["data"]["reason"]
+    assert rows[1]["data"]["body"] == {"actor": "bob", "reason": "\\ud800 wedge"}  # stored as an escape
+    assert rows[2]["data"]["signal"] == "approve" and "no body" in rows[2]["data"]["reason"]
+    assert (await h.state(handle)).status == "pending"
+    await h.decide(handle, "reject", actor="bob")
+    assert (await h.outcome(handle)).status == "rejected"
 
 
 async def test_events_reach_redis_and_signed_webhooks(h, receiver):

@@ -13,6 +13,9 @@ Each directory holds the histories one version of the code wrote (docs/ARCHITECT
   tests/agents/test_approvals.py and the time-lock tests of tests/approvals/test_approval_flow.py.
 - before_integrity/: an ApprovalWorkflow from before the signal-decisions gate (patch `signal-decisions-gate`),
   recorded from a `git archive` of the branch point with stand-in activities (only their results are in history).
+- before_raw_signals/: an ApprovalWorkflow from before decision Signals were decoded raw (patch
+  `approval-signal-bodies-decoded-raw`): the SDK dropped its `reject` Signal with an unpaired surrogate unseen,
+  then an Update rejected it. Recorded at f9d234a's workflows/approval.py.
 
 The last test shows the rule the fixtures enforce on a throwaway workflow: a new timer without `workflow.patched`
 fails to replay an old history; behind the patch it replays, and new runs take the new path.
@@ -45,6 +48,7 @@ EXPECTED = {
     "f9d234a": {"PaymentWorkflow": 19, "ApprovalWorkflow": 17, "AgentRunWorkflow": 7, "ReconcileWorkflow": 3},
     "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
     "before_integrity": {"ApprovalWorkflow": 1},
+    "before_raw_signals": {"ApprovalWorkflow": 1},
 }
 
 
@@ -77,6 +81,17 @@ def test_the_pre_gate_approval_history_holds_the_signals_it_was_recorded_for():
         if e.HasField("workflow_execution_signaled_event_attributes")
     ]
     assert signals == ["approve", "approve", "cancel"]
+
+
+def test_the_pre_raw_signals_history_holds_the_signal_the_sdk_dropped():
+    (path,) = fixture_files(HISTORIES_ROOT / "before_raw_signals")
+    signaled = [
+        e.workflow_execution_signaled_event_attributes
+        for e in load_history(path).events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert [s.signal_name for s in signaled] == ["reject"]
+    assert b"\\ud800" in signaled[0].input.payloads[0].data  # the escape the SDK's JSON parser refuses
 
 
 # --- the rule, shown on a throwaway approval gate: v1 waits for a decision with no bound; v2 bounds the wait
