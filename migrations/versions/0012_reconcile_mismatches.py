@@ -1,7 +1,7 @@
 """reconcile mismatches: what the balance comparison could not explain, one row per cause, opened and closed
 
 Revision ID: 0012_reconcile_mismatches
-Revises: 0011_time_locked
+Revises: 0017_memory
 
 Hand-written to match `reconcile_mismatches` in paygent/db/reconcile_schema.py, under the row-level security
 of 0005. Mismatches recorded before (outgoing `mismatch` movements, already audited) become open rows, so
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_reconcile_mismatches"
-down_revision = "0011_time_locked"
+down_revision = "0017_memory"
 branch_labels = None
 depends_on = None
 
