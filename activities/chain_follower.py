@@ -28,6 +28,7 @@ checking every wait once, so no receipt is missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,10 @@ class _Run:
     async def loop(self) -> ct.FollowResult:
         stop = time.monotonic() + self.inp.run_seconds
         while time.monotonic() < stop:
+            if activity.is_worker_shutdown():  # hand over now rather than at the heartbeat timeout
+                raise ApplicationError(
+                    "the worker is shutting down: another one follows", type=ErrorType.worker_stopping
+                )
             activity.heartbeat(self.result.model_dump())
             open_waits = 0
             try:
@@ -109,7 +114,10 @@ class _Run:
                 self.last = None  # check everything again once they answer
                 await asyncio.sleep(1.0)
             self.result.passes += 1
-            await asyncio.sleep(POLL_SECONDS if open_waits else IDLE_POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    activity.wait_for_worker_shutdown(), POLL_SECONDS if open_waits else IDLE_POLL_SECONDS
+                )
         return self.result
 
     # ------------------------------------------------------------------ one pass
