@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
@@ -120,7 +121,8 @@ def interceptors() -> list[Interceptor]:
     return [DataErrorInterceptor(), TenantInterceptor()]
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **worker_options: Any) -> Worker:
+    """The worker; `worker_options` go to temporalio's Worker as they are (tests size its slots)."""
     payments = PaymentActivities(engine)
     chain = ChainActivities(
         engine,
@@ -155,6 +157,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,
         ],
+        **worker_options,
     )
 
 

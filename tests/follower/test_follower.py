@@ -9,7 +9,6 @@ import uuid
 
 import sqlalchemy as sa
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.worker import Worker
 from web3 import AsyncWeb3
 
 from paygent.db.engine import get_engine
@@ -46,8 +45,9 @@ async def test_200_waits_in_flight_hold_no_activity_slots(app_settings, temporal
     settings = app_settings.model_copy(update={"task_queue": f"follow-{uuid.uuid4().hex[:6]}"})
     wallet = await funded_wallet(http, dev, settings, 100)
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
-    base = build_worker(temporal_env.client, settings, get_engine(settings.database_url))
-    worker = Worker(**{**base.config(), "max_concurrent_activities": ACTIVITY_SLOTS})
+    worker = build_worker(
+        temporal_env.client, settings, get_engine(settings.database_url), max_concurrent_activities=ACTIVITY_SLOTS
+    )
     queue_waits = (
         sa.select(sa.func.count()).select_from(receipt_waits).where(receipt_waits.c.task_queue == settings.task_queue)
     )
@@ -77,6 +77,12 @@ async def test_200_waits_in_flight_hold_no_activity_slots(app_settings, temporal
             mined = time.monotonic()
             for _ in range(5):  # anvil packs about 300 transfers a block
                 await w3.provider.make_request("evm_mine", [])
+
+            async def none_left() -> bool:
+                return await _count(db_engine, queue_waits) == 0
+
+            await _until(none_left, 180, "every wait answered", pause=0.2)
+            answered_after = time.monotonic() - mined
             finals = await asyncio.gather(*(wait_final(api, dev, pid, timeout=180) for pid in ids))
             completed_after = time.monotonic() - mined
             left = await _count(db_engine, queue_waits)
@@ -88,7 +94,8 @@ async def test_200_waits_in_flight_hold_no_activity_slots(app_settings, temporal
     print(
         f"\nfollower load: {IN_FLIGHT} payments in flight on {ACTIVITY_SLOTS} activity slots; "
         f"{peak} receipt waits registered at once ({registered_after:.1f}s after the last 202); "
-        f"all {IN_FLIGHT} confirmed {completed_after:.1f}s after mining; {left} waits left"
+        f"the follower answered every wait {answered_after:.1f}s after mining; all {IN_FLIGHT} confirmed (settled "
+        f"through the {ACTIVITY_SLOTS} slots) {completed_after:.1f}s after mining; {left} waits left"
     )
     assert peak == IN_FLIGHT  # more waits open than the worker has slots: none of them holds one
     assert [f["status"] for f in finals] == ["confirmed"] * IN_FLIGHT
