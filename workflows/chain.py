@@ -28,7 +28,6 @@ from workflows.reconcile import ReconcileWorkflow
 
 IDLE_SECONDS = 3600  # with the reconciler off, how often the loop wakes to check the history size
 FOLLOWER_PAUSE = timedelta(seconds=30)  # after the follower failed for good (wrong chain): try again this late
-MAX_TICKS_PER_RUN = 500  # continue as new after this many ticks even if the server has not suggested it
 FOLLOW_SECONDS = 600
 
 
@@ -70,7 +69,7 @@ class ChainWorkflow:
                         f"Chain {inp.chain_id}: following blocks; reconcile tick {inp.ticks + ticks}: "
                         f"{result.wallets} wallets, {result.mismatches} mismatches, {result.findings} findings"
                     )
-            if workflow.info().is_continue_as_new_suggested() or ticks >= MAX_TICKS_PER_RUN:
+            if workflow.info().is_continue_as_new_suggested() or ticks >= inp.ticks_per_run:
                 break
             until = next_tick if interval > 0 else workflow.now() + timedelta(seconds=IDLE_SECONDS)
             if restart_at is not None:

@@ -36,6 +36,8 @@ class ChainInput(BaseModel):
     task_queue: str = DEFAULT_TASK_QUEUE
     config: ChainConfig = ChainConfig()
     ticks: int = 0  # reconcile ticks run by earlier runs of this chain's workflow (continue-as-new carries it)
+    # a run continues as new after this many ticks even when the server has not suggested it yet
+    ticks_per_run: int = 500
 
 
 class FollowInput(BaseModel):
