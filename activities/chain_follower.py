@@ -281,12 +281,20 @@ class _Run:
             except RPCError as again:
                 if again.status != RPCStatusCode.NOT_FOUND:
                     raise
-                described = await self.client.get_workflow_handle(w.workflow_id).describe()
-                if described.status == WorkflowExecutionStatus.RUNNING:
+                if await self.workflow_running(w.workflow_id):
                     return  # between attempts: the retry registers again and the next pass answers it
         async with tenant_transaction(self.chain.engine, w.tenant_id) as conn:
             await waits_db.finish(conn, w.payment_id, w.task_token)
         self.answers.pop(w.payment_id, None)
+
+    async def workflow_running(self, workflow_id: str) -> bool:
+        try:
+            described = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False  # gone past its retention
+            raise
+        return described.status == WorkflowExecutionStatus.RUNNING
 
     async def fail_unregistered(self) -> None:
         """Fail (retryable) the running receipt waits that have no row: their worker died before registering."""
