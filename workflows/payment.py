@@ -320,7 +320,9 @@ class PaymentWorkflow:
                 summary=f"Wait for receipt of {tx_hash} (the chain follower answers)",
             )
         except ActivityError as err:
-            if not isinstance(err.cause, ActivityTimeout):
+            # the whole wait's bound passed (no answer, or attempts that kept failing): the signed transaction
+            # may still land, so the payment is not failed; a final verdict (NonceConflict) still ends it
+            if not (isinstance(err.cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT):
                 raise
         return await workflow.execute_activity(
             t.ACT_RECEIPT_GAVE_UP,

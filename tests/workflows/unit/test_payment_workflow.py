@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
@@ -75,18 +74,12 @@ async def test_a_receipt_wait_that_gave_up_leaves_the_payment_submitted_for_the_
     assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
 
 
-def never_answered(_req):
-    activity.raise_complete_async()  # registered, and no follower ever answers
-
-
-async def test_a_followed_receipt_wait_never_answered_times_out_and_leaves_the_payment_to_the_reconciler(env):
+async def test_the_receipt_wait_is_scheduled_for_the_chain_follower_to_answer(env):
+    """Since `receipt-wait-followed`: a fixed activity id the follower can address, no heartbeat timeout (nobody
+    runs the wait meanwhile), and a whole-wait bound."""
     handles = Handles()
-    stubs = Stubs({pt.ACT_AWAIT_RECEIPT: never_answered})
-    state = await pay(env, payment_request(50), stubs, during=handles)  # the 6 h bound passes on skipped time
-    assert (state.status, state.tx_hash, state.failure_reason) == (PaymentStatus.submitted, TX_HASH, None)
-    names, steps = stubs.names(), len(TRANSFER_STEPS) - 1
-    assert names[:steps] == TRANSFER_STEPS[:-1] and names[-1] == pt.ACT_RECEIPT_GAVE_UP  # not settled
-    assert set(names[steps - 1 : -1]) == {pt.ACT_AWAIT_RECEIPT}  # each hour's attempt registered again
+    state = await pay(env, payment_request(50), Stubs(), during=handles)
+    assert state.status == PaymentStatus.confirmed
     history = await handles[0].fetch_history()
     [wait] = [
         e.activity_task_scheduled_event_attributes
@@ -94,8 +87,9 @@ async def test_a_followed_receipt_wait_never_answered_times_out_and_leaves_the_p
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and e.activity_task_scheduled_event_attributes.activity_type.name == pt.ACT_AWAIT_RECEIPT
     ]
-    assert wait.activity_id == RECEIPT_WAIT_ACTIVITY_ID  # the id the follower can address
-    assert not wait.HasField("heartbeat_timeout") or wait.heartbeat_timeout.ToSeconds() == 0  # nobody heartbeats
+    assert wait.activity_id == RECEIPT_WAIT_ACTIVITY_ID
+    assert wait.heartbeat_timeout.ToSeconds() == 0
+    assert wait.schedule_to_close_timeout.ToSeconds() == 6 * 3600
 
 
 @pytest.mark.parametrize("local_steps", [False, True], ids=["activity", "local-activity"])
