@@ -209,6 +209,9 @@ class ChainActivities:
     async def _register_wait(self, req: PaymentRequest) -> None:
         info = activity.info()
         assert info.workflow_id is not None  # scheduled by PaymentWorkflow
+        # the follower first: if this worker dies before the row commits (the insert waits on a lock of the
+        # payment's row, say), the follower's scan for unregistered waits is what gets the wait retried
+        await self._ensure_follower(req.chain_id, info.task_queue)
         with tenant_scope(req.tenant_id):
             async with self.engine.begin() as conn:
                 await receipt_waits.register(
@@ -223,7 +226,6 @@ class ChainActivities:
                     request=req.model_dump(mode="json"),
                     attempt=info.attempt,
                 )
-        await self._ensure_follower(req.chain_id, info.task_queue)
 
     async def _ensure_follower(self, chain_id: int, task_queue: str) -> None:
         """Start the chain's workflow unless it runs (at most once a minute per worker process): a wait is never
