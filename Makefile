@@ -65,6 +65,7 @@ RECORD_TESTS := \
   tests/x402/test_payments_api.py::test_server_asking_more_than_the_cap_is_refused_and_nothing_moves \
   tests/x402/test_payments_api.py::test_a_url_that_asks_no_payment_ends_cancelled_and_nothing_moves \
   tests/reconcile/test_receipt_timeout.py \
+  tests/follower/test_chain_workflow.py \
   tests/reconcile/test_late_settlement.py::test_402_then_settled_is_confirmed_late \
   tests/reconcile/test_mismatch.py::test_reconcile_run_carries_a_search_attribute \
   tests/agents/test_offline_runs.py::test_keyless_run_pays_on_chain_and_answers_with_the_tx_hash \

@@ -19,6 +19,7 @@ from eth_typing import HexStr
 from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
@@ -27,20 +28,24 @@ from web3.types import Wei
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import FeeFields, fee_fields, transfer_calldata
+from paygent.db import receipt_waits
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
+from paygent.db.tenancy import tenant_scope
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest
+from workflows import chain_types as ct
 from workflows import payment_types as t
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
 RESEND_SECONDS = 2.0  # re-send stored bytes (node restart, reorg) at most this often, not on every poll
 POLL_BACKOFF, MAX_POLL_SECONDS = 1.5, 2.0
+ENSURE_FOLLOWER_SECONDS = 60.0  # a worker checks at most this often that its chain's follower workflow runs
 
 
-def _hex(value) -> str:
+def as_hex(value) -> str:
     text = value.hex() if hasattr(value, "hex") else str(value)
     return text if text.startswith("0x") else "0x" + text
 
@@ -57,6 +62,7 @@ class ChainActivities:
         replace_after_seconds: float = 60,
         poll_seconds: float = 0.25,
         receipt_wait_seconds: float = 3 * 3600,
+        reconcile_interval_seconds: int = 15,
     ) -> None:
         self.engine = engine
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
@@ -66,6 +72,8 @@ class ChainActivities:
         self.replace_after_seconds = replace_after_seconds
         self.poll_seconds = poll_seconds
         self.receipt_wait_seconds = receipt_wait_seconds
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+        self._follower_checked: dict[tuple[int, str], float] = {}
 
     async def _payment(self, payment_id: str):
         async with self.engine.connect() as conn:
@@ -115,7 +123,7 @@ class ChainActivities:
             }
         )
         del signer
-        tx_hash = _hex(signed.hash)
+        tx_hash = as_hex(signed.hash)
         raw = bytes(signed.raw_transaction)
         await conn.execute(
             payment_transactions.insert().values(
@@ -187,6 +195,74 @@ class ChainActivities:
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
     async def await_receipt(self, req: PaymentRequest) -> t.ReceiptResult:
+        """Wait until one attempt's receipt is `confirmations` deep.
+
+        Payments that schedule it without a heartbeat timeout (RECEIPT_FOLLOWED, every payment since
+        `receipt-wait-followed`) register the wait and complete asynchronously: the chain's follower
+        (activities/chain_follower.py) re-sends, replaces, gives up and completes it, so a waiting payment holds
+        no activity slot. Payments scheduled before that ask for heartbeats and get the poller they expect."""
+        if activity.info().heartbeat_timeout:
+            return await self._poll_receipt(req)
+        await self._register_wait(req)
+        activity.raise_complete_async()
+
+    async def _register_wait(self, req: PaymentRequest) -> None:
+        info = activity.info()
+        assert info.workflow_id is not None  # scheduled by PaymentWorkflow
+        # the follower first: if this worker dies before the row commits (the insert waits on a lock of the
+        # payment's row, say), the follower's scan for unregistered waits is what gets the wait retried
+        await self._ensure_follower(req.chain_id, info.task_queue)
+        with tenant_scope(req.tenant_id):
+            async with self.engine.begin() as conn:
+                await receipt_waits.register(
+                    conn,
+                    payment_id=req.payment_id,
+                    tenant_id=req.tenant_id,
+                    chain_id=req.chain_id,
+                    task_queue=info.task_queue,
+                    workflow_id=info.workflow_id,
+                    activity_id=info.activity_id,
+                    task_token=info.task_token,
+                    request=req.model_dump(mode="json"),
+                    attempt=info.attempt,
+                )
+
+    async def _ensure_follower(self, chain_id: int, task_queue: str) -> None:
+        """Start the chain's workflow unless it runs (at most once a minute per worker process): a wait is never
+        registered on a chain that nobody follows, whether or not `paygent stack up` started it."""
+        key = (chain_id, task_queue)
+        if time.monotonic() - self._follower_checked.get(key, float("-inf")) < ENSURE_FOLLOWER_SECONDS:
+            return
+        await activity.client().start_workflow(
+            ct.WORKFLOW_NAME,
+            ct.ChainInput(
+                chain_id=chain_id,
+                task_queue=task_queue,
+                config=ct.ChainConfig(reconcile_interval_seconds=self.reconcile_interval_seconds),
+            ),
+            id=ct.workflow_id(chain_id, task_queue),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Chain {chain_id}: follow blocks, complete receipt waits, reconcile",
+        )
+        self._follower_checked[key] = time.monotonic()
+
+    @activity.defn(name=t.ACT_RECEIPT_GAVE_UP)
+    async def receipt_wait_gave_up(self, req: PaymentRequest) -> t.ReceiptResult:
+        """The wait's own timeout passed before the follower answered (it was down that long): mark the payment
+        for the reconciler, as the follower does at PAYGENT_RECEIPT_WAIT_SECONDS."""
+        attempts = await self._attempts(req.payment_id)
+        if not attempts:
+            raise ApplicationError("nothing signed to wait for", type=ErrorType.not_signed, non_retryable=True)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                receipt_waits.receipt_waits.delete().where(
+                    receipt_waits.receipt_waits.c.payment_id == uuid.UUID(req.payment_id)
+                )
+            )
+        return await self.give_up(req, attempts[-1])
+
+    async def _poll_receipt(self, req: PaymentRequest) -> t.ReceiptResult:
         """Poll until one attempt's receipt is `confirmations` deep; re-send what the node forgot (restart,
         reorg); replace the transaction with higher fees when it is not mined within the deadline.
 
@@ -201,7 +277,7 @@ class ChainActivities:
             if receipt is not None:
                 depth = await self.w3.eth.block_number - receipt["blockNumber"] + 1
                 if depth >= self.confirmations:
-                    return await self._result(attempt["tx_hash"], receipt)
+                    return await self.result(attempt["tx_hash"], receipt)
             else:
                 if time.monotonic() - sent_at >= RESEND_SECONDS:
                     latest = attempts[-1]
@@ -218,18 +294,18 @@ class ChainActivities:
                             non_retryable=True,
                         )
                     if time.monotonic() - started >= self.replace_after_seconds:
-                        await self._replace(req, latest)
+                        await self.replace(req, latest)
                         attempts = await self._attempts(payment_id)
                         started = time.monotonic()
                 if datetime.now(UTC) - attempts[0]["created_at"] >= timedelta(seconds=self.receipt_wait_seconds):
-                    return await self._give_up(req, attempts[-1])
+                    return await self.give_up(req, attempts[-1])
             await asyncio.sleep(pause)
             # Back off while nothing lands: with hundreds of payments in flight, a fixed 0.25 s loop of a
             # database read, a resend and two RPCs each starved the worker until heartbeats timed out
             # (1,000-payment load run, issue 11: 389 receipt waits cancelled and restarted).
             pause = min(pause * POLL_BACKOFF, MAX_POLL_SECONDS)
 
-    async def _give_up(self, req: PaymentRequest, latest) -> t.ReceiptResult:
+    async def give_up(self, req: PaymentRequest, latest) -> t.ReceiptResult:
         """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
         (reservation held) and is marked for the reconciler, which re-sends it and settles it either way."""
         async with self.engine.begin() as conn:
@@ -262,8 +338,11 @@ class ChainActivities:
         )
         return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0, pending=True)
 
-    async def _replace(self, req: PaymentRequest, latest) -> None:
-        """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market)."""
+    async def replace(self, req: PaymentRequest, latest) -> bool:
+        """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market).
+
+        False when `latest` is no longer the latest attempt (someone replaced it meanwhile: a follower that
+        outlived its heartbeat beside its successor must not replace twice)."""
         market = await fee_fields(self.w3)
         bumped: FeeFields = {
             "maxPriorityFeePerGas": Wei(
@@ -280,14 +359,17 @@ class ChainActivities:
             ),
         }
         async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.select(payments.c.id).where(payments.c.id == uuid.UUID(req.payment_id)).with_for_update()
+            current = await conn.scalar(
+                sa.select(payments.c.tx_hash).where(payments.c.id == uuid.UUID(req.payment_id)).with_for_update()
             )
+            if current != latest["tx_hash"]:
+                return False
             tx_hash, raw = await self._sign_and_store(conn, req, latest["nonce"], bumped, action="payment.replaced")
         activity.logger.info("replaced %s with %s for payment %s", latest["tx_hash"], tx_hash, req.payment_id)
         await send_stored(self.w3, raw)
+        return True
 
-    async def _result(self, tx_hash: str, receipt) -> t.ReceiptResult:
+    async def result(self, tx_hash: str, receipt) -> t.ReceiptResult:
         reason = None
         if receipt["status"] != 1:
             reason = await self._revert_reason(tx_hash, receipt["blockNumber"])

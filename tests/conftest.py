@@ -153,6 +153,9 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
         master_key=new_master_key(),
         confirmations=1,
+        # the chain workflow that the first receipt wait starts runs the follower only: reconcile tests run their
+        # passes themselves (tests/reconcile/conftest.py), and the chain workflow's ticks are tested on their own
+        reconcile_interval_seconds=0,
         # sessions sharing a Redis never throttle each other; every test calls from 127.0.0.1, so the hard limit on
         # failed authentications is lifted here and proven in tests/api/test_rate_limits.py with its own API
         rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}",

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.agents import agent_activities
 from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
 from activities.chain import ChainActivities
+from activities.chain_follower import ChainFollower
 from activities.memory import MemoryActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
@@ -32,6 +34,7 @@ from paygent.settings import Settings, get_settings
 from workers.data_errors import DataErrorInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
+from workflows.chain import ChainWorkflow
 from workflows.memory_cleanup import MemoryCleanupWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -80,6 +83,7 @@ PURE_WORKFLOW_MODULES = (
     "paygent.search_attributes",
     "workflows.tenant_header",
     "workflows.memory_types",
+    "workflows.chain_types",
 )
 
 
@@ -102,7 +106,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 # What the worker runs and how: the replay tests and the workflow unit tests use the same lists.
-WORKFLOWS = [PaymentWorkflow, AgentRunWorkflow, ReconcileWorkflow, MemoryCleanupWorkflow, *APPROVAL_WORKFLOWS]
+WORKFLOWS = [
+    PaymentWorkflow,
+    AgentRunWorkflow,
+    ChainWorkflow,
+    ReconcileWorkflow,
+    MemoryCleanupWorkflow,
+    *APPROVAL_WORKFLOWS,
+]
 
 
 def interceptors() -> list[Interceptor]:
@@ -110,7 +121,8 @@ def interceptors() -> list[Interceptor]:
     return [DataErrorInterceptor(), TenantInterceptor()]
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **worker_options: Any) -> Worker:
+    """The worker; `worker_options` go to temporalio's Worker as they are (tests size its slots)."""
     payments = PaymentActivities(engine)
     chain = ChainActivities(
         engine,
@@ -120,6 +132,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         confirmations=settings.confirmations,
         replace_after_seconds=settings.replace_after_seconds,
         receipt_wait_seconds=settings.receipt_wait_seconds,
+        reconcile_interval_seconds=settings.reconcile_interval_seconds,
     )
     approvals = ApprovalActivities(engine, Redis.from_url(settings.redis_url), settings)
     return Worker(
@@ -136,12 +149,15 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             chain.sign_transfer,
             chain.broadcast,
             chain.await_receipt,
+            chain.receipt_wait_gave_up,
+            ChainFollower(chain).follow,
             *X402Activities(engine, settings).activities(),
             *ReconcileActivities(engine, settings).activities(),
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,
         ],
+        **worker_options,
     )
 
 

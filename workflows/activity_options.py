@@ -49,6 +49,28 @@ RECEIPT_WAIT = ActivityOptions(
     schedule_to_close_timeout=timedelta(hours=6),
     retry_policy=CHAIN_RETRY,
 )
+# The same wait for payments since `receipt-wait-followed`: the activity registers the wait and completes
+# asynchronously; the chain follower answers it (workflows/chain.py). No heartbeat (nobody runs it meanwhile). The
+# start-to-close bounds one registration: an attempt whose answer never comes (its row was lost) is retried and
+# registers again. The schedule-to-close bounds the whole wait: when it passes the payment is left to the
+# reconciler (the follower itself gives up sooner, at PAYGENT_RECEIPT_WAIT_SECONDS).
+RECEIPT_FOLLOWED = ActivityOptions(
+    start_to_close_timeout=timedelta(hours=1),
+    schedule_to_close_timeout=timedelta(hours=6),
+    retry_policy=CHAIN_RETRY,
+)
+# The chain follower: one long activity that heartbeats while it follows. When its worker dies, the heartbeat
+# timeout ends the attempt and the retry (after 1 s, always) goes to a surviving worker: the failover bound is
+# FOLLOWER_HEARTBEAT + 1 s + one task poll. Retried without end (it is the chain's only follower), except a node on
+# the wrong chain, which no retry fixes.
+FOLLOWER_HEARTBEAT = timedelta(seconds=10)
+FOLLOWER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=0,
+    non_retryable_error_types=[ErrorType.chain_mismatch],
+)
 
 # x402: a verdict of the policy or the server is final, and so is a deleted wallet (x402.sign loads its key); a lost
 # answer is retried (x402.send re-sends the same signed payment).

@@ -34,12 +34,14 @@ from workflows import x402_types as x
 from workflows.activity_options import (
     CHAIN,
     DATABASE,
+    RECEIPT_FOLLOWED,
     RECEIPT_WAIT,
     SETTLEMENT,
     X402_PROBE,
     X402_SEND,
     X402_SIGN,
 )
+from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched ids: running workflows started before these changes replay their old commands
 PATCH_RECEIPT_WAIT = "receipt-wait-leaves-submitted"
 PATCH_HOLD_AUTHORIZATION = "x402-hold-reservation-until-valid-before"
+PATCH_RECEIPT_FOLLOWED = "receipt-wait-followed"  # the receipt wait is answered by the chain follower
 # Payments started with `local_steps` (PAYGENT_LOCAL_STEPS) take their short steps (database writes, signing,
 # sending) as local activities: the worker runs them inside the workflow task and records a marker, instead of
 # a round trip through the server for each (issue 11: 8 activities cost 8 server round trips). Every step was
@@ -293,12 +296,40 @@ class PaymentWorkflow:
         self._state.tx_hash = signed.tx_hash
         await self._step(t.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
         await self._set_status(PaymentStatus.submitted, details={"tx_hash": signed.tx_hash})
+        return await self._await_receipt(req, signed.tx_hash)
+
+    async def _await_receipt(self, req: PaymentRequest, tx_hash: str) -> t.ReceiptResult:
+        """Wait for the receipt. Since `receipt-wait-followed` the activity registers the wait and the chain's
+        follower completes it (workflows/chain.py): no heartbeat, a fixed activity id the follower can address,
+        and a bounded whole wait that, when it passes, leaves the payment to the reconciler."""
+        if not workflow.patched(PATCH_RECEIPT_FOLLOWED):
+            return await workflow.execute_activity(
+                t.ACT_AWAIT_RECEIPT,
+                req,
+                result_type=t.ReceiptResult,
+                **RECEIPT_WAIT,
+                summary=f"Wait for receipt of {tx_hash}",
+            )
+        try:
+            return await workflow.execute_activity(
+                t.ACT_AWAIT_RECEIPT,
+                req,
+                result_type=t.ReceiptResult,
+                activity_id=RECEIPT_WAIT_ACTIVITY_ID,
+                **RECEIPT_FOLLOWED,
+                summary=f"Wait for receipt of {tx_hash} (the chain follower answers)",
+            )
+        except ActivityError as err:
+            # the whole wait's bound passed (no answer, or attempts that kept failing): the signed transaction
+            # may still land, so the payment is not failed; a final verdict (NonceConflict) still ends it
+            if not (isinstance(err.cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT):
+                raise
         return await workflow.execute_activity(
-            t.ACT_AWAIT_RECEIPT,
+            t.ACT_RECEIPT_GAVE_UP,
             req,
             result_type=t.ReceiptResult,
-            **RECEIPT_WAIT,
-            summary=f"Wait for receipt of {signed.tx_hash}",
+            **DATABASE,
+            summary="No receipt within the wait: leave it to the reconciler",
         )
 
     def _x402_policy(self, req: PaymentRequest) -> x.X402Policy:

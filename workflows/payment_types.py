@@ -26,6 +26,7 @@ ACT_RESERVE = "payments.reserve"
 ACT_SIGN = "payments.sign_transfer"
 ACT_BROADCAST = "payments.broadcast"
 ACT_AWAIT_RECEIPT = "payments.await_receipt"
+ACT_RECEIPT_GAVE_UP = "payments.receipt_wait_gave_up"  # the followed wait timed out: leave it to the reconciler
 ACT_SETTLE = "payments.settle"
 
 

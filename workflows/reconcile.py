@@ -1,10 +1,11 @@
-"""ReconcileWorkflow: keep every wallet's ledger equal to the chain, one run per tick of its Temporal Schedule.
+"""ReconcileWorkflow: keep every wallet's ledger equal to the chain, one pass per tick of the chain's workflow.
 
 The workflow decides (which wallets, up to which block, what to publish); activities read the chain and write
 rows. A run reads the safe head once (the newest block `confirmations` deep) so every wallet is reconciled up
 to the same block, then per wallet: settle payments left open (x402 authorizations, receipt waits that gave
-up), scan the new blocks, publish each finding to the tenant's webhooks. Its history stays short: one run per
-tick, and a run with very many wallets continues as new with the wallets it has not done.
+up), scan the new blocks, publish each finding to the tenant's webhooks. ChainWorkflow (workflows/chain.py) runs
+the pass every PAYGENT_RECONCILE_INTERVAL_SECONDS as `ReconcileWorkflow.tick`; a run of ReconcileWorkflow itself is
+one pass, and with very many wallets continues as new with the wallets it has not done.
 """
 
 from __future__ import annotations
@@ -29,8 +30,18 @@ IO_RETRY = RetryPolicy(
 
 @workflow.defn(name=r.WORKFLOW_NAME)
 class ReconcileWorkflow:
+    """One reconcile pass as a run of its own. Each chain's ChainWorkflow (workflows/chain.py) now runs the same
+    pass as a tick (`tick`, inline: no child run per tick crowds the workflow list); this workflow stays registered
+    so runs that an old `paygent-reconcile` schedule started replay and finish, and a pass can still be run on
+    demand (`temporal workflow start --type ReconcileWorkflow`)."""
+
     @workflow.run
     async def run(self, inp: r.ReconcileInput) -> r.ReconcileResult:
+        return await self.tick(inp)
+
+    async def tick(self, inp: r.ReconcileInput, *, split: bool = True) -> r.ReconcileResult:
+        """The pass. With `split`, a run with very many wallets continues as new with the wallets it has not
+        done; the chain workflow passes False and decides about continue-as-new between ticks."""
         wallets = inp.remaining
         if wallets is None:
             wallets = await workflow.execute_activity(
@@ -59,7 +70,7 @@ class ReconcileWorkflow:
             if totals.mismatches:
                 workflow.upsert_search_attributes([sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH)])
             rest = wallets[start + PARALLEL_WALLETS :]
-            if rest and workflow.info().is_continue_as_new_suggested():
+            if split and rest and workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(totals.model_copy(update={"remaining": rest}))
         workflow.upsert_search_attributes(
             [sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH if totals.mismatches else sa.RECONCILE_CLEAN)]

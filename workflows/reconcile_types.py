@@ -1,8 +1,8 @@
 """The reconcile workflow's public contract: names, inputs, outputs, and the events it publishes.
 
-`ReconcileWorkflow` runs once per tick of the Temporal Schedule `SCHEDULE_ID` (created by `paygent stack up`):
-list wallets -> read the safe head -> per wallet settle what closed unpaid or unconfirmed, then scan the new
-blocks -> publish findings as webhook events. Activities live in activities/reconcile.py.
+One reconcile pass: list wallets -> read the safe head -> per wallet settle what closed unpaid or unconfirmed,
+then scan the new blocks -> publish findings as webhook events. Each chain's ChainWorkflow (workflows/chain.py)
+runs it as a tick; `ReconcileWorkflow` runs one pass on its own. Activities live in activities/reconcile.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 from paygent.domain import reconcile as rules
 
 WORKFLOW_NAME = "ReconcileWorkflow"
+# The Temporal Schedule that started a ReconcileWorkflow every tick before ChainWorkflow: `paygent stack up`
+# deletes it from stacks that still have it.
 SCHEDULE_ID = "paygent-reconcile"
-WORKFLOW_ID = "paygent-reconcile"  # the schedule appends the tick's time to it
+WORKFLOW_ID = "paygent-reconcile"  # the schedule appended the tick's time to it
 
 ACT_LIST_WALLETS = "reconcile.list_wallets"
 ACT_SAFE_HEAD = "reconcile.safe_head"
@@ -30,7 +32,7 @@ MISMATCH_RESOLVED = rules.MISMATCH_RESOLVED  # one that resolved (audited and pu
 
 
 class ReconcileInput(BaseModel):
-    """Empty from the schedule. A run that continues as new carries the wallets it has not done yet."""
+    """Empty for a pass. A run that continues as new carries the wallets it has not done yet."""
 
     remaining: list[WalletRef] | None = None
     safe_head: SafeHead | None = None

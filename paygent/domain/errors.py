@@ -29,6 +29,10 @@ class ErrorType(StrEnum):
     not_signed = "NotSigned"  # asked to broadcast before anything was signed
     nonce_conflict = "NonceConflict"  # another transaction holds the nonce (retryable: re-read the chain)
     wallet_missing = "WalletMissing"  # the paying wallet was deleted (paygent.db.accounts.WalletMissing)
+    # the chain follower (activities/chain_follower.py)
+    receipt_wait_lost = "ReceiptWaitLost"  # a wait's registration died with its worker: retried, it registers again
+    worker_stopping = "WorkerStopping"  # the follower's worker is shutting down: retried, on another worker
+    chain_mismatch = "ChainMismatch"  # the node answers another chain id than the follower was started for
     # x402 (workflows/x402_types.py)
     x402_refused = "X402Refused"
     x402_rejected = "X402Rejected"

@@ -1,14 +1,14 @@
 """The memory cleanup schedule: a Temporal Schedule that starts `MemoryCleanupWorkflow` every few minutes.
 
-`paygent stack up` creates or updates it, like the reconcile schedule (paygent/stack/reconcile_schedule.py,
-whose create-or-update it shares). Overlap policy `Skip`: a run still pruning makes the next tick skip.
+`paygent stack up` creates or updates it (paygent/stack/schedules.py). Overlap policy `Skip`: a run still pruning
+makes the next tick skip.
 """
 
 from __future__ import annotations
 
 import json
 
-from paygent.stack.reconcile_schedule import create_or_update
+from paygent.stack.schedules import create_or_update
 from workflows import memory_types
 
 

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 from paygent.memory.pgvector import ensure_pgvector
 from paygent.netutil import port_open
 from paygent.stack import apps, processes, provision, servers, services
+from paygent.stack.chain_workflow import ensure_chain_workflow
 from paygent.stack.config import StackConfig
 from paygent.stack.memory_schedule import ensure_memory_cleanup_schedule
 from paygent.stack.processes import Piece
-from paygent.stack.reconcile_schedule import ensure_reconcile_schedule
 
 Echo = Callable[[str], None]
 STOP_ORDER = ("api", "worker", "x402", "anvil", "temporal", "redis", "postgres")
@@ -50,10 +50,9 @@ def up(cfg: StackConfig, echo: Echo) -> dict[str, Any]:
     launches = (apps.launch_worker(cfg, env), apps.launch_api(cfg, env), apps.launch_paid_service(cfg, env))
     for ready in launches:  # all start, then each is waited for
         echo(piece_line(ready()))
-    interval = reconcile_interval()
-    done = ensure_reconcile_schedule(cfg.temporal_address, env.get("PAYGENT_TASK_QUEUE") or apps.task_queue(), interval)
-    echo(f"  {'reconcile':<12} schedule {done}: every {interval}s")
     queue = env.get("PAYGENT_TASK_QUEUE") or apps.task_queue()
+    for line in ensure_chain_workflow(cfg.temporal_address, queue, cfg.chain_id, reconcile_interval()):
+        echo(f"  {'chain':<12} {line}")
     done = ensure_memory_cleanup_schedule(cfg.temporal_address, queue, MEMORY_CLEANUP_SECONDS)
     echo(f"  {'memory':<12} cleanup schedule {done}: every {MEMORY_CLEANUP_SECONDS // 60} min; {pgvector_line(dev)}")
     return dev

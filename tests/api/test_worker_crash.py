@@ -32,6 +32,7 @@ def _worker_process(settings) -> subprocess.Popen:
         "PAYGENT_MASTER_KEY": settings.master_key.get_secret_value(),
         "PAYGENT_LOG_LEVEL": "WARNING",
         "PAYGENT_WORKER_METRICS_ADDRESS": "",
+        "PAYGENT_RECONCILE_INTERVAL_SECONDS": str(settings.reconcile_interval_seconds),
     }  # a stack beside the tests holds the default metrics port
     return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, start_new_session=True)
 

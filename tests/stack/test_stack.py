@@ -115,10 +115,10 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
         "worker",
         "api",
         "x402",
-        "reconcile",
+        "chain",
     ):
         assert f"  {piece} " in out, out
-    assert "schedule created: every 15s" in out, out
+    assert "chain-31337 started: reconcile every 15s" in out, out  # follower + reconciler, one workflow
     dev_json = Path(stack.home) / "dev.json"
     dev = json.loads(dev_json.read_text())
     assert stat.S_IMODE(dev_json.stat().st_mode) == 0o600
@@ -156,7 +156,7 @@ def test_status_prints_both_metrics_urls_and_they_answer(stack):
 def test_up_twice_is_idempotent(stack):
     before = json.loads((Path(stack.home) / "dev.json").read_text())
     pids = {n: p["owner"] for n, p in _status(stack).items()}
-    assert "schedule updated" in stack("up").stdout
+    assert "chain-31337 running: reconcile every 15s" in stack("up").stdout  # the same run goes on
     after = json.loads((Path(stack.home) / "dev.json").read_text())
     assert after["token"]["address"] == before["token"]["address"]
     assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}

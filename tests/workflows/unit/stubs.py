@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     pt.ACT_BROADCAST: TX_HASH,
     pt.ACT_AWAIT_RECEIPT: pt.ReceiptResult(tx_hash=TX_HASH, succeeded=True, block_number=42, gas_used=51_000),
     pt.ACT_SETTLE: None,
+    pt.ACT_RECEIPT_GAVE_UP: pt.ReceiptResult(
+        tx_hash=TX_HASH, succeeded=False, block_number=None, gas_used=0, pending=True
+    ),
     ap.ACT_LOAD_POLICY: default_dev_policy(),
     ap.ACT_RECORD: 1,
     ap.ACT_PUBLISH: [],
@@ -193,6 +196,10 @@ class Stubs:
     async def settle(self, s: pt.Settlement) -> None:
         return await self._answer(pt.ACT_SETTLE, s)
 
+    @activity.defn(name=pt.ACT_RECEIPT_GAVE_UP)
+    async def receipt_wait_gave_up(self, req: dp.PaymentRequest) -> pt.ReceiptResult:
+        return await self._answer(pt.ACT_RECEIPT_GAVE_UP, req)
+
     @activity.defn(name=ap.ACT_LOAD_POLICY)
     async def load_policy(self, request: ap.PolicyRequest) -> ApprovalPolicy:
         return await self._answer(ap.ACT_LOAD_POLICY, request)
@@ -257,6 +264,7 @@ class Stubs:
         s = self
         return [
             *(s.mark_status, s.reserve, s.sign_transfer, s.broadcast, s.await_receipt, s.settle),
+            s.receipt_wait_gave_up,
             *(s.load_policy, s.record_decision, s.publish_event, s.deliver_webhook, s.signal_decisions_allowed),
             *(s.x402_probe, s.x402_sign, s.x402_send),
             *(s.emit_event, s.llm_step, s.run_tool, s.record_tool_result),

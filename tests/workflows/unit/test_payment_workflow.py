@@ -15,6 +15,7 @@ from tests.workflows.unit.stubs import SELLER, TX_HASH, UNIT, X402_TX, Stubs, pa
 from workflows import approval_types as ap
 from workflows import payment_types as pt
 from workflows import x402_types as x
+from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
 
 TRANSFER_STEPS = [
     pt.ACT_RESERVE,
@@ -71,6 +72,24 @@ async def test_a_receipt_wait_that_gave_up_leaves_the_payment_submitted_for_the_
     assert (state.status, state.tx_hash, state.failure_reason) == (PaymentStatus.submitted, TX_HASH, None)
     assert stubs.names() == TRANSFER_STEPS[:-1]  # not settled: the reservation stays
     assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
+
+
+async def test_the_receipt_wait_is_scheduled_for_the_chain_follower_to_answer(env):
+    """Since `receipt-wait-followed`: a fixed activity id the follower can address, no heartbeat timeout (nobody
+    runs the wait meanwhile), and a whole-wait bound."""
+    handles = Handles()
+    state = await pay(env, payment_request(50), Stubs(), during=handles)
+    assert state.status == PaymentStatus.confirmed
+    history = await handles[0].fetch_history()
+    [wait] = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == pt.ACT_AWAIT_RECEIPT
+    ]
+    assert wait.activity_id == RECEIPT_WAIT_ACTIVITY_ID
+    assert wait.heartbeat_timeout.ToSeconds() == 0
+    assert wait.schedule_to_close_timeout.ToSeconds() == 6 * 3600
 
 
 @pytest.mark.parametrize("local_steps", [False, True], ids=["activity", "local-activity"])
