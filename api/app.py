@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
-from api import docs, errors, metrics, openapi
+from api import docs, errors, json_body, metrics, openapi
 from api.auth_cache import PrincipalCache
 from api.deps import Deps
 from api.mcp import route as mcp_route
@@ -83,6 +83,7 @@ def create_app(
         description="Durable control plane for AI agents that spend money.",
     )
     errors.install(app)
+    app.add_middleware(json_body.UniqueJsonKeys)  # inside the size limit: it reads bounded bodies only
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(QueryTextGuard)  # body fields are SafeText in the models; query parameters are checked here
     app.state.metrics = metrics.ApiMetrics()

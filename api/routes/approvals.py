@@ -35,13 +35,13 @@ from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes import approval_policies
 from paygent.db.accounts import Principal, find_user
-from paygent.db.schema import approvals, payments
-from paygent.domain.addresses import parse_address
+from paygent.db.schema import approvals, payments, wallets
 from paygent.domain.approval_state import ApprovalStatus
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
+from paygent.payment_input import DecimalText, check_recipient
 from workflows.approval_client import DecisionRefused, get_state, send_decision
 from workflows.approval_types import (
     ApprovalView,
@@ -288,7 +288,7 @@ class EditBody(_Body):
     """Fields left out stay as they are; `"memo": null` clears the memo."""
 
     operation_hash: SafeText = Field(pattern=HASH_PATTERN, description="the version being edited")
-    amount: SafeText | None = Field(None, description="decimal string in token units")
+    amount: DecimalText | None = Field(None, description="decimal string in token units")
     to: SafeText | None = None
     memo: SafeText | None = Field(None, max_length=1000)
 
@@ -310,13 +310,17 @@ async def edit_payment(
     async with d.engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(payments.c.status).where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)
+                sa.select(payments.c.status, payments.c.token_address, wallets.c.address)
+                .join(wallets, wallets.c.id == payments.c.wallet_id)
+                .where(payments.c.id == pid, payments.c.tenant_id == who.tenant_id)
             )
         ).first()
     if row is None:
         raise ApiError(404, "not_found", "payment not found")
     amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
-    to = parse_address(body.to, field="to") if body.to is not None else None
+    to = None
+    if body.to is not None:  # the same recipient rules as a new payment
+        to = check_recipient(body.to, payer=row.address, token_address=row.token_address)
     if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
         raise InvalidInput("body", "an edit changes at least one of amount, to, memo")
     try:
