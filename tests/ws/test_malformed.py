@@ -30,6 +30,8 @@ BAD_FRAMES = [
     ('{"type": "user_message", "message": "balance"}', "thread_id"),
     ('{"type": "resume", "last_seq": 1}', "run_id"),
     ('{"type": "resume", "run_id": "x", "last_seq": -1}', "last_seq"),
+    ('{"type": "resume", "run_id": "x", "last_seq": 2147483648}', "last_seq"),  # past agent_run_events.seq
+    ('{"type": "ping", "ref": "a", "ref": "b"}', "ref"),  # a key twice
     (json.dumps({"type": "resume", "run_id": str(uuid.uuid4()), "last_seq": 0}), "run_id"),
     ('{"type": "cancel"}', "run_id"),
     ('{"type": "auth", "api_key": "again"}', "type"),
