@@ -104,7 +104,10 @@ class Settings(BaseSettings):
     # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
     local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
     worker_processes: int = Field(1, ge=1)  # `paygent worker` runs this many processes (issue 11 figures)
-    rate_limit_auth_failures: str = "5/minute"  # per client address: then 429 until the window passes
+    # failed authentications per client address, and per presented key: past either, further failures get 429
+    # (valid keys are still served) until the window passes
+    rate_limit_auth_failures: str = "5/minute"
+    rate_limit_key_failures: str = "5/minute"
     rate_limit_per_key: str = "6000/minute"
     rate_limit_per_address: str = "12000/minute"
     rate_limit_prefix: str = "paygent-rl"

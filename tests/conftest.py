@@ -157,6 +157,7 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         # failed authentications is lifted here and proven in tests/api/test_rate_limits.py with its own API
         rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}",
         rate_limit_auth_failures="100000/minute",
+        rate_limit_key_failures="100000/minute",
     )
 
 
