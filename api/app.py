@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -37,6 +38,13 @@ from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving this app: forwarded headers are believed only from the operator's proxies
+    (PAYGENT_TRUSTED_PROXIES); uvicorn's default would believe anyone connecting from 127.0.0.1 or ::1."""
+    trusted = settings.trusted_proxy_list()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or []}
 
 
 def create_app(

@@ -194,12 +194,13 @@ async def api_url(app_settings, temporal_env, worker):
     """The API served by uvicorn on a free port: tests speak real HTTP to it."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, server_options
 
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(app_settings, temporal=temporal_env.client),
+            **server_options(app_settings),
             host="127.0.0.1",
             port=port,
             log_level="warning",
