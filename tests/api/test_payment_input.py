@@ -4,6 +4,9 @@ extremes end cleanly."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -122,3 +125,20 @@ async def test_amounts_past_int64_are_carried_to_a_clean_end(http, dev, app_sett
     assert final["amount_atomic"] == str(atomic) and final["amount"] == amount
     assert final["status"] == "failed", final
     assert "exceeds balance" in final["failure_reason"], final  # the chain's answer, not a data error
+
+
+@pytest.mark.parametrize(
+    "amount,to,says",
+    [("\uff11", None, "amount"), ("\u0661", None, "amount"), ("1", "treasury", "to: is the paying wallet's own")],
+)
+async def test_the_cli_door_refuses_the_same(api_url, dev, amount, to, says):
+    """`paygent pay` as an operator runs it: exit 1 with the API's reason; nothing is paid."""
+    recipient = dev["wallets"]["treasury"]["address"] if to else new_recipient()
+    cmd = [sys.executable, "-m", "paygent.cli", "pay", "--to", recipient, "--amount", amount, "--wait", "0"]
+    cmd += ["--wallet", dev["wallets"]["treasury"]["id"]]
+    key = dev["users"]["alice"]["api_key"]
+    done = await asyncio.to_thread(
+        subprocess.run, [*cmd, "--api-url", api_url, "--api-key", key], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0 and says in done.stderr + done.stdout, (done.stdout, done.stderr)
+    assert "payment " not in done.stdout  # nothing was started
