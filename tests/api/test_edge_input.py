@@ -1,7 +1,7 @@
 """Input the edge must refuse before it reaches a query or a workflow: integer parameters past the column they
-are compared with, and JSON objects that name a key twice (HTTP and MCP here; WebSocket frames in
-tests/ws/test_malformed.py). Each gets a 4xx naming the
-parameter or key; nothing is recorded."""
+are compared with (every one in the OpenAPI document, and every integer in a request body has bounds), and JSON
+objects that name a key twice (HTTP and MCP here; WebSocket frames in tests/ws/test_malformed.py). Each gets a 4xx
+naming the parameter or key; nothing is recorded."""
 
 from __future__ import annotations
 
@@ -113,3 +113,32 @@ async def test_duplicate_json_keys_are_refused_at_mcp(http, dev):
         },
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "amount", r.text
+
+
+def _unbounded_integers(spec: dict, schema: dict, where: str, seen: set[str]) -> list[str]:
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _unbounded_integers(spec, spec["components"]["schemas"][name], where, seen | {name})
+    found = []
+    if schema.get("type") == "integer" and "maximum" not in schema and "exclusiveMaximum" not in schema:
+        found.append(where)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            found += _unbounded_integers(spec, option, where, seen)
+    for name, prop in (schema.get("properties") or {}).items():
+        found += _unbounded_integers(spec, prop, f"{where}.{name}", seen)
+    if isinstance(schema.get("items"), dict):
+        found += _unbounded_integers(spec, schema["items"], f"{where}[]", seen)
+    return found
+
+
+async def test_every_integer_in_a_request_body_is_bounded(http):
+    spec = (await http.get("/openapi.json")).json()
+    unbounded = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for content in (operation.get("requestBody") or {}).get("content", {}).values():
+                unbounded += _unbounded_integers(spec, content.get("schema", {}), f"{method} {path} body", set())
+    assert unbounded == []
