@@ -13,6 +13,7 @@ Cancelling goes through PaymentWorkflow's own `cancel` Update, not Temporal canc
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,13 +30,12 @@ from paygent.db.grants import has_grant
 from paygent.db.paid_services import find_service
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import payments
-from paygent.domain.addresses import parse_address
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType, InvalidInput
-from paygent.domain.money import format_amount, parse_amount
-from paygent.domain.payment import ZERO_ADDRESS, PaymentKind, PaymentStatus, payment_workflow_id
+from paygent.domain.money import format_amount
+from paygent.domain.payment import PaymentKind, PaymentStatus, payment_workflow_id
 from paygent.domain.text import SafeText
-from paygent.egress import require_allowed
+from paygent.payment_input import DecimalText, PaymentFields, check_payment_input
 from paygent.settings import Settings
 from workflows import agent_types as t
 from workflows import payment_types as pt
@@ -46,7 +46,7 @@ class PayArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     to: SafeText
-    amount: SafeText
+    amount: DecimalText
     asset: SafeText
     memo: SafeText | None = Field(None, max_length=500)
 
@@ -54,7 +54,7 @@ class PayArgs(BaseModel):
 class FetchArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     url: SafeText = Field(max_length=2000)
-    max_amount: SafeText
+    max_amount: DecimalText
 
 
 class PaidToolArgs(BaseModel):
@@ -62,7 +62,7 @@ class PaidToolArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     service: str = Field(max_length=200)
-    max_amount: str
+    max_amount: DecimalText
     arguments: dict = Field(default_factory=dict)
 
 
@@ -73,51 +73,31 @@ class AgentPaymentActivities:
     def __init__(self, engine: AsyncEngine, client: Client, settings: Settings) -> None:
         self.engine, self.client, self.settings = engine, client, settings
 
-    def _parse(self, p: t.PreparePayment) -> tuple[PaymentKind, int, str, str | None, str | None]:
-        """(kind, amount_atomic, to, memo, url) from the model's arguments; refusals name the argument."""
-        if not self.settings.token_address:
-            raise InvalidInput("asset", "no token is configured on this server")
-        decimals = self.settings.token_decimals
-        if p.call.name == "call_paid_tool":  # the URL and tool come from the registry (see prepare_payment)
+    @staticmethod
+    def _fields(p: t.PreparePayment) -> tuple[PaymentFields, str | None]:
+        """The model's arguments as the payment fields every door checks (paygent/payment_input.py), and the
+        memo; arguments of the wrong shape raise ValidationError."""
+        if p.call.name == "call_paid_tool":  # the URL comes from the registry (see prepare_payment)
             paid = PaidToolArgs.model_validate(p.call.arguments)
-            return (
-                PaymentKind.x402,
-                parse_amount(paid.max_amount, decimals, field="max_amount"),
-                ZERO_ADDRESS,
-                None,
-                None,
-            )
+            return PaymentFields(kind=PaymentKind.x402, asset="", max_amount=paid.max_amount), None
         if p.call.name == "x402_fetch":
             fetch = FetchArgs.model_validate(p.call.arguments)
-            cap = parse_amount(fetch.max_amount, decimals, field="max_amount")
-            return PaymentKind.x402, cap, ZERO_ADDRESS, None, fetch.url
+            return PaymentFields(kind=PaymentKind.x402, asset="", url=fetch.url, max_amount=fetch.max_amount), None
         args = PayArgs.model_validate(p.call.arguments)
-        if args.asset.upper() != self.settings.token_symbol:
-            raise InvalidInput("asset", f"unknown asset {args.asset!r}; known: {self.settings.token_symbol}")
-        return (
-            PaymentKind.transfer,
-            parse_amount(args.amount, decimals),
-            parse_address(args.to, field="to"),
-            args.memo,
-            None,
-        )
+        return PaymentFields(kind=PaymentKind.transfer, asset=args.asset, to=args.to, amount=args.amount), args.memo
 
     @activity.defn(name=t.ACT_PREPARE_PAYMENT)
     async def prepare_payment(self, p: t.PreparePayment) -> t.PreparedPayment:
+        refused = f"invalid arguments for {p.call.name}"
         try:
-            kind, amount_atomic, to, memo, url = self._parse(p)
-            if url:  # the same egress policy as POST /v1/payments: nothing is recorded for a refused URL
-                await require_allowed(self.settings, url, field="url")
+            fields, memo = self._fields(p)
         except ValidationError as exc:
-            return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {validation_message(exc)}")
-        except InvalidInput as exc:
-            return t.PreparedPayment(error=f"invalid arguments for {p.call.name}: {exc}")
+            return t.PreparedPayment(error=f"{refused}: {validation_message(exc)}")
+        if fields.kind == PaymentKind.x402:  # the tools pay in the configured token
+            fields = replace(fields, asset=self.settings.token_symbol)
         if not p.wallet_id:
             return t.PreparedPayment(error="this run has no wallet to pay from")
-        token_address = self.settings.token_address
-        assert token_address is not None  # _parse refused the call when no token is configured
         payment_id = uuid.UUID(t.agent_payment_id(p.run_id, p.call.id))
-        symbol, decimals = self.settings.token_symbol, self.settings.token_decimals
         async with self.engine.begin() as conn:
             wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
             if wallet is None:
@@ -130,7 +110,12 @@ class AgentPaymentActivities:
                 service = await find_service(conn, p.tenant_id, paid.service)
                 if service is None or service["transport"] != "mcp" or not service["tool"]:
                     return t.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
-                url, mcp_call = service["url"], {"tool": service["tool"], "arguments": paid.arguments}
+                fields = replace(fields, url=service["url"])
+                mcp_call = {"tool": service["tool"], "arguments": paid.arguments}
+            try:  # the same checks as POST /v1/payments; nothing is recorded for a refusal
+                checked = await check_payment_input(self.settings, fields, payer=wallet.address)
+            except InvalidInput as exc:
+                return t.PreparedPayment(error=f"{refused}: {exc}")
             recorded = await record_payment(
                 conn,
                 NewPayment(
@@ -142,13 +127,13 @@ class AgentPaymentActivities:
                     wallet_id=wallet.id,
                     idempotency_key=f"agent-run:{p.run_id}:{p.call.id}",
                     chain_id=self.settings.chain_id,
-                    asset=symbol,
-                    token_address=token_address,
-                    to=to,
-                    amount_atomic=amount_atomic,
+                    asset=checked.asset,
+                    token_address=checked.token_address,
+                    to=checked.to,
+                    amount_atomic=checked.amount_atomic,
                     memo=memo,
-                    kind=kind,
-                    url=url,
+                    kind=checked.kind,
+                    url=checked.url,
                     mcp_call=mcp_call,
                     audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id},
                 ),
@@ -156,11 +141,12 @@ class AgentPaymentActivities:
         if not recorded.matches:
             return t.PreparedPayment(error="a different payment is already recorded for this tool call")
         row = recorded.row
+        label = format_amount(checked.amount_atomic, checked.decimals)
         return t.PreparedPayment(
-            request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=decimals),
+            request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=checked.decimals),
             status=row["status"],
             wallet_name=wallet.name,
-            amount_label=f"{'up to ' if url else ''}{format_amount(amount_atomic, decimals)} {symbol}",
+            amount_label=f"{'up to ' if checked.url else ''}{label} {checked.asset}",
         )
 
     async def _status(self, payment_id: str) -> t.PaymentSnapshot:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -12,7 +13,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
-from api import docs, errors, metrics, openapi
+from api import docs, errors, json_body, metrics, openapi
 from api.auth_cache import PrincipalCache
 from api.deps import Deps
 from api.mcp import route as mcp_route
@@ -37,6 +38,13 @@ from api.text_guard import QueryTextGuard
 from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving this app: forwarded headers are believed only from the operator's proxies
+    (PAYGENT_TRUSTED_PROXIES); uvicorn's default would believe anyone connecting from 127.0.0.1 or ::1."""
+    trusted = settings.trusted_proxy_list()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or []}
 
 
 def create_app(
@@ -83,6 +91,7 @@ def create_app(
         description="Durable control plane for AI agents that spend money.",
     )
     errors.install(app)
+    app.add_middleware(json_body.UniqueJsonKeys)  # inside the size limit: it reads bounded bodies only
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(QueryTextGuard)  # body fields are SafeText in the models; query parameters are checked here
     app.state.metrics = metrics.ApiMetrics()

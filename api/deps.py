@@ -43,17 +43,18 @@ def bearer_key(header: str) -> str | None:
 async def authenticate_key(d: Deps, address: str, key: str | None, *, field: str = "Authorization") -> Principal:
     """The caller behind an API key, for HTTP requests and WebSocket connections alike.
 
-    Failures are counted per client address and, past a handful a minute, answered 429 before the key is even
-    looked at; the principal's tenant scopes every transaction from here on (row-level security).
+    Failures are counted per client address and per presented key; past a handful a minute further failures
+    are answered 429, while a valid key is always looked up and served (api/ratelimit.py). The principal's tenant
+    scopes every transaction from here on (row-level security).
     """
-    await d.limits.check_address_not_blocked(d.engine, address)
     if key is None:
-        await d.limits.record_auth_failure(address)
+        await d.limits.record_auth_failure(d.engine, address, None)
         how = "a 'Bearer <api key>' header is required" if field == "Authorization" else "an API key is required"
         raise ApiError(401, "unauthenticated", f"{field}: {how}", field)
+    await d.limits.check_key_not_blocked(d.engine, key, address)
     who = await _lookup(d, key)
     if who is None:
-        await d.limits.record_auth_failure(address)
+        await d.limits.record_auth_failure(d.engine, address, key)
         raise ApiError(401, "unauthenticated", f"{field}: the API key is not valid", field)
     use_tenant(who.tenant_id)  # every transaction of this request is scoped to the caller's tenant (RLS)
     await d.limits.check_request(

@@ -1,6 +1,7 @@
-"""Starting and reading payments, one way for every channel: the HTTP routes (api/routes/payments.py), the MCP
-tools (api/mcp/) and agent runs (activities/agent_payments.py) all go through these functions, so the same
-roles, grants, idempotency, audit row and workflow apply whichever door a payment came in by.
+"""Starting and reading payments for the HTTP routes (api/routes/payments.py) and the MCP tools (api/mcp/). Agent
+runs (activities/agent_payments.py) record theirs in an activity; both check the input with the same function
+(paygent/payment_input.py) and record with the same `record_payment`, so the same rules, audit row and workflow
+apply whichever door a payment came in by.
 
 A payment is recorded once per (tenant, principal, idempotency key) in the caller's tenant, audited with the
 caller's channel, then a PaymentWorkflow is started (or joined) under an id derived from that key.
@@ -24,16 +25,11 @@ from paygent.db.accounts import Principal
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import approvals, payments
 from paygent.db.tenancy import tenant_transaction
-from paygent.domain.addresses import parse_address
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
-from paygent.domain.money import format_amount, parse_amount
-from paygent.domain.payment import (
-    ZERO_ADDRESS,
-    PaymentKind,
-    PaymentStatus,
-)
-from paygent.egress import require_allowed
+from paygent.domain.money import format_amount
+from paygent.domain.payment import PaymentKind, PaymentStatus
+from paygent.payment_input import AssetUnavailable, PaymentFields, check_payment_input
 from paygent.payment_start import start_payment_workflow
 from paygent.settings import Settings
 
@@ -59,13 +55,10 @@ class PaymentSpec:
     mcp_tool: str | None = None
     mcp_arguments: dict[str, Any] = field(default_factory=dict)
 
-
-def resolve_asset(settings: Settings, symbol: str) -> tuple[str, int]:
-    if not settings.token_address:
-        raise ApiError(503, "asset_unavailable", "asset: no token is configured on this server", "asset")
-    if symbol != settings.token_symbol:
-        raise InvalidInput("asset", f"unknown asset {symbol!r}; known: {settings.token_symbol}")
-    return settings.token_address, settings.token_decimals
+    def fields(self) -> PaymentFields:
+        return PaymentFields(
+            kind=self.kind, asset=self.asset, to=self.to, amount=self.amount, url=self.url, max_amount=self.max_amount
+        )
 
 
 def check_idempotency_key(key: str | None) -> str:
@@ -82,28 +75,23 @@ def payment_id_for(who: Principal, idempotency_key: str) -> uuid.UUID:
 
 
 async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_key: str, *, channel: Channel):
-    """Validate, check the caller may spend from the wallet, record once, start (or join) the workflow.
+    """Check the caller may spend from the wallet, check the input (paygent/payment_input.py, as agent runs do),
+    record once, start (or join) the workflow.
 
-    Returns the stored row. Bad input raises InvalidInput naming the field; no grant, 403; a reused key with
+    Returns the stored row. No grant, 403; bad input raises InvalidInput naming the field; a reused key with
     another request, 409: in every refusal nothing is recorded or started."""
-    token_address, decimals = resolve_asset(d.settings, spec.asset)
-    mcp_call = None
-    if spec.kind == PaymentKind.x402:
-        amount_atomic = parse_amount(spec.max_amount or "", decimals, field="max_amount")
-        await require_allowed(d.settings, spec.url or "", field="url")  # before anything is recorded or started
-        to = ZERO_ADDRESS  # the server's 402 answer names the recipient; recorded once probed
-        if spec.mcp_tool:
-            mcp_call = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments}
-    else:
-        amount_atomic = parse_amount(spec.amount or "", decimals)
-        to = parse_address(spec.to, field="to")
     try:
         wallet_id = uuid.UUID(spec.wallet_id)
     except ValueError:
         raise InvalidInput("wallet_id", "must be a UUID") from None
+    mcp_call = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments} if spec.mcp_tool else None
     payment_id = payment_id_for(who, idempotency_key)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
+        try:
+            checked = await check_payment_input(d.settings, spec.fields(), payer=wallet.address)
+        except AssetUnavailable as exc:
+            raise ApiError(503, "asset_unavailable", str(exc), exc.field) from None
         recorded = await record_payment(
             conn,
             NewPayment(
@@ -115,14 +103,14 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
                 wallet_id=wallet_id,
                 idempotency_key=idempotency_key,
                 chain_id=d.settings.chain_id,
-                asset=spec.asset,
-                token_address=token_address,
-                to=to,
-                amount_atomic=amount_atomic,
+                asset=checked.asset,
+                token_address=checked.token_address,
+                to=checked.to,
+                amount_atomic=checked.amount_atomic,
                 memo=spec.memo,
-                kind=spec.kind,
-                url=spec.url if spec.kind == PaymentKind.x402 else None,
-                mcp_call=mcp_call,
+                kind=checked.kind,
+                url=checked.url,
+                mcp_call=mcp_call if checked.kind == PaymentKind.x402 else None,
             ),
         )
     if not recorded.matches:
@@ -131,7 +119,7 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
         )
     row = recorded.row
     request = payment_request(
-        row, wallet.address, requested_by=who.actor, decimals=decimals, local_steps=d.settings.local_steps
+        row, wallet.address, requested_by=who.actor, decimals=checked.decimals, local_steps=d.settings.local_steps
     )
     await start_payment_workflow(d.temporal, d.settings.task_queue, request, wallet.name)
     return row

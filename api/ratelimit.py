@@ -1,6 +1,12 @@
-"""Rate limits in Redis, with the `limits` library: failed authentications per client address (hard), and
-requests per API key and per address (generous). Limits are settings (`PAYGENT_RATE_LIMIT_*`, in the
-`limits` notation such as "5/minute").
+"""Rate limits in Redis, with the `limits` library: failed authentications per client address and per presented
+key (hard), and requests per API key and per address (generous). Limits are settings (`PAYGENT_RATE_LIMIT_*`, in
+the `limits` notation such as "5/minute").
+
+Failed authentications throttle failures only. Past the limit, an address's further *failed* attempts are
+answered 429 instead of 401, but a valid key from that address is still served: one process retrying a rotated
+key must not lock out everyone else on its host (or behind its proxy). Failures are also counted per presented
+key (a SHA-256 of the whole key, separate from the stored key hash), so a retired key that keeps being retried is
+refused before it is even looked up, from any address, without touching anyone else's key.
 
 A refusal is 429 with `Retry-After`. Refusals are audited at a sampled rate (at most one audit row per
 bucket and minute), never per request. When Redis is down the API keeps serving: limits fail open, a warning
@@ -9,6 +15,7 @@ is logged once a minute, and `/readyz` reports Redis as down (`degraded`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -33,6 +40,7 @@ class RateLimits:
     limiter: SlidingWindowCounterRateLimiter
     storage: RedisStorage
     auth_failures: RateLimitItem
+    key_failures: RateLimitItem
     per_key: RateLimitItem
     per_address: RateLimitItem
     _warned_at: float = 0.0
@@ -52,6 +60,7 @@ class RateLimits:
             limiter=SlidingWindowCounterRateLimiter(storage),
             storage=storage,
             auth_failures=parse(settings.rate_limit_auth_failures),
+            key_failures=parse(settings.rate_limit_key_failures),
             per_key=parse(settings.rate_limit_per_key),
             per_address=parse(settings.rate_limit_per_address),
         )
@@ -70,20 +79,35 @@ class RateLimits:
                 log.warning("rate limits unavailable (Redis does not answer); serving without them", exc_info=True)
             return True, 0
 
-    async def check_address_not_blocked(self, engine: AsyncEngine, address: str) -> None:
-        """Before authenticating: an address that failed too often recently is refused outright."""
-        ok, retry = await self._allowed(self.auth_failures, "authfail", address, hit=False)
+    async def check_key_not_blocked(self, engine: AsyncEngine, key: str, address: str) -> None:
+        """Before looking a key up: a key that failed too often recently is refused (it is no key of ours)."""
+        bucket = presented_key_bucket(key)
+        ok, retry = await self._allowed(self.key_failures, "keyfail", bucket, hit=False)
         if not ok:
             await self._refuse(
                 engine,
-                f"authfail:{address}",
+                f"keyfail:{bucket}",
                 retry,
                 actor=f"anonymous@{address}",
-                why="too many failed authentications from this address",
+                why="too many failed authentications with this key",
             )
 
-    async def record_auth_failure(self, address: str) -> None:
-        await self._allowed(self.auth_failures, "authfail", address, hit=True)
+    async def record_auth_failure(self, engine: AsyncEngine, address: str, key: str | None) -> None:
+        """Count a failed authentication against the address and the presented key; past either limit, 429
+        (raised here) instead of the caller's 401."""
+        counted = [(self.auth_failures, "authfail", address, "from this address")]
+        if key is not None:
+            counted.append((self.key_failures, "keyfail", presented_key_bucket(key), "with this key"))
+        for item, kind, bucket, where in counted:
+            ok, retry = await self._allowed(item, kind, bucket, hit=True)
+            if not ok:
+                await self._refuse(
+                    engine,
+                    f"{kind}:{bucket}",
+                    retry,
+                    actor=f"anonymous@{address}",
+                    why=f"too many failed authentications {where}",
+                )
 
     async def check_request(
         self, engine: AsyncEngine, *, key_id: str, address: str, tenant_id: str, actor: str
@@ -122,6 +146,13 @@ class RateLimits:
             return False
 
 
+def presented_key_bucket(key: str) -> str:
+    """Names a presented key in Redis and in audit rows: a hash of the whole key, domain-separated from the
+    stored verifier (paygent/crypto.py), so neither reveals the key nor points at its row."""
+    return hashlib.sha256(b"paygent-ratelimit-key:" + key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def client_address(conn: HTTPConnection) -> str:
-    """The peer's address, for an HTTP request or a WebSocket."""
+    """The peer's address, for an HTTP request or a WebSocket, as uvicorn gives it: the socket's peer, or the
+    forwarded address when the peer is a proxy named in PAYGENT_TRUSTED_PROXIES (paygent/cli.py)."""
     return conn.client.host if conn.client else "unknown"

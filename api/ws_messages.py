@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from paygent import strict_json
+from paygent.db.schema import INTEGER_MAX
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText, unstorable
 from workflows import agent_types as t
@@ -74,7 +76,7 @@ class Resume(_Message):
 
     type: Literal["resume"]
     run_id: SafeText
-    last_seq: int = Field(ge=0)
+    last_seq: int = Field(ge=0, le=INTEGER_MAX)  # agent_run_events.seq
 
 
 class Ping(_Message):
@@ -100,7 +102,10 @@ def parse_message(text: str) -> Any:
     if len(text) > MAX_FRAME_CHARS:
         raise BadMessage("frame", f"over {MAX_FRAME_CHARS} characters")
     try:
-        data = json.loads(text)
+        data = strict_json.loads(text)
+    except strict_json.DuplicateKey as exc:
+        field = exc.key[:100] if not unstorable(exc.key) else "frame"
+        raise BadMessage(field, "appears twice in one JSON object (send each key once)") from None
     except json.JSONDecodeError as exc:
         raise BadMessage("frame", f"not JSON ({exc.msg} at character {exc.pos})") from None
     except ValueError:  # valid JSON that Python will not read: an integer over 4300 digits

@@ -68,6 +68,7 @@ def api(
 
     import uvicorn
 
+    from api.app import server_options
     from paygent.logs import configure
     from paygent.settings import get_settings
 
@@ -77,6 +78,7 @@ def api(
     uvicorn.run(
         "api.app:create_app",
         factory=True,
+        **server_options(settings),  # X-Forwarded-For only from PAYGENT_TRUSTED_PROXIES
         host=host or url.hostname or "127.0.0.1",
         port=port or url.port or 8000,
         log_config=None,

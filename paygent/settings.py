@@ -5,6 +5,7 @@ Secrets (`master_key`, LLM keys) are `SecretStr`: they never appear in a repr, a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from typing import Any
@@ -104,10 +105,18 @@ class Settings(BaseSettings):
     # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
     local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
     worker_processes: int = Field(1, ge=1)  # `paygent worker` runs this many processes (issue 11 figures)
-    rate_limit_auth_failures: str = "5/minute"  # per client address: then 429 until the window passes
+    # failed authentications per client address, and per presented key: past either, further failures get 429
+    # (valid keys are still served) until the window passes
+    rate_limit_auth_failures: str = "5/minute"
+    rate_limit_key_failures: str = "5/minute"
     rate_limit_per_key: str = "6000/minute"
     rate_limit_per_address: str = "12000/minute"
     rate_limit_prefix: str = "paygent-rl"
+
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the API believes (comma-separated IPs or CIDRs).
+    # Empty: none, and the client address is the socket's peer. Rate limits, lockouts and audit rows all use the
+    # address this yields, so a proxy not named here cannot be impersonated by a forged header.
+    trusted_proxies: str = ""
 
     # Destinations exempt from the egress policy (paygent/egress.py): comma-separated host:port or CIDR.
     egress_allow: str = ""
@@ -120,6 +129,20 @@ class Settings(BaseSettings):
     # on SIGTERM the worker stops polling at once and gives running activities this long to finish
     worker_drain_seconds: int = 15
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"PAYGENT_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+        return value
+
+    def trusted_proxy_list(self) -> list[str]:
+        return [e.strip() for e in self.trusted_proxies.split(",") if e.strip()]
 
     @field_validator("egress_allow")
     @classmethod

@@ -160,6 +160,7 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         # failed authentications is lifted here and proven in tests/api/test_rate_limits.py with its own API
         rate_limit_prefix=f"paygent-rl-test-{uuid.uuid4().hex[:8]}",
         rate_limit_auth_failures="100000/minute",
+        rate_limit_key_failures="100000/minute",
     )
 
 
@@ -196,12 +197,13 @@ async def api_url(app_settings, temporal_env, worker):
     """The API served by uvicorn on a free port: tests speak real HTTP to it."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, server_options
 
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(app_settings, temporal=temporal_env.client),
+            **server_options(app_settings),
             host="127.0.0.1",
             port=port,
             log_level="warning",

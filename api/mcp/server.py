@@ -29,6 +29,7 @@ from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
 from paygent.memory.embedding import embedder_from_settings
+from paygent.payment_input import DecimalText
 
 INSTRUCTIONS = (
     "Paygent holds the wallets you may spend from. Every payment goes through spending limits and, above some "
@@ -54,7 +55,9 @@ RequestId = Annotated[
         ),
     ),
 ]
-Amount = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description='Decimal string in token units, e.g. "0.25"')]
+Amount = Annotated[
+    DecimalText, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description='Decimal string in token units, e.g. "0.25"')
+]
 X402_WAIT_SECONDS = 60.0
 PAY_WAIT_SECONDS = 10.0
 

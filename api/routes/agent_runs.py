@@ -34,7 +34,7 @@ from paygent.db.agent_schema import agent_runs
 from paygent.db.agent_transcript import insert_message
 from paygent.db.audit import append_audit
 from paygent.db.grants import SPEND
-from paygent.db.schema import wallet_grants, wallets
+from paygent.db.schema import INTEGER_MAX, wallet_grants, wallets
 from paygent.domain.agent_run import RUN_TERMINAL, RunStatus
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
@@ -318,15 +318,17 @@ async def events(
     who: Principal = Depends(allow(Role.requester, agents=True)),
     d: Deps = Depends(deps),
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    after: int | None = Query(None, ge=0),
+    after: int | None = Query(None, ge=0, le=INTEGER_MAX),  # agent_run_events.seq
 ):
     async with d.engine.connect() as conn:
         row = await run_or_404(conn, who, run_id)
     start = after or 0
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        text = last_event_id.strip()
+        # ASCII digits only (str.isdigit also takes other scripts' digits), and no larger than the column
+        if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= INTEGER_MAX):
             raise InvalidInput("Last-Event-ID", "must be an event id (a sequence number) from this stream")
-        start = int(last_event_id.strip())
+        start = int(text)
     return StreamingResponse(
         _sse_stream(d, row["id"], start),
         media_type="text/event-stream",

@@ -36,13 +36,13 @@ from api.errors import ApiError
 from api.payment_service import readable_payment
 from api.routes import approval_policies
 from paygent.db.accounts import Principal, find_user
-from paygent.db.schema import approvals
-from paygent.domain.addresses import parse_address
+from paygent.db.schema import approvals, wallets
 from paygent.domain.approval_state import ApprovalStatus
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
+from paygent.payment_input import DecimalText, check_recipient
 from workflows.approval_client import DecisionRefused, get_state, send_decision
 from workflows.approval_types import (
     ApprovalView,
@@ -307,7 +307,7 @@ class EditBody(_Body):
     """Fields left out stay as they are; `"memo": null` clears the memo."""
 
     operation_hash: SafeText = Field(pattern=HASH_PATTERN, description="the version being edited")
-    amount: SafeText | None = Field(None, description="decimal string in token units")
+    amount: DecimalText | None = Field(None, description="decimal string in token units")
     to: SafeText | None = None
     memo: SafeText | None = Field(None, max_length=1000)
 
@@ -324,8 +324,12 @@ async def edit_payment(
     """The initiator changes a payment awaiting approval: every approval is cleared and the tier chosen again."""
     row = await readable_payment(d, who, payment_id)  # someone else's payment is a 404, as for a read
     pid = row["id"]
+    async with d.engine.connect() as conn:
+        payer = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"]))
     amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
-    to = parse_address(body.to, field="to") if body.to is not None else None
+    to = None
+    if body.to is not None:  # the same recipient rules as a new payment
+        to = check_recipient(body.to, payer=payer, token_address=row["token_address"])
     if body.amount is None and body.to is None and "memo" not in body.model_fields_set:
         raise InvalidInput("body", "an edit changes at least one of amount, to, memo")
     try:

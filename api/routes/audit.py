@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from paygent.db.accounts import Principal
-from paygent.db.schema import audit_log
+from paygent.db.schema import BIGINT_MAX, audit_log
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -24,7 +24,7 @@ async def list_audit(
     subject_type: str | None = Query(None, max_length=50),
     subject_id: str | None = Query(None, max_length=200),
     action: str | None = Query(None, max_length=100),
-    before: int | None = Query(None, ge=1, description="next_before of the previous page"),
+    before: int | None = Query(None, ge=1, le=BIGINT_MAX, description="next_before of the previous page"),
     limit: int = Query(100, ge=1, le=500),
 ):
     where = [audit_log.c.tenant_id == who.tenant_id]

@@ -30,6 +30,7 @@ from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentKind
 from paygent.domain.text import SafeText
+from paygent.payment_input import DecimalText
 from workflows import payment_types as t
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
@@ -43,7 +44,7 @@ class PaymentCreate(BaseModel):
     kind: Literal["transfer"] = "transfer"
     wallet_id: SafeText = Field(description="The paying wallet's id")
     to: SafeText = Field(description="Recipient address, 0x-prefixed")
-    amount: SafeText = Field(description='Decimal string in token units, e.g. "12.50"')
+    amount: DecimalText = Field(description='Decimal string in token units, e.g. "12.50" (a JSON number is refused)')
     asset: SafeText = Field(description="Token symbol, e.g. USDC")
     memo: SafeText | None = Field(None, max_length=500)
 
@@ -56,7 +57,7 @@ class X402PaymentCreate(BaseModel):
     kind: Literal["x402"]
     wallet_id: SafeText
     url: SafeText = Field(max_length=2000)
-    max_amount: SafeText
+    max_amount: DecimalText
     asset: SafeText = "USDC"
     memo: SafeText | None = Field(None, max_length=500)
 

@@ -23,6 +23,7 @@ from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs, messages, threads
 from paygent.db.agent_transcript import message_view
 from paygent.db.audit import append_audit
+from paygent.db.schema import BIGINT_MAX
 from paygent.domain.agent_run import RUN_TERMINAL
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
@@ -146,7 +147,7 @@ async def list_messages(
     who: Principal = Depends(RUNNER),
     d: Deps = Depends(deps),
     limit: int = Query(50, ge=1, le=200),
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=BIGINT_MAX),  # messages.position
 ):
     """Oldest first; `next_after` is the position to pass as `after` for the next page."""
     async with d.engine.connect() as conn:

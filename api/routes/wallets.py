@@ -27,6 +27,7 @@ from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit
 from paygent.domain.text import SafeText
+from paygent.payment_input import DecimalText
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 ADMIN = allow(Role.admin)
@@ -43,14 +44,14 @@ class VelocityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: SafeText = Field(min_length=1, max_length=50)
     window_seconds: int = Field(gt=0, le=366 * 86400)
-    max: SafeText
+    max: DecimalText
 
 
 class SpendingPolicyIn(BaseModel):
     """Amounts are decimal strings in token units, like payments."""
 
     model_config = ConfigDict(extra="forbid")
-    per_payment_cap: SafeText | None = None
+    per_payment_cap: DecimalText | None = None
     velocity: list[VelocityIn] = Field(default_factory=list)
     allowlist: list[SafeText] | None = None
     denylist: list[SafeText] = Field(default_factory=list)

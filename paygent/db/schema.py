@@ -10,7 +10,25 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = sa.MetaData()
 
-Amount = sa.Numeric(78, 0)
+# The largest values of Postgres's INTEGER and BIGINT: every integer an API caller sends to be compared with such
+# a column is bounded by them (a larger one is refused with 422 naming it, instead of failing in the driver).
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
+
+class AtomicAmount(sa.TypeDecorator):
+    """NUMERIC(78, 0). A Python int compared with such a column is sent as NUMERIC too: by default SQLAlchemy
+    types the int by its own value (a BIGINT bind), so any amount past 2**63 - 1 failed in the driver
+    ("value out of int64 range") although the column holds uint256."""
+
+    impl = sa.Numeric(78, 0)
+    cache_ok = True
+
+    def coerce_compared_value(self, op, value):
+        return self
+
+
+Amount = AtomicAmount()
 
 
 def _ts(name: str = "created_at") -> sa.Column:

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 from paygent.domain.errors import InvalidInput
 
 MAX_ATOMIC = 2**256 - 1
+# ASCII digits only: str.isdigit, int() and Decimal() also take fullwidth or Arabic-Indic digits
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def number_refusal(value: object) -> str | None:
+    """The one sentence every door answers an amount sent as a JSON number with, or None for anything else:
+    a number is never read (a float may already have rounded it), and the answer shows its string form."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    text = format(Decimal(str(value)) if isinstance(value, float) else Decimal(value), "f")
+    return f'send the amount as a decimal string, "{text}", not as the number {text} (numbers may be rounded)'
 
 
 def parse_amount(text: object, decimals: int, *, field: str = "amount") -> int:
     """'12.5' with 6 decimals -> 12_500_000. Refuses floats, signs, zero, excess precision, junk."""
     if not isinstance(text, str):
-        raise InvalidInput(
-            field, 'must be a decimal string such as "12.50" (numbers are refused to avoid float rounding)'
-        )
-    s = text.strip()
-    if not s or s != text or not all(c.isdigit() or c == "." for c in s) or s.count(".") > 1:
-        if s.startswith("-"):
+        raise InvalidInput(field, number_refusal(text) or 'must be a decimal string such as "12.50"')
+    if not _DECIMAL.fullmatch(text):
+        if text.strip().startswith("-"):
             raise InvalidInput(field, "must be positive")
-        raise InvalidInput(field, f"{text!r} is not a decimal number")
-    if s.startswith(".") or s.endswith("."):
-        raise InvalidInput(field, f"{text!r} is not a decimal number")
-    whole, _, frac = s.partition(".")
+        raise InvalidInput(field, f'{text!r} is not a decimal number (ASCII digits and one point, e.g. "12.50")')
+    whole, _, frac = text.partition(".")
     if len(frac) > decimals:
         raise InvalidInput(field, f"has more than {decimals} decimal places")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > len(str(MAX_ATOMIC)):  # before int(): Python refuses to read over 4300 digits
+        raise InvalidInput(field, "is too large")
     # integer arithmetic on the digits: exact at any size (Decimal would round past 28 digits)
     atomic = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
     if atomic == 0:

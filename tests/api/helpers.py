@@ -95,13 +95,14 @@ async def funded_wallet(http, dev, settings, usdc: int) -> dict:
 async def serve_api(settings, client, **app_options):
     """The real API on a free port with these settings (e.g. another task queue), and an HTTP client for it.
     `app_options` go to create_app (e.g. tracer_provider)."""
-    from api.app import create_app
+    from api.app import create_app, server_options
     from paygent.netutil import free_port
 
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, temporal=client, **app_options),
+            **server_options(settings),
             host="127.0.0.1",
             port=port,
             log_level="warning",

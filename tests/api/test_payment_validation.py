@@ -51,8 +51,10 @@ async def test_missing_or_wrong_api_key_is_401(http, dev, headers, reason, nothi
         ("0.0000001", "more than 6 decimal places"),
         ("ten", "not a decimal"),
         ("1e3", "not a decimal"),
-        (5, "valid string"),
-        (1.5, "valid string"),
+        (5, 'as a decimal string, "5", not as the number 5'),
+        (1.5, 'as a decimal string, "1.5", not as the number 1.5'),
+        ("\uff11", "not a decimal"),  # fullwidth 1
+        ("\u0661", "not a decimal"),  # Arabic-Indic 1
     ],
 )
 async def test_bad_amount_is_422_naming_amount(http, dev, amount, reason, nothing_started):

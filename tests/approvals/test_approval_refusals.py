@@ -82,7 +82,7 @@ async def test_who_sees_and_who_may_approve(http, dev, outsider, api_url):
     assert error["type"] == "ApprovalClosed" and "already rejected by bob" in error["message"], error
 
 
-async def test_an_edit_clears_approvals_and_makes_the_old_hash_stale(http, dev, db_engine):
+async def test_an_edit_clears_approvals_and_makes_the_old_hash_stale(http, dev, db_engine, token_address):
     pid = await pay(http, dev, "5000")
     old = (await approval(http, dev, pid))["operation_hash"]
     r = await decide(http, dev, "bob", pid, "approve", {"operation_hash": old})
@@ -108,6 +108,9 @@ async def test_an_edit_clears_approvals_and_makes_the_old_hash_stale(http, dev, 
         f"/v1/payments/{pid}/edit", json={"operation_hash": new, "amount": "12.5.0"}, headers=auth(dev, "alice")
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "amount", r.text
+    for to, reason in ((dev["wallets"]["treasury"]["address"], "paying wallet"), (token_address, "token contract")):
+        r = await http.post(f"/v1/payments/{pid}/edit", json={"operation_hash": new, "to": to}, headers=auth(dev))
+        assert r.status_code == 422 and r.json()["error"]["field"] == "to" and reason in r.text, r.text
     edits = await audit_of(db_engine, pid, "approval.edit")
     assert edits == [("approval.edit", "alice", "api")]
     r = await decide(http, dev, "alice", pid, "cancel")

@@ -29,6 +29,13 @@ def test_parse_amount(text, atomic):
         (1.5, "decimal string"),
         (5, "decimal string"),
         (None, "decimal string"),
+        ("\uff11", "not a decimal"),  # fullwidth 1
+        ("\u0661", "not a decimal"),  # Arabic-Indic 1
+        ("1.\u0665", "not a decimal"),
+        ("1\n", "not a decimal"),
+        ("1" * 5000, "too large"),
+        ("0" * 5000 + "1" * 79, "too large"),
+        (str(2**256), "too large"),
     ],
 )
 def test_parse_amount_refuses(bad, reason):
@@ -36,6 +43,20 @@ def test_parse_amount_refuses(bad, reason):
         parse_amount(bad, 6)
     assert exc.value.field == "amount"
     assert reason in exc.value.reason
+
+
+def test_a_number_is_refused_with_its_string_form():
+    with pytest.raises(InvalidInput) as exc:
+        parse_amount(0.3, 6)
+    assert exc.value.reason.startswith('send the amount as a decimal string, "0.3", not as the number 0.3')
+    with pytest.raises(InvalidInput) as exc:
+        parse_amount(1e-7, 6, field="max_amount")
+    assert exc.value.field == "max_amount" and '"0.0000001"' in exc.value.reason
+
+
+def test_the_largest_token_amount_is_accepted():
+    assert parse_amount(str(2**256 - 1), 0) == 2**256 - 1
+    assert parse_amount("0" * 5000 + "1", 6) == 10**6
 
 
 @given(st.integers(min_value=1, max_value=10**30), st.integers(min_value=0, max_value=18))

@@ -30,6 +30,8 @@ BAD_FRAMES = [
     ('{"type": "user_message", "message": "balance"}', "thread_id"),
     ('{"type": "resume", "last_seq": 1}', "run_id"),
     ('{"type": "resume", "run_id": "x", "last_seq": -1}', "last_seq"),
+    ('{"type": "resume", "run_id": "x", "last_seq": 2147483648}', "last_seq"),  # past agent_run_events.seq
+    ('{"type": "ping", "ref": "a", "ref": "b"}', "ref"),  # a key twice
     (json.dumps({"type": "resume", "run_id": str(uuid.uuid4()), "last_seq": 0}), "run_id"),
     ('{"type": "cancel"}', "run_id"),
     ('{"type": "auth", "api_key": "again"}', "type"),
@@ -81,6 +83,8 @@ async def test_a_socket_without_a_valid_key_is_told_why_and_closed(api_url, key,
 
 
 async def test_failed_socket_authentications_count_toward_the_address_limit(app_settings, temporal_env, dev):
+    """Failures over the socket and over HTTP are one count; past it further failures are refused (4429), while a
+    valid key is still served."""
     settings = app_settings.model_copy(
         update={"rate_limit_auth_failures": "3/minute", "rate_limit_prefix": f"ws-rl-{uuid.uuid4().hex[:8]}"}
     )
@@ -90,12 +94,15 @@ async def test_failed_socket_authentications_count_toward_the_address_limit(app_
             async with connect(api_url, "wrong", expect_ready=False) as ws:
                 assert (await recv(ws))["code"] == "unauthenticated"
         async with websockets.connect(
-            ws_url(api_url), additional_headers={"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+            ws_url(api_url), additional_headers={"Authorization": "Bearer wrong-again"}
         ) as ws:
-            refused = await recv(ws)  # even a good key, from this address, until the window passes
+            refused = await recv(ws)  # a further failure from this address, until the window passes
             assert refused["code"] == "rate_limited"
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await recv(ws)
             assert closed.value.rcvd.code == 4429
-        r = await http.get("/v1/wallets", headers={"Authorization": f"Bearer {dev['users']['alice']['api_key']}"})
+        async with connect(api_url, dev["users"]["alice"]["api_key"]) as ws:  # a good key is served (ready)
+            await send(ws, {"type": "ping"})
+            assert (await recv(ws))["type"] == "pong"
+        r = await http.get("/v1/wallets", headers={"Authorization": "Bearer pgk_wrong"})
         assert r.status_code == 429  # the HTTP API counts the same failures
