@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import agent_activities
@@ -80,11 +80,14 @@ PURE_WORKFLOW_MODULES = (
     "paygent.search_attributes",
     "workflows.tenant_header",
     "workflows.memory_types",
+    "workflows.reconcile_types",
+    "workflows.webhook_types",
 )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with the pure hashing libraries and our pure modules shared from the host.
+def workflow_runner(sandboxed: bool | None = None) -> WorkflowRunner:
+    """The workflow sandbox, with the pure hashing libraries and our pure modules shared from the host; or,
+    with PAYGENT_WORKFLOW_SANDBOX=false, no sandbox.
 
     eth_hash picks its keccak backend lazily by reading the environment, which the sandbox forbids; sharing
     the (deterministic, side-effect-free) modules and choosing the backend once here keeps workflows that
@@ -94,6 +97,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     from eth_utils import keccak
 
     keccak(b"")  # choose the backend outside the sandbox
+    if not (get_settings().workflow_sandbox if sandboxed is None else sandboxed):
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             "eth_utils", "eth_hash", "eth_typing", "Crypto", *PURE_WORKFLOW_MODULES
@@ -111,7 +116,7 @@ def interceptors() -> list[Interceptor]:
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
-    payments = PaymentActivities(engine)
+    payments = PaymentActivities(engine, decimals=settings.token_decimals)
     chain = ChainActivities(
         engine,
         settings.rpc_url,
@@ -131,10 +136,12 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         workflows=WORKFLOWS,
         activities=[
             payments.reserve,
+            payments.reserve_with_policy,
             payments.mark_status,
             payments.settle,
             chain.sign_transfer,
             chain.broadcast,
+            chain.sign_and_send,
             chain.await_receipt,
             *X402Activities(engine, settings).activities(),
             *ReconcileActivities(engine, settings).activities(),
