@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
     # Workflows in the SDK's sandbox (re-executes the workflow modules for every new run) or not (determinism
     # then kept by the replay tests and tests/workflows/test_determinism_lint.py); workers/main.py
-    workflow_sandbox: bool = True
+    workflow_sandbox: bool = False
     worker_processes: int = Field(1, ge=1)  # `paygent worker` runs this many processes (issue 11 figures)
     rate_limit_auth_failures: str = "5/minute"  # per client address: then 429 until the window passes
     rate_limit_per_key: str = "6000/minute"
