@@ -104,6 +104,8 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
     payment_id = payment_id_for(who, idempotency_key)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
+        if d.admission is not None:  # the workers have enough to run: 429, and the transaction writes nothing
+            await d.admission.admit()
         recorded = await record_payment(
             conn,
             NewPayment(

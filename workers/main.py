@@ -139,7 +139,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_seconds),
         workflow_runner=workflow_runner(),
         interceptors=interceptors(),
-        workflows=WORKFLOWS,
+        workflows=[] if settings.worker_runs == "activities" else WORKFLOWS,
+        # a workflows-only process still runs its payments' local activities
+        no_remote_activities=settings.worker_runs == "workflows",
+        max_concurrent_workflow_tasks=settings.worker_workflow_task_slots,
+        max_concurrent_activities=settings.worker_activity_slots,
+        max_concurrent_local_activities=settings.worker_local_activity_slots,
+        max_cached_workflows=settings.worker_workflow_cache,
         activities=[
             payments.reserve,
             payments.reserve_with_policy,
