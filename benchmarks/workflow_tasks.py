@@ -35,6 +35,14 @@ from paygent.domain.payment import payment_workflow_id
 from paygent.netutil import free_port
 from paygent.paths import temporal_cli
 
+# frames of py-spy stacks that belong to running a workflow activation (on the event loop or in the SDK's
+# workflow thread pool, sandboxed or not)
+ACTIVATION_FRAMES = (
+    "_WorkflowWorker._handle_activation",
+    "_WorkflowWorker._create_workflow_instance",
+    "_Instance._run_code",
+    "_WorkflowInstanceImpl.activate",
+)
 ROUND_TRIPS = (EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
 
 
@@ -82,6 +90,8 @@ async def main() -> None:
     parser.add_argument("--payments", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--local-steps", action="store_true")
+    parser.add_argument("--py-spy", help="path of py-spy: profile the workflow process during the run")
+    parser.add_argument("--profile-seconds", type=int, default=10)
     args = parser.parse_args()
 
     from tests.workflows.unit.stubs import Stubs, payment_request
@@ -106,6 +116,15 @@ async def main() -> None:
             await env.client.execute_workflow(
                 PaymentWorkflow.run, warm, id=payment_workflow_id(warm.payment_id), task_queue=task_queue
             )
+            profile = f"/tmp/workflow-tasks-{task_queue}.raw"
+            spy = None
+            if args.py_spy:
+                spy = subprocess.Popen(  # noqa: ASYNC220  (started once, before the measured run)
+                    [args.py_spy, "record", "-p", str(proc.pid), "-d", str(args.profile_seconds), "-r", "100"]
+                    + ["-f", "raw", "-o", profile, "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             before, started = cpu_seconds(proc.pid), time.monotonic()
             gate = asyncio.Semaphore(args.concurrency)
             ids: list[str] = []
@@ -120,6 +139,8 @@ async def main() -> None:
             wall, cpu = time.monotonic() - started, cpu_seconds(proc.pid) - before
             median = latency_median_ms(f"http://{metrics}/metrics")
             history = await env.client.get_workflow_handle(ids[0]).fetch_history()
+            if spy is not None:
+                await asyncio.to_thread(spy.wait)
     finally:
         proc.kill()
         proc.wait()
@@ -132,6 +153,29 @@ async def main() -> None:
     print(f"workflow worker CPU: {cpu:.2f} s = {1000 * cpu / (tasks * args.payments):.2f} ms per workflow task")
     if median is not None:
         print(f"SDK workflow task execution latency, median: {median:.2f} ms")
+    if args.py_spy:
+        print(profile_shares(profile))
+
+
+def profile_shares(path: str) -> str:
+    """Shares of py-spy's samples: workflow activations, and within them creating the workflow instance."""
+    total = activation = create = compile_ = 0
+    for line in open(path):
+        stack, _, count = line.rstrip().rpartition(" ")
+        n = int(count)
+        total += n
+        if any(marker in stack for marker in ACTIVATION_FRAMES):
+            activation += n
+            create += n * ("_create_workflow_instance" in stack)
+            compile_ += n * ("source_to_code" in stack)
+
+    def share(part: int, whole: int) -> str:
+        return f"{100 * part / whole:.1f}%" if whole else "-"
+
+    return (
+        f"py-spy: {total} samples, workflow activations {share(activation, total)}; of those, "
+        f"_create_workflow_instance {share(create, activation)}, source_to_code {share(compile_, activation)}"
+    )
 
 
 if __name__ == "__main__":

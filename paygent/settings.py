@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4.1-mini"
 
     # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
-    local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
+    # payments run their short steps as local activities (workflows/payment.py): 3 server round trips, not 9.
+    # One bounded attempt each (workflows/activity_options.py LOCAL_ATTEMPT), then a regular activity.
+    local_steps: bool = True
     # Admission control (api/admission.py): past this many payments in flight (pending, signing or submitted; not
     # those waiting for approvals), POST /v1/payments and MCP pay answer 429 with Retry-After. 0: no limit.
     max_payments_in_flight: int = Field(400, ge=0)
