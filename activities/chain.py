@@ -25,6 +25,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 from web3.types import Wei
 
+from activities.payments import record_status_or_fail
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import FeeFields, fee_fields, transfer_calldata
@@ -35,7 +36,7 @@ from paygent.db.schema import payment_transactions, payments
 from paygent.db.tenancy import tenant_scope
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
-from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest
+from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest, PaymentStatus
 from workflows import chain_types as ct
 from workflows import payment_types as t
 
@@ -138,7 +139,14 @@ class ChainActivities:
         await conn.execute(
             payments.update()
             .where(payments.c.id == uuid.UUID(req.payment_id))
-            .values(signed_tx=raw, tx_hash=tx_hash, nonce=nonce, updated_at=sa.func.now())
+            .values(
+                signed_tx=raw,
+                tx_hash=tx_hash,
+                nonce=nonce,
+                updated_at=sa.func.now(),
+                # the first signature moves the row to `signing` (a replacement's row is already `submitted`)
+                **({"status": PaymentStatus.signing} if action == "payment.signed" else {}),
+            )
         )
         await append_audit(
             conn,
@@ -159,6 +167,11 @@ class ChainActivities:
 
     @activity.defn(name=t.ACT_SIGN)
     async def sign_transfer(self, req: PaymentRequest) -> t.SignedTransfer:
+        signed, _ = await self._sign(req)
+        return signed
+
+    async def _sign(self, req: PaymentRequest) -> tuple[t.SignedTransfer, bytes]:
+        """Allocate the nonce, sign, and store the bytes in one transaction; a later call returns those bytes."""
         pid = uuid.UUID(req.payment_id)
         fees = await fee_fields(self.w3)
         chain_pending = await self.w3.eth.get_transaction_count(to_checksum_address(req.wallet_address), "pending")
@@ -175,15 +188,16 @@ class ChainActivities:
                     f"payment {pid} is not recorded", type=ErrorType.payment_missing, non_retryable=True
                 )
             if row.signed_tx is not None:
-                return t.SignedTransfer(payment_id=req.payment_id, tx_hash=row.tx_hash, nonce=row.nonce, reused=True)
+                reused = t.SignedTransfer(payment_id=req.payment_id, tx_hash=row.tx_hash, nonce=row.nonce, reused=True)
+                return reused, bytes(row.signed_tx)
             if row.status in PAYMENT_TERMINAL:
                 raise ApplicationError(
                     f"payment is already {row.status}", type=ErrorType.payment_closed, non_retryable=True
                 )
             nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, chain_pending)
-            tx_hash, _ = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
+            tx_hash, raw = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
-        return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False)
+        return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False), raw
 
     @activity.defn(name=t.ACT_BROADCAST)
     async def broadcast(self, payment_id: str) -> str:
@@ -192,6 +206,21 @@ class ChainActivities:
             raise ApplicationError("nothing signed to broadcast", type=ErrorType.not_signed, non_retryable=True)
         await send_stored(self.w3, row["signed_tx"])
         return row["tx_hash"]
+
+    @activity.defn(name=t.ACT_SIGN_AND_SEND)
+    async def sign_and_send(self, req: PaymentRequest) -> t.SignedTransfer:
+        """Sign once (the bytes and their nonce stored and committed first), send, then record `submitted`.
+
+        One step, so an allocated nonce is never left unsent behind a workflow task or a queued activity (one
+        such delay stalled a whole wallet's later nonces). A crash after the commit and before the send is
+        recovered by the retry: it finds the stored bytes and sends those, never a new transaction."""
+        signed, raw = await self._sign(req)
+        await send_stored(self.w3, raw)
+        async with self.engine.begin() as conn:
+            await record_status_or_fail(
+                conn, req.payment_id, PaymentStatus.submitted, details={"tx_hash": signed.tx_hash}
+            )
+        return signed
 
     @activity.defn(name=t.ACT_AWAIT_RECEIPT)
     async def await_receipt(self, req: PaymentRequest) -> t.ReceiptResult:

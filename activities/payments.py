@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from paygent.db import reservations
+from paygent.db import policies, reservations
 from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
+from paygent.db.payment_status import PaymentNotRecorded, record_status
 from paygent.db.schema import payments
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
@@ -20,48 +21,61 @@ from workflows import payment_types as t
 
 
 class PaymentActivities:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, decimals: int = 6) -> None:
         self.engine = engine
+        self.decimals = decimals  # of the default dev policy, when a tenant stored none (as approval.load_policy)
 
     @activity.defn(name=t.ACT_RESERVE)
     async def reserve(self, req: PaymentRequest) -> t.ReserveOutcome:
         """Check the wallet's spending policy and reserve the amount, atomically, before anything is signed."""
         async with self.engine.begin() as conn:
-            # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
-            await conn.execute(
-                payments.update()
-                .where(
-                    payments.c.id == uuid.UUID(req.payment_id),
-                    sa.or_(
-                        payments.c.to_address != req.to,
-                        payments.c.amount_atomic != req.amount_atomic,
-                        payments.c.memo.is_distinct_from(req.memo),
-                    ),
-                )
-                .values(to_address=req.to, amount_atomic=req.amount_atomic, memo=req.memo, updated_at=sa.func.now())
+            return await self._reserve(conn, req)
+
+    @activity.defn(name=t.ACT_RESERVE_WITH_POLICY)
+    async def reserve_with_policy(self, req: PaymentRequest) -> t.ReserveOutcome:
+        """`reserve`, and in the same transaction read the approval policy in force (one step, not two)."""
+        async with self.engine.begin() as conn:
+            outcome = await self._reserve(conn, req)
+            if outcome.reserved:
+                outcome.policy = await policies.load_policy(conn, req.tenant_id, req.wallet_id, decimals=self.decimals)
+        return outcome
+
+    async def _reserve(self, conn: AsyncConnection, req: PaymentRequest) -> t.ReserveOutcome:
+        # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
+        await conn.execute(
+            payments.update()
+            .where(
+                payments.c.id == uuid.UUID(req.payment_id),
+                sa.or_(
+                    payments.c.to_address != req.to,
+                    payments.c.amount_atomic != req.amount_atomic,
+                    payments.c.memo.is_distinct_from(req.memo),
+                ),
             )
-            result = await reservations.reserve(
-                conn,
-                payment_id=uuid.UUID(req.payment_id),
-                wallet_id=uuid.UUID(req.wallet_id),
-                to=req.to,
-                asset=req.asset,
-                amount_atomic=req.amount_atomic,
-                principal_id=uuid.UUID(req.requested_by_id),
-            )
-            data = {"amount_atomic": str(req.amount_atomic)}
-            if result.refusal:
-                data |= {"limit": result.refusal.limit, "message": result.refusal.message}
-            await append_audit(
-                conn,
-                tenant_id=req.tenant_id,
-                actor="system",
-                channel=Channel.system,
-                action="payment.reserved" if result.reserved else "payment.limit_refused",
-                subject_type="payment",
-                subject_id=req.payment_id,
-                data=data,
-            )
+            .values(to_address=req.to, amount_atomic=req.amount_atomic, memo=req.memo, updated_at=sa.func.now())
+        )
+        result = await reservations.reserve(
+            conn,
+            payment_id=uuid.UUID(req.payment_id),
+            wallet_id=uuid.UUID(req.wallet_id),
+            to=req.to,
+            asset=req.asset,
+            amount_atomic=req.amount_atomic,
+            principal_id=uuid.UUID(req.requested_by_id),
+        )
+        data = {"amount_atomic": str(req.amount_atomic)}
+        if result.refusal:
+            data |= {"limit": result.refusal.limit, "message": result.refusal.message}
+        await append_audit(
+            conn,
+            tenant_id=req.tenant_id,
+            actor="system",
+            channel=Channel.system,
+            action="payment.reserved" if result.reserved else "payment.limit_refused",
+            subject_type="payment",
+            subject_id=req.payment_id,
+            data=data,
+        )
         if result.refusal:
             return t.ReserveOutcome(reserved=False, limit=result.refusal.limit, message=result.refusal.message)
         return t.ReserveOutcome(reserved=result.reserved)
@@ -70,35 +84,14 @@ class PaymentActivities:
     async def mark_status(self, change: t.StatusChange) -> None:
         """Idempotent; a terminal status is never overwritten (a replayed retry cannot resurrect a payment)."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(payments.c.status, payments.c.tenant_id)
-                    .where(payments.c.id == uuid.UUID(change.payment_id))
-                    .with_for_update()
-                )
-            ).first()
-            if row is None:
-                raise ApplicationError(
-                    f"payment {change.payment_id} not recorded", type=ErrorType.payment_not_recorded, non_retryable=True
-                )  # retrying cannot make the row appear
-            if row.status == change.status or row.status in PAYMENT_TERMINAL:
-                return
-            await conn.execute(
-                payments.update()
-                .where(payments.c.id == uuid.UUID(change.payment_id))
-                .values(status=change.status, failure_reason=change.reason, updated_at=sa.func.now())
-            )
-            if change.status in PAYMENT_TERMINAL and not change.hold_reservation:  # the budget is given back
-                await reservations.settle_reservation(conn, uuid.UUID(change.payment_id), reservations.RELEASED)
-            await append_audit(
+            await record_status_or_fail(
                 conn,
-                tenant_id=row.tenant_id,
+                change.payment_id,
+                change.status,
+                reason=change.reason,
                 actor=change.actor,
-                channel=Channel.system,
-                action=f"payment.{change.status}",
-                subject_type="payment",
-                subject_id=change.payment_id,
-                data={"reason": change.reason, **change.details} if change.reason else change.details,
+                details=change.details,
+                hold_reservation=change.hold_reservation,
             )
 
     @activity.defn(name=t.ACT_SETTLE)
@@ -151,3 +144,11 @@ class PaymentActivities:
                     "reason": reason,
                 },
             )
+
+
+async def record_status_or_fail(conn: AsyncConnection, payment_id: str, status: PaymentStatus, **change) -> bool:
+    """paygent.db.payment_status.record_status for an activity: a missing row is final, never retried."""
+    try:
+        return await record_status(conn, payment_id, status, **change)
+    except PaymentNotRecorded as err:
+        raise ApplicationError(str(err), type=ErrorType.payment_not_recorded, non_retryable=True) from None

@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
 from api import docs, errors, json_body, metrics, openapi
+from api.admission import Admission
 from api.auth_cache import PrincipalCache
 from api.deps import Deps
 from api.mcp import route as mcp_route
@@ -74,6 +75,12 @@ def create_app(
             w3=w3,
             limits=RateLimits.from_settings(settings),
             principals=PrincipalCache(redis),
+            admission=Admission(
+                client,
+                settings.task_queue,
+                settings.max_payments_in_flight,
+                settings.admission_retry_after_seconds,
+            ),
         )
         async with mcp_route.lifespan(mcp):
             yield

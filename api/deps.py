@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from web3 import AsyncWeb3
 
+from api.admission import Admission
 from api.auth_cache import PrincipalCache
 from api.errors import ApiError
 from api.ratelimit import RateLimits, client_address
@@ -28,6 +29,7 @@ class Deps:
     w3: AsyncWeb3  # one HTTP session to the chain for the whole app
     limits: RateLimits
     principals: PrincipalCache | None = None  # None: every request asks Postgres
+    admission: Admission | None = None  # None: new payments are never refused for load
 
 
 def deps(request: Request) -> Deps:

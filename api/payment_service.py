@@ -92,6 +92,8 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
             checked = await check_payment_input(d.settings, spec.fields(), payer=wallet.address)
         except AssetUnavailable as exc:
             raise ApiError(503, "asset_unavailable", str(exc), exc.field) from None
+        if d.admission is not None:  # the workers have enough to run: 429, and the transaction writes nothing
+            await d.admission.admit()
         recorded = await record_payment(
             conn,
             NewPayment(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -103,7 +103,16 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4.1-mini"
 
     # Rate limits (api/ratelimit.py), in the `limits` notation; the prefix keeps deployments sharing a Redis apart
-    local_steps: bool = False  # payments run their short steps as local activities (workflows/payment.py)
+    # payments run their short steps as local activities (workflows/payment.py): 3 server round trips, not 9.
+    # One bounded attempt each (workflows/activity_options.py LOCAL_ATTEMPT), then a regular activity.
+    local_steps: bool = True
+    # Admission control (api/admission.py): past this many payments in flight (pending, signing or submitted; not
+    # those waiting for approvals), POST /v1/payments and MCP pay answer 429 with Retry-After. 0: no limit.
+    max_payments_in_flight: int = Field(400, ge=0)
+    admission_retry_after_seconds: float = Field(2.0, gt=0)
+    # Workflows in the SDK's sandbox (re-executes the workflow modules for every new run) or not (determinism
+    # then kept by the replay tests and tests/workflows/test_determinism_lint.py); workers/main.py
+    workflow_sandbox: bool = False
     worker_processes: int = Field(1, ge=1)  # `paygent worker` runs this many processes (issue 11 figures)
     # failed authentications per client address, and per presented key: past either, further failures get 429
     # (valid keys are still served) until the window passes
@@ -128,6 +137,16 @@ class Settings(BaseSettings):
     worker_metrics_address: str = "127.0.0.1:9464"
     # on SIGTERM the worker stops polling at once and gives running activities this long to finish
     worker_drain_seconds: int = 15
+    # What one worker process takes on at once (workers/main.py). Workflow tasks run on one core: more than a
+    # handful in a process only queue inside it, where they can outlive the workflow task timeout; left in the
+    # server's queue they cost nothing. The cache holds every payment in flight, so none is replayed from its
+    # history on each task. `worker_runs` splits workflow tasks (with their local activities) from regular
+    # activities, e.g. one process of each, so receipt waits and signing never delay a workflow task.
+    worker_workflow_task_slots: int = Field(10, ge=1)
+    worker_activity_slots: int = Field(200, ge=1)
+    worker_local_activity_slots: int = Field(30, ge=1)  # at most the database pool (paygent/db/engine.py)
+    worker_workflow_cache: int = Field(4000, ge=0)
+    worker_runs: Literal["all", "workflows", "activities"] = "all"
     log_level: str = "INFO"
 
     @field_validator("trusted_proxies")

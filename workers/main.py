@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import agent_activities
@@ -70,6 +70,7 @@ async def connect(settings: Settings, tracer_provider: TracerProvider | None = N
 # Our own modules that workflows import and that hold only types, constants and pure functions (no I/O, no
 # clocks, no module state that a run could change). The sandbox otherwise re-imports them for every workflow
 # run it starts, rebuilding every pydantic model: profiled at 45% of the worker's CPU under load (issue 11).
+# tests/workflows/test_determinism_lint.py checks these and workflows/ for clocks, randomness and I/O.
 PURE_WORKFLOW_MODULES = (
     "paygent.domain",
     "paygent.llm.types",
@@ -84,20 +85,30 @@ PURE_WORKFLOW_MODULES = (
     "workflows.tenant_header",
     "workflows.memory_types",
     "workflows.chain_types",
+    "workflows.reconcile_types",
+    "workflows.webhook_types",
 )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with the pure hashing libraries and our pure modules shared from the host.
+def workflow_runner(sandboxed: bool | None = None) -> WorkflowRunner:
+    """No sandbox by default (PAYGENT_WORKFLOW_SANDBOX=false); else the SDK's sandbox, with the pure hashing
+    libraries and our pure modules shared from the host.
+
+    Measured with benchmarks/workflow_tasks.py (200 plain payments, 20 at a time): the sandbox re-executes the
+    workflow modules for every new run, 5.3 ms of worker CPU per workflow task; unsandboxed, 2.8 ms. Without
+    the sandbox, determinism is kept by the replay tests and tests/workflows/test_determinism_lint.py (no
+    clock, randomness, environment or I/O in any module a workflow runs). The sandbox stays one setting away,
+    e.g. to run a new workflow under its run-time checks first.
 
     eth_hash picks its keccak backend lazily by reading the environment, which the sandbox forbids; sharing
     the (deterministic, side-effect-free) modules and choosing the backend once here keeps workflows that
-    checksum addresses or hash operations replay-safe. The workflow modules themselves still load inside the
-    sandbox, so its checks on what workflow code calls still hold.
+    checksum addresses or hash operations replay-safe.
     """
     from eth_utils import keccak
 
     keccak(b"")  # choose the backend outside the sandbox
+    if not (get_settings().workflow_sandbox if sandboxed is None else sandboxed):
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             "eth_utils", "eth_hash", "eth_typing", "Crypto", *PURE_WORKFLOW_MODULES
@@ -122,8 +133,8 @@ def interceptors() -> list[Interceptor]:
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **worker_options: Any) -> Worker:
-    """The worker; `worker_options` go to temporalio's Worker as they are (tests size its slots)."""
-    payments = PaymentActivities(engine)
+    """The worker; `worker_options` go to temporalio's Worker over the settings' (tests size its slots)."""
+    payments = PaymentActivities(engine, decimals=settings.token_decimals)
     chain = ChainActivities(
         engine,
         settings.rpc_url,
@@ -141,13 +152,24 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_seconds),
         workflow_runner=workflow_runner(),
         interceptors=interceptors(),
-        workflows=WORKFLOWS,
+        workflows=[] if settings.worker_runs == "activities" else WORKFLOWS,
+        # a workflows-only process still runs its payments' local activities
+        no_remote_activities=settings.worker_runs == "workflows",
+        **{
+            "max_concurrent_workflow_tasks": settings.worker_workflow_task_slots,
+            "max_concurrent_activities": settings.worker_activity_slots,
+            "max_concurrent_local_activities": settings.worker_local_activity_slots,
+            "max_cached_workflows": settings.worker_workflow_cache,
+            **worker_options,
+        },
         activities=[
             payments.reserve,
+            payments.reserve_with_policy,
             payments.mark_status,
             payments.settle,
             chain.sign_transfer,
             chain.broadcast,
+            chain.sign_and_send,
             chain.await_receipt,
             chain.receipt_wait_gave_up,
             ChainFollower(chain).follow,
@@ -157,7 +179,6 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,
         ],
-        **worker_options,
     )
 
 

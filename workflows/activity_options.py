@@ -31,6 +31,16 @@ DATABASE = ActivityOptions(
 # Writing ledger entries and the final status: a larger transaction.
 SETTLEMENT: ActivityOptions = {**DATABASE, "start_to_close_timeout": timedelta(seconds=30)}
 
+# A short step taken as a local activity (PAYGENT_LOCAL_STEPS): one attempt, bounded well inside the workflow task
+# timeout (10 s), since the workflow task stays open while it runs. A step not done by then (a saturated worker, a
+# locked row, a slow node), or failed in a way a retry may fix, is taken again as a regular activity with its own
+# options and retries (workflows/payment.py). Local retries are not used: their backoff keeps the task open.
+LOCAL_ATTEMPT = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=3),
+    schedule_to_close_timeout=timedelta(seconds=3),
+    retry_policy=RetryPolicy(maximum_attempts=1),
+)
+
 # Signing and broadcasting: the activities store the signed bytes before the first send and re-send the same bytes
 # on every retry, so retrying is always safe. A deleted wallet cannot come back.
 CHAIN_RETRY = RetryPolicy(

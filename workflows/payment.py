@@ -34,6 +34,7 @@ from workflows import x402_types as x
 from workflows.activity_options import (
     CHAIN,
     DATABASE,
+    LOCAL_ATTEMPT,
     RECEIPT_FOLLOWED,
     RECEIPT_WAIT,
     SETTLEMENT,
@@ -65,6 +66,11 @@ PATCH_RECEIPT_FOLLOWED = "receipt-wait-followed"  # the receipt wait is answered
 # its task timed out and retried (seen with 1,000 payments at once on 2 shared cores), which regular
 # activities never suffer. The patch keeps runs from before it replayable.
 LOCAL_STEPS = "payment-local-short-steps"
+# One activity per side-effect boundary, each recording its own status change: reserve with the policy read;
+# sign, store, send and record `submitted` in one step (no `signing` mark of its own). A local step that has not
+# finished within LOCAL_ATTEMPT's budget (well inside the workflow task timeout) is taken again as a regular
+# activity, so a saturated worker never holds a workflow task past its timeout on a local activity.
+PATCH_FOLDED_STEPS = "payment-folded-steps"
 REFUSED_BY_SERVER = (ErrorType.x402_refused, ErrorType.x402_rejected)
 
 
@@ -88,6 +94,8 @@ class PaymentWorkflow:
         self._approval: at.ApprovalProgress | None = None  # the child approval's latest progress
         self._approval_news: list[at.ApprovalProgress] = []  # progress not yet passed on to the parent
         self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
+        self._folded = False  # PATCH_FOLDED_STEPS: decided once, when the payment starts
+        self._policy: ApprovalPolicy | None = None  # read with the reservation (folded steps)
 
     @workflow.query(name=t.QUERY_STATE)
     def state(self) -> t.PaymentState:
@@ -143,6 +151,7 @@ class PaymentWorkflow:
 
     async def _pay(self) -> None:
         """The whole process; returns when the payment is settled or left to the reconciler."""
+        self._folded = workflow.patched(PATCH_FOLDED_STEPS)
         if self._req.kind == PaymentKind.x402:  # the price and recipient come from the server's 402 answer
             self._req = await self._x402_terms(self._req)
             self._label = _label(self._req)
@@ -152,11 +161,15 @@ class PaymentWorkflow:
             await self._end_cancelled()
         try:
             # from here on the payment is not cancellable: the status changes before any await
-            await self._set_status(PaymentStatus.signing)
-            if self._req.kind == PaymentKind.x402:
-                receipt = await self._execute_x402(self._req)
+            if self._folded and self._req.kind == PaymentKind.transfer:  # signing records its own status
+                await self._show_status(PaymentStatus.signing)
+                receipt = await self._sign_and_send_transfer(self._req)
             else:
-                receipt = await self._execute_transfer(self._req)
+                await self._set_status(PaymentStatus.signing)
+                if self._req.kind == PaymentKind.x402:
+                    receipt = await self._execute_x402(self._req)
+                else:
+                    receipt = await self._execute_transfer(self._req)
         except ActivityError as err:
             cause = err.cause
             refused = isinstance(cause, ApplicationError) and cause.type in REFUSED_BY_SERVER
@@ -167,10 +180,18 @@ class PaymentWorkflow:
         await self._settle(self._req, receipt)
 
     async def _reserve(self, req: PaymentRequest, summary: str) -> None:
-        """Reserve the amount against the wallet's (and the agent's) spending policy, or end `refused`."""
+        """Reserve the amount against the wallet's (and the agent's) spending policy, or end `refused`. With
+        folded steps the first reservation also reads the approval policy, in the same transaction."""
+        with_policy = self._folded and self._policy is None
         reserved: t.ReserveOutcome = await self._step(
-            t.ACT_RESERVE, req, result_type=t.ReserveOutcome, **DATABASE, summary=summary
+            t.ACT_RESERVE_WITH_POLICY if with_policy else t.ACT_RESERVE,
+            req,
+            result_type=t.ReserveOutcome,
+            **DATABASE,
+            summary=summary,
         )
+        if with_policy:
+            self._policy = reserved.policy
         if not reserved.reserved:
             await self._end(PaymentStatus.refused, reason=f"{reserved.limit}: {reserved.message}")
 
@@ -187,7 +208,7 @@ class PaymentWorkflow:
         (an edit may have changed amount, recipient or memo: the reservation is then taken again). An approval
         that does not end `approved` ends the payment `cancelled`.
         """
-        policy: ApprovalPolicy = await self._step(
+        policy = self._policy or await self._step(
             at.ACT_LOAD_POLICY,
             at.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
             result_type=ApprovalPolicy,
@@ -332,6 +353,19 @@ class PaymentWorkflow:
             summary="No receipt within the wait: leave it to the reconciler",
         )
 
+    async def _sign_and_send_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
+        """One step signs (the bytes stored first), sends and records `submitted`; then the receipt wait."""
+        signed: t.SignedTransfer = await self._step(
+            t.ACT_SIGN_AND_SEND,
+            req,
+            result_type=t.SignedTransfer,
+            **CHAIN,
+            summary=f"Sign and send the transfer of {self._label}",
+        )
+        self._state.tx_hash = signed.tx_hash
+        await self._show_status(PaymentStatus.submitted)
+        return await self._await_receipt(req, signed.tx_hash)
+
     def _x402_policy(self, req: PaymentRequest) -> x.X402Policy:
         return x.X402Policy(
             max_amount_atomic=req.max_amount_atomic or req.amount_atomic,
@@ -421,23 +455,26 @@ class PaymentWorkflow:
     async def _step(self, activity: str, arg: Any, **options: Any) -> Any:
         """One short step: a local activity when the payment asked for it (and has the patch), else regular.
 
-        A local activity's failure reaches the workflow unwrapped (the ApplicationError itself); it is wrapped
-        here in the ActivityError a regular activity raises, so every caller handles one shape."""
+        A local activity's failure may reach the workflow unwrapped (the ApplicationError itself); it is wrapped
+        here in the ActivityError a regular activity raises, so every caller handles one shape. With folded
+        steps a local attempt is bounded (LOCAL_ATTEMPT); one that did not finish in time, or failed in a way a
+        retry may fix, is taken again as a regular activity (every step is idempotent)."""
         if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
             return await workflow.execute_activity(activity, arg, **options)
+        if self._folded:
+            try:
+                return await workflow.execute_local_activity(activity, arg, **{**options, **LOCAL_ATTEMPT})
+            except (ActivityError, ApplicationError, ActivityTimeout) as err:
+                cause = err.cause if isinstance(err, ActivityError) else err
+                if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    raise _local_failure(activity, final=True) from cause
+                workflow.logger.info("local step %s did not finish (%s): taken again as an activity", activity, err)
+                return await workflow.execute_activity(activity, arg, **options)
         try:
             return await workflow.execute_local_activity(activity, arg, **options)
         except (ApplicationError, ActivityTimeout) as err:
             final = isinstance(err, ApplicationError) and err.non_retryable
-            raise ActivityError(
-                f"local activity {activity} failed",
-                scheduled_event_id=0,
-                started_event_id=0,
-                identity="",
-                activity_type=activity,
-                activity_id="",
-                retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT,
-            ) from err
+            raise _local_failure(activity, final=final) from err
 
     async def _end_cancelled(self) -> NoReturn:
         assert self._cancel is not None
@@ -469,6 +506,13 @@ class PaymentWorkflow:
             **DATABASE,
             summary=f"Status {previous} -> {status}",
         )
+        self._upsert_status()
+        await self._tell_parent("status")
+
+    async def _show_status(self, status: PaymentStatus) -> None:
+        """A status change that the step itself records in the database: shown in the workflow's state and
+        search attribute, and passed on to the parent, with no activity of its own."""
+        self._state.status = status
         self._upsert_status()
         await self._tell_parent("status")
 
@@ -537,6 +581,19 @@ def _label(req: PaymentRequest) -> str:
 
 async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
     return await child
+
+
+def _local_failure(activity: str, *, final: bool) -> ActivityError:
+    """The ActivityError a regular activity would have raised, for a local activity's failure."""
+    return ActivityError(
+        f"local activity {activity} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity,
+        activity_id="",
+        retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT,
+    )
 
 
 def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from paygent.domain.approval_policy import ApprovalPolicy
 from paygent.domain.payment import PaymentStatus
 from workflows.approval_types import ApprovalProgress
 
@@ -28,6 +29,11 @@ ACT_BROADCAST = "payments.broadcast"
 ACT_AWAIT_RECEIPT = "payments.await_receipt"
 ACT_RECEIPT_GAVE_UP = "payments.receipt_wait_gave_up"  # the followed wait timed out: leave it to the reconciler
 ACT_SETTLE = "payments.settle"
+# One activity per side-effect boundary (workflows/payment.py, PATCH_FOLDED_STEPS): reserve and read the approval
+# policy in one transaction; sign, store, send and record `submitted` in one step, so a nonce is sent as soon as
+# it is allocated.
+ACT_RESERVE_WITH_POLICY = "payments.reserve_with_policy"
+ACT_SIGN_AND_SEND = "payments.sign_and_send"
 
 
 class StatusChange(BaseModel):
@@ -45,6 +51,8 @@ class ReserveOutcome(BaseModel):
     reserved: bool
     limit: str | None = None  # which spending rule refused, when not reserved
     message: str | None = None
+    # the approval policy in force, read in the reservation's transaction (payments.reserve_with_policy only)
+    policy: ApprovalPolicy | None = None
 
 
 class SignedTransfer(BaseModel):

@@ -325,7 +325,7 @@ async def edit_payment(
     row = await readable_payment(d, who, payment_id)  # someone else's payment is a 404, as for a read
     pid = row["id"]
     async with d.engine.connect() as conn:
-        payer = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"]))
+        payer: str = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"])) or ""
     amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
     to = None
     if body.to is not None:  # the same recipient rules as a new payment

@@ -1,7 +1,8 @@
 """Payments started with local steps (PAYGENT_LOCAL_STEPS): the same outcomes, with one regular activity.
 
-Each short step (reserve, policy, status marks, sign, broadcast, settle) runs as a local activity inside the
-workflow task; only the receipt wait is a regular activity. Refusals still end the payment cleanly.
+Each short step (reserve with the policy read; sign, send and record `submitted`; settle) runs as a local activity
+inside the workflow task; only the receipt wait is a regular activity: 3 server round trips in all (1 activity,
+2 workflow tasks). Refusals still end the payment cleanly.
 """
 
 from __future__ import annotations
@@ -29,4 +30,11 @@ async def test_a_payment_with_local_steps_confirms_with_one_regular_activity(app
         if e.HasField("marker_recorded_event_attributes")
         and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
-    assert scheduled == ["payments.await_receipt"] and len(local) == 7
+    assert scheduled == ["payments.await_receipt"] and len(local) == 3
+    round_trips = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        or e.HasField("workflow_task_scheduled_event_attributes")
+    ]
+    assert len(round_trips) <= 6, len(round_trips)

@@ -17,7 +17,7 @@ from tests.api.helpers import create, new_recipient, payment_body, serve_api, wa
 from workers.main import build_worker, connect
 from workflows import payment_types as pt
 
-ACTIVITIES = (pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE)
+ACTIVITIES = (pt.ACT_RESERVE_WITH_POLICY, pt.ACT_SIGN_AND_SEND, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE)
 
 
 async def test_one_trace_from_the_api_through_the_workflow_and_its_activities(app_settings, temporal_env, dev):

@@ -79,6 +79,8 @@ def _prepared(p: at.PreparePayment) -> at.PreparedPayment:
 DEFAULTS: dict[str, Any] = {
     pt.ACT_MARK_STATUS: None,
     pt.ACT_RESERVE: pt.ReserveOutcome(reserved=True),
+    pt.ACT_RESERVE_WITH_POLICY: pt.ReserveOutcome(reserved=True, policy=default_dev_policy()),
+    pt.ACT_SIGN_AND_SEND: lambda r: pt.SignedTransfer(payment_id=r.payment_id, tx_hash=TX_HASH, nonce=7, reused=False),
     pt.ACT_SIGN: lambda r: pt.SignedTransfer(payment_id=r.payment_id, tx_hash=TX_HASH, nonce=7, reused=False),
     pt.ACT_BROADCAST: TX_HASH,
     pt.ACT_AWAIT_RECEIPT: pt.ReceiptResult(tx_hash=TX_HASH, succeeded=True, block_number=42, gas_used=51_000),
@@ -180,6 +182,14 @@ class Stubs:
     async def reserve(self, req: dp.PaymentRequest) -> pt.ReserveOutcome:
         return await self._answer(pt.ACT_RESERVE, req)
 
+    @activity.defn(name=pt.ACT_RESERVE_WITH_POLICY)
+    async def reserve_with_policy(self, req: dp.PaymentRequest) -> pt.ReserveOutcome:
+        return await self._answer(pt.ACT_RESERVE_WITH_POLICY, req)
+
+    @activity.defn(name=pt.ACT_SIGN_AND_SEND)
+    async def sign_and_send(self, req: dp.PaymentRequest) -> pt.SignedTransfer:
+        return await self._answer(pt.ACT_SIGN_AND_SEND, req)
+
     @activity.defn(name=pt.ACT_SIGN)
     async def sign_transfer(self, req: dp.PaymentRequest) -> pt.SignedTransfer:
         return await self._answer(pt.ACT_SIGN, req)
@@ -265,6 +275,7 @@ class Stubs:
         return [
             *(s.mark_status, s.reserve, s.sign_transfer, s.broadcast, s.await_receipt, s.settle),
             s.receipt_wait_gave_up,
+            *(s.reserve_with_policy, s.sign_and_send),
             *(s.load_policy, s.record_decision, s.publish_event, s.deliver_webhook, s.signal_decisions_allowed),
             *(s.x402_probe, s.x402_sign, s.x402_send),
             *(s.emit_event, s.llm_step, s.run_tool, s.record_tool_result),

@@ -21,7 +21,6 @@ from tests.workflows.unit.agent_runs import (
 from tests.workflows.unit.payments import pay
 from tests.workflows.unit.stubs import TX_HASH, Stubs, Turns, answer, payment_request
 from workflows import agent_types as at
-from workflows import approval_types as ap
 from workflows import payment_types as pt
 
 DAY = 24 * 3600
@@ -41,7 +40,7 @@ async def test_a_payment_still_waiting_after_eight_days_is_cancelled_by_the_run(
     stubs = Stubs(
         {
             at.ACT_LLM_STEP: Turns([calls_tools(1, pay_call("5")), answer(2, "it timed out")]),
-            ap.ACT_LOAD_POLICY: slow,
+            pt.ACT_RESERVE_WITH_POLICY: pt.ReserveOutcome(reserved=True, policy=slow),
             at.ACT_CANCEL_PAYMENT: cancels_the_payment(env),
         }
     )
@@ -53,7 +52,7 @@ async def test_a_payment_still_waiting_after_eight_days_is_cancelled_by_the_run(
     ok, result = tool_result(stubs)
     assert not ok and result["status"] == PaymentStatus.cancelled
     assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == PaymentStatus.cancelled  # the payment itself ended
-    assert stubs.names(pt.ACT_SIGN) == []
+    assert stubs.names(pt.ACT_SIGN_AND_SEND) == []
 
 
 async def test_a_payment_an_earlier_execution_started_is_followed_not_paid_again(env):
@@ -68,7 +67,7 @@ async def test_a_payment_an_earlier_execution_started_is_followed_not_paid_again
     )
     ended = await run_agent(env, inp, stubs)
     assert ended.result.status == RunStatus.completed
-    assert stubs.names(pt.ACT_RESERVE, pt.ACT_SIGN, pt.ACT_BROADCAST) == []  # no second payment
+    assert stubs.names(pt.ACT_RESERVE_WITH_POLICY, pt.ACT_SIGN_AND_SEND) == []  # no second payment
     assert stubs.args(at.ACT_PAYMENT_STATUS) == [payment_id]  # read from its row
     ok, result = tool_result(stubs)
     assert ok and (result["status"], result["tx_hash"]) == (PaymentStatus.confirmed, TX_HASH)

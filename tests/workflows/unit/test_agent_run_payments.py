@@ -69,7 +69,7 @@ async def test_a_payment_needing_no_approval_runs_as_a_child_and_its_receipt_is_
         "5",
         42,
     )
-    [reserved] = stubs.args(pt.ACT_RESERVE)  # the child payment, for the run's user and tenant
+    [reserved] = stubs.args(pt.ACT_RESERVE_WITH_POLICY)  # the child payment, for the run's user and tenant
     assert (reserved.payment_id, reserved.amount_atomic, reserved.requested_by) == (payment_id, 5 * UNIT, "alice")
     assert {c.tenant for c in stubs.calls} == {inp.tenant_id}
     assert kinds(stubs) == [*TOOL_START, *TOOL_END]  # no approval: the run emits nothing about it
@@ -121,7 +121,7 @@ async def test_a_rejected_payment_is_reported_to_the_model_and_the_run_goes_on(e
     ok, result = tool_result(stubs)
     assert not ok and result["status"] == PaymentStatus.cancelled
     assert result["reason"] == "approval rejected: not in the budget"
-    assert stubs.names(pt.ACT_SIGN) == []
+    assert stubs.names(pt.ACT_SIGN_AND_SEND) == []
 
 
 async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
@@ -153,7 +153,7 @@ async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
     [cancel] = stubs.args(at.ACT_CANCEL_PAYMENT)
     assert (cancel.payment_id, cancel.actor, cancel.reason) == (payment_id, "alice", "the agent run was cancelled")
     assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == PaymentStatus.cancelled  # the payment itself ended cancelled
-    assert stubs.names(pt.ACT_SIGN, at.ACT_RECORD_TOOL_RESULT) == []
+    assert stubs.names(pt.ACT_SIGN_AND_SEND, at.ACT_RECORD_TOOL_RESULT) == []
 
 
 async def test_a_time_locked_payment_shows_on_the_run_until_the_lock_ends(env):
@@ -229,4 +229,4 @@ async def test_a_payment_the_tool_cannot_prepare_is_an_error_for_the_model_and_n
     ended = await run_agent(env, run_input(), stubs)
     assert ended.result.status == RunStatus.completed
     assert tool_result(stubs) == (False, {"error": "asset: unknown asset 'EUR'; known: USDC"})
-    assert stubs.names(pt.ACT_RESERVE, pt.ACT_MARK_STATUS) == []  # no child payment was started
+    assert stubs.names(pt.ACT_RESERVE_WITH_POLICY, pt.ACT_MARK_STATUS) == []  # no child payment was started

@@ -15,12 +15,12 @@ from temporalio.exceptions import ApplicationError
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PaymentStatus
 from tests.workflows.unit.payments import Gate, approval_view, decide, final_change, pay, status_becomes, statuses
-from tests.workflows.unit.stubs import DEFAULTS, TX_HASH, UNIT, Stubs, Turns, payment_request
+from tests.workflows.unit.stubs import DEFAULTS, TX_HASH, UNIT, Stubs, payment_request
 from workflows import approval_types as ap
 from workflows import payment_types as pt
 from workflows.payment import PaymentWorkflow
 
-EXECUTED = [pt.ACT_SIGN, pt.ACT_BROADCAST, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE]
+EXECUTED = [pt.ACT_SIGN_AND_SEND, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE]
 
 
 def executed(stubs: Stubs) -> list[str]:
@@ -50,14 +50,15 @@ async def test_an_approved_payment_is_executed_after_the_approval(env, via):
 
     state = await pay(env, req, stubs, during=bob_approves)
     assert (state.status, state.tx_hash) == (PaymentStatus.confirmed, TX_HASH)
-    assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.signing, PaymentStatus.submitted]
+    assert statuses(stubs) == [PaymentStatus.awaiting_approval]  # signing records `submitted` with the send
     details = stubs.args(pt.ACT_MARK_STATUS)[0].details
     assert details == {"approvals_needed": 1, "approvers": ["bob", "carol", "dave"], "timelock_seconds": 0}
     [approved] = [r for r in stubs.args(ap.ACT_RECORD) if r.action == "approval.approve"]
     assert (approved.actor, approved.channel) == ("bob", "api" if via == "update" else "temporal")
     assert len(stubs.args(ap.ACT_SIGNAL_GATE)) == (via == "signal")  # a Signal asks the deployment first
     assert executed(stubs) == EXECUTED
-    assert stubs.names(pt.ACT_RESERVE) == [pt.ACT_RESERVE]  # the unedited operation is not reserved twice
+    # the unedited operation is not reserved twice, and the policy came with the reservation
+    assert stubs.names(pt.ACT_RESERVE, pt.ACT_RESERVE_WITH_POLICY, ap.ACT_LOAD_POLICY) == [pt.ACT_RESERVE_WITH_POLICY]
 
 
 @pytest.mark.parametrize(
@@ -110,8 +111,8 @@ async def test_cancel_while_awaiting_approval_cancels_the_approval_too(env):
 
 
 async def test_cancel_while_pending_stops_before_the_approval_opens(env):
-    gate = Gate(DEFAULTS[pt.ACT_RESERVE])
-    stubs = Stubs({pt.ACT_RESERVE: gate})
+    gate = Gate(DEFAULTS[pt.ACT_RESERVE_WITH_POLICY])
+    stubs = Stubs({pt.ACT_RESERVE_WITH_POLICY: gate})
 
     async def cancel_during_reserve(handle):
         await gate.entered.wait()
@@ -165,12 +166,7 @@ async def test_a_time_locked_payment_executes_once_the_lock_ends(env):
 
     state = await pay(env, req, stubs, during=two_approve)  # the hour skips by
     assert locked[0].status == PaymentStatus.time_locked and state.status == PaymentStatus.confirmed
-    assert statuses(stubs) == [
-        PaymentStatus.awaiting_approval,
-        PaymentStatus.time_locked,
-        PaymentStatus.signing,
-        PaymentStatus.submitted,
-    ]
+    assert statuses(stubs) == [PaymentStatus.awaiting_approval, PaymentStatus.time_locked]
     view = approval_decided(stubs)
     until = stubs.args(pt.ACT_MARK_STATUS)[1].details["until"]
     assert until == view.timelock_until.isoformat()
@@ -183,7 +179,7 @@ async def test_a_time_locked_payment_executes_once_the_lock_ends(env):
 async def test_an_edit_while_pending_is_reserved_again_with_the_edited_amount(env, fits):
     req = payment_request(500)
     again = pt.ReserveOutcome(reserved=fits, limit=None if fits else "per_payment", message="600 over 550")
-    stubs = Stubs({pt.ACT_RESERVE: Turns([pt.ReserveOutcome(reserved=True), again])})
+    stubs = Stubs({pt.ACT_RESERVE: again})  # the first reservation is payments.reserve_with_policy
 
     async def alice_edits_bob_approves(handle):
         await status_becomes(handle, PaymentStatus.awaiting_approval)
@@ -191,10 +187,11 @@ async def test_an_edit_while_pending_is_reserved_again_with_the_edited_amount(en
         await decide(env, req.payment_id, ap.Decision.approve, actor="bob")  # approves the edited operation's hash
 
     state = await pay(env, req, stubs, during=alice_edits_bob_approves)
-    assert [r.amount_atomic for r in stubs.args(pt.ACT_RESERVE)] == [500 * UNIT, 600 * UNIT]
+    reserved = stubs.args(pt.ACT_RESERVE_WITH_POLICY) + stubs.args(pt.ACT_RESERVE)
+    assert [r.amount_atomic for r in reserved] == [500 * UNIT, 600 * UNIT]
     if fits:
         assert state.status == PaymentStatus.confirmed
-        assert [r.amount_atomic for r in stubs.args(pt.ACT_SIGN)] == [600 * UNIT]
+        assert [r.amount_atomic for r in stubs.args(pt.ACT_SIGN_AND_SEND)] == [600 * UNIT]
         assert stubs.args(pt.ACT_SETTLE)[0].amount_atomic == 600 * UNIT
     else:
         assert (state.status, state.failure_reason) == (PaymentStatus.refused, "per_payment: 600 over 550")

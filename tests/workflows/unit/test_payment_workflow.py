@@ -3,37 +3,41 @@ data errors, x402, and local steps. Each test asserts the outcome and what the a
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PaymentKind, PaymentStatus
 from tests.workflows.unit.payments import Handles, final_change, pay, statuses
-from tests.workflows.unit.stubs import SELLER, TX_HASH, UNIT, X402_TX, Stubs, payment_request, x402_sent
-from workflows import approval_types as ap
+from tests.workflows.unit.stubs import (
+    DEFAULTS,
+    SELLER,
+    TX_HASH,
+    UNIT,
+    X402_TX,
+    Stubs,
+    payment_request,
+    x402_sent,
+)
 from workflows import payment_types as pt
 from workflows import x402_types as x
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
 
-TRANSFER_STEPS = [
-    pt.ACT_RESERVE,
-    ap.ACT_LOAD_POLICY,
-    pt.ACT_MARK_STATUS,  # signing
-    pt.ACT_SIGN,
-    pt.ACT_BROADCAST,
-    pt.ACT_MARK_STATUS,  # submitted
-    pt.ACT_AWAIT_RECEIPT,
-    pt.ACT_SETTLE,
-]
+# one activity per side-effect boundary: the reservation reads the policy; signing sends and records `submitted`
+TRANSFER_STEPS = [pt.ACT_RESERVE_WITH_POLICY, pt.ACT_SIGN_AND_SEND, pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE]
 
 
 async def test_a_payment_over_the_limits_is_refused_before_anything_is_signed(env):
-    stubs = Stubs({pt.ACT_RESERVE: pt.ReserveOutcome(reserved=False, limit="daily_limit", message="50 of 40 left")})
+    refused = pt.ReserveOutcome(reserved=False, limit="daily_limit", message="50 of 40 left")
+    stubs = Stubs({pt.ACT_RESERVE_WITH_POLICY: refused})
     state = await pay(env, payment_request(50), stubs)
     assert (state.status, state.failure_reason) == (PaymentStatus.refused, "daily_limit: 50 of 40 left")
-    assert stubs.names() == [pt.ACT_RESERVE, pt.ACT_MARK_STATUS]
+    assert stubs.names() == [pt.ACT_RESERVE_WITH_POLICY, pt.ACT_MARK_STATUS]
     assert final_change(stubs).hold_reservation is False
 
 
@@ -45,8 +49,8 @@ async def test_a_payment_needing_no_approval_signs_broadcasts_waits_and_settles_
         payment_id=req.payment_id, status=PaymentStatus.confirmed, tx_hash=TX_HASH, block_number=42
     )
     assert stubs.names() == TRANSFER_STEPS
-    assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
-    assert stubs.args(pt.ACT_SIGN) == [req] and stubs.args(pt.ACT_BROADCAST) == [req.payment_id]
+    assert statuses(stubs) == []  # no status change of its own: signing records `submitted` with the send
+    assert stubs.args(pt.ACT_SIGN_AND_SEND) == [req]
     [settlement] = stubs.args(pt.ACT_SETTLE)
     assert (settlement.to, settlement.amount_atomic, settlement.receipt.tx_hash) == (req.to, 50 * UNIT, TX_HASH)
     assert {c.tenant for c in stubs.calls} == {req.tenant_id}  # the tenant interceptor scoped every step
@@ -71,7 +75,7 @@ async def test_a_receipt_wait_that_gave_up_leaves_the_payment_submitted_for_the_
     state = await pay(env, payment_request(50), stubs)
     assert (state.status, state.tx_hash, state.failure_reason) == (PaymentStatus.submitted, TX_HASH, None)
     assert stubs.names() == TRANSFER_STEPS[:-1]  # not settled: the reservation stays
-    assert statuses(stubs) == [PaymentStatus.signing, PaymentStatus.submitted]
+    assert statuses(stubs) == []
 
 
 async def test_the_receipt_wait_is_scheduled_for_the_chain_follower_to_answer(env):
@@ -95,11 +99,12 @@ async def test_the_receipt_wait_is_scheduled_for_the_chain_follower_to_answer(en
 @pytest.mark.parametrize("local_steps", [False, True], ids=["activity", "local-activity"])
 async def test_a_value_the_database_refuses_ends_the_payment_failed_instead_of_retrying(env, local_steps):
     # what asyncpg raises for a NUL in text; the worker's DataErrorInterceptor makes it a final DataRefused
-    stubs = Stubs({pt.ACT_RESERVE: asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00")})
+    refused = asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00")
+    stubs = Stubs({pt.ACT_RESERVE_WITH_POLICY: refused})
     state = await pay(env, payment_request(50, memo="nul", local_steps=local_steps), stubs)
     assert state.status == PaymentStatus.failed
     assert state.failure_reason.startswith(f"{ErrorType.data_refused}: the database refused a value: ")
-    assert stubs.names() == [pt.ACT_RESERVE, pt.ACT_MARK_STATUS]  # one attempt, then the audited end
+    assert stubs.names() == [pt.ACT_RESERVE_WITH_POLICY, pt.ACT_MARK_STATUS]  # one attempt, then the audited end
     assert final_change(stubs).status == PaymentStatus.failed
 
 
@@ -119,6 +124,31 @@ async def test_local_steps_take_the_same_steps_as_local_activities(env):
     markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
     assert scheduled == [pt.ACT_AWAIT_RECEIPT]  # only the long receipt wait stays a regular activity
     assert len(markers) >= len(TRANSFER_STEPS) - 1  # one marker per local step (and the patch markers)
+
+
+async def test_a_local_step_not_done_within_its_budget_is_taken_again_as_a_regular_activity(temporal_env):
+    # a saturated worker or a held row: the local attempt outlasts LOCAL_ATTEMPT (4 s), far inside the workflow
+    # task timeout; the workflow task ends scheduling the same step as a regular activity, which completes it.
+    # On the dev server: the time-skipping server's clock does not bound a local activity's schedule-to-close.
+    signed = DEFAULTS[pt.ACT_SIGN_AND_SEND]
+
+    def stuck_while_local(req):
+        return asyncio.sleep(30, result=signed(req)) if activity.info().is_local else signed(req)
+
+    stubs = Stubs({pt.ACT_SIGN_AND_SEND: stuck_while_local})
+    handles = Handles()
+    state = await pay(temporal_env, payment_request(50, local_steps=True), stubs, during=handles)
+    assert (state.status, state.tx_hash) == (PaymentStatus.confirmed, TX_HASH)
+    assert stubs.names(pt.ACT_AWAIT_RECEIPT, pt.ACT_SETTLE) == TRANSFER_STEPS[2:]
+    history = await handles[0].fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == [pt.ACT_SIGN_AND_SEND, pt.ACT_AWAIT_RECEIPT]
+    timed_out = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
+    assert timed_out == []  # the workflow task never outlived its timeout
 
 
 def x402_request(**over):
@@ -151,8 +181,7 @@ async def test_x402_a_price_the_policy_refuses_is_refused_at_the_probe(env):
 
 X402_STEPS = [
     x.ACT_X402_PROBE,
-    pt.ACT_RESERVE,
-    ap.ACT_LOAD_POLICY,
+    pt.ACT_RESERVE_WITH_POLICY,
     pt.ACT_MARK_STATUS,  # signing
     x.ACT_X402_SIGN,
     pt.ACT_MARK_STATUS,  # submitted
@@ -166,7 +195,7 @@ async def test_x402_a_paid_request_settles_the_price_the_server_asked(env):
     state = await pay(env, req, stubs)
     assert (state.status, state.tx_hash) == (PaymentStatus.confirmed, X402_TX)
     assert stubs.names() == [*X402_STEPS, pt.ACT_SETTLE]
-    assert stubs.args(pt.ACT_RESERVE)[0].amount_atomic == UNIT // 100  # the probed price, not the cap
+    assert stubs.args(pt.ACT_RESERVE_WITH_POLICY)[0].amount_atomic == UNIT // 100  # the probed price, not the cap
     [settlement] = stubs.args(pt.ACT_SETTLE)
     assert (settlement.to, settlement.amount_atomic) == (SELLER, UNIT // 100)
 
