@@ -42,6 +42,7 @@ from paygent.domain.x402_session import (
     SESSION_WORKFLOW,
     RefusalReason,
     SessionStatus,
+    origin,
     parse_origins,
     session_workflow_id,
 )
@@ -99,8 +100,8 @@ async def start_session(
     if not 1 <= spec.ttl_seconds <= MAX_TTL_SECONDS:
         raise InvalidInput("ttl_seconds", f"must be 1..{MAX_TTL_SECONDS}")
     origins = parse_origins(spec.origins)
-    for origin in origins:
-        await require_allowed(d.settings, origin + "/", field="origins")
+    for allowed in origins:
+        await require_allowed(d.settings, allowed + "/", field="origins")
     wallet_id = _uuid(spec.wallet_id, "wallet_id")
     key = idempotency_key or str(uuid.uuid4())
     session_id = uuid.uuid5(SESSION_NAMESPACE, f"{who.tenant_id}:{who.user_id}:{key}")
@@ -282,6 +283,14 @@ async def session_fetch(
     method = spec.method.upper()
     if method not in METHODS:
         raise InvalidInput("method", f"one of {', '.join(sorted(METHODS))}")
+    asked = origin(spec.url)  # the session's own rule first, before the URL is resolved; the workflow checks again
+    if asked not in row["origins"]:
+        raise ApiError(
+            403,
+            str(RefusalReason.origin_not_allowed),
+            f"origin {asked} is not allowed in this session (allowed: {', '.join(row['origins'])})",
+            "url",
+        )
     await require_allowed(d.settings, spec.url, field="url")
     max_amount = (
         parse_amount(spec.max_amount, d.settings.token_decimals, field="max_amount")

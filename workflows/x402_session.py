@@ -22,7 +22,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 from paygent import search_attributes as sa
 from paygent.domain.x402_session import (
-    SESSION_FINAL,
     SESSION_WORKFLOW,
     SessionStatus,
     fetch_refusal,
@@ -61,6 +60,8 @@ class X402SessionWorkflow:
         self._close: t.CloseRequest | None = None
         self._lock = asyncio.Lock()
         self._approval: at.ApprovalProgress | None = None
+        self._ended = False  # the final status is recorded (and the rest of the budget released)
+        self._recorded = inp.carried.status if inp.carried else SessionStatus.pending  # the row's status
 
     # ------------------------------------------------------------------ messages
     @workflow.query(name=t.QUERY_STATE)
@@ -80,7 +81,7 @@ class X402SessionWorkflow:
     async def opened(self) -> t.SessionState:
         """The state once the budget is reserved (or refused) and approval asked for if the tier wants it."""
         try:
-            await workflow.wait_condition(lambda: self._state.status != SessionStatus.pending, timeout=OPENED_WAIT)
+            await workflow.wait_condition(lambda: self._recorded != SessionStatus.pending, timeout=OPENED_WAIT)
         except TimeoutError:
             pass  # still reserving: the caller sees `pending` and may read it again
         return self._state
@@ -125,7 +126,7 @@ class X402SessionWorkflow:
         """Close now: paid requests in flight finish first; what is left of the budget is released."""
         if self._close is None:
             self._close = req
-        await workflow.wait_condition(lambda: self._state.status in SESSION_FINAL)
+        await workflow.wait_condition(lambda: self._ended)
         return self._state
 
     # ------------------------------------------------------------------ the run
@@ -338,12 +339,14 @@ class X402SessionWorkflow:
             **DATABASE,
             summary=f"Session {status}",
         )
+        self._recorded = status
         workflow.upsert_search_attributes([sa.STATUS.value_set(str(status))])
         self._show()
 
     async def _end(self, status: SessionStatus, reason: str, actor: str = "system") -> None:
         self._state.reason = scrub(reason)
         await self._set(status, self._state.reason, actor)
+        self._ended = True
 
     def _label(self) -> str:
         return f"{format_amount(self._in.budget_atomic, self._in.decimals)} {self._in.asset}"
