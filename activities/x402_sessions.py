@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,7 +44,7 @@ from paygent.domain.x402_session import (
     session_workflow_id,
     size_refusal,
 )
-from paygent.egress import EgressPolicy, EgressRefused
+from paygent.egress import EgressRefused
 from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402 import session_http
@@ -81,6 +82,7 @@ class X402SessionActivities:
         self.settings = settings
         self._master_key = settings.master_key_bytes()
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.clients = session_http.OriginClients()
 
     def activities(self) -> list:
         return [self.reserve, self.mark, self.fetch]
@@ -164,7 +166,7 @@ class X402SessionActivities:
     async def fetch(self, call: t.FetchCall) -> t.FetchResult:
         req = call.request
         pid = uuid.UUID(req.payment_id)
-        egress = EgressPolicy.from_settings(self.settings)
+        http = self.clients.get(req.url, self.settings.egress_allow or "")
         content = base64.b64decode(req.body_base64) if req.body_base64 else None
         async with self.engine.connect() as conn:
             row = (
@@ -177,21 +179,21 @@ class X402SessionActivities:
                 SessionRefusal(RefusalReason.payment_refused, "this request id was used for another URL", "url")
             )
         if row is None:  # nothing signed yet: ask the price, check it, then sign once
-            answer = await self._probe(call, content, egress)
+            answer = await self._probe(call, content, http)
             if isinstance(answer, session_http.Answer):
                 return self._unpaid(answer)
             stored = await self._sign(call, answer)
         else:
             stored = x402c.StoredPayment(**row["details"]["signed"])
-        return await self._send(call, stored, content, egress)
+        return await self._send(call, stored, content, http)
 
     async def _probe(
-        self, call: t.FetchCall, content: bytes | None, egress: EgressPolicy
+        self, call: t.FetchCall, content: bytes | None, http: httpx.AsyncClient
     ) -> x402c.Requirements | session_http.Answer:
         req = call.request
         try:
             answer = await session_http.exchange(
-                req.method, req.url, headers=req.headers, content=content, egress=egress, timeout=20.0
+                req.method, req.url, headers=req.headers, content=content, http=http, timeout=20.0
             )
         except EgressRefused as exc:
             await self._refuse(call, SessionRefusal(RefusalReason.payment_refused, f"url: {exc.reason}", "url"))
@@ -389,13 +391,13 @@ class X402SessionActivities:
         )
 
     async def _send(
-        self, call: t.FetchCall, stored: x402c.StoredPayment, content: bytes | None, egress: EgressPolicy
+        self, call: t.FetchCall, stored: x402c.StoredPayment, content: bytes | None, http: httpx.AsyncClient
     ) -> t.FetchResult:
         req = call.request
         price = requirement_amount(stored.requirement)
         try:
             answer = await session_http.exchange(
-                req.method, req.url, headers=req.headers, content=content, egress=egress, timeout=30.0, payment=stored
+                req.method, req.url, headers=req.headers, content=content, http=http, timeout=30.0, payment=stored
             )
         except (x402c.AmbiguousResult, EgressRefused) as exc:
             reason = str(exc)

@@ -45,26 +45,50 @@ def caller_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in RESERVED_HEADERS}
 
 
+class OriginClients:
+    """One keep-alive egress client per origin (and egress exemptions), kept for the worker's life.
+
+    A paid request asks the price and then pays on the same warm connection, like the SDK's own client, instead of
+    building a client (and its TLS context) and connecting twice. Each client only ever talks to one origin, so a
+    kept connection is never reused for another host name; every request is still checked and pinned.
+    """
+
+    def __init__(self, most: int = 64) -> None:
+        self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
+        self._most = most
+
+    def get(self, url: str, egress_allow: str) -> httpx.AsyncClient:
+        parts = httpx.URL(url)
+        key = (f"{parts.scheme}://{parts.host}:{parts.port}", egress_allow)
+        client = self._clients.pop(key, None)
+        if client is None or client.is_closed:
+            client = EgressPolicy(egress_allow).client(timeout=30.0, keep_alive=True)
+        self._clients[key] = client  # most recently used last
+        while len(self._clients) > self._most:  # dropped, not closed: a request may still be using it
+            del self._clients[next(iter(self._clients))]
+        return client
+
+
 async def exchange(
     method: str,
     url: str,
     *,
     headers: dict[str, str],
     content: bytes | None,
-    egress: EgressPolicy,
+    http: httpx.AsyncClient,
     timeout: float,
     payment: x402c.StoredPayment | None = None,
 ) -> x402c.Requirements | Answer:
+    """One request on `http` (an egress client: OriginClients.get, or EgressPolicy.client)."""
     sent = caller_headers(headers)
     if payment is not None:
         sent[payment.header_name] = payment.header_value
     try:
-        async with egress.client(timeout=timeout) as http:
-            async with http.stream(method, url, headers=sent, content=content) as resp:
-                if resp.status_code == 402 and payment is None:
-                    await resp.aread()
-                    return x402c.parse_402(resp)
-                body, too_large = await _read(resp)
+        async with http.stream(method, url, headers=sent, content=content, timeout=timeout) as resp:
+            if resp.status_code == 402 and payment is None:
+                await resp.aread()
+                return x402c.parse_402(resp)
+            body, too_large = await _read(resp)
     except httpx.TransportError as exc:
         raise x402c.AmbiguousResult(f"{method} {url} got no answer: {type(exc).__name__}") from None
     described = x402c.response_of(resp, keep_body=False)
