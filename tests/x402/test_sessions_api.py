@@ -125,3 +125,14 @@ async def test_doors_check_role_grant_and_input(http, dev, paid_service):
     assert r.status_code == 200, r.text
     r = await http.delete(f"/v1/x402/sessions/{sid}", headers=auth(dev, "erin"))
     assert r.status_code == 403, r.text
+
+
+async def test_parallel_requests_never_spend_past_the_budget(http, dev, paid_service, app_settings, db_engine):
+    session = (await start(http, dev, session_body(dev, paid_service.url, budget="0.02", max_price="0.01"))).json()
+    answers = await asyncio.gather(*(fetch(http, dev, session["id"], f"{paid_service.url}/weather") for _ in range(4)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200, 409, 409], [a.text for a in answers]
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"over_budget"}
+    assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service.pay_to) == 20_000
+    assert await reservation(db_engine, session["id"]) == ("reserved", 0)
+    assert (await status(http, dev, session["id"]))["remaining"] == "0"
