@@ -7,7 +7,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from tests.api.helpers import auth, token_balance
 from tests.approvals.helpers import decide, tiers, until, wallet_with_policy
-from tests.x402.sessions import fetch, start, status
+from tests.x402.sessions import fetch, reservation, start, status
 
 
 async def test_a_budget_above_the_tier_is_approved_once_then_spent(http, dev, paid_service, app_settings, temporal_env):
@@ -54,3 +54,20 @@ async def test_a_budget_above_the_tier_is_approved_once_then_spent(http, dev, pa
 
     r = await http.delete(f"/v1/x402/sessions/{sid}", headers=auth(dev))
     assert r.json()["status"] == "closed" and r.json()["spent"] == "0.02"
+
+
+async def test_a_session_that_expires_while_awaiting_approval_ends_and_releases(
+    http, dev, paid_service, app_settings, db_engine
+):
+    wallet = await wallet_with_policy(http, dev, app_settings, tiers())
+    body = {"wallet_id": wallet["id"], "budget": "150", "ttl_seconds": 2, "origins": [paid_service.url]}
+    session = (await start(http, dev, body)).json()
+    assert session["status"] == "awaiting_approval"
+    final = await until(lambda: status(http, dev, session["id"]), lambda s: s["status"] == "expired", timeout=15)
+    assert final["reason"] == "ended before it was approved" and final["remaining"] == "0"
+    assert await reservation(db_engine, session["id"]) == ("released", 150_000_000)
+    approval = await until(
+        lambda: http.get(f"/v1/approvals/{session['id']}", headers=auth(dev, "bob")),
+        lambda a: a.json()["status"] == "cancelled",
+    )
+    assert approval.status_code == 200
