@@ -1,7 +1,7 @@
 """x402 spending sessions: a budget reserved once, then paid requests against it
 
 Revision ID: 0015_x402_sessions
-Revises: 0017_memory
+Revises: 0014_receipt_waits
 
 `x402_sessions` holds one row per session (its terms, status and what it spent); each paid request in a session
 is an ordinary x402 payment row whose `session_id` names it. A session reserves its whole budget once, in
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0015_x402_sessions"
-down_revision = "0017_memory"
+down_revision = "0014_receipt_waits"
 branch_labels = None
 depends_on = None
 
