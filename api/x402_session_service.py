@@ -26,7 +26,6 @@ from temporalio.service import RPCError
 from api.authz import Role, oversees, spendable_wallet
 from api.deps import Deps
 from api.errors import ApiError
-from api.payment_service import resolve_asset
 from paygent import search_attributes as sattr
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
@@ -47,6 +46,7 @@ from paygent.domain.x402_session import (
     session_workflow_id,
 )
 from paygent.egress import require_allowed
+from paygent.payment_input import resolve_asset
 from workflows import x402_session_types as t
 
 SESSION_NAMESPACE = uuid.UUID("0d6a3c9e-51f4-4a0c-9a3e-8f3b2d7c1e55")
@@ -92,7 +92,7 @@ async def start_session(
     d: Deps, who: Principal, spec: SessionSpec, idempotency_key: str | None, *, channel: Channel
 ) -> dict[str, Any]:
     """Validate, check the wallet grant, record once, start (or join) the session; its state once opened."""
-    token_address, decimals = resolve_asset(d.settings, d.settings.token_symbol)
+    _, token_address, decimals = resolve_asset(d.settings, d.settings.token_symbol)
     budget = parse_amount(spec.budget, decimals, field="budget")
     max_price = parse_amount(spec.max_price, decimals, field="max_price") if spec.max_price is not None else None
     if max_price is not None and max_price > budget:
