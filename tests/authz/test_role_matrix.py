@@ -231,6 +231,7 @@ SEES = {
     "agent_id": {"admin", "auditor"},
     "run_id": set(),
     "thread_id": set(),
+    "session_id": {"admin", "auditor"},  # an x402 session: its owner, admins and auditors
 }
 
 
