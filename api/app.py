@@ -34,6 +34,7 @@ from api.routes import (
     wallets,
     webhooks,
     ws,
+    x402_sessions,
 )
 from api.text_guard import QueryTextGuard
 from paygent import tracing
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(reconciliation.router)
     app.include_router(paid_services.router)
     app.include_router(memory.router)  # /v1/memory: items, search, partitions, recall, stats, grants
+    app.include_router(x402_sessions.router)  # x402 spending sessions
     app.include_router(mcp_route.router(mcp))  # MCP over Streamable HTTP at /mcp
     docs.install(app)
     openapi.install(app)

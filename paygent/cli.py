@@ -12,6 +12,7 @@ import typer
 from paygent import agent_cli, agents_cli, approvals_cli, memory_cli, payments_cli, services_cli, wallets_cli
 from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
+from paygent.x402_cli import app as x402_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Paygent: a durable control plane for AI agents that spend money."
@@ -26,6 +27,7 @@ memory_cli.attach(app)  # `paygent memory put|get|delete|search|partitions|clear
 payments_cli.attach(app)  # `paygent pay`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")
+app.add_typer(x402_app, name="x402")  # `paygent x402 session start|fetch|status|end`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 

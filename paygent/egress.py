@@ -132,12 +132,12 @@ class EgressPolicy:
                 )
         return Destination(url=parsed, host=host, port=port, ip=addresses[0])
 
-    def client(self, *, timeout: float | httpx.Timeout = 10.0) -> httpx.AsyncClient:
+    def client(self, *, timeout: float | httpx.Timeout = 10.0, keep_alive: bool = False) -> httpx.AsyncClient:
         """An HTTP client that checks and pins every request; no redirects, no proxies from the environment,
-        no pooled connection shared between names (a pooled connection is keyed by the pinned address)."""
-        transport = _PinnedTransport(
-            self, httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
-        )
+        no pooled connection shared between names (a pooled connection is keyed by the pinned address).
+        `keep_alive`: connections are kept for reuse; only for a client that talks to ONE origin, ever."""
+        limits = httpx.Limits(max_keepalive_connections=8 if keep_alive else 0)
+        transport = _PinnedTransport(self, httpx.AsyncHTTPTransport(limits=limits, trust_env=False))
         return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 

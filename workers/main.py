@@ -28,6 +28,7 @@ from activities.memory import MemoryActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.x402 import X402Activities
+from activities.x402_sessions import X402SessionActivities
 from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
@@ -38,6 +39,7 @@ from workflows.chain import ChainWorkflow
 from workflows.memory_cleanup import MemoryCleanupWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.x402_session import X402SessionWorkflow
 
 log = logging.getLogger("paygent.worker")
 
@@ -78,6 +80,7 @@ PURE_WORKFLOW_MODULES = (
     "workflows.payment_types",
     "workflows.activity_options",
     "workflows.x402_types",
+    "workflows.x402_session_types",
     "workflows.approval_types",
     "workflows.agent_types",
     "workflows.approval_decisions",
@@ -123,6 +126,7 @@ WORKFLOWS = [
     ChainWorkflow,
     ReconcileWorkflow,
     MemoryCleanupWorkflow,
+    X402SessionWorkflow,
     *APPROVAL_WORKFLOWS,
 ]
 
@@ -174,6 +178,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             chain.receipt_wait_gave_up,
             ChainFollower(chain).follow,
             *X402Activities(engine, settings).activities(),
+            *X402SessionActivities(engine, settings).activities(),
             *ReconcileActivities(engine, settings).activities(),
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),

@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
-from api.mcp import memory_tools, outcomes
+from api.mcp import memory_tools, outcomes, x402_session_tools
 from api.mcp.caller import caller, tool_errors
 from api.payment_service import PaymentSpec, payment_view, readable_payment, start_payment
 from api.payment_service import list_payments as list_rows
@@ -342,4 +342,5 @@ def build_server() -> MCPServer:
                 await spending_status(conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals)
             )
 
+    x402_session_tools.register(mcp)  # x402_session_start|fetch|status|end
     return mcp

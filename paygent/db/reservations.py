@@ -78,6 +78,7 @@ async def reserve(
     asset: str,
     amount_atomic: int,
     principal_id: uuid.UUID | None = None,
+    budget: bool = False,
 ) -> ReserveResult:
     """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations against
     a wallet with velocity limits.
@@ -85,8 +86,11 @@ async def reserve(
     When the payment was asked for by an agent (`principal_id` is an agent), the agent's own policy is checked
     in the same step, under the agent's row lock too, so the tighter of the two wins; its refusals are named
     `agent:<limit>`. A disabled agent reserves nothing.
+
+    `budget`: the amount is a budget for many payments to recipients not known yet (an x402 session): only the
+    asset and the velocity limits apply now; the per-payment cap and recipient lists apply to each payment.
     """
-    policy = await load_policy(conn, wallet_id)
+    policy = _for_budget(await load_policy(conn, wallet_id), budget)
     if policy.velocity:
         # Velocity limits sum what is reserved, so check + insert are serialised per wallet by its row lock
         # (NO KEY UPDATE: inserts that merely reference the wallet are not blocked). Without velocity limits
@@ -94,6 +98,8 @@ async def reserve(
         # (issue 11: under load this lock, held through the audit append and commit, queued every payment).
         await conn.execute(sa.select(wallets.c.id).where(wallets.c.id == wallet_id).with_for_update(key_share=True))
     agent = await load_agent_policy(conn, principal_id, lock=True) if principal_id is not None else None
+    if agent is not None:
+        agent = (_for_budget(agent[0], budget), agent[1])
     agent_id = principal_id if agent is not None else None
     existing = (
         await conn.execute(
@@ -133,6 +139,14 @@ async def reserve(
         )
     )
     return ReserveResult(reserved=True)
+
+
+def _for_budget(policy: SpendingPolicy, budget: bool) -> SpendingPolicy:
+    return (
+        policy.model_copy(update={"allowlist": None, "denylist": [], "per_payment_cap_atomic": None})
+        if budget
+        else policy
+    )
 
 
 async def _check(

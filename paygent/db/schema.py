@@ -127,6 +127,7 @@ payments = sa.Table(
     sa.Column("tx_hash", sa.Text, nullable=True, unique=True),
     sa.Column("block_number", sa.BigInteger, nullable=True),
     sa.Column("details", JSONB, nullable=False, server_default="{}"),
+    sa.Column("session_id", UUID(as_uuid=True), nullable=True),  # x402_sessions.id: a paid request in a session
     _ts(),
     _ts("updated_at"),
     # an Idempotency-Key belongs to the principal that sent it: another's never answers or reveals it

@@ -264,3 +264,8 @@ async def authorization_used(w3: AsyncWeb3, stored: StoredPayment) -> bool:
     token = w3.eth.contract(address=to_checksum_address(stored.requirement["asset"]), abi=token_abi())
     nonce = bytes.fromhex(stored.authorization_nonce.removeprefix("0x"))
     return bool(await token.functions.authorizationState(stored.payer, nonce).call())
+
+
+# For callers that make the HTTP request themselves (any method, headers and body: paygent/x402/session_http.py).
+parse_402 = _parse_402
+response_of = _response

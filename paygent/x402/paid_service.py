@@ -13,7 +13,8 @@ client gives up (a lost response), answering the retry from the recorded result;
 does the same without payment-identifier support, so a retry of the same (already used)
 authorization is refused by the facilitator and the payer must reconcile on chain. A server error
 is never turned into a 402. `/legacy-v1` answers like an x402 v1 server (requirements in the body).
-`/mcp` serves paid MCP tools (paygent/x402/paid_mcp.py); it needs the app's lifespan to run (uvicorn's default).
+`/large` answers over 1 MiB and declares its size in its 402 (`extra.contentLength`), `/large-undeclared` does not
+declare it, `/image` answers bytes (image/png). `/mcp` serves paid MCP tools (paygent/x402/paid_mcp.py); it needs the app's lifespan to run (uvicorn's default).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from redis.asyncio import Redis
@@ -53,7 +54,13 @@ PRICES_ATOMIC: dict[str, int] = {
     "/fail-after-pay": 10_000,
     "/flaky": 10_000,
     "/flaky-no-replay": 10_000,  # like /flaky, but without payment-identifier support
+    "/large": 10_000,  # an answer over 1 MiB, its size declared in the 402 (extra.contentLength)
+    "/large-undeclared": 10_000,  # the same answer, its size not declared
+    "/image": 10_000,  # a binary answer (image/png)
 }
+LARGE_BODY_BYTES = 1536 * 1024
+DECLARED_SIZES = {"/large": LARGE_BODY_BYTES}
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 NO_IDENTIFIER_PATHS = frozenset({"/flaky-no-replay"})
 MAX_TIMEOUT_SECONDS = 300
 
@@ -67,7 +74,11 @@ def _option(path: str, token: str, pay_to: str) -> dict[str, Any]:
         "price": {
             "amount": str(PRICES_ATOMIC[path]),
             "asset": asset,
-            "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+            "extra": {
+                "name": TOKEN_NAME,
+                "version": TOKEN_VERSION,
+                **({"contentLength": DECLARED_SIZES[path]} if path in DECLARED_SIZES else {}),
+            },
         },
         "maxTimeoutSeconds": MAX_TIMEOUT_SECONDS,
     }
@@ -179,6 +190,15 @@ def create_paid_service(
     @app.get("/flaky-no-replay")
     async def flaky_no_replay() -> dict:
         return {"note": "a retry of this payment is refused: nonce already used"}
+
+    @app.get("/large")
+    @app.get("/large-undeclared")
+    async def large() -> Response:
+        return Response(b"x" * LARGE_BODY_BYTES, media_type="text/plain")
+
+    @app.get("/image")
+    async def image() -> Response:
+        return Response(PNG_BYTES, media_type="image/png")
 
     @app.get("/legacy-v1")
     async def legacy_v1(request: Request) -> JSONResponse:

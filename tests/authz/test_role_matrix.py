@@ -86,10 +86,15 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
     agent = await http.post("/v1/agents", json={"name": f"target-{uuid.uuid4().hex[:6]}"}, headers=auth(dev))
     with exempt(app_settings, app_settings.api_url):  # loopback: registered as an operator-exempted destination
         hook = await http.post("/v1/webhooks", json={"url": app_settings.api_url + "/hook"}, headers=auth(dev))
+        session = await http.post(
+            "/v1/x402/sessions",
+            json={"wallet_id": wallet["id"], "budget": "0.01", "ttl_seconds": 600, "origins": [app_settings.api_url]},
+            headers=auth(dev),
+        )
     thread = await http.post("/v1/threads", json={"title": "matrix"}, headers=auth(dev))
     run = await start_run(http, dev, "health")
     await wait_run(http, dev, run["id"])
-    for made in (pay, agent, hook, thread):
+    for made in (pay, agent, hook, thread, session):
         assert made.status_code in (201, 202), made.text
     return {
         "payment_id": pay.json()["id"],
@@ -98,6 +103,7 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
         "webhook_id": hook.json()["id"],
         "thread_id": thread.json()["id"],
         "run_id": run["id"],
+        "session_id": session.json()["id"],
         "approval_id": pay.json()["id"],
         "requester_id": principals["requester"]["id"],
         "alice_id": dev["users"]["alice"]["id"],
@@ -225,6 +231,7 @@ SEES = {
     "agent_id": {"admin", "auditor"},
     "run_id": set(),
     "thread_id": set(),
+    "session_id": {"admin", "auditor"},  # an x402 session: its owner, admins and auditors
 }
 
 
