@@ -25,6 +25,7 @@ from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approva
 from activities.chain import ChainActivities
 from activities.chain_follower import ChainFollower
 from activities.memory import MemoryActivities
+from activities.orphans import OrphanActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.x402 import X402Activities
@@ -167,6 +168,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             payments.reserve_with_policy,
             payments.mark_status,
             payments.settle,
+            payments.record_event,
             chain.sign_transfer,
             chain.broadcast,
             chain.sign_and_send,
@@ -175,6 +177,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             ChainFollower(chain).follow,
             *X402Activities(engine, settings).activities(),
             *ReconcileActivities(engine, settings).activities(),
+            OrphanActivities(engine, client, grace_seconds=settings.orphan_grace_seconds).sweep_orphans,
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,

@@ -21,8 +21,10 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
 
 from api.authz import Role, allow, spendable_wallet
+from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes.threads import create_thread, owned_thread, parse_id
@@ -290,7 +292,13 @@ async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str
             subject_id=run_id,
             data={"transport": transport},
         )
-    await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
+        try:  # inside the transaction: a refused request leaves no audit row
+            await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
+        except RPCError:
+            closed = await closed_status(d.temporal, row["workflow_id"])
+            if closed is None:
+                raise
+            raise closed_conflict("agent run", row["status"], closed) from None
     return {"id": run_id, "status": "cancelling"}
 
 

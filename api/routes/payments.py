@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from api.authz import Role, allow
+from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
 from api.errors import ApiError
 from api.payment_service import (
@@ -148,4 +150,10 @@ async def cancel_payment(
         if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
             raise ApiError(409, "not_cancellable", cause.message) from None
         raise
+    except RPCError:
+        closed = await closed_status(d.temporal, row["workflow_id"])
+        if closed is None:
+            raise
+        now = await own_payment(d, who, payment_id)
+        raise closed_conflict("payment", now["status"], closed) from None
     return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}
