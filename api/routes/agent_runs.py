@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError
 
 from api.authz import Role, allow, spendable_wallet
 from api.closed_workflows import closed_conflict, closed_status
@@ -292,13 +291,12 @@ async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str
             subject_id=run_id,
             data={"transport": transport},
         )
-        try:  # inside the transaction: a refused request leaves no audit row
-            await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
-        except RPCError:
-            closed = await closed_status(d.temporal, row["workflow_id"])
-            if closed is None:
-                raise
-            raise closed_conflict("agent run", row["status"], closed) from None
+        # Temporal accepts a cancel of a closed workflow without a word: ask first. Inside the transaction, so a
+        # refused request leaves no audit row.
+        closed = await closed_status(d.temporal, row["workflow_id"])
+        if closed is not None:
+            raise closed_conflict("agent run", row["status"], closed)
+        await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
     return {"id": run_id, "status": "cancelling"}
 
 
