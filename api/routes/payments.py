@@ -13,6 +13,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from api.approval_http import channel
 from api.authz import Role, allow
 from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
@@ -130,6 +131,7 @@ async def cancel_payment(
     who: Principal = Depends(allow(Role.requester, Role.admin, agents=True)),
     d: Deps = Depends(deps),
     request_id: str | None = Header(None, alias="Idempotency-Key"),
+    via: Channel = Depends(channel),
 ):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
     row = await readable_payment(d, who, payment_id)
@@ -141,7 +143,7 @@ async def cancel_payment(
     try:
         state = await handle.execute_update(
             t.UPDATE_CANCEL,
-            t.PaymentCancelRequest(actor=who.actor, channel=Channel.api, reason=body.reason if body else None),
+            t.PaymentCancelRequest(actor=who.actor, channel=via, reason=body.reason if body else None),
             id=request_id or None,
             result_type=t.PaymentState,
         )
