@@ -61,7 +61,7 @@ def approval_hint(approval_id: str, needed: int, approvers: list[str]) -> str:
     return (
         f"{needed} of {', '.join(approvers)} must approve it: an approver runs "
         f"`paygent approve {approval_id} --as <approver>` (or POST /v1/approvals/{approval_id}/approve); "
-        f"`paygent approvals show {approval_id}` shows where it stands. Then call wait_for_payment"
+        f"`paygent approvals show {approval_id} --as <approver>` shows where it stands. Then call wait_for_payment"
     )
 
 
