@@ -17,6 +17,7 @@ import httpx
 import typer
 
 from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, Reason, call, client, dev_json
+from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.payment import PAYMENT_TERMINAL, PAYMENT_WAITING, PaymentStatus
 
 EXIT_CONFIRMED, EXIT_NOT_PAID, EXIT_USAGE, EXIT_AWAITING_APPROVAL, EXIT_IN_PROGRESS = 0, 1, 2, 3, 4
@@ -43,6 +44,7 @@ class ApprovalWatch:
     def __init__(self, http: httpx.Client, payment_id: str) -> None:
         self.http, self.payment_id = http, payment_id
         self.shown: tuple | None = None
+        self.ended = False  # the approval reached its end (approved, rejected, ...) and that was shown
 
     def check(self) -> None:
         response = self.http.get(f"/v1/approvals/{self.payment_id}")
@@ -62,12 +64,13 @@ class ApprovalWatch:
         else:
             by = f" ({', '.join(a['approved_by'])})" if a["approved_by"] else ""
             line = f"  approvals: {a['approvals_had']} of {a['approvals_needed']}{by}"
-            if a.get("timelock_until") and a["status"] == "time_locked":
+            if a.get("timelock_until") and a["status"] == ApprovalStatus.time_locked:
                 line += f"; time-locked until {_when(a['timelock_until'])}"
-            elif a["status"] not in ("pending", "time_locked"):
+            elif a["status"] in APPROVAL_FINAL:
                 line += f"; approval {a['status']}"
             typer.echo(line)
         self.shown = now
+        self.ended = a["status"] in APPROVAL_FINAL
 
 
 def _when(iso: str | None) -> str:
@@ -100,8 +103,8 @@ def pay(
         deadline = time.monotonic() + wait
         while wait and time.monotonic() < deadline:
             payment = call(http, "GET", f"/v1/payments/{pid}")
-            if payment["status"] in PAYMENT_WAITING:
-                watch.check()
+            if payment["status"] in PAYMENT_WAITING or watch.shown is not None and not watch.ended:
+                watch.check()  # and once more after the payment moved on: how the approval ended
             if payment["status"] != shown and payment["status"] not in PAYMENT_TERMINAL:
                 shown = payment["status"]
                 typer.echo(f"payment {pid}: {shown}")
