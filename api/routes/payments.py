@@ -156,6 +156,6 @@ async def cancel_payment(
         closed = await closed_status(d.temporal, row["workflow_id"])
         if closed is None:
             raise
-        now = await own_payment(d, who, payment_id)
+        now = await readable_payment(d, who, payment_id)
         raise closed_conflict("payment", now["status"], closed) from None
     return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}
