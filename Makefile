@@ -57,6 +57,7 @@ RECORD_TESTS := \
   tests/api/test_wallets_and_limits.py::test_cap_and_denylist_refuse_with_the_limit_named \
   tests/api/test_local_steps.py \
   tests/api/test_payment_cancel.py::test_cancel_while_awaiting_approval_releases_the_reservation \
+  tests/api/test_temporal_cancel.py \
   tests/approvals/test_approval_flow.py::test_api_and_cli_approvals_then_the_time_lock_then_the_chain \
   tests/approvals/test_approval_flow.py::test_cancel_during_the_time_lock_stops_the_payment_and_releases_the_reservation \
   tests/approvals/test_approval_refusals.py::test_an_edit_clears_approvals_and_makes_the_old_hash_stale \

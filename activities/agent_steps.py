@@ -24,7 +24,10 @@ from activities.llm import LlmActivities
 from paygent.db.agent_events import publish, record_event
 from paygent.db.agent_schema import agent_llm_steps, agent_runs
 from paygent.db.agent_transcript import insert_message, load_chat
-from paygent.domain.agent_run import EmitEvent, EventType
+from paygent.db.audit import append_audit
+from paygent.db.schema import audit_log
+from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import LlmRequest, LlmResponse
 from paygent.settings import Settings
@@ -147,7 +150,33 @@ class AgentStepActivities:
     async def emit_event(self, event: EmitEvent) -> None:
         async with self.engine.begin() as conn:
             payload = await record_event(conn, event)
+            if event.type == EventType.agent_failed and event.data.get("status") == RunStatus.cancelled:
+                await self._audit_temporal_cancel(conn, event)
         await self._publish(payload)
+
+    async def _audit_temporal_cancel(self, conn, event: EmitEvent) -> None:
+        """The API audits a cancel before it asks Temporal (`agent_run.cancel_requested`); a cancellation without
+        that row was sent with Temporal's own tools: audit it with channel `temporal` (once)."""
+        asked = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                audit_log.c.subject_type == "agent_run",
+                audit_log.c.subject_id == event.run_id,
+                audit_log.c.action.in_(["agent_run.cancel_requested", "agent_run.cancelled"]),
+            )
+        )
+        if asked:
+            return
+        run = await self._run_row(conn, uuid.UUID(event.run_id))
+        await append_audit(
+            conn,
+            tenant_id=run.tenant_id,
+            actor="temporal",
+            channel=Channel.temporal,
+            action="agent_run.cancelled",
+            subject_type="agent_run",
+            subject_id=event.run_id,
+            data={"reason": event.data.get("error"), "step": event.data.get("step")},
+        )
 
     @activity.defn(name=t.ACT_RECORD_TOOL_RESULT)
     async def record_tool_result(self, rec: t.ToolResultRecord) -> None:

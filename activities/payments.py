@@ -41,6 +41,13 @@ class PaymentActivities:
         return outcome
 
     async def _reserve(self, conn: AsyncConnection, req: PaymentRequest) -> t.ReserveOutcome:
+        # A payment already closed (cancelled while this activity was in flight) reserves nothing: the row lock
+        # orders this against mark_status, which releases the reservation when the payment closes.
+        status = await conn.scalar(
+            sa.select(payments.c.status).where(payments.c.id == uuid.UUID(req.payment_id)).with_for_update()
+        )
+        if status in PAYMENT_TERMINAL:
+            return t.ReserveOutcome(reserved=False, limit="closed", message=f"the payment is already {status}")
         # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
         await conn.execute(
             payments.update()
@@ -92,6 +99,30 @@ class PaymentActivities:
                 actor=change.actor,
                 details=change.details,
                 hold_reservation=change.hold_reservation,
+                channel=Channel(change.channel),
+            )
+
+    @activity.defn(name=t.ACT_RECORD_EVENT)
+    async def record_event(self, event: t.PaymentEvent) -> None:
+        """Audit a step that moves no status (a refused Temporal cancel); a retry after a lost answer may write
+        the same record twice."""
+        async with self.engine.begin() as conn:
+            tenant_id = await conn.scalar(
+                sa.select(payments.c.tenant_id).where(payments.c.id == uuid.UUID(event.payment_id))
+            )
+            if tenant_id is None:
+                raise ApplicationError(
+                    f"payment {event.payment_id} not recorded", type=ErrorType.payment_not_recorded, non_retryable=True
+                )
+            await append_audit(
+                conn,
+                tenant_id=tenant_id,
+                actor=event.actor,
+                channel=Channel(event.channel),
+                action=event.action,
+                subject_type="payment",
+                subject_id=event.payment_id,
+                data=event.data,
             )
 
     @activity.defn(name=t.ACT_SETTLE)

@@ -92,7 +92,7 @@ def _client(as_user: str, api_url: str | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=api_url or dev["api_url"],
         timeout=httpx.Timeout(30, read=60),
-        headers={"Authorization": f"Bearer {user['api_key']}"},
+        headers={"Authorization": f"Bearer {user['api_key']}", "X-Paygent-Channel": "cli"},  # audited as `cli`
     )
 
 

@@ -49,6 +49,8 @@ def list_(as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = N
     """The tenant's agents (role: admin or auditor)."""
     with client(as_user, api_key, api_url) as http:
         items = call(http, "GET", "/v1/agents")["items"]
+    if not items:
+        typer.echo("no agents (create one with: paygent agents create NAME --wallet treasury --as alice)")
     for a in items:
         state = "disabled" if a["disabled"] else "active"
         typer.echo(f"{a['id']}  {a['name']:<20} {state:<8} owner {a['owner']}, wallets {len(a['wallet_ids'])}")

@@ -45,6 +45,8 @@ def _outcome(http: httpx.Client, approval_id: str, result: dict[str, Any], verb:
         line += " (already recorded: nothing changed)"
     if state["status"] == ApprovalStatus.time_locked:
         line += f"; time-lock until {_when(state['timelock_until'])}, cancel still possible"
+    elif state["status"] == ApprovalStatus.approved:  # its reason repeats the count: name who instead
+        line += f" ({', '.join(state['approved_by'])})" if state["approved_by"] else ""
     elif state["status"] != ApprovalStatus.pending:
         line += f"; {state['reason']}"
     typer.echo(line)

@@ -9,10 +9,18 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from paygent import agent_cli, agents_cli, approvals_cli, memory_cli, payments_cli, services_cli, wallets_cli
+from paygent import (
+    agent_cli,
+    agents_cli,
+    approvals_cli,
+    memory_cli,
+    payments_cli,
+    services_cli,
+    wallets_cli,
+    x402_cli,
+)
 from paygent.keys_cli import app as keys_app
 from paygent.stack.cli import app as stack_app
-from paygent.x402_cli import app as x402_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Paygent: a durable control plane for AI agents that spend money."
@@ -24,10 +32,10 @@ app.add_typer(keys_app, name="keys")  # `paygent keys new-master-key|rotate-mast
 wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
 memory_cli.attach(app)  # `paygent memory put|get|delete|search|partitions|clear-partition|memorize|recall|stats|grant`
-payments_cli.attach(app)  # `paygent pay`
+payments_cli.attach(app)  # `paygent pay`, `paygent payments list|show|cancel`
+app.add_typer(x402_cli.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")
-app.add_typer(x402_app, name="x402")  # `paygent x402 session start|fetch|status|end`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 

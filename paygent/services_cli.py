@@ -44,5 +44,8 @@ def discover(
 def list_services(as_user: AsUser = None, api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
     """The paid services agents of your organisation may use."""
     with client(as_user, api_key, api_url) as http:
-        for service in call(http, "GET", "/v1/paid-services")["items"]:
-            typer.echo(_show(service))
+        items = call(http, "GET", "/v1/paid-services")["items"]
+    if not items:
+        typer.echo("no paid services registered (an admin adds them with: paygent services discover URL)")
+    for service in items:
+        typer.echo(_show(service))

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     reconcile_batch_blocks: int = 2_000
     # where a wallet's first scan starts: on a chain with a long history, the block Paygent was deployed at
     reconcile_start_block: int = 0
+    # the reconcile tick ends rows whose workflow closed (terminated) at least this long ago (activities/orphans.py)
+    orphan_grace_seconds: int = 60
 
     master_key: SecretStr | None = None
 

@@ -25,6 +25,7 @@ from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approva
 from activities.chain import ChainActivities
 from activities.chain_follower import ChainFollower
 from activities.memory import MemoryActivities
+from activities.orphans import OrphanActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
 from activities.x402 import X402Activities
@@ -171,6 +172,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             payments.reserve_with_policy,
             payments.mark_status,
             payments.settle,
+            payments.record_event,
             chain.sign_transfer,
             chain.broadcast,
             chain.sign_and_send,
@@ -180,6 +182,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             *X402Activities(engine, settings).activities(),
             *X402SessionActivities(engine, settings).activities(),
             *ReconcileActivities(engine, settings).activities(),
+            OrphanActivities(engine, client, grace_seconds=settings.orphan_grace_seconds).sweep_orphans,
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,

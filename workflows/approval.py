@@ -105,6 +105,7 @@ class ApprovalWorkflow:
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalOutcome:
+        closing_channel = Channel.system
         try:
             async with self._lock:
                 self._show()
@@ -125,14 +126,20 @@ class ApprovalWorkflow:
                     await self._wait_for_timelock()
         except asyncio.CancelledError:  # e.g. the parent payment was cancelled: still a clean, audited outcome
             self._opened = True
-            rules.abandon(self._state, workflow.now(), "the approval workflow was cancelled")
+            asked = workflow.cancellation_reason()
+            reason = "the approval workflow was cancelled" + (f": {asked}" if asked else "")
+            rules.abandon(self._state, workflow.now(), reason)
+            # A parent payment records who cancelled it; an approval of its own is cancelled only with
+            # Temporal's tools (the API's cancel is an Update).
+            if workflow.info().parent is None:
+                closing_channel = Channel.temporal
         await workflow.wait_condition(workflow.all_handlers_finished)
         async with self._lock:
             self._show()
             await self._record(
                 "approval.decided",
                 "system",
-                Channel.system,
+                closing_channel,
                 {
                     "status": self._state.status,
                     "decided_by": self._state.decided_by,

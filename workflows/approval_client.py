@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from paygent.domain.approval_rules import APPROVAL_FINAL, CLOSED
+from paygent.workflow_status import closed_status
 from workflows.approval_types import (
     QUERY_STATE,
     REQUEST_MODELS,
@@ -64,5 +65,13 @@ async def send_decision(
             by = f" by {view.decided_by}" if view.decided_by else ""
             raise DecisionRefused(
                 CLOSED, f"approval {approval_id} is already {view.status}{by}: {view.reason}"
+            ) from None
+        closed = await closed_status(handle)
+        if closed is not None:  # terminated (say) while open: nobody can decide it any more
+            shown = view.status if view is not None else "open"
+            raise DecisionRefused(
+                CLOSED,
+                f"approval {approval_id} is {shown} but its workflow has already closed ({closed.lower()}): "
+                "nobody can decide it any more",
             ) from None
         raise exc

@@ -19,7 +19,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from paygent import search_attributes as sa
+from paygent.domain.channels import Channel
 from paygent.domain.payment import (
+    CANCEL_REFUSED,
     PAYMENT_CANCELLABLE,
     PAYMENT_TERMINAL,
     PAYMENT_WORKFLOW,
@@ -71,6 +73,9 @@ LOCAL_STEPS = "payment-local-short-steps"
 # finished within LOCAL_ATTEMPT's budget (well inside the workflow task timeout) is taken again as a regular
 # activity, so a saturated worker never holds a workflow task past its timeout on a local activity.
 PATCH_FOLDED_STEPS = "payment-folded-steps"
+# A cancellation sent with Temporal's own tools ends the payment `cancelled` before signing (the row, the
+# reservation and the audit follow) and is refused after; before, it closed the workflow and orphaned the row.
+PATCH_TEMPORAL_CANCEL = "payment-honours-temporal-cancel"
 REFUSED_BY_SERVER = (ErrorType.x402_refused, ErrorType.x402_rejected)
 
 
@@ -96,6 +101,7 @@ class PaymentWorkflow:
         self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
         self._folded = False  # PATCH_FOLDED_STEPS: decided once, when the payment starts
         self._policy: ApprovalPolicy | None = None  # read with the reservation (folded steps)
+        self._stopping = False  # a Temporal cancel before signing is stopping the steps
 
     @workflow.query(name=t.QUERY_STATE)
     def state(self) -> t.PaymentState:
@@ -133,6 +139,14 @@ class PaymentWorkflow:
     @workflow.run
     async def run(self, req: PaymentRequest) -> t.PaymentState:
         workflow.set_current_details(f"Pay {self._label}")
+        # The steps run in a task of their own so that a Temporal cancellation reaches `run` first, which decides
+        # (see `_through_cancellation`), instead of landing in whichever step was awaiting.
+        await self._through_cancellation(asyncio.ensure_future(self._steps()))
+        # a pending `cancel` update returns the final state: let it finish before the workflow closes
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _steps(self) -> None:
         try:
             try:
                 await self._pay()
@@ -145,9 +159,74 @@ class PaymentWorkflow:
                 await self._end(PaymentStatus.failed, reason=_reason(err))
         except PaymentEnded:
             pass
-        # a pending `cancel` update returns the final state: let it finish before the workflow closes
+
+    async def _through_cancellation(self, steps: asyncio.Future[None]) -> None:
+        """Await the steps; a cancellation sent with Temporal's tools (`temporal workflow cancel`, the Web UI's
+        "Request Cancellation", `handle.cancel()`) is what the operator meant:
+
+        - before signing: the steps stop, the payment ends `cancelled` (reservation released, audited with
+          channel `temporal`) and the workflow closes cancelled;
+        - once signing has begun the money may already be moving: the request is audited as refused
+          (`payment.cancel_refused`, with the reason) and the payment carries on to settle;
+        - a payment already ending (its final status chosen) just finishes.
+        Runs from before the patch take the cancellation where the steps were, as they did.
+        """
+        while True:
+            try:
+                await asyncio.shield(steps)
+                return
+            except asyncio.CancelledError:
+                if steps.done():
+                    raise
+                _uncancel()
+                if not workflow.patched(PATCH_TEMPORAL_CANCEL):
+                    steps.cancel()
+                    continue
+            asked = workflow.cancellation_reason() or "no reason given"
+            if self._state.status in PAYMENT_CANCELLABLE:
+                await self._stop_before_signing(steps, asked)
+                raise asyncio.CancelledError(asked)
+            if self._state.status not in PAYMENT_TERMINAL:
+                await self._refuse_cancel(asked)
+
+    async def _stop_before_signing(self, steps: asyncio.Future[None], asked: str) -> None:
+        self._stopping = True
+        steps.cancel()
+        try:
+            await steps
+        except (asyncio.CancelledError, Exception) as err:  # the steps stopped where they were
+            workflow.logger.info("payment steps stopped by a Temporal cancel: %r", err)
+        if self._state.status not in PAYMENT_TERMINAL:
+            try:
+                await self._end(
+                    PaymentStatus.cancelled,
+                    reason=f"cancelled with Temporal: {asked}",
+                    actor="temporal",
+                    channel=Channel.temporal,
+                )
+            except PaymentEnded:
+                pass
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._state
+
+    async def _refuse_cancel(self, asked: str) -> None:
+        why = (
+            f"payment is {self._state.status}: once signing has begun the transaction may already be on its way, "
+            "so it cannot be recalled; the payment carries on to settle"
+        )
+        workflow.logger.warning("Temporal cancel refused (%s): %s", asked, why)
+        workflow.set_current_details(f"Pay {self._label}: cancel refused ({why})")
+        await workflow.execute_activity(
+            t.ACT_RECORD_EVENT,
+            t.PaymentEvent(
+                payment_id=self._req.payment_id,
+                action=CANCEL_REFUSED,
+                actor="temporal",
+                channel=Channel.temporal,
+                data={"reason": why, "asked": asked, "status": self._state.status},
+            ),
+            **DATABASE,
+            summary="Record the refused cancel",
+        )
 
     async def _pay(self) -> None:
         """The whole process; returns when the payment is settled or left to the reconciler."""
@@ -388,6 +467,8 @@ class PaymentWorkflow:
                 summary=f"Ask {req.url} for its price",
             )
         except ActivityError as err:
+            if self._stopping:  # cut short by a Temporal cancel: `run` ends the payment `cancelled`
+                raise
             await self._end(PaymentStatus.refused, reason=_reason(err))
         if not probe.payment_required:
             await self._end(
@@ -491,6 +572,7 @@ class PaymentWorkflow:
         details: dict[str, Any] | None = None,
         actor: str = "system",
         hold_reservation: bool = False,
+        channel: Channel = Channel.system,
     ) -> None:
         previous, self._state.status = self._state.status, status
         await self._step(
@@ -502,6 +584,7 @@ class PaymentWorkflow:
                 actor=actor,
                 details=details or {},
                 hold_reservation=hold_reservation,
+                channel=channel,
             ),
             **DATABASE,
             summary=f"Status {previous} -> {status}",
@@ -538,7 +621,9 @@ class PaymentWorkflow:
         except Exception as err:
             workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
-    async def _end(self, status: PaymentStatus, *, reason: str, actor: str = "system") -> NoReturn:
+    async def _end(
+        self, status: PaymentStatus, *, reason: str, actor: str = "system", channel: Channel = Channel.system
+    ) -> NoReturn:
         """Record the final status (audited; the reservation released, or held while a signed x402 authorization
         may still settle) and stop the payment here."""
         reason = scrub(reason)  # a reason quoting a refused value must still be storable
@@ -549,12 +634,19 @@ class PaymentWorkflow:
                 "the reservation is held until then, and a late settlement is reconciled)"
             )
         self._state.failure_reason = reason
-        await self._set_status(status, reason=reason, actor=actor, hold_reservation=hold)
+        await self._set_status(status, reason=reason, actor=actor, hold_reservation=hold, channel=channel)
         workflow.set_current_details(f"{status}: {reason}")
         raise PaymentEnded(self._state)
 
     def _upsert_status(self) -> None:
         workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])
+
+
+def _uncancel() -> None:
+    """Clear the caught cancellation from the running task (Python 3.11+), so later timeouts behave."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _operation(req: PaymentRequest) -> Operation:

@@ -34,6 +34,7 @@ ACT_SETTLE = "payments.settle"
 # it is allocated.
 ACT_RESERVE_WITH_POLICY = "payments.reserve_with_policy"
 ACT_SIGN_AND_SEND = "payments.sign_and_send"
+ACT_RECORD_EVENT = "payments.record_event"  # an audit row that changes no status (e.g. a refused Temporal cancel)
 
 
 class StatusChange(BaseModel):
@@ -45,6 +46,17 @@ class StatusChange(BaseModel):
     # A closed x402 payment whose signed authorization could still be settled keeps its reservation: the
     # reconciler commits it if the authorization lands, or releases it once its `validBefore` has passed.
     hold_reservation: bool = False
+    channel: str = "system"  # how the change was asked for: `temporal` for a cancel sent with Temporal's tools
+
+
+class PaymentEvent(BaseModel):
+    """One audited step of a payment that moves no status (`payments.record_event`)."""
+
+    payment_id: str
+    action: str  # e.g. payment.cancel_refused
+    actor: str
+    channel: str
+    data: dict = Field(default_factory=dict)
 
 
 class ReserveOutcome(BaseModel):

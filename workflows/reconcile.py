@@ -26,6 +26,9 @@ PARALLEL_WALLETS = 16  # wallets reconciled at once: each is a few RPC calls and
 IO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )  # bounded: the next tick starts over from the checkpoints
+# Each tick also ends the rows whose workflow closed while they were open (terminated, say); runs from before
+# the patch replay without that activity.
+PATCH_SWEEP_ORPHANS = "reconcile-sweeps-orphans"
 
 
 @workflow.defn(name=r.WORKFLOW_NAME)
@@ -72,6 +75,7 @@ class ReconcileWorkflow:
             rest = wallets[start + PARALLEL_WALLETS :]
             if split and rest and workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(totals.model_copy(update={"remaining": rest}))
+        await self._sweep_orphans()
         workflow.upsert_search_attributes(
             [sa.RECONCILE.value_set(sa.RECONCILE_MISMATCH if totals.mismatches else sa.RECONCILE_CLEAN)]
         )
@@ -85,6 +89,22 @@ class ReconcileWorkflow:
             mismatches=totals.mismatches,
             findings=totals.findings,
         )
+
+    async def _sweep_orphans(self) -> None:
+        """End rows whose workflow closed while they were open (a terminate): activities/orphans.py. A sweep that
+        fails waits for the next tick."""
+        if not workflow.patched(PATCH_SWEEP_ORPHANS):
+            return
+        try:
+            await workflow.execute_activity(
+                r.ACT_SWEEP_ORPHANS,
+                result_type=r.SweepResult,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=IO_RETRY,
+                summary="End rows whose workflow closed",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("orphan sweep not done this tick: %s", err.cause or err)
 
     async def _wallet(self, wallet: r.WalletRef, head: r.SafeHead) -> r.WalletResult:
         """Settle what is open, then scan; a wallet whose chain reads keep failing waits for the next tick."""

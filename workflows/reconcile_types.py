@@ -23,6 +23,7 @@ ACT_LIST_WALLETS = "reconcile.list_wallets"
 ACT_SAFE_HEAD = "reconcile.safe_head"
 ACT_SETTLE_OPEN = "reconcile.settle_open"
 ACT_SCAN = "reconcile.scan_wallet"
+ACT_SWEEP_ORPHANS = "reconcile.sweep_orphans"  # activities/orphans.py
 
 # Event types (audit actions too). A late settlement's actions are spelled where they are written, in
 # paygent/db/reconcile.py (`confirm_payment`): the database layer does not import workflows.
@@ -80,3 +81,17 @@ class ReconcileResult(BaseModel):
 
 
 ReconcileInput.model_rebuild()
+
+
+class SweptRow(BaseModel):
+    subject: str  # payment | approval | agent_run
+    id: str
+    workflow_status: str  # how its workflow closed: Terminated, Canceled, Failed, TimedOut
+    status: str  # the row's new status
+    reservation: str | None = None  # payments: released or held
+
+
+class SweepResult(BaseModel):
+    """Rows whose workflow had closed while they were not final, and what they were ended as."""
+
+    ended: list[SweptRow] = Field(default_factory=list)

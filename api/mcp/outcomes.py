@@ -52,10 +52,17 @@ async def approval_needed(d: Deps, payment_id: str) -> dict | None:
         "approved_by": view.approved_by,
         "expires_at": view.expires_at.isoformat(),
         "timelock_until": view.timelock_until.isoformat() if view.timelock_until else None,
-        "how": f"{view.approvals_needed} of {', '.join(view.tier.approvers)} must approve it "
-        f"(POST /v1/approvals/{view.approval_id}/approve, or `paygent approvals approve`); "
-        "then call wait_for_payment",
+        "how": approval_hint(view.approval_id, view.approvals_needed, list(view.tier.approvers)),
     }
+
+
+def approval_hint(approval_id: str, needed: int, approvers: list[str]) -> str:
+    """What a person does next; every command named here is run by tests/mcp/test_hints.py."""
+    return (
+        f"{needed} of {', '.join(approvers)} must approve it: an approver runs "
+        f"`paygent approve {approval_id} --as <approver>` (or POST /v1/approvals/{approval_id}/approve); "
+        f"`paygent approvals show {approval_id} --as <approver>` shows where it stands. Then call wait_for_payment"
+    )
 
 
 async def view(d: Deps, row) -> dict:

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from api.approval_http import channel
 from api.authz import Role, allow, spendable_wallet
+from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
 from api.errors import ApiError
 from api.routes.threads import create_thread, owned_thread, parse_id
@@ -274,7 +276,9 @@ async def get_run(run_id: str, who: Principal = Depends(allow(Role.requester, ag
         return run_view(await run_or_404(conn, who, run_id), d.settings)
 
 
-async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str = "http") -> dict:
+async def request_cancel(
+    d: Deps, who: Principal, run_id: str, *, transport: str = "http", via: Channel = Channel.api
+) -> dict:
     """Temporal cancellation: in-flight activities stop, a payment in flight is asked to cancel."""
     async with d.engine.begin() as conn:
         row = await run_or_404(conn, who, run_id)
@@ -284,21 +288,30 @@ async def request_cancel(d: Deps, who: Principal, run_id: str, *, transport: str
             conn,
             tenant_id=who.tenant_id,
             actor=who.actor,
-            channel=Channel.api,
+            channel=via,
             action="agent_run.cancel_requested",
             subject_type="agent_run",
             subject_id=run_id,
             data={"transport": transport},
         )
-    await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via api")
+        # Temporal accepts a cancel of a closed workflow without a word: ask first. Inside the transaction, so a
+        # refused request leaves no audit row.
+        closed = await closed_status(d.temporal, row["workflow_id"])
+        if closed is not None:
+            raise closed_conflict("agent run", row["status"], closed)
+        how = transport if transport != "http" else via  # the WebSocket, or the API / the CLI
+        await d.temporal.get_workflow_handle(row["workflow_id"]).cancel(reason=f"cancelled by {who.actor} via {how}")
     return {"id": run_id, "status": "cancelling"}
 
 
 @router.post("/{run_id}/cancel", status_code=202)
 async def cancel_run(
-    run_id: str, who: Principal = Depends(allow(Role.requester, agents=True)), d: Deps = Depends(deps)
+    run_id: str,
+    who: Principal = Depends(allow(Role.requester, agents=True)),
+    d: Deps = Depends(deps),
+    via: Channel = Depends(channel),
 ):
-    return await request_cancel(d, who, run_id)
+    return await request_cancel(d, who, run_id, via=via)
 
 
 def _sse(event: dict | None) -> bytes:

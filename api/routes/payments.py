@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
+from api.approval_http import channel
 from api.authz import Role, allow
+from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
 from api.errors import ApiError
 from api.payment_service import (
@@ -128,6 +131,7 @@ async def cancel_payment(
     who: Principal = Depends(allow(Role.requester, Role.admin, agents=True)),
     d: Deps = Depends(deps),
     request_id: str | None = Header(None, alias="Idempotency-Key"),
+    via: Channel = Depends(channel),
 ):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
     row = await readable_payment(d, who, payment_id)
@@ -139,7 +143,7 @@ async def cancel_payment(
     try:
         state = await handle.execute_update(
             t.UPDATE_CANCEL,
-            t.PaymentCancelRequest(actor=who.actor, channel=Channel.api, reason=body.reason if body else None),
+            t.PaymentCancelRequest(actor=who.actor, channel=via, reason=body.reason if body else None),
             id=request_id or None,
             result_type=t.PaymentState,
         )
@@ -148,4 +152,10 @@ async def cancel_payment(
         if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
             raise ApiError(409, "not_cancellable", cause.message) from None
         raise
+    except RPCError:
+        closed = await closed_status(d.temporal, row["workflow_id"])
+        if closed is None:
+            raise
+        now = await readable_payment(d, who, payment_id)
+        raise closed_conflict("payment", now["status"], closed) from None
     return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.schema import audit_log
-from paygent.domain.payment import PaymentStatus
+from paygent.domain.payment import CANCEL_REFUSED, PaymentStatus
 
 STATUS_OF_ACTION = {
     "payment.requested": PaymentStatus.pending,
@@ -28,7 +28,9 @@ STATUS_OF_ACTION = {
     "payment.reconciled": PaymentStatus.confirmed,
 }
 # Steps that change no status but matter to whoever reads the history.
-EVENTS = frozenset({"payment.receipt_wait_gave_up", "payment.authorization_expired", "payment.transaction_matched"})
+EVENTS = frozenset(
+    {"payment.receipt_wait_gave_up", "payment.authorization_expired", "payment.transaction_matched", CANCEL_REFUSED}
+)
 
 
 async def status_history(conn: AsyncConnection, payment_id: uuid.UUID) -> list[dict]:

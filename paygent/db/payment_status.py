@@ -32,6 +32,7 @@ async def record_status(
     actor: str = "system",
     details: dict[str, Any] | None = None,
     hold_reservation: bool = False,
+    channel: Channel = Channel.system,
 ) -> bool:
     """Idempotent; a terminal status is never overwritten (a replayed retry cannot resurrect a payment).
     A terminal status gives the reservation back unless `hold_reservation`. True when the row changed."""
@@ -57,7 +58,7 @@ async def record_status(
         conn,
         tenant_id=row.tenant_id,
         actor=actor,
-        channel=Channel.system,
+        channel=channel,
         action=f"payment.{status}",
         subject_type="payment",
         subject_id=payment_id,

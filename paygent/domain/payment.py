@@ -44,6 +44,8 @@ PAYMENT_WORKFLOW = "PaymentWorkflow"
 ZERO_ADDRESS = "0x" + "0" * 40  # an x402 payment's recipient until the server's 402 answer names it
 # payments.details key set when the receipt wait gave up; the reconciler settles such payments
 RECEIPT_WAIT_GAVE_UP = "receipt_wait_gave_up_at"
+# audit action of a Temporal cancel that arrived once signing had begun: recorded, and the payment settles
+CANCEL_REFUSED = "payment.cancel_refused"
 
 
 def payment_workflow_id(payment_id: str) -> str:

@@ -1,7 +1,7 @@
 """What `up` does once the servers answer: schema, master key, token, dev tenant, funding, dev.json.
 
 Each step is idempotent, so `up` can run any number of times: migrations go to head, an existing key is kept,
-a token that still has code on chain is reused, the seed keeps API keys recorded in dev.json, and wallets are
+the recorded token is kept unless the chain proves it gone (paygent/stack/chain_pieces.py), the seed keeps API keys recorded in dev.json, and wallets are
 topped up only when below their floor.
 """
 
@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from paygent.stack.chain_pieces import ContractPiece, ensure_contract
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import StackError
 
@@ -93,34 +94,50 @@ def write_dev_json(cfg: StackConfig, dev: dict[str, Any]) -> None:
     write_secret(cfg.dev_json, json.dumps(dev, indent=2) + "\n")
 
 
-async def ensure_token(w3, existing: dict[str, Any] | None) -> dict[str, Any]:
-    """The token from dev.json if it still has code on this chain, else a fresh deployment by dev account 0."""
+def token_piece() -> ContractPiece:
     from paygent.chain.anvil import dev_account
-    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, deploy_token, is_deployed
+    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, deploy_token, token_abi
 
-    address = ((existing or {}).get("token") or {}).get("address")
-    if not address or not await is_deployed(w3, address) or not await _is_our_token(w3, address):
-        address = await deploy_token(w3, dev_account(0))
-    return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}
+    async def deploy(w3) -> str:
+        return await deploy_token(w3, dev_account(0))
+
+    # code at the address is not enough on a reused chain (a fresh anvil gives account 0's first deployment
+    # the same address): the contract must say what it is
+    return ContractPiece("token", token_abi(), {"symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}, deploy)
+
+
+async def ensure_token(w3, existing: dict[str, Any] | None, database_url: str) -> tuple[dict[str, Any], str]:
+    """The token from dev.json while the chain shows it there (paygent/stack/chain_pieces.py has the rule), else
+    a fresh deployment by dev account 0: (token, `reused` or `deployed`)."""
+    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL
+
+    recorded = ((existing or {}).get("token") or {}).get("address")
+    address, done = await ensure_contract(
+        w3, token_piece(), recorded, in_flight=lambda: payments_in_flight(database_url)
+    )
+    return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}, done
+
+
+async def payments_in_flight(database_url: str) -> int:
+    """Payments of every tenant not yet final (the SECURITY DEFINER totals of migration 0007)."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    from paygent.db.engine import get_engine
+    from paygent.domain.payment import PAYMENT_TERMINAL
+
+    try:
+        async with get_engine(database_url).connect() as conn:
+            state = await conn.scalar(sa.select(sa.func.paygent_operational_state(type_=JSONB)))
+    except Exception as exc:
+        raise StackError(
+            f"could not count the payments in flight before a deployment: {type(exc).__name__}: {exc}"
+        ) from exc
+    return sum(p["count"] for p in (state or {}).get("payments", []) if p["status"] not in PAYMENT_TERMINAL)
 
 
 def key_source(cfg: StackConfig) -> str:
     return "PAYGENT_MASTER_KEY" if os.environ.get("PAYGENT_MASTER_KEY") else str(cfg.master_key_path)
-
-
-async def _is_our_token(w3, address: str) -> bool:
-    """Code at the address is not enough on a reused chain: a fresh anvil gives every first deployment of
-    account 0 the same address. Ask the contract what it is."""
-    from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, token_abi
-
-    contract = w3.eth.contract(address=address, abi=token_abi())
-    try:
-        return (
-            await contract.functions.symbol().call() == TOKEN_SYMBOL
-            and await contract.functions.decimals().call() == TOKEN_DECIMALS
-        )
-    except Exception:
-        return False
 
 
 async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *, key_from: str) -> dict[str, Any]:
@@ -180,12 +197,11 @@ def provision_chain_and_tenant(
     async def run():
         from web3 import AsyncWeb3
 
+        from paygent.db.engine import dispose_all
+
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(cfg.rpc_url))
         try:
-            try:
-                token = await ensure_token(w3, existing)
-            except Exception as exc:
-                raise StackError(f"token: could not deploy on {cfg.rpc_url}: {type(exc).__name__}: {exc}") from exc
+            token, _ = await ensure_token(w3, existing, database_url)
             seeded = await seed(database_url, key, existing, key_from=key_source(cfg))
             try:
                 funded = await fund(w3, token, seeded["wallets"])
@@ -196,6 +212,7 @@ def provision_chain_and_tenant(
             return token, seeded, funded
         finally:
             await w3.provider.disconnect()
+            await dispose_all()  # the in-flight count's engine, when a deployment was considered
 
     return asyncio.run(run())
 

@@ -1,6 +1,7 @@
 """A JSON-RPC pass-through to anvil that can hold `eth_sendRawTransaction` calls: it lets a test stop a worker
 right after it persisted a signed transaction and before the node ever saw it. It can also drop sends (answer
-them as accepted and forward nothing), like a node that loses a transaction."""
+them as accepted and forward nothing), like a node that loses a transaction. And it can answer `eth_call` late
+or with an error, like a loaded node."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class RpcProxy:
         self.held = 0
         self.dropping = False  # drop_sends(): answer sends as accepted, but the node never sees them
         self.dropped: list[str] = []
+        self.call_delay = 0.0  # slow_calls(): every eth_call answers this many seconds late (a loaded node)
+        self.failing_calls = False  # fail_calls(): every eth_call answers with a JSON-RPC error
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._client = httpx.AsyncClient(timeout=30)
@@ -45,6 +48,12 @@ class RpcProxy:
     def stop_dropping(self) -> None:
         self.dropping = False
 
+    def slow_calls(self, seconds: float) -> None:
+        self.call_delay = seconds
+
+    def fail_calls(self, failing: bool = True) -> None:
+        self.failing_calls = failing
+
     async def _forward(self, request: Request) -> Response:
         body = await request.body()
         methods = {c.get("method") for c in (json.loads(body) if body.startswith(b"[") else [json.loads(body)])}
@@ -56,6 +65,12 @@ class RpcProxy:
             return Response(
                 json.dumps({"jsonrpc": "2.0", "id": call.get("id"), "result": tx_hash}), media_type="application/json"
             )
+        if "eth_call" in methods and self.failing_calls and not body.startswith(b"["):
+            error = {"code": -32603, "message": "node overloaded"}
+            answer = {"jsonrpc": "2.0", "id": json.loads(body).get("id"), "error": error}
+            return Response(json.dumps(answer), media_type="application/json")
+        if "eth_call" in methods and self.call_delay:
+            await asyncio.sleep(self.call_delay)
         if "eth_sendRawTransaction" in methods and not self.release.is_set():
             self.held += 1
             await self.release.wait()

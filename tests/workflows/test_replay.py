@@ -16,6 +16,10 @@ Each directory holds the histories one version of the code wrote (docs/ARCHITECT
 - before_raw_signals/: an ApprovalWorkflow from before decision Signals were decoded raw (patch
   `approval-signal-bodies-decoded-raw`): the SDK dropped its `reject` Signal with an unpaired surrogate unseen,
   then an Update rejected it. Recorded at f9d234a's workflows/approval.py.
+- before_temporal_cancel/: payments cancelled with Temporal's tools (awaiting approval; after broadcast) on f9d234a,
+  before `payment-honours-temporal-cancel`: they replay its old branch. temporal_cancel/: tests/api/
+  test_temporal_cancel.py and test_temporal_terminate.py on the new code (the new branches, reconcile ticks with
+  `reconcile-sweeps-orphans`).
 
 The last test shows the rule the fixtures enforce on a throwaway workflow: a new timer without `workflow.patched`
 fails to replay an old history; behind the patch it replays, and new runs take the new path.
@@ -49,6 +53,8 @@ EXPECTED = {
     "before_push": {"PaymentWorkflow": 5, "ApprovalWorkflow": 5, "AgentRunWorkflow": 3},
     "before_integrity": {"ApprovalWorkflow": 1},
     "before_raw_signals": {"ApprovalWorkflow": 1},
+    "before_temporal_cancel": {"PaymentWorkflow": 2, "ApprovalWorkflow": 1},
+    "temporal_cancel": {"PaymentWorkflow": 6, "ApprovalWorkflow": 4, "ReconcileWorkflow": 2},
 }
 
 
