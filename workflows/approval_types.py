@@ -118,6 +118,12 @@ class _Decision(BaseModel):
     attestation: SafeText | None = Field(default=None, max_length=200)
     # Updates use the Update id; a Signal may carry one so a retried `temporal workflow signal` counts once.
     request_id: SafeText | None = Field(default=None, max_length=200)
+    # Set by the API from the caller's key: the Update validator refuses another tenant's caller (as "not found")
+    # from the workflow's own state, so a decision needs no database read to check it.
+    tenant_id: SafeText | None = Field(default=None, max_length=64)
+
+
+DecisionRequest = _Decision  # what every decision request has (actor, channel, tenant_id...)
 
 
 class ApproveRequest(_Decision):
