@@ -3,11 +3,15 @@
     .venv/bin/python benchmarks/load.py payments --count 1000 --connections 50
     .venv/bin/python benchmarks/load.py approvals --count 2000
 
-`payments`: `count` POST /v1/payments at once (distinct Idempotency-Keys) over `connections` HTTP connections,
-each to a fresh recipient. Then checks what matters, from the outside: every request answered (no 5xx, no
-timeout), every payment confirmed, exactly one Transfer log per payment on chain from the paying wallet and
-the right balance at every recipient, and the ledger equal to the chain. Prints the worker's and the API's
-memory before and after (when the stack is ours: pids from $PAYGENT_HOME/run, children included).
+`payments`: first two yardsticks on the same stack: bare Temporal (`--bare` workflows with one no-op activity,
+20 at a time, on a private task queue with an in-process worker) and Paygent with 20 payments in flight
+(`--reference` payments, POST -> confirmed, 20 at a time). Then `count` POST /v1/payments at once (distinct
+Idempotency-Keys) over `connections` HTTP connections, each to a fresh recipient, and checks what matters, from
+the outside: every request answered (no 5xx, no timeout), every payment confirmed, exactly one Transfer log per
+payment on chain from the paying wallet and the right balance at every recipient, and the ledger equal to the
+chain. Prints the in-flight ratio (payments/s with `count` in flight / payments/s with 20 in flight), the wall
+time beside `count` / the bare-1 rate, and the worker's and the API's memory before and after (when the stack is
+ours: pids from $PAYGENT_HOME/run, children included).
 
 `approvals`: `count` payments that need one approver (the dev policy's 1-of-3 tier), all left waiting on
 their approval timers; then the worker's memory and `GET /v1/approvals?status=pending` latency as an
@@ -36,31 +40,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
+from benchmarks.bare_temporal import BareWorkflow, bare_worker
+from benchmarks.procs import rss_mb
 from benchmarks.side_by_side import pct
 from paygent.chain.token import balance_of
 from paygent.db.engine import async_url
-from paygent.paths import dev_json_path, state_dir
+from paygent.paths import dev_json_path
 
 TRANSFER_TOPIC = "0x" + AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
-
-
-def rss_mb(name: str) -> float | None:
-    """Resident memory of our stack's process `name` and its children, in MB (None when not ours)."""
-    try:
-        pid = json.loads((state_dir() / "run" / f"{name}.pid").read_text())["pid"]
-    except (OSError, ValueError, KeyError):
-        return None
-    pids = (
-        [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        if Path(f"/proc/{pid}").exists()
-        else []
-    )
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return round(total / 1024, 1)
 
 
 def memory() -> dict:
@@ -104,22 +91,61 @@ async def wait_all(temporal: Client, accepted: list[dict], concurrency: int = 50
     return time.perf_counter() - started
 
 
-async def payments(dev: dict, count: int, connections: int) -> dict:
+IN_FLIGHT_REFERENCE = 20
+
+
+def transfer_body(dev: dict, to: str) -> dict:
+    wallet_id = dev["wallets"]["treasury"]["id"]
+    return {"wallet_id": wallet_id, "to": to, "amount": "0.01", "asset": dev["token"]["symbol"], "memo": "load"}
+
+
+async def bare_rate(temporal: Client, count: int) -> float:
+    """Bare 1-activity workflows per second, 20 at a time, on this Temporal server."""
+    queue = f"bare-load-{uuid.uuid4().hex[:8]}"
+    gate = asyncio.Semaphore(IN_FLIGHT_REFERENCE)
+
+    async def one() -> None:
+        async with gate:
+            await temporal.execute_workflow(BareWorkflow.run, 1, id=f"bare-{uuid.uuid4()}", task_queue=queue)
+
+    async with bare_worker(temporal, queue):
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+async def reference_rate(dev: dict, temporal: Client, count: int, headers: dict) -> float:
+    """Payments per second (POST -> confirmed) with 20 in flight."""
+    gate = asyncio.Semaphore(IN_FLIGHT_REFERENCE)
+    limits = httpx.Limits(max_connections=IN_FLIGHT_REFERENCE)
+
+    async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60, limits=limits) as http:
+
+        async def one() -> None:
+            async with gate:
+                r = await http.post(
+                    "/v1/payments",
+                    json=transfer_body(dev, Account.create().address),
+                    headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                )
+                if r.status_code != 202:
+                    raise RuntimeError(f"POST /v1/payments answered {r.status_code}: {r.text[:300]}")
+                await temporal.get_workflow_handle(r.json()["workflow_id"]).result()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+async def payments(dev: dict, count: int, connections: int, reference: int, bare: int) -> dict:
     temporal = await Client.connect(dev["temporal_address"], data_converter=pydantic_data_converter)
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
     token, treasury = dev["token"]["address"], dev["wallets"]["treasury"]
-    recipients = [Account.create().address for _ in range(count)]
-    bodies = [
-        {
-            "wallet_id": treasury["id"],
-            "to": to,
-            "amount": "0.01",
-            "asset": dev["token"]["symbol"],
-            "memo": "load benchmark",
-        }
-        for to in recipients
-    ]
     headers = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+    bare_1_per_s = await bare_rate(temporal, bare)
+    reference_per_s = await reference_rate(dev, temporal, reference, headers)
+    recipients = [Account.create().address for _ in range(count)]
+    bodies = [transfer_body(dev, to) for to in recipients]
     before = memory()
     first_block = await w3.eth.block_number + 1
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -158,7 +184,15 @@ async def payments(dev: dict, count: int, connections: int) -> dict:
         )
     await engine.dispose()
     mismatched = sum(1 for r in recipients if int(ledger.get(f"external:{r}", 0)) != on_chain[r])
+    wall = post_seconds + settle_seconds
     return {
+        "bare_1_per_s": round(bare_1_per_s, 1),
+        f"paygent_per_s_{IN_FLIGHT_REFERENCE}_in_flight": round(reference_per_s, 2),
+        f"paygent_per_s_{count}_in_flight": round(count / wall, 2),
+        # target >= 0.8: throughput holds when far more is in flight than the worker can run at once
+        "in_flight_ratio": round((count / wall) / reference_per_s, 2),
+        "wall_seconds": round(wall, 1),
+        "count_over_bare_1_seconds": round(count / bare_1_per_s, 1),  # the wall time bare Temporal would need
         "payments": count,
         "client_connections": connections,
         "http_errors": errors,
@@ -251,10 +285,12 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=None, help="1000 payments / 2000 approvals")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--samples", type=int, default=100, help="pending-list requests timed")
+    parser.add_argument("--reference", type=int, default=200, help="payments run 20 at a time for the ratio")
+    parser.add_argument("--bare", type=int, default=200, help="bare 1-activity workflows for the bare-1 rate")
     ns = parser.parse_args()
     dev_json = json.loads(dev_json_path().read_text())
     if ns.what == "payments":
-        out = asyncio.run(payments(dev_json, ns.count or 1000, ns.connections))
+        out = asyncio.run(payments(dev_json, ns.count or 1000, ns.connections, ns.reference, ns.bare))
     else:
         out = asyncio.run(approvals(dev_json, ns.count or 2000, ns.connections, ns.samples))
     print(json.dumps(out, indent=2), flush=True)

@@ -15,7 +15,11 @@ Figures (and the issue 11 targets, printed as ratios to bare Temporal measured h
 - POST /v1/payments -> 202 at C; serial latency (one at a time) of bare-1, bare-N and a payment;
 - decision round trip: a bare Update vs POST /v1/approvals/{id}/approve (a 1-of-3 tier, approved by bob);
 - x402: a paid GET through Paygent (POST kind=x402 -> confirmed) vs the official x402 SDK client paying the
-  same local paid service directly.
+  same local paid service directly;
+- server round trips of one payment (ACTIVITY_TASK_SCHEDULED + WORKFLOW_TASK_SCHEDULED in its history);
+- CPU-seconds per payment: the CPU time the worker, the Temporal server and the API used during the Paygent
+  batches of the throughput figure (read from /proc; the stack must be ours: pids in $PAYGENT_HOME/run),
+  divided by the payments those batches made.
 Nothing here is a test: it prints figures for the README and the closing notes.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import statistics
@@ -42,6 +47,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from web3 import AsyncWeb3
 
 from benchmarks.bare_temporal import FINISH, UPDATE, BareUpdateWorkflow, BareWorkflow, bare_worker
+from benchmarks.procs import cpu_snapshot, cpu_used
 from paygent.paths import dev_json_path
 
 APPROVAL_AMOUNT = "200"  # the dev policy's 1-of-3 tier, no time-lock: one approval lets it pay
@@ -120,34 +126,46 @@ async def batch(count: int, concurrency: int, one: Callable[[], Awaitable]) -> t
     return count / (time.perf_counter() - started), results
 
 
-async def activities_per_payment(s: Stack) -> tuple[int, int]:
-    """(regular, local) activities of a real payment, counted from its history rather than assumed."""
+async def payment_shape(s: Stack) -> tuple[int, int, int]:
+    """(regular activities, local activities, server round trips) of a real payment, from its history.
+
+    A round trip is a task the server hands a worker: each activity task and each workflow task scheduled.
+    """
     _, accepted = await s.post_payment(s.transfer())
     await s.confirmed(accepted)
     history = await s.temporal.get_workflow_handle(accepted["workflow_id"]).fetch_history()
     regular = sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))
+    workflow_tasks = sum(1 for e in history.events if e.HasField("workflow_task_scheduled_event_attributes"))
     local = sum(
         1
         for e in history.events
         if e.HasField("marker_recorded_event_attributes")
         and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     )
-    return regular, local
+    return regular, local, regular + workflow_tasks
 
 
 async def throughput(s: Stack, n: int, count: int, concurrency: int, repeat: int) -> dict:
     rates: dict[str, list[float]] = {"bare_1": [], "bare_n": [], "paygent": []}
     accepted: list[float] = []
+    cpu: dict[str, float] | None = {}
     for _ in range(repeat):
         rates["bare_1"].append((await batch(count, concurrency, lambda: s.bare(1)))[0])
         rates["bare_n"].append((await batch(count, concurrency, lambda: s.bare(n)))[0])
+        before = cpu_snapshot()
         rate, results = await batch(count, concurrency, s.payment)
+        used = cpu_used(before, cpu_snapshot())
+        cpu = None if cpu is None or used is None else {k: cpu.get(k, 0.0) + v for k, v in used.items()}
         rates["paygent"].append(rate)
         accepted += [r[0] for r in results]
+    payments_made = count * repeat
     return {
         **{f"{k}_per_s": statistics.median(v) for k, v in rates.items()},
         "post_202_p50_ms": pct(accepted, 0.5),
         "post_202_p95_ms": pct(accepted, 0.95),
+        # None when the stack's processes are not ours to read (another PAYGENT_HOME, or elsewhere)
+        "cpu_seconds_per_payment": None if cpu is None else sum(cpu.values()) / payments_made,
+        "cpu_seconds_per_payment_by_process": None if cpu is None else {k: v / payments_made for k, v in cpu.items()},
     }
 
 
@@ -222,6 +240,30 @@ async def funded_payer(s: Stack, tokens: int):
     return payer
 
 
+async def offered_requirement(s: Stack, url: str) -> dict:
+    """What the paid service asks for (its 402's PAYMENT-REQUIRED header), checked against the stack's token.
+
+    The SDK matches the allow-list on the requirement's own network and asset: a client configured from dev.json
+    alone is refused ("rejected by spend_controls") whenever the service offers anything else, e.g. a token from
+    an earlier `stack up` than the one dev.json names. Said plainly here instead.
+    """
+    r = await s.http.get(url)
+    header = r.headers.get("payment-required")
+    if r.status_code != 402 or header is None:
+        raise RuntimeError(f"{url} answered {r.status_code} without a PAYMENT-REQUIRED header: {r.text[:200]}")
+    accepts = json.loads(base64.b64decode(header))["accepts"]
+    chain = f"eip155:{s.dev['chain_id']}"
+    token = s.dev["token"]["address"].lower()
+    for option in accepts:
+        if option["scheme"] == "exact" and option["network"] == chain and option["asset"].lower() == token:
+            return option
+    raise RuntimeError(
+        f"the paid service at {url} offers {[(o['network'], o['asset']) for o in accepts]}, not the stack's "
+        f"token {s.dev['token']['address']} on {chain} (dev.json): it runs against another deployment; "
+        "restart it (`paygent stack up`) or point dev.json at the token it uses"
+    )
+
+
 async def x402_fetches(s: Stack, samples: int) -> dict:
     from x402 import x402Client
     from x402.http.clients import x402HttpxClient
@@ -229,16 +271,14 @@ async def x402_fetches(s: Stack, samples: int) -> dict:
     from x402.mechanisms.evm.exact import register_exact_evm_client
 
     url = f"{s.dev['x402_service_url']}/weather"
+    offered = await offered_requirement(s, url)
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(await funded_payer(s, 10_000_000)))
+    # Allow-list exactly what the service asks for (its own spelling of network and asset), capped at 0.05 USDC.
     client.set_spend_controls(
         {
             "allowed_assets": [
-                {
-                    "network": f"eip155:{s.dev['chain_id']}",
-                    "asset": s.dev["token"]["address"],
-                    "max_amount_per_payment": "50000",
-                }
+                {"network": offered["network"], "asset": offered["asset"], "max_amount_per_payment": "50000"}
             ]
         }
     )
@@ -284,11 +324,26 @@ TARGETS = [  # (label, value, target, higher is better)
     ("POST -> 202 p95 at C (ms)", lambda f: f["throughput"]["post_202_p95_ms"], 100, False),
     ("approve p95 vs bare Update p95", lambda f: f["ratios"]["approve_p95_vs_bare_update_p95"], 1.5, False),
     ("x402 p50 vs direct SDK p50", lambda f: f["ratios"]["x402_p50_vs_direct_p50"], 3.0, False),
+    ("server round trips per plain payment", lambda f: f["round_trips_per_payment"], 6, False),
+    (
+        "CPU-seconds per payment (worker + server + API)",
+        lambda f: f["throughput"]["cpu_seconds_per_payment"],
+        0.1,
+        False,
+    ),
 ]
 
 
 def _split(f: dict) -> str:
     return f": {f['n_regular']} regular + {f['n_local']} local" if f.get("n_local") else ""
+
+
+def _cpu(tp: dict) -> str:
+    by = tp.get("cpu_seconds_per_payment_by_process")
+    if not by:
+        return "not measured (the stack's processes are not this PAYGENT_HOME's)"
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in by.items())
+    return f"{tp['cpu_seconds_per_payment']:.3f} ({parts})"
 
 
 def report(f: dict) -> str:
@@ -315,11 +370,16 @@ def report(f: dict) -> str:
         f"| {f['ratios']['approve_p95_vs_bare_update_p95']:.2f}x at p95 |",
         f"| x402 paid GET (direct SDK vs through Paygent) | p50 {x['direct_sdk_p50_ms']:.0f} ms | "
         f"p50 {x['paygent_p50_ms']:.0f} ms | {f['ratios']['x402_p50_vs_direct_p50']:.2f}x |",
+        f"| server round trips of one payment (activity + workflow tasks) | - | {f['round_trips_per_payment']} | - |",
+        f"| CPU-seconds per payment at C={c} (worker + Temporal + API) | - | {_cpu(tp)} | - |",
         "",
         "Targets (issue 11):",
     ]
     for label, value, target, higher in TARGETS:
         v = value(f)
+        if v is None:
+            lines.append(f"  [not measured] {label} (the stack's processes are not this PAYGENT_HOME's)")
+            continue
         ok = v >= target if higher else v <= target
         lines.append(f"  [{'met' if ok else 'NOT met'}] {label}: {v:.2f} ({'>=' if higher else '<='} {target})")
     return "\n".join(lines)
@@ -335,7 +395,7 @@ async def main(args: argparse.Namespace) -> dict:
         httpx.AsyncClient(base_url=dev["api_url"], timeout=120, limits=limits) as http,
     ):
         s = Stack(dev=dev, http=http, temporal=temporal, queue=queue)
-        regular, local = await activities_per_payment(s)
+        regular, local, round_trips = await payment_shape(s)
         n = regular + local  # bare-N runs them all as regular activities: the payment's shape before issue 11
         await batch(args.concurrency, args.concurrency, lambda: s.bare(n))  # warm both workers
         await batch(args.concurrency, args.concurrency, s.payment)
@@ -343,6 +403,7 @@ async def main(args: argparse.Namespace) -> dict:
             "n": n,
             "n_regular": regular,
             "n_local": local,
+            "round_trips_per_payment": round_trips,
             "concurrency": args.concurrency,
             "count": args.count,
             "repeat": args.repeat,
@@ -363,7 +424,12 @@ async def main(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--count", type=int, default=100, help="workflows/payments per throughput batch")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=200,
+        help="workflows/payments per throughput batch (shorter batches keep bare Temporal from its steady state)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="throughput batches per figure (median)")
     parser.add_argument("--samples", type=int, default=15, help="serial samples per latency figure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")

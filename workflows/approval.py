@@ -4,14 +4,17 @@ It decides; the rules are pure functions in `paygent.domain.approval_rules`, run
 copy of the state (so a bad request is refused before anything reaches history) and again in the handler under
 `self._lock` (the state may have moved while other handlers awaited). Decisions also arrive as Signals with JSON
 bodies, for `temporal workflow signal`; a Signal cannot answer, so a refused one is logged and audited instead.
-Every accepted decision is audited through an activity before the handler returns; the workflow waits for all
-handlers to finish before it ends, so no decision is lost between the outcome and completion.
+An accepted decision answers as soon as it is in the state (and so in history, with the Update's completion): its
+audit row and the parent payment's progress go to an outbox that a follow-up task writes in order. Nothing moves
+the state further (another decision, the deadline, the time-lock's end, the final record) until the outbox is
+empty, and a replay after a crash rebuilds the outbox from the same history, so both still land, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.activity_options import NOTIFY_RETRY
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import ValidationError
 
     from paygent import search_attributes as keys
     from paygent.domain import approval_rules as rules
@@ -46,11 +49,13 @@ with workflow.unsafe.imports_passed_through():
         ApprovalEvent,
         ApprovalInput,
         ApprovalOutcome,
+        ApprovalProgress,
         ApprovalView,
         ApproveRequest,
         CancelRequest,
         Decision,
         DecisionRecord,
+        DecisionRequest,
         DecisionResult,
         DelegateRequest,
         EditRequest,
@@ -82,6 +87,18 @@ PATCH_LATE_CANCEL = "approval-honours-a-late-cancel"
 # Decision Signals are decoded by the workflow: one whose body the SDK's converter cannot decode (e.g. an unpaired
 # surrogate) is refused and audited; before, the SDK dropped it unseen, and those runs replay without it.
 PATCH_RAW_SIGNALS = "approval-signal-bodies-decoded-raw"
+# An accepted decision answers before its audit row and the parent's progress are written (the outbox); runs from
+# before wrote both inside the Update handler, and replay that way.
+PATCH_ANSWER_FIRST = "approval-answers-before-follow-ups"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What an accepted decision still owes once answered: its audit row and the parent's progress, both as of the
+    decision (the state may have moved by the time they are written)."""
+
+    record: DecisionRecord
+    progress: ApprovalProgress | None
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -102,6 +119,8 @@ class ApprovalWorkflow:
         self._notifications: list[asyncio.Task[None]] = []
         self._opened = False  # handlers wait for it, so "approval.requested" is always the first audit row
         self._told_parent = None  # the time-lock end last signalled to a parent workflow
+        self._outbox: list[FollowUp] = []  # accepted decisions whose audit row or parent progress is not written yet
+        self._follower: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalOutcome:
@@ -126,6 +145,7 @@ class ApprovalWorkflow:
                     await self._wait_for_timelock()
         except asyncio.CancelledError:  # e.g. the parent payment was cancelled: still a clean, audited outcome
             self._opened = True
+            await self._followed_up()
             asked = workflow.cancellation_reason()
             reason = "the approval workflow was cancelled" + (f": {asked}" if asked else "")
             rules.abandon(self._state, workflow.now(), reason)
@@ -135,6 +155,7 @@ class ApprovalWorkflow:
                 closing_channel = Channel.temporal
         await workflow.wait_condition(workflow.all_handlers_finished)
         async with self._lock:
+            await self._followed_up()
             self._show()
             await self._record(
                 "approval.decided",
@@ -167,6 +188,7 @@ class ApprovalWorkflow:
             except TimeoutError:
                 pass
         async with self._lock:  # a handler in flight finishes first; expire() re-checks status and deadline
+            await self._followed_up()
             rules.expire(self._state, workflow.now())
 
     async def _wait_for_timelock(self) -> None:
@@ -186,6 +208,7 @@ class ApprovalWorkflow:
             except TimeoutError:
                 pass
         async with self._lock:
+            await self._followed_up()
             rules.end_timelock(self._state, workflow.now())
 
     def _honour_cancel(self) -> None:
@@ -203,16 +226,20 @@ class ApprovalWorkflow:
         Caller holds the lock, so the parent receives the changes in the order they happened. Best effort: a
         parent that is gone does not change the approval's own outcome.
         """
-        if not self._pushes_progress():
-            return
+        progress = self._progress(change, actor)
+        if progress is not None:
+            await self._send_progress(progress)
+
+    def _progress(self, change: ProgressChange, actor: str | None) -> ApprovalProgress | None:
+        return progress_of(self._state, change, actor) if self._pushes_progress() else None
+
+    async def _send_progress(self, progress: ApprovalProgress) -> None:
         parent = workflow.info().parent
         assert parent is not None
         try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                SIGNAL_PROGRESS, progress_of(self._state, change, actor)
-            )
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(SIGNAL_PROGRESS, progress)
         except Exception as err:
-            workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
+            workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, progress.change, err)
 
     async def _tell_parent_timelocked(self, until) -> None:
         """Let a parent payment show `time_locked` (it cannot query its child); once, best effort.
@@ -314,7 +341,10 @@ class ApprovalWorkflow:
         assert result is not None  # an Update's refusal raises ApplicationError
         return result
 
-    def _validate(self, kind: Decision, req: BaseModel) -> None:
+    def _validate(self, kind: Decision, req: DecisionRequest) -> None:
+        if req.tenant_id is not None and req.tenant_id != self._state.tenant_id:
+            # looks exactly like an approval that does not exist; nothing reaches history
+            raise ApplicationError("approval not found", type=rules.NOT_FOUND, non_retryable=True)
         if _update_id() in self._results:
             return  # a retry of an accepted request: the handler answers it from the cache
         try:
@@ -330,6 +360,7 @@ class ApprovalWorkflow:
         if request_id and request_id in self._results:
             return self._results[request_id]
         async with self._lock:
+            await self._followed_up()  # an earlier decision's audit row and progress land before this one
             if request_id and request_id in self._results:
                 return self._results[request_id]
             try:
@@ -351,26 +382,54 @@ class ApprovalWorkflow:
             )
             if request_id:
                 self._results[request_id] = result
-            if data is not None:
-                self._show()
-                await self._record(
-                    f"approval.{kind}",
-                    req.actor,
-                    req.channel,
-                    {
-                        **data,
-                        "request_id": request_id,
-                        "status": s.status,
-                        "approvals_had": len(s.approvals),
-                        "approvals_needed": s.approvals_needed,
-                    },
-                    attestation=req.attestation,
-                )
+            if data is None:
+                return result
+            self._show()
+            record = self._audit_record(
+                f"approval.{kind}",
+                req.actor,
+                req.channel,
+                {
+                    **data,
+                    "request_id": request_id,
+                    "status": s.status,
+                    "approvals_had": len(s.approvals),
+                    "approvals_needed": s.approvals_needed,
+                },
+                attestation=req.attestation,
+            )
+            if workflow.patched(PATCH_ANSWER_FIRST):
+                progress = self._progress(PROGRESS_CHANGES[kind], req.actor) if kind in PROGRESS_CHANGES else None
+                self._outbox.append(FollowUp(record, progress))
+                if self._follower is None or self._follower.done():
+                    self._follower = asyncio.create_task(self._follow_up())
                 if kind == Decision.edit:
                     self._notify_later("approval.requested")  # the new operation needs (new) approvals
-                if kind in PROGRESS_CHANGES:
-                    await self._tell_parent(PROGRESS_CHANGES[kind], req.actor)
+                return result
+            await self._store(record)
+            if kind == Decision.edit:
+                self._notify_later("approval.requested")
+            if kind in PROGRESS_CHANGES:
+                await self._tell_parent(PROGRESS_CHANGES[kind], req.actor)
             return result
+
+    async def _follow_up(self) -> None:
+        """Writes the outbox in decision order; an entry leaves it only once both its parts have landed."""
+        while self._outbox:
+            item = self._outbox[0]
+            await self._store(item.record)
+            if item.progress is not None:
+                await self._send_progress(item.progress)
+            self._outbox.pop(0)
+
+    async def _followed_up(self) -> None:
+        """Returns once every accepted decision's audit row and progress have landed.
+
+        When none is owed it does not await at all: even a wait on a condition already true yields to the other
+        coroutines, which would reorder the commands of histories recorded before the outbox existed.
+        """
+        if self._outbox:
+            await workflow.wait_condition(lambda: not self._outbox)
 
     async def _decide_from_raw_signal(self, kind: Decision, raw: RawValue) -> None:
         """Decode the body as the SDK did (the workflow's payload converter); one it cannot decode is read again
@@ -448,7 +507,13 @@ class ApprovalWorkflow:
     async def _record(
         self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any], *, attestation: str | None = None
     ) -> None:
-        record = DecisionRecord(
+        await self._followed_up()  # audit rows keep the order of what they record
+        await self._store(self._audit_record(action, actor, channel, data, attestation=attestation))
+
+    def _audit_record(
+        self, action: str, actor: str, channel: rules.Channel, data: dict[str, Any], *, attestation: str | None = None
+    ) -> DecisionRecord:
+        return DecisionRecord(
             action=action,
             actor=actor,
             channel=channel,
@@ -457,6 +522,10 @@ class ApprovalWorkflow:
             view=self._view(),
             attestation=attestation,
         )
+
+    async def _store(self, record: DecisionRecord) -> None:
+        """One audit row, retried until it lands; a value the database refuses is stored scrubbed."""
+        action = record.action
         try:
             await self._write(record)
         except ActivityError as err:

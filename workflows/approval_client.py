@@ -12,9 +12,9 @@ import uuid
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from paygent.domain.approval_rules import APPROVAL_FINAL, CLOSED
+from paygent.domain.approval_rules import APPROVAL_FINAL, CLOSED, NOT_FOUND
 from paygent.workflow_status import closed_status
 from workflows.approval_types import (
     QUERY_STATE,
@@ -43,7 +43,8 @@ async def send_decision(
 ) -> DecisionResult:
     """Sends one decision as an Update whose id is the request id, so a retried request is answered once.
 
-    Pass the caller's request id (e.g. the HTTP Idempotency-Key) to make retries safe across processes.
+    Pass the caller's request id (e.g. the HTTP Idempotency-Key) to make retries safe across processes. A request
+    that names its tenant is refused as `ApprovalNotFound` for another tenant's approval, or for none at all.
     """
     if decision not in REQUEST_MODELS or not isinstance(request, REQUEST_MODELS[decision]):
         raise ValueError(f"{decision!r} takes a {REQUEST_MODELS.get(decision, BaseModel).__name__}")
@@ -57,10 +58,16 @@ async def send_decision(
             raise DecisionRefused(exc.cause.type or "Refused", exc.cause.message) from None
         raise
     except RPCError as exc:
+        tenant_id = getattr(request, "tenant_id", None)
         try:
             view: ApprovalView | None = await get_state(client, approval_id)
         except RPCError:
             view = None  # no such approval: the original error says so
+        if tenant_id is not None and (
+            (view is None and exc.status == RPCStatusCode.NOT_FOUND)
+            or (view is not None and view.tenant_id != tenant_id)
+        ):
+            raise DecisionRefused(NOT_FOUND, "approval not found") from None
         if view is not None and view.status in APPROVAL_FINAL:
             by = f" by {view.decided_by}" if view.decided_by else ""
             raise DecisionRefused(

@@ -118,6 +118,12 @@ class _Decision(BaseModel):
     attestation: SafeText | None = Field(default=None, max_length=200)
     # Updates use the Update id; a Signal may carry one so a retried `temporal workflow signal` counts once.
     request_id: SafeText | None = Field(default=None, max_length=200)
+    # Set by the API from the caller's key: the Update validator refuses another tenant's caller (as "not found")
+    # from the workflow's own state, so a decision needs no database read to check it.
+    tenant_id: SafeText | None = Field(default=None, max_length=64)
+
+
+DecisionRequest = _Decision  # what every decision request has (actor, channel, tenant_id...)
 
 
 class ApproveRequest(_Decision):
@@ -238,9 +244,37 @@ def view_of(state: ApprovalState, now: datetime, workflow_id: str) -> ApprovalVi
     )
 
 
+def needed_from(approvals_needed: int, approvers: list[str]) -> str:
+    """ "1 approval needed from bob, carol or dave": one wording for an approval's summary and its details, so
+    the counts never read as two different things ("1 of 3" beside "0 of 1 approvals")."""
+    noun = "approval" if approvals_needed == 1 else "approvals"
+    names = ", ".join(approvers[:-1]) + f" or {approvers[-1]}" if len(approvers) > 1 else "".join(approvers)
+    return f"{approvals_needed} {noun} needed from {names or 'nobody'}"
+
+
+def summary_line(label: str, approvals_needed: int, approvers: list[str]) -> str:
+    """The approval's one-line summary in the Web UI's workflow list (set by the payment that starts it)."""
+    return f"Approve: pay {label} ({needed_from(approvals_needed, approvers)})"
+
+
+def static_details(inp: ApprovalInput, approvals_needed: int, approvers: list[str], timelock_seconds: int) -> str:
+    """The approval's Details panel, fixed at start like the payment's: who asked for what, and who decides."""
+    op = inp.operation
+    lines = [
+        f"Requested by {inp.initiator}. Memo: {op.memo or '-'}. Payment {op.payment_id}.",
+        f"{needed_from(approvals_needed, approvers)} (never the requester).",
+        f"Time-lock after the last approval: {timelock_seconds} s." if timelock_seconds else "No time-lock.",
+        f"Wallet {op.wallet_id}, chain {op.chain_id}, token {op.token_address}.",
+    ]
+    return "\n".join(lines)
+
+
 def details_markdown(view: ApprovalView) -> str:
     """What the Web UI shows as the workflow's current details: who approved, what is missing, until when."""
-    lines = [f"**{view.status}**: {view.approvals_had} of {view.approvals_needed} approvals ({view.tier.describe()})"]
+    lines = [
+        f"**{view.status}**: {view.approvals_had} of {view.approvals_needed} needed approvals "
+        f"({needed_from(view.approvals_needed, list(view.tier.approvers))})"
+    ]
     if view.approvals:
         lines.append(
             "approved by: "

@@ -311,22 +311,26 @@ class PaymentWorkflow:
             },
         )
         workflow.set_current_details(
-            f"Pay {self._label}: waiting for {tier.approvals_required} of {', '.join(tier.approvers)}"
+            f"Pay {self._label}: waiting, {at.needed_from(tier.approvals_required, list(tier.approvers))}"
         )
         child_id = at.approval_workflow_id(req.payment_id)
+        approval_input = at.ApprovalInput(
+            approval_id=req.payment_id,
+            tenant_id=req.tenant_id,
+            operation=operation,
+            initiator=req.requested_by,
+            policy=policy,
+        )
         child = await workflow.start_child_workflow(
             at.WORKFLOW_NAME,
-            at.ApprovalInput(
-                approval_id=req.payment_id,
-                tenant_id=req.tenant_id,
-                operation=operation,
-                initiator=req.requested_by,
-                policy=policy,
-            ),
+            approval_input,
             id=child_id,
             result_type=at.ApprovalOutcome,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-            static_summary=f"Approve: pay {self._label} ({tier.approvals_required} of {len(tier.approvers)})",
+            static_summary=at.summary_line(self._label, tier.approvals_required, list(tier.approvers)),
+            static_details=at.static_details(
+                approval_input, tier.approvals_required, list(tier.approvers), tier.timelock_seconds
+            ),
         )
         outcome = await self._follow_approval(child, child_id)
         if outcome.status != ApprovalStatus.approved:

@@ -78,7 +78,7 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
         details["url"] = new.url
     if new.mcp_call is not None:
         details["mcp"] = new.mcp_call
-    inserted = await conn.scalar(
+    inserted = await conn.execute(
         pg_insert(payments)
         .values(
             id=new.payment_id,
@@ -99,9 +99,10 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
             details=details,
         )
         .on_conflict_do_nothing(constraint="payments_idempotency_per_principal")
-        .returning(payments.c.id)
+        .returning(*payments.c)  # the new row itself: no second read when it was inserted
     )
-    if inserted is not None:
+    row = inserted.mappings().first()
+    if row is not None:
         await append_audit(
             conn,
             tenant_id=new.tenant_id,
@@ -121,7 +122,8 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
                 **({"mcp_tool": new.mcp_call["tool"]} if new.mcp_call is not None else {}),
             },
         )
-    row = (
+        return RecordedPayment(row=row, matches=True)
+    row = (  # the key was used before: the first request's row decides whether this one is a replay
         (
             await conn.execute(
                 sa.select(payments).where(

@@ -55,7 +55,8 @@ async def set_tenant(conn: AsyncConnection, tenant_id: uuid.UUID | str) -> None:
 async def tenant_transaction(engine: AsyncEngine, tenant_id: uuid.UUID | str) -> AsyncIterator[AsyncConnection]:
     with tenant_scope(tenant_id):
         async with engine.begin() as conn:
-            await set_tenant(conn, tenant_id)
+            if not is_scoped(engine):  # a scoped engine's begin hook has set it already: no second round trip
+                await set_tenant(conn, tenant_id)
             yield conn
 
 
@@ -63,6 +64,10 @@ def _on_begin(conn: sa.Connection) -> None:
     tenant = _current.get()
     if tenant is not None:
         conn.execute(sa.select(sa.func.set_config(TENANT_SETTING, tenant, True)))
+
+
+def is_scoped(engine: AsyncEngine) -> bool:
+    return event.contains(engine.sync_engine, "begin", _on_begin)
 
 
 def scope_engine(engine: AsyncEngine) -> AsyncEngine:

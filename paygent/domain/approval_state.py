@@ -43,6 +43,9 @@ CLOSED, STALE, SELF, NOT_APPROVER = "ApprovalClosed", "StaleOperation", "SelfApp
 DELEGATION_ENDED, THRESHOLD_MET, NOT_INITIATOR = "DelegationEnded", "ThresholdMet", "NotInitiator"
 NOTHING_TO_REVOKE, NOT_ALLOWED, INVALID, NO_CHANGE = "NothingToRevoke", "NotAllowed", "InvalidRequest", "NoChange"
 UNSATISFIABLE = "Unsatisfiable"
+# Another tenant's approval (the Update validator compares the caller's tenant with the state's): the API answers
+# exactly as for an approval that does not exist.
+NOT_FOUND = "ApprovalNotFound"
 SIGNALS_OFF = "SignalDecisionsOff"  # PAYGENT_SIGNAL_DECISIONS=off: decisions come through the API or the CLI only
 
 

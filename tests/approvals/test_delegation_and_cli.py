@@ -37,7 +37,8 @@ async def test_a_live_delegate_sees_and_approves_for_the_delegator_an_ended_one_
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     r = await decide(http, dev, "bob", pid, "delegate", {"delegate": erin["name"], "until": soon})
     assert r.status_code == 200, r.text
-    assert pid in await _pending_for(http, erin["headers"])
+    # the list is the approvals table, written just after the answer (the Query has it at once)
+    await until(lambda: _pending_for(http, erin["headers"]), lambda ids: pid in ids)
     await until(lambda: _pending_for(http, erin["headers"]), lambda ids: pid not in ids)  # the delegation ended
     r = await http.post(f"/v1/approvals/{pid}/approve", json={"operation_hash": op_hash}, headers=erin["headers"])
     assert r.status_code == 403 and r.json()["error"]["type"] == "DelegationEnded", r.text

@@ -7,6 +7,7 @@ first and await the result last.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -139,10 +140,32 @@ class Harness:
             )
             return [dict(r) for r in rows.mappings()]
 
+    async def audited(self, handle: WorkflowHandle, action: str, count: int = 1, timeout: float = 20.0) -> list[dict]:
+        """The audit rows once `count` rows of `action` are there: a decision answers before its row is written."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            rows = await self.audit(handle)
+            if sum(r["action"] == action for r in rows) >= count:
+                return rows
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no {count} x {action} within {timeout}s: {actions(rows)}")
+            await asyncio.sleep(0.05)
+
     async def row(self, handle: WorkflowHandle) -> dict:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id(handle)))
             return dict(rows.mappings().one())
+
+    async def row_when(self, handle: WorkflowHandle, status: str, timeout: float = 20.0) -> dict:
+        """The approvals row once it shows `status`: the row is written after the decision is answered."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            row = await self.row(handle)
+            if row["status"] == status:
+                return row
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"approvals row still {row['status']} after {timeout}s, not {status}")
+            await asyncio.sleep(0.05)
 
 
 def approval_id(handle: WorkflowHandle) -> str:

@@ -50,9 +50,11 @@ async def test_timelock_runs_after_the_threshold_and_an_approver_cancels_it(h):
     await h.decide(handle, "approve", actor="carol", operation_hash=op_hash)
     locked = await h.state(handle)
     assert locked.status == "time_locked" and locked.decided_at is None  # nothing approved yet
-    assert (await h.row(handle))["status"] == "time_locked"
+    assert (await h.row_when(handle, "time_locked"))["status"] == "time_locked"
     details = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-    assert "**time_locked**: 2 of 2" in details.current_details
+    assert "**time_locked**: 2 of 2 needed approvals (2 approvals needed from bob, carol or dave)" in (
+        details.current_details
+    )
     assert "approved by: bob via api, carol via api" in details.current_details
     cancelled = await h.decide(handle, "cancel", actor="dave", reason="vendor called: wrong account")
     assert cancelled.status == "cancelled"

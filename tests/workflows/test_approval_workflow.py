@@ -87,7 +87,7 @@ async def test_a_retried_request_id_is_answered_once(h):
         )
     )
     assert len({a.model_dump_json() for a in answers}) == 1
-    assert [a for a, _, _ in actions(await h.audit(handle))].count("approval.delegate") == 1
+    assert [a for a, _, _ in actions(await h.audited(handle, "approval.delegate"))].count("approval.delegate") == 1
     await h.decide(handle, "approve", actor="dave", operation_hash=op_hash)
     assert (await h.outcome(handle)).status == "approved"
 

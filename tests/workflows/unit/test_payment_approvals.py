@@ -42,6 +42,14 @@ async def test_an_approved_payment_is_executed_after_the_approval(env, via):
         awaiting = await status_becomes(handle, PaymentStatus.awaiting_approval)
         assert awaiting.failure_reason is None
         if via == "update":  # as the API sends it
+            # the Web UI's summary and Details panel say the same counts: 1 needed, from any of three
+            described = await env.client.get_workflow_handle(ap.approval_workflow_id(req.payment_id)).describe()
+            assert (await described.static_summary() or "").endswith("(1 approval needed from bob, carol or dave)"), (
+                await described.static_summary()
+            )
+            panel = await described.static_details() or ""
+            assert f"Requested by {req.requested_by}." in panel and f"Payment {req.payment_id}." in panel, panel
+            assert "1 approval needed from bob, carol or dave (never the requester)." in panel, panel
             assert (await decide(env, req.payment_id, ap.Decision.approve, actor="bob")).status == "approved"
         else:  # as `temporal workflow signal --name approve` sends it
             view = await approval_view(env, req.payment_id)
