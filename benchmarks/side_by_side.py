@@ -303,7 +303,25 @@ async def x402_fetches(s: Stack, samples: int) -> dict:
             paygent.append(time.perf_counter() - started)
             if status != "confirmed":
                 raise RuntimeError(f"x402 payment {accepted['id']} ended {status}")
-    return {"direct_sdk_p50_ms": pct(direct, 0.5), "paygent_p50_ms": pct(paygent, 0.5)}
+    from benchmarks.x402_sessions import session_vs_direct  # a session: budget once, then one Update per request
+
+    session = await session_vs_direct(
+        s.http,
+        s.dev["users"]["alice"]["api_key"],
+        s.dev["wallets"]["treasury"]["id"],
+        s.dev["x402_service_url"],
+        await funded_payer(s, 10_000_000),
+        chain_id=s.dev["chain_id"],
+        token=s.dev["token"]["address"],
+        decimals=s.dev["token"]["decimals"],
+        samples=samples,
+    )
+    return {
+        "direct_sdk_p50_ms": pct(direct, 0.5),
+        "paygent_p50_ms": pct(paygent, 0.5),
+        "session_direct_sdk_p50_ms": session["direct_sdk_p50_ms"],
+        "session_fetch_p50_ms": session["session_fetch_p50_ms"],
+    }
 
 
 def ratios(f: dict) -> dict:
@@ -315,6 +333,7 @@ def ratios(f: dict) -> dict:
         "serial_p50_vs_bare_n": se["paygent_p50_ms"] / se["bare_n_p50_ms"],
         "approve_p95_vs_bare_update_p95": ap["approve_p95_ms"] / ap["bare_update_p95_ms"],
         "x402_p50_vs_direct_p50": x["paygent_p50_ms"] / x["direct_sdk_p50_ms"],
+        "x402_session_p50_vs_direct_p50": x["session_fetch_p50_ms"] / x["session_direct_sdk_p50_ms"],
     }
 
 
@@ -324,6 +343,7 @@ TARGETS = [  # (label, value, target, higher is better)
     ("POST -> 202 p95 at C (ms)", lambda f: f["throughput"]["post_202_p95_ms"], 100, False),
     ("approve p95 vs bare Update p95", lambda f: f["ratios"]["approve_p95_vs_bare_update_p95"], 1.5, False),
     ("x402 p50 vs direct SDK p50", lambda f: f["ratios"]["x402_p50_vs_direct_p50"], 3.0, False),
+    ("x402 session fetch p50 vs direct SDK p50", lambda f: f["ratios"]["x402_session_p50_vs_direct_p50"], 1.5, False),
     ("server round trips per plain payment", lambda f: f["round_trips_per_payment"], 6, False),
     (
         "CPU-seconds per payment (worker + server + API)",
@@ -370,10 +390,12 @@ def report(f: dict) -> str:
         f"| {f['ratios']['approve_p95_vs_bare_update_p95']:.2f}x at p95 |",
         f"| x402 paid GET (direct SDK vs through Paygent) | p50 {x['direct_sdk_p50_ms']:.0f} ms | "
         f"p50 {x['paygent_p50_ms']:.0f} ms | {f['ratios']['x402_p50_vs_direct_p50']:.2f}x |",
+        f"| x402 paid GET in a session (direct SDK vs session fetch) | p50 {x['session_direct_sdk_p50_ms']:.0f} ms | "
+        f"p50 {x['session_fetch_p50_ms']:.0f} ms | {f['ratios']['x402_session_p50_vs_direct_p50']:.2f}x |",
         f"| server round trips of one payment (activity + workflow tasks) | - | {f['round_trips_per_payment']} | - |",
         f"| CPU-seconds per payment at C={c} (worker + Temporal + API) | - | {_cpu(tp)} | - |",
         "",
-        "Targets (issue 11):",
+        "Targets (issues 18 and 19):",
     ]
     for label, value, target, higher in TARGETS:
         v = value(f)
