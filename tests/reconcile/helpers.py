@@ -21,7 +21,13 @@ async def reservation_status(db_engine, payment_id: str) -> str | None:
 async def ledger_rows(db_engine, payment_id: str) -> list:
     async with db_engine.connect() as conn:
         return list(
-            (await conn.execute(sa.select(ledger_entries).where(ledger_entries.c.payment_id == uuid.UUID(payment_id))))
+            (
+                await conn.execute(
+                    sa.select(ledger_entries)
+                    .where(ledger_entries.c.payment_id == uuid.UUID(payment_id))
+                    .order_by(ledger_entries.c.id)
+                )
+            )
             .mappings()
             .all()
         )
