@@ -253,7 +253,7 @@ def build_server() -> MCPServer:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             rows = await list_services(conn, who.tenant_id)
-        return {"services": [service_view(r, d.settings.token_decimals) for r in rows]}
+        return {"services": [service_view(r, d.settings.token_decimals, d.settings.token) for r in rows]}
 
     @mcp.tool(
         description="Admins: read a server's x402 offers (its 402 answers, and the discovery extension "

@@ -39,6 +39,7 @@ async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(
         "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/weather"}
     )
     assert weather.status_code == 200 and weather.json()["registered"][0]["price"] == "0.01"
+    assert weather.json()["registered"][0]["price_text"] == "0.01 USDC"  # the configured token, by its symbol
     for path, rule in (
         ("/wrong-network", "network 'eip155:84532' is not allowed"),
         ("/unknown-asset", "is not an allowed asset"),
