@@ -141,10 +141,28 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.mcp_calls = Counter(
+            "paygent_mcp_tool_calls",
+            "MCP tool calls by tool and outcome (ok; error: a tool error such as a refused payment; refused: the "
+            "key may not call the tool)",
+            ["tool", "outcome"],
+            registry=self.registry,
+        )
+        self.mcp_latency = Histogram(
+            "paygent_mcp_tool_call_duration_seconds",
+            "MCP tool call latency (a paying tool waits for the payment to move, up to its timeout)",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.state = StateCollector()
         self.registry.register(self.state)
         self.memory = MemoryCollector()
         self.registry.register(self.memory)
+
+    def mcp_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
+        self.mcp_calls.labels(tool, outcome).inc()
+        self.mcp_latency.labels(tool).observe(seconds)
 
 
 class RequestMetrics:
