@@ -117,7 +117,7 @@ async def test_x402_fetch_pays_the_local_paid_service(api_url, agent, paid_servi
     assert fetched["status"] == "confirmed" and fetched["response_status"] == 200
     assert "sunny" in fetched["body"] and fetched["receipt"]["success"] is True
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, paid_service["pay_to"]) == 10_000
-    assert "refused" in error_text(capped) and "exceeds the per-request cap" in error_text(capped)
+    assert "refused" in error_text(capped) and "exceeds the per-request cap of 0.05 USDC" in error_text(capped)
 
 
 async def test_other_agents_and_tenants_ids_are_refused(api_url, agent, http, dev, app_settings):
