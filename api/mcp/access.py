@@ -49,9 +49,13 @@ def _principal(request: Any) -> Principal | None:
 class ToolAccess:
     """The tools of one MCPServer and who may call each."""
 
-    def __init__(self, server: MCPServer) -> None:
-        self.server = server
+    def __init__(self) -> None:
+        self.server: MCPServer | None = None
         self.rules: dict[str, ToolRule] = {}
+
+    def bind(self, server: MCPServer) -> None:
+        """The server tools are registered on (it is built with this object's middleware, hence later)."""
+        self.server = server
 
     def tool(
         self,
@@ -64,6 +68,8 @@ class ToolAccess:
         """Register a tool with its hints and the roles that may call it; refusals become tool errors."""
 
         def register(fn: Callable[..., Awaitable[Any]]) -> Any:
+            if self.server is None:
+                raise RuntimeError("ToolAccess.bind(server) first")
             self.rules[fn.__name__] = ToolRule(roles, agents)
             return self.server.tool(description=description, annotations=annotations)(tool_errors(fn))
 

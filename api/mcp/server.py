@@ -99,16 +99,15 @@ async def _paid_answer(d, who, row, ctx: Context, timeout: float) -> dict:
 
 def build_server() -> MCPServer:
     """A fresh server per API app (its Streamable HTTP session manager runs once, in that app's lifespan)."""
-    access: list[ToolAccess] = []  # the middleware needs the server, the server its middleware
+    tools = ToolAccess()  # who may call which tool; its middleware filters what each caller is shown
     mcp = MCPServer(
         name="paygent",
         title="Paygent",
         version="0.1.0",
         instructions=INSTRUCTIONS,
-        middleware=[lambda ctx, call_next: access[0].middleware(ctx, call_next)],
+        middleware=[tools.middleware],
     )
-    tools = ToolAccess(mcp)
-    access.append(tools)
+    tools.bind(mcp)
     memory_tools.register(mcp)  # memorize, recall_similar, memory_put, memory_get, memory_search
 
     @tools.tool(

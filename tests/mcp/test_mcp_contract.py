@@ -5,6 +5,8 @@ only the tools a key may call, the caller's own resources, and the two tools tha
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from eth_account import Account
 
@@ -81,12 +83,19 @@ async def test_every_tool_carries_hints_and_a_closed_output_schema(api_url, dev)
     assert payment["$defs"]["PaymentStatus"]["enum"] == [s.value for s in PaymentStatus]
 
 
-async def test_a_key_is_shown_only_the_tools_it_may_call(api_url, agent, paid_service):
+async def test_a_key_is_shown_only_the_tools_it_may_call(api_url, agent, paid_service, http, dev):
     async with mcp_session(api_url, agent["api_key"]) as mcp:
         shown = {t.name for t in (await mcp.list_tools()).tools}
         hidden = await mcp.call_tool("discover_services", {"url": paid_service["url"] + "/weather"})
     assert "discover_services" not in shown and {"pay", "preview_payment", "cancel_payment"} <= shown
     assert error_text(hidden).startswith("forbidden: discover_services: agent keys may not do this")
+    for user, tool, arguments in (  # without the requester role no tool is reached, the new ones included
+        ("bob", "preview_payment", {"to": Account.create().address, "amount": "1"}),
+        ("erin", "cancel_payment", {"payment_id": str(uuid.uuid4())}),
+    ):
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        r = await http.post("/mcp", json=call, headers={**MCP_HEADERS, **auth(dev, user)})
+        assert r.status_code == 403 and "requester role" in r.json()["error"]["message"], r.text
 
 
 async def test_resources_list_the_callers_wallets_and_policy(api_url, agent, dev):
