@@ -28,10 +28,12 @@ from paygent.db.accounts import Principal
 from paygent.db.tenancy import tenant_transaction
 
 # Hints for clients (MCP's ToolAnnotations): reads; money that moves (cannot be undone; a retry without the
-# same request_id pays again); local changes that can be repeated; and reaching out to other servers.
+# same request_id pays again); cancelling; adding (each call adds one more); storing over what was there (a
+# repeat changes nothing more); and reaching out to other servers.
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 PAYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+APPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 STORES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 FETCHES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 

@@ -230,3 +230,59 @@ class Preview(Out):
     needs_approval: bool
     tier: TierPreview
     summary: str = Field(description="one sentence: what would happen")
+
+
+class Memorized(Out):
+    id: str
+    scope: str
+    model: str = Field(description="the embedding model")
+
+
+class RecalledText(Out):
+    id: str
+    key: str | None = Field(None, description="the memory_put key the text came from, if any")
+    text: str
+    metadata: dict[str, Any]
+    score: float
+
+
+class TextRecall(Out):
+    scope: str
+    model: str
+    index: Literal["hnsw", "exact_scan"]
+    results: list[RecalledText]
+
+
+class MemoryWritten(Out):
+    scope: str
+    key: str
+    version: int
+    expires_at: str | None = None
+
+
+class MemoryValue(Out):
+    """`value` and `version` are null when nothing is stored under the key (or it expired)."""
+
+    scope: str
+    key: str
+    value: Any = Field(None, description="any JSON value")
+    version: int | None = None
+    partition: str | None = None
+    expires_at: str | None = None
+    updated_at: str | None = None
+    cached: bool | None = None
+
+
+class MemoryEntry(Out):
+    key: str
+    value: Any = Field(None, description="any JSON value")
+    version: int
+    partition: str
+    expires_at: str | None = None
+    updated_at: str | None = None
+
+
+class MemoryPage(Out):
+    scope: str
+    items: list[MemoryEntry]
+    next_cursor: str | None = None

@@ -108,7 +108,7 @@ def build_server() -> MCPServer:
         middleware=[tools.middleware],
     )
     tools.bind(mcp)
-    memory_tools.register(mcp)  # memorize, recall_similar, memory_put, memory_get, memory_search
+    memory_tools.register(tools)  # memorize, recall_similar, memory_put, memory_get, memory_search
 
     @tools.tool(
         READ,

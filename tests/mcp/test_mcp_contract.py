@@ -51,7 +51,7 @@ def _objects(schema: dict, path: str = "$"):
         yield from _objects(schema["items"], f"{path}[]")
 
 
-FREE_FORM = {"receipt"}  # the facilitator's receipt, passed on as it came
+FREE_FORM = {"receipt", "metadata"}  # the facilitator's receipt, a memorized text's metadata: as they came
 
 
 async def test_every_tool_carries_hints_and_a_closed_output_schema(api_url, dev):
