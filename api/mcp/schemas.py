@@ -150,8 +150,8 @@ class PaidService(Out):
     price: str
     price_text: str = Field(description='e.g. "0.01 USDC"')
     price_atomic: str
-    network: str
-    pay_to: str
+    network: str | None = Field(None, description="CAIP-2, e.g. eip155:31337 (unset on services seeded by hand)")
+    pay_to: str | None = None
     shared: bool
 
 
