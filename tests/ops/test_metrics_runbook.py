@@ -137,7 +137,7 @@ async def test_both_endpoints_export_what_the_runbook_alerts_on(http, dev, app_s
     assert value(api_found, "paygent_mcp_tool_calls_total", tool="discover_services", outcome="refused") == 1
     assert value(open_now, "paygent_ws_connections_open") == 1 and value(api_found, "paygent_ws_connections_open") == 0
     assert value(api_found, "paygent_ws_connections_total") == 1
-    assert "paygent_reconcile_mismatches_total" in api_found
+    assert "paygent_reconcile_mismatches_open" in api_found and "paygent_reserved_amount" in api_found
     assert value(worker_found, "paygent_payment_latency_seconds_count", kind="transfer", status="confirmed") == 2
     assert value(worker_found, "paygent_payment_latency_seconds_count", kind="transfer", status="refused") == 1
     assert value(worker_found, "paygent_approval_decision_seconds_count", decision="approve") == 2
