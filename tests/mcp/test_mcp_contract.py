@@ -165,7 +165,8 @@ async def test_cancel_payment_before_signing_only_and_only_ones_own(api_url, age
         too_late = await mcp.call_tool("cancel_payment", {"payment_id": paid["id"]})
         status = data(await mcp.call_tool("get_spending_status", {}))
     assert cancelled == {"id": waiting["id"], "status": "cancelled", "failure_reason": cancelled["failure_reason"]}
-    assert "not_cancellable" in error_text(again) and "already cancelled" in error_text(again)
+    # the row or the workflow answers, whichever sees it first: either way not_cancellable, naming the state
+    assert "not_cancellable" in error_text(again) and "cancelled" in error_text(again)
     assert "not_found" in error_text(not_mine)  # another principal's payment does not exist for an agent
     assert "not_cancellable" in error_text(too_late) and "confirmed" in error_text(too_late)
     assert all(limit["reserved"] == "0" for limit in status["agent"]["limits"])  # the reservation was released
