@@ -5,7 +5,8 @@
 - `paygent_approval_decision_seconds{decision}`: an approval's opening to each approve or reject it handles.
 - `paygent_approval_time_to_quorum_seconds`: an approval's opening to the approval that met its threshold
   (approved approvals only; a time-lock comes after).
-- `paygent_reconcile_runs{outcome}`: reconcile runs ending `completed`, `continued` (continue-as-new) or `failed`.
+- `paygent_reconcile_runs{outcome}`: reconcile runs (a ReconcileWorkflow, or a tick of the chain's long-lived
+  ChainWorkflow, which calls `reconcile_run`) ending `completed`, `continued` (continue-as-new) or `failed`.
 
 Metrics are not commands: nothing here changes a history, and `workflow.metric_meter()` records nothing while
 a history replays, so a replayed run is never counted twice. Pure module (shared with the sandbox).
@@ -80,6 +81,9 @@ class OutcomeMetricsInterceptor(WorkflowInboundInterceptor):
     @staticmethod
     def _count_run(kind: str, outcome: str) -> None:
         if kind == RECONCILE:
-            workflow.metric_meter().create_counter(RECONCILE_RUNS, "Reconcile runs by outcome").add(
-                1, {"outcome": outcome}
-            )
+            reconcile_run(outcome)
+
+
+def reconcile_run(outcome: str) -> None:
+    """Count one reconcile run (a metric, not a command: safe to call from workflow code, silent on replay)."""
+    workflow.metric_meter().create_counter(RECONCILE_RUNS, "Reconcile runs by outcome").add(1, {"outcome": outcome})

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from paygent.domain.payment import PaymentKind, PaymentStatus
+from paygent.domain.x402_session import SessionStatus
 
 
 class Out(BaseModel):
@@ -286,3 +287,54 @@ class MemoryPage(Out):
     scope: str
     items: list[MemoryEntry]
     next_cursor: str | None = None
+
+
+class SessionRequest(Out):
+    payment_id: str
+    url: str | None = None
+    status: PaymentStatus
+    amount: str
+    tx_hash: str | None = None
+    payment_identifier: str | None = None
+    at: str
+
+
+class X402Session(Out):
+    id: str
+    status: SessionStatus
+    wallet_id: str
+    asset: str
+    budget: str
+    max_price: str | None = None
+    spent: str
+    held: str
+    remaining: str
+    origins: list[str]
+    expires_at: str
+    created_at: str
+    last_error: str | None = None
+    reason: str | None = None
+    workflow_id: str
+    temporal_ui_url: str
+    requests: list[SessionRequest]
+
+
+class SessionPaid(Out):
+    amount: str
+    payment_id: str
+    tx_hash: str | None = None
+
+
+class SessionFetchError(Out):
+    code: str
+    field: str | None = None
+    message: str
+
+
+class SessionFetched(Out):
+    status_code: int
+    headers: dict[str, str] = Field(description="the paid answer's headers")
+    body: str | None = None
+    body_encoding: Literal["base64"] | None = None
+    paid: SessionPaid | None = None
+    error: SessionFetchError | None = None

@@ -399,5 +399,5 @@ def build_server() -> MCPServer:
                 await spending_status(conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals)
             )
 
-    x402_session_tools.register(mcp)  # x402_session_start|fetch|status|end
+    x402_session_tools.register(tools)  # x402_session_start|fetch|status|end
     return mcp

@@ -1,7 +1,7 @@
 """operational state for /metrics, second edition: amounts reserved, by asset
 
 Revision ID: 0018_reserved_by_asset
-Revises: 0012_reconcile_mismatches
+Revises: 0015_x402_sessions
 
 `paygent_operational_state()` (0007) gains one key, still an aggregate over every tenant and never a row or an
 id: `reserved`, per asset the sum and count of reservations held (the sum as text, so no JSON reader rounds
@@ -11,7 +11,7 @@ it). api/metrics.py reads it at each scrape (`paygent_reserved_amount{asset}`).
 from alembic import op
 
 revision = "0018_reserved_by_asset"
-down_revision = "0012_reconcile_mismatches"
+down_revision = "0015_x402_sessions"
 branch_labels = None
 depends_on = None
 
