@@ -67,7 +67,9 @@ async def test_every_tool_carries_hints_and_a_closed_output_schema(api_url, dev)
         for where, obj in _objects(tool.output_schema):
             if where.rsplit(".", 1)[-1] in FREE_FORM or where.rsplit(".", 1)[-1].split("|")[0] in FREE_FORM:
                 continue
-            assert obj.get("additionalProperties") is False and obj.get("properties"), f"{name} {where}: {obj}"
+            extra = obj.get("additionalProperties")
+            typed_map = isinstance(extra, dict) and extra.get("type")  # e.g. headers: {name: string}
+            assert typed_map or (extra is False and obj.get("properties")), f"{name} {where}: {obj}"
     read_only = {n for n, t in tools.items() if t.annotations.read_only_hint}
     assert read_only >= {"get_balance", "get_payment", "list_payments", "wait_for_payment", "preview_payment"}
     assert not read_only & {"pay", "x402_fetch", "call_paid_tool", "cancel_payment", "remember"}
