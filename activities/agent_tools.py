@@ -100,7 +100,7 @@ class AgentToolActivities:
     async def _services(self, inv: t.ToolInvocation) -> dict[str, Any]:
         async with self.engine.connect() as conn:
             rows = await list_services(conn, inv.tenant_id)
-        return {"services": [service_view(r, self.settings.token_decimals) for r in rows]}
+        return {"services": [service_view(r, self.settings.token_decimals, self.settings.token) for r in rows]}
 
     async def _health(self, inv: t.ToolInvocation) -> dict[str, Any]:
         async def postgres() -> str:

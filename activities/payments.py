@@ -16,6 +16,7 @@ from paygent.db.payment_status import PaymentNotRecorded, record_status
 from paygent.db.schema import payments
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
+from paygent.domain.money import Unit
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentRequest, PaymentStatus
 from workflows import payment_types as t
 
@@ -69,10 +70,13 @@ class PaymentActivities:
             asset=req.asset,
             amount_atomic=req.amount_atomic,
             principal_id=uuid.UUID(req.requested_by_id),
+            unit=Unit(req.decimals, req.asset),
         )
         data = {"amount_atomic": str(req.amount_atomic)}
         if result.refusal:
-            data |= {"limit": result.refusal.limit, "message": result.refusal.message}
+            data |= {  # atomic figures as strings, like amount_atomic (exact in any JSON reader)
+                k: str(v) if isinstance(v, int) else v for k, v in result.refusal.model_dump(exclude_none=True).items()
+            }
         await append_audit(
             conn,
             tenant_id=req.tenant_id,

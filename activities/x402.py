@@ -33,7 +33,7 @@ from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402 import mcp_transport
-from paygent.x402.policy import choose, requirement_amount
+from paygent.x402.policy import X402Policy, choose, requirement_amount
 from workflows import x402_types as t
 
 MAX_ATTEMPTS_KEPT = 20
@@ -79,6 +79,11 @@ class X402Activities:
 
     def activities(self) -> list:
         return [self.probe, self.sign, self.send]
+
+    def _readable(self, policy: X402Policy) -> X402Policy:
+        """The policy whose refusals say amounts in the configured token's units ("0.06 USDC"), its only asset."""
+        unit = self.settings.unit
+        return policy.model_copy(update={"decimals": unit.decimals, "symbol": unit.symbol})
 
     async def _row(self, conn: AsyncConnection, payment_id: str, tenant_id: str, *, lock: bool):
         query = sa.select(payments.c.kind, payments.c.tenant_id, payments.c.wallet_id, payments.c.details).where(
@@ -136,7 +141,7 @@ class X402Activities:
             raise _state_error("the payment was recorded for another URL")
         try:
             answer = await _probe(req.url, details, EgressPolicy.from_settings(self.settings), req.timeout_seconds)
-            reason = x402c.check(answer, req.policy) if isinstance(answer, x402c.Requirements) else None
+            reason = x402c.check(answer, self._readable(req.policy)) if isinstance(answer, x402c.Requirements) else None
         except x402c.AmbiguousResult as exc:
             raise ApplicationError(str(exc), type=ErrorType.x402_ambiguous) from None
         except x402c.PaymentRefused as exc:
@@ -154,7 +159,7 @@ class X402Activities:
                 details.update(response=answer.model_dump(), outcome=t.NO_PAYMENT_REQUIRED)
             elif answer is not None:
                 details["requirements"] = answer.model_dump()
-                index = choose(answer.accepts, req.policy)[0]
+                index = choose(answer.accepts, self._readable(req.policy))[0]
                 details["requirement"] = answer.accepts[index] if index is not None else None
             if reason:
                 details["refusal"] = reason
@@ -201,7 +206,7 @@ class X402Activities:
             if not details.get("requirements"):
                 raise _state_error("the payment has not been probed (no requirements recorded)")
             requirements = x402c.Requirements(**details["requirements"])
-            reason = x402c.check(requirements, req.policy)
+            reason = x402c.check(requirements, self._readable(req.policy))
             if reason is None:
                 signer = await load_signer(conn, row.wallet_id, self._master_key)
                 try:

@@ -30,9 +30,11 @@ class Role(StrEnum):
 
 
 # Routes that need no API key: liveness and readiness (an admin's key adds details to /readyz), Prometheus
-# metrics (aggregated, no identifiers; keep the port internal), the API's own documents.
+# metrics (aggregated, no identifiers; keep the port internal), the API's own documents, and /mcp's
+# protected-resource metadata (RFC 9728).
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    | {"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"}  # how /mcp authenticates
 )
 
 

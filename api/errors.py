@@ -18,11 +18,18 @@ log = logging.getLogger("paygent.api")
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers
+        self.cause = cause  # which rule refused, for metrics (e.g. a 429's limit); never shown to the caller
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict:
@@ -31,7 +38,10 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError):
+    async def _api_error(request: Request, exc: ApiError):
+        metrics = getattr(request.app.state, "metrics", None)
+        if exc.status == 429 and metrics is not None:
+            metrics.rate_limited.labels(exc.cause or exc.code).inc()
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(InvalidInput)

@@ -6,10 +6,19 @@ Two kinds, one registry per app (so tests can build several apps in one process)
   (`/v1/payments/{payment_id}`), never the raw path, so ids cannot blow up the number of series.
 - Business state, read from Postgres at scrape time so every process (API, worker, CLI, Temporal's own
   Signals) is counted, not only what this API process saw: payments by kind and status (terminal statuses
-  are the final ones) and the age of the oldest open payment per status, approvals pending and decisions by
-  channel, reservations held and the oldest one's age, reconciliation mismatches open (by asset and cause) and
-  ever opened (`paygent_reconcile_mismatches()`, migration 0012). Summed over tenants by one SECURITY DEFINER function
-  (row-level security shows the application one tenant at a time); no tenant, wallet or address in a label.
+  are the final ones), payments started and finished as counters (rows are never deleted and a final status
+  never changes, so the counts only grow), the age of the oldest open payment per status, approvals pending
+  and decisions by channel, reservations held, their amounts by asset and the oldest one's age,
+  reconciliation mismatches open (by asset and cause) and ever opened (`paygent_reconcile_mismatches()`,
+  migration 0012). Summed over tenants by SECURITY DEFINER functions (row-level security shows the
+  application one tenant at a time; `paygent_operational_state()`, migrations 0007 and 0018); no tenant,
+  wallet or address in a label.
+- Events this process sees: 429s by cause, MCP tool calls by tool and outcome, WebSocket connections and the
+  slow readers it dropped.
+What only the worker sees (latency from a payment's start to its final status, approval decision latency and
+time to quorum, activity outcomes, reconcile runs) the worker exports beside the Temporal SDK's metrics
+(workers/metrics.py). docs/RUNBOOK.md lists the alerts; tests/ops/test_metrics_runbook.py checks each metric
+it names exists.
 """
 
 from __future__ import annotations
@@ -17,11 +26,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from decimal import Decimal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.dialects.postgresql import JSONB
@@ -40,8 +50,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class StateSnapshot:
     """What Postgres said at the latest scrape (`paygent_operational_state()`, migration 0007)."""
 
-    def __init__(self, state: dict | None = None, mismatches: dict | None = None) -> None:
-        state, mismatches = state or {}, mismatches or {}
+    def __init__(
+        self, state: dict | None = None, mismatches: dict | None = None, decimals: dict[str, int] | None = None
+    ) -> None:
+        state, mismatches, decimals = state or {}, mismatches or {}, decimals or {}
         self.mismatches_open = {(m["asset"], m["cause"]): m["count"] for m in mismatches.get("open", [])}
         self.mismatches_opened = mismatches.get("opened", 0)
         self.payments = {(p["kind"], p["status"]): p["count"] for p in state.get("payments", [])}
@@ -55,6 +67,12 @@ class StateSnapshot:
             (d["action"].removeprefix("approval."), d["channel"]): d["count"] for d in state.get("decisions", [])
         }
         self.reservations_held = state.get("reservations_held", 0)
+        # token units where the asset's decimals are known (the configured token), else atomic units; a float
+        # only here, at exposition (Prometheus values are float64)
+        self.reserved = {
+            r["asset"]: float(Decimal(r["amount_atomic"]).scaleb(-decimals.get(r["asset"], 0)))
+            for r in state.get("reserved", [])
+        }
         self.oldest_reservation = state.get("oldest_reservation_age_seconds", 0.0)
 
 
@@ -65,7 +83,7 @@ class StateCollector(Collector):
         self.snapshot = StateSnapshot()
         self.up = 0
 
-    async def refresh(self, engine: AsyncEngine) -> None:
+    async def refresh(self, engine: AsyncEngine, decimals: dict[str, int]) -> None:
         try:
             async with engine.connect() as conn:
                 state = await conn.scalar(sa.select(sa.func.paygent_operational_state(type_=JSONB)))
@@ -74,7 +92,7 @@ class StateCollector(Collector):
             log.warning("metrics: could not read the state from Postgres", exc_info=True)
             self.up = 0
             return
-        self.snapshot, self.up = StateSnapshot(state, found), 1
+        self.snapshot, self.up = StateSnapshot(state, found, decimals), 1
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot
@@ -122,7 +140,29 @@ class StateCollector(Collector):
             "paygent_reconcile_mismatches_opened", "Reconciliation mismatches ever opened (each once)"
         )
         opened.add_metric([], s.mismatches_opened)
-        return [up, pay, oldest, pending, decided, held, held_age, mismatched, opened]
+        started = CounterMetricFamily(
+            "paygent_payments_started", "Payments recorded (every door: API, MCP, agent runs), by kind", labels=["kind"]
+        )
+        finished = CounterMetricFamily(
+            "paygent_payments_finished",
+            "Payments that reached a final status, by kind and status (confirmed, failed, cancelled, refused)",
+            labels=["kind", "status"],
+        )
+        by_kind: dict[str, int] = {}
+        for (kind, status), count in sorted(s.payments.items()):
+            by_kind[kind] = by_kind.get(kind, 0) + count
+            if status in PAYMENT_TERMINAL:
+                finished.add_metric([kind, status], count)
+        for kind, count in sorted(by_kind.items()):
+            started.add_metric([kind], count)
+        reserved = GaugeMetricFamily(
+            "paygent_reserved_amount",
+            "Amount held by reservations, by asset (token units for the configured token)",
+            labels=["asset"],
+        )
+        for asset, amount in sorted(s.reserved.items()):
+            reserved.add_metric([asset], amount)
+        return [up, pay, oldest, pending, decided, held, held_age, mismatched, opened, started, finished, reserved]
 
 
 class ApiMetrics:
@@ -141,10 +181,43 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.mcp_calls = Counter(
+            "paygent_mcp_tool_calls",
+            "MCP tool calls by tool and outcome (ok; error: a tool error such as a refused payment; refused: the "
+            "key may not call the tool)",
+            ["tool", "outcome"],
+            registry=self.registry,
+        )
+        self.mcp_latency = Histogram(
+            "paygent_mcp_tool_call_duration_seconds",
+            "MCP tool call latency (a paying tool waits for the payment to move, up to its timeout)",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "paygent_rate_limited",
+            "429 answers by cause (per_key, per_address, auth_failures: an address that failed to authenticate)",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.ws_open = Gauge(
+            "paygent_ws_connections_open", "WebSocket connections open now (/v1/ws)", registry=self.registry
+        )
+        self.ws_opened = Counter("paygent_ws_connections", "WebSocket connections accepted", registry=self.registry)
+        self.ws_dropped = Counter(
+            "paygent_ws_slow_readers_dropped",
+            "WebSocket connections closed because the client did not read its events in time (4408)",
+            registry=self.registry,
+        )
         self.state = StateCollector()
         self.registry.register(self.state)
         self.memory = MemoryCollector()
         self.registry.register(self.memory)
+
+    def mcp_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
+        self.mcp_calls.labels(tool, outcome).inc()
+        self.mcp_latency.labels(tool).observe(seconds)
 
 
 class RequestMetrics:
@@ -185,6 +258,7 @@ class RequestMetrics:
 async def metrics(request: Request) -> Response:
     """Prometheus scrape endpoint (no API key; aggregated over tenants, no identifiers in labels)."""
     m: ApiMetrics = request.app.state.metrics
-    await m.state.refresh(deps(request).engine)
-    await m.memory.refresh(deps(request).engine)
+    d = deps(request)
+    await m.state.refresh(d.engine, {d.settings.token_symbol: d.settings.token_decimals})
+    await m.memory.refresh(d.engine)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -205,8 +205,10 @@ WEBSOCKET = {
         str(ws.CLOSE_SLOW_READER): "the client read nothing for too long: resume on a new socket",
     },
 }
-# Public, but a key may be sent for more (an admin's key adds /readyz's details): the key is then checked.
-OPTIONAL_AUTH_PATHS = {"/readyz": "send no key for the summary; an admin's key adds the details"}
+# Public, but a key may be sent for more (an admin's key adds /readyz's details); any other key is ignored.
+OPTIONAL_AUTH_PATHS = {
+    "/readyz": "send no key for the summary; an admin's key adds the details (any other key gets the summary)"
+}
 
 
 def install(app: FastAPI) -> None:
@@ -319,6 +321,7 @@ def _auth_errors(op: dict[str, Any], path: str) -> dict[int, str]:
     op["security"] = [{}, {"bearer": []}] if public else [{"bearer": []}]
     if public:
         op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[path]}."
+        return {}  # a key only adds to the answer: never a 401, 403 or 429 here
     return {status: STANDARD_ANSWERS[status] for status in (401, 403, 429)}
 
 

@@ -27,7 +27,7 @@ from paygent.db.schema import approvals, payments
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
-from paygent.domain.money import format_amount
+from paygent.domain.money import format_amount, format_money
 from paygent.domain.payment import PaymentKind, PaymentStatus
 from paygent.payment_input import AssetUnavailable, PaymentFields, check_payment_input
 from paygent.payment_start import start_payment_workflow
@@ -134,6 +134,7 @@ def payment_view(row, settings: Settings) -> dict:
         "kind": row["kind"],
         "amount": format_amount(int(row["amount_atomic"]), settings.token_decimals),
         "amount_atomic": str(int(row["amount_atomic"])),
+        "amount_text": format_money(int(row["amount_atomic"]), settings.token_decimals, row["asset"]),
         "asset": row["asset"],
         "to": row["to_address"],
         "wallet_id": str(row["wallet_id"]),

@@ -35,6 +35,10 @@ from paygent.settings import Settings
 log = logging.getLogger("paygent.api.ratelimit")
 
 
+# a refusal's bucket prefix -> the cause /metrics counts it under (paygent_rate_limited_total{cause})
+RATE_LIMIT_CAUSES = {"key": "per_key", "addr": "per_address", "authfail": "auth_failures"}
+
+
 @dataclass
 class RateLimits:
     limiter: SlidingWindowCounterRateLimiter
@@ -137,7 +141,10 @@ class RateLimits:
                     )
             except Exception:
                 log.warning("could not audit a rate-limit refusal", exc_info=True)
-        raise ApiError(429, "rate_limited", f"{why}; retry after {retry} s", headers={"Retry-After": str(retry)})
+        cause = RATE_LIMIT_CAUSES.get(bucket.partition(":")[0], "other")
+        raise ApiError(
+            429, "rate_limited", f"{why}; retry after {retry} s", headers={"Retry-After": str(retry)}, cause=cause
+        )
 
     async def _first_refusal_this_minute(self, bucket: str) -> bool:
         try:

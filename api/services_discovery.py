@@ -119,7 +119,9 @@ async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel
             service_id = await save_offer(conn, who.tenant_id, offer)
             registered.append(
                 service_view(
-                    {**offer.__dict__, "id": service_id, "tenant_id": who.tenant_id}, d.settings.token_decimals
+                    {**offer.__dict__, "id": service_id, "tenant_id": who.tenant_id},
+                    d.settings.token_decimals,
+                    d.settings.token,
                 )
             )
         if not registered:

@@ -16,7 +16,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from paygent import search_attributes as sattr
-from paygent.domain.money import format_amount
+from paygent.domain.money import format_money
 from paygent.domain.payment import PAYMENT_WORKFLOW, PaymentKind, PaymentRequest, PaymentStatus, payment_workflow_id
 
 
@@ -24,7 +24,8 @@ async def start_payment_workflow(
     client: Client, task_queue: str, req: PaymentRequest, wallet_name: str
 ) -> WorkflowHandle:
     """Start, or join the one already running: a retried request never starts a second workflow."""
-    label = f"{format_amount(req.amount_atomic, req.decimals)} {req.asset}"
+    amount_text = format_money(req.amount_atomic, req.decimals, req.asset)
+    label = amount_text
     if req.kind == PaymentKind.x402:
         label = f"up to {label} for {req.url}"
     workflow_id = payment_workflow_id(req.payment_id)
@@ -43,6 +44,7 @@ async def start_payment_workflow(
                     SearchAttributePair(sattr.KIND, str(req.kind)),
                     SearchAttributePair(sattr.ASSET, req.asset),
                     SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, sattr.INT64_MAX)),
+                    SearchAttributePair(sattr.AMOUNT_TEXT, amount_text),
                 ]
             ),
             static_summary=f"Pay {label} from {wallet_name}"

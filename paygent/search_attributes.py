@@ -16,6 +16,8 @@ ASSET = SearchAttributeKey.for_keyword("PaygentAsset")
 # as INT64_MAX.
 AMOUNT = SearchAttributeKey.for_int("PaygentAmount")
 INT64_MAX = 2**63 - 1
+# The same amount as a person reads it ("102 USDC", exact at any size), beside PaygentAmount in the Web UI.
+AMOUNT_TEXT = SearchAttributeKey.for_keyword("PaygentAmountText")
 APPROVAL_STATE = SearchAttributeKey.for_keyword("PaygentApprovalState")
 APPROVALS_HAD = SearchAttributeKey.for_int("PaygentApprovalsHad")
 APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")
@@ -24,7 +26,7 @@ APPROVALS_NEEDED = SearchAttributeKey.for_int("PaygentApprovalsNeeded")
 RECONCILE = SearchAttributeKey.for_keyword("PaygentReconcile")
 RECONCILE_MISMATCH, RECONCILE_CLEAN = "mismatch", "clean"
 
-ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE)
+ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, AMOUNT_TEXT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE)
 INTS = (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED)
 
 

@@ -17,10 +17,7 @@ app = typer.Typer(no_args_is_help=True, help="Paid services (x402 resources and 
 
 def _show(service: dict) -> str:
     where = f"{service['url']} tool {service['tool']}" if service.get("tool") else service["url"]
-    return (
-        f"{service['name']}: {service['price']} ({service['asset']}) on {service['network']} "
-        f"to {service['pay_to']} - {where}"
-    )
+    return f"{service['name']}: {service['price_text']} on {service['network']} to {service['pay_to']} - {where}"
 
 
 @app.command()

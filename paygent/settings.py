@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from paygent.domain.money import Unit
 from paygent.paths import dev_json_path, state_dir
 
 
@@ -178,6 +179,16 @@ class Settings(BaseSettings):
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
         return (init_settings, env_settings, DevJsonSource(settings_cls), file_secret_settings)
+
+    @property
+    def unit(self) -> Unit:
+        """How the configured token's amounts read in messages ("7 USDC")."""
+        return Unit(self.token_decimals, self.token_symbol)
+
+    @property
+    def token(self) -> tuple[str | None, str]:
+        """(address, symbol) of the configured token."""
+        return self.token_address, self.token_symbol
 
     def owner_database_url(self) -> str:
         """Where migrations, seeding and `paygent audit verify` connect: the tables' owner."""

@@ -34,6 +34,7 @@ from paygent import tracing
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 from workers.data_errors import DataErrorInterceptor
+from workers.metrics import HISTOGRAM_BUCKETS, MetricsInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
 from workflows.chain import ChainWorkflow
@@ -46,10 +47,12 @@ log = logging.getLogger("paygent.worker")
 
 
 def metrics_runtime(bind_address: str) -> Runtime:
-    """A Temporal runtime whose SDK metrics (task latencies, slots, polls, activity/workflow outcomes) are
-    served in Prometheus format at http://<bind_address>/metrics. A port in use fails here, naming it."""
+    """A Temporal runtime whose SDK metrics (task latencies, slots, polls, activity/workflow outcomes) and our
+    own `paygent_*` ones (workers/metrics.py) are served in Prometheus format at http://<bind_address>/metrics.
+    A port in use fails here, naming it."""
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+        prometheus = PrometheusConfig(bind_address=bind_address, histogram_bucket_overrides=HISTOGRAM_BUCKETS)
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     except ValueError as exc:
         raise SystemExit(  # noqa: B904  (the message carries exc)
             f"worker metrics: cannot listen on {bind_address} ({exc}); set "
@@ -91,6 +94,7 @@ PURE_WORKFLOW_MODULES = (
     "workflows.chain_types",
     "workflows.reconcile_types",
     "workflows.webhook_types",
+    "workflows.outcome_metrics",
 )
 
 
@@ -133,8 +137,9 @@ WORKFLOWS = [
 
 
 def interceptors() -> list[Interceptor]:
-    """Data errors end an activity for good; activities run scoped to their workflow's tenant (RLS)."""
-    return [DataErrorInterceptor(), TenantInterceptor()]
+    """Outcomes are counted (outermost, so as they finally end); data errors end an activity for good;
+    activities run scoped to their workflow's tenant (RLS)."""
+    return [MetricsInterceptor(), DataErrorInterceptor(), TenantInterceptor()]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **worker_options: Any) -> Worker:

@@ -31,6 +31,9 @@ ACT_CANCEL_PAYMENT = "agent.cancel_payment"
 # workflow.patched id: runs that follow their payments through pushed `payment_progress` Signals instead of
 # polling the payment's row (runs that were polling when this shipped keep polling when replayed).
 PATCH_PAYMENT_PUSH = "agent-run-payment-push-v1"
+# workflow.patched id: a run's child payment starts with the readable amount (PaygentAmountText) among its search
+# attributes, which are part of the start-child command.
+PATCH_AMOUNT_TEXT = "agent-run-payment-amount-text"
 
 # A payment made by a run's tool call has an id derived from (run id, tool call id): a replayed or retried run
 # computes the same payment, hence the same child workflow id, and can never pay twice.

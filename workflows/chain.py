@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 from workflows import chain_types as c
 from workflows import reconcile_types as r
 from workflows.activity_options import FOLLOWER_HEARTBEAT, FOLLOWER_RETRY
+from workflows.outcome_metrics import reconcile_run
 from workflows.reconcile import ReconcileWorkflow
 
 IDLE_SECONDS = 3600  # with the reconciler off, how often the loop wakes to check the history size
@@ -64,7 +65,9 @@ class ChainWorkflow:
                     result = await reconciler.tick(r.ReconcileInput(), split=False)
                 except ActivityError as err:  # the database or the node is away: the next tick starts over
                     workflow.logger.warning("reconcile tick %d failed: %s", inp.ticks + ticks, err.cause or err)
+                    reconcile_run("failed")
                 else:
+                    reconcile_run("completed")
                     workflow.set_current_details(
                         f"Chain {inp.chain_id}: following blocks; reconcile tick {inp.ticks + ticks}: "
                         f"{result.wallets} wallets, {result.mismatches} mismatches, {result.findings} findings"

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from api.mcp.caller import caller, tool_errors
+from api.mcp import schemas as o
+from api.mcp.access import APPENDS, READ, STORES, ToolAccess
+from api.mcp.caller import caller
 from api.memory_service import place_for, store_for
 from paygent.domain.text import SafeText
 from paygent.memory.access import Access
@@ -25,40 +27,44 @@ ScopeArg = Annotated[
 ]
 
 
-def register(mcp: MCPServer) -> None:
-    @mcp.tool(description="Store a text (a fact, a note) for semantic recall later, with optional JSON metadata.")
-    @tool_errors
+def register(tools: ToolAccess) -> None:
+    """Register the memory tools, with their hints and output schemas, on the server `tools` is bound to."""
+
+    @tools.tool(
+        APPENDS,
+        description="Store a text (a fact, a note) for semantic recall later, with optional JSON metadata.",
+    )
     async def memorize(
         ctx: Context,
         text: Annotated[SafeText, Field(min_length=1, max_length=8000)],
         metadata: dict[str, Any] | None = None,
         scope: ScopeArg = None,
-    ) -> dict[str, Any]:
+    ) -> o.Memorized:
         d, who = caller(ctx)
         place = await place_for(d, who, scope, Access.write)
-        return await store_for(d).memorize(place, text, metadata or {})
+        return o.Memorized.model_validate(await store_for(d).memorize(place, text, metadata or {}))
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="The k stored texts nearest in meaning to `query` (texts from memorize and text values from "
-        "memory_put), best first, each with a score; `filter` keeps texts whose metadata holds those fields."
+        "memory_put), best first, each with a score; `filter` keeps texts whose metadata holds those fields.",
     )
-    @tool_errors
     async def recall_similar(
         ctx: Context,
         query: Annotated[SafeText, Field(min_length=1, max_length=8000)],
         k: Annotated[int, Field(5, ge=1, le=MAX_K)] = 5,
         filter: dict[str, Any] | None = None,
         scope: ScopeArg = None,
-    ) -> dict[str, Any]:
+    ) -> o.TextRecall:
         d, who = caller(ctx)
         place = await place_for(d, who, scope, Access.read)
-        return await recall(store_for(d), place, query, k, filter)
+        return o.TextRecall.model_validate(await recall(store_for(d), place, query, k, filter))
 
-    @mcp.tool(
+    @tools.tool(
+        STORES,
         description="Store a JSON value under a key; `if_version` makes it compare-and-set (0: only if the key is "
-        "new) so agents sharing a scope never lose an update; a conflict answers the current version."
+        "new) so agents sharing a scope never lose an update; a conflict answers the current version.",
     )
-    @tool_errors
     async def memory_put(
         ctx: Context,
         key: Annotated[SafeText, Field(max_length=200)],
@@ -67,31 +73,36 @@ def register(mcp: MCPServer) -> None:
         ttl_seconds: Annotated[int | None, Field(None, ge=1, le=366 * 86400)] = None,
         partition: Annotated[SafeText, Field("", max_length=64)] = "",
         if_version: Annotated[int | None, Field(None, ge=0, le=2**63 - 1)] = None,
-    ) -> dict[str, Any]:
+    ) -> o.MemoryWritten:
         d, who = caller(ctx)
         place = await place_for(d, who, scope, Access.write)
         try:
-            return await store_for(d).put(
+            written = await store_for(d).put(
                 place, key, value, ttl_seconds=ttl_seconds, partition=partition, if_version=if_version, actor=who.actor
             )
         except (VersionConflict, Unavailable) as exc:
             raise ToolError(str(exc)) from None
+        return o.MemoryWritten.model_validate(written)
 
-    @mcp.tool(description="The JSON value under a key, with its version (null when nothing is stored or it expired).")
-    @tool_errors
+    @tools.tool(
+        READ,
+        description="The JSON value under a key, with its version (null when nothing is stored or it expired).",
+    )
     async def memory_get(
         ctx: Context, key: Annotated[SafeText, Field(max_length=200)], scope: ScopeArg = None
-    ) -> dict[str, Any]:
+    ) -> o.MemoryValue:
         d, who = caller(ctx)
         place = await place_for(d, who, scope, Access.read)
         item = await store_for(d).get(place, key)
-        return item or {"scope": place.written, "key": key, "value": None, "version": None}
+        return o.MemoryValue.model_validate(
+            item or {"scope": place.written, "key": key, "value": None, "version": None}
+        )
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="Keys matching a pattern (`orders/*/status`: * stays within one part, ** crosses '/'), "
-        "newest first; `where` keeps values holding those JSON fields; pass next_cursor back for more."
+        "newest first; `where` keeps values holding those JSON fields; pass next_cursor back for more.",
     )
-    @tool_errors
     async def memory_search(
         ctx: Context,
         pattern: Annotated[SafeText | None, Field(None, max_length=200)] = None,
@@ -99,8 +110,10 @@ def register(mcp: MCPServer) -> None:
         scope: ScopeArg = None,
         limit: Annotated[int, Field(50, ge=1, le=PAGE_MAX)] = 50,
         cursor: Annotated[SafeText | None, Field(None, max_length=1000)] = None,
-    ) -> dict[str, Any]:
+    ) -> o.MemoryPage:
         d, who = caller(ctx)
         place = await place_for(d, who, scope, Access.read)
         compiled = compile_pattern(pattern) if pattern else None
-        return await store_for(d).search(place, pattern=compiled, where=where, limit=limit, cursor=cursor)
+        return o.MemoryPage.model_validate(
+            await store_for(d).search(place, pattern=compiled, where=where, limit=limit, cursor=cursor)
+        )

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
+from api.authz import Role
 from api.mcp import memory_tools, outcomes, x402_session_tools
-from api.mcp.caller import caller, tool_errors
+from api.mcp import schemas as o
+from api.mcp.access import CANCELS, FETCHES, PAYS, READ, STORES, ToolAccess
+from api.mcp.caller import caller
+from api.payment_cancel import cancel_payment as cancel
+from api.payment_preview import preview_payment as preview
 from api.payment_service import PaymentSpec, payment_view, readable_payment, start_payment
 from api.payment_service import list_payments as list_rows
 from api.services_discovery import discover
@@ -26,7 +31,7 @@ from paygent.db.grants import SPEND
 from paygent.db.paid_services import find_service, list_services, service_view
 from paygent.db.tenancy import tenant_scope, tenant_transaction
 from paygent.domain.channels import Channel
-from paygent.domain.payment import PaymentKind
+from paygent.domain.payment import PaymentKind, PaymentStatus
 from paygent.domain.text import SafeText
 from paygent.memory.embedding import embedder_from_settings
 from paygent.payment_input import DecimalText
@@ -94,46 +99,59 @@ async def _paid_answer(d, who, row, ctx: Context, timeout: float) -> dict:
 
 def build_server() -> MCPServer:
     """A fresh server per API app (its Streamable HTTP session manager runs once, in that app's lifespan)."""
-    mcp = MCPServer(name="paygent", title="Paygent", version="0.1.0", instructions=INSTRUCTIONS)
-    memory_tools.register(mcp)  # memorize, recall_similar, memory_put, memory_get, memory_search
-
-    @mcp.tool(
-        description="Your wallets' balances, read from the chain now: token (e.g. USDC) and native "
-        "(ETH, for gas). Lists every wallet you may see, or only `wallet_id`."
+    tools = ToolAccess()  # who may call which tool; its middleware filters what each caller is shown
+    mcp = MCPServer(
+        name="paygent",
+        title="Paygent",
+        version="0.1.0",
+        instructions=INSTRUCTIONS,
+        middleware=[tools.middleware],
     )
-    @tool_errors
-    async def get_balance(ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None) -> dict[str, Any]:
+    tools.bind(mcp)
+    memory_tools.register(tools)  # memorize, recall_similar, memory_put, memory_get, memory_search
+
+    @tools.tool(
+        READ,
+        description="Your wallets' balances, read from the chain now: token (e.g. USDC) and native "
+        "(ETH, for gas). Lists every wallet you may see, or only `wallet_id`.",
+    )
+    async def get_balance(ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None) -> o.Balances:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             seen = await visible_wallets(conn, who)
         rows = [(r, g) for r, g in seen if wallet_id in (None, str(r.id))]
         if wallet_id and not rows:
             raise ToolError("wallet_id: no such wallet among yours")
-        return {"wallets": [{"name": r.name, "may_spend": SPEND in g, **await balance_view(d, r)} for r, g in rows]}
+        return o.Balances.model_validate(
+            {"wallets": [{"name": r.name, "may_spend": SPEND in g, **await balance_view(d, r)} for r, g in rows]}
+        )
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="Where your spending limits stand, per limit: used (confirmed), reserved (payments in "
         "flight), remaining, and its rolling window in seconds; for each wallet you may spend "
-        "from and, for an agent, its own budget. A payment must fit both."
+        "from and, for an agent, its own budget. A payment must fit both.",
     )
-    @tool_errors
-    async def get_spending_status(ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None) -> dict[str, Any]:
+    async def get_spending_status(
+        ctx: Context, wallet_id: Annotated[str | None, Field(None)] = None
+    ) -> o.SpendingStatus:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             ids = [r.id for r, g in await visible_wallets(conn, who) if SPEND in g and wallet_id in (None, str(r.id))]
             if wallet_id and not ids:
                 raise ToolError("wallet_id: you hold no spend grant on such a wallet")
-            return await spending_status(
+            status = await spending_status(
                 conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals
             )
+        return o.SpendingStatus.model_validate(status)
 
-    @mcp.tool(
+    @tools.tool(
+        PAYS,
         description="Pay `amount` of a token to an address (0x...). Spending limits apply and larger "
         "amounts need human approval: the answer gives the payment id and status; when it is "
         "awaiting_approval it says who must approve and how many (then call wait_for_payment). "
-        "A refusal is an error naming the limit (e.g. velocity:daily, per_payment_cap)."
+        "A refusal is an error naming the limit (e.g. velocity:daily, per_payment_cap).",
     )
-    @tool_errors
     async def pay(
         ctx: Context,
         to: Annotated[SafeText, Field(description="Recipient address, 0x-prefixed")],
@@ -142,28 +160,28 @@ def build_server() -> MCPServer:
         asset: Annotated[SafeText, Field(description="Token symbol")] = "USDC",
         memo: Annotated[SafeText | None, Field(None, max_length=500)] = None,
         request_id: RequestId = None,
-    ) -> dict[str, Any]:
+    ) -> o.Payment:
         d, who = caller(ctx)
         spec = PaymentSpec(
             wallet_id=await _spend_wallet(d, who, wallet_id), asset=asset, to=to, amount=amount, memo=memo
         )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
         row = await outcomes.wait(d, who, str(row["id"]), until=outcomes.MOVED, timeout=PAY_WAIT_SECONDS, ctx=ctx)
-        return await outcomes.answer(d, row)
+        return o.Payment.model_validate(await outcomes.answer(d, row))
 
-    @mcp.tool(
+    @tools.tool(
+        PAYS,
         description="Fetch an http(s) URL, paying with x402 if the server asks for payment, at most "
         "`max_amount` (token units). Returns the answer's body, its HTTP status and the "
-        "settlement receipt. Limits and approvals apply as for pay."
+        "settlement receipt. Limits and approvals apply as for pay.",
     )
-    @tool_errors
     async def x402_fetch(
         ctx: Context,
         url: Annotated[SafeText, Field(max_length=2000)],
         max_amount: Amount,
         wallet_id: WalletId = None,
         request_id: RequestId = None,
-    ) -> dict[str, Any]:
+    ) -> o.PaidAnswer:
         d, who = caller(ctx)
         spec = PaymentSpec(
             wallet_id=await _spend_wallet(d, who, wallet_id),
@@ -173,15 +191,15 @@ def build_server() -> MCPServer:
             max_amount=max_amount,
         )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
-        return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
+        return o.PaidAnswer.model_validate(await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS))
 
-    @mcp.tool(
+    @tools.tool(
+        PAYS,
         description="Call a paid tool on an MCP server your organisation registered (see "
         "list_paid_services, transport mcp). Paygent pays the tool's x402 price, at most "
         "`max_amount`, through the same limits, approvals and audit as pay, then returns the "
-        "tool's answer and the receipt."
+        "tool's answer and the receipt.",
     )
-    @tool_errors
     async def call_paid_tool(
         ctx: Context,
         service: Annotated[str, Field(description="The service's name in list_paid_services")],
@@ -189,7 +207,7 @@ def build_server() -> MCPServer:
         arguments: Annotated[dict[str, Any], Field(default_factory=dict, description="The tool's arguments")],
         wallet_id: WalletId = None,
         request_id: RequestId = None,
-    ) -> dict[str, Any]:
+    ) -> o.PaidAnswer:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             entry = await find_service(conn, who.tenant_id, service)
@@ -205,100 +223,139 @@ def build_server() -> MCPServer:
             mcp_arguments=arguments,
         )
         row = await start_payment(d, who, spec, request_id or str(uuid.uuid4()), channel=Channel.mcp)
-        return await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS)
+        return o.PaidAnswer.model_validate(await _paid_answer(d, who, row, ctx, X402_WAIT_SECONDS))
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="One of your payments by id: status, amount, recipient, transaction hash, failure "
-        "reason, and who must approve it while it awaits approval."
+        "reason, and who must approve it while it awaits approval.",
     )
-    @tool_errors
-    async def get_payment(ctx: Context, payment_id: str) -> dict[str, Any]:
+    async def get_payment(ctx: Context, payment_id: str) -> o.Payment:
         d, who = caller(ctx)
-        return await outcomes.view(d, await readable_payment(d, who, payment_id))
+        return o.Payment.model_validate(await outcomes.view(d, await readable_payment(d, who, payment_id)))
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="Your payments, newest first (status filter optional). Pass next_cursor back as "
-        "`cursor` for the next page."
+        "`cursor` for the next page.",
     )
-    @tool_errors
     async def list_payments(
         ctx: Context,
         limit: Annotated[int, Field(20, ge=1, le=100)] = 20,
         cursor: str | None = None,
-        status: str | None = None,
-    ) -> dict[str, Any]:
+        status: Annotated[PaymentStatus | None, Field(None, description="only payments in this status")] = None,
+    ) -> o.PaymentPage:
         d, who = caller(ctx)
         rows, next_cursor = await list_rows(d, who, limit=limit, cursor=cursor, status=status)
-        return {"items": [payment_view(r, d.settings) for r in rows], "next_cursor": next_cursor}
+        return o.PaymentPage.model_validate(
+            {"items": [payment_view(r, d.settings) for r in rows], "next_cursor": next_cursor}
+        )
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="Wait (at most timeout_seconds) for a payment to reach a final state: confirmed, "
         "failed, cancelled or refused. Sends a progress notification at each status change. "
-        "If it is still waiting when the time is up, the answer says so: call again later."
+        "If it is still waiting when the time is up, the answer says so: call again later.",
     )
-    @tool_errors
     async def wait_for_payment(
         ctx: Context, payment_id: str, timeout_seconds: Annotated[float, Field(30, gt=0, le=120)] = 30
-    ) -> dict[str, Any]:
+    ) -> o.PaymentWaited:
         d, who = caller(ctx)
         row = await outcomes.wait(d, who, payment_id, until=outcomes.SETTLED, timeout=timeout_seconds, ctx=ctx)
-        return {**await outcomes.view(d, row), "final": row["status"] in outcomes.SETTLED}
+        return o.PaymentWaited.model_validate(
+            {**await outcomes.view(d, row), "final": row["status"] in outcomes.SETTLED}
+        )
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="The paid services you may use: x402 URLs (use x402_fetch) and paid MCP tools (use "
-        "call_paid_tool), with price, asset, network and recipient."
+        "call_paid_tool), with price, asset, network and recipient.",
     )
-    @tool_errors
-    async def list_paid_services(ctx: Context) -> dict[str, Any]:
+    async def list_paid_services(ctx: Context) -> o.PaidServices:
         d, who = caller(ctx)
         async with tenant_transaction(d.engine, who.tenant_id) as conn:
             rows = await list_services(conn, who.tenant_id)
-        return {"services": [service_view(r, d.settings.token_decimals) for r in rows]}
+        return o.PaidServices.model_validate(
+            {"services": [service_view(r, d.settings.token_decimals, d.settings.token) for r in rows]}
+        )
 
-    @mcp.tool(
+    @tools.tool(
+        FETCHES,
+        roles=(Role.admin,),
+        agents=False,
         description="Admins: read a server's x402 offers (its 402 answers, and the discovery extension "
         "where present) into the paid-services registry. `url` is an http(s) resource, or an "
         "MCP endpoint with transport=mcp (each paid tool is registered). Offers on another "
-        "network or in an asset the policy rules out are refused and listed with the reason."
+        "network or in an asset the policy rules out are refused and listed with the reason.",
     )
-    @tool_errors
-    async def discover_services(
-        ctx: Context, url: str, transport: Annotated[str, Field("http", pattern="^(http|mcp)$")] = "http"
-    ) -> dict[str, Any]:
+    async def discover_services(ctx: Context, url: str, transport: Literal["http", "mcp"] = "http") -> o.Discovered:
         d, who = caller(ctx)
-        return await discover(d, who, url, transport=transport, channel=Channel.mcp)
+        return o.Discovered.model_validate(await discover(d, who, url, transport=transport, channel=Channel.mcp))
 
-    @mcp.tool(
-        description="Remember a short text value under a key (your own memory; optional namespace and ttl_seconds)."
+    @tools.tool(
+        STORES,
+        description="Remember a short text value under a key (your own memory; optional namespace and ttl_seconds).",
     )
-    @tool_errors
     async def remember(
         ctx: Context,
         key: str,
         value: Annotated[SafeText, Field(max_length=4000)],
         namespace: str = "default",
         ttl_seconds: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> o.Remembered:
         d, who = caller(ctx)
         with tenant_scope(who.tenant_id):
-            return await Memory(
+            stored = await Memory(
                 d.engine, d.redis, str(who.tenant_id), str(who.user_id), embedder_from_settings(d.settings)
             ).set(SetArgs(key=key, value=value, namespace=namespace, ttl_seconds=ttl_seconds))
+        return o.Remembered.model_validate(stored)
 
-    @mcp.tool(
+    @tools.tool(
+        READ,
         description="Recall what you remembered: the value under `key`, or every key starting with "
-        "`prefix` when no key is given."
+        "`prefix` when no key is given.",
     )
-    @tool_errors
-    async def recall(
-        ctx: Context, key: str | None = None, prefix: str = "", namespace: str = "default"
-    ) -> dict[str, Any]:
+    async def recall(ctx: Context, key: str | None = None, prefix: str = "", namespace: str = "default") -> o.Recalled:
         d, who = caller(ctx)
         memory = Memory(d.engine, d.redis, str(who.tenant_id), str(who.user_id), embedder_from_settings(d.settings))
         with tenant_scope(who.tenant_id):
             if key is not None:
-                return await memory.get(GetArgs(key=key, namespace=namespace))
-            return await memory.search(SearchArgs(prefix=prefix, namespace=namespace))
+                found = await memory.get(GetArgs(key=key, namespace=namespace))
+            else:
+                found = await memory.search(SearchArgs(prefix=prefix, namespace=namespace))
+        return o.Recalled.model_validate(found)
+
+    @tools.tool(
+        CANCELS,
+        description="Cancel one of your payments before it is signed: it ends `cancelled` and its "
+        "reservation is released. Once signing began the money may already be moving: the answer is an "
+        "error saying so (not_cancellable), and the payment carries on. Admins may cancel anyone's.",
+        roles=(Role.requester, Role.admin),
+    )
+    async def cancel_payment(
+        ctx: Context,
+        payment_id: str,
+        reason: Annotated[SafeText | None, Field(None, max_length=500, description="why, for the audit log")] = None,
+    ) -> o.Cancelled:
+        d, who = caller(ctx)
+        return o.Cancelled.model_validate(await cancel(d, who, payment_id, channel=Channel.mcp, reason=reason))
+
+    @tools.tool(
+        READ,
+        description="A dry run of pay: would your spending limits and budget allow this payment now, "
+        "which approval tier applies, and who would have to approve. Nothing is reserved, recorded or "
+        "paid; others' payments or a policy change can change the answer before you pay.",
+    )
+    async def preview_payment(
+        ctx: Context,
+        to: Annotated[SafeText, Field(description="Recipient address, 0x-prefixed")],
+        amount: Amount,
+        wallet_id: WalletId = None,
+        asset: Annotated[SafeText, Field(description="Token symbol")] = "USDC",
+    ) -> o.Preview:
+        d, who = caller(ctx)
+        wallet = await _spend_wallet(d, who, wallet_id)
+        return o.Preview.model_validate(await preview(d, who, wallet_id=wallet, to=to, amount=amount, asset=asset))
 
     @mcp.resource(
         "paygent://wallets/{wallet_id}",
@@ -342,5 +399,5 @@ def build_server() -> MCPServer:
                 await spending_status(conn, who, ids, asset=d.settings.token_symbol, decimals=d.settings.token_decimals)
             )
 
-    x402_session_tools.register(mcp)  # x402_session_start|fetch|status|end
+    x402_session_tools.register(tools)  # x402_session_start|fetch|status|end
     return mcp

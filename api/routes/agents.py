@@ -31,8 +31,9 @@ from paygent.db.schema import payments, users
 from paygent.domain.agent_run import RUN_TERMINAL
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
+from paygent.domain.money import Unit
 from paygent.domain.payment import PAYMENT_CANCELLABLE
-from paygent.domain.spending import SpendingPolicy
+from paygent.domain.spending import SpendingPolicy, policy_view
 from paygent.domain.text import SafeText
 from workflows import payment_types as pt
 
@@ -49,14 +50,15 @@ class AgentCreate(BaseModel):
     spending_policy: SpendingPolicyIn | None = None
 
 
-def agent_view(row) -> dict:
+def agent_view(row, unit: Unit) -> dict:
+    policy = row["spending_policy"]
     return {
         "id": str(row["id"]),
         "name": row["name"],
         "owner": row["owner"],
         "disabled": row["disabled"],
         "wallet_ids": sorted(row["wallet_ids"] or []),
-        "spending_policy": row["spending_policy"],
+        "spending_policy": policy_view(SpendingPolicy.model_validate(policy), unit) if policy is not None else None,
         "created_at": row["created_at"].isoformat(),
         "disabled_at": row["disabled_at"].isoformat() if row["disabled_at"] else None,
     }
@@ -126,13 +128,13 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
 async def list_agents(who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         rows = await agents_db.list_agents(conn, who.tenant_id)
-    return {"items": [agent_view(r) for r in rows]}
+    return {"items": [agent_view(r, d.settings.unit) for r in rows]}
 
 
 @router.get("/{agent_id}")
 async def get_one(agent_id: str, who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
-        return agent_view(await _agent_or_404(conn, who, agent_id))
+        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit)
 
 
 @router.put("/{agent_id}/spending-policy")
@@ -152,7 +154,7 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
             subject_id=str(row["id"]),
             data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")},
         )
-        return agent_view(await _agent_or_404(conn, who, agent_id))
+        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit)
 
 
 async def forget_keys(d: Deps) -> None:

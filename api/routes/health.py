@@ -6,7 +6,9 @@
   payments working (recorded and started; the worker retries the chain): 200 with status `degraded`.
 
 Anyone sees which component is up or down; only an admin's key (`Authorization: Bearer ...`) adds the details
-(latencies, addresses, error text), since those describe the inside of the deployment.
+(latencies, addresses, error text), since those describe the inside of the deployment. Any other key, valid or
+not, gets exactly what an anonymous probe gets (never 401 or 403): a load balancer configured with some key must
+still read readiness.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.authz import Role, allow
+from api.authz import Role, require
 from api.deps import Deps, deps, principal
-from api.errors import ApiError
 from paygent.db.accounts import Principal
 
 router = APIRouter(tags=["health"])
@@ -101,17 +102,14 @@ def _checks(d: Deps) -> dict[Component, object]:
 
 
 async def _admin_or_anonymous(request: Request, d: Deps = Depends(deps)) -> Principal | None:
-    """The admin asking for details, or None (no key: the summary). A key that is not an admin's is refused
-    like anywhere else; a key that cannot be checked (Postgres down) gets the summary, which says so."""
+    """The admin asking for details, or None: no key, a key that is not an admin's, a key that is not valid or
+    cannot be checked (Postgres down) all get the summary."""
     if "authorization" not in request.headers:
         return None
     try:
-        who = await principal(request, d)
-    except ApiError:
-        raise
-    except Exception:
+        return require(await principal(request, d), Role.admin)
+    except Exception:  # ApiError (401/403/429) included: readiness is answered to every caller
         return None
-    return await allow(Role.admin)(who)
 
 
 @router.get(

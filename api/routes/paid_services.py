@@ -29,7 +29,7 @@ class DiscoverBody(BaseModel):
 async def list_all(who: Principal = Depends(allow(*Role, agents=True)), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         rows = await list_services(conn, who.tenant_id)
-    return {"items": [service_view(r, d.settings.token_decimals) for r in rows]}
+    return {"items": [service_view(r, d.settings.token_decimals, d.settings.token) for r in rows]}
 
 
 @router.post("/discover")

@@ -9,15 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 
 from api.approval_http import channel
 from api.authz import Role, allow
-from api.closed_workflows import closed_conflict, closed_status
 from api.deps import Deps, deps
-from api.errors import ApiError
+from api.payment_cancel import cancel_payment as cancel
 from api.payment_service import (
     PaymentSpec,
     check_idempotency_key,
@@ -30,11 +26,9 @@ from paygent.db.accounts import Principal
 from paygent.db.payment_history import status_history
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.channels import Channel
-from paygent.domain.errors import ErrorType
-from paygent.domain.payment import PAYMENT_TERMINAL, PaymentKind
+from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
 from paygent.payment_input import DecimalText
-from workflows import payment_types as t
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
@@ -134,28 +128,5 @@ async def cancel_payment(
     via: Channel = Depends(channel),
 ):
     """Before signing: `cancelled`, reservation released. After: 409 with the reason."""
-    row = await readable_payment(d, who, payment_id)
-    if row["requested_by"] != who.user_id and not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
-    if row["status"] in PAYMENT_TERMINAL:
-        raise ApiError(409, "not_cancellable", f"payment is already {row['status']}")
-    handle = d.temporal.get_workflow_handle(row["workflow_id"])
-    try:
-        state = await handle.execute_update(
-            t.UPDATE_CANCEL,
-            t.PaymentCancelRequest(actor=who.actor, channel=via, reason=body.reason if body else None),
-            id=request_id or None,
-            result_type=t.PaymentState,
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
-            raise ApiError(409, "not_cancellable", cause.message) from None
-        raise
-    except RPCError:
-        closed = await closed_status(d.temporal, row["workflow_id"])
-        if closed is None:
-            raise
-        now = await readable_payment(d, who, payment_id)
-        raise closed_conflict("payment", now["status"], closed) from None
-    return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}
+    reason = body.reason if body else None
+    return await cancel(d, who, payment_id, channel=via, reason=reason, request_id=request_id)

@@ -25,7 +25,7 @@ from paygent.domain.addresses import parse_address
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
-from paygent.domain.spending import SpendingPolicy, VelocityLimit
+from paygent.domain.spending import SpendingPolicy, VelocityLimit, policy_view
 from paygent.domain.text import SafeText
 from paygent.payment_input import DecimalText
 
@@ -208,7 +208,7 @@ async def get_policy(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps =
     row = await _wallet_or_404(d, who, wallet_id)
     async with d.engine.connect() as conn:
         policy = await reservations.load_policy(conn, row.id)
-    return policy.model_dump(mode="json")
+    return policy_view(policy, d.settings.unit)
 
 
 @router.put("/{wallet_id}/spending-policy")
@@ -227,4 +227,4 @@ async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = De
             subject_id=str(row.id),
             data=policy.model_dump(mode="json"),
         )
-    return policy.model_dump(mode="json")
+    return policy_view(policy, d.settings.unit)

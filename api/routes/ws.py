@@ -64,10 +64,13 @@ def error_message(exc: Exception, ref: str | None = None, **extra: Any) -> dict[
 @router.websocket(PATH)
 async def run_channel(websocket: WebSocket) -> None:
     await websocket.accept()
-    d: Deps = websocket.app.state.deps
-    who = await _authenticate(websocket, d)
-    if who is not None:
-        await RunChannel(websocket, d, who).serve()
+    metrics = websocket.app.state.metrics
+    metrics.ws_opened.inc()
+    with metrics.ws_open.track_inprogress():
+        d: Deps = websocket.app.state.deps
+        who = await _authenticate(websocket, d)
+        if who is not None:
+            await RunChannel(websocket, d, who).serve()
 
 
 async def _authenticate(websocket: WebSocket, d: Deps) -> Principal | None:
@@ -103,6 +106,8 @@ async def _authenticate(websocket: WebSocket, d: Deps) -> Principal | None:
     try:  # a missing or malformed key counts as a failed authentication, as over HTTP
         return await authenticate_key(d, client_address(websocket), key, field=field)
     except ApiError as exc:
+        if exc.status == 429:
+            websocket.app.state.metrics.rate_limited.labels(exc.cause or exc.code).inc()
         told = error_message(bad, ref, code="unauthenticated") if bad and exc.status == 401 else error_message(exc, ref)
         with contextlib.suppress(Exception):
             await websocket.send_json(told)
@@ -161,6 +166,7 @@ class RunChannel:
                 await asyncio.wait_for(self.ws.send_json(message), SEND_TIMEOUT)
             except TimeoutError:
                 log.warning("closing a slow WebSocket reader (%s)", self.who.actor)
+                self.ws.app.state.metrics.ws_dropped.inc()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
                         self.ws.close(CLOSE_SLOW_READER, "slow reader: resume from your last seq on a new socket"), 2

@@ -97,7 +97,13 @@ async def save_offer(conn: AsyncConnection, tenant_id: uuid.UUID | str, offer: O
     )
 
 
-def service_view(row, decimals: int) -> dict:
+def service_view(row, decimals: int, token: tuple[str | None, str] = (None, "")) -> dict:
+    """`token` (address, symbol): the configured token, so a price in it reads "0.01 USDC" (`price_text`);
+    a price in any other asset names the asset's address."""
+    address, symbol = token
+    asset = row["asset"]
+    named = symbol if address and symbol and asset.lower() == address.lower() else asset
+    price = format_amount(int(row["price_atomic"]), decimals)
     return {
         "id": str(row["id"]),
         "name": row["name"],
@@ -106,7 +112,8 @@ def service_view(row, decimals: int) -> dict:
         "tool": row["tool"],
         "description": row["description"],
         "asset": row["asset"],
-        "price": format_amount(int(row["price_atomic"]), decimals),
+        "price": price,
+        "price_text": f"{price} {named}",
         "price_atomic": str(int(row["price_atomic"])),
         "network": row["network"],
         "pay_to": row["pay_to"],

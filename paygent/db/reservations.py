@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.agents import load_agent_policy
 from paygent.db.schema import Amount, metadata, wallets
+from paygent.domain.money import ATOMIC, Unit
 from paygent.domain.spending import LimitRefusal, SpendingPolicy, check_static, check_velocity
 
 spending_policies = sa.Table(
@@ -79,13 +80,14 @@ async def reserve(
     amount_atomic: int,
     principal_id: uuid.UUID | None = None,
     budget: bool = False,
+    unit: Unit = ATOMIC,
 ) -> ReserveResult:
     """Idempotent per payment. Must run in a transaction: the wallet row lock serialises reservations against
     a wallet with velocity limits.
 
     When the payment was asked for by an agent (`principal_id` is an agent), the agent's own policy is checked
     in the same step, under the agent's row lock too, so the tighter of the two wins; its refusals are named
-    `agent:<limit>`. A disabled agent reserves nothing.
+    `agent:<limit>`. A disabled agent reserves nothing. `unit` says the amounts in a refusal ("7 USDC").
 
     `budget`: the amount is a budget for many payments to recipients not known yet (an x402 session): only the
     asset and the velocity limits apply now; the per-payment cap and recipient lists apply to each payment.
@@ -117,15 +119,9 @@ async def reserve(
         return ReserveResult(
             reserved=False, refusal=LimitRefusal(limit="agent:disabled", message="the agent is disabled")
         )
-    refusal = await _check(
-        conn, policy, reservations.c.wallet_id == wallet_id, to=to, asset=asset, amount_atomic=amount_atomic
+    refusal = await check_policies(
+        conn, policy, wallet_id, agent, agent_id, to=to, asset=asset, amount_atomic=amount_atomic, unit=unit
     )
-    if refusal is None and agent is not None:
-        refusal = await _check(
-            conn, agent[0], reservations.c.agent_id == agent_id, to=to, asset=asset, amount_atomic=amount_atomic
-        )
-        if refusal is not None:
-            refusal = LimitRefusal(limit=f"agent:{refusal.limit}", message=f"agent limit: {refusal.message}")
     if refusal is not None:
         return ReserveResult(reserved=False, refusal=refusal)
     await conn.execute(
@@ -149,11 +145,45 @@ def _for_budget(policy: SpendingPolicy, budget: bool) -> SpendingPolicy:
     )
 
 
+async def check_policies(
+    conn: AsyncConnection,
+    policy: SpendingPolicy,
+    wallet_id: uuid.UUID,
+    agent: tuple[SpendingPolicy, bool] | None,
+    agent_id: uuid.UUID | None,
+    *,
+    to: str,
+    asset: str,
+    amount_atomic: int,
+    unit: Unit = ATOMIC,
+) -> LimitRefusal | None:
+    """The wallet's policy, then the agent's (`agent:<limit>`): what `reserve` checks, and what a dry run
+    (MCP preview_payment) reads without reserving. Reads only."""
+    refusal = await _check(
+        conn, policy, reservations.c.wallet_id == wallet_id, to=to, asset=asset, amount_atomic=amount_atomic, unit=unit
+    )
+    if refusal is None and agent is not None and agent_id is not None:
+        refusal = await _check(
+            conn,
+            agent[0],
+            reservations.c.agent_id == agent_id,
+            to=to,
+            asset=asset,
+            amount_atomic=amount_atomic,
+            unit=unit,
+        )
+        if refusal is not None:
+            refusal = refusal.model_copy(
+                update={"limit": f"agent:{refusal.limit}", "message": f"agent limit: {refusal.message}"}
+            )
+    return refusal
+
+
 async def _check(
-    conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str, amount_atomic: int
+    conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str, amount_atomic: int, unit: Unit
 ) -> LimitRefusal | None:
     """One policy's rules; velocity counts what `scope` (a wallet, or an agent across wallets) holds or spent."""
-    refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic)
+    refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic, unit=unit)
     if refusal is not None or not policy.velocity:
         return refusal
     used: dict[str, int] = {}
@@ -171,7 +201,7 @@ async def _check(
                 )
             ).scalar_one()  # an aggregate: always one row
         )
-    return check_velocity(policy, used, amount_atomic)
+    return check_velocity(policy, used, amount_atomic, unit)
 
 
 async def settle_reservation(conn: AsyncConnection, payment_id: uuid.UUID, status: str) -> None:

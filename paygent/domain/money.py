@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
 from paygent.domain.errors import InvalidInput
@@ -50,3 +51,32 @@ def format_amount(atomic: int, decimals: int) -> str:
     whole, frac = divmod(abs(atomic), 10**decimals)
     frac_text = str(frac).rjust(decimals, "0").rstrip("0") if decimals else ""
     return f"{sign}{whole}.{frac_text}" if frac_text else f"{sign}{whole}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How to read a token's atomic amounts: its decimals and symbol ("USDC", 6)."""
+
+    decimals: int
+    symbol: str
+
+    def text(self, atomic: int) -> str:
+        return format_money(atomic, self.decimals, self.symbol)
+
+
+ATOMIC = Unit(0, "atomic units")  # when the token is unknown: still exact, and says what it is
+
+
+def format_money(atomic: int, decimals: int, symbol: str) -> str:
+    """7_000_000 with 6 decimals and USDC -> '7 USDC': how every message a person or a model reads says an
+    amount (JSON keeps the atomic figure beside it). Exact at any size: the digits of format_amount."""
+    return f"{format_amount(atomic, decimals)} {symbol}"
+
+
+def format_window(seconds: int) -> str:
+    """A rolling window as a person says it: 86400 -> '24 hours', 3600 -> 'hour', 604800 -> '7 days'."""
+    for size, name in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds % size == 0 and (name != "day" or seconds > 86400):
+            n = seconds // size
+            return name if n == 1 else f"{n} {name}s"
+    return f"{seconds} seconds"  # not reached (every int is a multiple of 1); mypy wants a return

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from paygent.domain.addresses import parse_address
 from paygent.domain.errors import InvalidInput
+from paygent.domain.money import ATOMIC, Unit
 
 DEFAULT_NETWORK = "eip155:31337"
 DEFAULT_MAX_VALIDITY_SECONDS = 3600
@@ -31,6 +32,13 @@ class X402Policy(BaseModel):
     recipient_denylist: list[str] = Field(default_factory=list)
     # how long the signed authorization may stay valid (EIP-3009 validBefore = now + maxTimeoutSeconds)
     max_validity_seconds: int = Field(DEFAULT_MAX_VALIDITY_SECONDS, gt=0)
+    # how the allowed asset's amounts read in a refusal ("0.06 USDC"); unset: atomic units
+    decimals: int | None = Field(None, ge=0)
+    symbol: str | None = None
+
+    @property
+    def unit(self) -> Unit:
+        return Unit(self.decimals, self.symbol) if self.decimals is not None and self.symbol else ATOMIC
 
 
 def requirement_amount(req: dict[str, Any]) -> int:
@@ -67,7 +75,8 @@ def refusal(req: dict[str, Any], policy: X402Policy) -> str | None:
     if amount <= 0:
         return "amount must be positive"
     if amount > policy.max_amount_atomic:
-        return f"amount {amount} exceeds the per-request cap {policy.max_amount_atomic} (atomic units)"
+        unit = policy.unit
+        return f"amount {unit.text(amount)} exceeds the per-request cap of {unit.text(policy.max_amount_atomic)}"
     if policy.recipient_allowlist is not None and not _same(pay_to, policy.recipient_allowlist):
         return f"recipient {pay_to} is not on the allowlist"
     if _same(pay_to, policy.recipient_denylist):

@@ -30,6 +30,7 @@ async def test_create_list_show_pay_rotate_disable_from_the_cli(api_url, dev, ap
     assert listed.returncode == 0 and name in listed.stdout and "owner alice" in listed.stdout, listed
     shown = await cli(api_url, alice, "agents", "show", agent_id)
     assert shown.returncode == 0 and '"per_payment_cap_atomic": 3000000' in shown.stdout, shown
+    assert '"summary": "at most 3 USDC a payment; at most 5 USDC per 24 hours (daily)"' in shown.stdout, shown
     refused = await cli(api_url, erin, "agents", "create", "nope")
     assert refused.returncode == 1 and "403" in refused.stderr and "admin role" in refused.stderr, refused
 
@@ -38,6 +39,7 @@ async def test_create_list_show_pay_rotate_disable_from_the_cli(api_url, dev, ap
     assert paid.returncode == 0 and "confirmed" in paid.stdout, (paid.stdout, paid.stderr)
     over = await cli(api_url, key, "pay", "--wallet", treasury, "--to", to, "--amount", "4")  # over its cap
     assert over.returncode == 1 and "refused agent:per_payment_cap" in over.stdout, (over.stdout, over.stderr)
+    assert "4 USDC exceeds the per-payment cap of 3 USDC" in over.stdout, over.stdout
     assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 2 * 10**6
 
     rotated = await cli(api_url, alice, "agents", "rotate-key", agent_id)

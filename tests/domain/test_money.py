@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paygent.domain.errors import InvalidInput
-from paygent.domain.money import format_amount, parse_amount
+from paygent.domain.money import Unit, format_amount, format_money, format_window, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,21 @@ def test_format_then_parse_round_trips(atomic, decimals):
     with localcontext() as ctx:
         ctx.prec = 100
         assert Decimal(format_amount(atomic, decimals)) == Decimal(atomic).scaleb(-decimals)
+
+
+def test_amounts_read_in_token_units_exactly():
+    assert format_money(7_000_000, 6, "USDC") == "7 USDC"
+    assert format_money(1, 6, "USDC") == "0.000001 USDC"
+    assert format_money(2**256 - 1, 6, "USDC").startswith(
+        "115792089237316195423570985008687907853269984665640564039457"
+    )
+    assert Unit(6, "USDC").text(102_000_000) == "102 USDC"
+    assert [format_window(s) for s in (1, 60, 90, 3600, 7200, 86400, 604800)] == [
+        "second",
+        "minute",
+        "90 seconds",
+        "hour",
+        "2 hours",
+        "24 hours",
+        "7 days",
+    ]

@@ -1,7 +1,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paygent.domain.spending import SpendingPolicy, VelocityLimit, check_static, check_velocity
+from paygent.domain.money import Unit
+from paygent.domain.spending import (
+    SpendingPolicy,
+    VelocityLimit,
+    check_static,
+    check_velocity,
+    describe_policy,
+    policy_view,
+)
 
 A = "0x52908400098527886E0F7030069857D2E4169EE7"
 B = "0x8617E340B3D01FA5F11F306F4090FD50E238070D".lower()
@@ -30,3 +38,28 @@ def test_velocity_refuses_exactly_when_the_sum_exceeds(used, amount, limit):
     assert (refusal is not None) == (used + amount > limit)
     if refusal:
         assert refusal.limit == "velocity:daily"
+
+
+def test_refusals_say_token_units_and_keep_the_atomic_figures():
+    usdc = Unit(6, "USDC")
+    policy = SpendingPolicy(
+        per_payment_cap_atomic=5_000_000,
+        velocity=[VelocityLimit(name="daily", window_seconds=86400, max_atomic=8 * 10**6)],
+    )
+    cap = check_static(policy, to=A, asset="USDC", amount_atomic=7_000_000, unit=usdc)
+    assert cap is not None and cap.message == "7 USDC exceeds the per-payment cap of 5 USDC"
+    assert cap.limit_atomic == 5_000_000
+    daily = check_velocity(policy, {"daily": 3_000_000}, 5_500_000, usdc)
+    assert daily is not None and daily.used_atomic == 3_000_000 and daily.limit_atomic == 8_000_000
+    assert (
+        daily.message
+        == "5.5 USDC would exceed the daily limit of 8 USDC per 24 hours: 3 USDC already used, 5 USDC left"
+    )
+    view = policy_view(policy, usdc)
+    assert view["per_payment_cap"] == "5" and view["velocity"][0]["max"] == "8"
+    assert (
+        view["summary"]
+        == describe_policy(policy, usdc)
+        == "at most 5 USDC a payment; at most 8 USDC per 24 hours (daily)"
+    )
+    assert describe_policy(SpendingPolicy(), usdc) == "no limits"

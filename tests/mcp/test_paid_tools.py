@@ -9,6 +9,9 @@ answer returns the same payment and pays nothing more.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -39,6 +42,16 @@ async def test_discovery_registers_offers_and_refuses_other_networks_and_assets(
         "/v1/paid-services/discover", headers=auth(dev), json={"url": paid_service["url"] + "/weather"}
     )
     assert weather.status_code == 200 and weather.json()["registered"][0]["price"] == "0.01"
+    assert weather.json()["registered"][0]["price_text"] == "0.01 USDC"  # the configured token, by its symbol
+    cmd = [sys.executable, "-m", "paygent.cli", "services", "list", "--api-url", api_url]
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [*cmd, "--api-key", dev["users"]["alice"]["api_key"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0 and "forecast: 0.01 USDC on eip155:31337 to " in listed.stdout, listed
     for path, rule in (
         ("/wrong-network", "network 'eip155:84532' is not allowed"),
         ("/unknown-asset", "is not an allowed asset"),

@@ -48,8 +48,6 @@ EXPLAINED: dict[str, str] = {
     "or Temporal refusing a start",
 }
 EXPLAINED_FOR: dict[tuple[str, str, str], str] = {
-    ("GET", "/readyz", "401"): "the key is optional there and the fuzzers' keys are valid: tests/ops/test_health.py "
-    "sends an invalid one",
     (
         "POST",
         "/v1/approvals/{approval_id}/delegate",

@@ -38,11 +38,18 @@ async def test_readyz_details_for_an_admin(http, dev):
     assert details["chain"]["info"].startswith("chain 31337 block ")
 
 
-async def test_readyz_refuses_details_to_a_key_without_the_admin_role(http, dev):
-    r = await http.get("/readyz", headers=auth(dev, "bob"))
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
-    r = await http.get("/readyz", headers={"Authorization": "Bearer not-a-key"})
-    assert r.status_code == 401
+async def test_readyz_answers_any_other_key_like_an_anonymous_probe(http, dev):
+    anonymous = await http.get("/readyz")
+    for headers in (
+        auth(dev, "bob"),  # an approver
+        auth(dev, "erin"),  # an auditor
+        {"Authorization": f"Bearer {dev['agents']['shopper']['api_key']}"},  # an agent
+        {"Authorization": "Bearer not-a-key"},
+        {"Authorization": "Basic bm9ib2R5"},
+    ):
+        r = await http.get("/readyz", headers=headers)
+        assert (r.status_code, r.json()) == (anonymous.status_code, anonymous.json()), (headers, r.text)
+        assert "details" not in r.json()
 
 
 async def test_redis_and_chain_down_is_degraded_but_ready(app_settings, temporal_env, dev):
@@ -69,4 +76,7 @@ async def test_postgres_down_is_not_ready(app_settings, temporal_env, dev):
         # a key cannot be checked without Postgres: the caller gets the summary, not an error
         r = await http.get("/readyz", headers=auth(dev, "alice"))
         assert r.status_code == 503 and "details" not in r.json()
+        for headers in (auth(dev, "bob"), {"Authorization": "Bearer not-a-key"}):  # the same 503, never 401/403
+            r = await http.get("/readyz", headers=headers)
+            assert r.status_code == 503 and r.json()["status"] == "unavailable", r.text
         assert (await http.get("/healthz")).status_code == 200

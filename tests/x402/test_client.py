@@ -85,8 +85,8 @@ async def test_without_replay_support_a_resend_is_refused_and_the_chain_tells(
 @pytest.mark.parametrize(
     "path, expected",
     [
-        ("/overcharge", "exceeds the per-request cap 50000"),
-        ("/premium", "amount 2000000 exceeds"),
+        ("/overcharge", "exceeds the per-request cap of 50000 atomic units"),
+        ("/premium", "amount 2000000 atomic units exceeds"),
         ("/wrong-network", "network 'eip155:84532' is not allowed"),
         ("/unknown-asset", "is not an allowed asset"),
         ("/legacy-v1", "network 'base-sepolia' is not allowed"),

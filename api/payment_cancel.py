@@ -1,0 +1,59 @@
+"""Cancelling a payment before it is signed, one way for every door (POST /v1/payments/{id}/cancel, the MCP
+tool cancel_payment): the requester or an admin asks the PaymentWorkflow's `cancel` Update, whose validator
+refuses once signing began (409 `not_cancellable` with the reason); the workflow releases the reservation and
+audits who cancelled and through which channel. A workflow already closed (by Temporal's own tools) answers
+409 with the state, never 500."""
+
+from __future__ import annotations
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from api.closed_workflows import closed_conflict, closed_status
+from api.deps import Deps
+from api.errors import ApiError
+from api.payment_service import readable_payment
+from paygent.db.accounts import Principal
+from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
+from paygent.domain.payment import PAYMENT_TERMINAL
+from workflows import payment_types as t
+
+
+async def cancel_payment(
+    d: Deps,
+    who: Principal,
+    payment_id: str,
+    *,
+    channel: Channel,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> dict:
+    """{id, status, failure_reason} once cancelled; 404 when not the caller's to see, 403 when not theirs to
+    cancel, 409 when already final, past signing, or its workflow closed."""
+    row = await readable_payment(d, who, payment_id)
+    if row["requested_by"] != who.user_id and not who.has_role("admin"):
+        raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
+    if row["status"] in PAYMENT_TERMINAL:
+        raise ApiError(409, "not_cancellable", f"payment is already {row['status']}")
+    handle = d.temporal.get_workflow_handle(row["workflow_id"])
+    try:
+        state = await handle.execute_update(
+            t.UPDATE_CANCEL,
+            t.PaymentCancelRequest(actor=who.actor, channel=channel, reason=reason),
+            id=request_id or None,
+            result_type=t.PaymentState,
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
+            raise ApiError(409, "not_cancellable", cause.message) from None
+        raise
+    except RPCError:
+        closed = await closed_status(d.temporal, row["workflow_id"])
+        if closed is None:
+            raise
+        now = await readable_payment(d, who, payment_id)
+        raise closed_conflict("payment", now["status"], closed) from None
+    return {"id": payment_id, "status": state.status, "failure_reason": state.failure_reason}
