@@ -43,7 +43,7 @@ class FetchBody(BaseModel):
     url: SafeText = Field(max_length=2000)
     method: SafeText = "GET"
     headers: dict[str, SafeText] = Field(default_factory=dict, max_length=50)
-    body: str | None = Field(None, max_length=2 * 1024 * 1024)
+    body: SafeText | None = Field(None, max_length=2 * 1024 * 1024, description="text, or base64 (body_encoding)")
     body_encoding: Literal["text", "base64"] = "text"
     max_amount: SafeText | None = Field(None, description="The most this request may pay (token units)")
 
