@@ -31,8 +31,8 @@ AMOUNT_ATOMIC = 10_000  # 0.01 USDC
 SIZING = {
     "PAYGENT_WORKER_ACTIVITY_SLOTS": "16",
     "PAYGENT_WORKER_LOCAL_ACTIVITY_SLOTS": "8",
-    "PAYGENT_DB_POOL_SIZE": "8",
-    "PAYGENT_DB_POOL_OVERFLOW": "4",
+    "PAYGENT_DB_POOL_SIZE": "6",
+    "PAYGENT_DB_POOL_OVERFLOW": "3",
 }
 FIRST_KILL_AT, SECOND_KILL_AT = 30, 90  # confirmed payments when each worker is killed
 FAILOVER_BOUND = 10 + 1 + 5  # heartbeat timeout + retry interval + a poll and this test's reading (test_follower)
