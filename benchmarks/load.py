@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/load.py payments --count 1000 --connections 50
     .venv/bin/python benchmarks/load.py approvals --count 2000
+    .venv/bin/python benchmarks/load.py scaling --workers 1,2,4 --count 300 --in-flight 40 --wallets 8
 
 `payments`: first two yardsticks on the same stack: bare Temporal (`--bare` workflows with one no-op activity,
 20 at a time, on a private task queue with an in-process worker) and Paygent with 20 payments in flight
@@ -16,6 +17,9 @@ ours: pids from $PAYGENT_HOME/run, children included).
 `approvals`: `count` payments that need one approver (the dev policy's 1-of-3 tier), all left waiting on
 their approval timers; then the worker's memory and `GET /v1/approvals?status=pending` latency as an
 approver at that size. The payments are cancelled at the end (their reservations released).
+
+`scaling`: payments/s with 1, 2 and 4 worker processes (`--workers`), each size on its own task queue with its
+own workers and API process; see benchmarks/scaling.py.
 Nothing here is a test: it prints figures for the README and the closing notes.
 """
 
@@ -281,16 +285,26 @@ async def approvals(dev: dict, count: int, connections: int, samples: int) -> di
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["payments", "approvals"])
+    parser.add_argument("what", choices=["payments", "approvals", "scaling"])
     parser.add_argument("--count", type=int, default=None, help="1000 payments / 2000 approvals")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--samples", type=int, default=100, help="pending-list requests timed")
     parser.add_argument("--reference", type=int, default=200, help="payments run 20 at a time for the ratio")
     parser.add_argument("--bare", type=int, default=200, help="bare 1-activity workflows for the bare-1 rate")
+    parser.add_argument("--workers", default="1,2,4", help="scaling: worker process counts, comma-separated")
+    parser.add_argument("--in-flight", type=int, default=40, help="scaling: payments in flight at once")
+    parser.add_argument("--wallets", type=int, default=8, help="scaling: paying wallets (nonces run per wallet)")
     ns = parser.parse_args()
     dev_json = json.loads(dev_json_path().read_text())
     if ns.what == "payments":
         out = asyncio.run(payments(dev_json, ns.count or 1000, ns.connections, ns.reference, ns.bare))
+    elif ns.what == "scaling":
+        from benchmarks.scaling import scaling
+
+        sizes = [int(n) for n in ns.workers.split(",")]
+        out = asyncio.run(scaling(dev_json, sizes, ns.count or 300, ns.in_flight, ns.wallets))
+        for run in out["runs"]:  # the figures first, then the whole record
+            print(f"{run['workers']} worker process(es): {run['payments_per_s']} payments/s ({out['label']})")
     else:
         out = asyncio.run(approvals(dev_json, ns.count or 2000, ns.connections, ns.samples))
     print(json.dumps(out, indent=2), flush=True)

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     worker_workflow_task_slots: int = Field(10, ge=1)
     worker_activity_slots: int = Field(200, ge=1)
     worker_local_activity_slots: int = Field(30, ge=1)  # at most the database pool (paygent/db/engine.py)
+    # Postgres connections per process (API or worker): kept `db_pool_size`, plus up to `db_pool_overflow` in a
+    # burst. Every API replica and worker process has its own pool, so a fleet needs processes x (size +
+    # overflow) below Postgres's max_connections (100 by default), or a pooler in between (docs/scaling.md).
+    db_pool_size: int = Field(20, ge=1)
+    db_pool_overflow: int = Field(10, ge=0)
     worker_workflow_cache: int = Field(4000, ge=0)
     worker_runs: Literal["all", "workflows", "activities"] = "all"
     log_level: str = "INFO"

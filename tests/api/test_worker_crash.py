@@ -19,8 +19,9 @@ from tests.api.helpers import create, new_recipient, payment_body, serve_api, to
 from tests.api.rpc_proxy import RpcProxy
 
 
-def _worker_process(settings) -> subprocess.Popen:
-    """`python -m workers.main` in its own process, configured only through the environment."""
+def _worker_process(settings, **extra_env: str) -> subprocess.Popen:
+    """`python -m workers.main` in its own process (and process group, as if on its own host), configured only
+    through the environment; `extra_env` adds or overrides variables (e.g. PAYGENT_WORKER_ACTIVITY_SLOTS)."""
     env = {
         **os.environ,
         "PAYGENT_DATABASE_URL": settings.database_url,
@@ -33,6 +34,7 @@ def _worker_process(settings) -> subprocess.Popen:
         "PAYGENT_LOG_LEVEL": "WARNING",
         "PAYGENT_WORKER_METRICS_ADDRESS": "",
         "PAYGENT_RECONCILE_INTERVAL_SECONDS": str(settings.reconcile_interval_seconds),
+        **extra_env,
     }  # a stack beside the tests holds the default metrics port
     return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, start_new_session=True)
 

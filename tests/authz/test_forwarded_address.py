@@ -22,6 +22,8 @@ from paygent.paths import REPO_ROOT
 from paygent.settings import Settings
 from tests.authz.test_rate_limits import from_address
 
+READY_SECONDS = 90  # a cold start imports a lot; on a machine busy with other suites it took over 30 s
+
 
 @asynccontextmanager
 async def paygent_api(app_settings, **env: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -48,16 +50,17 @@ async def paygent_api(app_settings, **env: str) -> AsyncIterator[httpx.AsyncClie
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            for _ in range(300):
+            deadline = asyncio.get_running_loop().time() + READY_SECONDS
+            while True:
                 assert proc.returncode is None, f"paygent api exited with {proc.returncode}"
                 try:
                     if (await http.get("/healthz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"paygent api did not answer /healthz within {READY_SECONDS} s")
                 await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("paygent api did not answer /healthz within 30 s")
             yield http
     finally:
         proc.terminate()

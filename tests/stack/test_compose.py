@@ -16,7 +16,8 @@ from paygent.settings import Settings
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("migrate", "provision", "worker", "api")
+APP_SERVICES = ("migrate", "provision", "worker", "worker-2", "api", "api-2")
+WORKERS, APIS = ("worker", "worker-2"), ("api", "api-2")
 NEEDED_ENV = (
     "DATABASE_URL",
     "PAYGENT_MIGRATE_DATABASE_URL",
@@ -89,7 +90,7 @@ def test_commands_exist_in_the_cli_and_run_in_order():
     assert SERVICES["migrate"]["command"] == ["paygent", "migrate"]
     deps = {s: SERVICES[s]["depends_on"] for s in APP_SERVICES}
     assert deps["provision"]["migrate"]["condition"] == "service_completed_successfully"
-    for s in ("worker", "api"):
+    for s in (*WORKERS, *APIS):
         assert deps[s]["provision"]["condition"] == "service_completed_successfully"
     assert {"temporal", "anvil", "redis"} <= set(deps["provision"])
 
@@ -119,3 +120,51 @@ def test_the_app_connects_as_its_own_role_and_migrations_as_the_owner():
     app_user = urlsplit(env["DATABASE_URL"]).username
     owner = urlsplit(env["PAYGENT_MIGRATE_DATABASE_URL"]).username
     assert app_user == "paygent_app" and owner == SERVICES["postgres"]["environment"]["POSTGRES_USER"] != app_user
+
+
+def test_two_workers_poll_one_task_queue():
+    """Scale-out (issue 23): a second worker, identical but for its name, on the same task queue."""
+    first, second = (SERVICES[w] for w in WORKERS)
+    assert first["command"] == second["command"] == ["paygent", "worker"]
+    assert first["environment"] == second["environment"]
+    assert first["environment"]["PAYGENT_TASK_QUEUE"] == "paygent"
+    assert "ports" not in first and "ports" not in second  # nothing on the host to collide
+    assert first["stop_grace_period"] == second["stop_grace_period"]
+    assert first["restart"] == second["restart"] == "unless-stopped"
+
+
+def test_two_api_replicas_share_everything_but_their_host_port():
+    """Two API replicas with no sticky routing: the same settings (one Redis for rate limits and the key cache,
+    one database for idempotency), one network name `api` for both, each on its own host port."""
+    first, second = (SERVICES[a] for a in APIS)
+    assert first["command"] == second["command"] and "--port" in first["command"]
+    container_port = int(first["command"][first["command"].index("--port") + 1])
+    assert first["environment"] == second["environment"]
+    assert "PAYGENT_RATE_LIMIT_PREFIX" not in first["environment"]  # the default: one namespace for both
+    host_ports = set()
+    for replica in (first, second):
+        assert replica["networks"]["default"]["aliases"] == ["api"]
+        (mapping,) = replica["ports"]
+        host, host_port, port = str(mapping).rsplit(":", 2)
+        assert host == "127.0.0.1" and int(port) == container_port
+        host_ports.add(int(host_port))
+        assert replica["healthcheck"]["test"] == first["healthcheck"]["test"]
+    assert host_ports == {8000, 8001}
+    assert urlsplit(first["environment"]["PAYGENT_API_URL"]).hostname == "api"  # either replica answers
+
+
+def test_postgres_takes_every_pool_at_once():
+    """Each worker and API process has its own pool (paygent/db/engine.py): their sum at full size, plus Temporal's
+    stores (auto-setup: up to 20 connections each for the default and visibility stores) and a few for
+    migrations and operators, fit under max_connections."""
+    command = SERVICES["postgres"]["command"]
+    max_connections = int(next(c.split("=", 1)[1] for c in command if c.startswith("max_connections=")))
+    defaults = Settings.model_fields
+    per_process = defaults["db_pool_size"].default + defaults["db_pool_overflow"].default
+    pools = 0
+    for name in (*WORKERS, *APIS):
+        env = SERVICES[name]["environment"]
+        size = int(env.get("PAYGENT_DB_POOL_SIZE", defaults["db_pool_size"].default))
+        overflow = int(env.get("PAYGENT_DB_POOL_OVERFLOW", defaults["db_pool_overflow"].default))
+        pools += size + overflow
+    assert per_process == 30 and pools + 2 * 20 + 10 <= max_connections, (pools, max_connections)
