@@ -62,9 +62,15 @@ def memory() -> dict:
 class Posted:
     """What the POSTs of one run met: how many were refused with 429 (each retried), and anything else."""
 
+    connections: int  # requests on the wire at once (the client's connections)
     too_many: int = 0  # 429 answers (retried after Retry-After, same Idempotency-Key)
     retry_after_waited_s: float = 0.0  # summed over clients
     errors: dict[str, int] = field(default_factory=dict)  # 5xx, other 4xx; timeouts and transport errors (retried)
+
+    def __post_init__(self) -> None:
+        # Requests wait for a connection here, not in httpx's pool: with thousands queued there, its
+        # assignment loop (quadratic in the queue) used the client's whole CPU and became the bottleneck.
+        self.gate = asyncio.Semaphore(self.connections)
 
     def count(self, name: str) -> None:
         self.errors[name] = self.errors.get(name, 0) + 1
@@ -76,14 +82,14 @@ async def post_until_accepted(
     """POST one payment as a well-behaved client does: a 429 is retried after its Retry-After (plus up to 0.5 s of
     jitter, so the refused clients do not come back as one wave) with the same Idempotency-Key, until accepted.
     A timeout or a dropped connection is retried the same way (counted). Returns (202 body, seconds from the
-    last POST to its 202, including the wait for one of the client's connections), or None for anything else
-    (counted)."""
+    last POST going out on a connection to its 202), or None for anything else (counted)."""
     key = str(uuid.uuid4())
     deadline = time.perf_counter() + give_up_s
     while True:
-        started = time.perf_counter()
         try:
-            r = await http.post("/v1/payments", json=body, headers={**headers, "Idempotency-Key": key})
+            async with posted.gate:
+                started = time.perf_counter()
+                r = await http.post("/v1/payments", json=body, headers={**headers, "Idempotency-Key": key})
         except httpx.TransportError as exc:  # the connection failed under us: counted, never hidden, and retried
             # with the same Idempotency-Key (the API answers a request it already recorded with the same payment)
             posted.count(f"{type(exc).__name__} (retried)")
@@ -102,23 +108,25 @@ async def post_until_accepted(
         await asyncio.sleep(wait)
 
 
-async def post_all(http: httpx.AsyncClient, bodies: list[dict], headers: dict) -> tuple[list, Posted, float]:
+async def post_all(
+    http: httpx.AsyncClient, bodies: list[dict], headers: dict, connections: int
+) -> tuple[list, Posted, float]:
     """POST every body at once (the client's connection limit bounds concurrency), each retried past its 429s:
     (accepted, what the POSTs met, seconds until the last was accepted)."""
-    posted = Posted()
+    posted = Posted(connections)
     started = time.perf_counter()
     results = await asyncio.gather(*(post_until_accepted(http, b, headers, posted) for b in bodies))
     return [r for r in results if r is not None], posted, time.perf_counter() - started
 
 
 async def pay_and_settle(
-    http: httpx.AsyncClient, temporal: Client, bodies: list[dict], headers: dict
+    http: httpx.AsyncClient, temporal: Client, bodies: list[dict], headers: dict, connections: int
 ) -> tuple[list, Posted, float, float]:
     """Every payment at once, each client posting (retrying its 429s) then waiting for its payment's workflow:
     (accepted with POST latency, what the POSTs met, seconds until the last was accepted, seconds until the
     last one finished). The wall time runs from the first POST to the last confirmation: a refused client's
     wait is part of it."""
-    posted = Posted()
+    posted = Posted(connections)
     accepted: list[tuple[dict, float]] = []
     last_accepted = 0.0
     waits = asyncio.Semaphore(50)  # result long-polls open at once on the Temporal client
@@ -197,7 +205,7 @@ async def payments(dev: dict, count: int, connections: int, reference: int, bare
     first_block = await w3.eth.block_number + 1
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60, limits=limits) as http:
-        got, posted, post_seconds, wall = await pay_and_settle(http, temporal, bodies, headers)
+        got, posted, post_seconds, wall = await pay_and_settle(http, temporal, bodies, headers, connections)
         latencies = [a[1] for a in got]
         accepted = [a[0] for a in got]
         statuses: dict[str, int] = {}
@@ -245,10 +253,9 @@ async def payments(dev: dict, count: int, connections: int, reference: int, bare
         "http_5xx": sum(n for k, n in posted.errors.items() if k.startswith("5")),
         "http_errors": posted.errors,
         "accepted": len(accepted),
-        # the accepted POST's latency, including its wait for one of the `connections` client connections
-        # (with count >> connections, most of it is that queue)
-        "post_202_with_client_queue_p50_ms": round(pct(latencies, 0.5)),
-        "post_202_with_client_queue_p95_ms": round(pct(latencies, 0.95)),
+        # the accepted POST's latency from when it went out on one of the `connections` connections
+        "post_202_p50_ms": round(pct(latencies, 0.5)),
+        "post_202_p95_ms": round(pct(latencies, 0.95)),
         "all_accepted_seconds": round(post_seconds, 1),
         "all_settled_seconds": round(wall, 1),
         "statuses": statuses,
@@ -316,7 +323,7 @@ async def approvals(dev: dict, count: int, connections: int, samples: int, keep:
     limits = httpx.Limits(max_connections=connections)
     engine = create_async_engine(async_url(dev["migrate_database_url"]))
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60, limits=limits) as http:
-        accepted, posted, post_seconds = await post_all(http, bodies, alice)
+        accepted, posted, post_seconds = await post_all(http, bodies, alice, connections)
         ids = [a[0]["id"] for a in accepted]
         started = time.perf_counter()
         while True:  # parked: every approval recorded as pending
