@@ -418,8 +418,8 @@ def main() -> None:
     dev = json.loads(dev_json_path().read_text())
     port = free_port()
     env = stack_api_env()
-    if ns.pool:
-        env["BENCH_POOL"] = str(ns.pool)
+    if ns.pool:  # BENCH_POOL for checkouts with module constants, PAYGENT_DB_POOL_* where they are settings
+        env.update(BENCH_POOL=str(ns.pool), PAYGENT_DB_POOL_SIZE=str(ns.pool), PAYGENT_DB_POOL_OVERFLOW=str(ns.pool))
     if ns.task_queue:  # payments started where no worker runs them: admission must not refuse them either
         env.update(PAYGENT_TASK_QUEUE=ns.task_queue, PAYGENT_MAX_PAYMENTS_IN_FLIGHT="1000000")
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
