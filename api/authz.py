@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import principal
 from api.errors import ApiError
-from paygent.db.accounts import Principal, get_wallet
-from paygent.db.grants import SPEND, has_grant
+from paygent.db.accounts import Principal, get_wallet_granted
+from paygent.db.grants import SPEND
 from paygent.domain.errors import InvalidInput
 
 
@@ -123,10 +123,10 @@ def not_found(what: str) -> ApiError:
 async def spendable_wallet(conn: AsyncConnection, who: Principal, wallet_id: uuid.UUID):
     """The wallet if the caller may spend from it: the tenant's, and a `spend` grant on it; else 4xx naming
     `wallet_id` (another tenant's wallet looks exactly like a missing one)."""
-    wallet = await get_wallet(conn, who.tenant_id, wallet_id)
+    wallet = await get_wallet_granted(conn, who.tenant_id, wallet_id, who.user_id, SPEND)  # one round trip
     if wallet is None:
         raise InvalidInput("wallet_id", "no such wallet")
-    if not await has_grant(conn, who.user_id, wallet.id, SPEND):
+    if not wallet.granted:
         raise ApiError(
             403, "forbidden", f"wallet_id: {who.actor} holds no spend grant on wallet {wallet.name}", "wallet_id"
         )

@@ -86,14 +86,16 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
         raise InvalidInput("wallet_id", "must be a UUID") from None
     mcp_call = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments} if spec.mcp_tool else None
     payment_id = payment_id_for(who, idempotency_key)
+    if d.admission is not None:
+        # The workers have enough to run: 429 before any database work, so that shedding load is cheap (under a
+        # burst most answers are 429s; issue 18). Nothing is recorded or started either way.
+        await d.admission.admit()
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
         try:
             checked = await check_payment_input(d.settings, spec.fields(), payer=wallet.address)
         except AssetUnavailable as exc:
             raise ApiError(503, "asset_unavailable", str(exc), exc.field) from None
-        if d.admission is not None:  # the workers have enough to run: 429, and the transaction writes nothing
-            await d.admission.admit()
         recorded = await record_payment(
             conn,
             NewPayment(

@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.crypto import hash_api_key, new_api_key, seal, unseal
-from paygent.db.schema import tenants, users, wallets
+from paygent.db.schema import tenants, users, wallet_grants, wallets
 
 HUMAN, AGENT = "human", "agent"
 
@@ -124,6 +124,33 @@ async def get_wallet(conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uui
             sa.select(wallets.c.id, wallets.c.name, wallets.c.address, wallets.c.tenant_id, wallets.c.created_at).where(
                 wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id
             )
+        )
+    ).first()
+
+
+async def get_wallet_granted(
+    conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uuid.UUID, user_id: uuid.UUID, permission: str
+):
+    """`get_wallet`'s row plus `granted`: whether `user_id` holds `permission` on it; one round trip."""
+    granted = (
+        sa.select(sa.literal(True))
+        .where(
+            wallet_grants.c.user_id == user_id,
+            wallet_grants.c.wallet_id == wallets.c.id,
+            wallet_grants.c.permission == permission,
+        )
+        .exists()
+    )
+    return (
+        await conn.execute(
+            sa.select(
+                wallets.c.id,
+                wallets.c.name,
+                wallets.c.address,
+                wallets.c.tenant_id,
+                wallets.c.created_at,
+                granted.label("granted"),
+            ).where(wallets.c.id == wallet_id, wallets.c.tenant_id == tenant_id)
         )
     ).first()
 

@@ -67,12 +67,12 @@ async def append_audit(
     if channel not in AUDIT_CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(Channel)}, not {channel!r}")
     chain = _chain_for_transaction(conn, chain_of(str(tenant_id) if tenant_id else None, subject_type, str(subject_id)))
-    await conn.execute(
-        sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:chain))"), {"c": _AUDIT_LOCK_CLASS, "chain": chain}
+    # One round trip: the function takes the chain's lock, then reads the head in a statement of its own, whose
+    # snapshot has the previous holder's commit (migration 0019). SECURITY DEFINER, since row-level security
+    # would hide a system row from a tenant.
+    prev = await conn.scalar(
+        sa.text("SELECT paygent_audit_lock_chain_head(:c, :chain)"), {"c": _AUDIT_LOCK_CLASS, "chain": chain}
     )
-    # a statement of its own, after the lock: it reads a snapshot that has the previous holder's commit.
-    # Through a SECURITY DEFINER function, since row-level security would hide a system row from a tenant.
-    prev = await conn.scalar(sa.text("SELECT paygent_audit_chain_head(:chain)"), {"chain": chain})
     fields = AuditFields(
         tenant_id=str(tenant_id) if tenant_id else None,
         at=at or datetime.now(UTC),
