@@ -74,8 +74,36 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):
+        if database_refused_connection(exc):
+            # Postgres full (its connection slots, or the role's limit) or starting up: nothing was done, and
+            # the same request will work in a moment, so say so rather than a 500 the client must not retry
+            log.warning("database refused a connection: %s", type(exc).__name__)
+            return JSONResponse(
+                error_body("database_busy", "the database is not accepting connections now; retry shortly"),
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         log.exception("internal error")
         return JSONResponse(error_body("internal_error", "internal error; see the server log"), status_code=500)
+
+
+# SQLSTATEs of a refused connection: too_many_connections, cannot_connect_now (starting up or shutting down)
+REFUSED_CONNECTION_STATES = frozenset({"53300", "57P03"})
+
+
+def database_refused_connection(exc: BaseException) -> bool:
+    """Whether Postgres refused the connection (asyncpg's error, however SQLAlchemy wrapped it)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if getattr(err, "sqlstate", None) in REFUSED_CONNECTION_STATES:
+            return True
+        todo += [err.__cause__, err.__context__, getattr(err, "orig", None)]
+    return False
 
 
 class BodyTooLarge(StarletteHTTPException):

@@ -188,6 +188,7 @@ STANDARD_ANSWERS = {
     413: "the body is larger than the server's limit (chunked or not)",
     422: "a field is invalid: `error.field` names it, `error.message` says why",
     429: "rate limited (per API key, per address, or after failed authentications): retry after `Retry-After`",
+    503: "the database is not accepting connections now (`database_busy`): nothing was done, retry after `Retry-After`",
 }
 SSE_PATHS = {"/v1/agent-runs/{run_id}/events"}
 # OpenAPI describes HTTP only; the WebSocket is described beside the paths, where HTTP clients and fuzzers
@@ -274,7 +275,9 @@ def _complete(op: dict[str, Any], path: str, method: str) -> None:
             "required": True,
             "content": {"application/json": {"schema": _ref(DOCUMENTED_BODIES[key])}},
         }
-    errors = {**_auth_errors(op, path), **_input_errors(op), **EXTRA_ANSWERS.get(key, {})}
+    errors = {**_auth_errors(op, path), **_input_errors(op)}
+    for status, description in EXTRA_ANSWERS.get(key, {}).items():  # a route's own 503 adds to the standard one
+        errors[status] = f"{description}; or {errors[status]}" if status in errors else description
     answers = op.setdefault("responses", {})
     answers.pop("422", None)  # FastAPI's, in its own shape
     for status, description in errors.items():
@@ -282,8 +285,10 @@ def _complete(op: dict[str, Any], path: str, method: str) -> None:
             "description": description,
             "content": {"application/json": {"schema": _ref(ErrorBody)}},
         }
-    if "429" in answers:
-        answers["429"]["headers"] = {
+    for status in ("429", "503"):
+        if status not in answers:
+            continue
+        answers[status]["headers"] = {
             "Retry-After": {
                 "description": "seconds until a retry can succeed",
                 "schema": {"type": "integer", "minimum": 1},
@@ -322,7 +327,7 @@ def _auth_errors(op: dict[str, Any], path: str) -> dict[int, str]:
     if public:
         op["description"] = f"{op.get('description', '')}\n\nNo key needed: {OPTIONAL_AUTH_PATHS[path]}."
         return {}  # a key only adds to the answer: never a 401, 403 or 429 here
-    return {status: STANDARD_ANSWERS[status] for status in (401, 403, 429)}
+    return {status: STANDARD_ANSWERS[status] for status in (401, 403, 429, 503)}
 
 
 def _input_errors(op: dict[str, Any]) -> dict[int, str]:

@@ -104,7 +104,7 @@ async def post_until_accepted(
             continue
         if r.status_code == 202:
             return r.json(), time.perf_counter() - started
-        if r.status_code != 429 or time.perf_counter() > deadline:
+        if r.status_code not in (429, 503) or time.perf_counter() > deadline:  # 503: the database was full
             posted.count(str(r.status_code))
             return None
         posted.too_many += 1
