@@ -26,7 +26,7 @@ from paygent.db.agent_schema import agent_llm_steps, agent_runs
 from paygent.db.agent_transcript import insert_message, load_chat
 from paygent.db.audit import append_audit
 from paygent.db.schema import audit_log
-from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import LlmRequest, LlmResponse
@@ -150,7 +150,7 @@ class AgentStepActivities:
     async def emit_event(self, event: EmitEvent) -> None:
         async with self.engine.begin() as conn:
             payload = await record_event(conn, event)
-            if event.type == EventType.agent_failed and event.data.get("status") == RunStatus.cancelled:
+            if event.type == RunEventType.agent_failed and event.data.get("status") == RunStatus.cancelled:
                 await self._audit_temporal_cancel(conn, event)
         await self._publish(payload)
 
@@ -201,7 +201,7 @@ class AgentStepActivities:
                 EmitEvent(
                     run_id=rec.run_id,
                     seq=rec.seq,
-                    type=EventType.tool_completed,
+                    type=RunEventType.tool_completed,
                     data={
                         "step": rec.step,
                         "tool_call_id": rec.call.id,

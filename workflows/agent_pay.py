@@ -33,7 +33,7 @@ from temporalio.exceptions import (
 )
 
 from paygent import search_attributes as sa
-from paygent.domain.agent_run import EventType
+from paygent.domain.agent_run import RunEventType
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.payment import (
     PAYMENT_PAST_APPROVAL,
@@ -142,7 +142,7 @@ class RunHost(Protocol):
     inp: t.AgentRunInput
     payment_news: dict[str, list[pt.PaymentProgress]]  # pushed by child payments, by payment id
 
-    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
+    async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
 
     def check_cancelled(self) -> None: ...
 
@@ -187,7 +187,7 @@ class PaymentTool:
             status = await self._cancel(payment_id, "the agent run was cancelled")
             if self._awaiting is not None:  # close the approval the stream announced
                 await self.run.emit(
-                    EventType.approval_decided,
+                    RunEventType.approval_decided,
                     {**self._awaiting, "status": status.status, "decision": self._decision(status)},
                     honour_cancel=False,
                 )
@@ -249,11 +249,11 @@ class PaymentTool:
                 break
             if status.status in PAYMENT_WAITING and not asked:
                 asked, self._awaiting = True, bound
-                await self.run.emit(EventType.approval_requested, {**bound, "status": status.status})
+                await self.run.emit(RunEventType.approval_requested, {**bound, "status": status.status})
             elif asked and not decided and status.status not in PAYMENT_WAITING:
                 decided, self._awaiting = True, None
                 await self.run.emit(
-                    EventType.approval_decided,
+                    RunEventType.approval_decided,
                     {**bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)},
                 )
             if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
@@ -263,7 +263,7 @@ class PaymentTool:
         if asked and not decided:
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided,
+                RunEventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
             )
         return final
@@ -303,7 +303,7 @@ class PaymentTool:
         if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided,
+                RunEventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
             )
         return final
@@ -315,12 +315,12 @@ class PaymentTool:
             if a.change in ("opened", "edited"):
                 self._awaiting = bound
                 await self.run.emit(
-                    EventType.approval_requested,
+                    RunEventType.approval_requested,
                     {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
                 )
             elif a.change in ("approved", "revoked"):
                 await self.run.emit(
-                    EventType.approval_progress,
+                    RunEventType.approval_progress,
                     {
                         **ids,
                         "decision": a.change,
@@ -335,13 +335,13 @@ class PaymentTool:
         if p.status == PaymentStatus.time_locked:
             until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
             await self.run.emit(
-                EventType.payment_time_locked,
+                RunEventType.payment_time_locked,
                 {**ids, "until": until, "approved_by": a.approved_by if a is not None else []},
             )
         elif self._awaiting is not None and p.status not in PAYMENT_WAITING:
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
+                RunEventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
             )
 
     @staticmethod

@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from paygent import search_attributes as sa
-from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
@@ -83,7 +83,7 @@ class AgentRunWorkflow:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(
-                EventType.agent_started,
+                RunEventType.agent_started,
                 {
                     "thread_id": inp.thread_id,
                     "message_id": inp.message_id,
@@ -103,7 +103,7 @@ class AgentRunWorkflow:
                 workflow.continue_as_new(inp.model_copy(update={"next_step": step, "next_seq": self._seq}))
             self._step = step
             workflow.set_current_details(f"Step {step}: thinking")
-            await self.emit(EventType.agent_thinking, {"step": step, "status": "started"})
+            await self.emit(RunEventType.agent_thinking, {"step": step, "status": "started"})
             try:
                 result: t.LlmStepResult = await workflow.execute_activity(
                     t.ACT_LLM_STEP,
@@ -120,7 +120,7 @@ class AgentRunWorkflow:
                     raise
                 await self._fail(f"LLM step {step} failed: {failure_reason(err)}", step)
             await self.emit(
-                EventType.agent_thinking,
+                RunEventType.agent_thinking,
                 {
                     "step": step,
                     "status": "answered",
@@ -134,7 +134,7 @@ class AgentRunWorkflow:
             )
             if not result.tool_calls or not inp.tools:  # a chat turn never runs a tool, whatever the model says
                 await self.emit(
-                    EventType.agent_completed,
+                    RunEventType.agent_completed,
                     {"message_id": result.message_id, "steps": step, "understood": result.understood},
                 )
                 self._finish(RunStatus.completed, f"Answered in {step} step(s)")
@@ -149,7 +149,7 @@ class AgentRunWorkflow:
         inp = self.inp
         workflow.set_current_details(f"Step {step}: running {call.name}")
         await self.emit(
-            EventType.tool_executing,
+            RunEventType.tool_executing,
             {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments},
         )
         if call.name in PAYING_TOOLS:
@@ -189,7 +189,7 @@ class AgentRunWorkflow:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
+    async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
             t.ACT_EMIT,
@@ -198,11 +198,11 @@ class AgentRunWorkflow:
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=kind,
         )
-        if kind == EventType.approval_requested:
+        if kind == RunEventType.approval_requested:
             self._status = RunStatus.awaiting_approval
-        elif kind == EventType.payment_time_locked:
+        elif kind == RunEventType.payment_time_locked:
             self._status = RunStatus.time_locked
-        elif kind == EventType.approval_decided:
+        elif kind == RunEventType.approval_decided:
             self._status = RunStatus.running
         if honour_cancel:
             self.check_cancelled()
@@ -217,7 +217,7 @@ class AgentRunWorkflow:
 
     async def _fail(self, error: str, step: int) -> None:
         self._cancelling = True  # the run is ending: a late cancel must not add a second terminal event
-        await self.emit(EventType.agent_failed, {"status": RunStatus.failed, "error": error, "step": step})
+        await self.emit(RunEventType.agent_failed, {"status": RunStatus.failed, "error": error, "step": step})
         self._finish(RunStatus.failed, error)
         raise ApplicationError(error, type=ErrorType.agent_run_failed, non_retryable=True)
 
@@ -226,7 +226,7 @@ class AgentRunWorkflow:
         reason = workflow.cancellation_reason() or ""
         error = "cancelled" + (f": {reason}" if reason else "")
         await self.emit(
-            EventType.agent_failed,
+            RunEventType.agent_failed,
             {"status": RunStatus.cancelled, "error": error, "step": self._step, **self._cancel_note},
         )
         self._finish(RunStatus.cancelled, error)

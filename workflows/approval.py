@@ -47,9 +47,11 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_TIMELOCKED,
         WORKFLOW_NAME,
         ApprovalEvent,
+        ApprovalEventType,
         ApprovalInput,
         ApprovalOutcome,
         ApprovalProgress,
+        ApprovalProgressChange,
         ApprovalView,
         ApproveRequest,
         CancelRequest,
@@ -59,8 +61,6 @@ with workflow.unsafe.imports_passed_through():
         DecisionResult,
         DelegateRequest,
         EditRequest,
-        EventType,
-        ProgressChange,
         RejectRequest,
         RevokeRequest,
         WebhookDelivery,
@@ -70,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
 
-PROGRESS_CHANGES: dict[Decision, ProgressChange] = {
+PROGRESS_CHANGES: dict[Decision, ApprovalProgressChange] = {
     Decision.approve: "approved",
     Decision.revoke: "revoked",
     Decision.edit: "edited",
@@ -220,7 +220,7 @@ class ApprovalWorkflow:
         """Approvals opened before the progress patch keep their old command sequence when replayed."""
         return workflow.info().parent is not None and workflow.patched(PATCH_PROGRESS)
 
-    async def _tell_parent(self, change: ProgressChange, actor: str | None) -> None:
+    async def _tell_parent(self, change: ApprovalProgressChange, actor: str | None) -> None:
         """Push who must act and how far the approval got to the parent payment (which tells its agent run).
 
         Caller holds the lock, so the parent receives the changes in the order they happened. Best effort: a
@@ -230,7 +230,7 @@ class ApprovalWorkflow:
         if progress is not None:
             await self._send_progress(progress)
 
-    def _progress(self, change: ProgressChange, actor: str | None) -> ApprovalProgress | None:
+    def _progress(self, change: ApprovalProgressChange, actor: str | None) -> ApprovalProgress | None:
         return progress_of(self._state, change, actor) if self._pushes_progress() else None
 
     async def _send_progress(self, progress: ApprovalProgress) -> None:
@@ -551,7 +551,7 @@ class ApprovalWorkflow:
             await write  # an audit write is never abandoned: the cancellation is seen once it has landed
             raise
 
-    def _notify_later(self, event_type: EventType) -> None:
+    def _notify_later(self, event_type: ApprovalEventType) -> None:
         """Notifications run beside the decision flow; the workflow gathers them before it ends."""
         view = self._view()  # the state as of now, not as of when the activity runs
         event = ApprovalEvent(

@@ -603,7 +603,7 @@ class PaymentWorkflow:
         self._upsert_status()
         await self._tell_parent("status")
 
-    async def _tell_parent(self, change: t.ProgressChange, approval: at.ApprovalProgress | None = None) -> None:
+    async def _tell_parent(self, change: t.PaymentProgressChange, approval: at.ApprovalProgress | None = None) -> None:
         """Push this change to the workflow that started the payment (an agent run), so it never polls.
 
         Awaited, so the parent receives changes in order and before the payment's result. Payments started

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
@@ -25,16 +24,16 @@ from paygent.db.schema import webhooks
 from paygent.domain.channels import Channel
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
+from workflows.approval_types import ApprovalEventType
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 ADMIN = allow(Role.admin)
-EventType = Literal["approval.requested", "approval.decided"]
 
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: SafeText = Field(max_length=2000)
-    events: list[EventType] = Field(default_factory=list, description="empty: every event type")
+    events: list[ApprovalEventType] = Field(default_factory=list, description="empty: every event type")
 
 
 def _view(row) -> dict:

@@ -19,7 +19,7 @@ from paygent.db.agent_events import record_event
 from paygent.db.agent_schema import agent_events, agent_runs
 from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, payment_transactions, payments
-from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, RunEventType, RunStatus
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.channels import Channel
 from paygent.domain.orphans import PaymentVerdict, Reservation
@@ -175,7 +175,7 @@ async def end_run(
         EmitEvent(
             run_id=run_id,
             seq=(last or 0) + 1,
-            type=EventType.agent_failed,
+            type=RunEventType.agent_failed,
             data={"status": status, "error": reason, "swept": True},
         ),
     )
