@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
+from api.run_service import create_thread, owned_thread
 from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs, messages, threads
 from paygent.db.agent_transcript import message_view
@@ -38,45 +39,11 @@ class ThreadCreate(BaseModel):
     title: SafeText | None = Field(None, min_length=1, max_length=200)
 
 
-def parse_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-async def owned_thread(conn: AsyncConnection, who: Principal, thread_id: str | uuid.UUID | None, *, lock: bool = False):
-    """The thread if the caller owns it, else None (missing, another user's, another tenant's: all alike)."""
-    tid = thread_id if isinstance(thread_id, uuid.UUID) else parse_id(thread_id or "")
-    if tid is None:
-        return None
-    query = sa.select(threads).where(
-        threads.c.id == tid, threads.c.tenant_id == who.tenant_id, threads.c.user_id == who.user_id
-    )
-    return (await conn.execute(query.with_for_update() if lock else query)).mappings().first()
-
-
 async def thread_or_404(conn: AsyncConnection, who: Principal, thread_id: str, *, lock: bool = False):
     row = await owned_thread(conn, who, thread_id, lock=lock)
     if row is None:
         raise ApiError(404, "not_found", "thread not found")
     return row
-
-
-async def create_thread(conn: AsyncConnection, who: Principal, title: str, channel: Channel = Channel.api) -> uuid.UUID:
-    thread_id = uuid.uuid4()
-    await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id, title=title))
-    await append_audit(
-        conn,
-        tenant_id=who.tenant_id,
-        actor=who.actor,
-        channel=channel,
-        action="thread.created",
-        subject_type="thread",
-        subject_id=str(thread_id),
-        data={"title": title},
-    )
-    return thread_id
 
 
 def thread_view(row) -> dict:
