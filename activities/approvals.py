@@ -31,7 +31,6 @@ from paygent.domain.channels import CLAIMABLE, Channel
 from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
-from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import (
     ACT_LOAD_POLICY,
     ACT_PUBLISH,
@@ -45,7 +44,6 @@ from workflows.approval_types import (
 )
 from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest
 
-APPROVAL_WORKFLOWS = [ApprovalWorkflow]
 SIGNATURE_HEADER = "X-Paygent-Signature"
 
 
