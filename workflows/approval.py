@@ -23,6 +23,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.activity_options import NOTIFY_RETRY
+from workflows.deadline import wait_until
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -174,19 +175,14 @@ class ApprovalWorkflow:
         return outcome_of(self._state)
 
     async def _wait_for_decision(self) -> None:
-        """The updatable-timer shape: an edit moves the deadline, so wait on the deadline we started with."""
-        deadline = self._state.expires_at
-        remaining = (deadline - workflow.now()).total_seconds()
-        if remaining > 0:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.status != ApprovalStatus.pending or self._state.expires_at != deadline,
-                    timeout=remaining,
-                    timeout_summary=f"approval deadline {rules.fmt_time(deadline)}",
-                )
-                return
-            except TimeoutError:
-                pass
+        """An edit moves the deadline: the wait wakes, and the next pass waits on the new one."""
+        passed = await wait_until(
+            lambda: self._state.expires_at,
+            lambda: self._state.status != ApprovalStatus.pending,
+            summary=lambda deadline: f"approval deadline {rules.fmt_time(deadline)}",
+        )
+        if not passed:
+            return
         async with self._lock:  # a handler in flight finishes first; expire() re-checks status and deadline
             await self._followed_up()
             rules.expire(self._state, workflow.now())
@@ -196,17 +192,13 @@ class ApprovalWorkflow:
         assert until is not None
         await self._tell_parent_timelocked(until)
         self._honour_cancel()  # a cancel consumed by that Signal's await must not let the time-lock approve
-        remaining = (until - workflow.now()).total_seconds()
-        if remaining > 0:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.status != ApprovalStatus.time_locked,
-                    timeout=remaining,
-                    timeout_summary=f"time-lock until {until:%H:%M} UTC",
-                )
-                return
-            except TimeoutError:
-                pass
+        passed = await wait_until(
+            lambda: until,
+            lambda: self._state.status != ApprovalStatus.time_locked,
+            summary=lambda at: f"time-lock until {at:%H:%M} UTC",
+        )
+        if not passed:
+            return
         async with self._lock:
             await self._followed_up()
             rules.end_timelock(self._state, workflow.now())
