@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_tools import validation_message
@@ -31,7 +30,7 @@ from paygent.db.paid_services import find_service
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import payments
 from paygent.domain.channels import Channel
-from paygent.domain.errors import ErrorType, InvalidInput
+from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PaymentKind, PaymentStatus, payment_workflow_id
 from paygent.domain.text import SafeText
@@ -39,6 +38,7 @@ from paygent.payment_input import DecimalText, PaymentFields, check_payment_inpu
 from paygent.settings import Settings
 from workflows import agent_types as t
 from workflows import payment_types as pt
+from workflows.payment_client import CancelRefused, request_cancel
 
 
 class PayArgs(BaseModel):
@@ -187,21 +187,18 @@ class AgentPaymentActivities:
     @activity.defn(name=t.ACT_CANCEL_PAYMENT)
     async def cancel_payment(self, c: t.CancelPayment) -> t.PaymentSnapshot:
         """Ask the payment to cancel; returns its status afterwards (still moving if it was already signed)."""
-        handle = self.client.get_workflow_handle(payment_workflow_id(c.payment_id))
         try:
-            state = await handle.execute_update(
-                pt.UPDATE_CANCEL,
+            state = await request_cancel(
+                self.client,
+                payment_workflow_id(c.payment_id),
                 pt.PaymentCancelRequest(actor=c.actor, channel=Channel.temporal, reason=c.reason),
-                id=f"agent-cancel-{c.payment_id}",
-                result_type=pt.PaymentState,
+                update_id=f"agent-cancel-{c.payment_id}",
             )
             return t.PaymentSnapshot(
                 payment_id=c.payment_id, status=state.status, tx_hash=state.tx_hash, failure_reason=state.failure_reason
             )
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable):
-                raise
+        except CancelRefused:
+            pass  # signing began: the payment goes on, its status says where it stands
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 await self._cancel_unstarted(c)
