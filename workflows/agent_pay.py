@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -51,7 +51,7 @@ from workflows import payment_types as pt
 from workflows.activity_options import DATABASE, DB_RETRY
 
 with workflow.unsafe.imports_passed_through():
-    from paygent.domain.money import format_amount, format_money
+    from paygent.domain.money import format_amount
 
 FIRST_POLL = timedelta(seconds=1)
 # Polls back off to 10 minutes: an 8-day wait then costs ~1,200 polls (~12k history events, far below the 50k
@@ -212,7 +212,8 @@ class PaymentTool:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                search_attributes=TypedSearchAttributes(_start_attributes(req)),
+                # the attributes are part of the start-child command: PaygentAmountText behind its patch
+                search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(t.PATCH_AMOUNT_TEXT)),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
                 + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
                 static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
@@ -378,17 +379,3 @@ class PaymentTool:
             retry_policy=DB_RETRY,
             summary="Cancel the payment",
         )
-
-
-def _start_attributes(req: PaymentRequest) -> list[SearchAttributePair[Any]]:
-    """A child payment's search attributes, as the API's starts set them (paygent/payment_start.py)."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.STATUS, PaymentStatus.pending),
-        SearchAttributePair(sa.TENANT, req.tenant_id),
-        SearchAttributePair(sa.KIND, req.kind),
-        SearchAttributePair(sa.ASSET, req.asset),
-        SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, sa.INT64_MAX)),
-    ]
-    if workflow.patched(t.PATCH_AMOUNT_TEXT):  # the attributes are part of the start-child command
-        pairs.append(SearchAttributePair(sa.AMOUNT_TEXT, format_money(req.amount_atomic, req.decimals, req.asset)))
-    return pairs
