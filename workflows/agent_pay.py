@@ -26,7 +26,6 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     ChildWorkflowError,
     WorkflowAlreadyStartedError,
     is_cancelled_exception,
@@ -49,6 +48,7 @@ from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
 from workflows.activity_options import DATABASE, DB_RETRY
+from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.money import format_amount
@@ -60,17 +60,6 @@ FIRST_POLL = timedelta(seconds=1)
 MAX_POLL = timedelta(minutes=10)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 PAYING_TOOLS = frozenset({"pay", "x402_fetch", "call_paid_tool"})  # call_paid_tool: x402 over MCP
-
-
-def failure_reason(err: BaseException) -> str:
-    """The innermost cause's message (and error type), for a human and for the model."""
-    cause: BaseException = err
-    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
-        cause = cause.cause
-    message = getattr(cause, "message", None) or str(cause)
-    if isinstance(cause, ApplicationError) and cause.type:
-        return f"{message} [{cause.type}]"
-    return message
 
 
 def decision_of(status: str, reason: str | None) -> str:

@@ -29,7 +29,8 @@ from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
 from workflows.activity_options import DATABASE
-from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
+from workflows.agent_pay import PAYING_TOOLS, PaymentTool
+from workflows.failures import failure_reason
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

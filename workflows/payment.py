@@ -45,6 +45,7 @@ from workflows.activity_options import (
     X402_SIGN,
 )
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
+from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -156,7 +157,7 @@ class PaymentWorkflow:
                 # reservation released and the status change audited (by payments.mark_status).
                 if not _final_failure(err) or self._state.status in PAYMENT_TERMINAL:
                     raise
-                await self._end(PaymentStatus.failed, reason=_reason(err))
+                await self._end(PaymentStatus.failed, reason=failure_reason(err))
         except PaymentEnded:
             pass
 
@@ -252,7 +253,7 @@ class PaymentWorkflow:
         except ActivityError as err:
             cause = err.cause
             refused = isinstance(cause, ApplicationError) and cause.type in REFUSED_BY_SERVER
-            await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=_reason(err))
+            await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=failure_reason(err))
         if receipt.pending and workflow.patched(PATCH_RECEIPT_WAIT):
             self._leave_to_reconciler(receipt)
             return
@@ -473,7 +474,7 @@ class PaymentWorkflow:
         except ActivityError as err:
             if self._stopping:  # cut short by a Temporal cancel: `run` ends the payment `cancelled`
                 raise
-            await self._end(PaymentStatus.refused, reason=_reason(err))
+            await self._end(PaymentStatus.refused, reason=failure_reason(err))
         if not probe.payment_required:
             await self._end(
                 PaymentStatus.cancelled,
@@ -697,14 +698,3 @@ def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
     if isinstance(err, ChildWorkflowError):
         return True
     return isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.data_refused
-
-
-def _reason(err: ActivityError | ChildWorkflowError) -> str:
-    """The innermost cause (a failed approval's failed activity, say), with its error type, for the payment's
-    failure reason: "Activity task failed" alone tells nobody anything."""
-    cause: BaseException = err
-    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}" if cause.type else cause.message
-    return str(cause)

@@ -62,7 +62,7 @@ async def test_a_failing_tool_becomes_an_error_result_for_the_model(env):
     assert ended.result.status == RunStatus.completed
     [record] = stubs.args(at.ACT_RECORD_TOOL_RESULT)
     assert record.outcome.ok is False
-    assert json.loads(record.outcome.text) == {"error": "wallet_balance failed: memory store down [ToolUnavailable]"}
+    assert json.loads(record.outcome.text) == {"error": "wallet_balance failed: ToolUnavailable: memory store down"}
 
 
 async def test_a_chat_turn_never_runs_a_tool_whatever_the_model_asks(env):
@@ -91,7 +91,7 @@ async def test_a_model_that_fails_for_good_fails_the_run_at_that_step(env):
     stubs = Stubs({at.ACT_LLM_STEP: down})
     ended = await run_agent(env, run_input(), stubs)
     assert ended.error.cause.type == ErrorType.agent_run_failed
-    assert event(stubs, RunEventType.agent_failed)["error"] == "LLM step 1 failed: invalid API key [LlmPermanentError]"
+    assert event(stubs, RunEventType.agent_failed)["error"] == "LLM step 1 failed: LlmPermanentError: invalid API key"
     assert len(stubs.args(at.ACT_LLM_STEP)) == 1  # not retried
 
 
