@@ -47,7 +47,7 @@ from paygent.domain.payment import (
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
-from workflows.activity_options import DATABASE, DB_RETRY
+from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
 from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -159,9 +159,7 @@ class PaymentTool:
                     call=call,
                 ),
                 result_type=t.PreparedPayment,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=DB_RETRY,
+                **PREPARE_PAYMENT,
                 summary="Record the payment",
                 # never cut short: whether the row exists must be known before a cancel is decided
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -363,8 +361,6 @@ class PaymentTool:
             t.ACT_CANCEL_PAYMENT,
             t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
             result_type=t.PaymentSnapshot,
-            start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=timedelta(minutes=10),
-            retry_policy=DB_RETRY,
+            **CANCEL_PAYMENT,
             summary="Cancel the payment",
         )

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from paygent import search_attributes as sa
@@ -28,20 +26,9 @@ from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
 from workflows import agent_types as t
 from workflows import payment_types as pt
-from workflows.activity_options import DATABASE
+from workflows.activity_options import DATABASE, LLM_STEP, TOOL
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool
 from workflows.failures import failure_reason
-
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=[ErrorType.llm_permanent, ErrorType.agent_run_missing],
-)
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5
-)
 
 
 def tool_error(message: str) -> t.ToolOutcome:
@@ -110,10 +97,7 @@ class AgentRunWorkflow:
                     t.ACT_LLM_STEP,
                     t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
                     result_type=t.LlmStepResult,
-                    start_to_close_timeout=timedelta(minutes=3),
-                    heartbeat_timeout=timedelta(seconds=6),
-                    schedule_to_close_timeout=timedelta(minutes=15),
-                    retry_policy=LLM_RETRY,
+                    **LLM_STEP,
                     summary=f"LLM step {step}",
                 )
             except ActivityError as err:
@@ -167,9 +151,7 @@ class AgentRunWorkflow:
                         call=call,
                     ),
                     result_type=t.ToolOutcome,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=10),
-                    retry_policy=TOOL_RETRY,
+                    **TOOL,
                     summary=f"Tool {call.name}",
                 )
             except ActivityError as err:

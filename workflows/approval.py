@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.activity_options import NOTIFY_RETRY
+from workflows.activity_options import NOTIFY_DELIVER, NOTIFY_LOOKUP, RECORD_DECISION, SIGNAL_GATE
 from workflows.deadline import wait_until
 
 with workflow.unsafe.imports_passed_through():
@@ -76,8 +75,6 @@ PROGRESS_CHANGES: dict[Decision, ApprovalProgressChange] = {
     Decision.revoke: "revoked",
     Decision.edit: "edited",
 }
-RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
-GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
 # such activity, so they replay without it.
 PATCH_SIGNAL_GATE = "signal-decisions-gate"
@@ -468,8 +465,7 @@ class ApprovalWorkflow:
             return await workflow.execute_activity(
                 ACT_SIGNAL_GATE,
                 result_type=bool,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=GATE_RETRY,
+                **SIGNAL_GATE,
                 summary="may decisions arrive as Signals?",
             )
         except ActivityError as exc:  # unknown: refuse (the decision can still be sent through the API)
@@ -533,7 +529,7 @@ class ApprovalWorkflow:
             workflow.execute_activity(
                 ACT_RECORD,
                 record,
-                start_to_close_timeout=RECORD_TIMEOUT,
+                **RECORD_DECISION,
                 summary=f"audit {record.action} by {record.actor}",
             )
         )
@@ -560,16 +556,14 @@ class ApprovalWorkflow:
                 ACT_PUBLISH,
                 event,
                 result_type=list[str],
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=NOTIFY_RETRY,
+                **NOTIFY_LOOKUP,
                 summary=f"publish {event.type}",
             )
             deliveries = [
                 workflow.execute_activity(
                     ACT_WEBHOOK,
                     WebhookDelivery(webhook_id=wid, event=event),
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=NOTIFY_RETRY,
+                    **NOTIFY_DELIVER,
                     summary=f"webhook {event.type}",
                 )
                 for wid in webhook_ids

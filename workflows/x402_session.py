@@ -17,7 +17,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from paygent import search_attributes as sa
@@ -28,7 +27,7 @@ from paygent.domain.x402_session import (
 )
 from workflows import approval_types as at
 from workflows import x402_session_types as t
-from workflows.activity_options import DATABASE, X402_RETRY
+from workflows.activity_options import DATABASE, X402_SESSION_FETCH
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
@@ -38,11 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from paygent.domain.operation_hash import Operation
     from paygent.domain.text import scrub
 
-FETCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=[*(X402_RETRY.non_retryable_error_types or []), t.REFUSED, t.UNSETTLED],
-)
 OPENED_WAIT = timedelta(seconds=30)
 
 
@@ -107,9 +101,7 @@ class X402SessionWorkflow:
                     t.ACT_FETCH,
                     call,
                     result_type=t.FetchResult,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=3),
-                    retry_policy=FETCH_RETRY,
+                    **X402_SESSION_FETCH,
                     summary=f"Pay for {req.url}",
                 )
             except (ActivityError, ApplicationError) as err:
