@@ -49,7 +49,7 @@ from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402 import session_http
 from paygent.x402.policy import X402Policy, choose, requirement_amount
-from workflows import x402_session_types as t
+from workflows import x402_session_types as xs
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "+json", "+xml")
 AMBIGUOUS_ATTEMPTS = 3  # a lost answer is re-sent (the same authorization) this many times, then left held
@@ -59,8 +59,8 @@ ANY_PRICE = 10**78 - 1
 def _refused(refusal: SessionRefusal) -> ApplicationError:
     return ApplicationError(
         refusal.message,
-        t.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
-        type=t.REFUSED,
+        xs.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
+        type=xs.REFUSED,
         non_retryable=True,
     )
 
@@ -88,8 +88,8 @@ class X402SessionActivities:
         return [self.reserve, self.mark, self.fetch]
 
     # ---------------------------------------------------------------- the budget
-    @activity.defn(name=t.ACT_RESERVE)
-    async def reserve(self, req: t.SessionReserve) -> t.ReserveOutcome:
+    @activity.defn(name=xs.ACT_RESERVE)
+    async def reserve(self, req: xs.SessionReserve) -> xs.ReserveOutcome:
         """Reserve the whole budget once against the wallet's (and an agent's) asset and velocity limits."""
         sid = uuid.UUID(req.session_id)
         async with self.engine.begin() as conn:
@@ -123,11 +123,11 @@ class X402SessionActivities:
                 | ({"limit": refusal[0], "message": refusal[1]} if refusal else {}),
             )
         if refusal is not None:
-            return t.ReserveOutcome(reserved=False, limit=refusal[0], message=refusal[1])
-        return t.ReserveOutcome(reserved=True)
+            return xs.ReserveOutcome(reserved=False, limit=refusal[0], message=refusal[1])
+        return xs.ReserveOutcome(reserved=True)
 
-    @activity.defn(name=t.ACT_MARK)
-    async def mark(self, change: t.SessionMark) -> None:
+    @activity.defn(name=xs.ACT_MARK)
+    async def mark(self, change: xs.SessionMark) -> None:
         """Record a status change; a final one releases what is left of the budget. Idempotent."""
         sid = uuid.UUID(change.session_id)
         async with self.engine.begin() as conn:
@@ -162,8 +162,8 @@ class X402SessionActivities:
             )
 
     # ---------------------------------------------------------------- one paid request
-    @activity.defn(name=t.ACT_FETCH)
-    async def fetch(self, call: t.FetchCall) -> t.FetchResult:
+    @activity.defn(name=xs.ACT_FETCH)
+    async def fetch(self, call: xs.FetchCall) -> xs.FetchResult:
         req = call.request
         pid = uuid.UUID(req.payment_id)
         http = self.clients.get(req.url, self.settings.egress_allow or "")
@@ -188,7 +188,7 @@ class X402SessionActivities:
         return await self._send(call, stored, content, http)
 
     async def _probe(
-        self, call: t.FetchCall, content: bytes | None, http: httpx.AsyncClient
+        self, call: xs.FetchCall, content: bytes | None, http: httpx.AsyncClient
     ) -> x402c.Requirements | session_http.Answer:
         req = call.request
         try:
@@ -210,7 +210,7 @@ class X402SessionActivities:
             )
         return answer
 
-    async def _refuse(self, call: t.FetchCall, refusal: SessionRefusal, stage: str = "probe") -> None:
+    async def _refuse(self, call: xs.FetchCall, refusal: SessionRefusal, stage: str = "probe") -> None:
         async with self.engine.begin() as conn:
             await db.set_last_error(conn, uuid.UUID(call.session_id), f"{refusal.reason}: {refusal.message}")
             await append_audit(
@@ -232,11 +232,11 @@ class X402SessionActivities:
         raise _refused(refusal)
 
     @staticmethod
-    def _unpaid(answer: session_http.Answer) -> t.FetchResult:
+    def _unpaid(answer: session_http.Answer) -> xs.FetchResult:
         body, encoding = _body(answer)
-        return t.FetchResult(status_code=answer.status, headers=answer.all_headers, body=body, body_encoding=encoding)
+        return xs.FetchResult(status_code=answer.status, headers=answer.all_headers, body=body, body_encoding=encoding)
 
-    async def _sign(self, call: t.FetchCall, requirements: x402c.Requirements) -> x402c.StoredPayment:
+    async def _sign(self, call: xs.FetchCall, requirements: x402c.Requirements) -> x402c.StoredPayment:
         """Check the price, then record the payment, move its price out of the budget and sign, in one
         transaction: the signed authorization exists only together with its row and its reservation."""
         req = call.request
@@ -281,7 +281,7 @@ class X402SessionActivities:
         return stored
 
     async def _spending_refusal(
-        self, call: t.FetchCall, conn: AsyncConnection, *, pay_to: str, price: int
+        self, call: xs.FetchCall, conn: AsyncConnection, *, pay_to: str, price: int
     ) -> str | None:
         """The wallet's (and agent's) per-payment rules for this recipient and price: cap, allow/deny lists."""
         refusal = check_static(
@@ -303,7 +303,7 @@ class X402SessionActivities:
 
     async def _record_and_sign(
         self,
-        call: t.FetchCall,
+        call: xs.FetchCall,
         conn: AsyncConnection,
         payable: x402c.Requirements,
         chosen: dict,
@@ -378,7 +378,7 @@ class X402SessionActivities:
         return stored
 
     @staticmethod
-    async def _audit(conn: AsyncConnection, call: t.FetchCall, action: str, data: dict) -> None:
+    async def _audit(conn: AsyncConnection, call: xs.FetchCall, action: str, data: dict) -> None:
         await append_audit(
             conn,
             tenant_id=call.tenant_id,
@@ -391,8 +391,8 @@ class X402SessionActivities:
         )
 
     async def _send(
-        self, call: t.FetchCall, stored: x402c.StoredPayment, content: bytes | None, http: httpx.AsyncClient
-    ) -> t.FetchResult:
+        self, call: xs.FetchCall, stored: x402c.StoredPayment, content: bytes | None, http: httpx.AsyncClient
+    ) -> xs.FetchResult:
         req = call.request
         price = requirement_amount(stored.requirement)
         try:
@@ -411,7 +411,7 @@ class X402SessionActivities:
         tx_hash = ((answer.receipt or {}).get("transaction") or None) if answer is not None else None
         await self._record_outcome(call, stored, answer, settled=settled, price=price, tx_hash=tx_hash)
         if not settled:
-            held = t.FetchResult(
+            held = xs.FetchResult(
                 status_code=answer.status if answer else 0,
                 headers=answer.all_headers if answer else {},
                 body="",
@@ -426,23 +426,23 @@ class X402SessionActivities:
                 f"{why}: nothing was paid so far; the signed authorization stays valid until {stored.valid_before}, "
                 "its amount stays reserved until then and a late settlement is reconciled",
                 held,
-                type=t.UNSETTLED,
+                type=xs.UNSETTLED,
                 non_retryable=True,
             )
         assert answer is not None
         body, encoding = _body(answer) if not answer.too_large else ("", "text")
-        return t.FetchResult(
+        return xs.FetchResult(
             status_code=answer.status,
             headers=answer.all_headers,
             body=body,
             body_encoding=encoding,
-            paid=t.Paid(amount_atomic=price, payment_id=req.payment_id, tx_hash=tx_hash),
+            paid=xs.Paid(amount_atomic=price, payment_id=req.payment_id, tx_hash=tx_hash),
             body_too_large=answer.too_large,
         )
 
     async def _record_outcome(
         self,
-        call: t.FetchCall,
+        call: xs.FetchCall,
         stored: x402c.StoredPayment,
         answer: session_http.Answer | None,
         *,

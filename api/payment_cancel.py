@@ -15,7 +15,7 @@ from api.payment_service import readable_payment
 from paygent.db.accounts import Principal
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL
-from workflows import payment_types as t
+from workflows import payment_types as pt
 from workflows.payment_client import CancelRefused, request_cancel
 
 
@@ -39,7 +39,7 @@ async def cancel_payment(
         state = await request_cancel(
             d.temporal,
             row["workflow_id"],
-            t.PaymentCancelRequest(actor=who.actor, channel=channel, reason=reason),
+            pt.PaymentCancelRequest(actor=who.actor, channel=channel, reason=reason),
             update_id=request_id or None,
         )
     except CancelRefused as refused:

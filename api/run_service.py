@@ -32,7 +32,7 @@ from paygent.domain.agent_run import RUN_TERMINAL, RunStatus
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
-from workflows import agent_types as t
+from workflows import agent_types as at
 
 log = logging.getLogger("paygent.api.agent_runs")
 
@@ -43,7 +43,7 @@ class AgentRunCreate(BaseModel):
     thread_id: SafeText | None = None
     wallet_id: SafeText | None = None
     agent_id: SafeText | None = Field(None, description="run as this agent of yours (its grants, budget and payments)")
-    max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
+    max_steps: int = Field(at.DEFAULT_MAX_STEPS, ge=1, le=at.MAX_MAX_STEPS)
     tools: bool = Field(True, description="false: a chat turn, the model is offered no tools")
 
 
@@ -156,7 +156,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
     if body.thread_id is not None and parse_id(body.thread_id) is None:
         raise InvalidInput("thread_id", "must be a UUID")
     run_id, message_id = uuid.uuid4(), uuid.uuid4()
-    workflow_id = t.agent_workflow_id(str(run_id))
+    workflow_id = at.agent_workflow_id(str(run_id))
     async with d.engine.begin() as conn:
         if body.thread_id is not None:
             thread = await owned_thread(conn, who, body.thread_id, lock=True)
@@ -218,7 +218,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
             },
         )
     # the run acts as `actor`: its payments, grants, budget and memory are the agent's when one is named
-    inp = t.AgentRunInput(
+    inp = at.AgentRunInput(
         run_id=str(run_id),
         tenant_id=str(who.tenant_id),
         user_id=str(actor.user_id),
@@ -231,7 +231,7 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
     )
     try:
         await d.temporal.start_workflow(
-            t.WORKFLOW_NAME,
+            at.WORKFLOW_NAME,
             inp,
             id=workflow_id,
             task_queue=d.settings.task_queue,

@@ -45,7 +45,7 @@ from paygent.domain.payment import (
     payment_workflow_id,
 )
 from paygent.llm.types import ToolCall
-from workflows import agent_types as t
+from workflows import agent_types as at
 from workflows import payment_types as pt
 from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
 from workflows.failures import failure_reason
@@ -90,7 +90,7 @@ def who_must_act(approval: pt.ApprovalProgress) -> dict:
     }
 
 
-def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
+def outcome(req: PaymentRequest, final: at.PaymentSnapshot) -> at.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
     data: dict[str, Any] = {
@@ -118,17 +118,17 @@ def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
             data["tx_hash"] = info["transaction"]
     if final.status == PaymentStatus.confirmed:
         data["block_number"] = final.block_number
-        return t.ToolOutcome(ok=True, text=json.dumps(data))
+        return at.ToolOutcome(ok=True, text=json.dumps(data))
     data["reason"] = final.failure_reason or f"the payment is {final.status}"
     if final.status == PaymentStatus.refused:
         data["error"] = f"refused by the spending policy: {data['reason']}"
-    return t.ToolOutcome(ok=False, text=json.dumps(data))
+    return at.ToolOutcome(ok=False, text=json.dumps(data))
 
 
 class RunHost(Protocol):
     """What a paying tool needs from the run that owns it (AgentRunWorkflow), so this module never imports it."""
 
-    inp: t.AgentRunInput
+    inp: at.AgentRunInput
     payment_news: dict[str, list[pt.PaymentProgress]]  # pushed by child payments, by payment id
 
     async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
@@ -144,13 +144,13 @@ class PaymentTool:
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
         self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the payment
 
-    async def pay(self, step: int, call: ToolCall) -> t.ToolOutcome:
+    async def pay(self, step: int, call: ToolCall) -> at.ToolOutcome:
         inp = self.run.inp
-        payment_id = t.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
+        payment_id = at.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
         try:
-            prepared: t.PreparedPayment = await workflow.execute_activity(
-                t.ACT_PREPARE_PAYMENT,
-                t.PreparePayment(
+            prepared: at.PreparedPayment = await workflow.execute_activity(
+                at.ACT_PREPARE_PAYMENT,
+                at.PreparePayment(
                     run_id=inp.run_id,
                     tenant_id=inp.tenant_id,
                     user_id=inp.user_id,
@@ -158,7 +158,7 @@ class PaymentTool:
                     wallet_id=inp.wallet_id,
                     call=call,
                 ),
-                result_type=t.PreparedPayment,
+                result_type=at.PreparedPayment,
                 **PREPARE_PAYMENT,
                 summary="Record the payment",
                 # never cut short: whether the row exists must be known before a cancel is decided
@@ -166,7 +166,7 @@ class PaymentTool:
             )
             self.run.check_cancelled()
             if prepared.error or prepared.request is None:
-                return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
+                return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
             final = await self._watch(step, call, prepared)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
             if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
@@ -187,7 +187,7 @@ class PaymentTool:
             final = await self._status(req.payment_id)
         return outcome(req, final)
 
-    async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentSnapshot:
+    async def _watch(self, step: int, call: ToolCall, prepared: at.PreparedPayment) -> at.PaymentSnapshot:
         req = prepared.request
         assert req is not None
         try:
@@ -200,7 +200,7 @@ class PaymentTool:
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
                 # the attributes are part of the start-child command: PaygentAmountText behind its patch
-                search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(t.PATCH_AMOUNT_TEXT)),
+                search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(at.PATCH_AMOUNT_TEXT)),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
                 + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
                 static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
@@ -214,7 +214,7 @@ class PaymentTool:
             "arguments": call.arguments,
             "payment_id": req.payment_id,
         }
-        if child is not None and workflow.patched(t.PATCH_PAYMENT_PUSH):
+        if child is not None and workflow.patched(at.PATCH_PAYMENT_PUSH):
             return await self._follow_pushed(child, bound, req.payment_id)
         asked = decided = False
         delay = FIRST_POLL
@@ -256,14 +256,14 @@ class PaymentTool:
             )
         return final
 
-    def _decision(self, status: t.PaymentSnapshot) -> str:
+    def _decision(self, status: at.PaymentSnapshot) -> str:
         if self._approval is not None:  # pushed: the approval's own outcome
             return decision_from(status.status, self._approval)
         return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
 
     async def _follow_pushed(
         self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str
-    ) -> t.PaymentSnapshot:
+    ) -> at.PaymentSnapshot:
         """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
         news = self.run.payment_news.setdefault(payment_id, [])
         self._approval = None
@@ -333,13 +333,13 @@ class PaymentTool:
             )
 
     @staticmethod
-    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentSnapshot:
+    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> at.PaymentSnapshot:
         try:
             state: pt.PaymentState = child.result()
         except ChildWorkflowError as err:
             status = PaymentStatus.cancelled if is_cancelled_exception(err) else PaymentStatus.failed
-            return t.PaymentSnapshot(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
-        return t.PaymentSnapshot(
+            return at.PaymentSnapshot(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
+        return at.PaymentSnapshot(
             payment_id=payment_id,
             status=state.status,
             tx_hash=state.tx_hash,
@@ -347,20 +347,20 @@ class PaymentTool:
             failure_reason=state.failure_reason,
         )
 
-    async def _status(self, payment_id: str) -> t.PaymentSnapshot:
+    async def _status(self, payment_id: str) -> at.PaymentSnapshot:
         return await workflow.execute_activity(
-            t.ACT_PAYMENT_STATUS,
+            at.ACT_PAYMENT_STATUS,
             payment_id,
-            result_type=t.PaymentSnapshot,
+            result_type=at.PaymentSnapshot,
             **DATABASE,
             summary="Payment status",
         )
 
-    async def _cancel(self, payment_id: str, reason: str) -> t.PaymentSnapshot:
+    async def _cancel(self, payment_id: str, reason: str) -> at.PaymentSnapshot:
         return await workflow.execute_activity(
-            t.ACT_CANCEL_PAYMENT,
-            t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
-            result_type=t.PaymentSnapshot,
+            at.ACT_CANCEL_PAYMENT,
+            at.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
+            result_type=at.PaymentSnapshot,
             **CANCEL_PAYMENT,
             summary="Cancel the payment",
         )

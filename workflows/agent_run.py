@@ -24,21 +24,21 @@ from paygent import search_attributes as sa
 from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
-from workflows import agent_types as t
+from workflows import agent_types as at
 from workflows import payment_types as pt
 from workflows.activity_options import DATABASE, LLM_STEP, TOOL
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool
 from workflows.failures import failure_reason
 
 
-def tool_error(message: str) -> t.ToolOutcome:
-    return t.ToolOutcome(ok=False, text=json.dumps({"error": message}))
+def tool_error(message: str) -> at.ToolOutcome:
+    return at.ToolOutcome(ok=False, text=json.dumps({"error": message}))
 
 
-@workflow.defn(name=t.WORKFLOW_NAME)
+@workflow.defn(name=at.WORKFLOW_NAME)
 class AgentRunWorkflow:
     @workflow.init
-    def __init__(self, inp: t.AgentRunInput) -> None:
+    def __init__(self, inp: at.AgentRunInput) -> None:
         self.inp = inp
         self._status = RunStatus.queued
         self._step = 0
@@ -48,7 +48,7 @@ class AgentRunWorkflow:
         self.payment_news: dict[str, list[pt.PaymentProgress]] = {}  # pushed by child payments, by payment id
         self._payments = PaymentTool(self)
 
-    @workflow.query(name=t.QUERY_STATE)
+    @workflow.query(name=at.QUERY_STATE)
     def state(self) -> dict[str, Any]:
         return {"status": self._status, "step": self._step, "next_seq": self._seq}
 
@@ -58,7 +58,7 @@ class AgentRunWorkflow:
         self.payment_news.setdefault(progress.payment_id, []).append(progress)
 
     @workflow.run
-    async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
+    async def run(self, inp: at.AgentRunInput) -> at.AgentRunResult:
         try:
             return await self._loop()
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
@@ -67,7 +67,7 @@ class AgentRunWorkflow:
             await self._on_cancelled()
             raise asyncio.CancelledError() from None
 
-    async def _loop(self) -> t.AgentRunResult:
+    async def _loop(self) -> at.AgentRunResult:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(
@@ -93,10 +93,10 @@ class AgentRunWorkflow:
             workflow.set_current_details(f"Step {step}: thinking")
             await self.emit(RunEventType.agent_thinking, {"step": step, "status": "started"})
             try:
-                result: t.LlmStepResult = await workflow.execute_activity(
-                    t.ACT_LLM_STEP,
-                    t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
-                    result_type=t.LlmStepResult,
+                result: at.LlmStepResult = await workflow.execute_activity(
+                    at.ACT_LLM_STEP,
+                    at.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
+                    result_type=at.LlmStepResult,
                     **LLM_STEP,
                     summary=f"LLM step {step}",
                 )
@@ -123,7 +123,7 @@ class AgentRunWorkflow:
                     {"message_id": result.message_id, "steps": step, "understood": result.understood},
                 )
                 self._finish(RunStatus.completed, f"Answered in {step} step(s)")
-                return t.AgentRunResult(
+                return at.AgentRunResult(
                     run_id=inp.run_id, status=RunStatus.completed, steps=step, answer_excerpt=result.text_excerpt
                 )
             for call in result.tool_calls:
@@ -142,15 +142,15 @@ class AgentRunWorkflow:
         else:
             try:
                 outcome = await workflow.execute_activity(
-                    t.ACT_RUN_TOOL,
-                    t.ToolInvocation(
+                    at.ACT_RUN_TOOL,
+                    at.ToolInvocation(
                         run_id=inp.run_id,
                         tenant_id=inp.tenant_id,
                         user_id=inp.user_id,
                         wallet_id=inp.wallet_id,
                         call=call,
                     ),
-                    result_type=t.ToolOutcome,
+                    result_type=at.ToolOutcome,
                     **TOOL,
                     summary=f"Tool {call.name}",
                 )
@@ -160,8 +160,8 @@ class AgentRunWorkflow:
                 outcome = tool_error(f"{call.name} failed: {failure_reason(err)}")
         seq = self._next_seq()
         await workflow.execute_activity(
-            t.ACT_RECORD_TOOL_RESULT,
-            t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
+            at.ACT_RECORD_TOOL_RESULT,
+            at.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
             **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"Record the {call.name} result",
@@ -175,7 +175,7 @@ class AgentRunWorkflow:
     async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
-            t.ACT_EMIT,
+            at.ACT_EMIT,
             EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
             **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

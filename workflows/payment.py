@@ -30,8 +30,8 @@ from paygent.domain.payment import (
     PaymentRequest,
     PaymentStatus,
 )
-from workflows import approval_types as at
-from workflows import payment_types as t
+from workflows import approval_types as ap
+from workflows import payment_types as pt
 from workflows import x402_types as x
 from workflows.activity_options import (
     CHAIN,
@@ -83,7 +83,7 @@ REFUSED_BY_SERVER = (ErrorType.x402_refused, ErrorType.x402_rejected)
 class PaymentEnded(Exception):
     """Raised by `_end` once the final status is recorded: the payment stops here with this state."""
 
-    def __init__(self, state: t.PaymentState) -> None:
+    def __init__(self, state: pt.PaymentState) -> None:
         super().__init__(state.status)
         self.state = state
 
@@ -93,35 +93,35 @@ class PaymentWorkflow:
     @workflow.init
     def __init__(self, req: PaymentRequest) -> None:
         self._req = req  # the terms being executed: x402 fills in price and recipient, an edit may change them
-        self._state = t.PaymentState(payment_id=req.payment_id, status=PaymentStatus.pending)
+        self._state = pt.PaymentState(payment_id=req.payment_id, status=PaymentStatus.pending)
         self._label = _label(req)
-        self._cancel: t.PaymentCancelRequest | None = None
+        self._cancel: pt.PaymentCancelRequest | None = None
         self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
-        self._approval: at.ApprovalProgress | None = None  # the child approval's latest progress
-        self._approval_news: list[at.ApprovalProgress] = []  # progress not yet passed on to the parent
+        self._approval: ap.ApprovalProgress | None = None  # the child approval's latest progress
+        self._approval_news: list[ap.ApprovalProgress] = []  # progress not yet passed on to the parent
         self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
         self._folded = False  # PATCH_FOLDED_STEPS: decided once, when the payment starts
         self._policy: ApprovalPolicy | None = None  # read with the reservation (folded steps)
         self._stopping = False  # a Temporal cancel before signing is stopping the steps
 
-    @workflow.query(name=t.QUERY_STATE)
-    def state(self) -> t.PaymentState:
+    @workflow.query(name=pt.QUERY_STATE)
+    def state(self) -> pt.PaymentState:
         return self._state
 
-    @workflow.signal(name=at.SIGNAL_TIMELOCKED)
+    @workflow.signal(name=ap.SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
         """What approvals started before `approval_progress` existed send when their time-lock starts."""
         self._timelocked_until = until
 
-    @workflow.signal(name=at.SIGNAL_PROGRESS)
-    def approval_progress(self, progress: at.ApprovalProgress) -> None:
+    @workflow.signal(name=ap.SIGNAL_PROGRESS)
+    def approval_progress(self, progress: ap.ApprovalProgress) -> None:
         self._approval = progress
         self._approval_news.append(progress)
         if progress.status == ApprovalStatus.time_locked and progress.timelock_until is not None:
             self._timelocked_until = progress.timelock_until.isoformat()
 
-    @workflow.update(name=t.UPDATE_CANCEL)
-    async def cancel(self, request: t.PaymentCancelRequest) -> t.PaymentState:
+    @workflow.update(name=pt.UPDATE_CANCEL)
+    async def cancel(self, request: pt.PaymentCancelRequest) -> pt.PaymentState:
         """Cancel before signing starts; waits for the workflow to record the outcome, then returns it."""
         if self._cancel is None:
             self._cancel = request
@@ -129,7 +129,7 @@ class PaymentWorkflow:
         return self._state
 
     @cancel.validator
-    def _validate_cancel(self, request: t.PaymentCancelRequest) -> None:
+    def _validate_cancel(self, request: pt.PaymentCancelRequest) -> None:
         if self._state.status not in PAYMENT_CANCELLABLE:
             raise ApplicationError(
                 f"payment is {self._state.status}: it can be cancelled only before signing "
@@ -138,7 +138,7 @@ class PaymentWorkflow:
             )
 
     @workflow.run
-    async def run(self, req: PaymentRequest) -> t.PaymentState:
+    async def run(self, req: PaymentRequest) -> pt.PaymentState:
         workflow.set_current_details(f"Pay {self._label}")
         # The steps run in a task of their own so that a Temporal cancellation reaches `run` first, which decides
         # (see `_through_cancellation`), instead of landing in whichever step was awaiting.
@@ -217,8 +217,8 @@ class PaymentWorkflow:
         workflow.logger.warning("Temporal cancel refused (%s): %s", asked, why)
         workflow.set_current_details(f"Pay {self._label}: cancel refused ({why})")
         await workflow.execute_activity(
-            t.ACT_RECORD_EVENT,
-            t.PaymentEvent(
+            pt.ACT_RECORD_EVENT,
+            pt.PaymentEvent(
                 payment_id=self._req.payment_id,
                 action=CANCEL_REFUSED,
                 actor="temporal",
@@ -263,10 +263,10 @@ class PaymentWorkflow:
         """Reserve the amount against the wallet's (and the agent's) spending policy, or end `refused`. With
         folded steps the first reservation also reads the approval policy, in the same transaction."""
         with_policy = self._folded and self._policy is None
-        reserved: t.ReserveOutcome = await self._step(
-            t.ACT_RESERVE_WITH_POLICY if with_policy else t.ACT_RESERVE,
+        reserved: pt.ReserveOutcome = await self._step(
+            pt.ACT_RESERVE_WITH_POLICY if with_policy else pt.ACT_RESERVE,
             req,
-            result_type=t.ReserveOutcome,
+            result_type=pt.ReserveOutcome,
             **DATABASE,
             summary=summary,
         )
@@ -275,7 +275,7 @@ class PaymentWorkflow:
         if not reserved.reserved:
             await self._end(PaymentStatus.refused, reason=f"{reserved.limit}: {reserved.message}")
 
-    def _leave_to_reconciler(self, receipt: t.ReceiptResult) -> None:
+    def _leave_to_reconciler(self, receipt: pt.ReceiptResult) -> None:
         """The receipt wait gave up: the signed transaction may still land, so the payment is not `failed`.
         It stays `submitted` with its reservation; the reconciler re-sends the same bytes and settles it."""
         self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
@@ -289,8 +289,8 @@ class PaymentWorkflow:
         that does not end `approved` ends the payment `cancelled`.
         """
         policy = self._policy or await self._step(
-            at.ACT_LOAD_POLICY,
-            at.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
+            ap.ACT_LOAD_POLICY,
+            ap.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
             result_type=ApprovalPolicy,
             **DATABASE,
             summary="Load the approval policy",
@@ -312,10 +312,10 @@ class PaymentWorkflow:
             },
         )
         workflow.set_current_details(
-            f"Pay {self._label}: waiting, {at.needed_from(tier.approvals_required, list(tier.approvers))}"
+            f"Pay {self._label}: waiting, {ap.needed_from(tier.approvals_required, list(tier.approvers))}"
         )
-        child_id = at.approval_workflow_id(req.payment_id)
-        approval_input = at.ApprovalInput(
+        child_id = ap.approval_workflow_id(req.payment_id)
+        approval_input = ap.ApprovalInput(
             approval_id=req.payment_id,
             tenant_id=req.tenant_id,
             operation=operation,
@@ -323,13 +323,13 @@ class PaymentWorkflow:
             policy=policy,
         )
         child = await workflow.start_child_workflow(
-            at.WORKFLOW_NAME,
+            ap.WORKFLOW_NAME,
             approval_input,
             id=child_id,
-            result_type=at.ApprovalOutcome,
+            result_type=ap.ApprovalOutcome,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-            static_summary=at.summary_line(self._label, tier.approvals_required, list(tier.approvers)),
-            static_details=at.static_details(
+            static_summary=ap.summary_line(self._label, tier.approvals_required, list(tier.approvers)),
+            static_details=ap.static_details(
                 approval_input, tier.approvals_required, list(tier.approvers), tier.timelock_seconds
             ),
         )
@@ -353,7 +353,7 @@ class PaymentWorkflow:
         workflow.set_current_details(f"Pay {self._label}: approved by {who}")
         return edited
 
-    async def _follow_approval(self, child: workflow.ChildWorkflowHandle, child_id: str) -> at.ApprovalOutcome:
+    async def _follow_approval(self, child: workflow.ChildWorkflowHandle, child_id: str) -> ap.ApprovalOutcome:
         """Pass the approval's progress on (to the parent run, and the time-lock to this payment's status) until
         it ends; a cancel of the payment cancels the approval. No timeout of its own: the approval's timeout and
         time-lock are durable timers of the child, which always ends."""
@@ -382,7 +382,7 @@ class PaymentWorkflow:
             workflow.set_current_details(f"Pay {self._label}: approved, time-locked until {shown_timelock}")
         if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(child_id).cancel()
-        outcome: at.ApprovalOutcome = await waiting
+        outcome: ap.ApprovalOutcome = await waiting
         if self._approval is not None:  # the parent's next status change carries how the approval ended
             self._approval = self._approval.model_copy(
                 update={
@@ -394,32 +394,32 @@ class PaymentWorkflow:
             )
         return outcome
 
-    async def _execute_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
-        signed: t.SignedTransfer = await self._step(
-            t.ACT_SIGN, req, result_type=t.SignedTransfer, **CHAIN, summary=f"Sign transfer of {self._label}"
+    async def _execute_transfer(self, req: PaymentRequest) -> pt.ReceiptResult:
+        signed: pt.SignedTransfer = await self._step(
+            pt.ACT_SIGN, req, result_type=pt.SignedTransfer, **CHAIN, summary=f"Sign transfer of {self._label}"
         )
         self._state.tx_hash = signed.tx_hash
-        await self._step(t.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
+        await self._step(pt.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
         await self._set_status(PaymentStatus.submitted, details={"tx_hash": signed.tx_hash})
         return await self._await_receipt(req, signed.tx_hash)
 
-    async def _await_receipt(self, req: PaymentRequest, tx_hash: str) -> t.ReceiptResult:
+    async def _await_receipt(self, req: PaymentRequest, tx_hash: str) -> pt.ReceiptResult:
         """Wait for the receipt. Since `receipt-wait-followed` the activity registers the wait and the chain's
         follower completes it (workflows/chain.py): no heartbeat, a fixed activity id the follower can address,
         and a bounded whole wait that, when it passes, leaves the payment to the reconciler."""
         if not workflow.patched(PATCH_RECEIPT_FOLLOWED):
             return await workflow.execute_activity(
-                t.ACT_AWAIT_RECEIPT,
+                pt.ACT_AWAIT_RECEIPT,
                 req,
-                result_type=t.ReceiptResult,
+                result_type=pt.ReceiptResult,
                 **RECEIPT_WAIT,
                 summary=f"Wait for receipt of {tx_hash}",
             )
         try:
             return await workflow.execute_activity(
-                t.ACT_AWAIT_RECEIPT,
+                pt.ACT_AWAIT_RECEIPT,
                 req,
-                result_type=t.ReceiptResult,
+                result_type=pt.ReceiptResult,
                 activity_id=RECEIPT_WAIT_ACTIVITY_ID,
                 **RECEIPT_FOLLOWED,
                 summary=f"Wait for receipt of {tx_hash} (the chain follower answers)",
@@ -430,19 +430,19 @@ class PaymentWorkflow:
             if not (isinstance(err.cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT):
                 raise
         return await workflow.execute_activity(
-            t.ACT_RECEIPT_GAVE_UP,
+            pt.ACT_RECEIPT_GAVE_UP,
             req,
-            result_type=t.ReceiptResult,
+            result_type=pt.ReceiptResult,
             **DATABASE,
             summary="No receipt within the wait: leave it to the reconciler",
         )
 
-    async def _sign_and_send_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
+    async def _sign_and_send_transfer(self, req: PaymentRequest) -> pt.ReceiptResult:
         """One step signs (the bytes stored first), sends and records `submitted`; then the receipt wait."""
-        signed: t.SignedTransfer = await self._step(
-            t.ACT_SIGN_AND_SEND,
+        signed: pt.SignedTransfer = await self._step(
+            pt.ACT_SIGN_AND_SEND,
             req,
-            result_type=t.SignedTransfer,
+            result_type=pt.SignedTransfer,
             **CHAIN,
             summary=f"Sign and send the transfer of {self._label}",
         )
@@ -482,7 +482,7 @@ class PaymentWorkflow:
             )
         return req.model_copy(update={"amount_atomic": probe.amount_atomic, "to": probe.pay_to})
 
-    async def _execute_x402(self, req: PaymentRequest) -> t.ReceiptResult:
+    async def _execute_x402(self, req: PaymentRequest) -> pt.ReceiptResult:
         """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
         signed: x.X402SignResult = await self._step(
             x.ACT_X402_SIGN,
@@ -510,12 +510,12 @@ class PaymentWorkflow:
                 PaymentStatus.cancelled,
                 reason=f"{req.url} answered {sent.status_code} without settling: nothing was paid",
             )
-        return t.ReceiptResult(
+        return pt.ReceiptResult(
             tx_hash=sent.transaction, succeeded=True, block_number=None, gas_used=0, revert_reason=None
         )
 
-    async def _settle(self, req: PaymentRequest, receipt: t.ReceiptResult) -> None:
-        settlement = t.Settlement(
+    async def _settle(self, req: PaymentRequest, receipt: pt.ReceiptResult) -> None:
+        settlement = pt.Settlement(
             payment_id=req.payment_id,
             tenant_id=req.tenant_id,
             wallet_id=req.wallet_id,
@@ -524,7 +524,7 @@ class PaymentWorkflow:
             amount_atomic=req.amount_atomic,
             receipt=receipt,
         )
-        await self._step(t.ACT_SETTLE, settlement, **SETTLEMENT, summary="Write ledger entries and the final status")
+        await self._step(pt.ACT_SETTLE, settlement, **SETTLEMENT, summary="Write ledger entries and the final status")
         self._state.block_number = receipt.block_number
         self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
         if receipt.succeeded:
@@ -581,8 +581,8 @@ class PaymentWorkflow:
     ) -> None:
         previous, self._state.status = self._state.status, status
         await self._step(
-            t.ACT_MARK_STATUS,
-            t.StatusChange(
+            pt.ACT_MARK_STATUS,
+            pt.StatusChange(
                 payment_id=self._req.payment_id,
                 status=status,
                 reason=reason,
@@ -604,7 +604,7 @@ class PaymentWorkflow:
         self._upsert_status()
         await self._tell_parent("status")
 
-    async def _tell_parent(self, change: t.PaymentProgressChange, approval: at.ApprovalProgress | None = None) -> None:
+    async def _tell_parent(self, change: pt.PaymentProgressChange, approval: ap.ApprovalProgress | None = None) -> None:
         """Push this change to the workflow that started the payment (an agent run), so it never polls.
 
         Awaited, so the parent receives changes in order and before the payment's result. Payments started
@@ -612,9 +612,9 @@ class PaymentWorkflow:
         cancelled run) does not stop the payment.
         """
         parent = workflow.info().parent
-        if parent is None or not workflow.patched(t.PATCH_PROGRESS):
+        if parent is None or not workflow.patched(pt.PATCH_PROGRESS):
             return
-        progress = t.PaymentProgress(
+        progress = pt.PaymentProgress(
             payment_id=self._state.payment_id,
             change=change,
             status=self._state.status,
@@ -622,7 +622,7 @@ class PaymentWorkflow:
             reason=self._state.failure_reason,
         )
         try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(t.SIGNAL_PROGRESS, progress)
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(pt.SIGNAL_PROGRESS, progress)
         except Exception as err:
             workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
@@ -676,7 +676,7 @@ def _label(req: PaymentRequest) -> str:
     return f"{label} for {req.url}" if priced else label
 
 
-async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
+async def _result(child: workflow.ChildWorkflowHandle) -> ap.ApprovalOutcome:
     return await child
 
 
