@@ -15,7 +15,13 @@ import asyncio
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    RetryState,
+    is_cancelled_exception,
+)
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from paygent import search_attributes as sa
@@ -45,7 +51,7 @@ from workflows.activity_options import (
     X402_SIGN,
 )
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
-from workflows.failures import failure_reason
+from workflows.failures import StepFailed, failure_reason
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -151,7 +157,7 @@ class PaymentWorkflow:
         try:
             try:
                 await self._pay()
-            except (ActivityError, ChildWorkflowError) as err:
+            except (ActivityError, StepFailed, ChildWorkflowError) as err:
                 # A deterministic failure (the database refused a value; the approval workflow itself failed)
                 # would fail the same way on every retry: end cleanly instead, `failed` with the reason, the
                 # reservation released and the status change audited (by payments.mark_status).
@@ -250,7 +256,7 @@ class PaymentWorkflow:
                     receipt = await self._execute_x402(self._req)
                 else:
                     receipt = await self._execute_transfer(self._req)
-        except ActivityError as err:
+        except (ActivityError, StepFailed) as err:
             cause = err.cause
             refused = isinstance(cause, ApplicationError) and cause.type in REFUSED_BY_SERVER
             await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=failure_reason(err))
@@ -471,7 +477,7 @@ class PaymentWorkflow:
                 **X402_PROBE,
                 summary=f"Ask {req.url} for its price",
             )
-        except ActivityError as err:
+        except (ActivityError, StepFailed) as err:
             if self._stopping:  # cut short by a Temporal cancel: `run` ends the payment `cancelled`
                 raise
             await self._end(PaymentStatus.refused, reason=failure_reason(err))
@@ -541,26 +547,32 @@ class PaymentWorkflow:
     async def _step(self, activity: str, arg: Any, **options: Any) -> Any:
         """One short step: a local activity when the payment asked for it (and has the patch), else regular.
 
-        A local activity's failure may reach the workflow unwrapped (the ApplicationError itself); it is wrapped
-        here in the ActivityError a regular activity raises, so every caller handles one shape. With folded
-        steps a local attempt is bounded (LOCAL_ATTEMPT); one that did not finish in time, or failed in a way a
-        retry may fix, is taken again as a regular activity (every step is idempotent)."""
-        if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
-            return await workflow.execute_activity(activity, arg, **options)
-        if self._folded:
-            try:
-                return await workflow.execute_local_activity(activity, arg, **{**options, **LOCAL_ATTEMPT})
-            except (ActivityError, ApplicationError, ActivityTimeout) as err:
-                cause = err.cause if isinstance(err, ActivityError) else err
-                if isinstance(cause, ApplicationError) and cause.non_retryable:
-                    raise _local_failure(activity, final=True) from cause
-                workflow.logger.info("local step %s did not finish (%s): taken again as an activity", activity, err)
-                return await workflow.execute_activity(activity, arg, **options)
+        A local activity's failure may reach the workflow unwrapped (the ApplicationError itself), a regular
+        one's as an ActivityError: either way it leaves here as `StepFailed` with the activity's own error as its
+        cause, so every caller handles one shape (a cancellation passes through as it came). With folded steps a
+        local attempt is bounded (LOCAL_ATTEMPT); one that did not finish in time, or failed in a way a retry may
+        fix, is taken again as a regular activity (every step is idempotent)."""
         try:
-            return await workflow.execute_local_activity(activity, arg, **options)
-        except (ApplicationError, ActivityTimeout) as err:
-            final = isinstance(err, ApplicationError) and err.non_retryable
-            raise _local_failure(activity, final=final) from err
+            if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
+                return await workflow.execute_activity(activity, arg, **options)
+            if self._folded:
+                try:
+                    return await workflow.execute_local_activity(activity, arg, **{**options, **LOCAL_ATTEMPT})
+                except (ActivityError, ApplicationError, ActivityTimeout) as err:
+                    cause = err.cause if isinstance(err, ActivityError) else err
+                    if isinstance(cause, ApplicationError) and cause.non_retryable:
+                        raise StepFailed(activity, final=True) from cause
+                    workflow.logger.info("local step %s did not finish (%s): taken again as an activity", activity, err)
+                    return await workflow.execute_activity(activity, arg, **options)
+            try:
+                return await workflow.execute_local_activity(activity, arg, **options)
+            except (ApplicationError, ActivityTimeout) as err:
+                final = isinstance(err, ApplicationError) and err.non_retryable
+                raise StepFailed(activity, final=final) from err
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            raise StepFailed(activity, final=err.retry_state == RetryState.NON_RETRYABLE_FAILURE) from err.cause
 
     async def _end_cancelled(self) -> NoReturn:
         assert self._cancel is not None
@@ -680,20 +692,7 @@ async def _result(child: workflow.ChildWorkflowHandle) -> ap.ApprovalOutcome:
     return await child
 
 
-def _local_failure(activity: str, *, final: bool) -> ActivityError:
-    """The ActivityError a regular activity would have raised, for a local activity's failure."""
-    return ActivityError(
-        f"local activity {activity} failed",
-        scheduled_event_id=0,
-        started_event_id=0,
-        identity="",
-        activity_type=activity,
-        activity_id="",
-        retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT,
-    )
-
-
-def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
+def _final_failure(err: ActivityError | StepFailed | ChildWorkflowError) -> bool:
     """A failure that retrying cannot fix: a data error from an activity, or a failed child approval."""
     if isinstance(err, ChildWorkflowError):
         return True

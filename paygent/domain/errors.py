@@ -39,6 +39,7 @@ class ErrorType(StrEnum):
     approval_not_found = "ApprovalNotFound"
     signal_decisions_off = "SignalDecisionsOff"  # PAYGENT_SIGNAL_DECISIONS=off: decisions by the API or CLI only
     # payments
+    step_failed = "StepFailed"  # a payment step's activity failed (workflows/failures.StepFailed); cause attached
     payment_not_cancellable = "PaymentNotCancellable"  # the `cancel` Update's validator, once signing began
     payment_missing = "PaymentMissing"  # signing or broadcasting a payment that has no row
     payment_not_recorded = "PaymentNotRecorded"  # a status change for a payment that has no row
