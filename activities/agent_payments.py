@@ -29,6 +29,7 @@ from paygent.db.grants import has_grant
 from paygent.db.paid_services import find_service
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount
@@ -228,8 +229,8 @@ class AgentPaymentActivities:
                     tenant_id=updated,
                     actor=c.actor,
                     channel=Channel.temporal,
-                    action="payment.cancelled",
-                    subject_type="payment",
+                    action=AuditAction.payment_cancelled,
+                    subject_type=AuditSubject.payment,
                     subject_id=c.payment_id,
                     data={"reason": c.reason, "before_start": True},
                 )

@@ -27,6 +27,7 @@ from paygent.db.agent_transcript import insert_message, load_chat
 from paygent.db.audit import append_audit
 from paygent.db.schema import audit_log
 from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import LlmRequest, LlmResponse
@@ -172,8 +173,8 @@ class AgentStepActivities:
             tenant_id=run.tenant_id,
             actor="temporal",
             channel=Channel.temporal,
-            action="agent_run.cancelled",
-            subject_type="agent_run",
+            action=AuditAction.agent_run_cancelled,
+            subject_type=AuditSubject.agent_run,
             subject_id=event.run_id,
             data={"reason": event.data.get("error"), "step": event.data.get("step")},
         )

@@ -34,6 +34,7 @@ from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
 from paygent.db.tenancy import tenant_scope
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest, PaymentStatus
@@ -154,7 +155,7 @@ class ChainActivities:
             actor="system",
             channel=Channel.system,
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=req.payment_id,
             data={
                 "tx_hash": tx_hash,
@@ -353,8 +354,8 @@ class ChainActivities:
                 tenant_id=req.tenant_id,
                 actor="system",
                 channel=Channel.system,
-                action="payment.receipt_wait_gave_up",
-                subject_type="payment",
+                action=AuditAction.payment_receipt_wait_gave_up,
+                subject_type=AuditSubject.payment,
                 subject_id=req.payment_id,
                 data={
                     "tx_hash": latest["tx_hash"],

@@ -14,6 +14,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.payment_status import PaymentNotRecorded, record_status
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.money import Unit
@@ -82,8 +83,8 @@ class PaymentActivities:
             tenant_id=req.tenant_id,
             actor="system",
             channel=Channel.system,
-            action="payment.reserved" if result.reserved else "payment.limit_refused",
-            subject_type="payment",
+            action=AuditAction.payment_reserved if result.reserved else AuditAction.payment_limit_refused,
+            subject_type=AuditSubject.payment,
             subject_id=req.payment_id,
             data=data,
         )
@@ -124,7 +125,7 @@ class PaymentActivities:
                 actor=event.actor,
                 channel=Channel(event.channel),
                 action=event.action,
-                subject_type="payment",
+                subject_type=AuditSubject.payment,
                 subject_id=event.payment_id,
                 data=event.data,
             )
@@ -170,7 +171,7 @@ class PaymentActivities:
                 actor="system",
                 channel=Channel.system,
                 action=f"payment.{status}",
-                subject_type="payment",
+                subject_type=AuditSubject.payment,
                 subject_id=s.payment_id,
                 data={
                     "tx_hash": s.receipt.tx_hash,

@@ -27,6 +27,7 @@ from x402.schemas import NoMatchingRequirementsError
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
@@ -113,7 +114,7 @@ class X402Activities:
             actor="system",
             channel=Channel.temporal,
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=payment_id,
             data=data,
         )

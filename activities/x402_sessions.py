@@ -32,6 +32,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.payments import NewPayment, record_payment
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PaymentKind, PaymentStatus
@@ -116,8 +117,8 @@ class X402SessionActivities:
                 tenant_id=req.tenant_id,
                 actor="system",
                 channel=Channel.system,
-                action="x402_session.reserved" if refusal is None else "x402_session.limit_refused",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_reserved if refusal is None else AuditAction.x402_session_limit_refused,
+                subject_type=AuditSubject.x402_session,
                 subject_id=req.session_id,
                 data={"budget_atomic": str(req.budget_atomic)}
                 | ({"limit": refusal[0], "message": refusal[1]} if refusal else {}),
@@ -152,7 +153,7 @@ class X402SessionActivities:
                 actor=change.actor,
                 channel=Channel.system,
                 action=f"x402_session.{change.status}",
-                subject_type="x402_session",
+                subject_type=AuditSubject.x402_session,
                 subject_id=change.session_id,
                 data={
                     "reason": change.reason,
@@ -218,8 +219,8 @@ class X402SessionActivities:
                 tenant_id=call.tenant_id,
                 actor=call.request.actor,
                 channel=Channel(call.request.channel),
-                action="x402_session.refused",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_refused,
+                subject_type=AuditSubject.x402_session,
                 subject_id=call.session_id,
                 data={
                     "url": call.request.url,
@@ -385,7 +386,7 @@ class X402SessionActivities:
             actor=call.request.actor,
             channel=Channel(call.request.channel),
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=call.request.payment_id,
             data=data,
         )

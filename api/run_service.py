@@ -29,6 +29,7 @@ from paygent.db.audit import append_audit
 from paygent.db.grants import SPEND
 from paygent.db.schema import wallet_grants, wallets
 from paygent.domain.agent_run import RUN_TERMINAL, RunStatus
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
@@ -73,8 +74,8 @@ async def create_thread(conn: AsyncConnection, who: Principal, title: str, chann
         tenant_id=who.tenant_id,
         actor=who.actor,
         channel=channel,
-        action="thread.created",
-        subject_type="thread",
+        action=AuditAction.thread_created,
+        subject_type=AuditSubject.thread,
         subject_id=str(thread_id),
         data={"title": title},
     )
@@ -206,8 +207,8 @@ async def start_run(d: Deps, who: Principal, body: AgentRunCreate, *, transport:
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="agent_run.requested",
-            subject_type="agent_run",
+            action=AuditAction.agent_run_requested,
+            subject_type=AuditSubject.agent_run,
             subject_id=str(run_id),
             data={
                 "thread_id": str(thread_id),
@@ -278,8 +279,8 @@ async def request_cancel(
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=via,
-            action="agent_run.cancel_requested",
-            subject_type="agent_run",
+            action=AuditAction.agent_run_cancel_requested,
+            subject_type=AuditSubject.agent_run,
             subject_id=run_id,
             data={"transport": transport},
         )

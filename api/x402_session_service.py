@@ -32,6 +32,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import payments
 from paygent.db.tenancy import tenant_transaction
 from paygent.db.x402_sessions import load_session, record_session
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
@@ -142,8 +143,8 @@ async def start_session(
                 tenant_id=who.tenant_id,
                 actor=who.actor,
                 channel=channel,
-                action="x402_session.requested",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_requested,
+                subject_type=AuditSubject.x402_session,
                 subject_id=str(session_id),
                 data={
                     "wallet_id": str(wallet_id),

@@ -26,6 +26,7 @@ from paygent.db.agent_transcript import message_view
 from paygent.db.audit import append_audit
 from paygent.db.schema import BIGINT_MAX
 from paygent.domain.agent_run import RUN_TERMINAL
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
@@ -156,8 +157,8 @@ async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = De
                 tenant_id=who.tenant_id,
                 actor=who.actor,
                 channel=Channel.api,
-                action="thread.archived",
-                subject_type="thread",
+                action=AuditAction.thread_archived,
+                subject_type=AuditSubject.thread,
                 subject_id=str(row["id"]),
             )
         row = await thread_or_404(conn, who, thread_id)
@@ -181,8 +182,8 @@ async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Dep
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="thread.deleted",
-            subject_type="thread",
+            action=AuditAction.thread_deleted,
+            subject_type=AuditSubject.thread,
             subject_id=str(row["id"]),
             data={"title": row["title"]},
         )

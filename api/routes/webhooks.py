@@ -21,6 +21,7 @@ from paygent.crypto import seal_webhook_secret
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import webhooks
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
@@ -65,8 +66,8 @@ async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps =
             tenant_id=who.tenant_id,
             actor=who.name,
             channel=Channel.api,
-            action="webhook.created",
-            subject_type="webhook",
+            action=AuditAction.webhook_created,
+            subject_type=AuditSubject.webhook,
             subject_id=str(webhook_id),
             data={"url": body.url, "events": body.events},
         )
@@ -107,7 +108,7 @@ async def deactivate(webhook_id: str, who: Principal = Depends(ADMIN), d: Deps =
             tenant_id=who.tenant_id,
             actor=who.name,
             channel=Channel.api,
-            action="webhook.deactivated",
-            subject_type="webhook",
+            action=AuditAction.webhook_deactivated,
+            subject_type=AuditSubject.webhook,
             subject_id=webhook_id,
         )

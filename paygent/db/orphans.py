@@ -21,6 +21,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, payment_transactions, payments
 from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, RunEventType, RunStatus
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.orphans import PaymentVerdict, Reservation
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentKind
@@ -107,7 +108,7 @@ async def end_payment(
         actor=who.actor,
         channel=who.channel,
         action=action,
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=payment_id,
         data={
             "reason": reason,
@@ -149,8 +150,8 @@ async def end_approval(
         tenant_id=row.tenant_id,
         actor=who.actor,
         channel=who.channel,
-        action="approval.decided",
-        subject_type="approval",
+        action=AuditAction.approval_decided,
+        subject_type=AuditSubject.approval,
         subject_id=approval_id,
         data={"status": status, "decided_by": who.actor, "reason": reason, "previous_status": row.status, **data},
     )
@@ -185,7 +186,7 @@ async def end_run(
         actor=who.actor,
         channel=who.channel,
         action=f"agent_run.{status}",
-        subject_type="agent_run",
+        subject_type=AuditSubject.agent_run,
         subject_id=run_id,
         data={"reason": reason, "previous_status": row.status, **data},
     )
