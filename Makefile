@@ -87,12 +87,14 @@ record-histories: install
 	  echo "record-histories: $$(ls "$$out" | wc -l) histories in $$out ($$(du -sh "$$out" | cut -f1))"; \
 	  ls "$$out" | cut -d- -f1 | sort | uniq -c
 
-# Format, lint and type-check (ruff and mypy, configured in pyproject.toml): fails on any finding;
-# `ruff format .` fixes the format. mypy checks the packages (not tests/benchmarks), cached in .mypy_cache/.
+# Format, lint, type-check and check the layers (ruff, mypy and import-linter, configured in pyproject.toml): fails
+# on any finding; `ruff format .` fixes the format. mypy checks the packages (not tests/benchmarks), cached in
+# .mypy_cache/; lint-imports checks the import contracts of docs/ARCHITECTURE.md.
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: install
 	$(PAYGENT) demo

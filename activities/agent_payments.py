@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_tools import validation_message
@@ -30,15 +29,17 @@ from paygent.db.grants import has_grant
 from paygent.db.paid_services import find_service
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
-from paygent.domain.errors import ErrorType, InvalidInput
+from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PaymentKind, PaymentStatus, payment_workflow_id
 from paygent.domain.text import SafeText
 from paygent.payment_input import DecimalText, PaymentFields, check_payment_input
 from paygent.settings import Settings
-from workflows import agent_types as t
+from workflows import agent_types as at
 from workflows import payment_types as pt
+from workflows.payment_client import CancelRefused, request_cancel
 
 
 class PayArgs(BaseModel):
@@ -74,7 +75,7 @@ class AgentPaymentActivities:
         self.engine, self.client, self.settings = engine, client, settings
 
     @staticmethod
-    def _fields(p: t.PreparePayment) -> tuple[PaymentFields, str | None]:
+    def _fields(p: at.PreparePayment) -> tuple[PaymentFields, str | None]:
         """The model's arguments as the payment fields every door checks (paygent/payment_input.py), and the
         memo; arguments of the wrong shape raise ValidationError."""
         if p.call.name == "call_paid_tool":  # the URL comes from the registry (see prepare_payment)
@@ -86,36 +87,36 @@ class AgentPaymentActivities:
         args = PayArgs.model_validate(p.call.arguments)
         return PaymentFields(kind=PaymentKind.transfer, asset=args.asset, to=args.to, amount=args.amount), args.memo
 
-    @activity.defn(name=t.ACT_PREPARE_PAYMENT)
-    async def prepare_payment(self, p: t.PreparePayment) -> t.PreparedPayment:
+    @activity.defn(name=at.ACT_PREPARE_PAYMENT)
+    async def prepare_payment(self, p: at.PreparePayment) -> at.PreparedPayment:
         refused = f"invalid arguments for {p.call.name}"
         try:
             fields, memo = self._fields(p)
         except ValidationError as exc:
-            return t.PreparedPayment(error=f"{refused}: {validation_message(exc)}")
+            return at.PreparedPayment(error=f"{refused}: {validation_message(exc)}")
         if fields.kind == PaymentKind.x402:  # the tools pay in the configured token
             fields = replace(fields, asset=self.settings.token_symbol)
         if not p.wallet_id:
-            return t.PreparedPayment(error="this run has no wallet to pay from")
-        payment_id = uuid.UUID(t.agent_payment_id(p.run_id, p.call.id))
+            return at.PreparedPayment(error="this run has no wallet to pay from")
+        payment_id = uuid.UUID(at.agent_payment_id(p.run_id, p.call.id))
         async with self.engine.begin() as conn:
             wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
             if wallet is None:
-                return t.PreparedPayment(error="the run's wallet no longer exists")
+                return at.PreparedPayment(error="the run's wallet no longer exists")
             if not await has_grant(conn, uuid.UUID(p.user_id), wallet.id):  # grants can be withdrawn mid-run
-                return t.PreparedPayment(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
+                return at.PreparedPayment(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
             mcp_call = None
             if p.call.name == "call_paid_tool":
                 paid = PaidToolArgs.model_validate(p.call.arguments)
                 service = await find_service(conn, p.tenant_id, paid.service)
                 if service is None or service["transport"] != "mcp" or not service["tool"]:
-                    return t.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
+                    return at.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
                 fields = replace(fields, url=service["url"])
                 mcp_call = {"tool": service["tool"], "arguments": paid.arguments}
             try:  # the same checks as POST /v1/payments; nothing is recorded for a refusal
                 checked = await check_payment_input(self.settings, fields, payer=wallet.address)
             except InvalidInput as exc:
-                return t.PreparedPayment(error=f"{refused}: {exc}")
+                return at.PreparedPayment(error=f"{refused}: {exc}")
             recorded = await record_payment(
                 conn,
                 NewPayment(
@@ -139,17 +140,17 @@ class AgentPaymentActivities:
                 ),
             )
         if not recorded.matches:
-            return t.PreparedPayment(error="a different payment is already recorded for this tool call")
+            return at.PreparedPayment(error="a different payment is already recorded for this tool call")
         row = recorded.row
         label = format_amount(checked.amount_atomic, checked.decimals)
-        return t.PreparedPayment(
+        return at.PreparedPayment(
             request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=checked.decimals),
             status=row["status"],
             wallet_name=wallet.name,
             amount_label=f"{'up to ' if checked.url else ''}{label} {checked.asset}",
         )
 
-    async def _status(self, payment_id: str) -> t.PaymentSnapshot:
+    async def _status(self, payment_id: str) -> at.PaymentSnapshot:
         async with self.engine.connect() as conn:
             row = (
                 (await conn.execute(sa.select(payments).where(payments.c.id == uuid.UUID(payment_id))))
@@ -157,7 +158,7 @@ class AgentPaymentActivities:
                 .first()
             )
         if row is None:  # a run cancelled before its payment was recorded: nothing to cancel, nothing paid
-            return t.PaymentSnapshot(payment_id=payment_id, status=NOT_RECORDED)
+            return at.PaymentSnapshot(payment_id=payment_id, status=NOT_RECORDED)
         x402 = None
         if row["kind"] == PaymentKind.x402:
             details = row["details"] or {}
@@ -169,7 +170,7 @@ class AgentPaymentActivities:
                 "body_excerpt": response.get("body_excerpt"),
                 "transaction": (details.get("receipt") or {}).get("transaction"),
             }
-        return t.PaymentSnapshot(
+        return at.PaymentSnapshot(
             payment_id=payment_id,
             status=row["status"],
             tx_hash=row["tx_hash"],
@@ -180,34 +181,31 @@ class AgentPaymentActivities:
             x402=x402,
         )
 
-    @activity.defn(name=t.ACT_PAYMENT_STATUS)
-    async def payment_status(self, payment_id: str) -> t.PaymentSnapshot:
+    @activity.defn(name=at.ACT_PAYMENT_STATUS)
+    async def payment_status(self, payment_id: str) -> at.PaymentSnapshot:
         return await self._status(payment_id)
 
-    @activity.defn(name=t.ACT_CANCEL_PAYMENT)
-    async def cancel_payment(self, c: t.CancelPayment) -> t.PaymentSnapshot:
+    @activity.defn(name=at.ACT_CANCEL_PAYMENT)
+    async def cancel_payment(self, c: at.CancelPayment) -> at.PaymentSnapshot:
         """Ask the payment to cancel; returns its status afterwards (still moving if it was already signed)."""
-        handle = self.client.get_workflow_handle(payment_workflow_id(c.payment_id))
         try:
-            state = await handle.execute_update(
-                pt.UPDATE_CANCEL,
+            state = await request_cancel(
+                self.client,
+                payment_workflow_id(c.payment_id),
                 pt.PaymentCancelRequest(actor=c.actor, channel=Channel.temporal, reason=c.reason),
-                id=f"agent-cancel-{c.payment_id}",
-                result_type=pt.PaymentState,
+                update_id=f"agent-cancel-{c.payment_id}",
             )
-            return t.PaymentSnapshot(
+            return at.PaymentSnapshot(
                 payment_id=c.payment_id, status=state.status, tx_hash=state.tx_hash, failure_reason=state.failure_reason
             )
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable):
-                raise
+        except CancelRefused:
+            pass  # signing began: the payment goes on, its status says where it stands
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 await self._cancel_unstarted(c)
         return await self._status(c.payment_id)
 
-    async def _cancel_unstarted(self, c: t.CancelPayment) -> None:
+    async def _cancel_unstarted(self, c: at.CancelPayment) -> None:
         """No workflow ever started for this row (the run was cancelled in between): close the row itself."""
         try:
             await self.client.get_workflow_handle(payment_workflow_id(c.payment_id)).describe()
@@ -231,8 +229,8 @@ class AgentPaymentActivities:
                     tenant_id=updated,
                     actor=c.actor,
                     channel=Channel.temporal,
-                    action="payment.cancelled",
-                    subject_type="payment",
+                    action=AuditAction.payment_cancelled,
+                    subject_type=AuditSubject.payment,
                     subject_id=c.payment_id,
                     data={"reason": c.reason, "before_start": True},
                 )

@@ -26,21 +26,22 @@ from paygent.db.agent_schema import agent_llm_steps, agent_runs
 from paygent.db.agent_transcript import insert_message, load_chat
 from paygent.db.audit import append_audit
 from paygent.db.schema import audit_log
-from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import LlmRequest, LlmResponse
 from paygent.settings import Settings
-from workflows import agent_types as t
+from workflows import agent_types as at
 
 HEARTBEAT_SECONDS = 2.0
 EXCERPT = 500
 RESULT_EXCERPT = 1000
 
 
-def step_result(step: int, message_id: uuid.UUID, response: LlmResponse, *, reused: bool) -> t.LlmStepResult:
+def step_result(step: int, message_id: uuid.UUID, response: LlmResponse, *, reused: bool) -> at.LlmStepResult:
     text = response.text
-    return t.LlmStepResult(
+    return at.LlmStepResult(
         step=step,
         message_id=str(message_id),
         tool_calls=list(response.tool_calls),
@@ -72,7 +73,7 @@ class AgentStepActivities:
             )
         return row
 
-    async def _stored(self, conn, run_id: uuid.UUID, step: int) -> t.LlmStepResult | None:
+    async def _stored(self, conn, run_id: uuid.UUID, step: int) -> at.LlmStepResult | None:
         row = (
             (
                 await conn.execute(
@@ -98,8 +99,8 @@ class AgentStepActivities:
         finally:
             call.cancel()
 
-    @activity.defn(name=t.ACT_LLM_STEP)
-    async def llm_step(self, inp: t.LlmStepInput) -> t.LlmStepResult:
+    @activity.defn(name=at.ACT_LLM_STEP)
+    async def llm_step(self, inp: at.LlmStepInput) -> at.LlmStepResult:
         run_id = uuid.UUID(inp.run_id)
         async with self.engine.connect() as conn:
             stored = await self._stored(conn, run_id, inp.step)
@@ -107,8 +108,8 @@ class AgentStepActivities:
                 return stored
             run = await self._run_row(conn, run_id)
             chat = await load_chat(conn, run.thread_id)
-        tools = t.TOOLS if inp.tools else []  # a chat turn offers no tools
-        response = await self._complete(LlmRequest(messages=chat, tools=tools, system=t.SYSTEM_PROMPT))
+        tools = at.TOOLS if inp.tools else []  # a chat turn offers no tools
+        response = await self._complete(LlmRequest(messages=chat, tools=tools, system=at.SYSTEM_PROMPT))
         message_id = uuid.uuid4()
         async with self.engine.begin() as conn:
             inserted = await conn.scalar(
@@ -146,11 +147,11 @@ class AgentStepActivities:
         except (RedisError, OSError) as exc:
             activity.logger.warning("event %s of run %s not published live: %s", payload["seq"], payload["run_id"], exc)
 
-    @activity.defn(name=t.ACT_EMIT)
+    @activity.defn(name=at.ACT_EMIT)
     async def emit_event(self, event: EmitEvent) -> None:
         async with self.engine.begin() as conn:
             payload = await record_event(conn, event)
-            if event.type == EventType.agent_failed and event.data.get("status") == RunStatus.cancelled:
+            if event.type == RunEventType.agent_failed and event.data.get("status") == RunStatus.cancelled:
                 await self._audit_temporal_cancel(conn, event)
         await self._publish(payload)
 
@@ -172,14 +173,14 @@ class AgentStepActivities:
             tenant_id=run.tenant_id,
             actor="temporal",
             channel=Channel.temporal,
-            action="agent_run.cancelled",
-            subject_type="agent_run",
+            action=AuditAction.agent_run_cancelled,
+            subject_type=AuditSubject.agent_run,
             subject_id=event.run_id,
             data={"reason": event.data.get("error"), "step": event.data.get("step")},
         )
 
-    @activity.defn(name=t.ACT_RECORD_TOOL_RESULT)
-    async def record_tool_result(self, rec: t.ToolResultRecord) -> None:
+    @activity.defn(name=at.ACT_RECORD_TOOL_RESULT)
+    async def record_tool_result(self, rec: at.ToolResultRecord) -> None:
         """The tool's result joins the transcript and `tool_completed` is emitted, atomically."""
         run_id = uuid.UUID(rec.run_id)
         text = rec.outcome.text
@@ -201,7 +202,7 @@ class AgentStepActivities:
                 EmitEvent(
                     run_id=rec.run_id,
                     seq=rec.seq,
-                    type=EventType.tool_completed,
+                    type=RunEventType.tool_completed,
                     data={
                         "step": rec.step,
                         "tool_call_id": rec.call.id,

@@ -28,15 +28,15 @@ from paygent.db.paid_services import list_services, service_view
 from paygent.domain.money import format_amount
 from paygent.memory.embedding import embedder_from_settings
 from paygent.settings import Settings
-from workflows import agent_types as t
+from workflows import agent_types as at
 
 
 class ToolRefused(Exception):
     """A tool call the model made that cannot be served; its message goes back to the model."""
 
 
-def _outcome(data: dict[str, Any]) -> t.ToolOutcome:
-    return t.ToolOutcome(ok="error" not in data, text=json.dumps(data, sort_keys=True))
+def _outcome(data: dict[str, Any]) -> at.ToolOutcome:
+    return at.ToolOutcome(ok="error" not in data, text=json.dumps(data, sort_keys=True))
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -50,8 +50,8 @@ class AgentToolActivities:
         self.engine, self.redis, self.settings = engine, redis, settings
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
 
-    @activity.defn(name=t.ACT_RUN_TOOL)
-    async def run_tool(self, inv: t.ToolInvocation) -> t.ToolOutcome:
+    @activity.defn(name=at.ACT_RUN_TOOL)
+    async def run_tool(self, inv: at.ToolInvocation) -> at.ToolOutcome:
         handlers = {
             "wallet_balance": self._balance,
             "memory_set": self._memory,
@@ -70,7 +70,7 @@ class AgentToolActivities:
         except ToolRefused as exc:
             return _outcome({"error": str(exc)})
 
-    async def _balance(self, inv: t.ToolInvocation) -> dict[str, Any]:
+    async def _balance(self, inv: at.ToolInvocation) -> dict[str, Any]:
         if not inv.wallet_id:
             raise ToolRefused("this run has no wallet")
         if not self.settings.token_address:
@@ -88,7 +88,7 @@ class AgentToolActivities:
             "balance_atomic": str(atomic),
         }
 
-    async def _memory(self, inv: t.ToolInvocation) -> dict[str, Any]:
+    async def _memory(self, inv: at.ToolInvocation) -> dict[str, Any]:
         memory = Memory(self.engine, self.redis, inv.tenant_id, inv.user_id, embedder_from_settings(self.settings))
         args = inv.call.arguments
         if inv.call.name == "memory_set":
@@ -97,12 +97,12 @@ class AgentToolActivities:
             return await memory.get(GetArgs.model_validate(args))
         return await memory.search(SearchArgs.model_validate(args))
 
-    async def _services(self, inv: t.ToolInvocation) -> dict[str, Any]:
+    async def _services(self, inv: at.ToolInvocation) -> dict[str, Any]:
         async with self.engine.connect() as conn:
             rows = await list_services(conn, inv.tenant_id)
         return {"services": [service_view(r, self.settings.token_decimals, self.settings.token) for r in rows]}
 
-    async def _health(self, inv: t.ToolInvocation) -> dict[str, Any]:
+    async def _health(self, inv: at.ToolInvocation) -> dict[str, Any]:
         async def postgres() -> str:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("select 1"))

@@ -27,11 +27,11 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, audit_log, webhooks
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.approval_policy import ApprovalPolicy
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import CLAIMABLE, Channel
 from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
 from paygent.settings import Settings
-from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import (
     ACT_LOAD_POLICY,
     ACT_PUBLISH,
@@ -45,7 +45,6 @@ from workflows.approval_types import (
 )
 from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest
 
-APPROVAL_WORKFLOWS = [ApprovalWorkflow]
 SIGNATURE_HEADER = "X-Paygent-Signature"
 
 
@@ -117,7 +116,7 @@ class ApprovalActivities:
                 actor=record.actor,
                 channel=channel,
                 action=record.action,
-                subject_type="approval",
+                subject_type=AuditSubject.approval,
                 subject_id=view.approval_id,
                 tenant_id=view.tenant_id,
                 at=record.at,

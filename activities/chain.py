@@ -34,11 +34,12 @@ from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payment_transactions, payments
 from paygent.db.tenancy import tenant_scope
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentRequest, PaymentStatus
 from workflows import chain_types as ct
-from workflows import payment_types as t
+from workflows import payment_types as pt
 
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8  # +12.5%
 RESEND_SECONDS = 2.0  # re-send stored bytes (node restart, reorg) at most this often, not on every poll
@@ -154,7 +155,7 @@ class ChainActivities:
             actor="system",
             channel=Channel.system,
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=req.payment_id,
             data={
                 "tx_hash": tx_hash,
@@ -165,12 +166,12 @@ class ChainActivities:
         )
         return tx_hash, raw
 
-    @activity.defn(name=t.ACT_SIGN)
-    async def sign_transfer(self, req: PaymentRequest) -> t.SignedTransfer:
+    @activity.defn(name=pt.ACT_SIGN)
+    async def sign_transfer(self, req: PaymentRequest) -> pt.SignedTransfer:
         signed, _ = await self._sign(req)
         return signed
 
-    async def _sign(self, req: PaymentRequest) -> tuple[t.SignedTransfer, bytes]:
+    async def _sign(self, req: PaymentRequest) -> tuple[pt.SignedTransfer, bytes]:
         """Allocate the nonce, sign, and store the bytes in one transaction; a later call returns those bytes."""
         pid = uuid.UUID(req.payment_id)
         fees = await fee_fields(self.w3)
@@ -188,7 +189,7 @@ class ChainActivities:
                     f"payment {pid} is not recorded", type=ErrorType.payment_missing, non_retryable=True
                 )
             if row.signed_tx is not None:
-                reused = t.SignedTransfer(payment_id=req.payment_id, tx_hash=row.tx_hash, nonce=row.nonce, reused=True)
+                reused = pt.SignedTransfer(payment_id=req.payment_id, tx_hash=row.tx_hash, nonce=row.nonce, reused=True)
                 return reused, bytes(row.signed_tx)
             if row.status in PAYMENT_TERMINAL:
                 raise ApplicationError(
@@ -197,9 +198,9 @@ class ChainActivities:
             nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, chain_pending)
             tx_hash, raw = await self._sign_and_store(conn, req, nonce, fees, action="payment.signed")
         activity.logger.info("signed payment %s as %s (nonce %d)", req.payment_id, tx_hash, nonce)
-        return t.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False), raw
+        return pt.SignedTransfer(payment_id=req.payment_id, tx_hash=tx_hash, nonce=nonce, reused=False), raw
 
-    @activity.defn(name=t.ACT_BROADCAST)
+    @activity.defn(name=pt.ACT_BROADCAST)
     async def broadcast(self, payment_id: str) -> str:
         row = await self._payment(payment_id)
         if row["signed_tx"] is None:
@@ -207,8 +208,8 @@ class ChainActivities:
         await send_stored(self.w3, row["signed_tx"])
         return row["tx_hash"]
 
-    @activity.defn(name=t.ACT_SIGN_AND_SEND)
-    async def sign_and_send(self, req: PaymentRequest) -> t.SignedTransfer:
+    @activity.defn(name=pt.ACT_SIGN_AND_SEND)
+    async def sign_and_send(self, req: PaymentRequest) -> pt.SignedTransfer:
         """Sign once (the bytes and their nonce stored and committed first), send, then record `submitted`.
 
         One step, so an allocated nonce is never left unsent behind a workflow task or a queued activity (one
@@ -222,8 +223,8 @@ class ChainActivities:
             )
         return signed
 
-    @activity.defn(name=t.ACT_AWAIT_RECEIPT)
-    async def await_receipt(self, req: PaymentRequest) -> t.ReceiptResult:
+    @activity.defn(name=pt.ACT_AWAIT_RECEIPT)
+    async def await_receipt(self, req: PaymentRequest) -> pt.ReceiptResult:
         """Wait until one attempt's receipt is `confirmations` deep.
 
         Payments that schedule it without a heartbeat timeout (RECEIPT_FOLLOWED, every payment since
@@ -276,8 +277,8 @@ class ChainActivities:
         )
         self._follower_checked[key] = time.monotonic()
 
-    @activity.defn(name=t.ACT_RECEIPT_GAVE_UP)
-    async def receipt_wait_gave_up(self, req: PaymentRequest) -> t.ReceiptResult:
+    @activity.defn(name=pt.ACT_RECEIPT_GAVE_UP)
+    async def receipt_wait_gave_up(self, req: PaymentRequest) -> pt.ReceiptResult:
         """The wait's own timeout passed before the follower answered (it was down that long): mark the payment
         for the reconciler, as the follower does at PAYGENT_RECEIPT_WAIT_SECONDS."""
         attempts = await self._attempts(req.payment_id)
@@ -291,7 +292,7 @@ class ChainActivities:
             )
         return await self.give_up(req, attempts[-1])
 
-    async def _poll_receipt(self, req: PaymentRequest) -> t.ReceiptResult:
+    async def _poll_receipt(self, req: PaymentRequest) -> pt.ReceiptResult:
         """Poll until one attempt's receipt is `confirmations` deep; re-send what the node forgot (restart,
         reorg); replace the transaction with higher fees when it is not mined within the deadline.
 
@@ -334,7 +335,7 @@ class ChainActivities:
             # (1,000-payment load run, issue 11: 389 receipt waits cancelled and restarted).
             pause = min(pause * POLL_BACKOFF, MAX_POLL_SECONDS)
 
-    async def give_up(self, req: PaymentRequest, latest) -> t.ReceiptResult:
+    async def give_up(self, req: PaymentRequest, latest) -> pt.ReceiptResult:
         """Stop waiting, not hoping: the signed transaction may still land, so the payment stays `submitted`
         (reservation held) and is marked for the reconciler, which re-sends it and settles it either way."""
         async with self.engine.begin() as conn:
@@ -353,8 +354,8 @@ class ChainActivities:
                 tenant_id=req.tenant_id,
                 actor="system",
                 channel=Channel.system,
-                action="payment.receipt_wait_gave_up",
-                subject_type="payment",
+                action=AuditAction.payment_receipt_wait_gave_up,
+                subject_type=AuditSubject.payment,
                 subject_id=req.payment_id,
                 data={
                     "tx_hash": latest["tx_hash"],
@@ -365,7 +366,7 @@ class ChainActivities:
         activity.logger.warning(
             "payment %s: no receipt after %ss; left to the reconciler", req.payment_id, self.receipt_wait_seconds
         )
-        return t.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0, pending=True)
+        return pt.ReceiptResult(tx_hash=latest["tx_hash"], succeeded=False, block_number=None, gas_used=0, pending=True)
 
     async def replace(self, req: PaymentRequest, latest) -> bool:
         """Same nonce, fees raised by 12.5% over the previous attempt (and at least the current market).
@@ -398,11 +399,11 @@ class ChainActivities:
         await send_stored(self.w3, raw)
         return True
 
-    async def result(self, tx_hash: str, receipt) -> t.ReceiptResult:
+    async def result(self, tx_hash: str, receipt) -> pt.ReceiptResult:
         reason = None
         if receipt["status"] != 1:
             reason = await self._revert_reason(tx_hash, receipt["blockNumber"])
-        return t.ReceiptResult(
+        return pt.ReceiptResult(
             tx_hash=tx_hash,
             succeeded=receipt["status"] == 1,
             block_number=receipt["blockNumber"],

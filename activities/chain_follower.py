@@ -48,7 +48,7 @@ from paygent.db.tenancy import tenant_scope, tenant_transaction
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PaymentRequest
 from workflows import chain_types as ct
-from workflows import payment_types as t
+from workflows import payment_types as pt
 
 POLL_SECONDS = 0.2  # how often the head is read while waits are open
 IDLE_POLL_SECONDS = 1.0  # ... and while none are
@@ -321,7 +321,7 @@ class _Run:
                 activity.logger.warning("payment %s: its receipt wait had no registration; retried", pid)
 
 
-def _complete(result: t.ReceiptResult) -> Callable[[AsyncActivityHandle], Awaitable[None]]:
+def _complete(result: pt.ReceiptResult) -> Callable[[AsyncActivityHandle], Awaitable[None]]:
     async def send(handle: AsyncActivityHandle) -> None:
         await handle.complete(result)
 

@@ -14,11 +14,12 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.payment_status import PaymentNotRecorded, record_status
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.money import Unit
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentRequest, PaymentStatus
-from workflows import payment_types as t
+from workflows import payment_types as pt
 
 
 class PaymentActivities:
@@ -26,14 +27,14 @@ class PaymentActivities:
         self.engine = engine
         self.decimals = decimals  # of the default dev policy, when a tenant stored none (as approval.load_policy)
 
-    @activity.defn(name=t.ACT_RESERVE)
-    async def reserve(self, req: PaymentRequest) -> t.ReserveOutcome:
+    @activity.defn(name=pt.ACT_RESERVE)
+    async def reserve(self, req: PaymentRequest) -> pt.ReserveOutcome:
         """Check the wallet's spending policy and reserve the amount, atomically, before anything is signed."""
         async with self.engine.begin() as conn:
             return await self._reserve(conn, req)
 
-    @activity.defn(name=t.ACT_RESERVE_WITH_POLICY)
-    async def reserve_with_policy(self, req: PaymentRequest) -> t.ReserveOutcome:
+    @activity.defn(name=pt.ACT_RESERVE_WITH_POLICY)
+    async def reserve_with_policy(self, req: PaymentRequest) -> pt.ReserveOutcome:
         """`reserve`, and in the same transaction read the approval policy in force (one step, not two)."""
         async with self.engine.begin() as conn:
             outcome = await self._reserve(conn, req)
@@ -41,14 +42,14 @@ class PaymentActivities:
                 outcome.policy = await policies.load_policy(conn, req.tenant_id, req.wallet_id, decimals=self.decimals)
         return outcome
 
-    async def _reserve(self, conn: AsyncConnection, req: PaymentRequest) -> t.ReserveOutcome:
+    async def _reserve(self, conn: AsyncConnection, req: PaymentRequest) -> pt.ReserveOutcome:
         # A payment already closed (cancelled while this activity was in flight) reserves nothing: the row lock
         # orders this against mark_status, which releases the reservation when the payment closes.
         status = await conn.scalar(
             sa.select(payments.c.status).where(payments.c.id == uuid.UUID(req.payment_id)).with_for_update()
         )
         if status in PAYMENT_TERMINAL:
-            return t.ReserveOutcome(reserved=False, limit="closed", message=f"the payment is already {status}")
+            return pt.ReserveOutcome(reserved=False, limit="closed", message=f"the payment is already {status}")
         # the terms reserved are the terms recorded: an x402 server's price, or an approved edit
         await conn.execute(
             payments.update()
@@ -82,17 +83,17 @@ class PaymentActivities:
             tenant_id=req.tenant_id,
             actor="system",
             channel=Channel.system,
-            action="payment.reserved" if result.reserved else "payment.limit_refused",
-            subject_type="payment",
+            action=AuditAction.payment_reserved if result.reserved else AuditAction.payment_limit_refused,
+            subject_type=AuditSubject.payment,
             subject_id=req.payment_id,
             data=data,
         )
         if result.refusal:
-            return t.ReserveOutcome(reserved=False, limit=result.refusal.limit, message=result.refusal.message)
-        return t.ReserveOutcome(reserved=result.reserved)
+            return pt.ReserveOutcome(reserved=False, limit=result.refusal.limit, message=result.refusal.message)
+        return pt.ReserveOutcome(reserved=result.reserved)
 
-    @activity.defn(name=t.ACT_MARK_STATUS)
-    async def mark_status(self, change: t.StatusChange) -> None:
+    @activity.defn(name=pt.ACT_MARK_STATUS)
+    async def mark_status(self, change: pt.StatusChange) -> None:
         """Idempotent; a terminal status is never overwritten (a replayed retry cannot resurrect a payment)."""
         async with self.engine.begin() as conn:
             await record_status_or_fail(
@@ -106,8 +107,8 @@ class PaymentActivities:
                 channel=Channel(change.channel),
             )
 
-    @activity.defn(name=t.ACT_RECORD_EVENT)
-    async def record_event(self, event: t.PaymentEvent) -> None:
+    @activity.defn(name=pt.ACT_RECORD_EVENT)
+    async def record_event(self, event: pt.PaymentEvent) -> None:
         """Audit a step that moves no status (a refused Temporal cancel); a retry after a lost answer may write
         the same record twice."""
         async with self.engine.begin() as conn:
@@ -124,13 +125,13 @@ class PaymentActivities:
                 actor=event.actor,
                 channel=Channel(event.channel),
                 action=event.action,
-                subject_type="payment",
+                subject_type=AuditSubject.payment,
                 subject_id=event.payment_id,
                 data=event.data,
             )
 
-    @activity.defn(name=t.ACT_SETTLE)
-    async def settle(self, s: t.Settlement) -> None:
+    @activity.defn(name=pt.ACT_SETTLE)
+    async def settle(self, s: pt.Settlement) -> None:
         """Final status from the receipt; on success one debit and one credit (unique per payment/account)."""
         pid = uuid.UUID(s.payment_id)
         status = PaymentStatus.confirmed if s.receipt.succeeded else PaymentStatus.failed
@@ -170,7 +171,7 @@ class PaymentActivities:
                 actor="system",
                 channel=Channel.system,
                 action=f"payment.{status}",
-                subject_type="payment",
+                subject_type=AuditSubject.payment,
                 subject_id=s.payment_id,
                 data={
                     "tx_hash": s.receipt.tx_hash,

@@ -27,6 +27,7 @@ from x402.schemas import NoMatchingRequirementsError
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.egress import EgressPolicy, EgressRefused
@@ -34,7 +35,7 @@ from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402 import mcp_transport
 from paygent.x402.policy import X402Policy, choose, requirement_amount
-from workflows import x402_types as t
+from workflows import x402_types as x
 
 MAX_ATTEMPTS_KEPT = 20
 
@@ -92,7 +93,7 @@ class X402Activities:
         row = (await conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
             raise _state_error(f"payment {payment_id} is not recorded")
-        if row.kind != t.KIND_X402:
+        if row.kind != x.KIND_X402:
             raise _state_error(f"payment {payment_id} is a {row.kind!r} payment, not x402")
         if str(row.tenant_id) != tenant_id:
             raise _state_error(f"payment {payment_id} belongs to another tenant")
@@ -113,15 +114,15 @@ class X402Activities:
             actor="system",
             channel=Channel.temporal,
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=payment_id,
             data=data,
         )
 
     @staticmethod
-    def _probe_result(payment_id: str, details: dict[str, Any]) -> t.X402ProbeResult:
+    def _probe_result(payment_id: str, details: dict[str, Any]) -> x.X402ProbeResult:
         req = details["requirement"]
-        return t.X402ProbeResult(
+        return x.X402ProbeResult(
             payment_id=payment_id,
             payment_required=True,
             amount_atomic=requirement_amount(req),
@@ -130,8 +131,8 @@ class X402Activities:
             network=req["network"],
         )
 
-    @activity.defn(name=t.ACT_X402_PROBE)
-    async def probe(self, req: t.X402ProbeRequest) -> t.X402ProbeResult:
+    @activity.defn(name=x.ACT_X402_PROBE)
+    async def probe(self, req: x.X402ProbeRequest) -> x.X402ProbeResult:
         """GET the URL unpaid; record and check a 402's requirements (refusal: X402Refused, nothing signed)."""
         async with self.engine.connect() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=False)).details or {})
@@ -156,7 +157,7 @@ class X402Activities:
                 return self._probe_result(req.payment_id, details)
             details.update(url=req.url, probed_at=_now())
             if isinstance(answer, x402c.Response):
-                details.update(response=answer.model_dump(), outcome=t.NO_PAYMENT_REQUIRED)
+                details.update(response=answer.model_dump(), outcome=x.NO_PAYMENT_REQUIRED)
             elif answer is not None:
                 details["requirements"] = answer.model_dump()
                 index = choose(answer.accepts, self._readable(req.policy))[0]
@@ -174,12 +175,12 @@ class X402Activities:
         if reason:
             raise ApplicationError(reason, type=ErrorType.x402_refused, non_retryable=True)
         if isinstance(answer, x402c.Response):
-            return t.X402ProbeResult(payment_id=req.payment_id, payment_required=False, status_code=answer.status)
+            return x.X402ProbeResult(payment_id=req.payment_id, payment_required=False, status_code=answer.status)
         return self._probe_result(req.payment_id, details)
 
     @staticmethod
-    def _sign_result(payment_id: str, stored: x402c.StoredPayment, reused: bool) -> t.X402SignResult:
-        return t.X402SignResult(
+    def _sign_result(payment_id: str, stored: x402c.StoredPayment, reused: bool) -> x.X402SignResult:
+        return x.X402SignResult(
             payment_id=payment_id,
             payment_identifier=stored.payment_identifier,
             payer=stored.payer,
@@ -191,8 +192,8 @@ class X402Activities:
             reused=reused,
         )
 
-    @activity.defn(name=t.ACT_X402_SIGN)
-    async def sign(self, req: t.X402SignRequest) -> t.X402SignResult:
+    @activity.defn(name=x.ACT_X402_SIGN)
+    async def sign(self, req: x.X402SignRequest) -> x.X402SignResult:
         """Sign once: under the row lock, load the key, sign, and persist in the same transaction."""
         stored: x402c.StoredPayment | None = None
         reason: str | None = None
@@ -260,13 +261,13 @@ class X402Activities:
         """(outcome or error type, chain_confirmed, reason): what a paid request's answer means."""
         used = await x402c.authorization_used(self.w3, stored)
         if resp.settled:
-            return (t.PAID if resp.status < 400 else t.PAID_SERVER_ERROR), used, None
+            return (x.PAID if resp.status < 400 else x.PAID_SERVER_ERROR), used, None
         if used:  # no successful receipt, but the chain shows this very authorization consumed
             if resp.status == 402:
-                return t.PAID_RESPONSE_LOST, True, None
-            return (t.PAID if resp.status < 400 else t.PAID_SERVER_ERROR), True, None
+                return x.PAID_RESPONSE_LOST, True, None
+            return (x.PAID if resp.status < 400 else x.PAID_SERVER_ERROR), True, None
         if resp.status < 400:
-            return t.SERVED_UNSETTLED, False, None
+            return x.SERVED_UNSETTLED, False, None
         if resp.settle_failed_on_server:
             return (
                 ErrorType.x402_ambiguous,
@@ -284,13 +285,13 @@ class X402Activities:
             return ErrorType.x402_ambiguous, False, f"the server answered {resp.status} without settling"
         return ErrorType.x402_rejected, False, f"the server answered {resp.status}"
 
-    def _send_result(self, payment_id: str, details: dict[str, Any]) -> t.X402SendResult:
+    def _send_result(self, payment_id: str, details: dict[str, Any]) -> x.X402SendResult:
         stored = x402c.StoredPayment(**details["signed"])
         response, receipt = details.get("response") or {}, details.get("receipt") or {}
-        return t.X402SendResult(
+        return x.X402SendResult(
             payment_id=payment_id,
             outcome=details["outcome"],
-            settled=details["outcome"] in t.SETTLED_OUTCOMES,
+            settled=details["outcome"] in x.SETTLED_OUTCOMES,
             status_code=response.get("status", 0),
             transaction=receipt.get("transaction") or None,
             amount_atomic=requirement_amount(stored.requirement),
@@ -301,14 +302,14 @@ class X402Activities:
             body_excerpt=response.get("body_excerpt", ""),
         )
 
-    @activity.defn(name=t.ACT_X402_SEND)
-    async def send(self, req: t.X402SendRequest) -> t.X402SendResult:
+    @activity.defn(name=x.ACT_X402_SEND)
+    async def send(self, req: x.X402SendRequest) -> x.X402SendResult:
         """Send the stored payment (never a new one); record the answer and the settlement receipt."""
         async with self.engine.connect() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=False)).details or {})
         if not details.get("signed"):
             raise _state_error("nothing signed to send")
-        if details.get("outcome") in t.SETTLED_OUTCOMES:
+        if details.get("outcome") in x.SETTLED_OUTCOMES:
             return self._send_result(req.payment_id, details)  # settled and recorded: nothing to re-send
         stored = x402c.StoredPayment(**details["signed"])
         resp = error = None
@@ -319,7 +320,7 @@ class X402Activities:
             outcome, confirmed, reason, error = ErrorType.x402_ambiguous, False, str(exc), str(exc)
         except EgressRefused as exc:  # nothing was sent: the signed authorization never left Paygent
             outcome, confirmed, reason, error = ErrorType.x402_refused, False, f"url: {exc.reason}", exc.reason
-        if resp is not None and outcome not in t.SETTLED_OUTCOMES:
+        if resp is not None and outcome not in x.SETTLED_OUTCOMES:
             resp = resp.model_copy(update={"body_excerpt": ""})  # an excerpt is kept only for what was paid for
         async with self.engine.begin() as conn:
             details = dict((await self._row(conn, req.payment_id, req.tenant_id, lock=True)).details or {})

@@ -32,6 +32,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.payments import NewPayment, record_payment
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PaymentKind, PaymentStatus
@@ -49,7 +50,7 @@ from paygent.settings import Settings
 from paygent.x402 import client as x402c
 from paygent.x402 import session_http
 from paygent.x402.policy import X402Policy, choose, requirement_amount
-from workflows import x402_session_types as t
+from workflows import x402_session_types as xs
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "+json", "+xml")
 AMBIGUOUS_ATTEMPTS = 3  # a lost answer is re-sent (the same authorization) this many times, then left held
@@ -59,8 +60,8 @@ ANY_PRICE = 10**78 - 1
 def _refused(refusal: SessionRefusal) -> ApplicationError:
     return ApplicationError(
         refusal.message,
-        t.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
-        type=t.REFUSED,
+        xs.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
+        type=xs.REFUSED,
         non_retryable=True,
     )
 
@@ -88,8 +89,8 @@ class X402SessionActivities:
         return [self.reserve, self.mark, self.fetch]
 
     # ---------------------------------------------------------------- the budget
-    @activity.defn(name=t.ACT_RESERVE)
-    async def reserve(self, req: t.SessionReserve) -> t.ReserveOutcome:
+    @activity.defn(name=xs.ACT_RESERVE)
+    async def reserve(self, req: xs.SessionReserve) -> xs.ReserveOutcome:
         """Reserve the whole budget once against the wallet's (and an agent's) asset and velocity limits."""
         sid = uuid.UUID(req.session_id)
         async with self.engine.begin() as conn:
@@ -116,18 +117,18 @@ class X402SessionActivities:
                 tenant_id=req.tenant_id,
                 actor="system",
                 channel=Channel.system,
-                action="x402_session.reserved" if refusal is None else "x402_session.limit_refused",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_reserved if refusal is None else AuditAction.x402_session_limit_refused,
+                subject_type=AuditSubject.x402_session,
                 subject_id=req.session_id,
                 data={"budget_atomic": str(req.budget_atomic)}
                 | ({"limit": refusal[0], "message": refusal[1]} if refusal else {}),
             )
         if refusal is not None:
-            return t.ReserveOutcome(reserved=False, limit=refusal[0], message=refusal[1])
-        return t.ReserveOutcome(reserved=True)
+            return xs.ReserveOutcome(reserved=False, limit=refusal[0], message=refusal[1])
+        return xs.ReserveOutcome(reserved=True)
 
-    @activity.defn(name=t.ACT_MARK)
-    async def mark(self, change: t.SessionMark) -> None:
+    @activity.defn(name=xs.ACT_MARK)
+    async def mark(self, change: xs.SessionMark) -> None:
         """Record a status change; a final one releases what is left of the budget. Idempotent."""
         sid = uuid.UUID(change.session_id)
         async with self.engine.begin() as conn:
@@ -152,7 +153,7 @@ class X402SessionActivities:
                 actor=change.actor,
                 channel=Channel.system,
                 action=f"x402_session.{change.status}",
-                subject_type="x402_session",
+                subject_type=AuditSubject.x402_session,
                 subject_id=change.session_id,
                 data={
                     "reason": change.reason,
@@ -162,8 +163,8 @@ class X402SessionActivities:
             )
 
     # ---------------------------------------------------------------- one paid request
-    @activity.defn(name=t.ACT_FETCH)
-    async def fetch(self, call: t.FetchCall) -> t.FetchResult:
+    @activity.defn(name=xs.ACT_FETCH)
+    async def fetch(self, call: xs.FetchCall) -> xs.FetchResult:
         req = call.request
         pid = uuid.UUID(req.payment_id)
         http = self.clients.get(req.url, self.settings.egress_allow or "")
@@ -188,7 +189,7 @@ class X402SessionActivities:
         return await self._send(call, stored, content, http)
 
     async def _probe(
-        self, call: t.FetchCall, content: bytes | None, http: httpx.AsyncClient
+        self, call: xs.FetchCall, content: bytes | None, http: httpx.AsyncClient
     ) -> x402c.Requirements | session_http.Answer:
         req = call.request
         try:
@@ -210,7 +211,7 @@ class X402SessionActivities:
             )
         return answer
 
-    async def _refuse(self, call: t.FetchCall, refusal: SessionRefusal, stage: str = "probe") -> None:
+    async def _refuse(self, call: xs.FetchCall, refusal: SessionRefusal, stage: str = "probe") -> None:
         async with self.engine.begin() as conn:
             await db.set_last_error(conn, uuid.UUID(call.session_id), f"{refusal.reason}: {refusal.message}")
             await append_audit(
@@ -218,8 +219,8 @@ class X402SessionActivities:
                 tenant_id=call.tenant_id,
                 actor=call.request.actor,
                 channel=Channel(call.request.channel),
-                action="x402_session.refused",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_refused,
+                subject_type=AuditSubject.x402_session,
                 subject_id=call.session_id,
                 data={
                     "url": call.request.url,
@@ -232,11 +233,11 @@ class X402SessionActivities:
         raise _refused(refusal)
 
     @staticmethod
-    def _unpaid(answer: session_http.Answer) -> t.FetchResult:
+    def _unpaid(answer: session_http.Answer) -> xs.FetchResult:
         body, encoding = _body(answer)
-        return t.FetchResult(status_code=answer.status, headers=answer.all_headers, body=body, body_encoding=encoding)
+        return xs.FetchResult(status_code=answer.status, headers=answer.all_headers, body=body, body_encoding=encoding)
 
-    async def _sign(self, call: t.FetchCall, requirements: x402c.Requirements) -> x402c.StoredPayment:
+    async def _sign(self, call: xs.FetchCall, requirements: x402c.Requirements) -> x402c.StoredPayment:
         """Check the price, then record the payment, move its price out of the budget and sign, in one
         transaction: the signed authorization exists only together with its row and its reservation."""
         req = call.request
@@ -281,7 +282,7 @@ class X402SessionActivities:
         return stored
 
     async def _spending_refusal(
-        self, call: t.FetchCall, conn: AsyncConnection, *, pay_to: str, price: int
+        self, call: xs.FetchCall, conn: AsyncConnection, *, pay_to: str, price: int
     ) -> str | None:
         """The wallet's (and agent's) per-payment rules for this recipient and price: cap, allow/deny lists."""
         refusal = check_static(
@@ -303,7 +304,7 @@ class X402SessionActivities:
 
     async def _record_and_sign(
         self,
-        call: t.FetchCall,
+        call: xs.FetchCall,
         conn: AsyncConnection,
         payable: x402c.Requirements,
         chosen: dict,
@@ -378,21 +379,21 @@ class X402SessionActivities:
         return stored
 
     @staticmethod
-    async def _audit(conn: AsyncConnection, call: t.FetchCall, action: str, data: dict) -> None:
+    async def _audit(conn: AsyncConnection, call: xs.FetchCall, action: str, data: dict) -> None:
         await append_audit(
             conn,
             tenant_id=call.tenant_id,
             actor=call.request.actor,
             channel=Channel(call.request.channel),
             action=action,
-            subject_type="payment",
+            subject_type=AuditSubject.payment,
             subject_id=call.request.payment_id,
             data=data,
         )
 
     async def _send(
-        self, call: t.FetchCall, stored: x402c.StoredPayment, content: bytes | None, http: httpx.AsyncClient
-    ) -> t.FetchResult:
+        self, call: xs.FetchCall, stored: x402c.StoredPayment, content: bytes | None, http: httpx.AsyncClient
+    ) -> xs.FetchResult:
         req = call.request
         price = requirement_amount(stored.requirement)
         try:
@@ -411,7 +412,7 @@ class X402SessionActivities:
         tx_hash = ((answer.receipt or {}).get("transaction") or None) if answer is not None else None
         await self._record_outcome(call, stored, answer, settled=settled, price=price, tx_hash=tx_hash)
         if not settled:
-            held = t.FetchResult(
+            held = xs.FetchResult(
                 status_code=answer.status if answer else 0,
                 headers=answer.all_headers if answer else {},
                 body="",
@@ -426,23 +427,23 @@ class X402SessionActivities:
                 f"{why}: nothing was paid so far; the signed authorization stays valid until {stored.valid_before}, "
                 "its amount stays reserved until then and a late settlement is reconciled",
                 held,
-                type=t.UNSETTLED,
+                type=xs.UNSETTLED,
                 non_retryable=True,
             )
         assert answer is not None
         body, encoding = _body(answer) if not answer.too_large else ("", "text")
-        return t.FetchResult(
+        return xs.FetchResult(
             status_code=answer.status,
             headers=answer.all_headers,
             body=body,
             body_encoding=encoding,
-            paid=t.Paid(amount_atomic=price, payment_id=req.payment_id, tx_hash=tx_hash),
+            paid=xs.Paid(amount_atomic=price, payment_id=req.payment_id, tx_hash=tx_hash),
             body_too_large=answer.too_large,
         )
 
     async def _record_outcome(
         self,
-        call: t.FetchCall,
+        call: xs.FetchCall,
         stored: x402c.StoredPayment,
         answer: session_http.Answer | None,
         *,

@@ -6,8 +6,6 @@ audits who cancelled and through which channel. A workflow already closed (by Te
 
 from __future__ import annotations
 
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.closed_workflows import closed_conflict, closed_status
@@ -16,9 +14,9 @@ from api.errors import ApiError
 from api.payment_service import readable_payment
 from paygent.db.accounts import Principal
 from paygent.domain.channels import Channel
-from paygent.domain.errors import ErrorType
 from paygent.domain.payment import PAYMENT_TERMINAL
-from workflows import payment_types as t
+from workflows import payment_types as pt
+from workflows.payment_client import CancelRefused, request_cancel
 
 
 async def cancel_payment(
@@ -37,19 +35,15 @@ async def cancel_payment(
         raise ApiError(403, "forbidden", "only the requester or an admin may cancel a payment")
     if row["status"] in PAYMENT_TERMINAL:
         raise ApiError(409, "not_cancellable", f"payment is already {row['status']}")
-    handle = d.temporal.get_workflow_handle(row["workflow_id"])
     try:
-        state = await handle.execute_update(
-            t.UPDATE_CANCEL,
-            t.PaymentCancelRequest(actor=who.actor, channel=channel, reason=reason),
-            id=request_id or None,
-            result_type=t.PaymentState,
+        state = await request_cancel(
+            d.temporal,
+            row["workflow_id"],
+            pt.PaymentCancelRequest(actor=who.actor, channel=channel, reason=reason),
+            update_id=request_id or None,
         )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == ErrorType.payment_not_cancellable:
-            raise ApiError(409, "not_cancellable", cause.message) from None
-        raise
+    except CancelRefused as refused:
+        raise ApiError(409, "not_cancellable", refused.reason) from None
     except RPCError:
         closed = await closed_status(d.temporal, row["workflow_id"])
         if closed is None:

@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from paygent.db.audit import append_audit
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.settings import Settings
 
@@ -134,8 +135,8 @@ class RateLimits:
                         tenant_id=tenant_id,
                         actor=actor,
                         channel=Channel.api,
-                        action="ratelimit.refused",
-                        subject_type="rate_limit",
+                        action=AuditAction.rate_limit_refused,
+                        subject_type=AuditSubject.rate_limit,
                         subject_id=bucket,
                         data={"reason": why, "sampled": "first refusal per bucket per minute"},
                     )

@@ -20,6 +20,7 @@ from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.paid_services import Offer, save_offer, service_view
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.egress import EgressPolicy, EgressRefused, require_allowed
 from paygent.x402 import client as x402c
@@ -132,8 +133,8 @@ async def discover(d: Deps, who: Principal, url: str, *, transport: str, channel
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=channel,
-            action="paid_services.discovered",
-            subject_type="paid_service",
+            action=AuditAction.paid_service_discovered,
+            subject_type=AuditSubject.paid_service,
             subject_id=url,
             data={"transport": transport, "registered": [s["name"] for s in registered], "refused": refused},
         )

@@ -15,7 +15,7 @@ from paygent import strict_json
 from paygent.db.schema import INTEGER_MAX
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText, unstorable
-from workflows import agent_types as t
+from workflows import agent_types as at
 
 MAX_FRAME_CHARS = 64 * 1024
 
@@ -42,7 +42,7 @@ class _RunRequest(_Message):
     message: SafeText = Field(min_length=1, max_length=8_000)
     agent_id: SafeText | None = None
     wallet_id: SafeText | None = None
-    max_steps: int = Field(t.DEFAULT_MAX_STEPS, ge=1, le=t.MAX_MAX_STEPS)
+    max_steps: int = Field(at.DEFAULT_MAX_STEPS, ge=1, le=at.MAX_MAX_STEPS)
 
 
 class StartAgent(_RunRequest):

@@ -32,6 +32,7 @@ from paygent.db.audit import append_audit
 from paygent.db.schema import payments
 from paygent.db.tenancy import tenant_transaction
 from paygent.db.x402_sessions import load_session, record_session
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, parse_amount
@@ -47,7 +48,7 @@ from paygent.domain.x402_session import (
 )
 from paygent.egress import require_allowed
 from paygent.payment_input import resolve_asset
-from workflows import x402_session_types as t
+from workflows import x402_session_types as xs
 
 SESSION_NAMESPACE = uuid.UUID("0d6a3c9e-51f4-4a0c-9a3e-8f3b2d7c1e55")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
@@ -142,8 +143,8 @@ async def start_session(
                 tenant_id=who.tenant_id,
                 actor=who.actor,
                 channel=channel,
-                action="x402_session.requested",
-                subject_type="x402_session",
+                action=AuditAction.x402_session_requested,
+                subject_type=AuditSubject.x402_session,
                 subject_id=str(session_id),
                 data={
                     "wallet_id": str(wallet_id),
@@ -153,7 +154,7 @@ async def start_session(
                     "expires_at": expires_at.isoformat(),
                 },
             )
-    inp = t.SessionInput(
+    inp = xs.SessionInput(
         session_id=str(session_id),
         tenant_id=str(who.tenant_id),
         wallet_id=str(wallet_id),
@@ -191,7 +192,7 @@ async def start_session(
             static_summary=f"x402 session: budget {label} from {wallet.name} for {', '.join(origins)}",
             static_details=f"Requested by {who.actor}. Session {session_id}.",
         )
-        await handle.execute_update(t.UPDATE_OPENED, result_type=t.SessionState)
+        await handle.execute_update(xs.UPDATE_OPENED, result_type=xs.SessionState)
     except (WorkflowAlreadyStartedError, RPCError):
         pass  # it ran and closed already: the same session; its row answers
     return await session_view(d, who, str(session_id))
@@ -302,7 +303,7 @@ async def session_fetch(
         await spendable_wallet(conn, who, row["wallet_id"])
     key = idempotency_key or str(uuid.uuid4())
     payment_id = uuid.uuid5(SESSION_NAMESPACE, f"{row['id']}:{who.user_id}:{key}")
-    request = t.FetchRequest(
+    request = xs.FetchRequest(
         payment_id=str(payment_id),
         url=spec.url,
         method=method,
@@ -314,8 +315,8 @@ async def session_fetch(
     )
     handle = d.temporal.get_workflow_handle(row["workflow_id"])
     try:
-        result: t.FetchResult = await handle.execute_update(
-            t.UPDATE_FETCH, request, id=str(payment_id), result_type=t.FetchResult
+        result: xs.FetchResult = await handle.execute_update(
+            xs.UPDATE_FETCH, request, id=str(payment_id), result_type=xs.FetchResult
         )
     except WorkflowUpdateFailedError as err:
         raise _refusal(err) from None
@@ -335,16 +336,16 @@ async def session_fetch(
 
 def _refusal(err: WorkflowUpdateFailedError) -> ApiError:
     cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == t.REFUSED and cause.details:
-        refusal = t.FetchRefusal.model_validate(cause.details[0])
+    if isinstance(cause, ApplicationError) and cause.type == xs.REFUSED and cause.details:
+        refusal = xs.FetchRefusal.model_validate(cause.details[0])
         return ApiError(REFUSAL_STATUS[refusal.reason], str(refusal.reason), refusal.message, refusal.field)
-    if isinstance(cause, ApplicationError) and cause.type == t.UNSETTLED:
+    if isinstance(cause, ApplicationError) and cause.type == xs.UNSETTLED:
         return ApiError(502, "unsettled", cause.message, "url")
     message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
     return ApiError(502, "fetch_failed", f"the paid request failed: {message}", "url")
 
 
-def fetch_view(result: t.FetchResult, decimals: int) -> dict[str, Any]:
+def fetch_view(result: xs.FetchResult, decimals: int) -> dict[str, Any]:
     paid = result.paid
     out: dict[str, Any] = {
         "status_code": result.status_code,
@@ -380,9 +381,9 @@ async def end_session(d: Deps, who: Principal, session_id: str, *, channel: Chan
         handle = d.temporal.get_workflow_handle(row["workflow_id"])
         try:
             await handle.execute_update(
-                t.UPDATE_CLOSE,
-                t.CloseRequest(actor=who.actor, channel=str(channel), reason=reason),
-                result_type=t.SessionState,
+                xs.UPDATE_CLOSE,
+                xs.CloseRequest(actor=who.actor, channel=str(channel), reason=reason),
+                result_type=xs.SessionState,
             )
         except RPCError:
             pass  # it ended meanwhile: the row has the final state

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -17,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from paygent import search_attributes as sattr
 from paygent.domain.money import format_money
-from paygent.domain.payment import PAYMENT_WORKFLOW, PaymentKind, PaymentRequest, PaymentStatus, payment_workflow_id
+from paygent.domain.payment import PAYMENT_WORKFLOW, PaymentKind, PaymentRequest, payment_workflow_id
 
 
 async def start_payment_workflow(
@@ -37,16 +35,7 @@ async def start_payment_workflow(
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sattr.STATUS, str(PaymentStatus.pending)),
-                    SearchAttributePair(sattr.TENANT, req.tenant_id),
-                    SearchAttributePair(sattr.KIND, str(req.kind)),
-                    SearchAttributePair(sattr.ASSET, req.asset),
-                    SearchAttributePair(sattr.AMOUNT, min(req.amount_atomic, sattr.INT64_MAX)),
-                    SearchAttributePair(sattr.AMOUNT_TEXT, amount_text),
-                ]
-            ),
+            search_attributes=sattr.payment_attributes(req),
             static_summary=f"Pay {label} from {wallet_name}"
             + ("" if req.kind == PaymentKind.x402 else f" to {req.to}"),
             static_details=f"Requested by {req.requested_by}. Memo: {req.memo or '-'}. Payment {req.payment_id}.",

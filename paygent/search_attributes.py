@@ -6,7 +6,12 @@ Example saved query for pending approvals: `PaygentApprovalState = "pending"`.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from paygent.domain.money import format_money
+from paygent.domain.payment import PaymentRequest, PaymentStatus
 
 STATUS = SearchAttributeKey.for_keyword("PaygentStatus")
 TENANT = SearchAttributeKey.for_keyword("PaygentTenant")
@@ -28,6 +33,21 @@ RECONCILE_MISMATCH, RECONCILE_CLEAN = "mismatch", "clean"
 
 ALL = (STATUS, TENANT, KIND, ASSET, AMOUNT, AMOUNT_TEXT, APPROVAL_STATE, APPROVALS_HAD, APPROVALS_NEEDED, RECONCILE)
 INTS = (AMOUNT, APPROVALS_HAD, APPROVALS_NEEDED)
+
+
+def payment_attributes(req: PaymentRequest, *, amount_text: bool = True) -> TypedSearchAttributes:
+    """A PaymentWorkflow's attributes at its start: the API's starts (paygent/payment_start.py) and an agent run's
+    child payments (workflows/agent_pay.py, where `amount_text` is behind a patch) set the same ones."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(STATUS, PaymentStatus.pending),
+        SearchAttributePair(TENANT, req.tenant_id),
+        SearchAttributePair(KIND, req.kind),
+        SearchAttributePair(ASSET, req.asset),
+        SearchAttributePair(AMOUNT, min(req.amount_atomic, INT64_MAX)),
+    ]
+    if amount_text:
+        pairs.append(SearchAttributePair(AMOUNT_TEXT, format_money(req.amount_atomic, req.decimals, req.asset)))
+    return TypedSearchAttributes(pairs)
 
 
 def cli_flags() -> list[str]:

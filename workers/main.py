@@ -21,7 +21,7 @@ from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker, Wo
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import agent_activities
-from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
+from activities.approvals import ApprovalActivities, approval_activities
 from activities.chain import ChainActivities
 from activities.chain_follower import ChainFollower
 from activities.memory import MemoryActivities
@@ -37,6 +37,7 @@ from workers.data_errors import DataErrorInterceptor
 from workers.metrics import HISTOGRAM_BUCKETS, MetricsInterceptor
 from workers.tenant_context import TenantInterceptor
 from workflows.agent_run import AgentRunWorkflow
+from workflows.approval import ApprovalWorkflow
 from workflows.chain import ChainWorkflow
 from workflows.memory_cleanup import MemoryCleanupWorkflow
 from workflows.payment import PaymentWorkflow
@@ -132,7 +133,7 @@ WORKFLOWS = [
     ReconcileWorkflow,
     MemoryCleanupWorkflow,
     X402SessionWorkflow,
-    *APPROVAL_WORKFLOWS,
+    ApprovalWorkflow,
 ]
 
 

@@ -14,12 +14,22 @@ from typing import TypedDict
 from temporalio.common import RetryPolicy
 
 from paygent.domain.errors import ErrorType
+from workflows.x402_session_types import REFUSED as SESSION_REFUSED
+from workflows.x402_session_types import UNSETTLED as SESSION_UNSETTLED
 
 
 class ActivityOptions(TypedDict, total=False):
     start_to_close_timeout: timedelta
     schedule_to_close_timeout: timedelta
     heartbeat_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+class LocalActivityOptions(TypedDict, total=False):
+    """What a local activity takes (no heartbeat)."""
+
+    start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
     retry_policy: RetryPolicy
 
 
@@ -82,6 +92,16 @@ FOLLOWER_RETRY = RetryPolicy(
     non_retryable_error_types=[ErrorType.chain_mismatch],
 )
 
+
+def follower(run_seconds: int) -> ActivityOptions:
+    """One run of the follower: it ends itself after `run_seconds`; the 2 minutes beyond are its grace to stop."""
+    return ActivityOptions(
+        start_to_close_timeout=timedelta(seconds=run_seconds + 120),
+        heartbeat_timeout=FOLLOWER_HEARTBEAT,
+        retry_policy=FOLLOWER_RETRY,
+    )
+
+
 # x402: a verdict of the policy or the server is final, and so is a deleted wallet (x402.sign loads its key); a lost
 # answer is retried (x402.send re-sends the same signed payment).
 X402_RETRY = RetryPolicy(
@@ -105,4 +125,68 @@ X402_SEND: ActivityOptions = {**X402_SIGN, "start_to_close_timeout": timedelta(s
 # Webhooks and event fan-out: bounded, a dead receiver must not hold a payment or an approval.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
+)
+NOTIFY_LOOKUP = ActivityOptions(start_to_close_timeout=timedelta(seconds=10), retry_policy=NOTIFY_RETRY)  # publish
+NOTIFY_DELIVER = ActivityOptions(start_to_close_timeout=timedelta(seconds=15), retry_policy=NOTIFY_RETRY)  # one POST
+
+# Approvals (workflows/approval.py). An accepted decision must reach the audit log: retried without limit.
+RECORD_DECISION = ActivityOptions(start_to_close_timeout=timedelta(seconds=30))
+# A decision sent as a Signal asks the worker's PAYGENT_SIGNAL_DECISIONS first; when that is unknown, it is refused
+# (the decision can still be sent through the API).
+SIGNAL_GATE = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3)
+)
+
+# Agent runs (workflows/agent_run.py, workflows/agent_pay.py). An LLM step heartbeats while the model answers; a
+# permanent refusal (a bad key, a bad request) or a run that is gone is not retried.
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=[ErrorType.llm_permanent, ErrorType.agent_run_missing],
+)
+LLM_STEP = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=3),
+    heartbeat_timeout=timedelta(seconds=6),
+    schedule_to_close_timeout=timedelta(minutes=15),
+    retry_policy=LLM_RETRY,
+)
+TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5
+)
+TOOL = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=TOOL_RETRY,
+)
+# Recording an agent's payment (its row and audit, checked like the API's): a database step with a larger bound.
+PREPARE_PAYMENT: ActivityOptions = {**DATABASE, "start_to_close_timeout": timedelta(seconds=30)}
+# Cancelling an agent's payment: the activity sends the payment's `cancel` Update and waits for its answer.
+CANCEL_PAYMENT = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=60), schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DB_RETRY
+)
+
+# Reconciliation (workflows/reconcile.py): bounded, the next tick starts over from the checkpoints.
+IO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)
+RECONCILE_LIST = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=IO_RETRY)
+RECONCILE_HEAD = ActivityOptions(start_to_close_timeout=timedelta(seconds=15), retry_policy=IO_RETRY)
+RECONCILE_SETTLE = ActivityOptions(start_to_close_timeout=timedelta(minutes=2), retry_policy=IO_RETRY)
+RECONCILE_SCAN = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=60), retry_policy=IO_RETRY
+)
+
+# An x402 session's paid request (workflows/x402_session.py): one local activity that probes, signs, sends and
+# settles; the session's own refusals are final like x402's.
+X402_SESSION_FETCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=5),
+    non_retryable_error_types=[*(X402_RETRY.non_retryable_error_types or []), SESSION_REFUSED, SESSION_UNSETTLED],
+)
+X402_SESSION_FETCH = LocalActivityOptions(
+    start_to_close_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(minutes=3),
+    retry_policy=X402_SESSION_FETCH_RETRY,
 )

@@ -23,17 +23,16 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     ChildWorkflowError,
     WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
 
 from paygent import search_attributes as sa
-from paygent.domain.agent_run import EventType
+from paygent.domain.agent_run import RunEventType
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.payment import (
     PAYMENT_PAST_APPROVAL,
@@ -46,12 +45,13 @@ from paygent.domain.payment import (
     payment_workflow_id,
 )
 from paygent.llm.types import ToolCall
-from workflows import agent_types as t
+from workflows import agent_types as at
 from workflows import payment_types as pt
-from workflows.activity_options import DATABASE, DB_RETRY
+from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
+from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
-    from paygent.domain.money import format_amount, format_money
+    from paygent.domain.money import format_amount
 
 FIRST_POLL = timedelta(seconds=1)
 # Polls back off to 10 minutes: an 8-day wait then costs ~1,200 polls (~12k history events, far below the 50k
@@ -60,17 +60,6 @@ FIRST_POLL = timedelta(seconds=1)
 MAX_POLL = timedelta(minutes=10)
 PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 PAYING_TOOLS = frozenset({"pay", "x402_fetch", "call_paid_tool"})  # call_paid_tool: x402 over MCP
-
-
-def failure_reason(err: BaseException) -> str:
-    """The innermost cause's message (and error type), for a human and for the model."""
-    cause: BaseException = err
-    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
-        cause = cause.cause
-    message = getattr(cause, "message", None) or str(cause)
-    if isinstance(cause, ApplicationError) and cause.type:
-        return f"{message} [{cause.type}]"
-    return message
 
 
 def decision_of(status: str, reason: str | None) -> str:
@@ -101,7 +90,7 @@ def who_must_act(approval: pt.ApprovalProgress) -> dict:
     }
 
 
-def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
+def outcome(req: PaymentRequest, final: at.PaymentSnapshot) -> at.ToolOutcome:
     """The tool result the model reads: what was paid (and fetched), or why not."""
     amount = final.amount_atomic if final.amount_atomic is not None else req.amount_atomic
     data: dict[str, Any] = {
@@ -129,20 +118,20 @@ def outcome(req: PaymentRequest, final: t.PaymentSnapshot) -> t.ToolOutcome:
             data["tx_hash"] = info["transaction"]
     if final.status == PaymentStatus.confirmed:
         data["block_number"] = final.block_number
-        return t.ToolOutcome(ok=True, text=json.dumps(data))
+        return at.ToolOutcome(ok=True, text=json.dumps(data))
     data["reason"] = final.failure_reason or f"the payment is {final.status}"
     if final.status == PaymentStatus.refused:
         data["error"] = f"refused by the spending policy: {data['reason']}"
-    return t.ToolOutcome(ok=False, text=json.dumps(data))
+    return at.ToolOutcome(ok=False, text=json.dumps(data))
 
 
 class RunHost(Protocol):
     """What a paying tool needs from the run that owns it (AgentRunWorkflow), so this module never imports it."""
 
-    inp: t.AgentRunInput
+    inp: at.AgentRunInput
     payment_news: dict[str, list[pt.PaymentProgress]]  # pushed by child payments, by payment id
 
-    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
+    async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
 
     def check_cancelled(self) -> None: ...
 
@@ -155,13 +144,13 @@ class PaymentTool:
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
         self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the payment
 
-    async def pay(self, step: int, call: ToolCall) -> t.ToolOutcome:
+    async def pay(self, step: int, call: ToolCall) -> at.ToolOutcome:
         inp = self.run.inp
-        payment_id = t.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
+        payment_id = at.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
         try:
-            prepared: t.PreparedPayment = await workflow.execute_activity(
-                t.ACT_PREPARE_PAYMENT,
-                t.PreparePayment(
+            prepared: at.PreparedPayment = await workflow.execute_activity(
+                at.ACT_PREPARE_PAYMENT,
+                at.PreparePayment(
                     run_id=inp.run_id,
                     tenant_id=inp.tenant_id,
                     user_id=inp.user_id,
@@ -169,17 +158,15 @@ class PaymentTool:
                     wallet_id=inp.wallet_id,
                     call=call,
                 ),
-                result_type=t.PreparedPayment,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=DB_RETRY,
+                result_type=at.PreparedPayment,
+                **PREPARE_PAYMENT,
                 summary="Record the payment",
                 # never cut short: whether the row exists must be known before a cancel is decided
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             self.run.check_cancelled()
             if prepared.error or prepared.request is None:
-                return t.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
+                return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
             final = await self._watch(step, call, prepared)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
             if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
@@ -187,7 +174,7 @@ class PaymentTool:
             status = await self._cancel(payment_id, "the agent run was cancelled")
             if self._awaiting is not None:  # close the approval the stream announced
                 await self.run.emit(
-                    EventType.approval_decided,
+                    RunEventType.approval_decided,
                     {**self._awaiting, "status": status.status, "decision": self._decision(status)},
                     honour_cancel=False,
                 )
@@ -200,7 +187,7 @@ class PaymentTool:
             final = await self._status(req.payment_id)
         return outcome(req, final)
 
-    async def _watch(self, step: int, call: ToolCall, prepared: t.PreparedPayment) -> t.PaymentSnapshot:
+    async def _watch(self, step: int, call: ToolCall, prepared: at.PreparedPayment) -> at.PaymentSnapshot:
         req = prepared.request
         assert req is not None
         try:
@@ -212,7 +199,8 @@ class PaymentTool:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                search_attributes=TypedSearchAttributes(_start_attributes(req)),
+                # the attributes are part of the start-child command: PaygentAmountText behind its patch
+                search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(at.PATCH_AMOUNT_TEXT)),
                 static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
                 + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
                 static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
@@ -226,7 +214,7 @@ class PaymentTool:
             "arguments": call.arguments,
             "payment_id": req.payment_id,
         }
-        if child is not None and workflow.patched(t.PATCH_PAYMENT_PUSH):
+        if child is not None and workflow.patched(at.PATCH_PAYMENT_PUSH):
             return await self._follow_pushed(child, bound, req.payment_id)
         asked = decided = False
         delay = FIRST_POLL
@@ -249,11 +237,11 @@ class PaymentTool:
                 break
             if status.status in PAYMENT_WAITING and not asked:
                 asked, self._awaiting = True, bound
-                await self.run.emit(EventType.approval_requested, {**bound, "status": status.status})
+                await self.run.emit(RunEventType.approval_requested, {**bound, "status": status.status})
             elif asked and not decided and status.status not in PAYMENT_WAITING:
                 decided, self._awaiting = True, None
                 await self.run.emit(
-                    EventType.approval_decided,
+                    RunEventType.approval_decided,
                     {**bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)},
                 )
             if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
@@ -263,19 +251,19 @@ class PaymentTool:
         if asked and not decided:
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided,
+                RunEventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
             )
         return final
 
-    def _decision(self, status: t.PaymentSnapshot) -> str:
+    def _decision(self, status: at.PaymentSnapshot) -> str:
         if self._approval is not None:  # pushed: the approval's own outcome
             return decision_from(status.status, self._approval)
         return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
 
     async def _follow_pushed(
         self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str
-    ) -> t.PaymentSnapshot:
+    ) -> at.PaymentSnapshot:
         """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
         news = self.run.payment_news.setdefault(payment_id, [])
         self._approval = None
@@ -303,7 +291,7 @@ class PaymentTool:
         if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided,
+                RunEventType.approval_decided,
                 {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
             )
         return final
@@ -315,12 +303,12 @@ class PaymentTool:
             if a.change in ("opened", "edited"):
                 self._awaiting = bound
                 await self.run.emit(
-                    EventType.approval_requested,
+                    RunEventType.approval_requested,
                     {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
                 )
             elif a.change in ("approved", "revoked"):
                 await self.run.emit(
-                    EventType.approval_progress,
+                    RunEventType.approval_progress,
                     {
                         **ids,
                         "decision": a.change,
@@ -335,23 +323,23 @@ class PaymentTool:
         if p.status == PaymentStatus.time_locked:
             until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
             await self.run.emit(
-                EventType.payment_time_locked,
+                RunEventType.payment_time_locked,
                 {**ids, "until": until, "approved_by": a.approved_by if a is not None else []},
             )
         elif self._awaiting is not None and p.status not in PAYMENT_WAITING:
             self._awaiting = None
             await self.run.emit(
-                EventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
+                RunEventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
             )
 
     @staticmethod
-    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> t.PaymentSnapshot:
+    def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> at.PaymentSnapshot:
         try:
             state: pt.PaymentState = child.result()
         except ChildWorkflowError as err:
             status = PaymentStatus.cancelled if is_cancelled_exception(err) else PaymentStatus.failed
-            return t.PaymentSnapshot(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
-        return t.PaymentSnapshot(
+            return at.PaymentSnapshot(payment_id=payment_id, status=status, failure_reason=failure_reason(err))
+        return at.PaymentSnapshot(
             payment_id=payment_id,
             status=state.status,
             tx_hash=state.tx_hash,
@@ -359,36 +347,20 @@ class PaymentTool:
             failure_reason=state.failure_reason,
         )
 
-    async def _status(self, payment_id: str) -> t.PaymentSnapshot:
+    async def _status(self, payment_id: str) -> at.PaymentSnapshot:
         return await workflow.execute_activity(
-            t.ACT_PAYMENT_STATUS,
+            at.ACT_PAYMENT_STATUS,
             payment_id,
-            result_type=t.PaymentSnapshot,
+            result_type=at.PaymentSnapshot,
             **DATABASE,
             summary="Payment status",
         )
 
-    async def _cancel(self, payment_id: str, reason: str) -> t.PaymentSnapshot:
+    async def _cancel(self, payment_id: str, reason: str) -> at.PaymentSnapshot:
         return await workflow.execute_activity(
-            t.ACT_CANCEL_PAYMENT,
-            t.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
-            result_type=t.PaymentSnapshot,
-            start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=timedelta(minutes=10),
-            retry_policy=DB_RETRY,
+            at.ACT_CANCEL_PAYMENT,
+            at.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
+            result_type=at.PaymentSnapshot,
+            **CANCEL_PAYMENT,
             summary="Cancel the payment",
         )
-
-
-def _start_attributes(req: PaymentRequest) -> list[SearchAttributePair[Any]]:
-    """A child payment's search attributes, as the API's starts set them (paygent/payment_start.py)."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.STATUS, PaymentStatus.pending),
-        SearchAttributePair(sa.TENANT, req.tenant_id),
-        SearchAttributePair(sa.KIND, req.kind),
-        SearchAttributePair(sa.ASSET, req.asset),
-        SearchAttributePair(sa.AMOUNT, min(req.amount_atomic, sa.INT64_MAX)),
-    ]
-    if workflow.patched(t.PATCH_AMOUNT_TEXT):  # the attributes are part of the start-child command
-        pairs.append(SearchAttributePair(sa.AMOUNT_TEXT, format_money(req.amount_atomic, req.decimals, req.asset)))
-    return pairs

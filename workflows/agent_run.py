@@ -15,42 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from paygent import search_attributes as sa
-from paygent.domain.agent_run import EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import EmitEvent, RunEventType, RunStatus
 from paygent.domain.errors import ErrorType
 from paygent.llm.types import ToolCall
-from workflows import agent_types as t
+from workflows import agent_types as at
 from workflows import payment_types as pt
-from workflows.activity_options import DATABASE
-from workflows.agent_pay import PAYING_TOOLS, PaymentTool, failure_reason
-
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=[ErrorType.llm_permanent, ErrorType.agent_run_missing],
-)
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5
-)
+from workflows.activity_options import DATABASE, LLM_STEP, TOOL
+from workflows.agent_pay import PAYING_TOOLS, PaymentTool
+from workflows.failures import failure_reason
 
 
-def tool_error(message: str) -> t.ToolOutcome:
-    return t.ToolOutcome(ok=False, text=json.dumps({"error": message}))
+def tool_error(message: str) -> at.ToolOutcome:
+    return at.ToolOutcome(ok=False, text=json.dumps({"error": message}))
 
 
-@workflow.defn(name=t.WORKFLOW_NAME)
+@workflow.defn(name=at.WORKFLOW_NAME)
 class AgentRunWorkflow:
     @workflow.init
-    def __init__(self, inp: t.AgentRunInput) -> None:
+    def __init__(self, inp: at.AgentRunInput) -> None:
         self.inp = inp
         self._status = RunStatus.queued
         self._step = 0
@@ -60,7 +48,7 @@ class AgentRunWorkflow:
         self.payment_news: dict[str, list[pt.PaymentProgress]] = {}  # pushed by child payments, by payment id
         self._payments = PaymentTool(self)
 
-    @workflow.query(name=t.QUERY_STATE)
+    @workflow.query(name=at.QUERY_STATE)
     def state(self) -> dict[str, Any]:
         return {"status": self._status, "step": self._step, "next_seq": self._seq}
 
@@ -70,7 +58,7 @@ class AgentRunWorkflow:
         self.payment_news.setdefault(progress.payment_id, []).append(progress)
 
     @workflow.run
-    async def run(self, inp: t.AgentRunInput) -> t.AgentRunResult:
+    async def run(self, inp: at.AgentRunInput) -> at.AgentRunResult:
         try:
             return await self._loop()
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
@@ -79,11 +67,11 @@ class AgentRunWorkflow:
             await self._on_cancelled()
             raise asyncio.CancelledError() from None
 
-    async def _loop(self) -> t.AgentRunResult:
+    async def _loop(self) -> at.AgentRunResult:
         inp = self.inp
         if inp.next_seq == 1:  # the first execution, not a continuation
             await self.emit(
-                EventType.agent_started,
+                RunEventType.agent_started,
                 {
                     "thread_id": inp.thread_id,
                     "message_id": inp.message_id,
@@ -103,16 +91,13 @@ class AgentRunWorkflow:
                 workflow.continue_as_new(inp.model_copy(update={"next_step": step, "next_seq": self._seq}))
             self._step = step
             workflow.set_current_details(f"Step {step}: thinking")
-            await self.emit(EventType.agent_thinking, {"step": step, "status": "started"})
+            await self.emit(RunEventType.agent_thinking, {"step": step, "status": "started"})
             try:
-                result: t.LlmStepResult = await workflow.execute_activity(
-                    t.ACT_LLM_STEP,
-                    t.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
-                    result_type=t.LlmStepResult,
-                    start_to_close_timeout=timedelta(minutes=3),
-                    heartbeat_timeout=timedelta(seconds=6),
-                    schedule_to_close_timeout=timedelta(minutes=15),
-                    retry_policy=LLM_RETRY,
+                result: at.LlmStepResult = await workflow.execute_activity(
+                    at.ACT_LLM_STEP,
+                    at.LlmStepInput(run_id=inp.run_id, step=step, tools=inp.tools),
+                    result_type=at.LlmStepResult,
+                    **LLM_STEP,
                     summary=f"LLM step {step}",
                 )
             except ActivityError as err:
@@ -120,7 +105,7 @@ class AgentRunWorkflow:
                     raise
                 await self._fail(f"LLM step {step} failed: {failure_reason(err)}", step)
             await self.emit(
-                EventType.agent_thinking,
+                RunEventType.agent_thinking,
                 {
                     "step": step,
                     "status": "answered",
@@ -134,11 +119,11 @@ class AgentRunWorkflow:
             )
             if not result.tool_calls or not inp.tools:  # a chat turn never runs a tool, whatever the model says
                 await self.emit(
-                    EventType.agent_completed,
+                    RunEventType.agent_completed,
                     {"message_id": result.message_id, "steps": step, "understood": result.understood},
                 )
                 self._finish(RunStatus.completed, f"Answered in {step} step(s)")
-                return t.AgentRunResult(
+                return at.AgentRunResult(
                     run_id=inp.run_id, status=RunStatus.completed, steps=step, answer_excerpt=result.text_excerpt
                 )
             for call in result.tool_calls:
@@ -149,7 +134,7 @@ class AgentRunWorkflow:
         inp = self.inp
         workflow.set_current_details(f"Step {step}: running {call.name}")
         await self.emit(
-            EventType.tool_executing,
+            RunEventType.tool_executing,
             {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments},
         )
         if call.name in PAYING_TOOLS:
@@ -157,18 +142,16 @@ class AgentRunWorkflow:
         else:
             try:
                 outcome = await workflow.execute_activity(
-                    t.ACT_RUN_TOOL,
-                    t.ToolInvocation(
+                    at.ACT_RUN_TOOL,
+                    at.ToolInvocation(
                         run_id=inp.run_id,
                         tenant_id=inp.tenant_id,
                         user_id=inp.user_id,
                         wallet_id=inp.wallet_id,
                         call=call,
                     ),
-                    result_type=t.ToolOutcome,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=10),
-                    retry_policy=TOOL_RETRY,
+                    result_type=at.ToolOutcome,
+                    **TOOL,
                     summary=f"Tool {call.name}",
                 )
             except ActivityError as err:
@@ -177,8 +160,8 @@ class AgentRunWorkflow:
                 outcome = tool_error(f"{call.name} failed: {failure_reason(err)}")
         seq = self._next_seq()
         await workflow.execute_activity(
-            t.ACT_RECORD_TOOL_RESULT,
-            t.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
+            at.ACT_RECORD_TOOL_RESULT,
+            at.ToolResultRecord(run_id=inp.run_id, step=step, seq=seq, call=call, outcome=outcome),
             **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"Record the {call.name} result",
@@ -189,20 +172,20 @@ class AgentRunWorkflow:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    async def emit(self, kind: EventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
+    async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None:
         """Persist + publish one event. Never cut short by a cancel, which is then raised right after it."""
         await workflow.execute_activity(
-            t.ACT_EMIT,
+            at.ACT_EMIT,
             EmitEvent(run_id=self.inp.run_id, seq=self._next_seq(), type=kind, data=data),
             **DATABASE,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=kind,
         )
-        if kind == EventType.approval_requested:
+        if kind == RunEventType.approval_requested:
             self._status = RunStatus.awaiting_approval
-        elif kind == EventType.payment_time_locked:
+        elif kind == RunEventType.payment_time_locked:
             self._status = RunStatus.time_locked
-        elif kind == EventType.approval_decided:
+        elif kind == RunEventType.approval_decided:
             self._status = RunStatus.running
         if honour_cancel:
             self.check_cancelled()
@@ -217,7 +200,7 @@ class AgentRunWorkflow:
 
     async def _fail(self, error: str, step: int) -> None:
         self._cancelling = True  # the run is ending: a late cancel must not add a second terminal event
-        await self.emit(EventType.agent_failed, {"status": RunStatus.failed, "error": error, "step": step})
+        await self.emit(RunEventType.agent_failed, {"status": RunStatus.failed, "error": error, "step": step})
         self._finish(RunStatus.failed, error)
         raise ApplicationError(error, type=ErrorType.agent_run_failed, non_retryable=True)
 
@@ -226,7 +209,7 @@ class AgentRunWorkflow:
         reason = workflow.cancellation_reason() or ""
         error = "cancelled" + (f": {reason}" if reason else "")
         await self.emit(
-            EventType.agent_failed,
+            RunEventType.agent_failed,
             {"status": RunStatus.cancelled, "error": error, "step": self._step, **self._cancel_note},
         )
         self._finish(RunStatus.cancelled, error)

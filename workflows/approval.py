@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.activity_options import NOTIFY_RETRY
+from workflows.activity_options import NOTIFY_DELIVER, NOTIFY_LOOKUP, RECORD_DECISION, SIGNAL_GATE
+from workflows.deadline import wait_until
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -47,9 +47,11 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_TIMELOCKED,
         WORKFLOW_NAME,
         ApprovalEvent,
+        ApprovalEventType,
         ApprovalInput,
         ApprovalOutcome,
         ApprovalProgress,
+        ApprovalProgressChange,
         ApprovalView,
         ApproveRequest,
         CancelRequest,
@@ -59,8 +61,6 @@ with workflow.unsafe.imports_passed_through():
         DecisionResult,
         DelegateRequest,
         EditRequest,
-        EventType,
-        ProgressChange,
         RejectRequest,
         RevokeRequest,
         WebhookDelivery,
@@ -70,13 +70,11 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
 
-PROGRESS_CHANGES: dict[Decision, ProgressChange] = {
+PROGRESS_CHANGES: dict[Decision, ApprovalProgressChange] = {
     Decision.approve: "approved",
     Decision.revoke: "revoked",
     Decision.edit: "edited",
 }
-RECORD_TIMEOUT = timedelta(seconds=30)  # retried without limit: an accepted decision must reach the audit log
-GATE_RETRY = RetryPolicy(maximum_attempts=3)
 # Signal decisions ask the worker's PAYGENT_SIGNAL_DECISIONS first (an activity): histories from before have no
 # such activity, so they replay without it.
 PATCH_SIGNAL_GATE = "signal-decisions-gate"
@@ -174,19 +172,14 @@ class ApprovalWorkflow:
         return outcome_of(self._state)
 
     async def _wait_for_decision(self) -> None:
-        """The updatable-timer shape: an edit moves the deadline, so wait on the deadline we started with."""
-        deadline = self._state.expires_at
-        remaining = (deadline - workflow.now()).total_seconds()
-        if remaining > 0:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.status != ApprovalStatus.pending or self._state.expires_at != deadline,
-                    timeout=remaining,
-                    timeout_summary=f"approval deadline {rules.fmt_time(deadline)}",
-                )
-                return
-            except TimeoutError:
-                pass
+        """An edit moves the deadline: the wait wakes, and the next pass waits on the new one."""
+        passed = await wait_until(
+            lambda: self._state.expires_at,
+            lambda: self._state.status != ApprovalStatus.pending,
+            summary=lambda deadline: f"approval deadline {rules.fmt_time(deadline)}",
+        )
+        if not passed:
+            return
         async with self._lock:  # a handler in flight finishes first; expire() re-checks status and deadline
             await self._followed_up()
             rules.expire(self._state, workflow.now())
@@ -196,17 +189,13 @@ class ApprovalWorkflow:
         assert until is not None
         await self._tell_parent_timelocked(until)
         self._honour_cancel()  # a cancel consumed by that Signal's await must not let the time-lock approve
-        remaining = (until - workflow.now()).total_seconds()
-        if remaining > 0:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.status != ApprovalStatus.time_locked,
-                    timeout=remaining,
-                    timeout_summary=f"time-lock until {until:%H:%M} UTC",
-                )
-                return
-            except TimeoutError:
-                pass
+        passed = await wait_until(
+            lambda: until,
+            lambda: self._state.status != ApprovalStatus.time_locked,
+            summary=lambda at: f"time-lock until {at:%H:%M} UTC",
+        )
+        if not passed:
+            return
         async with self._lock:
             await self._followed_up()
             rules.end_timelock(self._state, workflow.now())
@@ -220,7 +209,7 @@ class ApprovalWorkflow:
         """Approvals opened before the progress patch keep their old command sequence when replayed."""
         return workflow.info().parent is not None and workflow.patched(PATCH_PROGRESS)
 
-    async def _tell_parent(self, change: ProgressChange, actor: str | None) -> None:
+    async def _tell_parent(self, change: ApprovalProgressChange, actor: str | None) -> None:
         """Push who must act and how far the approval got to the parent payment (which tells its agent run).
 
         Caller holds the lock, so the parent receives the changes in the order they happened. Best effort: a
@@ -230,7 +219,7 @@ class ApprovalWorkflow:
         if progress is not None:
             await self._send_progress(progress)
 
-    def _progress(self, change: ProgressChange, actor: str | None) -> ApprovalProgress | None:
+    def _progress(self, change: ApprovalProgressChange, actor: str | None) -> ApprovalProgress | None:
         return progress_of(self._state, change, actor) if self._pushes_progress() else None
 
     async def _send_progress(self, progress: ApprovalProgress) -> None:
@@ -476,8 +465,7 @@ class ApprovalWorkflow:
             return await workflow.execute_activity(
                 ACT_SIGNAL_GATE,
                 result_type=bool,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=GATE_RETRY,
+                **SIGNAL_GATE,
                 summary="may decisions arrive as Signals?",
             )
         except ActivityError as exc:  # unknown: refuse (the decision can still be sent through the API)
@@ -541,7 +529,7 @@ class ApprovalWorkflow:
             workflow.execute_activity(
                 ACT_RECORD,
                 record,
-                start_to_close_timeout=RECORD_TIMEOUT,
+                **RECORD_DECISION,
                 summary=f"audit {record.action} by {record.actor}",
             )
         )
@@ -551,7 +539,7 @@ class ApprovalWorkflow:
             await write  # an audit write is never abandoned: the cancellation is seen once it has landed
             raise
 
-    def _notify_later(self, event_type: EventType) -> None:
+    def _notify_later(self, event_type: ApprovalEventType) -> None:
         """Notifications run beside the decision flow; the workflow gathers them before it ends."""
         view = self._view()  # the state as of now, not as of when the activity runs
         event = ApprovalEvent(
@@ -568,16 +556,14 @@ class ApprovalWorkflow:
                 ACT_PUBLISH,
                 event,
                 result_type=list[str],
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=NOTIFY_RETRY,
+                **NOTIFY_LOOKUP,
                 summary=f"publish {event.type}",
             )
             deliveries = [
                 workflow.execute_activity(
                     ACT_WEBHOOK,
                     WebhookDelivery(webhook_id=wid, event=event),
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=NOTIFY_RETRY,
+                    **NOTIFY_DELIVER,
                     summary=f"webhook {event.type}",
                 )
                 for wid in webhook_ids

@@ -39,7 +39,8 @@ ACT_PUBLISH = "approval.publish_event"
 ACT_WEBHOOK = "approval.deliver_webhook"
 ACT_LOAD_POLICY = "approval.load_policy"
 ACT_SIGNAL_GATE = "approval.signal_decisions_allowed"  # the worker's PAYGENT_SIGNAL_DECISIONS, asked per Signal
-EventType = Literal["approval.requested", "approval.decided"]
+# An approval's webhook events: what ApprovalEvent.type carries and what a webhook subscription may name.
+ApprovalEventType = Literal["approval.requested", "approval.decided"]
 # Sent to the parent workflow (a payment) after each change; `approval_timelocked` (a bare ISO string) is what
 # approvals started before this patch still send, so PaymentWorkflow handles both.
 SIGNAL_PROGRESS = "approval_progress"
@@ -48,7 +49,7 @@ SIGNAL_TIMELOCKED = "approval_timelocked"
 # paygent.domain.approval_state.LEGACY_TIME_LOCKED); histories recorded before replay the old spelling
 PATCH_TIME_LOCKED_SPELLING = "approval-status-time-locked-v1"
 PATCH_PROGRESS = "approval-progress-to-parent-v1"  # workflow.patched id: where ApprovalWorkflow signals progress
-ProgressChange = Literal["opened", "approved", "revoked", "edited", "decided"]
+ApprovalProgressChange = Literal["opened", "approved", "revoked", "edited", "decided"]
 
 
 def approval_workflow_id(approval_id: str) -> str:
@@ -304,7 +305,7 @@ class ApprovalProgress(BaseModel):
     """
 
     approval_id: str
-    change: ProgressChange
+    change: ApprovalProgressChange
     actor: str | None = None  # who made the change (None: the workflow itself, e.g. at opening)
     status: ApprovalStatus
     approvers: list[str]
@@ -317,7 +318,7 @@ class ApprovalProgress(BaseModel):
     reason: str | None = None
 
 
-def progress_of(state: ApprovalState, change: ProgressChange, actor: str | None) -> ApprovalProgress:
+def progress_of(state: ApprovalState, change: ApprovalProgressChange, actor: str | None) -> ApprovalProgress:
     return ApprovalProgress(
         approval_id=state.approval_id,
         change=change,
@@ -350,7 +351,7 @@ class ApprovalEvent(BaseModel):
     """Published on Redis `paygent:approvals:<tenant_id>` and POSTed to webhooks."""
 
     event_id: str  # stable across retries: receivers deduplicate on it (header X-Paygent-Delivery)
-    type: EventType
+    type: ApprovalEventType
     at: datetime
     approval: ApprovalView
 

@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 
 from workflows import chain_types as c
 from workflows import reconcile_types as r
-from workflows.activity_options import FOLLOWER_HEARTBEAT, FOLLOWER_RETRY
+from workflows.activity_options import follower
 from workflows.outcome_metrics import reconcile_run
 from workflows.reconcile import ReconcileWorkflow
 
@@ -104,9 +104,7 @@ class ChainWorkflow:
                 c.ACT_FOLLOW,
                 follow,
                 result_type=c.FollowResult,
-                start_to_close_timeout=timedelta(seconds=follow.run_seconds + 120),
-                heartbeat_timeout=FOLLOWER_HEARTBEAT,
-                retry_policy=FOLLOWER_RETRY,
+                **follower(follow.run_seconds),
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"Follow chain {follow.chain_id}: complete receipt waits",
             )

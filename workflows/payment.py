@@ -15,7 +15,13 @@ import asyncio
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    RetryState,
+    is_cancelled_exception,
+)
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from paygent import search_attributes as sa
@@ -30,8 +36,8 @@ from paygent.domain.payment import (
     PaymentRequest,
     PaymentStatus,
 )
-from workflows import approval_types as at
-from workflows import payment_types as t
+from workflows import approval_types as ap
+from workflows import payment_types as pt
 from workflows import x402_types as x
 from workflows.activity_options import (
     CHAIN,
@@ -45,6 +51,7 @@ from workflows.activity_options import (
     X402_SIGN,
 )
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
+from workflows.failures import StepFailed, failure_reason
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -82,7 +89,7 @@ REFUSED_BY_SERVER = (ErrorType.x402_refused, ErrorType.x402_rejected)
 class PaymentEnded(Exception):
     """Raised by `_end` once the final status is recorded: the payment stops here with this state."""
 
-    def __init__(self, state: t.PaymentState) -> None:
+    def __init__(self, state: pt.PaymentState) -> None:
         super().__init__(state.status)
         self.state = state
 
@@ -92,35 +99,35 @@ class PaymentWorkflow:
     @workflow.init
     def __init__(self, req: PaymentRequest) -> None:
         self._req = req  # the terms being executed: x402 fills in price and recipient, an edit may change them
-        self._state = t.PaymentState(payment_id=req.payment_id, status=PaymentStatus.pending)
+        self._state = pt.PaymentState(payment_id=req.payment_id, status=PaymentStatus.pending)
         self._label = _label(req)
-        self._cancel: t.PaymentCancelRequest | None = None
+        self._cancel: pt.PaymentCancelRequest | None = None
         self._timelocked_until: str | None = None  # signalled by the child approval when its time-lock starts
-        self._approval: at.ApprovalProgress | None = None  # the child approval's latest progress
-        self._approval_news: list[at.ApprovalProgress] = []  # progress not yet passed on to the parent
+        self._approval: ap.ApprovalProgress | None = None  # the child approval's latest progress
+        self._approval_news: list[ap.ApprovalProgress] = []  # progress not yet passed on to the parent
         self._authorization_valid_before: int | None = None  # set once an x402 authorization is signed
         self._folded = False  # PATCH_FOLDED_STEPS: decided once, when the payment starts
         self._policy: ApprovalPolicy | None = None  # read with the reservation (folded steps)
         self._stopping = False  # a Temporal cancel before signing is stopping the steps
 
-    @workflow.query(name=t.QUERY_STATE)
-    def state(self) -> t.PaymentState:
+    @workflow.query(name=pt.QUERY_STATE)
+    def state(self) -> pt.PaymentState:
         return self._state
 
-    @workflow.signal(name=at.SIGNAL_TIMELOCKED)
+    @workflow.signal(name=ap.SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
         """What approvals started before `approval_progress` existed send when their time-lock starts."""
         self._timelocked_until = until
 
-    @workflow.signal(name=at.SIGNAL_PROGRESS)
-    def approval_progress(self, progress: at.ApprovalProgress) -> None:
+    @workflow.signal(name=ap.SIGNAL_PROGRESS)
+    def approval_progress(self, progress: ap.ApprovalProgress) -> None:
         self._approval = progress
         self._approval_news.append(progress)
         if progress.status == ApprovalStatus.time_locked and progress.timelock_until is not None:
             self._timelocked_until = progress.timelock_until.isoformat()
 
-    @workflow.update(name=t.UPDATE_CANCEL)
-    async def cancel(self, request: t.PaymentCancelRequest) -> t.PaymentState:
+    @workflow.update(name=pt.UPDATE_CANCEL)
+    async def cancel(self, request: pt.PaymentCancelRequest) -> pt.PaymentState:
         """Cancel before signing starts; waits for the workflow to record the outcome, then returns it."""
         if self._cancel is None:
             self._cancel = request
@@ -128,7 +135,7 @@ class PaymentWorkflow:
         return self._state
 
     @cancel.validator
-    def _validate_cancel(self, request: t.PaymentCancelRequest) -> None:
+    def _validate_cancel(self, request: pt.PaymentCancelRequest) -> None:
         if self._state.status not in PAYMENT_CANCELLABLE:
             raise ApplicationError(
                 f"payment is {self._state.status}: it can be cancelled only before signing "
@@ -137,7 +144,7 @@ class PaymentWorkflow:
             )
 
     @workflow.run
-    async def run(self, req: PaymentRequest) -> t.PaymentState:
+    async def run(self, req: PaymentRequest) -> pt.PaymentState:
         workflow.set_current_details(f"Pay {self._label}")
         # The steps run in a task of their own so that a Temporal cancellation reaches `run` first, which decides
         # (see `_through_cancellation`), instead of landing in whichever step was awaiting.
@@ -150,13 +157,13 @@ class PaymentWorkflow:
         try:
             try:
                 await self._pay()
-            except (ActivityError, ChildWorkflowError) as err:
+            except (ActivityError, StepFailed, ChildWorkflowError) as err:
                 # A deterministic failure (the database refused a value; the approval workflow itself failed)
                 # would fail the same way on every retry: end cleanly instead, `failed` with the reason, the
                 # reservation released and the status change audited (by payments.mark_status).
                 if not _final_failure(err) or self._state.status in PAYMENT_TERMINAL:
                     raise
-                await self._end(PaymentStatus.failed, reason=_reason(err))
+                await self._end(PaymentStatus.failed, reason=failure_reason(err))
         except PaymentEnded:
             pass
 
@@ -216,8 +223,8 @@ class PaymentWorkflow:
         workflow.logger.warning("Temporal cancel refused (%s): %s", asked, why)
         workflow.set_current_details(f"Pay {self._label}: cancel refused ({why})")
         await workflow.execute_activity(
-            t.ACT_RECORD_EVENT,
-            t.PaymentEvent(
+            pt.ACT_RECORD_EVENT,
+            pt.PaymentEvent(
                 payment_id=self._req.payment_id,
                 action=CANCEL_REFUSED,
                 actor="temporal",
@@ -249,10 +256,10 @@ class PaymentWorkflow:
                     receipt = await self._execute_x402(self._req)
                 else:
                     receipt = await self._execute_transfer(self._req)
-        except ActivityError as err:
+        except (ActivityError, StepFailed) as err:
             cause = err.cause
             refused = isinstance(cause, ApplicationError) and cause.type in REFUSED_BY_SERVER
-            await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=_reason(err))
+            await self._end(PaymentStatus.refused if refused else PaymentStatus.failed, reason=failure_reason(err))
         if receipt.pending and workflow.patched(PATCH_RECEIPT_WAIT):
             self._leave_to_reconciler(receipt)
             return
@@ -262,10 +269,10 @@ class PaymentWorkflow:
         """Reserve the amount against the wallet's (and the agent's) spending policy, or end `refused`. With
         folded steps the first reservation also reads the approval policy, in the same transaction."""
         with_policy = self._folded and self._policy is None
-        reserved: t.ReserveOutcome = await self._step(
-            t.ACT_RESERVE_WITH_POLICY if with_policy else t.ACT_RESERVE,
+        reserved: pt.ReserveOutcome = await self._step(
+            pt.ACT_RESERVE_WITH_POLICY if with_policy else pt.ACT_RESERVE,
             req,
-            result_type=t.ReserveOutcome,
+            result_type=pt.ReserveOutcome,
             **DATABASE,
             summary=summary,
         )
@@ -274,7 +281,7 @@ class PaymentWorkflow:
         if not reserved.reserved:
             await self._end(PaymentStatus.refused, reason=f"{reserved.limit}: {reserved.message}")
 
-    def _leave_to_reconciler(self, receipt: t.ReceiptResult) -> None:
+    def _leave_to_reconciler(self, receipt: pt.ReceiptResult) -> None:
         """The receipt wait gave up: the signed transaction may still land, so the payment is not `failed`.
         It stays `submitted` with its reservation; the reconciler re-sends the same bytes and settles it."""
         self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
@@ -288,8 +295,8 @@ class PaymentWorkflow:
         that does not end `approved` ends the payment `cancelled`.
         """
         policy = self._policy or await self._step(
-            at.ACT_LOAD_POLICY,
-            at.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
+            ap.ACT_LOAD_POLICY,
+            ap.PolicyRequest(tenant_id=req.tenant_id, wallet_id=req.wallet_id),
             result_type=ApprovalPolicy,
             **DATABASE,
             summary="Load the approval policy",
@@ -311,10 +318,10 @@ class PaymentWorkflow:
             },
         )
         workflow.set_current_details(
-            f"Pay {self._label}: waiting, {at.needed_from(tier.approvals_required, list(tier.approvers))}"
+            f"Pay {self._label}: waiting, {ap.needed_from(tier.approvals_required, list(tier.approvers))}"
         )
-        child_id = at.approval_workflow_id(req.payment_id)
-        approval_input = at.ApprovalInput(
+        child_id = ap.approval_workflow_id(req.payment_id)
+        approval_input = ap.ApprovalInput(
             approval_id=req.payment_id,
             tenant_id=req.tenant_id,
             operation=operation,
@@ -322,13 +329,13 @@ class PaymentWorkflow:
             policy=policy,
         )
         child = await workflow.start_child_workflow(
-            at.WORKFLOW_NAME,
+            ap.WORKFLOW_NAME,
             approval_input,
             id=child_id,
-            result_type=at.ApprovalOutcome,
+            result_type=ap.ApprovalOutcome,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-            static_summary=at.summary_line(self._label, tier.approvals_required, list(tier.approvers)),
-            static_details=at.static_details(
+            static_summary=ap.summary_line(self._label, tier.approvals_required, list(tier.approvers)),
+            static_details=ap.static_details(
                 approval_input, tier.approvals_required, list(tier.approvers), tier.timelock_seconds
             ),
         )
@@ -352,7 +359,7 @@ class PaymentWorkflow:
         workflow.set_current_details(f"Pay {self._label}: approved by {who}")
         return edited
 
-    async def _follow_approval(self, child: workflow.ChildWorkflowHandle, child_id: str) -> at.ApprovalOutcome:
+    async def _follow_approval(self, child: workflow.ChildWorkflowHandle, child_id: str) -> ap.ApprovalOutcome:
         """Pass the approval's progress on (to the parent run, and the time-lock to this payment's status) until
         it ends; a cancel of the payment cancels the approval. No timeout of its own: the approval's timeout and
         time-lock are durable timers of the child, which always ends."""
@@ -381,7 +388,7 @@ class PaymentWorkflow:
             workflow.set_current_details(f"Pay {self._label}: approved, time-locked until {shown_timelock}")
         if not waiting.done():  # the payment was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(child_id).cancel()
-        outcome: at.ApprovalOutcome = await waiting
+        outcome: ap.ApprovalOutcome = await waiting
         if self._approval is not None:  # the parent's next status change carries how the approval ended
             self._approval = self._approval.model_copy(
                 update={
@@ -393,32 +400,32 @@ class PaymentWorkflow:
             )
         return outcome
 
-    async def _execute_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
-        signed: t.SignedTransfer = await self._step(
-            t.ACT_SIGN, req, result_type=t.SignedTransfer, **CHAIN, summary=f"Sign transfer of {self._label}"
+    async def _execute_transfer(self, req: PaymentRequest) -> pt.ReceiptResult:
+        signed: pt.SignedTransfer = await self._step(
+            pt.ACT_SIGN, req, result_type=pt.SignedTransfer, **CHAIN, summary=f"Sign transfer of {self._label}"
         )
         self._state.tx_hash = signed.tx_hash
-        await self._step(t.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
+        await self._step(pt.ACT_BROADCAST, req.payment_id, **CHAIN, summary=f"Broadcast {signed.tx_hash}")
         await self._set_status(PaymentStatus.submitted, details={"tx_hash": signed.tx_hash})
         return await self._await_receipt(req, signed.tx_hash)
 
-    async def _await_receipt(self, req: PaymentRequest, tx_hash: str) -> t.ReceiptResult:
+    async def _await_receipt(self, req: PaymentRequest, tx_hash: str) -> pt.ReceiptResult:
         """Wait for the receipt. Since `receipt-wait-followed` the activity registers the wait and the chain's
         follower completes it (workflows/chain.py): no heartbeat, a fixed activity id the follower can address,
         and a bounded whole wait that, when it passes, leaves the payment to the reconciler."""
         if not workflow.patched(PATCH_RECEIPT_FOLLOWED):
             return await workflow.execute_activity(
-                t.ACT_AWAIT_RECEIPT,
+                pt.ACT_AWAIT_RECEIPT,
                 req,
-                result_type=t.ReceiptResult,
+                result_type=pt.ReceiptResult,
                 **RECEIPT_WAIT,
                 summary=f"Wait for receipt of {tx_hash}",
             )
         try:
             return await workflow.execute_activity(
-                t.ACT_AWAIT_RECEIPT,
+                pt.ACT_AWAIT_RECEIPT,
                 req,
-                result_type=t.ReceiptResult,
+                result_type=pt.ReceiptResult,
                 activity_id=RECEIPT_WAIT_ACTIVITY_ID,
                 **RECEIPT_FOLLOWED,
                 summary=f"Wait for receipt of {tx_hash} (the chain follower answers)",
@@ -429,19 +436,19 @@ class PaymentWorkflow:
             if not (isinstance(err.cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT):
                 raise
         return await workflow.execute_activity(
-            t.ACT_RECEIPT_GAVE_UP,
+            pt.ACT_RECEIPT_GAVE_UP,
             req,
-            result_type=t.ReceiptResult,
+            result_type=pt.ReceiptResult,
             **DATABASE,
             summary="No receipt within the wait: leave it to the reconciler",
         )
 
-    async def _sign_and_send_transfer(self, req: PaymentRequest) -> t.ReceiptResult:
+    async def _sign_and_send_transfer(self, req: PaymentRequest) -> pt.ReceiptResult:
         """One step signs (the bytes stored first), sends and records `submitted`; then the receipt wait."""
-        signed: t.SignedTransfer = await self._step(
-            t.ACT_SIGN_AND_SEND,
+        signed: pt.SignedTransfer = await self._step(
+            pt.ACT_SIGN_AND_SEND,
             req,
-            result_type=t.SignedTransfer,
+            result_type=pt.SignedTransfer,
             **CHAIN,
             summary=f"Sign and send the transfer of {self._label}",
         )
@@ -470,10 +477,10 @@ class PaymentWorkflow:
                 **X402_PROBE,
                 summary=f"Ask {req.url} for its price",
             )
-        except ActivityError as err:
+        except (ActivityError, StepFailed) as err:
             if self._stopping:  # cut short by a Temporal cancel: `run` ends the payment `cancelled`
                 raise
-            await self._end(PaymentStatus.refused, reason=_reason(err))
+            await self._end(PaymentStatus.refused, reason=failure_reason(err))
         if not probe.payment_required:
             await self._end(
                 PaymentStatus.cancelled,
@@ -481,7 +488,7 @@ class PaymentWorkflow:
             )
         return req.model_copy(update={"amount_atomic": probe.amount_atomic, "to": probe.pay_to})
 
-    async def _execute_x402(self, req: PaymentRequest) -> t.ReceiptResult:
+    async def _execute_x402(self, req: PaymentRequest) -> pt.ReceiptResult:
         """Sign one EIP-3009 authorization (stored before sending), then send it; retries re-send the same."""
         signed: x.X402SignResult = await self._step(
             x.ACT_X402_SIGN,
@@ -509,12 +516,12 @@ class PaymentWorkflow:
                 PaymentStatus.cancelled,
                 reason=f"{req.url} answered {sent.status_code} without settling: nothing was paid",
             )
-        return t.ReceiptResult(
+        return pt.ReceiptResult(
             tx_hash=sent.transaction, succeeded=True, block_number=None, gas_used=0, revert_reason=None
         )
 
-    async def _settle(self, req: PaymentRequest, receipt: t.ReceiptResult) -> None:
-        settlement = t.Settlement(
+    async def _settle(self, req: PaymentRequest, receipt: pt.ReceiptResult) -> None:
+        settlement = pt.Settlement(
             payment_id=req.payment_id,
             tenant_id=req.tenant_id,
             wallet_id=req.wallet_id,
@@ -523,7 +530,7 @@ class PaymentWorkflow:
             amount_atomic=req.amount_atomic,
             receipt=receipt,
         )
-        await self._step(t.ACT_SETTLE, settlement, **SETTLEMENT, summary="Write ledger entries and the final status")
+        await self._step(pt.ACT_SETTLE, settlement, **SETTLEMENT, summary="Write ledger entries and the final status")
         self._state.block_number = receipt.block_number
         self._state.tx_hash = receipt.tx_hash or self._state.tx_hash
         if receipt.succeeded:
@@ -540,26 +547,32 @@ class PaymentWorkflow:
     async def _step(self, activity: str, arg: Any, **options: Any) -> Any:
         """One short step: a local activity when the payment asked for it (and has the patch), else regular.
 
-        A local activity's failure may reach the workflow unwrapped (the ApplicationError itself); it is wrapped
-        here in the ActivityError a regular activity raises, so every caller handles one shape. With folded
-        steps a local attempt is bounded (LOCAL_ATTEMPT); one that did not finish in time, or failed in a way a
-        retry may fix, is taken again as a regular activity (every step is idempotent)."""
-        if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
-            return await workflow.execute_activity(activity, arg, **options)
-        if self._folded:
-            try:
-                return await workflow.execute_local_activity(activity, arg, **{**options, **LOCAL_ATTEMPT})
-            except (ActivityError, ApplicationError, ActivityTimeout) as err:
-                cause = err.cause if isinstance(err, ActivityError) else err
-                if isinstance(cause, ApplicationError) and cause.non_retryable:
-                    raise _local_failure(activity, final=True) from cause
-                workflow.logger.info("local step %s did not finish (%s): taken again as an activity", activity, err)
-                return await workflow.execute_activity(activity, arg, **options)
+        A local activity's failure may reach the workflow unwrapped (the ApplicationError itself), a regular
+        one's as an ActivityError: either way it leaves here as `StepFailed` with the activity's own error as its
+        cause, so every caller handles one shape (a cancellation passes through as it came). With folded steps a
+        local attempt is bounded (LOCAL_ATTEMPT); one that did not finish in time, or failed in a way a retry may
+        fix, is taken again as a regular activity (every step is idempotent)."""
         try:
-            return await workflow.execute_local_activity(activity, arg, **options)
-        except (ApplicationError, ActivityTimeout) as err:
-            final = isinstance(err, ApplicationError) and err.non_retryable
-            raise _local_failure(activity, final=final) from err
+            if not (self._req.local_steps and workflow.patched(LOCAL_STEPS)):
+                return await workflow.execute_activity(activity, arg, **options)
+            if self._folded:
+                try:
+                    return await workflow.execute_local_activity(activity, arg, **{**options, **LOCAL_ATTEMPT})
+                except (ActivityError, ApplicationError, ActivityTimeout) as err:
+                    cause = err.cause if isinstance(err, ActivityError) else err
+                    if isinstance(cause, ApplicationError) and cause.non_retryable:
+                        raise StepFailed(activity, final=True) from cause
+                    workflow.logger.info("local step %s did not finish (%s): taken again as an activity", activity, err)
+                    return await workflow.execute_activity(activity, arg, **options)
+            try:
+                return await workflow.execute_local_activity(activity, arg, **options)
+            except (ApplicationError, ActivityTimeout) as err:
+                final = isinstance(err, ApplicationError) and err.non_retryable
+                raise StepFailed(activity, final=final) from err
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            raise StepFailed(activity, final=err.retry_state == RetryState.NON_RETRYABLE_FAILURE) from err.cause
 
     async def _end_cancelled(self) -> NoReturn:
         assert self._cancel is not None
@@ -580,8 +593,8 @@ class PaymentWorkflow:
     ) -> None:
         previous, self._state.status = self._state.status, status
         await self._step(
-            t.ACT_MARK_STATUS,
-            t.StatusChange(
+            pt.ACT_MARK_STATUS,
+            pt.StatusChange(
                 payment_id=self._req.payment_id,
                 status=status,
                 reason=reason,
@@ -603,7 +616,7 @@ class PaymentWorkflow:
         self._upsert_status()
         await self._tell_parent("status")
 
-    async def _tell_parent(self, change: t.ProgressChange, approval: at.ApprovalProgress | None = None) -> None:
+    async def _tell_parent(self, change: pt.PaymentProgressChange, approval: ap.ApprovalProgress | None = None) -> None:
         """Push this change to the workflow that started the payment (an agent run), so it never polls.
 
         Awaited, so the parent receives changes in order and before the payment's result. Payments started
@@ -611,9 +624,9 @@ class PaymentWorkflow:
         cancelled run) does not stop the payment.
         """
         parent = workflow.info().parent
-        if parent is None or not workflow.patched(t.PATCH_PROGRESS):
+        if parent is None or not workflow.patched(pt.PATCH_PROGRESS):
             return
-        progress = t.PaymentProgress(
+        progress = pt.PaymentProgress(
             payment_id=self._state.payment_id,
             change=change,
             status=self._state.status,
@@ -621,7 +634,7 @@ class PaymentWorkflow:
             reason=self._state.failure_reason,
         )
         try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(t.SIGNAL_PROGRESS, progress)
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(pt.SIGNAL_PROGRESS, progress)
         except Exception as err:
             workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
 
@@ -675,36 +688,12 @@ def _label(req: PaymentRequest) -> str:
     return f"{label} for {req.url}" if priced else label
 
 
-async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
+async def _result(child: workflow.ChildWorkflowHandle) -> ap.ApprovalOutcome:
     return await child
 
 
-def _local_failure(activity: str, *, final: bool) -> ActivityError:
-    """The ActivityError a regular activity would have raised, for a local activity's failure."""
-    return ActivityError(
-        f"local activity {activity} failed",
-        scheduled_event_id=0,
-        started_event_id=0,
-        identity="",
-        activity_type=activity,
-        activity_id="",
-        retry_state=RetryState.NON_RETRYABLE_FAILURE if final else RetryState.TIMEOUT,
-    )
-
-
-def _final_failure(err: ActivityError | ChildWorkflowError) -> bool:
+def _final_failure(err: ActivityError | StepFailed | ChildWorkflowError) -> bool:
     """A failure that retrying cannot fix: a data error from an activity, or a failed child approval."""
     if isinstance(err, ChildWorkflowError):
         return True
     return isinstance(err.cause, ApplicationError) and err.cause.type == ErrorType.data_refused
-
-
-def _reason(err: ActivityError | ChildWorkflowError) -> str:
-    """The innermost cause (a failed approval's failed activity, say), with its error type, for the payment's
-    failure reason: "Activity task failed" alone tells nobody anything."""
-    cause: BaseException = err
-    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}" if cause.type else cause.message
-    return str(cause)

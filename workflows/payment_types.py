@@ -113,7 +113,7 @@ class PaymentState(BaseModel):
     failure_reason: str | None = None
 
 
-ProgressChange = Literal["status", "approval"]
+PaymentProgressChange = Literal["status", "approval"]
 
 
 class PaymentProgress(BaseModel):
@@ -125,7 +125,7 @@ class PaymentProgress(BaseModel):
     """
 
     payment_id: str
-    change: ProgressChange
+    change: PaymentProgressChange
     status: PaymentStatus
     approval: ApprovalProgress | None = None
     reason: str | None = None

@@ -11,21 +11,23 @@ one pass, and with very many wallets continues as new with the wallets it has no
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from paygent import search_attributes as sa
 from workflows import reconcile_types as r
-from workflows.activity_options import NOTIFY_RETRY
+from workflows.activity_options import (
+    NOTIFY_DELIVER,
+    NOTIFY_LOOKUP,
+    RECONCILE_HEAD,
+    RECONCILE_LIST,
+    RECONCILE_SCAN,
+    RECONCILE_SETTLE,
+)
 from workflows.webhook_types import ACT_DELIVER_EVENT, ACT_SUBSCRIBERS, EventDelivery, SubscribersRequest, WebhookEvent
 
 PARALLEL_WALLETS = 16  # wallets reconciled at once: each is a few RPC calls and two activities
-IO_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
-)  # bounded: the next tick starts over from the checkpoints
 # Each tick also ends the rows whose workflow closed while they were open (terminated, say); runs from before
 # the patch replay without that activity.
 PATCH_SWEEP_ORPHANS = "reconcile-sweeps-orphans"
@@ -50,15 +52,13 @@ class ReconcileWorkflow:
             wallets = await workflow.execute_activity(
                 r.ACT_LIST_WALLETS,
                 result_type=list[r.WalletRef],
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY,
+                **RECONCILE_LIST,
                 summary="List tenants' wallets",
             )
         head = inp.safe_head or await workflow.execute_activity(
             r.ACT_SAFE_HEAD,
             result_type=r.SafeHead,
-            start_to_close_timeout=timedelta(seconds=15),
-            retry_policy=IO_RETRY,
+            **RECONCILE_HEAD,
             summary="Read the safe head",
         )
         totals = inp.model_copy(update={"remaining": None, "safe_head": head})
@@ -99,8 +99,7 @@ class ReconcileWorkflow:
             await workflow.execute_activity(
                 r.ACT_SWEEP_ORPHANS,
                 result_type=r.SweepResult,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=IO_RETRY,
+                **RECONCILE_SETTLE,
                 summary="End rows whose workflow closed",
             )
         except ActivityError as err:
@@ -115,17 +114,14 @@ class ReconcileWorkflow:
                 r.ACT_SETTLE_OPEN,
                 req,
                 result_type=r.WalletResult,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=IO_RETRY,
+                **RECONCILE_SETTLE,
                 summary=f"Open authorizations and receipts of {wallet.address}",
             )
             scanned = await workflow.execute_activity(
                 r.ACT_SCAN,
                 req,
                 result_type=r.WalletResult,
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=IO_RETRY,
+                **RECONCILE_SCAN,
                 summary=f"Scan {wallet.address} up to block {head.block_number}",
             )
         except ActivityError as err:
@@ -150,8 +146,7 @@ class ReconcileWorkflow:
                 ACT_SUBSCRIBERS,
                 SubscribersRequest(tenant_id=finding.tenant_id, event_type=finding.type),
                 result_type=list[str],
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=NOTIFY_RETRY,
+                **NOTIFY_LOOKUP,
                 summary=f"webhooks for {finding.type}",
             )
             results = await asyncio.gather(
@@ -159,8 +154,7 @@ class ReconcileWorkflow:
                     workflow.execute_activity(
                         ACT_DELIVER_EVENT,
                         EventDelivery(tenant_id=finding.tenant_id, webhook_id=wid, event=event),
-                        start_to_close_timeout=timedelta(seconds=15),
-                        retry_policy=NOTIFY_RETRY,
+                        **NOTIFY_DELIVER,
                         summary=f"webhook {finding.type}",
                     )
                     for wid in ids

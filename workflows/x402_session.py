@@ -17,7 +17,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from paygent import search_attributes as sa
@@ -26,9 +25,9 @@ from paygent.domain.x402_session import (
     SessionStatus,
     fetch_refusal,
 )
-from workflows import approval_types as at
-from workflows import x402_session_types as t
-from workflows.activity_options import DATABASE, X402_RETRY
+from workflows import approval_types as ap
+from workflows import x402_session_types as xs
+from workflows.activity_options import DATABASE, X402_SESSION_FETCH
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.approval_policy import ApprovalPolicy, choose_tier, needs_approval
@@ -38,47 +37,42 @@ with workflow.unsafe.imports_passed_through():
     from paygent.domain.operation_hash import Operation
     from paygent.domain.text import scrub
 
-FETCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=[*(X402_RETRY.non_retryable_error_types or []), t.REFUSED, t.UNSETTLED],
-)
 OPENED_WAIT = timedelta(seconds=30)
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
 class X402SessionWorkflow:
     @workflow.init
-    def __init__(self, inp: t.SessionInput) -> None:
+    def __init__(self, inp: xs.SessionInput) -> None:
         self._in = inp
-        self._state = inp.carried or t.SessionState(
+        self._state = inp.carried or xs.SessionState(
             session_id=inp.session_id,
             status=SessionStatus.pending,
             budget_atomic=inp.budget_atomic,
             expires_at=inp.expires_at,
         )
-        self._close: t.CloseRequest | None = None
+        self._close: xs.CloseRequest | None = None
         self._lock = asyncio.Lock()
-        self._approval: at.ApprovalProgress | None = None
+        self._approval: ap.ApprovalProgress | None = None
         self._ended = False  # the final status is recorded (and the rest of the budget released)
         self._recorded = inp.carried.status if inp.carried else SessionStatus.pending  # the row's status
 
     # ------------------------------------------------------------------ messages
-    @workflow.query(name=t.QUERY_STATE)
-    def state(self) -> t.SessionState:
+    @workflow.query(name=xs.QUERY_STATE)
+    def state(self) -> xs.SessionState:
         return self._state
 
-    @workflow.signal(name=at.SIGNAL_PROGRESS)
-    def approval_progress(self, progress: at.ApprovalProgress) -> None:
+    @workflow.signal(name=ap.SIGNAL_PROGRESS)
+    def approval_progress(self, progress: ap.ApprovalProgress) -> None:
         self._approval = progress
         self._show()
 
-    @workflow.signal(name=at.SIGNAL_TIMELOCKED)
+    @workflow.signal(name=ap.SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
         workflow.set_current_details(f"{self._details()}\nApproved; time-locked until {until}")
 
-    @workflow.update(name=t.UPDATE_OPENED)
-    async def opened(self) -> t.SessionState:
+    @workflow.update(name=xs.UPDATE_OPENED)
+    async def opened(self) -> xs.SessionState:
         """The state once the budget is reserved (or refused) and approval asked for if the tier wants it."""
         try:
             await workflow.wait_condition(lambda: self._recorded != SessionStatus.pending, timeout=OPENED_WAIT)
@@ -86,11 +80,11 @@ class X402SessionWorkflow:
             pass  # still reserving: the caller sees `pending` and may read it again
         return self._state
 
-    @workflow.update(name=t.UPDATE_FETCH)
-    async def fetch(self, req: t.FetchRequest) -> t.FetchResult:
+    @workflow.update(name=xs.UPDATE_FETCH)
+    async def fetch(self, req: xs.FetchRequest) -> xs.FetchResult:
         async with self._lock:  # one paid request at a time: each sees what the previous one spent
             self._check(req)
-            call = t.FetchCall(
+            call = xs.FetchCall(
                 session_id=self._in.session_id,
                 tenant_id=self._in.tenant_id,
                 wallet_id=self._in.wallet_id,
@@ -103,13 +97,11 @@ class X402SessionWorkflow:
                 max_price_atomic=self._in.max_price_atomic,
             )
             try:
-                result: t.FetchResult = await workflow.execute_local_activity(
-                    t.ACT_FETCH,
+                result: xs.FetchResult = await workflow.execute_local_activity(
+                    xs.ACT_FETCH,
                     call,
-                    result_type=t.FetchResult,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=3),
-                    retry_policy=FETCH_RETRY,
+                    result_type=xs.FetchResult,
+                    **X402_SESSION_FETCH,
                     summary=f"Pay for {req.url}",
                 )
             except (ActivityError, ApplicationError) as err:
@@ -118,11 +110,11 @@ class X402SessionWorkflow:
             return result
 
     @fetch.validator
-    def _validate_fetch(self, req: t.FetchRequest) -> None:
+    def _validate_fetch(self, req: xs.FetchRequest) -> None:
         self._check(req)
 
-    @workflow.update(name=t.UPDATE_CLOSE)
-    async def close(self, req: t.CloseRequest) -> t.SessionState:
+    @workflow.update(name=xs.UPDATE_CLOSE)
+    async def close(self, req: xs.CloseRequest) -> xs.SessionState:
         """Close now: paid requests in flight finish first; what is left of the budget is released."""
         if self._close is None:
             self._close = req
@@ -131,7 +123,7 @@ class X402SessionWorkflow:
 
     # ------------------------------------------------------------------ the run
     @workflow.run
-    async def run(self, inp: t.SessionInput) -> t.SessionState:
+    async def run(self, inp: xs.SessionInput) -> xs.SessionState:
         self._show()
         if inp.carried is None:
             await self._open()
@@ -143,9 +135,9 @@ class X402SessionWorkflow:
         return self._state
 
     async def _open(self) -> None:
-        reserved: t.ReserveOutcome = await workflow.execute_activity(
-            t.ACT_RESERVE,
-            t.SessionReserve(
+        reserved: xs.ReserveOutcome = await workflow.execute_activity(
+            xs.ACT_RESERVE,
+            xs.SessionReserve(
                 session_id=self._in.session_id,
                 tenant_id=self._in.tenant_id,
                 wallet_id=self._in.wallet_id,
@@ -154,7 +146,7 @@ class X402SessionWorkflow:
                 budget_atomic=self._in.budget_atomic,
                 max_price_atomic=self._in.max_price_atomic,
             ),
-            result_type=t.ReserveOutcome,
+            result_type=xs.ReserveOutcome,
             **DATABASE,
             summary=f"Reserve the budget of {self._label()}",
         )
@@ -162,8 +154,8 @@ class X402SessionWorkflow:
             await self._end(SessionStatus.refused, f"{reserved.limit}: {reserved.message}")
             return
         policy: ApprovalPolicy = await workflow.execute_activity(
-            at.ACT_LOAD_POLICY,
-            at.PolicyRequest(tenant_id=self._in.tenant_id, wallet_id=self._in.wallet_id),
+            ap.ACT_LOAD_POLICY,
+            ap.PolicyRequest(tenant_id=self._in.tenant_id, wallet_id=self._in.wallet_id),
             result_type=ApprovalPolicy,
             **DATABASE,
             summary="Load the approval policy",
@@ -195,10 +187,10 @@ class X402SessionWorkflow:
                 + f", until {self._in.expires_at.isoformat()}"
             )[:1000],
         )
-        child_id = at.approval_workflow_id(self._in.session_id)
+        child_id = ap.approval_workflow_id(self._in.session_id)
         child = await workflow.start_child_workflow(
-            at.WORKFLOW_NAME,
-            at.ApprovalInput(
+            ap.WORKFLOW_NAME,
+            ap.ApprovalInput(
                 approval_id=self._in.session_id,
                 tenant_id=self._in.tenant_id,
                 operation=operation,
@@ -206,7 +198,7 @@ class X402SessionWorkflow:
                 policy=policy,
             ),
             id=child_id,
-            result_type=at.ApprovalOutcome,
+            result_type=ap.ApprovalOutcome,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             static_summary=f"Approve: x402 session {self._label()} ({tier.approvals_required} of "
             f"{len(tier.approvers)})",
@@ -222,7 +214,7 @@ class X402SessionWorkflow:
             await self._end(status, "ended before it was approved")
             return False
         try:
-            outcome: at.ApprovalOutcome = await waiting
+            outcome: ap.ApprovalOutcome = await waiting
         except ChildWorkflowError as err:
             await self._end(SessionStatus.cancelled, f"the approval failed: {err.cause or err}")
             return False
@@ -260,7 +252,7 @@ class X402SessionWorkflow:
     def _ttl(self) -> timedelta:
         return max(self._in.expires_at - workflow.now(), timedelta(0))
 
-    def _check(self, req: t.FetchRequest) -> None:
+    def _check(self, req: xs.FetchRequest) -> None:
         refusal = fetch_refusal(
             status=self._state.status,
             expires_at=self._in.expires_at,
@@ -274,29 +266,29 @@ class X402SessionWorkflow:
         if refusal is not None:
             raise ApplicationError(
                 refusal.message,
-                t.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
-                type=t.REFUSED,
+                xs.FetchRefusal(reason=refusal.reason, message=refusal.message, field=refusal.field),
+                type=xs.REFUSED,
                 non_retryable=True,
             )
 
-    def _failed(self, req: t.FetchRequest, err: BaseException) -> ApplicationError:
+    def _failed(self, req: xs.FetchRequest, err: BaseException) -> ApplicationError:
         """The activity's refusal or unsettled outcome, recorded, as the Update's failure."""
         cause: BaseException | None = err
         while isinstance(cause, ActivityError):
             cause = cause.cause
         if not isinstance(cause, ApplicationError):
             cause = ApplicationError(f"the paid request failed: {err}", type=ErrorType.x402_ambiguous)
-        status: t.RequestOutcome = "failed"
-        if cause.type == t.REFUSED:
+        status: xs.RequestOutcome = "failed"
+        if cause.type == xs.REFUSED:
             status = "refused"
-        elif cause.type == t.UNSETTLED:
+        elif cause.type == xs.UNSETTLED:
             status = "unsettled"
         held = 0
-        if cause.type == t.UNSETTLED and cause.details:
-            held = t.FetchResult.model_validate(cause.details[0]).held_atomic
+        if cause.type == xs.UNSETTLED and cause.details:
+            held = xs.FetchResult.model_validate(cause.details[0]).held_atomic
             self._state.held_atomic += held
         self._remember(
-            t.RequestRecord(
+            xs.RequestRecord(
                 payment_id=req.payment_id, url=req.url, status=status, amount_atomic=held, reason=cause.message
             )
         )
@@ -304,12 +296,12 @@ class X402SessionWorkflow:
         self._show()
         return ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True)
 
-    def _record(self, req: t.FetchRequest, result: t.FetchResult) -> None:
+    def _record(self, req: xs.FetchRequest, result: xs.FetchResult) -> None:
         amount = result.paid.amount_atomic if result.paid else 0
         if result.paid and not any(r.payment_id == req.payment_id and r.status == "paid" for r in self._state.requests):
             self._state.spent_atomic += amount
         self._remember(
-            t.RequestRecord(
+            xs.RequestRecord(
                 payment_id=req.payment_id,
                 url=req.url,
                 status="paid",
@@ -319,15 +311,15 @@ class X402SessionWorkflow:
         )
         self._show()
 
-    def _remember(self, record: t.RequestRecord) -> None:
+    def _remember(self, record: xs.RequestRecord) -> None:
         self._state.request_count += 1
-        self._state.requests = [*self._state.requests, record][-t.MAX_KEPT :]
+        self._state.requests = [*self._state.requests, record][-xs.MAX_KEPT :]
 
     async def _set(self, status: SessionStatus, reason: str | None = None, actor: str = "system") -> None:
         self._state.status = status
         await workflow.execute_activity(
-            t.ACT_MARK,
-            t.SessionMark(
+            xs.ACT_MARK,
+            xs.SessionMark(
                 session_id=self._in.session_id,
                 tenant_id=self._in.tenant_id,
                 status=status,
@@ -371,5 +363,5 @@ class X402SessionWorkflow:
         workflow.set_current_details(self._details())
 
 
-async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
+async def _result(child: workflow.ChildWorkflowHandle) -> ap.ApprovalOutcome:
     return await child

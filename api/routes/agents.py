@@ -29,6 +29,7 @@ from paygent.db.agent_schema import agent_runs
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments, users
 from paygent.domain.agent_run import RUN_TERMINAL
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import Unit
@@ -111,8 +112,8 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="agent.created",
-            subject_type="agent",
+            action=AuditAction.agent_created,
+            subject_type=AuditSubject.agent,
             subject_id=str(agent_id),
             data={
                 "name": body.name,
@@ -149,8 +150,8 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="agent.spending_policy_set",
-            subject_type="agent",
+            action=AuditAction.agent_spending_policy_set,
+            subject_type=AuditSubject.agent,
             subject_id=str(row["id"]),
             data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")},
         )
@@ -176,8 +177,8 @@ async def rotate_key(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = D
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="agent.key_rotated",
-            subject_type="agent",
+            action=AuditAction.agent_key_rotated,
+            subject_type=AuditSubject.agent,
             subject_id=str(row["id"]),
             data={"name": row["name"], "owner": row["owner"]},
         )
@@ -219,8 +220,8 @@ async def disable(agent_id: str, who: Principal = Depends(ADMIN), d: Deps = Depe
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="agent.disabled",
-            subject_type="agent",
+            action=AuditAction.agent_disabled,
+            subject_type=AuditSubject.agent,
             subject_id=str(row["id"]),
             data={
                 "name": row["name"],

@@ -21,6 +21,7 @@ from api.memory_service import place_for, store_for, unavailable
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import users
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
@@ -213,8 +214,8 @@ async def put_grant(
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="memory.grant_set",
-            subject_type="memory_scope",
+            action=AuditAction.memory_scope_grant_set,
+            subject_type=AuditSubject.memory_scope,
             subject_id=scope.path,
             data={"agent": agent.name, "access": body.access.value},
         )

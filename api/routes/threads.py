@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.errors import ApiError
+from api.run_service import create_thread, owned_thread
 from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs, messages, threads
 from paygent.db.agent_transcript import message_view
 from paygent.db.audit import append_audit
 from paygent.db.schema import BIGINT_MAX
 from paygent.domain.agent_run import RUN_TERMINAL
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.text import SafeText
@@ -38,45 +40,11 @@ class ThreadCreate(BaseModel):
     title: SafeText | None = Field(None, min_length=1, max_length=200)
 
 
-def parse_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-async def owned_thread(conn: AsyncConnection, who: Principal, thread_id: str | uuid.UUID | None, *, lock: bool = False):
-    """The thread if the caller owns it, else None (missing, another user's, another tenant's: all alike)."""
-    tid = thread_id if isinstance(thread_id, uuid.UUID) else parse_id(thread_id or "")
-    if tid is None:
-        return None
-    query = sa.select(threads).where(
-        threads.c.id == tid, threads.c.tenant_id == who.tenant_id, threads.c.user_id == who.user_id
-    )
-    return (await conn.execute(query.with_for_update() if lock else query)).mappings().first()
-
-
 async def thread_or_404(conn: AsyncConnection, who: Principal, thread_id: str, *, lock: bool = False):
     row = await owned_thread(conn, who, thread_id, lock=lock)
     if row is None:
         raise ApiError(404, "not_found", "thread not found")
     return row
-
-
-async def create_thread(conn: AsyncConnection, who: Principal, title: str, channel: Channel = Channel.api) -> uuid.UUID:
-    thread_id = uuid.uuid4()
-    await conn.execute(threads.insert().values(id=thread_id, tenant_id=who.tenant_id, user_id=who.user_id, title=title))
-    await append_audit(
-        conn,
-        tenant_id=who.tenant_id,
-        actor=who.actor,
-        channel=channel,
-        action="thread.created",
-        subject_type="thread",
-        subject_id=str(thread_id),
-        data={"title": title},
-    )
-    return thread_id
 
 
 def thread_view(row) -> dict:
@@ -189,8 +157,8 @@ async def archive(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = De
                 tenant_id=who.tenant_id,
                 actor=who.actor,
                 channel=Channel.api,
-                action="thread.archived",
-                subject_type="thread",
+                action=AuditAction.thread_archived,
+                subject_type=AuditSubject.thread,
                 subject_id=str(row["id"]),
             )
         row = await thread_or_404(conn, who, thread_id)
@@ -214,8 +182,8 @@ async def delete(thread_id: str, who: Principal = Depends(RUNNER), d: Deps = Dep
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="thread.deleted",
-            subject_type="thread",
+            action=AuditAction.thread_deleted,
+            subject_type=AuditSubject.thread,
             subject_id=str(row["id"]),
             data={"title": row["title"]},
         )

@@ -22,6 +22,7 @@ from paygent.db.accounts import Principal, create_wallet, get_wallet
 from paygent.db.audit import append_audit
 from paygent.db.schema import users, wallets
 from paygent.domain.addresses import parse_address
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
@@ -168,8 +169,8 @@ async def put_grants(wallet_id: str, body: GrantsIn, who: Principal = Depends(AD
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="wallet.grants_set",
-            subject_type="wallet",
+            action=AuditAction.wallet_grants_set,
+            subject_type=AuditSubject.wallet,
             subject_id=str(row.id),
             data=change,
         )
@@ -190,8 +191,8 @@ async def create(body: WalletCreate, who: Principal = Depends(ADMIN), d: Deps = 
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="wallet.created",
-            subject_type="wallet",
+            action=AuditAction.wallet_created,
+            subject_type=AuditSubject.wallet,
             subject_id=str(wallet_id),
             data={"address": address},
         )
@@ -222,8 +223,8 @@ async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = De
             tenant_id=who.tenant_id,
             actor=who.actor,
             channel=Channel.api,
-            action="wallet.spending_policy_set",
-            subject_type="wallet",
+            action=AuditAction.wallet_spending_policy_set,
+            subject_type=AuditSubject.wallet,
             subject_id=str(row.id),
             data=policy.model_dump(mode="json"),
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
@@ -22,19 +21,20 @@ from paygent.crypto import seal_webhook_secret
 from paygent.db.accounts import Principal
 from paygent.db.audit import append_audit
 from paygent.db.schema import webhooks
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.text import SafeText
 from paygent.egress import require_allowed
+from workflows.approval_types import ApprovalEventType
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 ADMIN = allow(Role.admin)
-EventType = Literal["approval.requested", "approval.decided"]
 
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: SafeText = Field(max_length=2000)
-    events: list[EventType] = Field(default_factory=list, description="empty: every event type")
+    events: list[ApprovalEventType] = Field(default_factory=list, description="empty: every event type")
 
 
 def _view(row) -> dict:
@@ -66,8 +66,8 @@ async def create(body: WebhookCreate, who: Principal = Depends(ADMIN), d: Deps =
             tenant_id=who.tenant_id,
             actor=who.name,
             channel=Channel.api,
-            action="webhook.created",
-            subject_type="webhook",
+            action=AuditAction.webhook_created,
+            subject_type=AuditSubject.webhook,
             subject_id=str(webhook_id),
             data={"url": body.url, "events": body.events},
         )
@@ -108,7 +108,7 @@ async def deactivate(webhook_id: str, who: Principal = Depends(ADMIN), d: Deps =
             tenant_id=who.tenant_id,
             actor=who.name,
             channel=Channel.api,
-            action="webhook.deactivated",
-            subject_type="webhook",
+            action=AuditAction.webhook_deactivated,
+            subject_type=AuditSubject.webhook,
             subject_id=webhook_id,
         )

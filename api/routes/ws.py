@@ -33,8 +33,8 @@ from api.errors import ApiError
 from api.memory_feed import follow_scope
 from api.memory_service import place_for
 from api.ratelimit import client_address
-from api.routes.agent_runs import AgentRunCreate, request_cancel, run_or_404, start_run
 from api.run_events import follow_run
+from api.run_service import AgentRunCreate, request_cancel, run_or_404, start_run
 from paygent.db.accounts import Principal
 from paygent.db.agent_schema import agent_runs
 from paygent.domain.agent_run import RUN_TERMINAL

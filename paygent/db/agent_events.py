@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.agent_schema import agent_events, agent_runs, messages
-from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, EventType, RunStatus, stream_key
+from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, RunEventType, RunStatus, stream_key
 
 STREAM_MAXLEN = 10_000
 STREAM_TTL = timedelta(days=7)
@@ -39,19 +39,19 @@ def envelope(row: Any) -> dict[str, Any]:
 
 def _status_change(event: EmitEvent) -> dict[str, Any]:
     data = event.data
-    if event.type == EventType.agent_started:
+    if event.type == RunEventType.agent_started:
         return {"status": RunStatus.running}
-    if event.type == EventType.approval_requested:
+    if event.type == RunEventType.approval_requested:
         return {"status": RunStatus.awaiting_approval}
-    if event.type == EventType.payment_time_locked:
+    if event.type == RunEventType.payment_time_locked:
         return {"status": RunStatus.time_locked}
-    if event.type == EventType.approval_decided:
+    if event.type == RunEventType.approval_decided:
         return {"status": RunStatus.running}
-    if event.type == EventType.agent_thinking and isinstance(data.get("step"), int):
+    if event.type == RunEventType.agent_thinking and isinstance(data.get("step"), int):
         return {"steps": sa.func.greatest(agent_runs.c.steps, data["step"])}
-    if event.type == EventType.agent_completed:
+    if event.type == RunEventType.agent_completed:
         return {"status": RunStatus.completed, "answer": data.get("answer"), "finished_at": sa.func.now()}
-    if event.type == EventType.agent_failed:
+    if event.type == RunEventType.agent_failed:
         status = RunStatus.cancelled if data.get("status") == RunStatus.cancelled else RunStatus.failed
         return {"status": status, "error": data.get("error"), "finished_at": sa.func.now()}
     return {}
@@ -60,7 +60,7 @@ def _status_change(event: EmitEvent) -> dict[str, Any]:
 async def record_event(conn: AsyncConnection, event: EmitEvent) -> dict[str, Any]:
     """Insert the event once (a retry is a no-op) and apply its status change; returns the stored envelope."""
     run_id = uuid.UUID(event.run_id)
-    if event.type == EventType.agent_completed and "message_id" in event.data and "answer" not in event.data:
+    if event.type == RunEventType.agent_completed and "message_id" in event.data and "answer" not in event.data:
         # the workflow carries only the answer's message id; the full text is read here, once
         text = await conn.scalar(sa.select(messages.c.text).where(messages.c.id == uuid.UUID(event.data["message_id"])))
         event = event.model_copy(update={"data": {**event.data, "answer": text or ""}})

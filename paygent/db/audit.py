@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.schema import audit_log
 from paygent.domain.audit_chain import GENESIS_HASH, AuditFields, row_hash
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 
 CHAINS_PER_TENANT = 16
@@ -56,8 +57,8 @@ async def append_audit(
     *,
     actor: str,
     channel: Channel,
-    action: str,
-    subject_type: str,
+    action: str,  # an AuditAction, or an action spelled from a status (paygent.domain.audit_names)
+    subject_type: AuditSubject,
     subject_id: str,
     data: dict[str, Any] | None = None,
     tenant_id: uuid.UUID | str | None = None,

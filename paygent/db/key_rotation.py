@@ -18,6 +18,7 @@ from paygent.crypto import hash_api_key, new_api_key, seal, unseal
 from paygent.db.audit import append_audit
 from paygent.db.schema import tenants, users, wallets
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 
 
@@ -73,8 +74,8 @@ async def reseal_wallets(engine: AsyncEngine, old_key: bytes, new_key: bytes, *,
                     tenant_id=tenant_id,
                     actor=actor,
                     channel=Channel.cli,
-                    action="wallets.master_key_rotated",
-                    subject_type="tenant",
+                    action=AuditAction.tenant_master_key_rotated,
+                    subject_type=AuditSubject.tenant,
                     subject_id=str(tenant_id),
                     data={"wallets": resealed},
                 )
@@ -106,8 +107,8 @@ async def rotate_user_key(engine: AsyncEngine, tenant_name: str, user_name: str,
             tenant_id=tenant_id,
             actor=actor,
             channel=Channel.cli,
-            action="user.api_key_rotated",
-            subject_type="user",
+            action=AuditAction.user_api_key_rotated,
+            subject_type=AuditSubject.user,
             subject_id=str(user_id),
         )
     return api_key

@@ -19,8 +19,9 @@ from paygent.db.agent_events import record_event
 from paygent.db.agent_schema import agent_events, agent_runs
 from paygent.db.audit import append_audit
 from paygent.db.schema import approvals, payment_transactions, payments
-from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, EventType, RunStatus
+from paygent.domain.agent_run import RUN_TERMINAL, EmitEvent, RunEventType, RunStatus
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.orphans import PaymentVerdict, Reservation
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentKind
@@ -107,7 +108,7 @@ async def end_payment(
         actor=who.actor,
         channel=who.channel,
         action=action,
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=payment_id,
         data={
             "reason": reason,
@@ -149,8 +150,8 @@ async def end_approval(
         tenant_id=row.tenant_id,
         actor=who.actor,
         channel=who.channel,
-        action="approval.decided",
-        subject_type="approval",
+        action=AuditAction.approval_decided,
+        subject_type=AuditSubject.approval,
         subject_id=approval_id,
         data={"status": status, "decided_by": who.actor, "reason": reason, "previous_status": row.status, **data},
     )
@@ -175,7 +176,7 @@ async def end_run(
         EmitEvent(
             run_id=run_id,
             seq=(last or 0) + 1,
-            type=EventType.agent_failed,
+            type=RunEventType.agent_failed,
             data={"status": status, "error": reason, "swept": True},
         ),
     )
@@ -185,7 +186,7 @@ async def end_run(
         actor=who.actor,
         channel=who.channel,
         action=f"agent_run.{status}",
-        subject_type="agent_run",
+        subject_type=AuditSubject.agent_run,
         subject_id=run_id,
         data={"reason": reason, "previous_status": row.status, **data},
     )

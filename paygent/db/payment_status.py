@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db import reservations
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 
@@ -60,7 +61,7 @@ async def record_status(
         actor=actor,
         channel=channel,
         action=f"payment.{status}",
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=payment_id,
         data={"reason": reason, **details} if reason else details,
     )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentKind, PaymentRequest, PaymentStatus, payment_workflow_id
 
@@ -108,8 +109,8 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
             tenant_id=new.tenant_id,
             actor=new.actor,
             channel=new.channel,
-            action="payment.requested",
-            subject_type="payment",
+            action=AuditAction.payment_requested,
+            subject_type=AuditSubject.payment,
             subject_id=str(new.payment_id),
             data={
                 "to": new.to,

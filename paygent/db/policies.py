@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.audit import append_audit
 from paygent.db.schema import approval_policies
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 
 
@@ -82,8 +83,8 @@ async def save_policy(
         conn,
         actor=actor,
         channel=channel,
-        action="approval_policy.saved",
-        subject_type="approval_policy",
+        action=AuditAction.approval_policy_saved,
+        subject_type=AuditSubject.approval_policy,
         subject_id=_subject(tenant_id, wallet_id),
         tenant_id=tenant_id,
         data={
@@ -111,8 +112,8 @@ async def delete_policy(
         conn,
         actor=actor,
         channel=channel,
-        action="approval_policy.deleted",
-        subject_type="approval_policy",
+        action=AuditAction.approval_policy_deleted,
+        subject_type=AuditSubject.approval_policy,
         subject_id=_subject(tenant_id, wallet_id),
         tenant_id=tenant_id,
         data={"wallet_id": None if wallet_id is None else str(wallet_id), "previous": previous.model_dump(mode="json")},

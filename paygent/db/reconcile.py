@@ -20,6 +20,7 @@ from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
@@ -326,7 +327,7 @@ async def confirm_payment(
         actor="reconciler",
         channel=Channel.system,
         action=action,
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=str(payment["id"]),
         data={
             "status": PaymentStatus.confirmed,
@@ -374,7 +375,7 @@ async def _match_transaction(conn: AsyncConnection, payment, row, *, tx_hash: st
         actor="reconciler",
         channel=Channel.system,
         action=TRANSACTION_MATCHED,
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=str(payment["id"]),
         data={"tx_hash": tx_hash, "block_number": block_number, "source": source},
     )
@@ -408,7 +409,7 @@ async def close_payment(
         actor="reconciler",
         channel=Channel.system,
         action=action,
-        subject_type="payment",
+        subject_type=AuditSubject.payment,
         subject_id=str(payment["id"]),
         data={"reason": reason, "reservation": res.RELEASED, **({"status": status} if status else {}), **(data or {})},
     )

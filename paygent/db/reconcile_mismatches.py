@@ -26,6 +26,7 @@ from paygent.db.reconcile_schema import (
     reconcile_movements,
 )
 from paygent.db.schema import ledger_entries, payments
+from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentKind
 from paygent.domain.reconcile import MISMATCH_OPENED as OPENED
@@ -227,7 +228,7 @@ async def _audited(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, action: str
         actor="reconciler",
         channel=Channel.system,
         action=action,
-        subject_type="wallet",
+        subject_type=AuditSubject.wallet,
         subject_id=str(wallet_id),
         data=data,
     )

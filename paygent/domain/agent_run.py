@@ -27,8 +27,8 @@ class RunStatus(StrEnum):
 RUN_TERMINAL = frozenset({RunStatus.completed, RunStatus.failed, RunStatus.cancelled})
 
 
-class EventType(StrEnum):
-    """Event types, in the order a run usually emits them."""
+class RunEventType(StrEnum):
+    """An agent run's event types (its SSE/WebSocket feed), in the order a run usually emits them."""
 
     agent_started = "agent_started"
     agent_thinking = "agent_thinking"
@@ -42,7 +42,7 @@ class EventType(StrEnum):
     agent_failed = "agent_failed"
 
 
-TERMINAL_EVENTS = frozenset({EventType.agent_completed, EventType.agent_failed})
+TERMINAL_EVENTS = frozenset({RunEventType.agent_completed, RunEventType.agent_failed})
 
 
 class EmitEvent(BaseModel):
@@ -50,7 +50,7 @@ class EmitEvent(BaseModel):
 
     run_id: str
     seq: int
-    type: EventType
+    type: RunEventType
     data: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -13,11 +13,12 @@ from pydantic import BaseModel, Field
 
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
 from paygent.domain.channels import Channel
+from paygent.domain.errors import ErrorType
 from paygent.domain.operation_hash import Operation
 
-# Approvals spelled their time-lock `timelocked` before issue 10 (payments always said `time_locked`). Histories
-# of approvals started before then, rows written before migration 0011 and older clients still carry it: it
-# reads as `time_locked`, and ApprovalWorkflow keeps writing it where a replayed history expects it.
+# Approvals once spelled their time-lock `timelocked` (payments always said `time_locked`). Histories of approvals
+# started before the rename, rows written before migration 0011 and older clients still carry it: it reads as
+# `time_locked`, and ApprovalWorkflow keeps writing it where a replayed history expects it.
 LEGACY_TIME_LOCKED = "timelocked"
 
 
@@ -38,19 +39,18 @@ APPROVAL_FINAL = frozenset(
     {ApprovalStatus.approved, ApprovalStatus.rejected, ApprovalStatus.expired, ApprovalStatus.cancelled}
 )
 
-# Refusal types (ApplicationError.type on the wire): stable strings the API maps to HTTP answers.
-CLOSED, STALE, SELF, NOT_APPROVER = "ApprovalClosed", "StaleOperation", "SelfApproval", "NotAnApprover"
-DELEGATION_ENDED, THRESHOLD_MET, NOT_INITIATOR = "DelegationEnded", "ThresholdMet", "NotInitiator"
-NOTHING_TO_REVOKE, NOT_ALLOWED, INVALID, NO_CHANGE = "NothingToRevoke", "NotAllowed", "InvalidRequest", "NoChange"
-UNSATISFIABLE = "Unsatisfiable"
-# Another tenant's approval (the Update validator compares the caller's tenant with the state's): the API answers
-# exactly as for an approval that does not exist.
-NOT_FOUND = "ApprovalNotFound"
-SIGNALS_OFF = "SignalDecisionsOff"  # PAYGENT_SIGNAL_DECISIONS=off: decisions come through the API or the CLI only
+# Refusal types: ErrorType members (their strings are what ApplicationError.type carries on the wire), under the
+# short names the rules and the API use.
+CLOSED, STALE, SELF = ErrorType.approval_closed, ErrorType.stale_operation, ErrorType.self_approval
+NOT_APPROVER, DELEGATION_ENDED = ErrorType.not_an_approver, ErrorType.delegation_ended
+THRESHOLD_MET, NOT_INITIATOR = ErrorType.threshold_met, ErrorType.not_initiator
+NOTHING_TO_REVOKE, NOT_ALLOWED = ErrorType.nothing_to_revoke, ErrorType.not_allowed
+INVALID, NO_CHANGE, UNSATISFIABLE = ErrorType.invalid_request, ErrorType.no_change, ErrorType.unsatisfiable
+NOT_FOUND, SIGNALS_OFF = ErrorType.approval_not_found, ErrorType.signal_decisions_off
 
 
 class Refusal(Exception):
-    def __init__(self, type_: str, reason: str) -> None:
+    def __init__(self, type_: ErrorType, reason: str) -> None:
         super().__init__(reason)
         self.type = type_
         self.reason = reason

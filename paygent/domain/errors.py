@@ -21,7 +21,25 @@ class ErrorType(StrEnum):
     # an activity whose failure is the data itself (the database refused a value): the same input fails the same
     # way on every attempt, so it is never retried and every workflow turns it into a clean end
     data_refused = "DataRefused"
+    # approval refusals (paygent.domain.approval_rules raises them as `Refusal`; api/approval_http.py maps them)
+    approval_closed = "ApprovalClosed"
+    stale_operation = "StaleOperation"
+    self_approval = "SelfApproval"
+    not_an_approver = "NotAnApprover"
+    delegation_ended = "DelegationEnded"
+    threshold_met = "ThresholdMet"
+    not_initiator = "NotInitiator"
+    nothing_to_revoke = "NothingToRevoke"
+    not_allowed = "NotAllowed"
+    invalid_request = "InvalidRequest"
+    no_change = "NoChange"
+    unsatisfiable = "Unsatisfiable"
+    # another tenant's approval (the Update validator compares the caller's tenant with the state's): the API
+    # answers exactly as for an approval that does not exist
+    approval_not_found = "ApprovalNotFound"
+    signal_decisions_off = "SignalDecisionsOff"  # PAYGENT_SIGNAL_DECISIONS=off: decisions by the API or CLI only
     # payments
+    step_failed = "StepFailed"  # a payment step's activity failed (workflows/failures.StepFailed); cause attached
     payment_not_cancellable = "PaymentNotCancellable"  # the `cancel` Update's validator, once signing began
     payment_missing = "PaymentMissing"  # signing or broadcasting a payment that has no row
     payment_not_recorded = "PaymentNotRecorded"  # a status change for a payment that has no row

@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, ConfiguredWebhook, approval_activities
+from activities.approvals import ApprovalActivities, ConfiguredWebhook, approval_activities
 from paygent import search_attributes
 from paygent.db.schema import approvals, audit_log, tenants
 from paygent.domain.approval_policy import ApprovalPolicy, default_dev_policy
@@ -200,7 +200,7 @@ async def running_harness(
     task_queue = f"approvals-{uuid.uuid4().hex[:8]}"
     try:
         async with Worker(
-            env.client, task_queue=task_queue, workflows=APPROVAL_WORKFLOWS, activities=approval_activities(acts)
+            env.client, task_queue=task_queue, workflows=[ApprovalWorkflow], activities=approval_activities(acts)
         ):
             yield Harness(env, engine, redis_client, str(tenant_id), task_queue)
     finally:

@@ -13,9 +13,10 @@ import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from activities.approvals import APPROVAL_WORKFLOWS, ApprovalActivities, approval_activities
+from activities.approvals import ApprovalActivities, approval_activities
 from paygent.settings import Settings
 from tests.workflows.approval_harness import actions, running_harness
+from workflows.approval import ApprovalWorkflow
 from workflows.approval_client import DecisionRefused
 
 
@@ -35,7 +36,7 @@ async def test_an_approve_answers_before_its_audit_row_which_still_lands_before_
         return Worker(
             h.client,
             task_queue=h.task_queue,
-            workflows=APPROVAL_WORKFLOWS,
+            workflows=[ApprovalWorkflow],
             activities=approval_activities(acts) if with_activities else [],
             max_cached_workflows=0,
         )

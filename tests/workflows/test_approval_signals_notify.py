@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,6 +134,46 @@ async def test_cli_signal_counts_like_an_update_and_refused_signals_are_audited(
     assert outcome.status == "approved"
     assert [(a.approver, a.channel) for a in outcome.approvals] == [("bob", "temporal"), ("carol", "temporal")]
     assert [a for a, _, _ in actions(await h.audit(handle))].count("approval.approve") == 2
+
+
+async def cli_update(h, handle, name: str, body: dict) -> tuple[int, str]:
+    """`temporal workflow update execute --name approve --input '{...}'`: the path that replaces decisions by
+    Signal (docs/ARCHITECTURE.md, "Decisions by Signal")."""
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_cli()),
+        "workflow",
+        "update",
+        "execute",
+        "--address",
+        h.client.service_client.config.target_host,
+        "--namespace",
+        h.client.namespace,
+        "--workflow-id",
+        handle.id,
+        "--name",
+        name,
+        "--input",
+        json.dumps(body),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_cli_update_decides_with_an_answer_and_a_refusal_says_why_and_records_nothing(h):
+    handle = await h.start(5_000)
+    try:
+        op_hash = (await h.state(handle)).operation_hash
+        code, out = await cli_update(h, handle, "approve", {"approver": "mallory", "operation_hash": op_hash})
+        assert code != 0 and "mallory may not decide" in out, out  # the validator's refusal, answered at once
+        code, out = await cli_update(h, handle, "approve", {"approver": "bob", "operation_hash": op_hash})
+        assert code == 0 and re.search(r'approvals_had"?:\s*1\b', out), out
+        rows = await until_audited(h, handle, 2)
+        assert actions(rows)[1:] == [("approval.approve", "bob", "temporal")]  # the refusal left no row
+    finally:  # end it whatever happened: an open approval would hold the time-skipping server's clock
+        await h.decide(handle, "reject", actor="carol")
+    assert (await h.outcome(handle)).status == "rejected"
 
 
 async def test_signals_the_sdk_cannot_decode_are_refused_and_audited(h):

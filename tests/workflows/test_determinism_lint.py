@@ -18,7 +18,7 @@ from workers.main import PURE_WORKFLOW_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 # Client-side helpers that live beside the workflows but run in the API (never inside a workflow).
-CLIENT_SIDE = {"workflows/approval_client.py"}
+CLIENT_SIDE = {"workflows/approval_client.py", "workflows/payment_client.py"}
 PURE_STDLIB = {"urllib.parse"}  # string functions only: no I/O behind them
 FORBIDDEN_MODULES = {
     "time",

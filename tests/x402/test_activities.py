@@ -20,7 +20,7 @@ from paygent.db.accounts import create_wallet, load_signer
 from paygent.db.schema import audit_log
 from tests.x402.conftest import SHORT_TIMEOUT, payment_details
 from tests.x402.test_client import PRICE, transfers_to
-from workflows import x402_types as t
+from workflows import x402_types as x
 
 
 @pytest.fixture
@@ -35,11 +35,11 @@ async def _run(fn, arg):
 def _requests(dev, pid: str, url: str, policy, wallet_id: str | None = None):
     tenant = dev["tenant"]["id"]
     return (
-        t.X402ProbeRequest(payment_id=pid, tenant_id=tenant, url=url, policy=policy),
-        t.X402SignRequest(
+        x.X402ProbeRequest(payment_id=pid, tenant_id=tenant, url=url, policy=policy),
+        x.X402SignRequest(
             payment_id=pid, tenant_id=tenant, policy=policy, wallet_id=wallet_id or dev["wallets"]["treasury"]["id"]
         ),
-        t.X402SendRequest(payment_id=pid, tenant_id=tenant),
+        x.X402SendRequest(payment_id=pid, tenant_id=tenant),
     )
 
 
@@ -73,7 +73,7 @@ async def test_paid_request_is_signed_once_and_recorded(
         f"paygent_{uuid.UUID(pid).hex}",
     )
     result = await _run(acts.send, send)
-    assert (result.outcome, result.settled, result.status_code, result.attempts) == (t.PAID, True, 200, 1)
+    assert (result.outcome, result.settled, result.status_code, result.attempts) == (x.PAID, True, 200, 1)
     assert await balance_of(w3, token_address, paid_service.pay_to) == PRICE
     assert await balance_of(w3, token_address, treasury) == before - PRICE
 
@@ -129,7 +129,7 @@ async def test_fail_after_pay_records_the_settlement_and_the_500(
     await _run(acts.probe, probe)
     await _run(acts.sign, sign)
     result = await _run(acts.send, send)
-    assert (result.outcome, result.settled, result.status_code) == (t.PAID_SERVER_ERROR, True, 500)
+    assert (result.outcome, result.settled, result.status_code) == (x.PAID_SERVER_ERROR, True, 500)
     assert result.transaction and "failed after taking payment" in result.body_excerpt
     details = await payment_details(db_engine, pid)
     assert details["receipt"]["success"] and details["response"]["status"] == 500 and "refusal" not in details
@@ -171,7 +171,7 @@ async def test_lost_answer_without_replay_is_reconciled_on_chain(
         await _run(acts.send, send.model_copy(update={"timeout_seconds": SHORT_TIMEOUT}))
     assert err.value.type == "X402Ambiguous" and not err.value.non_retryable
     result = await _run(acts.send, send)  # the retry: same authorization, the server says "nonce used"
-    assert (result.outcome, result.settled, result.status_code, result.attempts) == (t.PAID_RESPONSE_LOST, True, 402, 2)
+    assert (result.outcome, result.settled, result.status_code, result.attempts) == (x.PAID_RESPONSE_LOST, True, 402, 2)
     details = await payment_details(db_engine, pid)
     assert details["signed"]["authorization_nonce"] == signed.authorization_nonce
     assert [a["status"] for a in details["attempts"]] == [None, 402]
@@ -189,5 +189,5 @@ async def test_free_url_is_recorded_and_nothing_is_signed(acts, dev, paid_servic
             await _run(fn, arg)
         assert err.value.type == "X402State" and err.value.non_retryable
     details = await payment_details(db_engine, pid)
-    assert details["outcome"] == t.NO_PAYMENT_REQUIRED and details["response"]["status"] == 200
+    assert details["outcome"] == x.NO_PAYMENT_REQUIRED and details["response"]["status"] == 200
     assert "signed" not in details

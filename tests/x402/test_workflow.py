@@ -11,12 +11,12 @@ from activities.x402 import X402Activities
 from tests.x402.conftest import SHORT_TIMEOUT, payment_details
 from tests.x402.test_client import PRICE, transfers_to
 from tests.x402.x402_workflow import X402FetchWorkflow
-from workflows import x402_types as t
+from workflows import x402_types as x
 
 
-async def _fetch(temporal_env, acts, dev, pid: str, url: str, policy) -> t.X402SendResult:
+async def _fetch(temporal_env, acts, dev, pid: str, url: str, policy) -> x.X402SendResult:
     queue = f"x402-test-{uuid.uuid4().hex[:8]}"
-    probe = t.X402ProbeRequest(payment_id=pid, tenant_id=dev["tenant"]["id"], url=url, policy=policy)
+    probe = x.X402ProbeRequest(payment_id=pid, tenant_id=dev["tenant"]["id"], url=url, policy=policy)
     async with Worker(
         temporal_env.client, task_queue=queue, workflows=[X402FetchWorkflow], activities=acts.activities()
     ):
@@ -25,7 +25,7 @@ async def _fetch(temporal_env, acts, dev, pid: str, url: str, policy) -> t.X402S
             args=[probe, dev["wallets"]["treasury"]["id"], SHORT_TIMEOUT],
             id=f"x402-test-{pid}",
             task_queue=queue,
-            result_type=t.X402SendResult,
+            result_type=x.X402SendResult,
         )
 
 
@@ -36,7 +36,7 @@ async def test_retry_after_lost_answer_pays_once(
     pid = await new_x402_payment(url)
     result = await _fetch(temporal_env, X402Activities(db_engine, app_settings), dev, pid, url, policy)
 
-    assert (result.outcome, result.settled, result.status_code) == (t.PAID, True, 200)
+    assert (result.outcome, result.settled, result.status_code) == (x.PAID, True, 200)
     assert result.replayed and result.attempts == 2  # first answer lost, second replayed by the server
     details = await payment_details(db_engine, pid)
     assert [a["status"] for a in details["attempts"]] == [None, 200]

@@ -11,7 +11,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows import x402_types as t
+from workflows import x402_types as x
 
 FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -24,22 +24,22 @@ FAST_RETRY = RetryPolicy(
 @workflow.defn
 class X402FetchWorkflow:
     @workflow.run
-    async def run(self, probe: t.X402ProbeRequest, wallet_id: str, send_timeout_seconds: float) -> t.X402SendResult:
+    async def run(self, probe: x.X402ProbeRequest, wallet_id: str, send_timeout_seconds: float) -> x.X402SendResult:
         opts = {"start_to_close_timeout": timedelta(seconds=20), "retry_policy": FAST_RETRY}
-        await workflow.execute_activity(t.ACT_X402_PROBE, probe, result_type=t.X402ProbeResult, **opts)
+        await workflow.execute_activity(x.ACT_X402_PROBE, probe, result_type=x.X402ProbeResult, **opts)
         await workflow.execute_activity(
-            t.ACT_X402_SIGN,
-            t.X402SignRequest(
+            x.ACT_X402_SIGN,
+            x.X402SignRequest(
                 payment_id=probe.payment_id, tenant_id=probe.tenant_id, wallet_id=wallet_id, policy=probe.policy
             ),
-            result_type=t.X402SignResult,
+            result_type=x.X402SignResult,
             **opts,
         )
         return await workflow.execute_activity(
-            t.ACT_X402_SEND,
-            t.X402SendRequest(
+            x.ACT_X402_SEND,
+            x.X402SendRequest(
                 payment_id=probe.payment_id, tenant_id=probe.tenant_id, timeout_seconds=send_timeout_seconds
             ),
-            result_type=t.X402SendResult,
+            result_type=x.X402SendResult,
             **opts,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from paygent.domain.agent_run import EventType, RunStatus
+from paygent.domain.agent_run import RunEventType, RunStatus
 from paygent.domain.approval_policy import ApprovalPolicy, Tier
 from paygent.domain.payment import PaymentStatus
 from tests.workflows.unit.agent_runs import (
@@ -48,7 +48,7 @@ async def test_a_payment_still_waiting_after_eight_days_is_cancelled_by_the_run(
     assert ended.result.status == RunStatus.completed
     [cancel] = stubs.args(at.ACT_CANCEL_PAYMENT)
     assert (cancel.actor, cancel.reason) == ("alice", "no outcome within 8 days, 0:00:00")
-    assert event(stubs, EventType.approval_decided)["decision"] == "cancelled"
+    assert event(stubs, RunEventType.approval_decided)["decision"] == "cancelled"
     ok, result = tool_result(stubs)
     assert not ok and result["status"] == PaymentStatus.cancelled
     assert stubs.args(pt.ACT_MARK_STATUS)[-1].status == PaymentStatus.cancelled  # the payment itself ended
@@ -71,4 +71,4 @@ async def test_a_payment_an_earlier_execution_started_is_followed_not_paid_again
     assert stubs.args(at.ACT_PAYMENT_STATUS) == [payment_id]  # read from its row
     ok, result = tool_result(stubs)
     assert ok and (result["status"], result["tx_hash"]) == (PaymentStatus.confirmed, TX_HASH)
-    assert EventType.approval_requested not in kinds(stubs)
+    assert RunEventType.approval_requested not in kinds(stubs)

@@ -10,7 +10,7 @@ import json
 from temporalio.exceptions import CancelledError
 
 from paygent.domain import payment as dp
-from paygent.domain.agent_run import EventType, RunStatus
+from paygent.domain.agent_run import RunEventType, RunStatus
 from paygent.domain.payment import PaymentStatus
 from paygent.llm.types import ToolCall
 from tests.workflows.replay_support import replayer
@@ -42,8 +42,13 @@ from workflows import payment_types as pt
 from workflows import x402_types as x
 
 URL = "https://api.example/report"
-TOOL_START = [EventType.agent_started, EventType.agent_thinking, EventType.agent_thinking, EventType.tool_executing]
-TOOL_END = [EventType.agent_thinking, EventType.agent_thinking, EventType.agent_completed]
+TOOL_START = [
+    RunEventType.agent_started,
+    RunEventType.agent_thinking,
+    RunEventType.agent_thinking,
+    RunEventType.tool_executing,
+]
+TOOL_END = [RunEventType.agent_thinking, RunEventType.agent_thinking, RunEventType.agent_completed]
 
 
 def model_pays(amount: str) -> Turns:
@@ -88,18 +93,18 @@ async def test_a_payment_waiting_for_approval_is_announced_and_followed_until_ap
 
     ended = await run_agent(env, inp, stubs, during=bob_approves)
     assert waiting[0]["step"] == 1 and ended.result.status == RunStatus.completed
-    approval = [EventType.approval_requested, EventType.approval_progress, EventType.approval_decided]
+    approval = [RunEventType.approval_requested, RunEventType.approval_progress, RunEventType.approval_decided]
     assert kinds(stubs) == [*TOOL_START, *approval, *TOOL_END]
-    requested = event(stubs, EventType.approval_requested)
+    requested = event(stubs, RunEventType.approval_requested)
     assert (requested["tool_call_id"], requested["payment_id"], requested["approvals_needed"]) == (
         "call-pay",
         payment_id,
         1,
     )
     assert requested["approvers"] == ["bob", "carol", "dave"] and requested["edited"] is False
-    progress = event(stubs, EventType.approval_progress)
+    progress = event(stubs, RunEventType.approval_progress)
     assert (progress["approver"], progress["approvals_had"], progress["approved_by"]) == ("bob", 1, ["bob"])
-    assert event(stubs, EventType.approval_decided)["decision"] == "approved"
+    assert event(stubs, RunEventType.approval_decided)["decision"] == "approved"
     ok, result = tool_result(stubs)
     assert ok and result["status"] == PaymentStatus.confirmed
 
@@ -115,8 +120,8 @@ async def test_a_rejected_payment_is_reported_to_the_model_and_the_run_goes_on(e
 
     ended = await run_agent(env, inp, stubs, during=carol_rejects)
     assert ended.result.status == RunStatus.completed and ended.state["status"] == RunStatus.completed
-    assert kinds(stubs) == [*TOOL_START, EventType.approval_requested, EventType.approval_decided, *TOOL_END]
-    decided = event(stubs, EventType.approval_decided)
+    assert kinds(stubs) == [*TOOL_START, RunEventType.approval_requested, RunEventType.approval_decided, *TOOL_END]
+    decided = event(stubs, RunEventType.approval_decided)
     assert (decided["decision"], decided["status"]) == ("rejected", PaymentStatus.cancelled)
     ok, result = tool_result(stubs)
     assert not ok and result["status"] == PaymentStatus.cancelled
@@ -139,12 +144,12 @@ async def test_cancelling_a_run_cancels_the_payment_it_waits_on(env):
     assert ended.state["status"] == RunStatus.cancelled
     assert kinds(stubs) == [
         *TOOL_START,
-        EventType.approval_requested,
-        EventType.approval_decided,
-        EventType.agent_failed,
+        RunEventType.approval_requested,
+        RunEventType.approval_decided,
+        RunEventType.agent_failed,
     ]
-    assert event(stubs, EventType.approval_decided)["decision"] == "cancelled"
-    failed = event(stubs, EventType.agent_failed)
+    assert event(stubs, RunEventType.approval_decided)["decision"] == "cancelled"
+    failed = event(stubs, RunEventType.agent_failed)
     assert (failed["status"], failed["payment_id"], failed["payment_status"]) == (
         RunStatus.cancelled,
         payment_id,
@@ -177,15 +182,15 @@ async def test_a_time_locked_payment_shows_on_the_run_until_the_lock_ends(env):
         history = await env.client.get_workflow_handle(workflow_id).fetch_history()
         await replayer().replay_workflow(history)  # deterministic under the deployed sandbox and interceptors
     approval = [
-        EventType.approval_requested,
-        EventType.approval_progress,
-        EventType.approval_progress,
-        EventType.payment_time_locked,
+        RunEventType.approval_requested,
+        RunEventType.approval_progress,
+        RunEventType.approval_progress,
+        RunEventType.payment_time_locked,
     ]
-    assert kinds(stubs) == [*TOOL_START, *approval, EventType.approval_decided, *TOOL_END]
-    locked = event(stubs, EventType.payment_time_locked)
+    assert kinds(stubs) == [*TOOL_START, *approval, RunEventType.approval_decided, *TOOL_END]
+    locked = event(stubs, RunEventType.payment_time_locked)
     assert locked["approved_by"] == ["bob", "dave"] and locked["until"] is not None
-    assert event(stubs, EventType.approval_decided)["decision"] == "approved"
+    assert event(stubs, RunEventType.approval_decided)["decision"] == "approved"
     assert tool_result(stubs)[1]["status"] == PaymentStatus.confirmed
 
 
