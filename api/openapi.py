@@ -285,10 +285,10 @@ def _complete(op: dict[str, Any], path: str, method: str) -> None:
             "description": description,
             "content": {"application/json": {"schema": _ref(ErrorBody)}},
         }
-    for status in ("429", "503"):
-        if status not in answers:
+    for retryable in ("429", "503"):
+        if retryable not in answers:
             continue
-        answers[status]["headers"] = {
+        answers[retryable]["headers"] = {
             "Retry-After": {
                 "description": "seconds until a retry can succeed",
                 "schema": {"type": "integer", "minimum": 1},
