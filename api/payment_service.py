@@ -148,6 +148,7 @@ def payment_view(row, settings: Settings) -> dict:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
         **({"x402": _x402_view(row["details"])} if row["kind"] == PaymentKind.x402 else {}),
+        **({"swap": (row["details"] or {}).get("swap")} if row["kind"] == PaymentKind.swap else {}),
         **({"session_id": str(row["session_id"])} if row.get("session_id") else {}),  # an x402 session's request
     }
 

@@ -47,6 +47,11 @@ class DevJsonSource(PydanticBaseSettingsSource):
             out["token_address"] = token["address"]
             out["token_symbol"] = token.get("symbol", "USDC")
             out["token_decimals"] = token.get("decimals", 6)
+        swap = dev.get("swap") or {}
+        if "router" in swap:
+            out["swap_router_address"] = swap["router"]
+            out["swap_factory_address"] = swap.get("factory")
+            out["swap_tokens"] = swap.get("tokens") or {}
         return out
 
 
@@ -80,6 +85,17 @@ class Settings(BaseSettings):
     token_decimals: int = 6
     confirmations: int = 1
     transfer_gas_limit: int = 100_000
+    # Swaps (issue 21): a Uniswap V2 router and its factory on this chain (dev.json's `swap` on the dev stack; a
+    # real fork's addresses otherwise), the tokens a swap may name beside the configured token (symbol ->
+    # {address, decimals}), and the guards' policy: the most slippage a caller may ask for, the price-impact cap,
+    # the deadline (at most 300 s), and the gas limits of the approve and swap transactions.
+    swap_router_address: str | None = None
+    swap_factory_address: str | None = None
+    swap_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    swap_max_slippage_bps: int = 100
+    swap_max_price_impact_bps: int = 100
+    swap_deadline_seconds: int = 120
+    swap_gas_limit: int = 250_000
     # a transaction not mined this long after its latest attempt is replaced (same nonce, fees +12.5%)
     replace_after_seconds: int = 60
     # the receipt wait gives up after this long; the payment stays `submitted` and the reconciler settles it

@@ -138,8 +138,42 @@ async def token_address(anvil_rpc: str) -> str:
     return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
 
 
+@pytest_asyncio.fixture(scope="session")
+async def eurc_address(anvil_rpc: str) -> str:
+    """A second token for swaps (until the assets work gives PaygentUSD its constructor arguments: its symbol
+    still reads USDC; swaps name it EURC through the settings)."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import deploy_token
+
+    return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dict:
+    """Uniswap V2 (factory, WETH9, router02 from npm) with a USDC/EURC pool seeded as `paygent stack up` seeds it
+    (1,000,000 USDC / 920,000 EURC): dev.json's `swap` document."""
+    from web3 import AsyncWeb3
+
+    from paygent.stack.swap_pieces import ensure_swap
+
+    async def none_in_flight() -> int:
+        return 0
+
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    swap, _ = await ensure_swap(
+        w3,
+        None,
+        {"symbol": "USDC", "address": token_address, "decimals": 6},
+        {"symbol": "EURC", "address": eurc_address, "decimals": 6},
+        in_flight=none_in_flight,
+    )
+    return swap
+
+
 @pytest.fixture(scope="session")
-def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env):
+def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env, swap_dev):
     from paygent.crypto import new_master_key
     from paygent.settings import Settings
 
@@ -149,6 +183,9 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         redis_url=redis_url,
         rpc_url=anvil_rpc,
         token_address=token_address,
+        swap_router_address=swap_dev["router"],
+        swap_factory_address=swap_dev["factory"],
+        swap_tokens=swap_dev["tokens"],
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
         master_key=new_master_key(),

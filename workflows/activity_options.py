@@ -106,3 +106,12 @@ X402_SEND: ActivityOptions = {**X402_SIGN, "start_to_close_timeout": timedelta(s
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
 )
+
+
+# A swap's receipt wait (workflows/swap.py) polls and heartbeats: a dead worker's wait moves on within 5 s.
+SWAP_RECEIPT = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=10),
+    heartbeat_timeout=timedelta(seconds=5),
+    schedule_to_close_timeout=timedelta(hours=6),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
+)
