@@ -156,12 +156,15 @@ async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dic
     (1,000,000 USDC / 920,000 EURC): dev.json's `swap` document."""
     from web3 import AsyncWeb3
 
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import deploy_token
     from paygent.stack.swap_pieces import ensure_swap
 
     async def none_in_flight() -> int:
         return 0
 
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    unpooled = await deploy_token(w3, dev_account(0))  # GBPT: allowed, but no pool (a swap to it is refused)
     swap, _ = await ensure_swap(
         w3,
         None,
@@ -169,6 +172,7 @@ async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dic
         {"symbol": "EURC", "address": eurc_address, "decimals": 6},
         in_flight=none_in_flight,
     )
+    swap["tokens"]["GBPT"] = {"address": unpooled, "decimals": 6}
     return swap
 
 
