@@ -291,7 +291,10 @@ class SwapActivities:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _revert_reason(self, tx_hash: str, block_number: int) -> str:
-        return (await revert_reason(self.w3, tx_hash, block_number)).removeprefix("execution reverted: ")
+        """Replayed on the state at the END of its block, not before it: the swap's own approve is mined in the
+        same block just ahead of it (the state before would say TRANSFER_FROM_FAILED), and what made it revert (a
+        price moved by a trade ahead of it, the time past its deadline) is still so after the block."""
+        return (await revert_reason(self.w3, tx_hash, block_number + 1)).removeprefix("execution reverted: ")
 
     # ------------------------------------------------------------------ allowance reset
     @activity.defn(name=t.ACT_RESET_ALLOWANCE)
