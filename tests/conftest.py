@@ -133,9 +133,23 @@ async def token_address(anvil_rpc: str) -> str:
     from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
-    from paygent.chain.token import deploy_token
+    from paygent.chain.token import TOKEN_NAME, TOKEN_SYMBOL, deploy_token
 
-    return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return await deploy_token(w3, dev_account(0), TOKEN_NAME, TOKEN_SYMBOL)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def eurc_address(anvil_rpc: str, token_address: str) -> str:
+    """The second token, EURC ("Paygent EUR", 6 decimals): the same contract, deployed by anvil account 0 after
+    the USDC (so the two never share an address)."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import EURC_NAME, EURC_SYMBOL, deploy_token
+
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return await deploy_token(w3, dev_account(0), EURC_NAME, EURC_SYMBOL)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -206,8 +220,9 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
 
 
 @pytest_asyncio.fixture(scope="session")
-async def dev(app_settings, anvil_rpc, token_address) -> dict:
-    """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH and 1,000,000 USDC in treasury."""
+async def dev(app_settings, anvil_rpc, token_address, eurc_address) -> dict:
+    """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH, 1,000,000 USDC and 1,000,000 EURC in
+    treasury."""
     from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
@@ -219,6 +234,7 @@ async def dev(app_settings, anvil_rpc, token_address) -> dict:
     treasury = seeded["wallets"]["treasury"]["address"]
     await send_eth(w3, dev_account(0), treasury, 10 * 10**18)
     await mint(w3, token_address, dev_account(0), treasury, 1_000_000 * 10**6)
+    await mint(w3, eurc_address, dev_account(0), treasury, 1_000_000 * 10**6)
     return seeded
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from web3 import Web3
 
+from paygent.chain.token import token_abi
 from paygent.netutil import free_port
 from paygent.paths import REPO_ROOT
 from paygent.stack.processes import pid_alive
@@ -128,6 +130,18 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
     assert dev["rpc_url"] == f"http://127.0.0.1:{stack.ports['anvil']}"
     assert dev["redis_url"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
     assert dev["token"]["symbol"] == "USDC" and dev["token"]["decimals"] == 6
+    # the second token: its own contract, printed like the other pieces, funded like USDC
+    usdc, eurc = dev["tokens"]["USDC"], dev["tokens"]["EURC"]
+    assert usdc["address"] == dev["token"]["address"] and usdc["name"] == "Paygent USD"
+    assert (eurc["symbol"], eurc["decimals"], eurc["name"]) == ("EURC", 6, "Paygent EUR")
+    assert eurc["address"] != usdc["address"]
+    assert f"USDC (6 decimals) at {usdc['address']}" in out and f"EURC (6 decimals) at {eurc['address']}" in out
+    assert "treasury: minted 1000000 EURC" in out, out
+    w3 = Web3(Web3.HTTPProvider(dev["rpc_url"]))
+    contract = w3.eth.contract(address=eurc["address"], abi=token_abi())
+    assert (contract.functions.name().call(), contract.functions.symbol().call()) == ("Paygent EUR", "EURC")
+    treasury = dev["wallets"]["treasury"]["address"]
+    assert contract.functions.balanceOf(treasury).call() == 1_000_000 * 10**6
     assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
     for user in dev["users"].values():  # keys live in dev.json only, never on the terminal
         assert user["api_key"] not in out
@@ -159,6 +173,7 @@ def test_up_twice_is_idempotent(stack):
     assert "chain-31337 running: reconcile every 15s" in stack("up").stdout  # the same run goes on
     after = json.loads((Path(stack.home) / "dev.json").read_text())
     assert after["token"]["address"] == before["token"]["address"]
+    assert after["tokens"] == before["tokens"]  # EURC too is reused, not deployed again
     assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}
     assert after["wallets"] == before["wallets"]
     assert {n: p["owner"] for n, p in _status(stack).items()} == pids  # nothing restarted
