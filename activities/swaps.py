@@ -166,7 +166,6 @@ class SwapActivities:
                 ) from None
             requoted = pool.amount_out
             deadline = pool.block_timestamp + sw.deadline_seconds
-            current = await uniswap.allowance(self.w3, req.token_address, req.wallet_address, sw.router)
             fees = await fee_fields(self.w3)
             pending = await self.w3.eth.get_transaction_count(to_checksum_address(req.wallet_address), "pending")
             async with self.engine.begin() as conn:
@@ -189,8 +188,16 @@ class SwapActivities:
                         wallet_address=req.wallet_address,
                         fees=fees,
                     )
-                    if current != req.amount_atomic:
-                        nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, pending)
+                    # The first nonce's allocation locks the wallet's nonce row: no other swap or payment of this
+                    # wallet signs until this transaction commits. Only then is an allowance of exactly the amount
+                    # reused, and only when nothing of the wallet is in flight (another swap's approve mined but
+                    # its swap not yet would otherwise be taken for ours).
+                    nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, pending)
+                    wallet = to_checksum_address(req.wallet_address)
+                    quiet = await self.w3.eth.get_transaction_count(wallet, "latest") == nonce
+                    quiet = quiet and await self.w3.eth.get_transaction_count(wallet, "pending") == nonce
+                    current = await uniswap.allowance(self.w3, req.token_address, req.wallet_address, sw.router)
+                    if not (quiet and current == req.amount_atomic):
                         await self._sign_store(
                             conn,
                             signer,
@@ -201,7 +208,7 @@ class SwapActivities:
                             data=uniswap.approve_calldata(sw.router, req.amount_atomic),
                             terms={"spender": sw.router, "amount_atomic": str(req.amount_atomic), "was": str(current)},
                         )
-                    nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, pending)
+                        nonce = await allocate_nonce(conn, req.chain_id, req.wallet_address, pending)
                     swap_hash, _ = await self._sign_store(
                         conn,
                         signer,

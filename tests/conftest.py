@@ -153,18 +153,6 @@ async def eurc_address(anvil_rpc: str, token_address: str) -> str:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def eurc_address(anvil_rpc: str) -> str:
-    """A second token for swaps (until the assets work gives PaygentUSD its constructor arguments: its symbol
-    still reads USDC; swaps name it EURC through the settings)."""
-    from web3 import AsyncWeb3
-
-    from paygent.chain.anvil import dev_account
-    from paygent.chain.token import deploy_token
-
-    return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
-
-
-@pytest_asyncio.fixture(scope="session")
 async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dict:
     """Uniswap V2 (factory, WETH9, router02 from npm) with a USDC/EURC pool seeded as `paygent stack up` seeds it
     (1,000,000 USDC / 920,000 EURC): dev.json's `swap` document."""
@@ -178,7 +166,9 @@ async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dic
         return 0
 
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
-    unpooled = await deploy_token(w3, dev_account(0))  # GBPT: allowed, but no pool (a swap to it is refused)
+    unpooled = await deploy_token(
+        w3, dev_account(0), "Paygent GBP", "GBPT"
+    )  # GBPT: allowed, but no pool (a swap to it is refused)
     swap, _ = await ensure_swap(
         w3,
         None,

@@ -19,6 +19,7 @@ from paygent.stack.chain_workflow import ensure_chain_workflow
 from paygent.stack.config import StackConfig
 from paygent.stack.memory_schedule import ensure_memory_cleanup_schedule
 from paygent.stack.processes import Piece
+from paygent.stack.swap_pieces import provision_swap
 
 Echo = Callable[[str], None]
 STOP_ORDER = ("api", "worker", "x402", "anvil", "temporal", "redis", "postgres")
@@ -90,6 +91,9 @@ def prepare(
     tokens, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)
     for token in tokens.values():
         echo(f"  {'token':<12} {token['symbol']} ({token['decimals']} decimals) at {token['address']}")
+    swap, swap_done = provision_swap(cfg.rpc_url, database_url, existing, tokens)
+    for line in swap_done:
+        echo(f"  {'swap':<12} {line}")
     users = ", ".join(f"{name} ({'+'.join(u['roles'])})" for name, u in seeded["users"].items())
     echo(f"  {'tenant':<12} {(seeded.get('tenant') or {}).get('name', '?')}: {users}")
     for name, wallet in seeded["wallets"].items():
@@ -107,6 +111,7 @@ def prepare(
         seeded=seeded,
     )
     dev["pgvector"] = pgvector
+    dev["swap"] = swap  # Uniswap V2: router, factory, WETH9, the USDC/EURC pair and the tokens a swap may name
     provision.write_dev_json(cfg, dev)
     return dev
 

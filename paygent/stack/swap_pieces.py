@@ -93,3 +93,30 @@ async def ensure_swap(
         "tokens": {eurc["symbol"]: {"address": eurc["address"], "decimals": eurc["decimals"]}},
     }
     return swap, done
+
+
+def provision_swap(rpc_url: str, database_url: str, existing: dict[str, Any] | None, tokens: dict[str, Any]):
+    """`up`'s swap step, in its own event loop: (dev.json's `swap`, lines to print). Needs USDC and EURC."""
+    import asyncio
+
+    from paygent.stack.processes import StackError
+    from paygent.stack.provision import payments_in_flight
+
+    if "USDC" not in tokens or "EURC" not in tokens:
+        raise StackError("swap: the dev stack's tokens must include USDC and EURC")
+
+    async def run():
+        from web3 import AsyncWeb3
+
+        from paygent.db.engine import dispose_all
+
+        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+        try:
+            return await ensure_swap(
+                w3, existing, tokens["USDC"], tokens["EURC"], in_flight=lambda: payments_in_flight(database_url)
+            )
+        finally:
+            await w3.provider.disconnect()
+            await dispose_all()
+
+    return asyncio.run(run())

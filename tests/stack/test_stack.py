@@ -20,6 +20,7 @@ import httpx
 import pytest
 from web3 import Web3
 
+from paygent.chain import uniswap
 from paygent.chain.token import token_abi
 from paygent.netutil import free_port
 from paygent.paths import REPO_ROOT
@@ -143,6 +144,15 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
     treasury = dev["wallets"]["treasury"]["address"]
     assert contract.functions.balanceOf(treasury).call() == 1_000_000 * 10**6
     assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
+    # Uniswap V2 (issue 21): router, factory, WETH9 and a seeded USDC/EURC pool, printed like the other pieces
+    swap = dev["swap"]
+    assert swap["tokens"] == {"EURC": {"address": eurc["address"], "decimals": 6}}
+    for piece in ("router", "factory", "WETH9"):
+        assert f"{piece} deployed at {swap[piece.lower().replace('weth9', 'weth')]}" in out, out
+    assert f"pool USDC/EURC seeded at {swap['pair']}: 1,000,000 / 920,000" in out, out
+    router = w3.eth.contract(address=swap["router"], abi=uniswap.artifact("router")["abi"])
+    quoted = router.functions.getAmountsOut(10**6, [usdc["address"], eurc["address"]]).call()[-1]
+    assert 915_000 < quoted < 920_000  # 1 USDC = 0.92 EURC, less the 0.3% fee
     for user in dev["users"].values():  # keys live in dev.json only, never on the terminal
         assert user["api_key"] not in out
 
@@ -174,6 +184,7 @@ def test_up_twice_is_idempotent(stack):
     after = json.loads((Path(stack.home) / "dev.json").read_text())
     assert after["token"]["address"] == before["token"]["address"]
     assert after["tokens"] == before["tokens"]  # EURC too is reused, not deployed again
+    assert after["swap"] == before["swap"]  # router, factory, WETH9 and the pool reused
     assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}
     assert after["wallets"] == before["wallets"]
     assert {n: p["owner"] for n, p in _status(stack).items()} == pids  # nothing restarted
