@@ -25,6 +25,7 @@ from paygent.db import reconcile_mismatches as mismatches
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain import reconcile as rules
+from paygent.domain.payment import PaymentKind
 from paygent.settings import Settings
 from workflows import reconcile_types as r
 
@@ -314,10 +315,15 @@ class ReconcileActivities:
     ) -> list[r.Finding]:
         """The log's movements (`rules.legs`), and the payment it executed confirmed if its workflow could not."""
         payment = None
-        if move.sender.lower() == wallet.address.lower():
+        outgoing = move.sender.lower() == wallet.address.lower()
+        if outgoing:
             payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
             if payment is None and move.tx_hash in used:
                 payment = await db.payment_by_authorization(conn, wallet_id, used[move.tx_hash])
+        elif move.receiver.lower() == wallet.address.lower():  # a swap's output leg is the swap's, not a deposit
+            payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
+            if payment is not None and payment["kind"] != PaymentKind.swap:
+                payment = None
         legs = rules.legs(
             sender=move.sender, receiver=move.receiver, wallet=wallet.address, matched_payment=payment is not None
         )
@@ -335,7 +341,7 @@ class ReconcileActivities:
                 counterparty=move.receiver if sign < 0 else move.sender,
                 payment_id=payment["id"] if payment else None,
             )
-        if payment is None:
+        if payment is None or not outgoing:
             return []  # an unmatched transfer out is judged by the balance comparison (`_compare`)
         action = await db.confirm_payment(
             conn, payment, tx_hash=move.tx_hash, block_number=move.block_number, source="transfer log"
