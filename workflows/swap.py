@@ -9,13 +9,14 @@ the operation hash, which for a swap covers its terms: paygent/domain/operation_
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from paygent import search_attributes as sa
-from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
+from paygent.domain.payment import PAYMENT_CANCELLABLE, PAYMENT_TERMINAL, PaymentStatus
 from workflows import approval_types as at
 from workflows import payment_types as pt
 from workflows import swap_types as t
@@ -26,10 +27,15 @@ with workflow.unsafe.imports_passed_through():
 
     from paygent.domain.approval_policy import choose_tier, needs_approval
     from paygent.domain.approval_state import ApprovalStatus
+    from paygent.domain.errors import ErrorType
     from paygent.domain.money import format_amount
     from paygent.domain.operation_hash import Operation, SwapTerms, operation_hash
     from paygent.domain.swap import swap_summary
     from paygent.domain.text import scrub
+
+
+async def _result(child: workflow.ChildWorkflowHandle) -> at.ApprovalOutcome:
+    return await child
 
 
 class SwapEnded(Exception):
@@ -44,6 +50,7 @@ class SwapWorkflow:
         self._state = t.SwapState(
             payment_id=req.payment.payment_id, status=PaymentStatus.pending, amount_in=req.payment.amount_atomic
         )
+        self._cancel: pt.PaymentCancelRequest | None = None
         self._signing_began = False  # once set, a failure gives the router's allowance back (if it was raised)
 
     @workflow.query(name=t.QUERY_STATE)
@@ -58,6 +65,28 @@ class SwapWorkflow:
     def approval_progress(self, progress: at.ApprovalProgress) -> None:
         if progress.status == ApprovalStatus.time_locked and progress.timelock_until is not None:
             self._state.details["timelock_until"] = progress.timelock_until.isoformat()
+
+    @workflow.update(name=pt.UPDATE_CANCEL)
+    async def cancel(self, request: pt.PaymentCancelRequest) -> t.SwapState:
+        """Cancel before signing (as a payment's: the same Update, api/payment_cancel.py sends it)."""
+        if self._cancel is None:
+            self._cancel = request
+        await workflow.wait_condition(lambda: self._state.status in PAYMENT_TERMINAL)
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self, request: pt.PaymentCancelRequest) -> None:
+        if self._state.status not in PAYMENT_CANCELLABLE:
+            raise ApplicationError(
+                f"swap is {self._state.status}: it can be cancelled only before signing",
+                type=ErrorType.payment_not_cancellable,
+            )
+
+    async def _end_if_cancelled(self) -> None:
+        if self._cancel is not None:
+            c = self._cancel
+            reason = f"cancelled by {c.actor} via {c.channel}" + (f": {c.reason}" if c.reason else "")
+            await self._end(PaymentStatus.cancelled, reason, actor=c.actor)
 
     @workflow.run
     async def run(self, req: t.SwapRequest) -> t.SwapState:
@@ -89,7 +118,9 @@ class SwapWorkflow:
         )
         if not reserved.reserved:
             await self._end(PaymentStatus.refused, f"{reserved.limit}: {reserved.message}")
+        await self._end_if_cancelled()
         await self._approval_gate(reserved, quote)
+        await self._end_if_cancelled()
         await self._set_status(PaymentStatus.signing)
         self._signing_began = True
         try:
@@ -183,7 +214,7 @@ class SwapWorkflow:
             initiator=pay.requested_by,
             policy=policy,
         )
-        outcome: at.ApprovalOutcome = await workflow.execute_child_workflow(
+        child = await workflow.start_child_workflow(
             at.WORKFLOW_NAME,
             approval_input,
             id=at.approval_workflow_id(pay.payment_id),
@@ -194,6 +225,12 @@ class SwapWorkflow:
                 approval_input, tier.approvals_required, list(tier.approvers), tier.timelock_seconds
             ),
         )
+        waiting = asyncio.ensure_future(_result(child))
+        await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None)
+        if not waiting.done():  # the swap was cancelled while approvals were pending: so is the approval
+            await workflow.get_external_workflow_handle(at.approval_workflow_id(pay.payment_id)).cancel()
+        outcome: at.ApprovalOutcome = await waiting
+        await self._end_if_cancelled()
         if outcome.status != ApprovalStatus.approved:
             await self._end(
                 PaymentStatus.cancelled,

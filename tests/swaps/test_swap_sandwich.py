@@ -194,3 +194,13 @@ async def h_wallet(http, dev, settings) -> dict:
     from tests.api.helpers import funded_wallet
 
     return await funded_wallet(http, dev, settings, 100)
+
+
+async def test_a_swap_waiting_for_approval_can_be_cancelled_like_a_payment(http, dev, app_settings, db_engine):
+    wallet = await wallet_with_policy(http, dev, app_settings, tiers(), usdc=1_000)
+    sid, _ = await _awaiting_approval(http, dev, wallet["id"])
+    r = await http.post(f"/v1/payments/{sid}/cancel", json={"reason": "changed my mind"}, headers=h.auth(dev))
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    view = await h.wait_swap(http, dev, sid)
+    assert view["status"] == "cancelled" and "changed my mind" in view["failure_reason"], view
+    assert await _reserved(db_engine, sid) == ["released"]
