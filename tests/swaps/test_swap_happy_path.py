@@ -29,7 +29,7 @@ async def test_quote_reads_the_pool_and_reserves_nothing(http, dev, swap_dev, an
 
 
 async def test_a_swap_settles_both_legs_from_the_receipt(
-    http, dev, swap_dev, anvil_rpc, token_address, eurc_address, db_engine
+    http, dev, swap_dev, anvil_rpc, token_address, eurc_address, db_engine, temporal_env
 ):
     wallet = dev["wallets"]["treasury"]
     before = await h.balances(anvil_rpc, token_address, eurc_address, wallet["address"])
@@ -55,6 +55,12 @@ async def test_a_swap_settles_both_legs_from_the_receipt(
     actions = await h.audit_actions(db_engine, started["id"])
     assert actions[0] == "payment.requested" and "swap.approve_signed" in actions and "swap.swap_signed" in actions
     assert actions[-1] == "payment.confirmed"
+    # the Temporal UI: the summary line and PaygentKind=swap
+    described = await temporal_env.client.get_workflow_handle(view["workflow_id"]).describe()
+    summary = await described.static_summary() or ""
+    assert summary.startswith("Swap 10 USDC -> >= ") and summary.endswith("EURC via Uniswap V2 (0.31% impact)"), summary
+    kinds = await temporal_env.client.count_workflows(f"WorkflowId = '{view['workflow_id']}' AND PaygentKind = 'swap'")
+    assert kinds.count == 1
     # a swap is a payment of kind swap in the list
     listed = await http.get("/v1/payments", headers=auth(dev))
     item = next(i for i in listed.json()["items"] if i["id"] == started["id"])
