@@ -23,4 +23,4 @@ async def test_a_swap_reconciles_with_no_mismatch(http, dev, db_engine, temporal
     rec = await reconciliation(http, dev, wallet["id"])
     assert rec["mismatches"] == [], rec  # neither the USDC leg nor the gas of approve + swap is unexplained
     usdc = next(a for a in rec["assets"] if a["asset"] == "USDC")
-    assert usdc["ledger_balance_atomic"] == usdc["chain_balance_atomic"] == 40 * 10**6
+    assert int(usdc["ledger_balance_atomic"]) == int(usdc["chain_balance_atomic"]) == 40 * 10**6
