@@ -153,7 +153,7 @@ async def eurc_address(anvil_rpc: str, token_address: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env):
+def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, eurc_address, temporal_env):
     from paygent.crypto import new_master_key
     from paygent.settings import Settings
 
@@ -163,6 +163,7 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         redis_url=redis_url,
         rpc_url=anvil_rpc,
         token_address=token_address,
+        assets={"EURC": {"address": eurc_address, "decimals": 6}},  # the asset registry: USDC and EURC
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
         master_key=new_master_key(),
