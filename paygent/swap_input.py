@@ -41,14 +41,14 @@ class SwapAsset:
 
 
 def swap_assets(settings: Settings) -> dict[str, SwapAsset]:
-    """Symbol (upper case) -> asset, for every token a swap may name on this chain."""
-    out: dict[str, SwapAsset] = {}
-    if settings.token_address:
-        out[settings.token_symbol.upper()] = SwapAsset(
-            settings.token_symbol, to_checksum_address(settings.token_address), settings.token_decimals
-        )
+    """Symbol (upper case) -> asset, for every token a swap may name on this chain: the asset registry's
+    (paygent/assets.py: the configured token, EURC...), plus `swap_tokens` the registry does not list."""
+    out: dict[str, SwapAsset] = {
+        a.symbol.upper(): SwapAsset(a.symbol, a.address, a.decimals)
+        for a in settings.asset_registry().on_chain(settings.chain_id)
+    }
     for symbol, token in settings.swap_tokens.items():
-        if token.get("address"):
+        if token.get("address") and symbol.upper() not in out:
             out[symbol.upper()] = SwapAsset(symbol, to_checksum_address(token["address"]), int(token["decimals"]))
     return out
 
@@ -63,10 +63,11 @@ def swap_policy(settings: Settings) -> SwapPolicy:
 
 
 def router_of(settings: Settings) -> tuple[str, str]:
-    """(router, factory), or AssetUnavailable (503) when this server has no swap router configured."""
-    if not settings.swap_router_address or not settings.swap_factory_address:
+    """(router, factory) of this chain (the asset registry's), or AssetUnavailable (503) when none is configured."""
+    chain = settings.asset_registry().chain(settings.chain_id)
+    if not chain.router or not chain.factory:
         raise AssetUnavailable("to_asset", "no swap router is configured on this server")
-    return to_checksum_address(settings.swap_router_address), to_checksum_address(settings.swap_factory_address)
+    return to_checksum_address(chain.router), to_checksum_address(chain.factory)
 
 
 @dataclass(frozen=True)

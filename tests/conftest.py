@@ -181,7 +181,9 @@ async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dic
 
 
 @pytest.fixture(scope="session")
-def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env, swap_dev):
+def app_settings(
+    database_url, app_database_url, redis_url, anvil_rpc, token_address, eurc_address, temporal_env, swap_dev
+):
     from paygent.crypto import new_master_key
     from paygent.settings import Settings
 
@@ -191,9 +193,10 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         redis_url=redis_url,
         rpc_url=anvil_rpc,
         token_address=token_address,
+        assets={"EURC": {"address": eurc_address, "decimals": 6}},  # the asset registry: USDC and EURC
         swap_router_address=swap_dev["router"],
         swap_factory_address=swap_dev["factory"],
-        swap_tokens=swap_dev["tokens"],
+        swap_tokens=swap_dev["tokens"],  # EURC, and GBPT: a token a swap may name that has no pool
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
         master_key=new_master_key(),

@@ -24,3 +24,5 @@ async def test_a_swap_reconciles_with_no_mismatch(http, dev, db_engine, temporal
     assert rec["mismatches"] == [], rec  # neither the USDC leg nor the gas of approve + swap is unexplained
     usdc = next(a for a in rec["assets"] if a["asset"] == "USDC")
     assert int(usdc["ledger_balance_atomic"]) == int(usdc["chain_balance_atomic"]) == 40 * 10**6
+    eurc = next(a for a in rec["assets"] if a["asset"] == "EURC")  # the output leg: booked once, not a deposit
+    assert int(eurc["ledger_balance_atomic"]) == int(eurc["chain_balance_atomic"]) == int(view["amount_out_atomic"])
