@@ -80,12 +80,19 @@ class AgentToolActivities:
         if wallet is None:
             raise ToolRefused("the run's wallet no longer exists")
         atomic = await balance_of(self.w3, self.settings.token_address, wallet.address)
+        others = {}  # every other registered asset (paygent/assets.py), in token units
+        for asset in self.settings.asset_registry().on_chain(self.settings.chain_id):
+            if asset.address.lower() != self.settings.token_address.lower():
+                others[asset.symbol] = format_amount(
+                    await balance_of(self.w3, asset.address, wallet.address), asset.decimals
+                )
         return {
             "wallet": wallet.name,
             "address": wallet.address,
             "asset": self.settings.token_symbol,
             "balance": format_amount(atomic, self.settings.token_decimals),
             "balance_atomic": str(atomic),
+            **({"other_assets": others} if others else {}),
         }
 
     async def _memory(self, inv: at.ToolInvocation) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError
 from web3.types import Wei
 
 from activities.payments import record_status_or_fail
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
+from paygent.chain.revert import revert_reason
 from paygent.chain.token import FeeFields, fee_fields, transfer_calldata
 from paygent.db import receipt_waits
 from paygent.db.accounts import load_signer
@@ -412,15 +412,4 @@ class ChainActivities:
         )
 
     async def _revert_reason(self, tx_hash: str, block_number: int) -> str:
-        """Replay the call on the state before its block to read the revert message."""
-        tx = await self.w3.eth.get_transaction(HexStr(tx_hash))
-        try:
-            await self.w3.eth.call(
-                {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": Wei(0)},
-                block_identifier=block_number - 1,
-            )
-        except ContractLogicError as err:
-            return str(err.message or err)
-        except Exception as err:  # the node may not keep old state; say what we know
-            return f"reverted (reason unavailable: {type(err).__name__})"
-        return "reverted"
+        return await revert_reason(self.w3, tx_hash, block_number)

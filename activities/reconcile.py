@@ -1,5 +1,8 @@
 """The reconciler's I/O: list wallets, read the safe head, settle what closed unpaid, scan new blocks.
 
+Every asset of the registry on this chain (paygent/assets.py) is scanned and compared on its own: its own
+Transfer logs, checkpoint and ledger-against-chain comparison per wallet, beside the native coin's.
+
 Each activity works on one wallet inside that wallet's tenant transaction(s); the decisions are the pure
 rules of `paygent.domain.reconcile`. A scan commits one block range at a time together with its checkpoint,
 so a crash loses at most the range in progress, and scanning it again writes nothing twice.
@@ -17,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 
+from paygent.assets import Asset
 from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import balance_of, token_abi
@@ -25,6 +29,7 @@ from paygent.db import reconcile_mismatches as mismatches
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain import reconcile as rules
+from paygent.domain.payment import PaymentKind
 from paygent.settings import Settings
 from workflows import reconcile_types as r
 
@@ -47,14 +52,13 @@ class ReconcileActivities:
         self.engine = engine
         self.settings = settings
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
-        self.token = settings.token_address
-        self.asset = settings.token_symbol
+        self.assets: list[Asset] = settings.asset_registry().on_chain(settings.chain_id)
 
-    def _token(self) -> str:
-        """The token's address; the scans run only for wallets `list_wallets` found, which needs one."""
-        if not self.token:
+    def _assets(self) -> list[Asset]:
+        """The tokens to scan; the scans run only for wallets `list_wallets` found, which needs one."""
+        if not self.assets:
             raise ApplicationError("no token configured: nothing to reconcile", type="NoToken", non_retryable=True)
-        return self.token
+        return self.assets
 
     def activities(self) -> list:
         return [self.list_wallets, self.safe_head, self.settle_open, self.scan_wallet]
@@ -62,7 +66,7 @@ class ReconcileActivities:
     @activity.defn(name=r.ACT_LIST_WALLETS)
     async def list_wallets(self) -> list[r.WalletRef]:
         """Tenants first, then each tenant's wallets in that tenant's own transaction."""
-        if not self.token:
+        if not self.assets:
             return []  # no token configured: nothing to reconcile
         async with self.engine.connect() as conn:
             tenants = await db.tenant_ids(conn)
@@ -212,27 +216,33 @@ class ReconcileActivities:
         previous one plus the range's movements."""
         wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
         head = req.safe_head.block_number
-        async with tenant_transaction(self.engine, tenant_id) as conn:
-            start, balance = await db.checkpoint(conn, wallet_id, self.asset)
         opening = self.settings.reconcile_start_block - 1
-        # The first scan on a chain with earlier history starts with an opening deposit; a wallet scanned before
-        # keeps its checkpoint (a second opening deposit would count its funds twice).
-        if start == -1 and start < opening <= head:
-            balance = await self._record_opening(req.wallet, tenant_id, wallet_id, opening, head)
-            start = opening
         result = r.WalletResult()
-        for first, last in rules.scan_ranges(start, head, self.settings.reconcile_batch_blocks):
-            activity.heartbeat(first)
-            findings, balance = await self._scan_range(
-                req.wallet, tenant_id, wallet_id, first, last, balance, read_balance=last == head
-            )
-            result.findings += findings
-            result.blocks_scanned += last - first + 1
+        if head >= 0 and opening >= 0:
+            await self._native_opening(tenant_id, wallet_id, req.wallet.address, opening, head)
+        for asset in self._assets():
+            async with tenant_transaction(self.engine, tenant_id) as conn:
+                start, balance = await db.checkpoint(conn, wallet_id, asset.symbol)
+            # The first scan on a chain with earlier history starts with an opening deposit; a wallet scanned
+            # before keeps its checkpoint (a second opening deposit would count its funds twice). Per asset: a
+            # token registered later gets its own opening.
+            if start == -1 and start < opening <= head:
+                balance = await self._record_opening(req.wallet, tenant_id, wallet_id, asset, opening, head)
+                start = opening
+            blocks = 0
+            for first, last in rules.scan_ranges(start, head, self.settings.reconcile_batch_blocks):
+                activity.heartbeat(first)
+                findings, balance = await self._scan_range(
+                    req.wallet, tenant_id, wallet_id, asset, first, last, balance, read_balance=last == head
+                )
+                result.findings += findings
+                blocks += last - first + 1
+            result.blocks_scanned = max(result.blocks_scanned, blocks)  # the same blocks, read once per asset
         if head >= 0:
             async with tenant_transaction(self.engine, tenant_id) as conn:
                 await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
-                for asset in (self.asset, NATIVE):
-                    result.findings += await self._compare(conn, tenant_id, wallet_id, asset, req.safe_head)
+                for symbol in [a.symbol for a in self._assets()] + [NATIVE]:
+                    result.findings += await self._compare(conn, tenant_id, wallet_id, symbol, req.safe_head)
         return result
 
     @staticmethod
@@ -248,76 +258,96 @@ class ReconcileActivities:
         ]
 
     async def _record_opening(
-        self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, block: int, head: int
+        self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: Asset, block: int, head: int
     ) -> int:
-        """What the wallet held up to `block` counts as one deposit: today's balance less what moved since
-        (logs only). Native coin is counted from the safe head on. Returns the token balance at `block`."""
+        """What the wallet held of `asset` up to `block` counts as one deposit: today's balance less what moved
+        since (logs only). Returns the token balance at `block`."""
         moved = 0
         for first, last in rules.scan_ranges(block, head, self.settings.reconcile_batch_blocks):
             activity.heartbeat(first)
-            for move in await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last):
+            for move in await transfer_logs.transfers(self.w3, asset.address, wallet.address, first, last):
                 moved += _net(move, wallet.address)
-        token_balance = await balance_of(self.w3, self._token(), wallet.address, block=head) - moved
-        native = await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=head)
+        token_balance = await balance_of(self.w3, asset.address, wallet.address, block=head) - moved
         async with tenant_transaction(self.engine, tenant_id) as conn:
-            for asset, amount, at in ((self.asset, token_balance, block), (NATIVE, native, head)):
-                await db.record_movement(
-                    conn,
-                    tenant_id=tenant_id,
-                    wallet_id=wallet_id,
-                    asset=asset,
-                    block_number=at,
-                    tx_hash=None,
-                    log_index=None,
-                    kind=rules.Movement.DEPOSIT,
-                    amount_atomic=amount,
-                    details={"opening_balance": True},
-                )
-                await db.save_checkpoint(
-                    conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset, block_number=at, chain_balance=amount
-                )
+            await self._opening_deposit(conn, tenant_id, wallet_id, asset.symbol, token_balance, block)
         return token_balance
+
+    async def _native_opening(
+        self, tenant_id: uuid.UUID, wallet_id: uuid.UUID, address: str, opening: int, head: int
+    ) -> None:
+        """On a chain with earlier history, native coin is counted from the safe head of the wallet's first scan
+        on: what it held then is one opening deposit (once: a wallet scanned before keeps its checkpoint)."""
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            start, _ = await db.checkpoint(conn, wallet_id, NATIVE)
+            if not (start == -1 and start < opening <= head):
+                return
+            native = await self.w3.eth.get_balance(to_checksum_address(address), block_identifier=head)
+            await self._opening_deposit(conn, tenant_id, wallet_id, NATIVE, native, head)
+
+    @staticmethod
+    async def _opening_deposit(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str, amount: int, at: int):
+        await db.record_movement(
+            conn,
+            tenant_id=tenant_id,
+            wallet_id=wallet_id,
+            asset=asset,
+            block_number=at,
+            tx_hash=None,
+            log_index=None,
+            kind=rules.Movement.DEPOSIT,
+            amount_atomic=amount,
+            details={"opening_balance": True},
+        )
+        await db.save_checkpoint(
+            conn, tenant_id=tenant_id, wallet_id=wallet_id, asset=asset, block_number=at, chain_balance=amount
+        )
 
     async def _scan_range(
         self,
         wallet: r.WalletRef,
         tenant_id: uuid.UUID,
         wallet_id: uuid.UUID,
+        asset: Asset,
         first: int,
         last: int,
         balance: int,
         *,
         read_balance: bool,
     ) -> tuple[list[r.Finding], int]:
-        moves = await transfer_logs.transfers(self.w3, self._token(), wallet.address, first, last)
-        used = await transfer_logs.authorizations_used(self.w3, self._token(), wallet.address, first, last)
+        moves = await transfer_logs.transfers(self.w3, asset.address, wallet.address, first, last)
+        used = await transfer_logs.authorizations_used(self.w3, asset.address, wallet.address, first, last)
         for move in moves:
             balance += _net(move, wallet.address)
         if read_balance:  # the chain's own figure at the safe head: a movement without a log would show here
-            balance = await balance_of(self.w3, self._token(), wallet.address, block=last)
+            balance = await balance_of(self.w3, asset.address, wallet.address, block=last)
         findings: list[r.Finding] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
             for move in moves:
-                findings += await self._record_transfer(conn, wallet, tenant_id, wallet_id, move, used)
+                findings += await self._record_transfer(conn, wallet, tenant_id, wallet_id, asset.symbol, move, used)
             await db.save_checkpoint(
                 conn,
                 tenant_id=tenant_id,
                 wallet_id=wallet_id,
-                asset=self.asset,
+                asset=asset.symbol,
                 block_number=last,
                 chain_balance=balance,
             )
         return findings, balance
 
     async def _record_transfer(
-        self, conn, wallet: r.WalletRef, tenant_id, wallet_id, move, used: dict[str, str]
+        self, conn, wallet: r.WalletRef, tenant_id, wallet_id, asset: str, move, used: dict[str, str]
     ) -> list[r.Finding]:
         """The log's movements (`rules.legs`), and the payment it executed confirmed if its workflow could not."""
         payment = None
-        if move.sender.lower() == wallet.address.lower():
+        outgoing = move.sender.lower() == wallet.address.lower()
+        if outgoing:
             payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
             if payment is None and move.tx_hash in used:
                 payment = await db.payment_by_authorization(conn, wallet_id, used[move.tx_hash])
+        elif move.receiver.lower() == wallet.address.lower():  # a swap's output leg is the swap's, not a deposit
+            payment = await db.payment_by_tx(conn, wallet_id, move.tx_hash)
+            if payment is not None and payment["kind"] != PaymentKind.swap:
+                payment = None
         legs = rules.legs(
             sender=move.sender, receiver=move.receiver, wallet=wallet.address, matched_payment=payment is not None
         )
@@ -326,7 +356,7 @@ class ReconcileActivities:
                 conn,
                 tenant_id=tenant_id,
                 wallet_id=wallet_id,
-                asset=self.asset,
+                asset=asset,
                 block_number=move.block_number,
                 tx_hash=move.tx_hash,
                 log_index=move.log_index,
@@ -335,7 +365,7 @@ class ReconcileActivities:
                 counterparty=move.receiver if sign < 0 else move.sender,
                 payment_id=payment["id"] if payment else None,
             )
-        if payment is None:
+        if payment is None or not outgoing:
             return []  # an unmatched transfer out is judged by the balance comparison (`_compare`)
         action = await db.confirm_payment(
             conn, payment, tx_hash=move.tx_hash, block_number=move.block_number, source="transfer log"

@@ -30,6 +30,7 @@ from api.routes import (
     paid_services,
     payments,
     reconciliation,
+    swaps,
     threads,
     wallets,
     webhooks,
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(paid_services.router)
     app.include_router(memory.router)  # /v1/memory: items, search, partitions, recall, stats, grants
     app.include_router(x402_sessions.router)  # x402 spending sessions
+    app.include_router(swaps.router)  # token swaps on a Uniswap V2 router
     app.include_router(mcp_route.router(mcp))  # MCP over Streamable HTTP at /mcp
     docs.install(app)
     openapi.install(app)

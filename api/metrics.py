@@ -259,6 +259,9 @@ async def metrics(request: Request) -> Response:
     """Prometheus scrape endpoint (no API key; aggregated over tenants, no identifiers in labels)."""
     m: ApiMetrics = request.app.state.metrics
     d = deps(request)
-    await m.state.refresh(d.engine, {d.settings.token_symbol: d.settings.token_decimals})
+    assets = d.settings.asset_registry().on_chain(d.settings.chain_id)
+    await m.state.refresh(
+        d.engine, {d.settings.token_symbol: d.settings.token_decimals} | {a.symbol: a.decimals for a in assets}
+    )
     await m.memory.refresh(d.engine)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

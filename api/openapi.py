@@ -157,6 +157,12 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
         409: "Idempotency-Key already used for a different request",
         503: "no token is configured on this server",
     },
+    ("POST", "/v1/swaps"): {
+        400: "Idempotency-Key missing or longer than 200 characters",
+        409: "Idempotency-Key already used for a different request",
+        503: "no swap router is configured on this server",
+    },
+    ("GET", "/v1/swaps/quote"): {503: "no swap router is configured on this server"},
     ("POST", "/v1/payments/{payment_id}/cancel"): {409: "already signed or finished: not cancellable"},
     ("POST", "/v1/payments/{payment_id}/edit"): {409: "the payment is not awaiting approval"},
     ("POST", "/v1/wallets"): {409: "a wallet with this name exists"},
@@ -312,7 +318,7 @@ def _complete_parameters(op: dict[str, Any], key: tuple[str, str]) -> None:
             param["schema"] = {**PARAMETER_SCHEMAS[param["name"]], **({"title": title} if title else {})}
         if param["in"] == "header" and param["name"] == "Idempotency-Key":
             param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
-            if key == ("POST", "/v1/payments"):
+            if key in (("POST", "/v1/payments"), ("POST", "/v1/swaps")):
                 param["required"] = True
                 param["description"] = "required: the same key returns the same payment, never a second one"
 

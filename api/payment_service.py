@@ -130,13 +130,14 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
 
 
 def payment_view(row, settings: Settings) -> dict:
+    decimals = settings.unit_of(row["asset"]).decimals
     return {
         "id": str(row["id"]),
         "status": row["status"],
         "kind": row["kind"],
-        "amount": format_amount(int(row["amount_atomic"]), settings.token_decimals),
+        "amount": format_amount(int(row["amount_atomic"]), decimals),
         "amount_atomic": str(int(row["amount_atomic"])),
-        "amount_text": format_money(int(row["amount_atomic"]), settings.token_decimals, row["asset"]),
+        "amount_text": format_money(int(row["amount_atomic"]), decimals, row["asset"]),
         "asset": row["asset"],
         "to": row["to_address"],
         "wallet_id": str(row["wallet_id"]),
@@ -150,6 +151,7 @@ def payment_view(row, settings: Settings) -> dict:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
         **({"x402": _x402_view(row["details"])} if row["kind"] == PaymentKind.x402 else {}),
+        **({"swap": (row["details"] or {}).get("swap")} if row["kind"] == PaymentKind.swap else {}),
         **({"session_id": str(row["session_id"])} if row.get("session_id") else {}),  # an x402 session's request
     }
 

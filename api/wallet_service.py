@@ -17,7 +17,7 @@ from paygent.db.accounts import Principal
 from paygent.db.agents import load_agent_policy
 from paygent.db.schema import wallets
 from paygent.domain.money import format_amount
-from paygent.domain.spending import SpendingPolicy
+from paygent.domain.spending import SpendingPolicy, for_asset
 
 WalletRow = sa.Row[uuid.UUID, str, str, datetime]  # id, name, address, created_at
 
@@ -37,16 +37,17 @@ async def visible_wallets(conn: AsyncConnection, who: Principal) -> list[tuple[W
 
 
 async def balance_view(d: Deps, row) -> dict:
-    """The wallet's native and token balances, read from the chain now (amounts as decimal strings)."""
+    """The wallet's native balance and its balance of every registered asset on the chain (paygent/assets.py,
+    the configured token first), read from the chain now (amounts as decimal strings)."""
     wei = await d.w3.eth.get_balance(row.address)
     tokens = []
-    if d.settings.token_address:
-        atomic = await balance_of(d.w3, d.settings.token_address, row.address)
+    for asset in d.settings.asset_registry().on_chain(d.settings.chain_id):
+        atomic = await balance_of(d.w3, asset.address, row.address)
         tokens.append(
             {
-                "symbol": d.settings.token_symbol,
-                "address": d.settings.token_address,
-                "amount": format_amount(atomic, d.settings.token_decimals),
+                "symbol": asset.symbol,
+                "address": asset.address,
+                "amount": format_amount(atomic, asset.decimals),
                 "amount_atomic": str(atomic),
             }
         )
@@ -84,17 +85,18 @@ def _limits(policy: SpendingPolicy, usage: list[dict], decimals: int) -> dict:
 async def spending_status(
     conn: AsyncConnection, who: Principal, wallet_ids: list[uuid.UUID], *, asset: str, decimals: int
 ) -> dict:
-    """Per limit: used (confirmed), reserved (in flight), remaining and window, for each wallet and, for an
-    agent, its own budget across wallets (the tighter of the two applies to every payment)."""
+    """Per limit for `asset` (the limits a payment in it meets): used (confirmed), reserved (in flight), remaining
+    and window, for each wallet and, for an agent, its own budget across wallets (the tighter of the two applies
+    to every payment)."""
     out: dict = {"asset": asset, "wallets": []}
     for wallet_id in wallet_ids:
-        policy = await reservations.load_policy(conn, wallet_id)
+        policy = for_asset(await reservations.load_policy(conn, wallet_id), asset)
         usage = await reservations.usage(conn, policy, asset=asset, wallet_id=wallet_id)
         out["wallets"].append({"wallet_id": str(wallet_id), **_limits(policy, usage, decimals)})
     if who.is_agent:
         loaded = await load_agent_policy(conn, who.user_id)
         if loaded is not None:
-            policy, disabled = loaded
+            policy, disabled = for_asset(loaded[0], asset), loaded[1]
             usage = await reservations.usage(conn, policy, asset=asset, agent_id=who.user_id)
             out["agent"] = {"agent": who.name, "disabled": disabled, **_limits(policy, usage, decimals)}
     return out

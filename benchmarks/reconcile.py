@@ -69,7 +69,7 @@ async def main(wallets: int, history_blocks: int, new_blocks: int, ticks: int, b
         await asyncio.to_thread(upgrade, database_url)
         rpc = f"http://127.0.0.1:{port}"
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc, request_kwargs={"timeout": 300}))  # anvil_mine is slow
-        token = await deploy_token(w3, dev_account(0))
+        token = await deploy_token(w3, dev_account(0), "Paygent USD", "USDC")
         master = new_master_key()
         settings = Settings(
             database_url=database_url,

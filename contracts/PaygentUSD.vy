@@ -1,6 +1,6 @@
 # pragma version ~=0.4.3
 """
-@title Paygent USD: a USDC-like test token
+@title Paygent USD: a USDC-like test token (and, with another name and symbol, any 6-decimal stablecoin)
 @notice ERC-20 with 6 decimals plus EIP-3009 (transfer/receive with authorization, cancel)
         implemented the way USDC v2.2 (FiatTokenV2_2) does it:
         - EIP-712 domain (name, version "2", chainId, verifyingContract);
@@ -9,7 +9,9 @@
           through EIP-1271 `isValidSignature`;
         - USDC's revert strings, so off-chain tools that classify USDC reverts (for example
           the x402 facilitator) work unchanged.
-        The owner (the deployer) can mint. Test and development use only.
+        The name and the symbol are constructor arguments (the dev stack deploys "Paygent USD"/"USDC"
+        and "Paygent EUR"/"EURC"); the name is the EIP-712 domain's name. The owner (the deployer) can
+        mint. Test and development use only.
 @dev Vyper has no function overloading, so the (bytes signature) forms are ordinary external
      functions and the (v, r, s) forms are dispatched by selector in `__default__`, which packs
      r ‖ s ‖ v into a 65-byte signature exactly as USDC v2.2 does before verifying.
@@ -17,8 +19,8 @@
 """
 
 # ---------------------------------------------------------------- metadata
-name: public(constant(String[32])) = "Paygent USD"
-symbol: public(constant(String[8])) = "USDC"
+name: public(immutable(String[32]))
+symbol: public(immutable(String[8]))
 version: public(constant(String[8])) = "2"
 decimals: public(constant(uint8)) = 6
 
@@ -79,7 +81,10 @@ authorizationState: public(HashMap[address, HashMap[bytes32, bool]])
 
 
 @deploy
-def __init__():
+def __init__(name_: String[32], symbol_: String[8]):
+    assert len(name_) > 0 and len(symbol_) > 0, "PaygentUSD: empty name or symbol"
+    name = name_
+    symbol = symbol_
     self.owner = msg.sender
 
 

@@ -16,6 +16,7 @@ from paygent import (
     memory_cli,
     payments_cli,
     services_cli,
+    swaps_cli,
     wallets_cli,
     x402_cli,
 )
@@ -33,6 +34,7 @@ wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
 agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
 memory_cli.attach(app)  # `paygent memory put|get|delete|search|partitions|clear-partition|memorize|recall|stats|grant`
 payments_cli.attach(app)  # `paygent pay`, `paygent payments list|show|cancel`
+swaps_cli.attach(app)  # `paygent swap 10 USDC EURC --slippage-bps 30`
 app.add_typer(x402_cli.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")

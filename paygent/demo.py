@@ -1,5 +1,6 @@
 """`paygent demo`: a payment through the API, watched until it settles on chain, with links to Temporal's UI;
-then an agent run streamed over the WebSocket.
+a swap on the Uniswap V2 router (quote, minimum, balances before and after); then an agent run streamed over the
+WebSocket.
 
 It uses only what a client has: `.paygent/dev.json` (API URL, keys, wallet ids) and the public chain RPC.
 """
@@ -18,6 +19,7 @@ from web3 import AsyncWeb3
 
 from paygent.chain.token import balance_of
 from paygent.demo_mcp import mcp_payment
+from paygent.demo_swap import swap_and_watch
 from paygent.demo_ws import stream_run_over_websocket
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
@@ -230,6 +232,8 @@ async def run_demo() -> int:
             await fetch_paid(http, dev, url=f"{dev['x402_service_url']}/weather", max_amount="0.05")
         if "ops" in dev["wallets"]:
             await approved_payment(http, dev, w3)
+        if dev.get("swap"):
+            await swap_and_watch(http, dev, w3)
         await stream_run_over_websocket(dev)
     print(
         f"\nAll payments in the Temporal UI: {dev['temporal_ui_url']}/namespaces/default/workflows"

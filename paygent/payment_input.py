@@ -5,7 +5,8 @@ The HTTP API and the MCP tools (api/payment_service.py) and agent runs (activiti
 `InvalidInput` naming the field; nothing has been recorded, started or signed by then.
 
 Rules, in one place:
-- `asset`: the configured token's symbol, in any case (`usdc` is USDC); recorded as the configured spelling.
+- `asset`: a symbol of the asset registry on this server's chain (paygent/assets.py: the configured token and
+  the other configured tokens), in any case (`eurc` is EURC); recorded as the registry spells it.
 - `amount` / `max_amount`: a decimal string of ASCII digits in token units (paygent/domain/money.py); a JSON
   number is refused (`DecimalText` says how to write it), never read through a float.
 - `to`: a valid address that is neither the zero address, nor the paying wallet itself (a payment to oneself
@@ -63,7 +64,7 @@ class PaymentInput:
     """A payment request that passed every check: what is recorded."""
 
     kind: PaymentKind
-    asset: str  # the configured symbol
+    asset: str  # the registry's symbol
     token_address: str
     decimals: int
     to: str  # checksummed; ZERO_ADDRESS for x402 until the server's 402 answer names the recipient
@@ -72,12 +73,16 @@ class PaymentInput:
 
 
 def resolve_asset(settings: Settings, symbol: object) -> tuple[str, str, int]:
-    """(symbol as configured, token address, decimals)."""
-    if not settings.token_address:
+    """(symbol as the registry spells it, token address, decimals) of an asset on this server's chain."""
+    registry = settings.asset_registry()
+    known = registry.symbols(settings.chain_id)
+    if not known:
         raise AssetUnavailable("asset", "no token is configured on this server")
-    if not isinstance(symbol, str) or symbol.upper() != settings.token_symbol.upper():
-        raise InvalidInput("asset", f"unknown asset {symbol!r}; known: {settings.token_symbol}")
-    return settings.token_symbol, settings.token_address, settings.token_decimals
+    asset = registry.get(settings.chain_id, symbol)
+    if asset is None:
+        shown = repr(symbol) if isinstance(symbol, str) else "(not a string)"
+        raise InvalidInput("asset", f"unknown asset {shown}; known: {', '.join(known)}")
+    return asset.symbol, asset.address, asset.decimals
 
 
 async def check_payment_input(settings: Settings, fields: PaymentFields, *, payer: str) -> PaymentInput:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from paygent.domain.money import Unit
+
+if TYPE_CHECKING:
+    from paygent.assets import AssetRegistry
 from paygent.paths import dev_json_path, state_dir
 
 
@@ -47,6 +50,14 @@ class DevJsonSource(PydanticBaseSettingsSource):
             out["token_address"] = token["address"]
             out["token_symbol"] = token.get("symbol", "USDC")
             out["token_decimals"] = token.get("decimals", 6)
+        tokens = dev.get("tokens") or {}  # every token `stack up` deployed, by symbol (paygent/assets.py)
+        if tokens:
+            out["assets"] = {sym: {"address": t["address"], "decimals": t["decimals"]} for sym, t in tokens.items()}
+        swap = dev.get("swap") or {}
+        if "router" in swap:
+            out["swap_router_address"] = swap["router"]
+            out["swap_factory_address"] = swap.get("factory")
+            out["swap_tokens"] = swap.get("tokens") or {}
         return out
 
 
@@ -78,8 +89,24 @@ class Settings(BaseSettings):
     token_address: str | None = None
     token_symbol: str = "USDC"
     token_decimals: int = 6
+    # The other tokens on top of the configured one (paygent/assets.py): JSON {"EURC": {"address": "0x..",
+    # "decimals": 6}} for this chain, or {"8453": {"EURC": {...}}} keyed by chain id; from dev.json's `tokens`
+    # when unset. Validated at startup.
+    assets: dict[str, Any] = Field(default_factory=dict)
+    # Swaps (issue 21): the Uniswap V2 router and factory (below) go to `asset_registry` for this chain.
     confirmations: int = 1
     transfer_gas_limit: int = 100_000
+    # Swaps (issue 21): a Uniswap V2 router and its factory on this chain (dev.json's `swap` on the dev stack; a
+    # real fork's addresses otherwise), the tokens a swap may name beside the configured token (symbol ->
+    # {address, decimals}), and the guards' policy: the most slippage a caller may ask for, the price-impact cap,
+    # the deadline (at most 300 s), and the gas limits of the approve and swap transactions.
+    swap_router_address: str | None = None
+    swap_factory_address: str | None = None
+    swap_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    swap_max_slippage_bps: int = 100
+    swap_max_price_impact_bps: int = 100
+    swap_deadline_seconds: int = 120
+    swap_gas_limit: int = 250_000
     # a transaction not mined this long after its latest attempt is replaced (same nonce, fees +12.5%)
     replace_after_seconds: int = 60
     # the receipt wait gives up after this long; the payment stays `submitted` and the reconciler settles it
@@ -179,6 +206,37 @@ class Settings(BaseSettings):
         parse_exemptions(value)  # a typo fails at startup, not at the first webhook
         return value
 
+    @field_validator("assets")
+    @classmethod
+    def _assets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from paygent.assets import AssetConfigError, parse_asset_setting
+
+        try:
+            parse_asset_setting(value, 0)  # a typo fails at startup, not at the first payment
+        except AssetConfigError as exc:
+            raise ValueError(f"PAYGENT_ASSETS: {exc}") from None
+        return value
+
+    def asset_registry(self) -> AssetRegistry:
+        """Every asset this server knows, per chain (paygent/assets.py): the configured token first, then
+        `assets`. A token of `assets` under the configured token's symbol gives way to the configured token (a
+        dev.json written for another deployment never overrides PAYGENT_TOKEN_ADDRESS)."""
+        from paygent.assets import AssetRegistry, make_asset, norm_symbol, parse_asset_setting
+
+        configured = (
+            make_asset(self.chain_id, self.token_symbol, self.token_address, self.token_decimals)
+            if self.token_address
+            else None
+        )
+        others = [
+            a
+            for a in parse_asset_setting(self.assets, self.chain_id)
+            if configured is None
+            or not (a.chain_id == configured.chain_id and a.symbol == norm_symbol(configured.symbol))
+        ]
+        swaps = {self.chain_id: (self.swap_router_address, self.swap_factory_address)}
+        return AssetRegistry.build(configured, others, swaps)
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
@@ -189,6 +247,15 @@ class Settings(BaseSettings):
     def unit(self) -> Unit:
         """How the configured token's amounts read in messages ("7 USDC")."""
         return Unit(self.token_decimals, self.token_symbol)
+
+    def unit_of(self, symbol: str | None) -> Unit:
+        """How an asset's amounts read ("7 EURC"): a registered asset on this chain by its symbol; None (a rule
+        for every asset) or a symbol the registry does not know (a row from another configuration) reads in the
+        configured token's decimals."""
+        asset = self.asset_registry().get(self.chain_id, symbol) if symbol is not None else None
+        if asset is not None:
+            return asset.unit
+        return self.unit if symbol is None else Unit(self.token_decimals, symbol)
 
     @property
     def token(self) -> tuple[str | None, str]:

@@ -133,13 +133,57 @@ async def token_address(anvil_rpc: str) -> str:
     from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
-    from paygent.chain.token import deploy_token
+    from paygent.chain.token import TOKEN_NAME, TOKEN_SYMBOL, deploy_token
 
-    return await deploy_token(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc)), dev_account(0))
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return await deploy_token(w3, dev_account(0), TOKEN_NAME, TOKEN_SYMBOL)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def eurc_address(anvil_rpc: str, token_address: str) -> str:
+    """The second token, EURC ("Paygent EUR", 6 decimals): the same contract, deployed by anvil account 0 after
+    the USDC (so the two never share an address)."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import EURC_NAME, EURC_SYMBOL, deploy_token
+
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return await deploy_token(w3, dev_account(0), EURC_NAME, EURC_SYMBOL)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dict:
+    """Uniswap V2 (factory, WETH9, router02 from npm) with a USDC/EURC pool seeded as `paygent stack up` seeds it
+    (1,000,000 USDC / 920,000 EURC): dev.json's `swap` document."""
+    from web3 import AsyncWeb3
+
+    from paygent.chain.anvil import dev_account
+    from paygent.chain.token import deploy_token
+    from paygent.stack.swap_pieces import ensure_swap
+
+    async def none_in_flight() -> int:
+        return 0
+
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    unpooled = await deploy_token(
+        w3, dev_account(0), "Paygent GBP", "GBPT"
+    )  # GBPT: allowed, but no pool (a swap to it is refused)
+    swap, _ = await ensure_swap(
+        w3,
+        None,
+        {"symbol": "USDC", "address": token_address, "decimals": 6},
+        {"symbol": "EURC", "address": eurc_address, "decimals": 6},
+        in_flight=none_in_flight,
+    )
+    swap["tokens"]["GBPT"] = {"address": unpooled, "decimals": 6}
+    return swap
 
 
 @pytest.fixture(scope="session")
-def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_address, temporal_env):
+def app_settings(
+    database_url, app_database_url, redis_url, anvil_rpc, token_address, eurc_address, temporal_env, swap_dev
+):
     from paygent.crypto import new_master_key
     from paygent.settings import Settings
 
@@ -149,6 +193,10 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
         redis_url=redis_url,
         rpc_url=anvil_rpc,
         token_address=token_address,
+        assets={"EURC": {"address": eurc_address, "decimals": 6}},  # the asset registry: USDC and EURC
+        swap_router_address=swap_dev["router"],
+        swap_factory_address=swap_dev["factory"],
+        swap_tokens=swap_dev["tokens"],  # EURC, and GBPT: a token a swap may name that has no pool
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"paygent-test-{uuid.uuid4().hex[:6]}",
         master_key=new_master_key(),
@@ -165,8 +213,9 @@ def app_settings(database_url, app_database_url, redis_url, anvil_rpc, token_add
 
 
 @pytest_asyncio.fixture(scope="session")
-async def dev(app_settings, anvil_rpc, token_address) -> dict:
-    """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH and 1,000,000 USDC in treasury."""
+async def dev(app_settings, anvil_rpc, token_address, eurc_address) -> dict:
+    """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH, 1,000,000 USDC and 1,000,000 EURC in
+    treasury."""
     from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
@@ -178,6 +227,7 @@ async def dev(app_settings, anvil_rpc, token_address) -> dict:
     treasury = seeded["wallets"]["treasury"]["address"]
     await send_eth(w3, dev_account(0), treasury, 10 * 10**18)
     await mint(w3, token_address, dev_account(0), treasury, 1_000_000 * 10**6)
+    await mint(w3, eurc_address, dev_account(0), treasury, 1_000_000 * 10**6)
     return seeded
 
 

@@ -28,6 +28,7 @@ from activities.memory import MemoryActivities
 from activities.orphans import OrphanActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import ReconcileActivities
+from activities.swaps import SwapActivities
 from activities.x402 import X402Activities
 from activities.x402_sessions import X402SessionActivities
 from paygent import tracing
@@ -42,6 +43,7 @@ from workflows.chain import ChainWorkflow
 from workflows.memory_cleanup import MemoryCleanupWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.swap import SwapWorkflow
 from workflows.x402_session import X402SessionWorkflow
 
 log = logging.getLogger("paygent.worker")
@@ -134,6 +136,7 @@ WORKFLOWS = [
     MemoryCleanupWorkflow,
     X402SessionWorkflow,
     ApprovalWorkflow,
+    SwapWorkflow,
 ]
 
 
@@ -157,6 +160,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
     )
     approvals = ApprovalActivities(engine, Redis.from_url(settings.redis_url), settings)
+    swaps = SwapActivities(
+        engine,
+        settings.rpc_url,
+        settings.master_key_bytes(),
+        gas_limit=settings.swap_gas_limit,
+        confirmations=settings.confirmations,
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -192,6 +202,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
             *agent_activities(client, settings, engine),
             *approval_activities(approvals),
             MemoryActivities(engine).prune_expired,
+            *swaps.activities(),
         ],
     )
 

@@ -190,3 +190,12 @@ X402_SESSION_FETCH = LocalActivityOptions(
     schedule_to_close_timeout=timedelta(minutes=3),
     retry_policy=X402_SESSION_FETCH_RETRY,
 )
+
+
+# A swap's receipt wait (workflows/swap.py) polls and heartbeats: a dead worker's wait moves on within 5 s.
+SWAP_RECEIPT = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=10),
+    heartbeat_timeout=timedelta(seconds=5),
+    schedule_to_close_timeout=timedelta(hours=6),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
+)

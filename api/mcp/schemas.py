@@ -338,3 +338,56 @@ class SessionFetched(Out):
     body_encoding: Literal["base64"] | None = None
     paid: SessionPaid | None = None
     error: SessionFetchError | None = None
+
+
+class SwapQuote(Out):
+    """A swap's quote from the router (nothing reserved): the output now, the minimum the swap accepts at this
+    slippage, the price impact against the pool's reserves, and the route."""
+
+    from_asset: str
+    to_asset: str
+    amount: str
+    amount_atomic: str
+    amount_out: str
+    amount_out_atomic: str
+    amount_out_text: str
+    min_amount_out: str
+    min_amount_out_atomic: str
+    slippage_bps: int
+    price_impact_bps: int
+    price_impact: str = Field(description='e.g. "0.31%"')
+    route: list[str]
+    router: str
+    pair: str
+    block_number: int
+    text: str = Field(description="one line, e.g. 'Swap 10 USDC -> >= 9.15 EURC via Uniswap V2 (0.31% impact)'")
+
+
+class Swap(Out):
+    """A swap: its status, the input, the minimum and (once settled) the real output read from the receipt."""
+
+    id: str
+    kind: PaymentKind
+    status: PaymentStatus
+    wallet_id: str
+    from_asset: str
+    to_asset: str | None = None
+    amount_in: str
+    amount_in_atomic: str
+    quoted_amount_out: str | None = None
+    min_amount_out: str | None = None
+    min_amount_out_atomic: str | None = None
+    amount_out: str | None = None
+    amount_out_atomic: str | None = None
+    price_impact_bps: int | None = None
+    slippage_bps: int | None = None
+    gas_used: int | None = None
+    router: str | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    failure_reason: str | None = None
+    workflow_id: str
+    temporal_ui_url: str
+    created_at: str
+    updated_at: str
+    quote: SwapQuote | None = Field(None, description="the quote the swap started from (swap only)")

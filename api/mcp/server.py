@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import Field
 
 from api.authz import Role
-from api.mcp import memory_tools, outcomes, x402_session_tools
+from api.mcp import memory_tools, outcomes, swap_tools, x402_session_tools
 from api.mcp import schemas as o
 from api.mcp.access import CANCELS, FETCHES, PAYS, READ, STORES, ToolAccess
 from api.mcp.caller import caller
@@ -400,4 +400,5 @@ def build_server() -> MCPServer:
             )
 
     x402_session_tools.register(tools)  # x402_session_start|fetch|status|end
+    swap_tools.register(tools)  # quote_swap, swap, get_swap
     return mcp

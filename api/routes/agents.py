@@ -32,9 +32,8 @@ from paygent.domain.agent_run import RUN_TERMINAL
 from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
-from paygent.domain.money import Unit
 from paygent.domain.payment import PAYMENT_CANCELLABLE
-from paygent.domain.spending import SpendingPolicy, policy_view
+from paygent.domain.spending import SpendingPolicy, UnitOf, policy_view
 from paygent.domain.text import SafeText
 from workflows import payment_types as pt
 
@@ -51,7 +50,7 @@ class AgentCreate(BaseModel):
     spending_policy: SpendingPolicyIn | None = None
 
 
-def agent_view(row, unit: Unit) -> dict:
+def agent_view(row, unit_of: UnitOf) -> dict:
     policy = row["spending_policy"]
     return {
         "id": str(row["id"]),
@@ -59,7 +58,7 @@ def agent_view(row, unit: Unit) -> dict:
         "owner": row["owner"],
         "disabled": row["disabled"],
         "wallet_ids": sorted(row["wallet_ids"] or []),
-        "spending_policy": policy_view(SpendingPolicy.model_validate(policy), unit) if policy is not None else None,
+        "spending_policy": policy_view(SpendingPolicy.model_validate(policy), unit_of) if policy is not None else None,
         "created_at": row["created_at"].isoformat(),
         "disabled_at": row["disabled_at"].isoformat() if row["disabled_at"] else None,
     }
@@ -79,7 +78,7 @@ async def _agent_or_404(conn, who: Principal, agent_id: str):
 @router.post("", status_code=201)
 async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     policy = (
-        policy_from_body(body.spending_policy, d.settings.token_decimals, prefix="spending_policy.")
+        policy_from_body(body.spending_policy, d.settings, prefix="spending_policy.")
         if body.spending_policy
         else SpendingPolicy()
     )
@@ -129,19 +128,19 @@ async def create(body: AgentCreate, who: Principal = Depends(ADMIN), d: Deps = D
 async def list_agents(who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
         rows = await agents_db.list_agents(conn, who.tenant_id)
-    return {"items": [agent_view(r, d.settings.unit) for r in rows]}
+    return {"items": [agent_view(r, d.settings.unit_of) for r in rows]}
 
 
 @router.get("/{agent_id}")
 async def get_one(agent_id: str, who: Principal = Depends(OVERSIGHT), d: Deps = Depends(deps)):
     async with d.engine.connect() as conn:
-        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit)
+        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit_of)
 
 
 @router.put("/{agent_id}/spending-policy")
 async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     """Replace the agent's own spending policy; it applies from the agent's next reservation."""
-    policy = policy_from_body(body, d.settings.token_decimals)
+    policy = policy_from_body(body, d.settings)
     async with d.engine.begin() as conn:
         row = await _agent_or_404(conn, who, agent_id)
         await agents_db.save_agent_policy(conn, row["id"], policy)
@@ -155,7 +154,7 @@ async def put_policy(agent_id: str, body: SpendingPolicyIn, who: Principal = Dep
             subject_id=str(row["id"]),
             data={"name": row["name"], "owner": row["owner"], **policy.model_dump(mode="json")},
         )
-        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit)
+        return agent_view(await _agent_or_404(conn, who, agent_id), d.settings.unit_of)
 
 
 async def forget_keys(d: Deps) -> None:

@@ -317,7 +317,8 @@ async def edit_payment(
     pid = row["id"]
     async with d.engine.connect() as conn:
         payer: str = await conn.scalar(sa.select(wallets.c.address).where(wallets.c.id == row["wallet_id"])) or ""
-    amount_atomic = parse_amount(body.amount, d.settings.token_decimals) if body.amount is not None else None
+    decimals = d.settings.unit_of(row["asset"]).decimals  # the payment's own asset
+    amount_atomic = parse_amount(body.amount, decimals) if body.amount is not None else None
     to = None
     if body.to is not None:  # the same recipient rules as a new payment
         to = check_recipient(body.to, payer=payer, token_address=row["token_address"])

@@ -28,7 +28,8 @@ from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.spending import SpendingPolicy, VelocityLimit, policy_view
 from paygent.domain.text import SafeText
-from paygent.payment_input import DecimalText
+from paygent.payment_input import DecimalText, resolve_asset
+from paygent.settings import Settings
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 ADMIN = allow(Role.admin)
@@ -41,17 +42,30 @@ class WalletCreate(BaseModel):
     name: SafeText = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
+ASSET_DOC = "a registered asset's symbol, e.g. USDC or EURC"
+
+
 class VelocityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: SafeText = Field(min_length=1, max_length=50)
     window_seconds: int = Field(gt=0, le=366 * 86400)
     max: DecimalText
+    asset: SafeText | None = Field(
+        None, max_length=16, description=f"the limit's asset; unset: the policy's ({ASSET_DOC})"
+    )
 
 
 class SpendingPolicyIn(BaseModel):
-    """Amounts are decimal strings in token units, like payments."""
+    """Amounts are decimal strings in token units, like payments. Every amount rule is for one asset: a velocity
+    limit's own `asset`, else the policy's `asset` (also the per-payment cap's; unset: the configured token). A
+    payment meets only the rules for its asset: a limit on USDC does not limit EURC."""
 
     model_config = ConfigDict(extra="forbid")
+    asset: SafeText | None = Field(
+        None,
+        max_length=16,
+        description=f"the asset of the cap and of the limits ({ASSET_DOC}); unset: the configured token",
+    )
     per_payment_cap: DecimalText | None = None
     velocity: list[VelocityIn] = Field(default_factory=list)
     allowlist: list[SafeText] | None = None
@@ -59,20 +73,47 @@ class SpendingPolicyIn(BaseModel):
     allowed_assets: list[SafeText] | None = None
 
 
-def policy_from_body(body: SpendingPolicyIn, decimals: int, prefix: str = "") -> SpendingPolicy:
-    """A spending policy (a wallet's or an agent's) from its HTTP form; refusals name the field."""
-    policy = SpendingPolicy(
-        per_payment_cap_atomic=parse_amount(body.per_payment_cap, decimals, field=f"{prefix}per_payment_cap")
-        if body.per_payment_cap is not None
-        else None,
-        velocity=[
+def _default_asset(settings: Settings) -> str | None:
+    registered = settings.asset_registry().symbols(settings.chain_id)
+    return registered[0] if registered else None
+
+
+def policy_from_body(body: SpendingPolicyIn, settings: Settings, prefix: str = "") -> SpendingPolicy:
+    """A spending policy (a wallet's or an agent's) from its HTTP form; refusals name the field. Each amount is
+    read in its rule's asset (the configured token's decimals for a rule for each asset on its own)."""
+
+    def asset_of(symbol: str | None) -> str | None:
+        return resolve_asset(settings, symbol)[0] if symbol is not None else None
+
+    def decimals(symbol: str | None) -> int:
+        return settings.unit_of(symbol).decimals
+
+    try:  # unset: the configured token (the first registered asset); every new rule is for one asset
+        policy_asset = asset_of(body.asset) if body.asset is not None else _default_asset(settings)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{prefix}asset", exc.reason) from None
+    limits = []
+    for i, v in enumerate(body.velocity):
+        try:
+            asset = asset_of(v.asset)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{prefix}velocity[{i}].asset", exc.reason) from None
+        limits.append(
             VelocityLimit(
                 name=v.name,
                 window_seconds=v.window_seconds,
-                max_atomic=parse_amount(v.max, decimals, field=f"{prefix}velocity[{i}].max"),
+                max_atomic=parse_amount(v.max, decimals(asset or policy_asset), field=f"{prefix}velocity[{i}].max"),
+                asset=asset,
             )
-            for i, v in enumerate(body.velocity)
-        ],
+        )
+    policy = SpendingPolicy(
+        asset=policy_asset,
+        per_payment_cap_atomic=parse_amount(
+            body.per_payment_cap, decimals(policy_asset), field=f"{prefix}per_payment_cap"
+        )
+        if body.per_payment_cap is not None
+        else None,
+        velocity=limits,
         allowlist=[parse_address(a, field=f"{prefix}allowlist") for a in body.allowlist]
         if body.allowlist is not None
         else None,
@@ -209,13 +250,13 @@ async def get_policy(wallet_id: str, who: Principal = Depends(VIEWER), d: Deps =
     row = await _wallet_or_404(d, who, wallet_id)
     async with d.engine.connect() as conn:
         policy = await reservations.load_policy(conn, row.id)
-    return policy_view(policy, d.settings.unit)
+    return policy_view(policy, d.settings.unit_of)
 
 
 @router.put("/{wallet_id}/spending-policy")
 async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = Depends(ADMIN), d: Deps = Depends(deps)):
     row = await _wallet_or_404(d, who, wallet_id)
-    policy = policy_from_body(body, d.settings.token_decimals)
+    policy = policy_from_body(body, d.settings)
     async with d.engine.begin() as conn:
         await reservations.save_policy(conn, row.id, policy, who.actor)
         await append_audit(
@@ -228,4 +269,4 @@ async def put_policy(wallet_id: str, body: SpendingPolicyIn, who: Principal = De
             subject_id=str(row.id),
             data=policy.model_dump(mode="json"),
         )
-    return policy_view(policy, d.settings.unit)
+    return policy_view(policy, d.settings.unit_of)

@@ -29,6 +29,9 @@ TOKEN_NAME = "Paygent USD"
 TOKEN_VERSION = "2"
 TOKEN_SYMBOL = "USDC"
 TOKEN_DECIMALS = 6
+# The dev stack's second token: the same contract under another name and symbol (constructor arguments)
+EURC_NAME = "Paygent EUR"
+EURC_SYMBOL = "EURC"
 
 RECEIPT_TIMEOUT_SECONDS = 30
 DEFAULT_PRIORITY_FEE_WEI = 1_000_000_000  # 1 gwei, when the node cannot suggest one
@@ -143,10 +146,15 @@ async def send_transaction(
     return tx_hash
 
 
-async def deploy_token(w3: AsyncWeb3, deployer: LocalAccount) -> str:
-    """Deploy a fresh Paygent USD owned by `deployer`; returns its checksummed address."""
+async def deploy_token(
+    w3: AsyncWeb3, deployer: LocalAccount, name: str = TOKEN_NAME, symbol: str = TOKEN_SYMBOL
+) -> str:
+    """Deploy a fresh token (contracts/PaygentUSD.vy, 6 decimals) named `name` / `symbol`, owned by `deployer`;
+    returns its checksummed address. The defaults are the USDC the x402 domain and the dev stack know."""
+    if not 0 < len(name.encode()) <= 32 or not 0 < len(symbol.encode()) <= 8:
+        raise ValueError("a token's name is 1..32 bytes and its symbol 1..8 bytes")
     bytecode = bytes.fromhex(compile_contract(TOKEN_CONTRACT).bytecode.removeprefix("0x"))
-    tx_hash = await send_transaction(w3, deployer, None, bytecode)
+    tx_hash = await send_transaction(w3, deployer, None, bytecode + abi_encode(["string", "string"], [name, symbol]))
     address = (await w3.eth.get_transaction_receipt(tx_hash))["contractAddress"]
     if address is None:
         raise TransactionReverted(f"deployment {tx_hash} created no contract")

@@ -47,6 +47,7 @@ class NewPayment:
     url: str | None = None  # x402: the paid resource
     mcp_call: dict[str, Any] | None = None  # x402 over MCP: {"tool": ..., "arguments": {...}}
     audit_extra: dict[str, Any] = field(default_factory=dict)  # e.g. the agent run and tool call it came from
+    swap: dict[str, Any] | None = None  # a swap's terms (details.swap): to_asset, token_out, slippage_bps, router
 
     def request_hash(self) -> str:
         """What makes two requests the same request: a reused idempotency key must carry an equal hash.
@@ -62,6 +63,8 @@ class NewPayment:
             fields.update(kind=str(self.kind), url=self.url)
         if self.mcp_call is not None:
             fields["mcp"] = self.mcp_call
+        if self.swap is not None:
+            fields["swap"] = {k: self.swap[k] for k in ("to_asset", "slippage_bps")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -79,6 +82,8 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
         details["url"] = new.url
     if new.mcp_call is not None:
         details["mcp"] = new.mcp_call
+    if new.swap is not None:
+        details["swap"] = new.swap
     inserted = await conn.execute(
         pg_insert(payments)
         .values(
@@ -121,6 +126,7 @@ async def record_payment(conn: AsyncConnection, new: NewPayment) -> RecordedPaym
                 **new.audit_extra,
                 **({"url": new.url} if new.url else {}),
                 **({"mcp_tool": new.mcp_call["tool"]} if new.mcp_call is not None else {}),
+                **({"swap": new.swap} if new.swap is not None else {}),
             },
         )
         return RecordedPayment(row=row, matches=True)

@@ -19,7 +19,7 @@ from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
-from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
+from paygent.db.schema import ledger_entries, payment_transactions, payments, swap_transactions, wallets
 from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
@@ -238,23 +238,37 @@ async def paid_but_open(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
 
 
 async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_block: int, to_block: int) -> list[str]:
-    """Transactions the wallet itself signed that may have landed in the range (they spent its native gas)."""
-    return list(
-        (
-            await conn.scalars(
-                sa.select(payment_transactions.c.tx_hash)
-                .join(payments, payments.c.id == payment_transactions.c.payment_id)
-                .where(
-                    payments.c.wallet_id == wallet_id,
-                    sa.or_(
-                        payments.c.status.in_([PaymentStatus.signing, PaymentStatus.submitted]),
-                        payments.c.block_number.between(from_block, to_block),
-                        payments.c.details.has_key(RECEIPT_WAIT_GAVE_UP),
-                    ),
-                )
+    """Transactions the wallet itself signed that may have landed in the range (they spent its native gas): its
+    payments' transactions, and its swaps' (approve, swap, allowance reset) of swaps open or changed within the
+    last day (the caller keeps only receipts in the range)."""
+    transfers = (
+        await conn.scalars(
+            sa.select(payment_transactions.c.tx_hash)
+            .join(payments, payments.c.id == payment_transactions.c.payment_id)
+            .where(
+                payments.c.wallet_id == wallet_id,
+                sa.or_(
+                    payments.c.status.in_([PaymentStatus.signing, PaymentStatus.submitted]),
+                    payments.c.block_number.between(from_block, to_block),
+                    payments.c.details.has_key(RECEIPT_WAIT_GAVE_UP),
+                ),
             )
-        ).all()
-    )
+        )
+    ).all()
+    swaps = (
+        await conn.scalars(
+            sa.select(swap_transactions.c.tx_hash)
+            .join(payments, payments.c.id == swap_transactions.c.payment_id)
+            .where(
+                payments.c.wallet_id == wallet_id,
+                sa.or_(
+                    payments.c.status.in_([PaymentStatus.signing, PaymentStatus.submitted]),
+                    payments.c.updated_at > sa.func.now() - sa.text("interval '1 day'"),
+                ),
+            )
+        )
+    ).all()
+    return list(transfers) + list(swaps)
 
 
 async def confirm_payment(

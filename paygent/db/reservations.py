@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db.agents import load_agent_policy
 from paygent.db.schema import Amount, metadata, wallets
 from paygent.domain.money import ATOMIC, Unit
-from paygent.domain.spending import LimitRefusal, SpendingPolicy, check_static, check_velocity
+from paygent.domain.spending import LimitRefusal, SpendingPolicy, check_static, check_velocity, for_asset
 
 spending_policies = sa.Table(
     "spending_policies",
@@ -182,7 +182,9 @@ async def check_policies(
 async def _check(
     conn: AsyncConnection, policy: SpendingPolicy, scope, *, to: str, asset: str, amount_atomic: int, unit: Unit
 ) -> LimitRefusal | None:
-    """One policy's rules; velocity counts what `scope` (a wallet, or an agent across wallets) holds or spent."""
+    """One policy's rules for a payment in `asset` (only the limits for that asset: `for_asset`); velocity counts
+    what `scope` (a wallet, or an agent across wallets) holds or spent in that asset."""
+    policy = for_asset(policy, asset)
     refusal = check_static(policy, to=to, asset=asset, amount_atomic=amount_atomic, unit=unit)
     if refusal is not None or not policy.velocity:
         return refusal
@@ -221,12 +223,12 @@ async def usage(
     wallet_id: uuid.UUID | None = None,
     agent_id: uuid.UUID | None = None,
 ) -> list[dict]:
-    """Where a policy's velocity limits stand now, for a wallet or (agent_id) an agent across its wallets:
-    per limit `used` (committed) and `reserved` (in flight) in the window, and `remaining`, in atomic units.
-    The same sums `reserve` checks, so what this shows is what the next payment meets."""
+    """Where a policy's velocity limits for `asset` stand now (`for_asset`), for a wallet or (agent_id) an agent
+    across its wallets: per limit `used` (committed) and `reserved` (in flight) in the window, and `remaining`,
+    in atomic units. The same sums `reserve` checks, so what this shows is what the next payment in `asset` meets."""
     scope = reservations.c.wallet_id == wallet_id if agent_id is None else reservations.c.agent_id == agent_id
     out = []
-    for limit in policy.velocity:
+    for limit in for_asset(policy, asset).velocity:
         rows = dict(
             (
                 await conn.execute(

@@ -149,6 +149,20 @@ payment_transactions = sa.Table(
     _ts(),
 )
 
+# The transactions a swap signs (approve, swap, allowance reset), one row per step: nonce and bytes stored before
+# the first send, in the transaction that allocated the nonce (activities/swaps.py).
+swap_transactions = sa.Table(
+    "swap_transactions",
+    metadata,
+    sa.Column("payment_id", UUID(as_uuid=True), sa.ForeignKey("payments.id"), primary_key=True),
+    sa.Column("step", sa.Text, primary_key=True),
+    sa.Column("tx_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("nonce", sa.BigInteger, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("terms", JSONB, nullable=False, server_default="{}"),
+    _ts(),
+)
+
 # Double entry: every confirmed payment writes one debit and one credit that sum to zero per asset.
 ledger_entries = sa.Table(
     "ledger_entries",
@@ -161,7 +175,8 @@ ledger_entries = sa.Table(
     sa.Column("amount_atomic", Amount, nullable=False),  # negative = debit, positive = credit
     sa.Column("tx_hash", sa.Text, nullable=True),
     _ts(),
-    sa.UniqueConstraint("payment_id", "account", name="ledger_one_entry_per_account"),
+    # per asset: a swap books the wallet twice, the input asset out and the output asset in (migration 0020)
+    sa.UniqueConstraint("payment_id", "account", "asset", name="ledger_one_entry_per_account"),
 )
 
 # Append-only, hash-chained: each row carries the previous row's hash; a trigger refuses UPDATE and DELETE.

@@ -51,6 +51,9 @@ class AuditAction(StrEnum):
     payment_limit_refused = "payment.limit_refused"
     payment_cancelled = "payment.cancelled"
     payment_receipt_wait_gave_up = "payment.receipt_wait_gave_up"
+    payment_swap_approve_signed = "payment.swap_approve_signed"  # a swap's transactions, each signed once
+    payment_swap_swap_signed = "payment.swap_swap_signed"
+    payment_swap_reset_signed = "payment.swap_reset_signed"
     rate_limit_refused = "ratelimit.refused"
     tenant_master_key_rotated = "wallets.master_key_rotated"
     thread_created = "thread.created"

@@ -47,6 +47,8 @@ class ErrorType(StrEnum):
     not_signed = "NotSigned"  # asked to broadcast before anything was signed
     nonce_conflict = "NonceConflict"  # another transaction holds the nonce (retryable: re-read the chain)
     wallet_missing = "WalletMissing"  # the paying wallet was deleted (paygent.db.accounts.WalletMissing)
+    # swaps (activities/swaps.py)
+    swap_refused = "SwapRefused"  # a guard refused (the re-quote moved past the minimum): nothing was signed
     # the chain follower (activities/chain_follower.py)
     receipt_wait_lost = "ReceiptWaitLost"  # a wait's registration died with its worker: retried, it registers again
     worker_stopping = "WorkerStopping"  # the follower's worker is shutting down: retried, on another worker

@@ -45,6 +45,12 @@ def parse_amount(text: object, decimals: int, *, field: str = "amount") -> int:
     return atomic
 
 
+def norm_symbol(symbol: str) -> str:
+    """The one spelling of an asset's symbol everywhere (registry, payments, limits, ledger): upper-case
+    (`eurc` -> `EURC`). Nothing else is forgiven: `eurc ` names no asset."""
+    return symbol.upper()
+
+
 def format_amount(atomic: int, decimals: int) -> str:
     """12_500_000 with 6 decimals -> '12.5' (no trailing zeros, never exponent notation)."""
     sign = "-" if atomic < 0 else ""

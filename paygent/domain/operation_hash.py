@@ -22,6 +22,28 @@ HASH_DOMAIN = b"paygent.operation.v1\n"
 EDITABLE_FIELDS = ("amount_atomic", "to", "memo")
 
 
+class SwapTerms(BaseModel):
+    """A swap's terms (only swaps carry them; transfers' operations and hashes are unchanged). The hash covers the
+    kind, the two assets, the input amount (the operation's), the minimum output, the maximum price impact and
+    the router; the quote and the deadline are shown to approvers but left out (a re-quote may refresh them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    asset_out: str = Field(min_length=1)
+    token_out: str
+    min_amount_out: int = Field(gt=0, le=MAX_ATOMIC)
+    max_price_impact_bps: int = Field(ge=0, le=10_000)
+    router: str
+    # shown, not hashed
+    quoted_amount_out: int = Field(default=0, ge=0, le=MAX_ATOMIC)
+    price_impact_bps: int = Field(default=0, ge=0, le=10_000)
+
+    @field_validator("token_out", "router")
+    @classmethod
+    def _checksummed(cls, value: str, info: Any) -> str:
+        return parse_address(value, field=info.field_name)
+
+
 class Operation(BaseModel):
     """One money movement: exactly what approvers see and what executes after approval."""
 
@@ -35,6 +57,7 @@ class Operation(BaseModel):
     amount_atomic: int = Field(gt=0, le=MAX_ATOMIC)
     payment_id: str = Field(min_length=1)
     memo: str | None = Field(default=None, max_length=1000)
+    swap: SwapTerms | None = None  # a swap (kind=swap): `asset`/`amount_atomic` are its input
 
     @field_validator("token_address", "to")
     @classmethod
@@ -54,7 +77,7 @@ class Operation(BaseModel):
 
 
 def canonical_operation(op: Operation) -> bytes:
-    body = {
+    body: dict[str, Any] = {
         "chain_id": op.chain_id,
         "wallet_id": op.wallet_id,
         "asset": op.asset,
@@ -64,6 +87,15 @@ def canonical_operation(op: Operation) -> bytes:
         "payment_id": op.payment_id,
         "memo": op.memo,
     }
+    if op.swap is not None:
+        body |= {
+            "kind": "swap",
+            "asset_out": op.swap.asset_out,
+            "token_out": op.swap.token_out,
+            "min_amount_out": str(op.swap.min_amount_out),
+            "max_price_impact_bps": op.swap.max_price_impact_bps,
+            "router": op.swap.router,
+        }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -38,6 +38,7 @@ PAYMENT_PAST_APPROVAL = frozenset({PaymentStatus.signing, PaymentStatus.submitte
 class PaymentKind(StrEnum):
     transfer = "transfer"  # an ERC-20 transfer to `to`
     x402 = "x402"  # fetch `url`, paying with an EIP-3009 authorization if the server answers 402
+    swap = "swap"  # trade `amount_atomic` of `asset` for another token on a Uniswap V2 router (`to`)
 
 
 PAYMENT_WORKFLOW = "PaymentWorkflow"

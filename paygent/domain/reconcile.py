@@ -118,7 +118,8 @@ def classify(*, outgoing: bool, matched_payment: bool) -> Movement:
 
 
 def legs(*, sender: str, receiver: str, wallet: str, matched_payment: bool) -> list[tuple[Movement, int]]:
-    """The movements one Transfer log makes for `wallet`, as (kind, sign). A transfer to itself is both legs: a
+    """The movements one Transfer log makes for `wallet`, as (kind, sign). Funds in are matched to a payment only
+    for a swap's output leg (the transaction is the wallet's own swap); any other funds in are a deposit. A transfer to itself is both legs: a
     payment to its own address is the payment out and its funds back in (`SELF_CREDIT`), so the ledger, which
     booked the payment, reads what the chain does; one no payment made moved nothing and records nothing."""
     out, into = sender.lower() == wallet.lower(), receiver.lower() == wallet.lower()
@@ -126,6 +127,8 @@ def legs(*, sender: str, receiver: str, wallet: str, matched_payment: bool) -> l
         return [(Movement.PAYMENT, -1), (Movement.SELF_CREDIT, 1)] if matched_payment else []
     if out:
         return [(classify(outgoing=True, matched_payment=matched_payment), -1)]
+    if matched_payment:  # funds in by the wallet's own swap: its output leg, which the swap's ledger entries book
+        return [(Movement.PAYMENT, 1)]
     return [(Movement.DEPOSIT, 1)]
 
 

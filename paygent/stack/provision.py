@@ -1,8 +1,11 @@
-"""What `up` does once the servers answer: schema, master key, token, dev tenant, funding, dev.json.
+"""What `up` does once the servers answer: schema, master key, tokens, dev tenant, funding, dev.json.
 
 Each step is idempotent, so `up` can run any number of times: migrations go to head, an existing key is kept,
-the recorded token is kept unless the chain proves it gone (paygent/stack/chain_pieces.py), the seed keeps API keys recorded in dev.json, and wallets are
-topped up only when below their floor.
+the recorded tokens (USDC, EURC) are kept unless the chain proves them gone (paygent/stack/chain_pieces.py), the
+seed keeps API keys recorded in dev.json, and wallets are topped up only when below their floor.
+
+dev.json names the tokens twice: `token` is the configured token (USDC, as before), and `tokens` maps every
+token the stack deployed by symbol: {"USDC": {address, symbol, decimals, name}, "EURC": {...}}.
 """
 
 from __future__ import annotations
@@ -94,28 +97,57 @@ def write_dev_json(cfg: StackConfig, dev: dict[str, Any]) -> None:
     write_secret(cfg.dev_json, json.dumps(dev, indent=2) + "\n")
 
 
-def token_piece() -> ContractPiece:
+def dev_tokens() -> dict[str, str]:
+    """The tokens `up` deploys, symbol -> name, in deployment order: the configured token (USDC) first."""
+    from paygent.chain.token import EURC_NAME, EURC_SYMBOL, TOKEN_NAME, TOKEN_SYMBOL
+
+    return {TOKEN_SYMBOL: TOKEN_NAME, EURC_SYMBOL: EURC_NAME}
+
+
+def token_piece(symbol: str | None = None) -> ContractPiece:
+    """The contract piece of one dev token (default: USDC)."""
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL, deploy_token, token_abi
 
+    symbol = symbol or TOKEN_SYMBOL
+    name = dev_tokens()[symbol]
+
     async def deploy(w3) -> str:
-        return await deploy_token(w3, dev_account(0))
+        return await deploy_token(w3, dev_account(0), name, symbol)
 
     # code at the address is not enough on a reused chain (a fresh anvil gives account 0's first deployment
-    # the same address): the contract must say what it is
-    return ContractPiece("token", token_abi(), {"symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}, deploy)
+    # the same address): the contract must say what it is (EURC at USDC's old address is "other")
+    piece_name = "token" if symbol == TOKEN_SYMBOL else f"token {symbol}"
+    return ContractPiece(piece_name, token_abi(), {"symbol": symbol, "decimals": TOKEN_DECIMALS}, deploy)
 
 
-async def ensure_token(w3, existing: dict[str, Any] | None, database_url: str) -> tuple[dict[str, Any], str]:
-    """The token from dev.json while the chain shows it there (paygent/stack/chain_pieces.py has the rule), else
-    a fresh deployment by dev account 0: (token, `reused` or `deployed`)."""
+def recorded_token(existing: dict[str, Any] | None, symbol: str) -> str | None:
+    """The address dev.json records for `symbol`: `tokens`, else (USDC, dev.json before EURC) `token`."""
+    from paygent.chain.token import TOKEN_SYMBOL
+
+    entry = ((existing or {}).get("tokens") or {}).get(symbol) or {}
+    if not entry and symbol == TOKEN_SYMBOL:
+        entry = (existing or {}).get("token") or {}
+    return entry.get("address")
+
+
+async def ensure_token(
+    w3, existing: dict[str, Any] | None, database_url: str, symbol: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """The token `symbol` (default USDC) from dev.json while the chain shows it there (paygent/stack/chain_pieces.py
+    has the rule), else a fresh deployment by dev account 0: (token, `reused` or `deployed`)."""
     from paygent.chain.token import TOKEN_DECIMALS, TOKEN_SYMBOL
 
-    recorded = ((existing or {}).get("token") or {}).get("address")
+    symbol = symbol or TOKEN_SYMBOL
     address, done = await ensure_contract(
-        w3, token_piece(), recorded, in_flight=lambda: payments_in_flight(database_url)
+        w3, token_piece(symbol), recorded_token(existing, symbol), in_flight=lambda: payments_in_flight(database_url)
     )
-    return {"address": address, "symbol": TOKEN_SYMBOL, "decimals": TOKEN_DECIMALS}, done
+    return {"address": address, "symbol": symbol, "decimals": TOKEN_DECIMALS, "name": dev_tokens()[symbol]}, done
+
+
+async def ensure_tokens(w3, existing: dict[str, Any] | None, database_url: str) -> dict[str, dict[str, Any]]:
+    """Every dev token, symbol -> token (each kept or deployed by `ensure_token`'s rule), USDC first."""
+    return {symbol: (await ensure_token(w3, existing, database_url, symbol))[0] for symbol in dev_tokens()}
 
 
 async def payments_in_flight(database_url: str) -> int:
@@ -164,8 +196,8 @@ async def seed(database_url: str, key: bytes, existing: dict[str, Any] | None, *
         await dispose_all()
 
 
-async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
-    """Gas for every wallet below 1 ETH; tokens minted up to TOKEN_FLOORS. Returns what it did."""
+async def fund(w3, tokens: list[dict[str, Any]], wallets: dict[str, Any]) -> list[str]:
+    """Gas for every wallet below 1 ETH; each token minted up to TOKEN_FLOORS. Returns what it did."""
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import balance_of, mint, send_eth
     from paygent.domain.money import format_amount
@@ -176,22 +208,23 @@ async def fund(w3, token: dict[str, Any], wallets: dict[str, Any]) -> list[str]:
         if await w3.eth.get_balance(wallet["address"]) < GAS_FLOOR_WEI:
             await send_eth(w3, funder, wallet["address"], GAS_TOP_UP_WEI)
             done.append(f"{name}: +{GAS_TOP_UP_WEI // 10**18} ETH for gas")
-    for name, tokens in TOKEN_FLOORS.items():
-        wallet = wallets.get(name)
-        if wallet is None:
-            continue
-        floor = tokens * 10 ** token["decimals"]
-        have = await balance_of(w3, token["address"], wallet["address"])
-        if have < floor:
-            await mint(w3, token["address"], funder, wallet["address"], floor - have)
-            done.append(f"{name}: minted {format_amount(floor - have, token['decimals'])} {token['symbol']}")
+    for token in tokens:
+        for name, whole in TOKEN_FLOORS.items():
+            wallet = wallets.get(name)
+            if wallet is None:
+                continue
+            floor = whole * 10 ** token["decimals"]
+            have = await balance_of(w3, token["address"], wallet["address"])
+            if have < floor:
+                await mint(w3, token["address"], funder, wallet["address"], floor - have)
+                done.append(f"{name}: minted {format_amount(floor - have, token['decimals'])} {token['symbol']}")
     return done
 
 
 def provision_chain_and_tenant(
     cfg: StackConfig, database_url: str, existing: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Token, seed and funding in one event loop: (token, seeded, what was funded)."""
+    """Tokens, seed and funding in one event loop: (tokens by symbol, seeded, what was funded)."""
     key = master_key(cfg)
 
     async def run():
@@ -201,15 +234,15 @@ def provision_chain_and_tenant(
 
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(cfg.rpc_url))
         try:
-            token, _ = await ensure_token(w3, existing, database_url)
+            tokens = await ensure_tokens(w3, existing, database_url)
             seeded = await seed(database_url, key, existing, key_from=key_source(cfg))
             try:
-                funded = await fund(w3, token, seeded["wallets"])
+                funded = await fund(w3, list(tokens.values()), seeded["wallets"])
             except Exception as exc:
                 raise StackError(
                     f"funding the dev wallets failed on {cfg.rpc_url}: {type(exc).__name__}: {exc}"
                 ) from exc
-            return token, seeded, funded
+            return tokens, seeded, funded
         finally:
             await w3.provider.disconnect()
             await dispose_all()  # the in-flight count's engine, when a deployment was considered
@@ -223,9 +256,11 @@ def dev_document(
     database_url: str,
     migrate_database_url: str,
     redis_url: str,
-    token: dict[str, Any],
+    tokens: dict[str, dict[str, Any]],
     seeded: dict[str, Any],
 ) -> dict[str, Any]:
+    """dev.json: `token` stays the configured token (USDC, first in `tokens`); `tokens` names every token."""
+    token = next(iter(tokens.values()))
     return {
         "api_url": cfg.api_url,
         "x402_service_url": cfg.x402_service_url,
@@ -236,7 +271,8 @@ def dev_document(
         "database_url": database_url,  # the application's role (row-level security holds for it)
         "migrate_database_url": migrate_database_url,  # the owner: migrations, seeding, `paygent audit verify`
         "redis_url": redis_url,
-        "token": token,
+        "token": {k: token[k] for k in ("address", "symbol", "decimals")},
+        "tokens": tokens,
         "tenant": seeded.get("tenant"),
         "users": seeded["users"],
         "wallets": seeded["wallets"],

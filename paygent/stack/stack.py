@@ -19,6 +19,7 @@ from paygent.stack.chain_workflow import ensure_chain_workflow
 from paygent.stack.config import StackConfig
 from paygent.stack.memory_schedule import ensure_memory_cleanup_schedule
 from paygent.stack.processes import Piece
+from paygent.stack.swap_pieces import provision_swap
 
 Echo = Callable[[str], None]
 STOP_ORDER = ("api", "worker", "x402", "anvil", "temporal", "redis", "postgres")
@@ -80,15 +81,19 @@ def reconcile_interval() -> int:
 def prepare(
     cfg: StackConfig, database_url: str, redis_url: str, echo: Echo, app_database_url: str | None = None
 ) -> dict[str, Any]:
-    """With the servers answering: migrations, token, dev tenant, funding, dev.json. Returns dev.json."""
+    """With the servers answering: migrations, tokens, dev tenant, funding, dev.json. Returns dev.json."""
     provision.migrate(database_url)
     echo(f"  {'migrations':<12} at head")
     pgvector = ensure_pgvector(database_url)
     app_database_url = provision.app_role(cfg, database_url, app_database_url)
     echo(f"  {'db role':<12} {urlsplit(app_database_url).username} (the API and worker; row-level security)")
     existing = provision.read_dev_json(cfg)
-    token, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)
-    echo(f"  {'token':<12} {token['symbol']} ({token['decimals']} decimals) at {token['address']}")
+    tokens, seeded, funded = provision.provision_chain_and_tenant(cfg, database_url, existing)
+    for token in tokens.values():
+        echo(f"  {'token':<12} {token['symbol']} ({token['decimals']} decimals) at {token['address']}")
+    swap, swap_done = provision_swap(cfg.rpc_url, database_url, existing, tokens)
+    for line in swap_done:
+        echo(f"  {'swap':<12} {line}")
     users = ", ".join(f"{name} ({'+'.join(u['roles'])})" for name, u in seeded["users"].items())
     echo(f"  {'tenant':<12} {(seeded.get('tenant') or {}).get('name', '?')}: {users}")
     for name, wallet in seeded["wallets"].items():
@@ -102,10 +107,11 @@ def prepare(
         database_url=app_database_url,
         migrate_database_url=database_url,
         redis_url=redis_url,
-        token=token,
+        tokens=tokens,
         seeded=seeded,
     )
     dev["pgvector"] = pgvector
+    dev["swap"] = swap  # Uniswap V2: router, factory, WETH9, the USDC/EURC pair and the tokens a swap may name
     provision.write_dev_json(cfg, dev)
     return dev
 

@@ -70,8 +70,9 @@ async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
     return len(logs)
 
 
-async def funded_wallet(http, dev, settings, usdc: int) -> dict:
-    """A new wallet created through the API (alice granted `spend` on it), with 1 ETH for gas and `usdc` tokens."""
+async def funded_wallet(http, dev, settings, usdc: int, eurc: int = 0) -> dict:
+    """A new wallet created through the API (alice granted `spend` on it), with 1 ETH for gas, `usdc` USDC and
+    `eurc` EURC (the second registered asset)."""
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import mint, send_eth
 
@@ -88,7 +89,16 @@ async def funded_wallet(http, dev, settings, usdc: int) -> dict:
     await send_eth(w3, dev_account(0), wallet["address"], 10**18)
     if usdc:
         await mint(w3, settings.token_address, dev_account(0), wallet["address"], usdc * 10**6)
+    if eurc:
+        await mint(w3, eurc_address(settings), dev_account(0), wallet["address"], eurc * 10**6)
     return wallet
+
+
+def eurc_address(settings) -> str:
+    """EURC's token address, from the settings' asset registry (tests/conftest.py registers it)."""
+    asset = settings.asset_registry().get(settings.chain_id, "EURC")
+    assert asset is not None, "EURC is not in the asset registry"
+    return asset.address
 
 
 @asynccontextmanager

@@ -92,9 +92,14 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
             headers=auth(dev),
         )
     thread = await http.post("/v1/threads", json={"title": "matrix"}, headers=auth(dev))
+    swap = await http.post(
+        "/v1/swaps",
+        json={"wallet_id": wallet["id"], "from_asset": "USDC", "to_asset": "EURC", "amount": "0.01"},
+        headers={**auth(dev), "Idempotency-Key": uuid.uuid4().hex},
+    )
     run = await start_run(http, dev, "health")
     await wait_run(http, dev, run["id"])
-    for made in (pay, agent, hook, thread, session):
+    for made in (pay, agent, hook, thread, session, swap):
         assert made.status_code in (201, 202), made.text
     return {
         "payment_id": pay.json()["id"],
@@ -104,6 +109,7 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
         "thread_id": thread.json()["id"],
         "run_id": run["id"],
         "session_id": session.json()["id"],
+        "swap_id": swap.json()["id"],
         "approval_id": pay.json()["id"],
         "requester_id": principals["requester"]["id"],
         "alice_id": dev["users"]["alice"]["id"],
@@ -114,12 +120,20 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
 def request_for(method: str, path: str, ids: dict[str, str], dev: dict) -> tuple[str, dict | None, dict]:
     """The URL, a body the route accepts in shape, and headers, for one route."""
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+    if path == "/v1/swaps/quote":
+        url += f"?wallet_id={ids['wallet_id']}&from_asset=USDC&to_asset=EURC&amount=0.01"
     headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     zero_hash = "0x" + "0" * 64
     bodies = {
         ("POST", "/v1/payments"): payment_body(dev, new_recipient(), "0.01"),
         ("POST", "/v1/payments/{payment_id}/edit"): {"operation_hash": zero_hash, "amount": "1"},
+        ("POST", "/v1/swaps"): {
+            "wallet_id": ids["wallet_id"],
+            "from_asset": "USDC",
+            "to_asset": "EURC",
+            "amount": "0.01",
+        },
         ("POST", "/v1/agent-runs"): {"message": "health"},
         ("POST", "/v1/agents"): {"name": f"m-{uuid.uuid4().hex[:8]}"},
         ("PUT", "/v1/approval-policy"): {"tiers": "not a list"},  # an admin gets 422: the tenant's policy stays
@@ -232,6 +246,7 @@ SEES = {
     "run_id": set(),
     "thread_id": set(),
     "session_id": {"admin", "auditor"},  # an x402 session: its owner, admins and auditors
+    "swap_id": {"admin", "auditor"},  # a swap is a payment: its requester, admins and auditors
 }
 
 

@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account
-from paygent.chain.token import deploy_token, mint, send_eth, token_abi
+from paygent.chain.token import TOKEN_NAME, TOKEN_SYMBOL, deploy_token, mint, send_eth, token_abi
 
 GAS_MONEY_WEI = 10**17  # 0.1 ETH: plenty for a handful of transactions on anvil
 
@@ -35,7 +35,7 @@ async def w3(anvil_rpc: str) -> AsyncWeb3:
 @pytest_asyncio.fixture(scope="session")
 async def token(w3: AsyncWeb3, owner: LocalAccount) -> str:
     """A Paygent USD deployed once for the chain tests."""
-    return await deploy_token(w3, owner)
+    return await deploy_token(w3, owner, TOKEN_NAME, TOKEN_SYMBOL)
 
 
 @pytest.fixture

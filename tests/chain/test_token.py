@@ -11,6 +11,8 @@ from web3.logs import DISCARD
 
 from paygent.chain.contracts import compile_contract
 from paygent.chain.token import (
+    EURC_NAME,
+    EURC_SYMBOL,
     TOKEN_DECIMALS,
     TOKEN_NAME,
     TOKEN_SYMBOL,
@@ -21,6 +23,7 @@ from paygent.chain.token import (
     is_deployed,
     mint,
     send_transaction,
+    token_abi,
     transfer,
     transfer_calldata,
 )
@@ -66,10 +69,29 @@ async def test_deploy_sets_metadata_and_domain(w3, owner, token, contract, new_a
     assert salt == b"\0" * 32 and extensions == []
 
 
-async def test_a_second_deploy_is_a_separate_token(w3, owner):
-    other = await deploy_token(w3, owner)
+async def test_a_second_deploy_is_a_separate_token(w3, owner, token, contract):
+    other = await deploy_token(w3, owner, EURC_NAME, EURC_SYMBOL)
     assert await is_deployed(w3, other)
     assert await balance_of(w3, other, owner.address) == 0
+    fns = w3.eth.contract(address=other, abi=token_abi()).functions
+    assert (await fns.name().call(), await fns.symbol().call()) == ("Paygent EUR", "EURC")
+    assert (await fns.decimals().call(), await fns.version().call()) == (TOKEN_DECIMALS, TOKEN_VERSION)
+    # its own EIP-712 domain: an authorization signed for one token is worthless on the other
+    assert await fns.DOMAIN_SEPARATOR().call() != await contract.functions.DOMAIN_SEPARATOR().call()
+    fields, name, *_ = await fns.eip712Domain().call()
+    assert name == "Paygent EUR"
+    # the USDC deployment is unchanged by the constructor arguments (the x402 domain uses name())
+    assert (await contract.functions.name().call(), await contract.functions.symbol().call()) == (
+        "Paygent USD",
+        "USDC",
+    )
+
+
+async def test_name_and_symbol_must_fit(w3, owner):
+    with pytest.raises(ValueError, match="symbol"):
+        await deploy_token(w3, owner, "Paygent EUR", "")
+    with pytest.raises(ValueError, match="symbol"):
+        await deploy_token(w3, owner, "x" * 33, "EURC")
 
 
 async def test_mint_credits_exactly_and_only_the_owner_can_mint(w3, owner, token, contract, new_account):

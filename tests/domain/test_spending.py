@@ -8,6 +8,7 @@ from paygent.domain.spending import (
     check_static,
     check_velocity,
     describe_policy,
+    for_asset,
     policy_view,
 )
 
@@ -43,9 +44,11 @@ def test_velocity_refuses_exactly_when_the_sum_exceeds(used, amount, limit):
 def test_refusals_say_token_units_and_keep_the_atomic_figures():
     usdc = Unit(6, "USDC")
     policy = SpendingPolicy(
+        asset="usdc",
         per_payment_cap_atomic=5_000_000,
         velocity=[VelocityLimit(name="daily", window_seconds=86400, max_atomic=8 * 10**6)],
     )
+    assert policy.asset == "USDC"  # one spelling
     cap = check_static(policy, to=A, asset="USDC", amount_atomic=7_000_000, unit=usdc)
     assert cap is not None and cap.message == "7 USDC exceeds the per-payment cap of 5 USDC"
     assert cap.limit_atomic == 5_000_000
@@ -55,11 +58,41 @@ def test_refusals_say_token_units_and_keep_the_atomic_figures():
         daily.message
         == "5.5 USDC would exceed the daily limit of 8 USDC per 24 hours: 3 USDC already used, 5 USDC left"
     )
-    view = policy_view(policy, usdc)
+    view = policy_view(policy, lambda symbol: usdc)
     assert view["per_payment_cap"] == "5" and view["velocity"][0]["max"] == "8"
+    assert view["asset"] == "USDC" and view["velocity"][0]["asset"] == "USDC"
     assert (
         view["summary"]
-        == describe_policy(policy, usdc)
+        == describe_policy(policy, lambda symbol: usdc)
         == "at most 5 USDC a payment; at most 8 USDC per 24 hours (daily)"
     )
-    assert describe_policy(SpendingPolicy(), usdc) == "no limits"
+    assert describe_policy(SpendingPolicy(), lambda symbol: usdc) == "no limits"
+
+
+def test_a_rule_is_for_its_asset_only():
+    policy = SpendingPolicy(
+        asset="USDC",
+        per_payment_cap_atomic=5,
+        velocity=[
+            VelocityLimit(name="daily", window_seconds=86400, max_atomic=10),
+            VelocityLimit(name="eur", window_seconds=3600, max_atomic=20, asset="eurc"),
+        ],
+    )
+    usdc, eurc, dai = for_asset(policy, "USDC"), for_asset(policy, "eurc"), for_asset(policy, "DAI")
+    assert (usdc.per_payment_cap_atomic, [v.name for v in usdc.velocity]) == (5, ["daily"])
+    assert (eurc.per_payment_cap_atomic, [v.name for v in eurc.velocity]) == (None, ["eur"])
+    assert (dai.per_payment_cap_atomic, dai.velocity) == (None, [])
+    assert check_static(policy, to=A, asset="EURC", amount_atomic=6) is None  # the USDC cap
+    assert check_static(policy, to=A, asset="USDC", amount_atomic=6).limit == "per_payment_cap"
+    # a policy without an asset (stored before assets): each rule holds for every asset, each on its own
+    legacy = SpendingPolicy(
+        per_payment_cap_atomic=5, velocity=[VelocityLimit(name="d", window_seconds=1, max_atomic=9)]
+    )
+    for asset in ("USDC", "EURC"):
+        assert for_asset(legacy, asset) == legacy
+        assert check_static(legacy, to=A, asset=asset, amount_atomic=6).limit == "per_payment_cap"
+    assert describe_policy(legacy, lambda s: Unit(6, s or "USDC")) == (
+        "at most 0.000005 USDC of each asset a payment; at most 0.000009 USDC of each asset per second (d)"
+    )
+    # allowed assets: one spelling too
+    assert check_static(SpendingPolicy(allowed_assets=["eurc"]), to=A, asset="EURC", amount_atomic=1) is None

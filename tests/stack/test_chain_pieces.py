@@ -12,7 +12,7 @@ from paygent.chain.anvil import dev_account
 from paygent.chain.token import send_transaction
 from paygent.stack import chain_pieces
 from paygent.stack.processes import StackError
-from paygent.stack.provision import ensure_token, payments_in_flight, token_piece
+from paygent.stack.provision import ensure_token, ensure_tokens, payments_in_flight, token_piece
 from tests.api.helpers import auth, create, new_recipient, payment_body
 from tests.api.rpc_proxy import RpcProxy
 from tests.api.test_worker_crash import _wait_row
@@ -96,3 +96,20 @@ async def test_no_code_at_the_recorded_address_counts_as_a_fresh_chain(anvil_rpc
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
     empty = new_recipient()
     assert await chain_pieces.identify(w3, token_piece(), empty) == chain_pieces.Found.no_code
+
+
+async def test_eurc_is_kept_under_its_own_symbol_and_usdc_is_not_eurc(
+    anvil_rpc, token_address, eurc_address, database_url
+):
+    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    sent = await _deployments(w3)
+    recorded = {
+        "token": {"address": token_address, "symbol": "USDC", "decimals": 6},
+        "tokens": {"EURC": {"address": eurc_address, "symbol": "EURC", "decimals": 6}},
+    }
+    tokens = await ensure_tokens(w3, recorded, database_url)  # dev.json's `token` still names USDC
+    assert {s: t["address"] for s, t in tokens.items()} == {"USDC": token_address, "EURC": eurc_address}
+    assert await _deployments(w3) == sent
+    # a contract with another symbol at the recorded address is not ours, in either direction
+    assert await chain_pieces.identify(w3, token_piece("EURC"), token_address) == chain_pieces.Found.other
+    assert await chain_pieces.identify(w3, token_piece("USDC"), eurc_address) == chain_pieces.Found.other

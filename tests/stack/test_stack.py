@@ -18,7 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from web3 import Web3
 
+from paygent.chain import uniswap
+from paygent.chain.token import token_abi
 from paygent.netutil import free_port
 from paygent.paths import REPO_ROOT
 from paygent.stack.processes import pid_alive
@@ -128,7 +131,28 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
     assert dev["rpc_url"] == f"http://127.0.0.1:{stack.ports['anvil']}"
     assert dev["redis_url"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
     assert dev["token"]["symbol"] == "USDC" and dev["token"]["decimals"] == 6
+    # the second token: its own contract, printed like the other pieces, funded like USDC
+    usdc, eurc = dev["tokens"]["USDC"], dev["tokens"]["EURC"]
+    assert usdc["address"] == dev["token"]["address"] and usdc["name"] == "Paygent USD"
+    assert (eurc["symbol"], eurc["decimals"], eurc["name"]) == ("EURC", 6, "Paygent EUR")
+    assert eurc["address"] != usdc["address"]
+    assert f"USDC (6 decimals) at {usdc['address']}" in out and f"EURC (6 decimals) at {eurc['address']}" in out
+    assert "treasury: minted 1000000 EURC" in out, out
+    w3 = Web3(Web3.HTTPProvider(dev["rpc_url"]))
+    contract = w3.eth.contract(address=eurc["address"], abi=token_abi())
+    assert (contract.functions.name().call(), contract.functions.symbol().call()) == ("Paygent EUR", "EURC")
+    treasury = dev["wallets"]["treasury"]["address"]
+    assert contract.functions.balanceOf(treasury).call() == 1_000_000 * 10**6
     assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
+    # Uniswap V2 (issue 21): router, factory, WETH9 and a seeded USDC/EURC pool, printed like the other pieces
+    swap = dev["swap"]
+    assert swap["tokens"] == {"EURC": {"address": eurc["address"], "decimals": 6}}
+    for piece in ("router", "factory", "WETH9"):
+        assert f"{piece} deployed at {swap[piece.lower().replace('weth9', 'weth')]}" in out, out
+    assert f"pool USDC/EURC seeded at {swap['pair']}: 1,000,000 / 920,000" in out, out
+    router = w3.eth.contract(address=swap["router"], abi=uniswap.artifact("router")["abi"])
+    quoted = router.functions.getAmountsOut(10**6, [usdc["address"], eurc["address"]]).call()[-1]
+    assert 915_000 < quoted < 920_000  # 1 USDC = 0.92 EURC, less the 0.3% fee
     for user in dev["users"].values():  # keys live in dev.json only, never on the terminal
         assert user["api_key"] not in out
 
@@ -159,6 +183,8 @@ def test_up_twice_is_idempotent(stack):
     assert "chain-31337 running: reconcile every 15s" in stack("up").stdout  # the same run goes on
     after = json.loads((Path(stack.home) / "dev.json").read_text())
     assert after["token"]["address"] == before["token"]["address"]
+    assert after["tokens"] == before["tokens"]  # EURC too is reused, not deployed again
+    assert after["swap"] == before["swap"]  # router, factory, WETH9 and the pool reused
     assert {n: u["api_key"] for n, u in after["users"].items()} == {n: u["api_key"] for n, u in before["users"].items()}
     assert after["wallets"] == before["wallets"]
     assert {n: p["owner"] for n, p in _status(stack).items()} == pids  # nothing restarted
