@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -175,6 +176,33 @@ def test_status_prints_both_metrics_urls_and_they_answer(stack):
     assert f"metrics: API {api_metrics}  worker {worker_metrics}" in stack("status").stdout
     assert "paygent_http_requests_total" in httpx.get(api_metrics, timeout=10).text
     assert "temporal_" in httpx.get(worker_metrics, timeout=10).text  # the SDK's own worker metrics
+
+
+def test_the_stacks_api_and_worker_know_eurc(stack):
+    """dev.json's `tokens` reach the API and the worker (their asset registry): EURC pays and shows."""
+    dev = json.loads((Path(stack.home) / "dev.json").read_text())
+    headers = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
+    treasury = dev["wallets"]["treasury"]["id"]
+    balance = httpx.get(f"{dev['api_url']}/v1/wallets/{treasury}/balance", headers=headers, timeout=10).json()
+    assert [t["symbol"] for t in balance["tokens"]] == ["USDC", "EURC"], balance
+    to = "0x52908400098527886E0F7030069857D2E4169EE7"
+    r = httpx.post(
+        f"{dev['api_url']}/v1/payments",
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        json={"wallet_id": treasury, "to": to, "amount": "0.25", "asset": "EURC"},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    for _ in range(300):
+        paid = httpx.get(f"{dev['api_url']}/v1/payments/{r.json()['id']}", headers=headers, timeout=10).json()
+        if paid["status"] in ("confirmed", "failed", "refused"):
+            break
+        time.sleep(0.2)
+    assert paid["status"] == "confirmed" and paid["asset"] == "EURC", paid
+    contract = Web3(Web3.HTTPProvider(dev["rpc_url"])).eth.contract(
+        address=dev["tokens"]["EURC"]["address"], abi=token_abi()
+    )
+    assert contract.functions.balanceOf(to).call() == 250_000
 
 
 def test_up_twice_is_idempotent(stack):
