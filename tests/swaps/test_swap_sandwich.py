@@ -1,11 +1,13 @@
 """Someone trades in the pool between the quote and the execution (a sandwich's front leg), and a deadline that
-passes while approvers decide. The swap waits for 2 of bob, carol, dave (above 100 USDC), which is when the test
+passes while approvers decide (a short one, waited out in real time). The swap waits for 2 of bob, carol, dave (above 100 USDC), which is when the test
 moves the pool: inside the slippage bound the swap books the real (lower) output; beyond it the re-quote refuses
 with nothing signed; a front-run that lands between signing and mining makes the router revert
 (INSUFFICIENT_OUTPUT_AMOUNT), and the allowance goes back to 0. Every way: reservation released, no tokens lost,
 audit rows for each step."""
 
 from __future__ import annotations
+
+import asyncio
 
 import sqlalchemy as sa
 from eth_account.signers.local import LocalAccount
@@ -14,6 +16,7 @@ from paygent.chain import uniswap
 from paygent.chain.anvil import dev_account
 from paygent.chain.token import mint
 from paygent.db.schema import swap_transactions
+from tests.api.helpers import serve_api
 from tests.approvals.helpers import approval, decide, tiers, until, wallet_with_policy
 from tests.swaps import helpers as h
 
@@ -153,17 +156,30 @@ async def test_a_front_run_after_signing_makes_the_router_revert_and_the_allowan
         assert step in actions, actions
 
 
+# A deadline of a few seconds and real waits, not evm_increaseTime: this chain is the session's, and a clock moved
+# an hour ahead would expire every later x402 authorization (its validBefore is read from the wall clock).
+SHORT_DEADLINE_SECONDS = 3
+
+
+async def _mined_timestamp(chain) -> int:
+    await chain.provider.make_request("evm_mine", [])
+    return (await chain.eth.get_block("latest"))["timestamp"]
+
+
 async def test_a_deadline_that_passes_while_approvers_decide_is_refreshed_at_signing(
-    http, dev, app_settings, swap_dev, anvil_rpc, token_address, eurc_address, db_engine
+    dev, app_settings, temporal_env, swap_dev, anvil_rpc, token_address, eurc_address, db_engine
 ):
     chain = h.w3(anvil_rpc)
-    wallet = await wallet_with_policy(http, dev, app_settings, tiers(), usdc=1_000)
-    sid, shown = await _awaiting_approval(http, dev, wallet["id"])
-    await chain.provider.make_request("evm_increaseTime", [3600])  # an hour of deciding: any quote's deadline passed
-    await chain.provider.make_request("evm_mine", [])
-    approved_at = (await chain.eth.get_block("latest"))["timestamp"]
-    await _approve(http, dev, sid, shown["operation_hash"])
-    view = await h.wait_swap(http, dev, sid)
+    settings = app_settings.model_copy(update={"swap_deadline_seconds": SHORT_DEADLINE_SECONDS})
+    async with serve_api(settings, temporal_env.client) as http:
+        wallet = await wallet_with_policy(http, dev, app_settings, tiers(), usdc=1_000)
+        sid, shown = await _awaiting_approval(http, dev, wallet["id"])
+        quoted_at = await _mined_timestamp(chain)
+        while await _mined_timestamp(chain) <= quoted_at + SHORT_DEADLINE_SECONDS:  # the quote's deadline passes
+            await asyncio.sleep(0.5)
+        approved_at = await _mined_timestamp(chain)
+        await _approve(http, dev, sid, shown["operation_hash"])
+        view = await h.wait_swap(http, dev, sid)
     assert view["status"] == "confirmed", view
     async with db_engine.connect() as conn:
         terms = await conn.scalar(
@@ -171,24 +187,27 @@ async def test_a_deadline_that_passes_while_approvers_decide_is_refreshed_at_sig
                 swap_transactions.c.payment_id == sid, swap_transactions.c.step == "swap"
             )
         )
-    assert approved_at < terms["deadline"] <= approved_at + 300  # fresh, short: never sent stale
+    # set at signing, from the block then: after the approval, never the stale quote's
+    assert approved_at < terms["deadline"] <= approved_at + SHORT_DEADLINE_SECONDS + 30
 
 
 async def test_a_deadline_that_passes_before_mining_reverts_expired(
-    http, dev, app_settings, swap_dev, anvil_rpc, token_address, eurc_address, db_engine
+    dev, app_settings, temporal_env, swap_dev, anvil_rpc, token_address, eurc_address, db_engine
 ):
     chain = h.w3(anvil_rpc)
-    wallet = await h_wallet(http, dev, app_settings)
-    try:
-        await chain.provider.make_request("evm_setAutomine", [False])
-        r = await h.swap(http, dev, {**h.body(dev, "5"), "wallet_id": wallet["id"]})
-        sid = r.json()["id"]
-        await h.wait_swap(http, dev, sid, until=("submitted",))
-        await chain.provider.make_request("evm_increaseTime", [600])
-        await chain.provider.make_request("evm_mine", [])
-    finally:
-        await chain.provider.make_request("evm_setAutomine", [True])
-    view = await h.wait_swap(http, dev, sid)
+    settings = app_settings.model_copy(update={"swap_deadline_seconds": SHORT_DEADLINE_SECONDS})
+    async with serve_api(settings, temporal_env.client) as http:
+        wallet = await h_wallet(http, dev, app_settings)
+        try:
+            await chain.provider.make_request("evm_setAutomine", [False])
+            r = await h.swap(http, dev, {**h.body(dev, "5"), "wallet_id": wallet["id"]})
+            sid = r.json()["id"]
+            await h.wait_swap(http, dev, sid, until=("submitted",))
+            await asyncio.sleep(SHORT_DEADLINE_SECONDS + 1.5)  # the next block's timestamp is past the deadline
+            await chain.provider.make_request("evm_mine", [])
+        finally:
+            await chain.provider.make_request("evm_setAutomine", [True])
+        view = await h.wait_swap(http, dev, sid)
     assert view["failure_reason"] == "SwapReverted: UniswapV2Router: EXPIRED", view
     assert await h.allowance(anvil_rpc, token_address, wallet["address"], swap_dev["router"]) == 0
     assert await h.balances(anvil_rpc, token_address, eurc_address, wallet["address"]) == (100 * 10**6, 0)
