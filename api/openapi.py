@@ -129,6 +129,15 @@ class Payment(BaseModel):
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
     x402: X402Outcome | None = Field(None, description="only for kind x402")
+    confirmations: int | None = Field(
+        None,
+        ge=0,
+        description="only while `submitted` (GET of one payment): blocks its transaction is deep, the head counting "
+        "as 1 (0: not mined yet; null: the node did not answer)",
+    )
+    confirmations_required: int | None = Field(
+        None, ge=1, description="only while `submitted`: the depth it confirms at (PAYGENT_CONFIRMATIONS)"
+    )
 
 
 class PaymentCancelled(BaseModel):

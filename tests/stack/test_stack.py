@@ -128,6 +128,7 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
     assert dev["rpc_url"] == f"http://127.0.0.1:{stack.ports['anvil']}"
     assert dev["redis_url"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
     assert dev["token"]["symbol"] == "USDC" and dev["token"]["decimals"] == 6
+    assert dev["confirmations"] == 1  # PAYGENT_CONFIRMATIONS unset: the default depth
     assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
     for user in dev["users"].values():  # keys live in dev.json only, never on the terminal
         assert user["api_key"] not in out
@@ -148,7 +149,9 @@ def test_status_reports_each_piece_and_who_started_it(stack):
 def test_status_prints_both_metrics_urls_and_they_answer(stack):
     api_metrics = f"http://127.0.0.1:{stack.ports['api']}/metrics"
     worker_metrics = f"http://127.0.0.1:{stack.ports['worker_metrics']}/metrics"
-    assert f"metrics: API {api_metrics}  worker {worker_metrics}" in stack("status").stdout
+    text = stack("status").stdout
+    assert f"metrics: API {api_metrics}  worker {worker_metrics}" in text
+    assert "confirmations: 1 (chain 31337" in text
     assert "paygent_http_requests_total" in httpx.get(api_metrics, timeout=10).text
     assert "temporal_" in httpx.get(worker_metrics, timeout=10).text  # the SDK's own worker metrics
 
