@@ -16,14 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
+from web3.exceptions import BlockNotFound
 
+from activities.chain import as_hex
+from activities.finality import Finality
 from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import balance_of, token_abi
+from paygent.db import finality as finality_db
 from paygent.db import reconcile as db
 from paygent.db import reconcile_mismatches as mismatches
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain import finality as finality_rules
 from paygent.domain import reconcile as rules
 from paygent.settings import Settings
 from workflows import reconcile_types as r
@@ -49,6 +54,7 @@ class ReconcileActivities:
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         self.token = settings.token_address
         self.asset = settings.token_symbol
+        self.finality = Finality(engine, self.w3)  # reads and reverses; no keys: the reconciler signs nothing
 
     def _token(self) -> str:
         """The token's address; the scans run only for wallets `list_wallets` found, which needs one."""
@@ -116,7 +122,20 @@ class ReconcileActivities:
             findings += await self._check_authorization(tenant_id, payment, req.safe_head)
         for payment, attempts in given_up:
             findings += await self._check_receipt(tenant_id, req.wallet.address, payment, attempts, req.safe_head)
+        findings += await self._check_booked(tenant_id, wallet_id)
         return r.WalletResult(findings=findings)
+
+    async def _check_booked(self, tenant_id: uuid.UUID, wallet_id: uuid.UUID) -> list[r.Finding]:
+        """The backup of the chain follower: payments booked near the head still in the chain (or re-sent, or
+        moved), and those that can never land reversed (`reorged_out`, an open mismatch), each published."""
+        head = int(await self.w3.eth.block_number)
+        events = await self.finality.check_recent(tenant_id, head=head, window=True, reverse=True, wallet_id=wallet_id)
+        findings = []
+        for e in events:
+            kind, data = e["type"], {k: v for k, v in e.items() if k != "type"}
+            subject = f"{wallet_id}:{data['mismatch_id']}" if kind == r.MISMATCH else f"{data['payment_id']}:{head}"
+            findings.append(_finding(kind, tenant_id, subject, **data))
+        return findings
 
     async def _check_authorization(self, tenant_id: uuid.UUID, payment, head: r.SafeHead) -> list[r.Finding]:
         signed = payment["details"]["signed"]
@@ -214,6 +233,9 @@ class ReconcileActivities:
         head = req.safe_head.block_number
         async with tenant_transaction(self.engine, tenant_id) as conn:
             start, balance = await db.checkpoint(conn, wallet_id, self.asset)
+            stamped = await finality_db.checkpoint_hash(conn, wallet_id, self.asset)
+        if start >= 0 and (start > head or (stamped and stamped != await self._hash(start))):
+            start, balance = await self._rewind(req.wallet, tenant_id, wallet_id, start, head)
         opening = self.settings.reconcile_start_block - 1
         # The first scan on a chain with earlier history starts with an opening deposit; a wallet scanned before
         # keeps its checkpoint (a second opening deposit would count its funds twice).
@@ -231,9 +253,39 @@ class ReconcileActivities:
         if head >= 0:
             async with tenant_transaction(self.engine, tenant_id) as conn:
                 await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
+                await finality_db.stamp_checkpoints(conn, wallet_id, head, await self._hash(head))
                 for asset in (self.asset, NATIVE):
                     result.findings += await self._compare(conn, tenant_id, wallet_id, asset, req.safe_head)
         return result
+
+    async def _hash(self, block: int) -> str | None:
+        try:
+            return as_hex((await self.w3.eth.get_block(block))["hash"])
+        except BlockNotFound:
+            return None  # the chain is shorter now than it was
+
+    async def _rewind(
+        self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, start: int, head: int
+    ) -> tuple[int, int]:
+        """The checkpoint's block left the chain (a reorg deeper than the depth): scan again from a window below
+        it, so what the scan recorded from the old chain is read from the new one. Returns (block, balance)."""
+        to = finality_rules.rewind_to(checkpoint=start, safe_head=head, floor=self.settings.reconcile_start_block - 1)
+        token = await balance_of(self.w3, self._token(), wallet.address, block=to) if to >= 0 else 0
+        native = (
+            await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=to) if to >= 0 else 0
+        )
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            forgotten = await finality_db.rewind(
+                conn, wallet_id, to_block=to, balances={self.asset: token, NATIVE: native}
+            )
+        activity.logger.warning(
+            "wallet %s: checkpoint block %d left the chain; scanning again from %d (%d movements forgotten)",
+            wallet.address,
+            start,
+            to + 1,
+            forgotten,
+        )
+        return to, token
 
     @staticmethod
     async def _compare(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str, head: r.SafeHead) -> list:

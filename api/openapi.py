@@ -82,6 +82,7 @@ PaymentStatusField = Literal[
     PaymentStatus.failed,
     PaymentStatus.cancelled,
     PaymentStatus.refused,
+    PaymentStatus.reorged_out,
 ]
 
 
@@ -169,6 +170,9 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/payments/{payment_id}/cancel"): {409: "already signed or finished: not cancellable"},
     ("POST", "/v1/payments/{payment_id}/edit"): {409: "the payment is not awaiting approval"},
     ("POST", "/v1/wallets"): {409: "a wallet with this name exists"},
+    ("POST", "/v1/wallets/{wallet_id}/reconciliation/mismatches/{mismatch_id}/resolve"): {
+        409: "the mismatch is resolved already (by an admin, or by the reconciler when the difference went)"
+    },
     ("POST", "/v1/agents"): {409: "a user or agent with this name exists"},
     ("POST", "/v1/agent-runs"): {
         404: "thread_id names no thread of the caller",

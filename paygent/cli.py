@@ -15,6 +15,7 @@ from paygent import (
     approvals_cli,
     memory_cli,
     payments_cli,
+    reconcile_cli,
     services_cli,
     wallets_cli,
     x402_cli,
@@ -36,6 +37,7 @@ payments_cli.attach(app)  # `paygent pay`, `paygent payments list|show|cancel`
 app.add_typer(x402_cli.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")
+app.add_typer(reconcile_cli.app, name="reconcile")  # `paygent reconcile show|resolve`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 

@@ -160,8 +160,10 @@ ledger_entries = sa.Table(
     sa.Column("asset", sa.Text, nullable=False),
     sa.Column("amount_atomic", Amount, nullable=False),  # negative = debit, positive = credit
     sa.Column("tx_hash", sa.Text, nullable=True),
+    # `payment`, or `reversal`: the compensating pair of a payment a deep reorg undid (migration 0021)
+    sa.Column("entry", sa.Text, nullable=False, server_default="payment"),
     _ts(),
-    sa.UniqueConstraint("payment_id", "account", name="ledger_one_entry_per_account"),
+    sa.UniqueConstraint("payment_id", "account", "entry", name="ledger_one_entry_per_account"),
 )
 
 # Append-only, hash-chained: each row carries the previous row's hash; a trigger refuses UPDATE and DELETE.
