@@ -59,7 +59,10 @@ class Finality:
         pid = str(payment["id"])
         events: list[dict[str, Any]] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
-            if verdict == rules.BookedVerdict.MOVED and landed is not None:
+            moved = verdict == rules.BookedVerdict.MOVED or (
+                verdict == rules.BookedVerdict.CANONICAL and db.reorg_pending(payment)  # landed again, same height
+            )
+            if moved and landed is not None:
                 tx_hash, block = landed
                 if await db.mark_reincluded(conn, payment, tx_hash=tx_hash, block_number=block):
                     events.append({"type": db.ACTION_REINCLUDED, "payment_id": pid, "tx_hash": tx_hash, "block": block})

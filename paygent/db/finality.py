@@ -32,6 +32,12 @@ ACTION_REORGED, ACTION_REINCLUDED, ACTION_REORGED_OUT = "payment.reorged", "paym
 REVERSAL = "reversal"  # ledger_entries.entry of a compensating pair
 
 
+def reorg_pending(payment: dict) -> bool:
+    """A reorg took the payment's transaction out of the chain and it has not landed again yet."""
+    seen = (payment.get("details") or {}).get(REORGED)
+    return bool(seen) and seen.get("to_block") is None and not seen.get("reversed")
+
+
 def reorg_key(payment_id) -> str:
     return f"{MismatchCause.REORGED_OUT}:payment:{payment_id}"
 
@@ -133,9 +139,12 @@ async def mark_reorged(conn: AsyncConnection, payment: dict, *, reason: str) -> 
 async def mark_reincluded(conn: AsyncConnection, payment: dict, *, tx_hash: str, block_number: int) -> bool:
     """Its transaction (or another attempt of it) is in the chain at another block: record the new block."""
     row = await _lock(conn, payment["id"])
-    if row is None or row.status != PaymentStatus.confirmed or row.block_number == block_number:
+    if row is None or row.status != PaymentStatus.confirmed:
         return False
-    seen = (row.details or {}).get(REORGED) or {"from_block": row.block_number}
+    seen = (row.details or {}).get(REORGED)
+    if row.block_number == block_number and not (seen and seen.get("to_block") is None):
+        return False  # where it was booked, and no reorg of it waits: nothing moved
+    seen = seen or {"from_block": row.block_number}
     details = {**(row.details or {}), REORGED: {**seen, "tx_hash": tx_hash, "to_block": block_number}}
     await conn.execute(
         payments.update()

@@ -30,8 +30,9 @@ async def until(predicate, timeout: float, what: str, pause: float = 0.1):
 
 
 @asynccontextmanager
-async def reorg_stack(app_settings, temporal_env, depth: int):
-    """Worker + API with confirmation depth `depth`, automine off (the test mines); yields (settings, api, w3)."""
+async def reorg_stack(app_settings, temporal_env, depth: int, *, automine: bool = False):
+    """Worker + API with confirmation depth `depth`, automine off unless asked (the test mines); yields
+    (settings, api, w3)."""
     settings = app_settings.model_copy(
         update={
             "task_queue": f"reorg-{uuid.uuid4().hex[:6]}",
@@ -41,7 +42,7 @@ async def reorg_stack(app_settings, temporal_env, depth: int):
         }
     )
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
-    await w3.provider.make_request("evm_setAutomine", [False])
+    await w3.provider.make_request("evm_setAutomine", [automine])
     try:
         async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):
             async with serve_api(settings, temporal_env.client) as api:
@@ -105,12 +106,14 @@ async def settle(http, dev, temporal_env, task_queue: str, wallet_id: str, block
 
 
 async def ledger_or_mismatch(http, dev, temporal_env, task_queue: str, wallet_id: str, pid: str, w3) -> str:
-    """After a rollback: ledger == chain at the (safe) head, or an open mismatch naming the payment. Says which."""
-    head = int(await w3.eth.block_number)
+    """After a rollback: ledger == chain at the (safe) head, or an open mismatch naming the payment. Says which.
+    A block is mined per try, so whatever a reorg sent again (this payment's or an earlier one's) lands."""
     outcome = ""
 
     async def judged() -> bool:
         nonlocal outcome
+        await mine(w3, 1)
+        head = int(await w3.eth.block_number)
         await reconcile_once(temporal_env.client, task_queue)
         view = await reconciliation(http, dev, wallet_id)
         usdc = [a for a in view["assets"] if a["asset"] == "USDC"][0]
