@@ -34,7 +34,7 @@ REVERSAL = "reversal"  # ledger_entries.entry of a compensating pair
 
 def reorg_pending(payment: dict) -> bool:
     """A reorg took the payment's transaction out of the chain and it has not landed again yet."""
-    seen = (payment.get("details") or {}).get(REORGED)
+    seen = (payment.get("details") or {}).get(REORGED) or {}
     return bool(seen) and seen.get("to_block") is None and not seen.get("reversed")
 
 
