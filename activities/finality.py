@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from web3 import AsyncWeb3
 
+from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import fee_fields, token_abi
 from paygent.db import finality as db
@@ -110,6 +111,8 @@ class Finality:
             nonce = bytes.fromhex(signed["authorization_nonce"].removeprefix("0x"))
             used = bool(await token.functions.authorizationState(to_checksum_address(signed["payer"]), nonce).call())
             head = await self.w3.eth.get_block("latest")
+            if landed is None and used:  # settled again by its server: find the transaction the chain shows now
+                landed = await self._authorization_tx(signed, int(head["number"]))
             verdict = rules.authorization_verdict(
                 landed_block=landed[1] if landed else None,
                 booked_block=booked,
@@ -131,6 +134,17 @@ class Finality:
             nonce=int(attempts[-1]["nonce"]),
         )
         return verdict, landed
+
+    async def _authorization_tx(self, signed: dict, head: int) -> tuple[str, int] | None:
+        """The transaction (and block) that consumed this authorization, within the finality window."""
+        asset, payer = signed["requirement"]["asset"], signed["payer"]
+        since = max(head - rules.FINALITY_WINDOW_BLOCKS, 0)
+        used = await transfer_logs.authorizations_used(self.w3, asset, payer, since, head)
+        nonce = signed["authorization_nonce"].lower()
+        for tx_hash, consumed in used.items():
+            if consumed.lower() == nonce:
+                return tx_hash, int((await self.w3.eth.get_transaction_receipt(HexStr(tx_hash)))["blockNumber"])
+        return None
 
     async def check_recent(
         self, tenant_id: uuid.UUID, *, head: int, window: bool, reverse: bool, wallet_id: uuid.UUID | None = None

@@ -45,7 +45,8 @@ def reorg_key(payment_id) -> str:
 async def booked_recent(conn: AsyncConnection, *, since_block: int, wallet_id: uuid.UUID | None = None) -> list[dict]:
     """Confirmed payments booked at `since_block` or later, and those a reorg left waiting to land again, each
     with the wallet's address and the payment's signed attempts (oldest first)."""
-    pending = payments.c.details.has_key(REORGED) & (payments.c.details[REORGED]["to_block"].is_(None))
+    # ->> (astext): a JSON null reads as SQL NULL
+    pending = payments.c.details.has_key(REORGED) & payments.c.details[REORGED]["to_block"].astext.is_(None)
     query = (
         sa.select(payments, wallets.c.address.label("wallet_address"))
         .join(wallets, wallets.c.id == payments.c.wallet_id)

@@ -105,13 +105,13 @@ async def settle(http, dev, temporal_env, task_queue: str, wallet_id: str, block
     await until(scanned, 60, "the reconciler settled it", pause=0.2)
 
 
-async def ledger_or_mismatch(http, dev, temporal_env, task_queue: str, wallet_id: str, pid: str, w3) -> str:
+async def ledger_or_mismatch(http, dev, temporal_env, task_queue: str, wallet_id: str, pid: str, w3, depth: int) -> str:
     """After a rollback: ledger == chain at the (safe) head, or an open mismatch naming the payment. Says which.
     A block is mined per try, so whatever a reorg sent again (this payment's or an earlier one's) lands."""
-    outcome = ""
+    outcome, view = "", {}
 
     async def judged() -> bool:
-        nonlocal outcome
+        nonlocal outcome, view
         await mine(w3, 1)
         head = int(await w3.eth.block_number)
         await reconcile_once(temporal_env.client, task_queue)
@@ -121,10 +121,13 @@ async def ledger_or_mismatch(http, dev, temporal_env, task_queue: str, wallet_id
         if named:
             outcome = f"open mismatch {named[0]['cause']} naming the payment"
             return True
-        if usdc["difference_atomic"] == "0" and usdc["checkpoint_block"] >= head - view["confirmations"] + 1:
+        if usdc["difference_atomic"] == "0" and usdc["checkpoint_block"] >= head - depth + 1:
             outcome = "ledger == chain at the safe head"
             return True
         return False
 
-    await until(judged, 60, "ledger == chain, or a mismatch naming the payment", pause=0.2)
+    try:
+        await until(judged, 60, "ledger == chain, or a mismatch naming the payment", pause=0.2)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last reconciliation {view}") from None
     return outcome
