@@ -92,12 +92,21 @@ class Finality:
                     if found["mismatch_id"] is not None:
                         events.append({"type": MISMATCH_OPENED, **found})
         if verdict == rules.BookedVerdict.RESEND:
-            for a in payment["attempts"]:
-                await send_stored(self.w3, bytes(a["raw"]))
+            await self._resend(payment)
         for e in events:
             _count(e["type"].split(".", 1)[1])
             activity.logger.warning("payment %s: %s", pid, e["type"]) if activity.in_activity() else None
         return events
+
+    async def _resend(self, payment: dict) -> None:
+        """The stored bytes again; a node that refuses them (funds, fees) is logged, never fails the caller: the
+        next check tries again, and a nonce left unused behind later ones is a gap the follower fills."""
+        for a in payment["attempts"]:
+            try:
+                await send_stored(self.w3, bytes(a["raw"]))
+            except Exception as err:
+                if activity.in_activity():
+                    activity.logger.warning("payment %s: re-send refused: %s", payment["id"], err)
 
     async def _verdict(self, payment: dict) -> tuple[rules.BookedVerdict, tuple[str, int] | None]:
         booked = payment["block_number"]
@@ -107,6 +116,8 @@ class Finality:
                 _, receipt = await first_landed(self.w3, [{"tx_hash": payment["tx_hash"]}])
                 landed = (payment["tx_hash"], int(receipt["blockNumber"])) if receipt is not None else None
             signed = (payment["details"] or {}).get("signed") or {}
+            if not signed:
+                return rules.BookedVerdict.CANONICAL, None  # nothing was authorized: nothing a reorg can undo
             token = self.w3.eth.contract(address=to_checksum_address(signed["requirement"]["asset"]), abi=token_abi())
             nonce = bytes.fromhex(signed["authorization_nonce"].removeprefix("0x"))
             used = bool(await token.functions.authorizationState(to_checksum_address(signed["payer"]), nonce).call())
@@ -170,8 +181,7 @@ class Finality:
             holder = await db.holder_of_nonce(conn, address, nonce)
         if holder is not None:
             await self.check(tenant_id, holder, head=head, reverse=False)  # `payment.reorged` once, if it was booked
-            for a in holder["attempts"]:
-                await send_stored(self.w3, bytes(a["raw"]))
+            await self._resend(holder)
         if time.monotonic() - first_seen < GAP_FILL_SECONDS or self._master_key is None:
             return
         tx_hash = await self._noop(tenant_id, uuid.UUID(wallet_id), address, nonce)
