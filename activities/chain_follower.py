@@ -245,7 +245,9 @@ class _Run:
         attempt, receipt = await first_landed(self.w3, w.attempts)
         self.checked.add(w.payment_id)
         if receipt is None:
-            self.landed.pop(w.payment_id, None)
+            if self.landed.pop(w.payment_id, None) is not None:  # mined, then gone in a reorg: send it again now
+                self.next_send[w.payment_id] = 0.0
+                self.send_gap.pop(w.payment_id, None)
         else:
             self.landed[w.payment_id] = (attempt, receipt)
 
