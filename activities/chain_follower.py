@@ -132,6 +132,8 @@ class _Run:
         head_block = await self.w3.eth.get_block("latest")
         head = int(head_block["number"])
         new_txs, full = await self.new_blocks(head_block)
+        if self.reorged:  # booked payments first: their nonces are below those of the open waits
+            await self.check_booked(head, window=True)
         waits = await self.load()
         live = {w.payment_id for w in waits}
         for state in (self.landed, self.next_send, self.send_gap, self.answers):
@@ -154,8 +156,8 @@ class _Run:
             wallet = str(PaymentRequest.model_validate(w.request).wallet_address).lower()
             self.waiting_nonces.setdefault(wallet, set()).update(int(a["nonce"]) for a in w.attempts)
         await asyncio.gather(*(work(w) for w in waits))
-        if self.reorged or time.monotonic() >= self.next_finality:
-            await self.check_booked(head, window=self.reorged)
+        if time.monotonic() >= self.next_finality:
+            await self.check_booked(head, window=False)
         return len(waits)
 
     async def check_booked(self, head: int, *, window: bool) -> None:

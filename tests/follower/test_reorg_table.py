@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
-from tests.api.helpers import funded_wallet, new_recipient, transfers_to, wait_final
+from web3.exceptions import TransactionNotFound
+
+from tests.api.helpers import funded_wallet, new_recipient, transfers_to
 from tests.follower.reorg_helpers import (
     confirm,
     in_pool,
@@ -49,8 +51,16 @@ async def test_rollback_table(http, dev, db_engine, temporal_env, app_settings):
                         f"{depth} x {stage}: the same bytes sent again",
                     )
                 await mine(w3, DEPTH)
-                if stage == "submitted":
-                    assert (await wait_final(api, dev, pid, timeout=60))["status"] == "confirmed"
+
+                async def landed(
+                    pid=pid, stage=stage, tx_hash=tx_hash
+                ) -> bool:  # re-sent bytes of several payments land in turn
+                    if (await row(db_engine, pid))["status"] == "confirmed" and await _mined(w3, tx_hash):
+                        return True
+                    await mine(w3, 1)
+                    return False
+
+                await until(landed, 60, f"{depth} x {stage}: confirmed, in the chain", pause=0.3)
                 receipt = await w3.eth.get_transaction_receipt(tx_hash)
 
                 async def recorded(pid=pid, receipt=receipt) -> bool:
@@ -79,3 +89,11 @@ async def test_rollback_table(http, dev, db_engine, temporal_env, app_settings):
     assert len(table) == len(STAGES) * 2 * DEPTH
     for (depth, stage), outcome in table.items():
         assert "ledger == chain" in outcome or "mismatch" in outcome, (depth, stage, outcome)
+
+
+async def _mined(w3, tx_hash: str) -> bool:
+    try:
+        await w3.eth.get_transaction_receipt(tx_hash)
+    except TransactionNotFound:
+        return False
+    return True
