@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 from web3.types import Wei
 
+from activities.finality import Finality
 from activities.payments import record_status_or_fail
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
@@ -76,6 +77,10 @@ class ChainActivities:
         self.receipt_wait_seconds = receipt_wait_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self._follower_checked: dict[tuple[int, str], float] = {}
+
+    def finality(self) -> Finality:
+        """Finality checks and nonce-gap filling with this worker's keys (activities/finality.py)."""
+        return Finality(self.engine, self.w3, self._master_key)
 
     async def _payment(self, payment_id: str):
         async with self.engine.connect() as conn:

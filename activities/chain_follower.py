@@ -46,6 +46,7 @@ from paygent.db import receipt_waits as waits_db
 from paygent.db.reconcile import tenant_ids
 from paygent.db.tenancy import tenant_scope, tenant_transaction
 from paygent.domain.errors import ErrorType
+from paygent.domain.finality import gap_nonce
 from paygent.domain.payment import PaymentRequest
 from workflows import chain_types as ct
 from workflows import payment_types as pt
@@ -57,6 +58,7 @@ RESEND_FIRST, RESEND_BACKOFF, RESEND_MAX = 2.0, 1.5, 30.0
 ORPHAN_SCAN_SECONDS, ORPHAN_AFTER_SECONDS = 10.0, 10.0
 PARALLEL_WAITS = 16
 KEEP_BLOCK_HASHES = 512
+FINALITY_CHECK_SECONDS = 2.0  # how often payments a reorg left waiting to land again are re-sent
 
 
 class ChainFollower:
@@ -92,6 +94,11 @@ class _Run:
         self.send_gap: dict[str, float] = {}
         self.answers: dict[str, Callable[[AsyncActivityHandle], Awaitable[None]]] = {}  # decided, not yet delivered
         self.next_orphan_scan = 0.0
+        self.finality = chain.finality()
+        self.reorged = True  # a reorg may have happened while no follower ran: check the window on the first pass
+        self.next_finality = 0.0
+        self.waiting_nonces: dict[str, set[int]] = {}  # wallet -> nonces of its open waits, this pass
+        self.gaps: set[str] = set()  # wallets whose gap was handled this pass
 
     async def loop(self) -> ct.FollowResult:
         stop = time.monotonic() + self.inp.run_seconds
@@ -125,6 +132,8 @@ class _Run:
         head_block = await self.w3.eth.get_block("latest")
         head = int(head_block["number"])
         new_txs, full = await self.new_blocks(head_block)
+        if self.reorged:  # booked payments first: their nonces are below those of the open waits
+            await self.check_booked(head, window=True)
         waits = await self.load()
         live = {w.payment_id for w in waits}
         for state in (self.landed, self.next_send, self.send_gap, self.answers):
@@ -142,8 +151,27 @@ class _Run:
                 except Exception as err:  # one payment's trouble never stops the others
                     activity.logger.warning("receipt wait of payment %s: %s: %s", w.payment_id, type(err).__name__, err)
 
+        self.waiting_nonces, self.gaps = {}, set()
+        for w in waits:
+            wallet = str(PaymentRequest.model_validate(w.request).wallet_address).lower()
+            self.waiting_nonces.setdefault(wallet, set()).update(int(a["nonce"]) for a in w.attempts)
         await asyncio.gather(*(work(w) for w in waits))
+        if time.monotonic() >= self.next_finality:
+            await self.check_booked(head, window=False)
         return len(waits)
+
+    async def check_booked(self, head: int, *, window: bool) -> None:
+        """After a reorg: every payment booked within the finality window of the head is read again (its
+        transaction may have left the chain: re-send it). Between reorgs, only those still waiting to land
+        again. Reversals are the reconciler's (its findings become webhook events)."""
+        async with self.chain.engine.connect() as conn:
+            tenants = await tenant_ids(conn)
+        for tenant in tenants:
+            try:
+                await self.finality.check_recent(tenant, head=head, window=window, reverse=False)
+            except Exception as err:  # one tenant's trouble never stops the others
+                activity.logger.warning("finality check of tenant %s: %s: %s", tenant, type(err).__name__, err)
+        self.reorged, self.next_finality = False, time.monotonic() + FINALITY_CHECK_SECONDS
 
     async def new_blocks(self, head_block) -> tuple[set[str], bool]:
         """Transaction hashes of the blocks since the last pass, and whether every wait must be checked again
@@ -156,6 +184,7 @@ class _Run:
             or head - last > MAX_CATCHUP_BLOCKS
             or (head == last and self.hashes.get(head) != head_hash)
         ):
+            self.reorged = self.reorged or last is not None  # any of these but the first pass may be a reorg
             self.hashes = {head: head_hash}
             return set(), True
         txs: set[str] = set()
@@ -164,7 +193,7 @@ class _Run:
             block = head_block if n == head else await self.w3.eth.get_block(n)
             parent = self.hashes.get(n - 1)
             if parent is not None and as_hex(block["parentHash"]) != parent:
-                full = True  # a block we read is no longer in the chain
+                full = self.reorged = True  # a block we read is no longer in the chain
             self.hashes[n] = as_hex(block["hash"])
             txs.update(as_hex(h) for h in block["transactions"])
         self.result.blocks += head - last
@@ -218,7 +247,9 @@ class _Run:
         attempt, receipt = await first_landed(self.w3, w.attempts)
         self.checked.add(w.payment_id)
         if receipt is None:
-            self.landed.pop(w.payment_id, None)
+            if self.landed.pop(w.payment_id, None) is not None:  # mined, then gone in a reorg: send it again now
+                self.next_send[w.payment_id] = 0.0
+                self.send_gap.pop(w.payment_id, None)
         else:
             self.landed[w.payment_id] = (attempt, receipt)
 
@@ -241,6 +272,12 @@ class _Run:
         wallet = to_checksum_address(req.wallet_address)
         if wallet not in mined_nonces:
             mined_nonces[wallet] = await self.w3.eth.get_transaction_count(wallet, "latest")
+        missing = gap_nonce(
+            mined_nonce=mined_nonces[wallet], waiting_nonces=self.waiting_nonces.get(wallet.lower(), set())
+        )
+        if missing is not None and wallet not in self.gaps:
+            self.gaps.add(wallet)  # once a pass per wallet: re-send what held the nonce, or fill it
+            await self.finality.fill_gap(w.tenant_id, req.wallet_id, wallet, missing, await self.w3.eth.block_number)
         if mined_nonces[wallet] > latest["nonce"] and (await first_landed(self.w3, w.attempts))[1] is None:
             self.result.failed += 1
             await self.decide(

@@ -19,15 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
+from web3.exceptions import BlockNotFound
 
+from activities.chain import as_hex
+from activities.finality import Finality
 from paygent.assets import Asset
 from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.token import balance_of, token_abi
+from paygent.db import finality as finality_db
 from paygent.db import reconcile as db
 from paygent.db import reconcile_mismatches as mismatches
 from paygent.db.reconcile_schema import NATIVE
 from paygent.db.tenancy import tenant_transaction
+from paygent.domain import finality as finality_rules
 from paygent.domain import reconcile as rules
 from paygent.domain.payment import PaymentKind
 from paygent.settings import Settings
@@ -53,6 +58,7 @@ class ReconcileActivities:
         self.settings = settings
         self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
         self.assets: list[Asset] = settings.asset_registry().on_chain(settings.chain_id)
+        self.finality = Finality(engine, self.w3)  # reads and reverses; no keys: the reconciler signs nothing
 
     def _assets(self) -> list[Asset]:
         """The tokens to scan; the scans run only for wallets `list_wallets` found, which needs one."""
@@ -120,7 +126,20 @@ class ReconcileActivities:
             findings += await self._check_authorization(tenant_id, payment, req.safe_head)
         for payment, attempts in given_up:
             findings += await self._check_receipt(tenant_id, req.wallet.address, payment, attempts, req.safe_head)
+        findings += await self._check_booked(tenant_id, wallet_id)
         return r.WalletResult(findings=findings)
+
+    async def _check_booked(self, tenant_id: uuid.UUID, wallet_id: uuid.UUID) -> list[r.Finding]:
+        """The backup of the chain follower: payments booked near the head still in the chain (or re-sent, or
+        moved), and those that can never land reversed (`reorged_out`, an open mismatch), each published."""
+        head = int(await self.w3.eth.block_number)
+        events = await self.finality.check_recent(tenant_id, head=head, window=True, reverse=True, wallet_id=wallet_id)
+        findings = []
+        for e in events:
+            kind, data = e["type"], {k: v for k, v in e.items() if k != "type"}
+            subject = f"{wallet_id}:{data['mismatch_id']}" if kind == r.MISMATCH else f"{data['payment_id']}:{head}"
+            findings.append(_finding(kind, tenant_id, subject, **data))
+        return findings
 
     async def _check_authorization(self, tenant_id: uuid.UUID, payment, head: r.SafeHead) -> list[r.Finding]:
         signed = payment["details"]["signed"]
@@ -216,6 +235,20 @@ class ReconcileActivities:
         previous one plus the range's movements."""
         wallet_id, tenant_id = uuid.UUID(req.wallet.wallet_id), uuid.UUID(req.wallet.tenant_id)
         head = req.safe_head.block_number
+        # A checkpoint whose block left the chain (a reorg deeper than the depth): the wallet is scanned again
+        # from below it, every asset and the native coin alike (their movements share the blocks).
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            marks = [
+                (
+                    (await db.checkpoint(conn, wallet_id, a.symbol))[0],
+                    await finality_db.checkpoint_hash(conn, wallet_id, a.symbol),
+                )
+                for a in self._assets()
+            ]
+        for start, stamped in marks:
+            if start >= 0 and (start > head or (stamped and stamped != await self._hash(start))):
+                await self._rewind(req.wallet, tenant_id, wallet_id, start, head)
+                break
         opening = self.settings.reconcile_start_block - 1
         result = r.WalletResult()
         if head >= 0 and opening >= 0:
@@ -241,9 +274,43 @@ class ReconcileActivities:
         if head >= 0:
             async with tenant_transaction(self.engine, tenant_id) as conn:
                 await self._record_native(conn, req.wallet, tenant_id, wallet_id, head)
+                await finality_db.stamp_checkpoints(conn, wallet_id, head, await self._hash(head))
                 for symbol in [a.symbol for a in self._assets()] + [NATIVE]:
                     result.findings += await self._compare(conn, tenant_id, wallet_id, symbol, req.safe_head)
         return result
+
+    async def _hash(self, block: int) -> str | None:
+        try:
+            return as_hex((await self.w3.eth.get_block(block))["hash"])
+        except BlockNotFound:
+            return None  # the chain is shorter now than it was
+
+    async def _rewind(
+        self, wallet: r.WalletRef, tenant_id: uuid.UUID, wallet_id: uuid.UUID, start: int, head: int
+    ) -> None:
+        """The checkpoint's block left the chain (a reorg deeper than the depth): scan again from a window below
+        it, so what the scan recorded from the old chain is read from the new one (every asset's checkpoint)."""
+        to = finality_rules.rewind_to(checkpoint=start, safe_head=head, floor=self.settings.reconcile_start_block - 1)
+        balances = {
+            NATIVE: (
+                await self.w3.eth.get_balance(to_checksum_address(wallet.address), block_identifier=to)
+                if to >= 0
+                else 0
+            )
+        }
+        for asset in self._assets():
+            balances[asset.symbol] = (
+                await balance_of(self.w3, asset.address, wallet.address, block=to) if to >= 0 else 0
+            )
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            forgotten = await finality_db.rewind(conn, wallet_id, to_block=to, balances=balances)
+        activity.logger.warning(
+            "wallet %s: checkpoint block %d left the chain; scanning again from %d (%d movements forgotten)",
+            wallet.address,
+            start,
+            to + 1,
+            forgotten,
+        )
 
     @staticmethod
     async def _compare(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, asset: str, head: r.SafeHead) -> list:

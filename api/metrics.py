@@ -100,7 +100,7 @@ class StateCollector(Collector):
         up.add_metric([], self.up)
         pay = GaugeMetricFamily(
             "paygent_payments",
-            "Payments by kind and status (final statuses: confirmed, failed, cancelled, refused)",
+            "Payments by kind and status (final statuses: confirmed, failed, cancelled, refused, reorged_out)",
             labels=["kind", "status"],
         )
         for (kind, status), count in sorted(s.payments.items()):
@@ -145,7 +145,7 @@ class StateCollector(Collector):
         )
         finished = CounterMetricFamily(
             "paygent_payments_finished",
-            "Payments that reached a final status, by kind and status (confirmed, failed, cancelled, refused)",
+            "Payments that reached a final status, by kind and status (confirmed, failed, cancelled, refused, reorged_out)",
             labels=["kind", "status"],
         )
         by_kind: dict[str, int] = {}

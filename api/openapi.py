@@ -82,6 +82,7 @@ PaymentStatusField = Literal[
     PaymentStatus.failed,
     PaymentStatus.cancelled,
     PaymentStatus.refused,
+    PaymentStatus.reorged_out,
 ]
 
 
@@ -129,6 +130,15 @@ class Payment(BaseModel):
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
     x402: X402Outcome | None = Field(None, description="only for kind x402")
+    confirmations: int | None = Field(
+        None,
+        ge=0,
+        description="only while `submitted` (GET of one payment): blocks its transaction is deep, the head counting "
+        "as 1 (0: not mined yet; null: the node did not answer)",
+    )
+    confirmations_required: int | None = Field(
+        None, ge=1, description="only while `submitted`: the depth it confirms at (PAYGENT_CONFIRMATIONS)"
+    )
 
 
 class PaymentCancelled(BaseModel):
@@ -166,6 +176,9 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/payments/{payment_id}/cancel"): {409: "already signed or finished: not cancellable"},
     ("POST", "/v1/payments/{payment_id}/edit"): {409: "the payment is not awaiting approval"},
     ("POST", "/v1/wallets"): {409: "a wallet with this name exists"},
+    ("POST", "/v1/wallets/{wallet_id}/reconciliation/mismatches/{mismatch_id}/resolve"): {
+        409: "the mismatch is resolved already (by an admin, or by the reconciler when the difference went)"
+    },
     ("POST", "/v1/agents"): {409: "a user or agent with this name exists"},
     ("POST", "/v1/agent-runs"): {
         404: "thread_id names no thread of the caller",

@@ -41,7 +41,7 @@ async def one(http: httpx.AsyncClient, dev: dict, headers: dict) -> tuple[float,
     pid = r.json()["id"]
     while True:
         body = (await http.get(f"/v1/payments/{pid}", headers=headers)).json()
-        if body["status"] in ("confirmed", "failed", "cancelled", "refused"):
+        if body["status"] in ("confirmed", "failed", "cancelled", "refused", "reorged_out"):
             return accepted, time.perf_counter() - started, body["status"]
         await asyncio.sleep(0.05)
 

@@ -51,7 +51,7 @@ from benchmarks.procs import cpu_snapshot, cpu_used
 from paygent.paths import dev_json_path
 
 APPROVAL_AMOUNT = "200"  # the dev policy's 1-of-3 tier, no time-lock: one approval lets it pay
-TERMINAL = ("confirmed", "failed", "cancelled", "refused")
+TERMINAL = ("confirmed", "failed", "cancelled", "refused", "reorged_out")
 
 
 def pct(values: list[float], p: float) -> float:

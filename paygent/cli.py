@@ -15,6 +15,7 @@ from paygent import (
     approvals_cli,
     memory_cli,
     payments_cli,
+    reconcile_cli,
     services_cli,
     swaps_cli,
     wallets_cli,
@@ -38,6 +39,7 @@ swaps_cli.attach(app)  # `paygent swap 10 USDC EURC --slippage-bps 30`
 app.add_typer(x402_cli.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
 approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
 app.add_typer(services_cli.app, name="services")
+app.add_typer(reconcile_cli.app, name="reconcile")  # `paygent reconcile show|resolve`
 app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 

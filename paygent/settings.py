@@ -42,6 +42,7 @@ class DevJsonSource(PydanticBaseSettingsSource):
             "database_url",
             "migrate_database_url",
             "redis_url",
+            "confirmations",
         ):
             if key in dev:
                 out[key] = dev[key]

@@ -15,7 +15,7 @@ from paygent.cli_http import ApiKey, ApiUrl, AsUser, call, client, dev_json
 app = typer.Typer(no_args_is_help=True, help="Wallets: create, balances, spending limits.")
 
 
-def _wallet_id(name_or_id: str) -> str:
+def wallet_ref(name_or_id: str) -> str:
     """A dev wallet's name (from .paygent/dev.json) or an id."""
     known = dev_json().get("wallets", {})
     return known[name_or_id]["id"] if name_or_id in known else name_or_id
@@ -33,7 +33,7 @@ def create(name: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_url
 def balance(wallet: str, as_user: AsUser = "alice", api_key: ApiKey = None, api_url: ApiUrl = None) -> None:
     """ETH and token balances of a wallet (name from dev.json, or id). Role: admin or auditor, or a grant on it."""
     with client(as_user, api_key, api_url) as http:
-        b = call(http, "GET", f"/v1/wallets/{_wallet_id(wallet)}/balance")
+        b = call(http, "GET", f"/v1/wallets/{wallet_ref(wallet)}/balance")
     typer.echo(
         f"{b['address']}: {b['native']['amount']} ETH" + "".join(f", {t['amount']} {t['symbol']}" for t in b["tokens"])
     )
@@ -51,7 +51,7 @@ def limits(
 ) -> None:
     """Show a wallet's spending policy (admin, auditor, or a grant on it), or set it (role: admin) when
     --cap/--daily/--deny are given."""
-    wallet_id = _wallet_id(wallet)
+    wallet_id = wallet_ref(wallet)
     with client(as_user, api_key, api_url) as http:
         if cap is None and daily is None and not deny:
             policy = call(http, "GET", f"/v1/wallets/{wallet_id}/spending-policy")

@@ -21,6 +21,7 @@ FAILED_STATUSES = {
     PaymentStatus.refused: "refused",
     PaymentStatus.failed: "failed",
     PaymentStatus.cancelled: "cancelled",
+    PaymentStatus.reorged_out: "reorged out",
 }
 SETTLED = frozenset(PAYMENT_TERMINAL)
 DECIDED = frozenset(

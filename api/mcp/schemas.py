@@ -68,7 +68,9 @@ class Payment(Out):
 
 
 class PaymentWaited(Payment):
-    final: bool = Field(description="true once the status is final (confirmed, failed, cancelled, refused)")
+    final: bool = Field(
+        description="true once the status is final (confirmed, failed, cancelled, refused, reorged_out)"
+    )
 
 
 class PaymentPage(Out):

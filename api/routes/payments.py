@@ -14,6 +14,7 @@ from api.approval_http import channel
 from api.authz import Role, allow
 from api.deps import Deps, deps
 from api.payment_cancel import cancel_payment as cancel
+from api.payment_depth import depth_view
 from api.payment_service import (
     PaymentSpec,
     check_idempotency_key,
@@ -110,7 +111,7 @@ async def get_payment(payment_id: str, who: Principal = Depends(allow(*Role, age
     row = await readable_payment(d, who, payment_id)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         history = await status_history(conn, row["id"])
-    return {**payment_view(row, d.settings), "status_history": history}
+    return {**payment_view(row, d.settings), **await depth_view(d, who.tenant_id, row), "status_history": history}
 
 
 class CancelBody(BaseModel):

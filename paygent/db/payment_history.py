@@ -26,10 +26,18 @@ STATUS_OF_ACTION = {
     "payment.refused": PaymentStatus.refused,
     "payment.settled_late": PaymentStatus.confirmed,
     "payment.reconciled": PaymentStatus.confirmed,
+    "payment.reorged_out": PaymentStatus.reorged_out,
 }
 # Steps that change no status but matter to whoever reads the history.
 EVENTS = frozenset(
-    {"payment.receipt_wait_gave_up", "payment.authorization_expired", "payment.transaction_matched", CANCEL_REFUSED}
+    {
+        "payment.receipt_wait_gave_up",
+        "payment.authorization_expired",
+        "payment.transaction_matched",
+        "payment.reorged",
+        "payment.reincluded",
+        CANCEL_REFUSED,
+    }
 )
 
 

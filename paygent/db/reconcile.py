@@ -26,7 +26,8 @@ from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, Payme
 
 TRANSACTION_MATCHED = "payment.transaction_matched"
 # statuses that said "nothing was paid"
-CLOSED_UNPAID = tuple(sorted(PAYMENT_TERMINAL - {PaymentStatus.confirmed}))
+# reorged_out is not "closed unpaid": it was paid, then reversed with a compensating entry an operator resolves
+CLOSED_UNPAID = tuple(sorted(PAYMENT_TERMINAL - {PaymentStatus.confirmed, PaymentStatus.reorged_out}))
 
 
 async def tenant_ids(conn: AsyncConnection) -> list[uuid.UUID]:

@@ -144,6 +144,10 @@ def _may_still_land(payment, block: int, now: int) -> bool:
     return payment.kind == PaymentKind.x402 and now < int(signed.get("valid_before") or 0)
 
 
+# Causes the comparison does not find (they are opened by paygent/db/finality.py) and never closes: an admin does
+OPERATOR_RESOLVES = frozenset({str(MismatchCause.REORGED_OUT)})
+
+
 @dataclass(frozen=True)
 class Change:
     """A mismatch opened or resolved by `record`: audited already; the caller publishes it."""
@@ -179,7 +183,7 @@ async def record(
     }
     changes: list[Change] = []
     for key, row in open_rows.items():
-        if any(c.key == key for c in found.causes):
+        if any(c.key == key for c in found.causes) or row.cause in OPERATOR_RESOLVES:
             continue
         await conn.execute(
             reconcile_mismatches.update()
@@ -256,7 +260,16 @@ async def listed(conn: AsyncConnection, wallet_id: uuid.UUID, *, resolved: bool)
             "counterparty": m.counterparty,
             "payment_id": str(m.payment_id) if m.payment_id else None,
             "found_at": m.created_at.isoformat(),
-            **({"resolved_at": m.resolved_at.isoformat(), "resolved_block": m.resolved_block} if resolved else {}),
+            **(
+                {
+                    "resolved_at": m.resolved_at.isoformat(),
+                    "resolved_block": m.resolved_block,
+                    "resolved_by": m.resolved_by or "reconciler",
+                    "resolution": m.resolution,
+                }
+                if resolved
+                else {}
+            ),
         }
         for m in rows
     ]

@@ -34,6 +34,7 @@ reconcile_checkpoints = sa.Table(
     sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("block_number", sa.BigInteger, nullable=False),
     sa.Column("chain_balance", Amount, nullable=False),
+    sa.Column("block_hash", sa.Text, nullable=True),  # of `block_number` when scanned: a reorg past it changes it
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
@@ -86,6 +87,8 @@ reconcile_mismatches = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("resolved_block", sa.BigInteger, nullable=True),
+    sa.Column("resolved_by", sa.Text, nullable=True),  # an operator's resolution (migration 0021): who, and why
+    sa.Column("resolution", sa.Text, nullable=True),
     sa.Index(
         "reconcile_mismatch_open_once",
         "wallet_id",

@@ -174,9 +174,12 @@ ledger_entries = sa.Table(
     sa.Column("asset", sa.Text, nullable=False),
     sa.Column("amount_atomic", Amount, nullable=False),  # negative = debit, positive = credit
     sa.Column("tx_hash", sa.Text, nullable=True),
+    # `payment`, or `reversal`: the compensating pair of a payment a deep reorg undid (migration 0021)
+    sa.Column("entry", sa.Text, nullable=False, server_default="payment"),
     _ts(),
-    # per asset: a swap books the wallet twice, the input asset out and the output asset in (migration 0020)
-    sa.UniqueConstraint("payment_id", "account", "asset", name="ledger_one_entry_per_account"),
+    # per asset: a swap books the wallet twice, the input asset out and the output asset in (migration 0020);
+    # per entry: a reversal beside the payment's own rows (migration 0021)
+    sa.UniqueConstraint("payment_id", "account", "asset", "entry", name="ledger_one_entry_per_account"),
 )
 
 # Append-only, hash-chained: each row carries the previous row's hash; a trigger refuses UPDATE and DELETE.

@@ -62,6 +62,7 @@ class AuditAction(StrEnum):
     user_api_key_rotated = "user.api_key_rotated"
     wallet_created = "wallet.created"
     wallet_grants_set = "wallet.grants_set"
+    wallet_nonce_filled = "wallet.nonce_filled"  # a lost nonce taken by a no-op so the wallet's queue moves
     wallet_spending_policy_set = "wallet.spending_policy_set"
     webhook_created = "webhook.created"
     webhook_deactivated = "webhook.deactivated"

@@ -24,10 +24,17 @@ class PaymentStatus(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     refused = "refused"
+    reorged_out = "reorged_out"  # was confirmed; a reorg deeper than the depth dropped it and its nonce went to another
 
 
 PAYMENT_TERMINAL = frozenset(
-    {PaymentStatus.confirmed, PaymentStatus.failed, PaymentStatus.cancelled, PaymentStatus.refused}
+    {
+        PaymentStatus.confirmed,
+        PaymentStatus.failed,
+        PaymentStatus.cancelled,
+        PaymentStatus.refused,
+        PaymentStatus.reorged_out,
+    }
 )
 # a payment can be cancelled only before signing starts: a signed transaction cannot be recalled
 PAYMENT_CANCELLABLE = frozenset({PaymentStatus.pending, PaymentStatus.awaiting_approval, PaymentStatus.time_locked})

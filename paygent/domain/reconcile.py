@@ -28,6 +28,7 @@ class MismatchCause(StrEnum):
     TRANSFER_OUT_WITHOUT_PAYMENT = "transfer_out_without_payment"  # a Transfer log out that no payment made
     UNEXPLAINED_DECREASE = "unexplained_decrease"  # native coin left the wallet with no known transaction
     BOOKED_NOT_ON_CHAIN = "booked_not_on_chain"  # the ledger booked a payment the chain does not show
+    REORGED_OUT = "reorged_out"  # a confirmed payment a deep reorg undid: reversed; an operator resolves it
     UNEXPLAINED = "unexplained"  # a difference none of the above accounts for
 
 

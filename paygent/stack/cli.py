@@ -16,6 +16,7 @@ import typer
 from paygent.stack import processes, services, stack
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import StackError
+from paygent.stack.provision import confirmations
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -90,6 +91,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for piece in pieces:
         typer.echo(stack.piece_line(piece))
     typer.echo(f"  metrics: API {cfg.metrics_urls['api']}  worker {cfg.metrics_urls['worker']}")
+    typer.echo(f"  confirmations: {confirmations()} (chain {cfg.chain_id}; PAYGENT_CONFIRMATIONS, dev.json)")
     if cfg.dev_json.exists():
         typer.echo(f"  dev.json: {cfg.dev_json}")
 

@@ -277,4 +277,12 @@ def dev_document(
         "users": seeded["users"],
         "wallets": seeded["wallets"],
         "agents": seeded.get("agents", {}),
+        "confirmations": confirmations(),  # the depth payments wait for (PAYGENT_CONFIRMATIONS); one chain for now
     }
+
+
+def confirmations() -> int:
+    """The confirmation depth the worker and API hold payments to: PAYGENT_CONFIRMATIONS, else dev.json, else 1."""
+    from paygent.settings import Settings
+
+    return Settings().confirmations

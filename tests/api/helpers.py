@@ -44,7 +44,7 @@ async def wait_final(http, dev, payment_id: str, timeout: float = 60, user: str 
         r = await http.get(f"/v1/payments/{payment_id}", headers=auth(dev, user))
         assert r.status_code == 200, r.text
         body = r.json()
-        if body["status"] in ("confirmed", "failed", "cancelled", "refused"):
+        if body["status"] in ("confirmed", "failed", "cancelled", "refused", "reorged_out"):
             return body
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"payment still {body['status']} after {timeout}s: {body}")

@@ -114,6 +114,7 @@ async def targets(http, dev, app_settings, principals) -> dict[str, str]:
         "requester_id": principals["requester"]["id"],
         "alice_id": dev["users"]["alice"]["id"],
         "partition": "p1",
+        "mismatch_id": "0",  # none has this id: an admin's resolve answers 404 (tests/reconcile/test_finality.py)
     }
 
 
@@ -148,6 +149,7 @@ def request_for(method: str, path: str, ids: dict[str, str], dev: dict) -> tuple
         ("POST", "/v1/threads"): {"title": "t"},
         ("POST", "/v1/approvals/{approval_id}/approve"): {"operation_hash": zero_hash},
         ("POST", "/v1/approvals/{approval_id}/delegate"): {"delegate": "carol", "until": future},
+        ("POST", "/v1/wallets/{wallet_id}/reconciliation/mismatches/{mismatch_id}/resolve"): {"reason": "matrix"},
     }
     return url, bodies.get((method, path), {} if method in ("POST", "PUT") else None), headers
 

@@ -1,5 +1,5 @@
-"""One chain follower per chain answers every payment's receipt wait: waits hold no activity slot, a reorg
-within the confirmation depth is waited out, and the follower moves to a surviving worker when its worker dies."""
+"""One chain follower per chain answers every payment's receipt wait: waits hold no activity slot, and the
+follower moves to a surviving worker when its worker dies (reorgs: tests/follower/test_reorg_below_depth.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from web3 import AsyncWeb3
 
 from paygent.db.engine import get_engine
 from paygent.db.receipt_waits import receipt_waits
-from paygent.db.schema import payments
 from tests.api.helpers import create, funded_wallet, new_recipient, serve_api, transfers_to, wait_final
 from tests.api.test_worker_crash import _kill, _worker_process
 from tests.reconcile.helpers import assert_replays
@@ -107,48 +106,6 @@ async def test_200_waits_in_flight_hold_no_activity_slots(app_settings, temporal
 
 async def _all_registered(db_engine, query) -> bool:
     return await _count(db_engine, query) >= IN_FLIGHT
-
-
-async def test_a_receipt_reorged_out_before_the_depth_is_sent_again_and_confirms_once(
-    app_settings, temporal_env, dev, db_engine, http
-):
-    """Confirmation depth 3: the transfer is mined, then rolled back before it is 3 deep. The follower notices,
-    re-sends the same signed bytes, and the payment confirms once."""
-    settings = app_settings.model_copy(update={"task_queue": f"reorg-{uuid.uuid4().hex[:6]}", "confirmations": 3})
-    wallet = await funded_wallet(http, dev, settings, 10)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
-    await w3.provider.make_request("evm_setAutomine", [False])
-    try:
-        async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):
-            async with serve_api(settings, temporal_env.client) as api:
-                to = new_recipient()
-                body = {"wallet_id": wallet["id"], "to": to, "amount": "1.25", "asset": "USDC", "memo": "reorg"}
-                pid = (await create(api, dev, body)).json()["id"]
-
-                async def registered() -> bool:
-                    q = (
-                        sa.select(sa.func.count())
-                        .select_from(receipt_waits)
-                        .where(receipt_waits.c.payment_id == uuid.UUID(pid))
-                    )
-                    return await _count(db_engine, q) == 1
-
-                await _until(registered, 60, "the wait registered")
-                async with db_engine.connect() as conn:
-                    tx_hash = await conn.scalar(sa.select(payments.c.tx_hash).where(payments.c.id == uuid.UUID(pid)))
-                await w3.provider.make_request("evm_mine", [])
-                mined_in = (await w3.eth.get_transaction_receipt(tx_hash))["blockNumber"]
-                await asyncio.sleep(1.0)  # the follower has seen it mined, 1 deep
-                await w3.provider.make_request("anvil_rollback", [1])  # its block is gone from the chain
-                assert (await w3.eth.block_number) == mined_in - 1
-                await asyncio.sleep(3.0)  # the follower re-sends the stored bytes
-                for _ in range(3):
-                    await w3.provider.make_request("evm_mine", [])
-                final = await wait_final(api, dev, pid, timeout=60)
-    finally:
-        await w3.provider.make_request("evm_setAutomine", [True])
-    assert final["status"] == "confirmed" and final["tx_hash"] == tx_hash  # the same signed transaction
-    assert await transfers_to(settings.rpc_url, settings.token_address, to) == 1
 
 
 def _identity_pid(identity: str) -> int:

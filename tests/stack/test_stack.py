@@ -144,6 +144,7 @@ def test_up_starts_every_piece_and_writes_dev_json(stack):
     assert (contract.functions.name().call(), contract.functions.symbol().call()) == ("Paygent EUR", "EURC")
     treasury = dev["wallets"]["treasury"]["address"]
     assert contract.functions.balanceOf(treasury).call() == 1_000_000 * 10**6
+    assert dev["confirmations"] == 1  # PAYGENT_CONFIRMATIONS unset: the default depth
     assert {"alice", "bob", "carol", "dave"} <= set(dev["users"]) and "treasury" in dev["wallets"]
     # Uniswap V2 (issue 21): router, factory, WETH9 and a seeded USDC/EURC pool, printed like the other pieces
     swap = dev["swap"]
@@ -173,7 +174,9 @@ def test_status_reports_each_piece_and_who_started_it(stack):
 def test_status_prints_both_metrics_urls_and_they_answer(stack):
     api_metrics = f"http://127.0.0.1:{stack.ports['api']}/metrics"
     worker_metrics = f"http://127.0.0.1:{stack.ports['worker_metrics']}/metrics"
-    assert f"metrics: API {api_metrics}  worker {worker_metrics}" in stack("status").stdout
+    text = stack("status").stdout
+    assert f"metrics: API {api_metrics}  worker {worker_metrics}" in text
+    assert "confirmations: 1 (chain 31337" in text
     assert "paygent_http_requests_total" in httpx.get(api_metrics, timeout=10).text
     assert "temporal_" in httpx.get(worker_metrics, timeout=10).text  # the SDK's own worker metrics
 
