@@ -21,6 +21,7 @@ from tests.agents.test_approvals import approval_state
 from tests.api.helpers import auth, funded_wallet
 from tests.authz.test_agents import make_agent
 from tests.swaps import helpers as h
+from tests.workflows.replay_support import replay_all
 from workflows import agent_types as at
 from workflows.approval_client import send_decision
 from workflows.approval_types import ApproveRequest
@@ -130,6 +131,13 @@ async def test_a_swap_that_needs_approval_pauses_the_run_then_continues_after_an
     assert usdc == 40 * 10**6 and eurc > 0
     final = await wait_run(http, dev, run["id"])
     assert final["status"] == "completed"
+    # the run's and its swap's histories replay on today's code (the patched path is deterministic)
+    swap_wf = f"payment-{settled['payment_id']}"
+    histories = [
+        await temporal_env.client.get_workflow_handle(wid).fetch_history()
+        for wid in (at.agent_workflow_id(run["id"]), swap_wf)
+    ]
+    assert await replay_all(histories) == {}
 
 
 async def test_an_agent_without_a_grant_is_refused_and_nothing_is_signed(
