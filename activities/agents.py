@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from activities.agent_payments import AgentPaymentActivities
 from activities.agent_steps import AgentStepActivities
+from activities.agent_swaps import AgentSwapActivities
 from activities.agent_tools import AgentToolActivities
 from activities.llm import LlmActivities
 from paygent.settings import Settings
@@ -25,6 +26,7 @@ def agent_activities(client: Client, settings: Settings, engine: AsyncEngine) ->
     steps = AgentStepActivities(engine, redis, settings)
     tools = AgentToolActivities(engine, redis, settings)
     payments = AgentPaymentActivities(engine, client, settings)
+    swaps = AgentSwapActivities(engine, settings)
     return [
         steps.llm_step,
         steps.emit_event,
@@ -33,5 +35,6 @@ def agent_activities(client: Client, settings: Settings, engine: AsyncEngine) ->
         payments.prepare_payment,
         payments.payment_status,
         payments.cancel_payment,
+        swaps.prepare_swap,
         LlmActivities(settings).llm_complete,
     ]

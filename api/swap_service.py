@@ -20,7 +20,6 @@ from api.deps import Deps
 from api.errors import ApiError
 from api.payment_service import payment_id_for, readable_payment
 from paygent import search_attributes as sattr
-from paygent.chain.uniswap import ROUTER_NAME
 from paygent.db.accounts import Principal
 from paygent.db.payments import NewPayment, payment_request, record_payment
 from paygent.db.tenancy import tenant_transaction
@@ -28,9 +27,9 @@ from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
 from paygent.domain.money import format_amount, format_money
 from paygent.domain.payment import PaymentKind, PaymentStatus, payment_workflow_id
-from paygent.domain.swap import format_bps, swap_summary
 from paygent.payment_input import AssetUnavailable
-from paygent.swap_input import SwapInput, SwapQuote, check_swap_input, quote_swap, swap_policy
+from paygent.swap_input import SwapInput, check_swap_input, quote_swap
+from paygent.swap_terms import quote_view, swap_request_fields, swap_terms
 from workflows import swap_types as sw
 
 
@@ -56,36 +55,6 @@ def _checked(d: Deps, spec: SwapSpec) -> SwapInput:
         return check_swap_input(d.settings, spec.from_asset, spec.to_asset, spec.amount, spec.slippage_bps)
     except AssetUnavailable as exc:
         raise ApiError(503, "swap_unavailable", str(exc), exc.field) from None
-
-
-def quote_view(checked: SwapInput, q: SwapQuote) -> dict:
-    out, dec_out, sym_out = q.quote.amount_out, checked.asset_out.decimals, checked.asset_out.symbol
-    return {
-        "from_asset": checked.asset_in.symbol,
-        "to_asset": sym_out,
-        "amount": format_amount(checked.amount_in, checked.asset_in.decimals),
-        "amount_atomic": str(checked.amount_in),
-        "amount_out": format_amount(out, dec_out),
-        "amount_out_atomic": str(out),
-        "min_amount_out": format_amount(q.quote.min_amount_out, dec_out),
-        "min_amount_out_atomic": str(q.quote.min_amount_out),
-        "slippage_bps": checked.slippage_bps,
-        "price_impact_bps": q.quote.price_impact_bps,
-        "price_impact": format_bps(q.quote.price_impact_bps),
-        "route": [checked.asset_in.symbol, sym_out],
-        "router": checked.router,
-        "pair": q.pair,
-        "block_number": q.block_number,
-        "text": swap_summary(
-            format_amount(checked.amount_in, checked.asset_in.decimals),
-            checked.asset_in.symbol,
-            format_amount(q.quote.min_amount_out, dec_out),
-            sym_out,
-            q.quote.price_impact_bps,
-            ROUTER_NAME,
-        ),
-        "amount_out_text": format_money(out, dec_out, sym_out),
-    }
 
 
 async def quote(d: Deps, who: Principal, spec: SwapSpec) -> dict:
@@ -126,18 +95,7 @@ async def start_swap(d: Deps, who: Principal, spec: SwapSpec, idempotency_key: s
                 amount_atomic=checked.amount_in,
                 memo=spec.memo,
                 kind=PaymentKind.swap,
-                swap={
-                    "to_asset": checked.asset_out.symbol,
-                    "token_out": checked.asset_out.address,
-                    "decimals_in": checked.asset_in.decimals,
-                    "decimals_out": checked.asset_out.decimals,
-                    "slippage_bps": checked.slippage_bps,
-                    "router": checked.router,
-                    "factory": checked.factory,
-                    "quoted_amount_out": str(q.quote.amount_out),
-                    "min_amount_out": str(q.quote.min_amount_out),
-                    "price_impact_bps": q.quote.price_impact_bps,
-                },
+                swap=swap_terms(checked, q),
             ),
         )
     if not recorded.matches:
@@ -151,19 +109,9 @@ async def start_swap(d: Deps, who: Principal, spec: SwapSpec, idempotency_key: s
 
 
 def swap_request(d: Deps, row, wallet_address: str, actor: str, checked: SwapInput) -> sw.SwapRequest:
-    terms = (row["details"] or {}).get("swap") or {}
-    policy = swap_policy(d.settings)
     return sw.SwapRequest(
         payment=payment_request(row, wallet_address, requested_by=actor, decimals=checked.asset_in.decimals),
-        asset_out=terms["to_asset"],
-        token_out=terms["token_out"],
-        decimals_out=int(terms["decimals_out"]),
-        slippage_bps=int(terms["slippage_bps"]),
-        router=terms["router"],
-        factory=terms["factory"],
-        max_price_impact_bps=policy.max_price_impact_bps,
-        deadline_seconds=policy.deadline_seconds,
-        router_name=ROUTER_NAME,
+        **swap_request_fields((row["details"] or {}).get("swap") or {}, d.settings),
     )
 
 

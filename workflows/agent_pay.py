@@ -150,14 +150,7 @@ class PaymentTool:
         try:
             prepared: at.PreparedPayment = await workflow.execute_activity(
                 at.ACT_PREPARE_PAYMENT,
-                at.PreparePayment(
-                    run_id=inp.run_id,
-                    tenant_id=inp.tenant_id,
-                    user_id=inp.user_id,
-                    user_name=inp.user_name,
-                    wallet_id=inp.wallet_id,
-                    call=call,
-                ),
+                at.PreparePayment.of(inp, call),
                 result_type=at.PreparedPayment,
                 **PREPARE_PAYMENT,
                 summary="Record the payment",

@@ -28,6 +28,7 @@ from workflows import agent_types as at
 from workflows import payment_types as pt
 from workflows.activity_options import DATABASE, LLM_STEP, TOOL
 from workflows.agent_pay import PAYING_TOOLS, PaymentTool
+from workflows.agent_swap import SwapTool
 from workflows.failures import failure_reason
 
 
@@ -47,6 +48,7 @@ class AgentRunWorkflow:
         self._cancel_note: dict[str, Any] = {}
         self.payment_news: dict[str, list[pt.PaymentProgress]] = {}  # pushed by child payments, by payment id
         self._payments = PaymentTool(self)
+        self._swaps = SwapTool(self)
 
     @workflow.query(name=at.QUERY_STATE)
     def state(self) -> dict[str, Any]:
@@ -137,7 +139,9 @@ class AgentRunWorkflow:
             RunEventType.tool_executing,
             {"step": step, "tool_call_id": call.id, "tool": call.name, "arguments": call.arguments},
         )
-        if call.name in PAYING_TOOLS:
+        if call.name == at.SWAP_TOOL and workflow.patched(at.PATCH_SWAP_TOOL):
+            outcome = await self._swaps.swap(step, call)
+        elif call.name in PAYING_TOOLS:
             outcome = await self._payments.pay(step, call)
         else:
             try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from paygent.domain.payment import PaymentRequest
 from paygent.llm.types import ToolCall, ToolSpec
+from workflows.swap_types import SwapRequest
 
 WORKFLOW_NAME = "AgentRunWorkflow"
 QUERY_STATE = "state"  # -> {"status", "step", "next_seq"}
@@ -27,6 +28,7 @@ ACT_RECORD_TOOL_RESULT = "agent.record_tool_result"
 ACT_PREPARE_PAYMENT = "agent.prepare_payment"
 ACT_PAYMENT_STATUS = "agent.payment_status"
 ACT_CANCEL_PAYMENT = "agent.cancel_payment"
+ACT_PREPARE_SWAP = "agent.prepare_swap"
 
 # workflow.patched id: runs that follow their payments through pushed `payment_progress` Signals instead of
 # polling the payment's row (runs that were polling when this shipped keep polling when replayed).
@@ -34,6 +36,10 @@ PATCH_PAYMENT_PUSH = "agent-run-payment-push-v1"
 # workflow.patched id: a run's child payment starts with the readable amount (PaygentAmountText) among its search
 # attributes, which are part of the start-child command.
 PATCH_AMOUNT_TEXT = "agent-run-payment-amount-text"
+# workflow.patched id: the `swap` tool runs a child SwapWorkflow (workflows/agent_swap.py); asked only for a tool
+# call named `swap`, which before went to `agent.run_tool` (and was refused there as an unknown tool).
+PATCH_SWAP_TOOL = "agent-run-swap-tool"
+SWAP_TOOL = "swap"
 
 # A payment made by a run's tool call has an id derived from (run id, tool call id): a replayed or retried run
 # computes the same payment, hence the same child workflow id, and can never pay twice.
@@ -123,6 +129,18 @@ class PreparePayment(BaseModel):
     wallet_id: str | None
     call: ToolCall
 
+    @classmethod
+    def of(cls, inp: AgentRunInput, call: ToolCall) -> PreparePayment:
+        """The paying tool call `call` of run `inp`, as the prepare activities (payment or swap) take it."""
+        return cls(
+            run_id=inp.run_id,
+            tenant_id=inp.tenant_id,
+            user_id=inp.user_id,
+            user_name=inp.user_name,
+            wallet_id=inp.wallet_id,
+            call=call,
+        )
+
 
 class PreparedPayment(BaseModel):
     """Either a recorded payment to start as a child workflow, or the reason it cannot be made (for the LLM)."""
@@ -132,6 +150,15 @@ class PreparedPayment(BaseModel):
     error: str | None = None
     wallet_name: str | None = None
     amount_label: str | None = None
+
+
+class PreparedSwap(BaseModel):
+    """Either a recorded, quoted swap to start as a child SwapWorkflow, or why not (for the LLM; nothing recorded)."""
+
+    request: SwapRequest | None = None
+    error: str | None = None
+    wallet_name: str | None = None
+    quote: dict[str, Any] = Field(default_factory=dict)  # paygent/swap_terms.py `quote_view`
 
 
 class PaymentSnapshot(BaseModel):
@@ -189,6 +216,16 @@ TOOLS: list[ToolSpec] = [
         arguments={"type": "object"},
     ),
     _spec(
+        SWAP_TOOL,
+        "Swap a token amount for another token on the chain's Uniswap V2 router (e.g. USDC to EURC). Spending "
+        'limits and approvals apply to the input amount; amounts are decimal strings such as "10".',
+        ("from_asset", "to_asset", "amount"),
+        from_asset=_STR,
+        to_asset=_STR,
+        amount=_STR,
+        slippage_bps={"type": "integer"},
+    ),
+    _spec(
         "memory_set",
         "Remember a value under a key (optional ttl_seconds, optional namespace).",
         ("key", "value"),
@@ -204,7 +241,7 @@ TOOLS: list[ToolSpec] = [
 ]
 SYSTEM_PROMPT = (
     "You are Paygent's agent. You act for one user and may spend money from their wallet only through the "
-    "`pay` and `x402_fetch` tools, where spending limits and human approvals apply. Amounts are decimal strings "
-    "(never floats). If a payment is rejected, expires or is refused, say so plainly; never retry it on your "
-    "own. When a payment confirms, give its transaction hash."
+    "`pay`, `x402_fetch`, `call_paid_tool` and `swap` tools, where spending limits and human approvals apply. "
+    "Amounts are decimal strings (never floats). If a payment is rejected, expires or is refused, say so "
+    "plainly; never retry it on your own. When a payment confirms, give its transaction hash."
 )

@@ -38,6 +38,8 @@ class RunEventType(StrEnum):
     approval_progress = "approval_progress"  # one approval (or revocation) landed: who, n of m
     payment_time_locked = "payment_time_locked"  # approvals complete; the payment waits until `until`
     approval_decided = "approval_decided"
+    swap_quoted = "swap_quoted"  # a `swap` tool call's quote (amounts, minimum, price impact), before it is governed
+    swap_settled = "swap_settled"  # how that swap ended: amounts in and out, transaction, or why not
     agent_completed = "agent_completed"
     agent_failed = "agent_failed"
 

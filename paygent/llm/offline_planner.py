@@ -38,6 +38,11 @@ _CALL_TOOL = re.compile(
     rf"(?P<max>{_AMOUNT})(?:\s+USDC)?{_END}",
     re.I,
 )
+_SWAP = re.compile(
+    _PREFIX + rf"swap\s+(?P<amount>{_AMOUNT})\s+(?P<from>[A-Za-z][A-Za-z0-9]{{0,11}})\s+(?:to|for|into)\s+"
+    rf"(?P<to>[A-Za-z][A-Za-z0-9]{{0,11}}){_END}",
+    re.I,
+)
 _REMEMBER = re.compile(_PREFIX + r"remember\s+(?P<key>[\w.\-]+)\s*=\s*(?P<value>.+?)\s*$", re.I | re.S)
 _RECALL = re.compile(_PREFIX + rf"recall\s+(?P<key>[\w.\-]+){_END}", re.I)
 _LIST_TOOLS = re.compile(r"\blist\s+(?:the\s+|my\s+)?tools\b", re.I)
@@ -49,6 +54,7 @@ HELP = (
     "I'm the offline planner (no LLM API key is configured), so I understand these commands:\n"
     "- balance\n"
     "- pay <amount> <asset> to <0x address> for <memo>   e.g. pay 5 USDC to 0xAbC... for invoice 42\n"
+    "- swap <amount> <asset> to <asset>   e.g. swap 10 USDC to EURC\n"
     "- fetch <url> paying up to <amount> USDC\n"
     "- call <paid tool> [name=value ...] paying up to <amount> USDC   e.g. call forecast city=Porto paying up to 0.05\n"
     "- list services\n"
@@ -60,6 +66,7 @@ _USAGE = {
     "pay": "To pay, say: pay <amount> <asset> to <0x + 40 hex address> for <memo>, e.g. pay 5 USDC to 0x... for lunch",
     "fetch": "To fetch a paid resource, give a spending cap: fetch <url> paying up to 0.05 USDC",
     "call": "To call a paid tool, give a spending cap: call <tool> [name=value ...] paying up to 0.05 USDC",
+    "swap": "To swap, say: swap <amount> <asset> to <asset>, e.g. swap 10 USDC to EURC",
     "remember": "To store something, say: remember <key> = <value>",
     "recall": "To read something back, say: recall <key>",
 }
@@ -85,6 +92,8 @@ def parse_command(text: str) -> Intent:
     if m := _CALL_TOOL.match(text):
         arguments = dict(pair.split("=", 1) for pair in m["args"].split())
         return Intent("call_paid_tool", {"service": m["service"], "max_amount": m["max"], "arguments": arguments})
+    if m := _SWAP.match(text):
+        return Intent("swap", {"from_asset": m["from"].upper(), "to_asset": m["to"].upper(), "amount": m["amount"]})
     if m := _REMEMBER.match(text):
         return Intent("memory_set", {"key": m["key"], "value": m["value"]})
     if m := _RECALL.match(text):

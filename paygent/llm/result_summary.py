@@ -81,6 +81,11 @@ def _describe(tool: str, data: dict[str, Any], text: str) -> str:
         if to:
             line += f" to {to}"
         return line + (f": {status}." if status else " done.")
+    if tool == "swap":
+        line = f"Swapped {_field(data, 'amount_in') or '?'} {_field(data, 'from_asset') or ''}".rstrip()
+        line += f" for {_field(data, 'amount_out') or '?'} {_field(data, 'to_asset') or ''}".rstrip()
+        status = _field(data, "status")
+        return line + (f": {status}." if status else ".")
     if tool == "wallet_balance":
         balance = _field(data, "balance", "amount")
         if balance is not None:

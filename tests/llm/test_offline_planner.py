@@ -20,6 +20,7 @@ ALL_TOOLS = [
         "pay",
         "x402_fetch",
         "call_paid_tool",
+        "swap",
         "memory_set",
         "memory_get",
         "list_paid_services",
@@ -54,6 +55,9 @@ def only_call(response: LlmResponse) -> ToolCall:
             {"to": ADDRESS, "amount": "0.25", "asset": "USDC", "memo": "coffee"},
         ),
         (f"pay 5 USDC to {ADDRESS}", "pay", {"to": ADDRESS, "amount": "5", "asset": "USDC", "memo": ""}),
+        ("swap 10 USDC to EURC", "swap", {"from_asset": "USDC", "to_asset": "EURC", "amount": "10"}),
+        ("Please swap 10 usdc for eurc.", "swap", {"from_asset": "USDC", "to_asset": "EURC", "amount": "10"}),
+        ("swap 0.000001 EURC into USDC", "swap", {"from_asset": "EURC", "to_asset": "USDC", "amount": "0.000001"}),
         (
             "fetch https://data.example/report?q=1 paying up to 0.05 USDC",
             "x402_fetch",
@@ -94,7 +98,16 @@ def test_list_tools_answers_from_the_request() -> None:
 def test_unknown_input_lists_what_it_understands(words: str) -> None:
     response = step(words)
     assert response.tool_calls == [] and response.text == HELP
-    for command in ("balance", "pay <amount>", "fetch <url>", "list services", "remember", "recall", "health"):
+    for command in (
+        "balance",
+        "pay <amount>",
+        "swap <amount>",
+        "fetch <url>",
+        "list services",
+        "remember",
+        "recall",
+        "health",
+    ):
         assert command in HELP
 
 
@@ -105,6 +118,7 @@ def test_unknown_input_lists_what_it_understands(words: str) -> None:
         ("pay 5 USDC to 0x1234 for lunch", "40 hex"),
         ("fetch https://x.example/data", "spending cap"),
         ("remember something", "remember <key> = <value>"),
+        ("swap ten USDC to EURC", "swap <amount> <asset> to <asset>"),
     ],
 )
 def test_a_known_verb_with_unreadable_arguments_gets_usage_not_a_guess(words: str, hint: str) -> None:
@@ -167,6 +181,23 @@ PAY = ToolCall(id="p1", name="pay", arguments={"to": ADDRESS, "amount": "5", "as
             ToolCall(id="l", name="list_paid_services"),
             [{"name": "weather"}, {"name": "news"}],
             ["Paid services: weather, news."],
+        ),
+        (
+            ToolCall(id="w", name="swap"),
+            {
+                "status": "confirmed",
+                "from_asset": "USDC",
+                "to_asset": "EURC",
+                "amount_in": "10",
+                "amount_out": "9.17",
+                "tx_hash": TX,
+            },
+            ["Swapped 10 USDC for 9.17 EURC: confirmed.", TX],
+        ),
+        (
+            ToolCall(id="w", name="swap"),
+            {"status": "refused", "reason": "velocity:daily: over", "error": "refused by the spending policy"},
+            ["swap failed: refused by the spending policy"],
         ),
         (ToolCall(id="h", name="health"), {"status": "ok"}, ["Health: ok."]),
         (ToolCall(id="h", name="health"), {"error": "temporal down"}, ["health failed: temporal down"]),

@@ -1,0 +1,216 @@
+"""The `swap` tool in an agent run: a recorded, quoted swap, then a child SwapWorkflow watched until it ends.
+
+Runs in the AgentRunWorkflow's sandbox. `agent.prepare_swap` (activities/agent_swaps.py) checks the grant and the
+input and quotes exactly as POST /v1/swaps does, and records the swap with id uuid5(run id, tool call id); the
+child is `payment-<that id>` with REJECT_DUPLICATE and ABANDON, as a paying tool's (workflows/agent_pay.py), so
+no replay or retry swaps twice and a signed swap settles on its own. The SwapWorkflow governs it like a payment
+(reservation, limits, budget, approval tiers); the run follows its row: `awaiting_approval` becomes
+`approval_requested` (the run waits), leaving it `approval_decided`. The stream shows `swap_quoted` before the
+swap is governed and `swap_settled` once it ends; the model reads the amounts, or why there are none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
+
+from paygent import search_attributes as sa
+from paygent.domain.agent_run import RunEventType
+from paygent.domain.payment import PAYMENT_TERMINAL, PAYMENT_WAITING, PaymentStatus, payment_workflow_id
+from paygent.llm.types import ToolCall
+from workflows import agent_types as at
+from workflows import swap_types as sw
+from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
+from workflows.agent_pay import FIRST_POLL, PAYMENT_WAIT_LIMIT, RunHost, decision_of
+from workflows.failures import failure_reason
+
+with workflow.unsafe.imports_passed_through():
+    from paygent.domain.money import format_amount
+
+MAX_SWAP_POLL = timedelta(seconds=30)  # how late the run may notice that the swap waits for an approval
+
+
+def swap_outcome(req: sw.SwapRequest, final: sw.SwapState) -> at.ToolOutcome:
+    """The tool result the model reads: what went in and came out, or why not."""
+    pay = req.payment
+    data: dict[str, Any] = {
+        "swap_id": pay.payment_id,
+        "status": final.status,
+        "from_asset": pay.asset,
+        "to_asset": req.asset_out,
+        "amount_in": format_amount(pay.amount_atomic, pay.decimals),
+    }
+    if final.min_amount_out is not None:
+        data["min_amount_out"] = format_amount(final.min_amount_out, req.decimals_out)
+    if final.tx_hash:
+        data["tx_hash"] = final.tx_hash
+    if final.status == PaymentStatus.confirmed and final.amount_out is not None:
+        data["amount_out"] = format_amount(final.amount_out, req.decimals_out)
+        return at.ToolOutcome(ok=True, text=json.dumps(data))
+    data["reason"] = final.failure_reason or f"the swap is {final.status}"
+    if final.status == PaymentStatus.refused:
+        data["error"] = f"refused by the spending policy: {data['reason']}"
+    return at.ToolOutcome(ok=False, text=json.dumps(data))
+
+
+class SwapTool:
+    def __init__(self, run: RunHost) -> None:
+        self.run = run
+
+    async def swap(self, step: int, call: ToolCall) -> at.ToolOutcome:
+        inp = self.run.inp
+        swap_id = at.agent_payment_id(inp.run_id, call.id)
+        bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "payment_id": swap_id}
+        awaiting = False
+        try:
+            prepared: at.PreparedSwap = await workflow.execute_activity(
+                at.ACT_PREPARE_SWAP,
+                at.PreparePayment.of(inp, call),
+                result_type=at.PreparedSwap,
+                **PREPARE_PAYMENT,
+                summary="Quote and record the swap",
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self.run.check_cancelled()
+            req = prepared.request
+            if prepared.error or req is None:
+                return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "swap not recorded"}))
+            await self.run.emit(RunEventType.swap_quoted, {**bound, "quote": prepared.quote})
+            child = await self._start(call, prepared)
+            final, awaiting = await self._follow(child, req, bound)
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
+            if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
+                raise
+            status = await self._cancel(swap_id, "the agent run was cancelled")
+            if awaiting:
+                await self.run.emit(
+                    RunEventType.approval_decided,
+                    {**bound, "status": status.status, "decision": "cancelled"},
+                    honour_cancel=False,
+                )
+            self.run.note_cancelled_payment({"payment_id": swap_id, "payment_status": status.status})
+            raise
+        settled: dict[str, Any] = {
+            **bound,
+            "status": final.status,
+            "from_asset": req.payment.asset,
+            "to_asset": req.asset_out,
+            "amount_in": format_amount(req.payment.amount_atomic, req.payment.decimals),
+            "amount_out": format_amount(final.amount_out, req.decimals_out) if final.amount_out is not None else None,
+            "tx_hash": final.tx_hash,
+            "reason": final.failure_reason,
+        }
+        await self.run.emit(RunEventType.swap_settled, settled)
+        return swap_outcome(req, final)
+
+    async def _start(self, call: ToolCall, prepared: at.PreparedSwap) -> workflow.ChildWorkflowHandle | None:
+        req = prepared.request
+        assert req is not None
+        try:
+            return await workflow.start_child_workflow(
+                sw.WORKFLOW_NAME,
+                req,
+                id=payment_workflow_id(req.payment.payment_id),
+                result_type=sw.SwapState,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
+                search_attributes=sa.payment_attributes(req.payment),
+                static_summary=str(prepared.quote.get("text") or f"Swap from {prepared.wallet_name}"),
+                static_details=f"From wallet {prepared.wallet_name}. Agent run {self.run.inp.run_id}, "
+                f"tool call {call.id}, for {req.payment.requested_by}.",
+            )
+        except WorkflowAlreadyStartedError:
+            return None  # started by an earlier execution of this run: follow it through its row instead
+
+    async def _follow(
+        self, child: workflow.ChildWorkflowHandle | None, req: sw.SwapRequest, bound: dict
+    ) -> tuple[sw.SwapState, bool]:
+        """Poll the swap's row until it ends, turning its approval wait into the run's events."""
+        swap_id = req.payment.payment_id
+        asked = decided = False
+        delay = FIRST_POLL
+        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
+        while True:
+            self.run.check_cancelled()
+            if child is not None:
+                try:
+                    await workflow.wait_condition(child.done, timeout=delay, timeout_summary="swap outcome")
+                except TimeoutError:
+                    pass
+                if child.done():
+                    final = self._child_final(child, req)
+                    break
+            else:
+                await workflow.sleep(delay)
+            row = await self._status(swap_id)
+            if child is None and row.status in PAYMENT_TERMINAL:
+                final = await self._status_as_state(req, row)
+                break
+            if row.status in PAYMENT_WAITING and not asked:
+                asked = True
+                await self.run.emit(RunEventType.approval_requested, {**bound, "status": row.status})
+            elif asked and not decided and row.status not in PAYMENT_WAITING:
+                decided = True
+                decision = decision_of(row.status, row.failure_reason)
+                await self.run.emit(
+                    RunEventType.approval_decided, {**bound, "status": row.status, "decision": decision}
+                )
+            if workflow.now() >= deadline:
+                row = await self._cancel(swap_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
+                final = await self._status_as_state(req, row)
+                break
+            delay = min(delay * 2, MAX_SWAP_POLL)
+        if asked and not decided:
+            decision = decision_of(final.status, final.failure_reason)
+            await self.run.emit(RunEventType.approval_decided, {**bound, "status": final.status, "decision": decision})
+        return final, asked and not decided
+
+    @staticmethod
+    def _child_final(child: workflow.ChildWorkflowHandle, req: sw.SwapRequest) -> sw.SwapState:
+        try:
+            return child.result()
+        except ChildWorkflowError as err:
+            status = PaymentStatus.cancelled if is_cancelled_exception(err) else PaymentStatus.failed
+            return sw.SwapState(
+                payment_id=req.payment.payment_id,
+                status=status,
+                amount_in=req.payment.amount_atomic,
+                failure_reason=failure_reason(err),
+            )
+
+    async def _status_as_state(self, req: sw.SwapRequest, row: at.PaymentSnapshot) -> sw.SwapState:
+        """A swap followed through its row (its child was started by an earlier execution): the row's figures."""
+        known = {str(s) for s in PaymentStatus}
+        return sw.SwapState(
+            payment_id=req.payment.payment_id,
+            status=PaymentStatus(row.status) if row.status in known else PaymentStatus.cancelled,
+            amount_in=req.payment.amount_atomic,
+            tx_hash=row.tx_hash,
+            failure_reason=row.failure_reason,
+        )
+
+    async def _status(self, swap_id: str) -> at.PaymentSnapshot:
+        return await workflow.execute_activity(
+            at.ACT_PAYMENT_STATUS, swap_id, result_type=at.PaymentSnapshot, **DATABASE, summary="Swap status"
+        )
+
+    async def _cancel(self, swap_id: str, reason: str) -> at.PaymentSnapshot:
+        return await workflow.execute_activity(
+            at.ACT_CANCEL_PAYMENT,
+            at.CancelPayment(payment_id=swap_id, actor=self.run.inp.user_name, reason=reason),
+            result_type=at.PaymentSnapshot,
+            **CANCEL_PAYMENT,
+            summary="Cancel the swap",
+        )
