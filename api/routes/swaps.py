@@ -27,7 +27,9 @@ class SwapCreate(BaseModel):
     from_asset: SafeText = Field(description="Token symbol sold, e.g. USDC")
     to_asset: SafeText = Field(description="Token symbol bought, e.g. EURC")
     amount: DecimalText = Field(description='Input amount, a decimal string in token units, e.g. "10"')
-    slippage_bps: int | None = Field(None, description="Slippage bound in basis points (default 50; policy caps it)")
+    slippage_bps: int | None = Field(
+        None, ge=0, le=10_000, description="Slippage bound in basis points (default 50; policy caps it)"
+    )
     memo: SafeText | None = Field(None, max_length=500)
 
 
@@ -37,7 +39,7 @@ async def get_quote(
     from_asset: str,
     to_asset: str,
     amount: str,
-    slippage_bps: int | None = Query(None, description="default 50"),
+    slippage_bps: int | None = Query(None, ge=0, le=10_000, description="default 50"),
     who: Principal = Depends(allow(Role.requester, agents=True)),
     d: Deps = Depends(deps),
 ):

@@ -28,11 +28,17 @@ def _integer_parameters(spec: dict) -> list[tuple[str, str, dict, dict]]:
     return found
 
 
-def _request(path: str, param: dict, value: int) -> tuple[str, dict, dict]:
+def _request(path: str, param: dict, value: int, operation: dict | None = None) -> tuple[str, dict, dict]:
     url = path
     for name in [p.strip("{}") for p in path.split("/") if p.startswith("{")]:
         url = url.replace("{" + name + "}", str(value) if name == param["name"] else str(uuid.uuid4()))
-    query = {param["name"]: str(value)} if param["in"] == "query" else {}
+    # the operation's other required query parameters, well-formed, so only this one can be refused
+    query = {
+        p["name"]: str(uuid.uuid4()) if p.get("schema", {}).get("format") == "uuid" else "1"
+        for p in (operation or {}).get("parameters", [])
+        if p["in"] == "query" and p.get("required") and p["name"] != param["name"]
+    }
+    query |= {param["name"]: str(value)} if param["in"] == "query" else {}
     headers = {param["name"]: str(value)} if param["in"] == "header" else {}
     return url, query, headers
 
@@ -47,14 +53,15 @@ async def test_every_integer_parameter_is_bounded_and_refused_past_its_bounds(ht
     }
     admin = auth(dev, "alice")  # requester and admin: past every role check of these reads
     for path, method, param, schema in params:
+        operation = spec["paths"][path][method]
         assert "maximum" in schema and "minimum" in schema, f"{method} {path} {param['name']}: unbounded"
         assert schema["maximum"] <= 2**63 - 1
         for bad in (schema["maximum"] + 1, schema["minimum"] - 1, 2**64, 10**20):
-            url, query, headers = _request(path, param, bad)
+            url, query, headers = _request(path, param, bad, operation)
             r = await http.request(method, url, params=query, headers={**admin, **headers})
             assert r.status_code == 422, (method, url, query, r.text)
             assert r.json()["error"]["field"] == param["name"], (method, url, r.text)
-        url, query, headers = _request(path, param, schema["maximum"])  # the largest allowed: no 5xx
+        url, query, headers = _request(path, param, schema["maximum"], operation)  # the largest allowed: no 5xx
         r = await http.request(method, url, params=query, headers={**admin, **headers})
         assert r.status_code < 500, (method, url, query, r.text)
 

@@ -28,7 +28,7 @@ async def _counts(db_engine, temporal_env, anvil_rpc) -> tuple:
         ({"amount": "1.0000001"}, "amount", "more than 6 decimal places"),
         ({"amount": 10}, "amount", "decimal string"),
         ({"slippage_bps": 101}, "slippage_bps", "exceeds the policy's maximum of 100"),
-        ({"slippage_bps": -1}, "slippage_bps", "negative"),
+        ({"slippage_bps": -1}, "slippage_bps", "greater than or equal to 0"),
         ({"to_asset": "GBPT"}, "to_asset", "no pool for USDC/GBPT"),
         ({"amount": "20000"}, "amount", "price_impact: price impact 2."),
         ({"wallet_id": "not-a-uuid"}, "wallet_id", "must be a UUID"),
