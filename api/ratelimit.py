@@ -162,5 +162,5 @@ def presented_key_bucket(key: str) -> str:
 
 def client_address(conn: HTTPConnection) -> str:
     """The peer's address, for an HTTP request or a WebSocket, as uvicorn gives it: the socket's peer, or the
-    forwarded address when the peer is a proxy named in PAYGENT_TRUSTED_PROXIES (paygent/cli.py)."""
+    forwarded address when the peer is a proxy named in PAYGENT_TRUSTED_PROXIES (paygent/cli/main.py)."""
     return conn.client.host if conn.client else "unknown"

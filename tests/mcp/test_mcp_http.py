@@ -165,7 +165,7 @@ async def test_memory_is_the_callers_own(api_url, agent, dev):
 
 
 async def test_the_demos_mcp_step_pays_with_an_agent_key(api_url, agent, capsys):
-    from paygent.demo_mcp import mcp_payment
+    from paygent.cli.demo_mcp import mcp_payment
 
     dev_json = {"api_url": api_url, "token": {"symbol": "USDC"}, "agents": {"shopper": agent}}
     assert await mcp_payment(dev_json, amount="0.5") == "confirmed"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paygent.demo_ws import stream_run_over_websocket
+from paygent.cli.demo_ws import stream_run_over_websocket
 
 
 async def test_the_demo_streams_a_paying_run_over_the_websocket(api_url, dev, capsys):

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, call, client
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, call, client
 
 app = typer.Typer(no_args_is_help=True, help="Memory: scoped items, search, partitions, recall, stats, grants.")
 ScopeOpt = Annotated[str | None, typer.Option("--scope", help="a/b (default: your private scope)")]

@@ -1,4 +1,4 @@
-"""The `paygent` command. Groups of sub-commands live beside the code they drive and are attached here."""
+"""The `paygent` command. Each group of sub-commands is a module of this package, attached here."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from paygent import (
-    agent_cli,
-    agents_cli,
-    approvals_cli,
-    memory_cli,
-    payments_cli,
-    reconcile_cli,
-    services_cli,
-    swaps_cli,
-    wallets_cli,
-    x402_cli,
+from paygent.cli import (
+    agents,
+    approvals,
+    memory,
+    payments,
+    reconcile,
+    runs,
+    services,
+    swaps,
+    wallets,
+    x402,
 )
-from paygent.keys_cli import app as keys_app
+from paygent.cli.keys import app as keys_app
 from paygent.stack.cli import app as stack_app
 
 app = typer.Typer(
@@ -31,16 +31,16 @@ app.add_typer(stack_app, name="stack", help="Bring the local dev stack up or dow
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")  # `paygent keys new-master-key|rotate-master|rotate-user-key`
-wallets_cli.attach(app)  # `paygent wallets create|balance|limits`
-agents_cli.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
-memory_cli.attach(app)  # `paygent memory put|get|delete|search|partitions|clear-partition|memorize|recall|stats|grant`
-payments_cli.attach(app)  # `paygent pay`, `paygent payments list|show|cancel`
-swaps_cli.attach(app)  # `paygent swap 10 USDC EURC --slippage-bps 30`
-app.add_typer(x402_cli.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
-approvals_cli.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
-app.add_typer(services_cli.app, name="services")
-app.add_typer(reconcile_cli.app, name="reconcile")  # `paygent reconcile show|resolve`
-app.command("run")(agent_cli.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
+wallets.attach(app)  # `paygent wallets create|balance|limits`
+agents.attach(app)  # `paygent agents create|list|show|rotate-key|disable`
+memory.attach(app)  # `paygent memory put|get|delete|search|partitions|clear-partition|memorize|recall|stats|grant`
+payments.attach(app)  # `paygent pay`, `paygent payments list|show|cancel`
+swaps.attach(app)  # `paygent swap 10 USDC EURC --slippage-bps 30`
+app.add_typer(x402.app, name="x402")  # `paygent x402 fetch URL --max 0.05`, `paygent x402 session ...`
+approvals.attach(app)  # `paygent approvals list|show`, `paygent approve|reject|revoke|cancel|delegate|edit`
+app.add_typer(services.app, name="services")
+app.add_typer(reconcile.app, name="reconcile")  # `paygent reconcile show|resolve`
+app.command("run")(runs.run)  # `paygent run "pay 5 USDC to 0x..."`: start an agent run, stream it
 
 
 def _exit(code: int) -> None:
@@ -108,7 +108,7 @@ def mcp(
     ),
 ) -> None:
     """Serve Paygent's MCP tools over stdio (for desktop clients), as the key in PAYGENT_API_KEY."""
-    from paygent.cli_http import dev_json
+    from paygent.cli.http import dev_json
     from paygent.mcp_stdio import run
 
     key = os.environ.get("PAYGENT_API_KEY", "").strip()
@@ -175,7 +175,7 @@ def audit_verify() -> None:
 @app.command()
 def demo() -> None:
     """With the stack up: make payments through the API and show them settle on chain."""
-    from paygent.demo import run_demo
+    from paygent.cli.demo import run_demo
 
     _exit(asyncio.run(run_demo()))
 

@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
+from paygent.cli.payments import exit_code
 from paygent.domain.payment import PAYMENT_TERMINAL
-from paygent.payments_cli import exit_code
 
 
 def swap(

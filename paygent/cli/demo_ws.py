@@ -12,7 +12,7 @@ import json
 import websockets
 from eth_account import Account
 
-from paygent.agent_cli import describe
+from paygent.cli.runs import describe
 
 
 async def stream_run_over_websocket(dev: dict, *, as_user: str = "alice", timeout: float = 120) -> dict:

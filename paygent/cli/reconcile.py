@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, call, client
-from paygent.wallets_cli import wallet_ref as _wallet_id
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, call, client
+from paygent.cli.wallets import wallet_ref as _wallet_id
 
 app = typer.Typer(no_args_is_help=True, help="Reconciliation: ledger against chain, and mismatches to resolve.")
 

@@ -18,9 +18,9 @@ from eth_account import Account
 from web3 import AsyncWeb3
 
 from paygent.chain.token import balance_of
-from paygent.demo_mcp import mcp_payment
-from paygent.demo_swap import swap_and_watch
-from paygent.demo_ws import stream_run_over_websocket
+from paygent.cli.demo_mcp import mcp_payment
+from paygent.cli.demo_swap import swap_and_watch
+from paygent.cli.demo_ws import stream_run_over_websocket
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 from paygent.paths import dev_json_path

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
+from paygent.cli.payments import EXIT_CONFIRMED, exit_code
+from paygent.cli.x402_sessions import session_app
 from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
-from paygent.payments_cli import EXIT_CONFIRMED, exit_code
-from paygent.x402_session_cli import session_app
 
 app = typer.Typer(no_args_is_help=True, help="Pay-per-request (x402): fetch a URL, paying if it asks.")
 app.add_typer(session_app, name="session")  # `paygent x402 session start|fetch|status|end`

@@ -1,6 +1,6 @@
-"""`paygent x402 session start|fetch|status|end` (attached to the `x402` group in paygent/x402_cli.py): x402 spending sessions over the HTTP API (role: requester, or an
+"""`paygent x402 session start|fetch|status|end` (attached to the `x402` group in paygent/cli/x402.py): x402 spending sessions over the HTTP API (role: requester, or an
 agent key, with a spend grant on the wallet). Exit 0 on success, 1 when refused, 2 on a usage or connection
-problem (paygent/cli_http.py)."""
+problem (paygent/cli/http.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, Key, call, client, dev_json
 
 session_app = typer.Typer(
     no_args_is_help=True, help="Spending sessions: a budget reserved (and approved) once, then paid requests."

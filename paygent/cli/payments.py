@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, Reason, call, client, dev_json
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, Key, Reason, call, client, dev_json
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.payment import PAYMENT_TERMINAL, PAYMENT_WAITING, PaymentStatus
 

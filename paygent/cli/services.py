@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, call, client
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, call, client
 
 app = typer.Typer(no_args_is_help=True, help="Paid services (x402 resources and paid MCP tools) agents may use.")
 

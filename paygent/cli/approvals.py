@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, Key, Reason, _fail, call, client
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, Key, Reason, _fail, call, client
 from paygent.domain.approval_state import ApprovalStatus
 
 app = typer.Typer(no_args_is_help=True, help="Approvals waiting for you, and their state.")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from paygent.cli_http import ApiKey, ApiUrl, AsUser, call, client, dev_json
+from paygent.cli.http import ApiKey, ApiUrl, AsUser, call, client, dev_json
 
 app = typer.Typer(no_args_is_help=True, help="Wallets: create, balances, spending limits.")
 
