@@ -35,7 +35,7 @@ up: install
 # provides (the machine's when they answer, else private ones) and exports as DATABASE_URL / REDIS_URL.
 # Two pytest sessions side by side (each starts its own Temporal servers, anvil and database, so they share
 # nothing but Postgres and Redis): half the wall time on two cores. Part A's output follows part B's.
-PART_A := tests/agents tests/api tests/approvals tests/authz tests/chain tests/db tests/domain tests/llm
+PART_A := tests/agents tests/api tests/approvals tests/authz tests/chain tests/db tests/domain tests/llm tests/mcp tests/memory tests/swaps
 test: install
 	@exports="$$($(PAYGENT) stack infra --shell)"; eval "$$exports"; \
 	  log_a="$$(mktemp)"; \
