@@ -279,6 +279,13 @@ class ReconcileActivities:
                     result.findings += await self._compare(conn, tenant_id, wallet_id, symbol, req.safe_head)
         return result
 
+    async def _token_balance_at(self, asset: Asset, address: str, block: int) -> int:
+        """The wallet's balance of `asset` at `block`; 0 before the token existed (a rewind may reach below the
+        block that deployed a token registered later, where a call answers no data)."""
+        if block < 0 or not await self.w3.eth.get_code(to_checksum_address(asset.address), block_identifier=block):
+            return 0
+        return await balance_of(self.w3, asset.address, address, block=block)
+
     async def _hash(self, block: int) -> str | None:
         try:
             return as_hex((await self.w3.eth.get_block(block))["hash"])
@@ -299,9 +306,7 @@ class ReconcileActivities:
             )
         }
         for asset in self._assets():
-            balances[asset.symbol] = (
-                await balance_of(self.w3, asset.address, wallet.address, block=to) if to >= 0 else 0
-            )
+            balances[asset.symbol] = await self._token_balance_at(asset, wallet.address, to)
         async with tenant_transaction(self.engine, tenant_id) as conn:
             forgotten = await finality_db.rewind(conn, wallet_id, to_block=to, balances=balances)
         activity.logger.warning(
