@@ -35,12 +35,16 @@ up: install
 # provides (the machine's when they answer, else private ones) and exports as DATABASE_URL / REDIS_URL.
 # Two pytest sessions side by side (each starts its own Temporal servers, anvil and database, so they share
 # nothing but Postgres and Redis): half the wall time on two cores. Part A's output follows part B's.
+# Each session is bounded as a whole (a hang that pytest-timeout cannot interrupt still ends, with both parts'
+# output printed; exit 124 names it), and pytest's faulthandler prints every thread's stack of a test that runs
+# longer than faulthandler_timeout (pyproject.toml), so the log says where it hung.
+SUITE_TIMEOUT := timeout --kill-after=30 1500
 PART_A := tests/agents tests/api tests/approvals tests/authz tests/chain tests/db tests/domain tests/llm tests/mcp tests/memory tests/swaps
 test: install
 	@exports="$$($(PAYGENT) stack infra --shell)"; eval "$$exports"; \
 	  log_a="$$(mktemp)"; \
-	  $(BIN)/pytest -q $(PART_A) > "$$log_a" 2>&1 & pid_a=$$!; \
-	  rc_b=0; $(BIN)/pytest -q tests $(addprefix --ignore=,$(PART_A)) || rc_b=$$?; \
+	  $(SUITE_TIMEOUT) $(BIN)/pytest -q $(PART_A) > "$$log_a" 2>&1 & pid_a=$$!; \
+	  rc_b=0; $(SUITE_TIMEOUT) $(BIN)/pytest -q tests $(addprefix --ignore=,$(PART_A)) || rc_b=$$?; \
 	  rc_a=0; wait $$pid_a || rc_a=$$?; \
 	  echo "==================== part A: $(PART_A) ===================="; cat "$$log_a"; rm -f "$$log_a"; \
 	  echo "make test: part A exit $$rc_a, part B exit $$rc_b"; \
