@@ -1,6 +1,7 @@
 """The chain follower: one activity per chain that completes every payment's receipt wait.
 
-A payment's receipt wait (activities/chain.py `await_receipt`) registers itself in `receipt_waits` and completes
+A payment's receipt wait (activities/chain.py `await_receipt`) reads the receipt once; unless it is already
+deep enough (a chain that mines at once, depth 1), it registers itself in `receipt_waits` and completes
 asynchronously. This activity, run by the chain's long-lived workflow (workflows/chain.py), follows the chain
 and answers those waits with the outcomes the per-payment poller had:
 
@@ -42,6 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.chain import ChainActivities, as_hex
 from paygent.chain.resend import first_landed, send_stored
+from paygent.db import finality as finality_db
 from paygent.db import receipt_waits as waits_db
 from paygent.db.reconcile import tenant_ids
 from paygent.db.tenancy import tenant_scope, tenant_transaction
@@ -164,8 +166,8 @@ class _Run:
         """After a reorg: every payment booked within the finality window of the head is read again (its
         transaction may have left the chain: re-send it). Between reorgs, only those still waiting to land
         again. Reversals are the reconciler's (its findings become webhook events)."""
-        async with self.chain.engine.connect() as conn:
-            tenants = await tenant_ids(conn)
+        async with self.chain.engine.connect() as conn:  # between reorgs: only tenants with something pending
+            tenants = await (tenant_ids(conn) if window else finality_db.reorg_pending_tenants(conn))
         for tenant in tenants:
             try:
                 await self.finality.check_recent(tenant, head=head, window=window, reverse=False)
