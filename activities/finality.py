@@ -163,7 +163,7 @@ class Finality:
     ) -> list[dict[str, Any]]:
         """The tenant's booked payments within the finality window of the head (`window`), else only those a reorg
         left waiting to land again."""
-        since = head - rules.FINALITY_WINDOW_BLOCKS if window else head + 1
+        since = head - rules.FINALITY_WINDOW_BLOCKS if window else None
         async with tenant_transaction(self.engine, tenant_id) as conn:
             booked = await db.booked_recent(conn, since_block=since, wallet_id=wallet_id)
         events: list[dict[str, Any]] = []

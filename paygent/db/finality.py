@@ -43,17 +43,22 @@ def reorg_key(payment_id) -> str:
     return f"{MismatchCause.REORGED_OUT}:payment:{payment_id}"
 
 
-async def booked_recent(conn: AsyncConnection, *, since_block: int, wallet_id: uuid.UUID | None = None) -> list[dict]:
-    """Confirmed payments booked at `since_block` or later, and those a reorg left waiting to land again, each
-    with the wallet's address and the payment's signed attempts (oldest first)."""
+async def booked_recent(
+    conn: AsyncConnection, *, since_block: int | None, wallet_id: uuid.UUID | None = None
+) -> list[dict]:
+    """Confirmed payments booked at `since_block` or later (None: none of them), and those a reorg left waiting
+    to land again, each with the wallet's address and the payment's signed attempts (oldest first)."""
+    # `?` with the key as a literal, so the planner can use the partial index payments_reorg_pending (0022);
     # ->> (astext): a JSON null reads as SQL NULL
-    pending = payments.c.details.has_key(REORGED) & payments.c.details[REORGED]["to_block"].astext.is_(None)
+    pending = payments.c.details.op("?")(sa.literal_column(f"'{REORGED}'")) & payments.c.details[REORGED][
+        "to_block"
+    ].astext.is_(None)
     query = (
         sa.select(payments, wallets.c.address.label("wallet_address"))
         .join(wallets, wallets.c.id == payments.c.wallet_id)
         .where(
             payments.c.status == PaymentStatus.confirmed,
-            sa.or_(payments.c.block_number >= since_block, pending),
+            pending if since_block is None else sa.or_(payments.c.block_number >= since_block, pending),
         )
         .order_by(payments.c.block_number)
     )
@@ -74,6 +79,12 @@ async def booked_recent(conn: AsyncConnection, *, since_block: int, wallet_id: u
     for r in rows:
         r["attempts"] = attempts.get(r["id"], [])
     return rows
+
+
+async def reorg_pending_tenants(conn: AsyncConnection) -> list[uuid.UUID]:
+    """Before any tenant is chosen (a SECURITY DEFINER function, 0022): the tenants with payments a reorg left
+    waiting to land again."""
+    return list((await conn.scalars(sa.select(sa.func.paygent_reorg_pending_tenants()))).all())
 
 
 async def holder_of_nonce(conn: AsyncConnection, wallet_address: str, nonce: int) -> dict | None:
