@@ -89,7 +89,7 @@ class ReconcileActivities:
     async def safe_head(self) -> r.SafeHead:
         head = await self.w3.eth.get_block("latest")
         return r.SafeHead(
-            block_number=rules.safe_head(head["number"], self.settings.confirmations),
+            block_number=rules.safe_head(head["number"], self.settings.confirmations_for(self.settings.chain_id)),
             timestamp=max(int(head["timestamp"]), int(time.time())),
         )
 

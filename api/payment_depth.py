@@ -38,4 +38,4 @@ async def depth_view(d: Deps, tenant_id, row) -> dict:
         have = 0 if receipt is None else max(int(await d.w3.eth.block_number) - int(receipt["blockNumber"]) + 1, 0)
     except Exception:  # the node is away: say so with null rather than fail the read
         have = None
-    return {"confirmations": have, "confirmations_required": d.settings.confirmations}
+    return {"confirmations": have, "confirmations_required": d.settings.confirmations_for(int(row["chain_id"]))}

@@ -9,12 +9,14 @@ Symbols are compared upper-case everywhere (`norm_symbol`): `eurc` names EURC, a
 entries record the registry's spelling. One symbol names one token per chain, and one token has one symbol.
 
 Per chain there is also the place for what swaps need (issue 21): the Uniswap V2 router and factory addresses,
-from the settings like the tokens (`ChainAssets.router`, `ChainAssets.factory`; None: no swaps on that chain).
+from the settings like the tokens (`ChainAssets.router`, `ChainAssets.factory`; None: no swaps on that chain),
+and the chain's confirmation depth (`ChainAssets.confirmations`: PAYGENT_CONFIRMATIONS_BY_CHAIN, else
+PAYGENT_CONFIRMATIONS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,7 @@ class ChainAssets:
     assets: Mapping[str, Asset] = field(default_factory=dict)
     router: str | None = None  # Uniswap V2 router02 (swaps, issue 21); None: no swaps on this chain
     factory: str | None = None  # Uniswap V2 factory
+    confirmations: int = 1  # the depth a receipt must reach before it settles (Settings.confirmations_for)
 
 
 class AssetConfigError(ValueError):
@@ -71,8 +74,9 @@ def make_asset(chain_id: int, symbol: object, address: object, decimals: object)
 class AssetRegistry:
     """Assets keyed by (chain id, symbol); lookups by symbol in any case, and by token address."""
 
-    def __init__(self, chains: Iterable[ChainAssets] = ()) -> None:
+    def __init__(self, chains: Iterable[ChainAssets] = (), depth: Callable[[int], int] = lambda chain_id: 1) -> None:
         self._chains = {c.chain_id: c for c in chains}
+        self._depth = depth  # a chain with no assets still has its confirmation depth
 
     @classmethod
     def build(
@@ -80,6 +84,7 @@ class AssetRegistry:
         configured: Asset | None,
         others: Iterable[Asset],
         swaps: Mapping[int, tuple[str | None, str | None]] | None = None,
+        depth: Callable[[int], int] = lambda chain_id: 1,
     ) -> AssetRegistry:
         """The configured token first, then `others` (the same token listed again is fine; a symbol or an address
         that means two different things on one chain is AssetConfigError)."""
@@ -103,12 +108,13 @@ class AssetRegistry:
             assets[asset.symbol] = asset
         swaps = swaps or {}
         chains = [
-            ChainAssets(chain_id, assets, *swaps.get(chain_id, (None, None))) for chain_id, assets in by_chain.items()
+            ChainAssets(chain_id, assets, *swaps.get(chain_id, (None, None)), confirmations=depth(chain_id))
+            for chain_id, assets in by_chain.items()
         ]
-        return cls(chains)
+        return cls(chains, depth)
 
     def chain(self, chain_id: int) -> ChainAssets:
-        return self._chains.get(chain_id) or ChainAssets(chain_id)
+        return self._chains.get(chain_id) or ChainAssets(chain_id, confirmations=self._depth(chain_id))
 
     def on_chain(self, chain_id: int) -> list[Asset]:
         """Every asset of the chain, the configured token first."""

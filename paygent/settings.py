@@ -62,6 +62,9 @@ class DevJsonSource(PydanticBaseSettingsSource):
         return out
 
 
+MAX_CONFIRMATIONS = 1_000  # deeper than any chain's finality; a typo of a few zeros fails at startup
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYGENT_", extra="ignore")
 
@@ -95,7 +98,11 @@ class Settings(BaseSettings):
     # when unset. Validated at startup.
     assets: dict[str, Any] = Field(default_factory=dict)
     # Swaps (issue 21): the Uniswap V2 router and factory (below) go to `asset_registry` for this chain.
-    confirmations: int = 1
+    # The depth a payment's receipt must reach before it settles (the follower, the reconciler's safe head), on
+    # every chain; `confirmations_by_chain` overrides it per chain: JSON {"8453": 3, "25": 12}. The depth a
+    # chain's worker waits for is `confirmations_for(its chain)`, kept in the asset registry's ChainAssets.
+    confirmations: int = Field(1, ge=1, le=MAX_CONFIRMATIONS)
+    confirmations_by_chain: dict[int, int] = Field(default_factory=dict)
     transfer_gas_limit: int = 100_000
     # Swaps (issue 21): a Uniswap V2 router and its factory on this chain (dev.json's `swap` on the dev stack; a
     # real fork's addresses otherwise), the tokens a swap may name beside the configured token (symbol ->
@@ -207,6 +214,22 @@ class Settings(BaseSettings):
         parse_exemptions(value)  # a typo fails at startup, not at the first webhook
         return value
 
+    @field_validator("confirmations_by_chain")
+    @classmethod
+    def _confirmations_by_chain(cls, value: dict[int, int]) -> dict[int, int]:
+        for chain_id, depth in value.items():
+            if chain_id <= 0:
+                raise ValueError(f"PAYGENT_CONFIRMATIONS_BY_CHAIN: {chain_id} is not a chain id")
+            if not 1 <= depth <= MAX_CONFIRMATIONS:
+                raise ValueError(
+                    f"PAYGENT_CONFIRMATIONS_BY_CHAIN: chain {chain_id}: {depth} is not a depth 1..{MAX_CONFIRMATIONS}"
+                )
+        return value
+
+    def confirmations_for(self, chain_id: int) -> int:
+        """The confirmation depth on `chain_id`: its entry in `confirmations_by_chain`, else `confirmations`."""
+        return self.confirmations_by_chain.get(chain_id, self.confirmations)
+
     @field_validator("assets")
     @classmethod
     def _assets(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +259,7 @@ class Settings(BaseSettings):
             or not (a.chain_id == configured.chain_id and a.symbol == norm_symbol(configured.symbol))
         ]
         swaps = {self.chain_id: (self.swap_router_address, self.swap_factory_address)}
-        return AssetRegistry.build(configured, others, swaps)
+        return AssetRegistry.build(configured, others, swaps, depth=self.confirmations_for)
 
     @classmethod
     def settings_customise_sources(

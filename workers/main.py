@@ -154,7 +154,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
         settings.rpc_url,
         settings.master_key_bytes(),
         gas_limit=settings.transfer_gas_limit,
-        confirmations=settings.confirmations,
+        confirmations=settings.confirmations_for(settings.chain_id),
         replace_after_seconds=settings.replace_after_seconds,
         receipt_wait_seconds=settings.receipt_wait_seconds,
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
@@ -165,7 +165,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine, **work
         settings.rpc_url,
         settings.master_key_bytes(),
         gas_limit=settings.swap_gas_limit,
-        confirmations=settings.confirmations,
+        confirmations=settings.confirmations_for(settings.chain_id),
     )
     return Worker(
         client,

@@ -47,7 +47,12 @@ async def wallet_reconciliation(
         if wallet is None:  # another tenant's wallet looks exactly like a missing one
             raise ApiError(404, "not_found", "wallet not found")
         found = await reconcile.view(conn, wid)
-    return {"wallet_id": str(wid), "address": wallet.address, "confirmations": d.settings.confirmations, **found}
+    return {
+        "wallet_id": str(wid),
+        "address": wallet.address,
+        "confirmations": d.settings.confirmations_for(d.settings.chain_id),
+        **found,
+    }
 
 
 class ResolveBody(BaseModel):

@@ -277,12 +277,14 @@ def dev_document(
         "users": seeded["users"],
         "wallets": seeded["wallets"],
         "agents": seeded.get("agents", {}),
-        "confirmations": confirmations(),  # the depth payments wait for (PAYGENT_CONFIRMATIONS); one chain for now
+        "confirmations": confirmations(),  # the dev chain's depth (PAYGENT_CONFIRMATIONS[_BY_CHAIN])
     }
 
 
 def confirmations() -> int:
-    """The confirmation depth the worker and API hold payments to: PAYGENT_CONFIRMATIONS, else dev.json, else 1."""
+    """The depth the worker and API hold the dev chain's payments to: PAYGENT_CONFIRMATIONS_BY_CHAIN's entry, else
+    PAYGENT_CONFIRMATIONS, else dev.json, else 1."""
     from paygent.settings import Settings
 
-    return Settings().confirmations
+    settings = Settings()
+    return settings.confirmations_for(settings.chain_id)

@@ -66,3 +66,33 @@ def test_one_symbol_one_token_and_one_token_one_symbol_per_chain():
     # the same token listed again, or on another chain, is fine
     registry = AssetRegistry.build(usdc, [make_asset(1, "USDC", USDC, 6), make_asset(2, "EURC", USDC, 6)])
     assert registry.symbols(1) == ["USDC"] and registry.symbols(2) == ["EURC"]
+
+
+def test_the_confirmation_depth_is_per_chain_with_the_global_one_as_default(monkeypatch):
+    monkeypatch.setenv("PAYGENT_CONFIRMATIONS", "2")
+    monkeypatch.setenv("PAYGENT_CONFIRMATIONS_BY_CHAIN", '{"8453": 5}')
+    settings = Settings(
+        token_address=USDC, chain_id=31337, assets={"8453": {"USDC": {"address": BASE_USDC, "decimals": 6}}}
+    )
+    assert (settings.confirmations_for(31337), settings.confirmations_for(8453), settings.confirmations_for(25)) == (
+        2,
+        5,
+        2,
+    )
+    registry = settings.asset_registry()
+    assert [registry.chain(c).confirmations for c in (31337, 8453, 25)] == [2, 5, 2]  # 25: a chain with no assets
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ('{"8453": 0}', "chain 8453: 0 is not a depth 1..1000"),
+        ('{"8453": 100000}', "chain 8453: 100000 is not a depth 1..1000"),
+        ('{"0": 3}', "0 is not a chain id"),
+        ('{"base": 3}', "confirmations_by_chain"),
+    ],
+)
+def test_a_bad_depth_per_chain_stops_startup_naming_the_setting(monkeypatch, raw, reason):
+    monkeypatch.setenv("PAYGENT_CONFIRMATIONS_BY_CHAIN", raw)
+    with pytest.raises(ValueError, match=reason):
+        Settings()

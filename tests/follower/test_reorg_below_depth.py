@@ -17,7 +17,7 @@ from paygent.db.schema import payments
 from tests.api.helpers import auth, create, funded_wallet, new_recipient, serve_api, transfers_to, wait_final
 from workers.main import build_worker
 
-DEPTH = 3  # PAYGENT_CONFIRMATIONS for this test: rollbacks of 1 and 2 blocks are below it
+DEPTH = 3  # the dev chain's depth for this test: rollbacks of 1 and 2 blocks are below it
 
 
 async def _until(predicate, timeout: float, what: str):
@@ -33,7 +33,13 @@ async def test_every_reorg_below_the_depth_resends_the_same_bytes_and_confirms_o
     app_settings, temporal_env, dev, db_engine, http
 ):
     settings = app_settings.model_copy(
-        update={"task_queue": f"reorg-{uuid.uuid4().hex[:6]}", "confirmations": DEPTH, "replace_after_seconds": 3600}
+        update={
+            "task_queue": f"reorg-{uuid.uuid4().hex[:6]}",
+            # the depth of this chain only (PAYGENT_CONFIRMATIONS_BY_CHAIN); every other chain keeps the default 1
+            "confirmations": 1,
+            "confirmations_by_chain": {app_settings.chain_id: DEPTH},
+            "replace_after_seconds": 3600,
+        }
     )
     wallet = await funded_wallet(http, dev, settings, 10)
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
