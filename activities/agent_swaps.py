@@ -15,9 +15,9 @@ import uuid
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from web3 import AsyncWeb3
 
 from activities.agent_tools import validation_message
+from paygent.chain.rpc import async_web3
 from paygent.db.accounts import get_wallet
 from paygent.db.grants import has_grant
 from paygent.db.payments import NewPayment, payment_request, record_payment
@@ -46,7 +46,7 @@ class SwapArgs(BaseModel):
 class AgentSwapActivities:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.w3 = async_web3(settings.rpc_url)
 
     @activity.defn(name=at.ACT_PREPARE_SWAP)
     async def prepare_swap(self, p: at.PreparePayment) -> at.PreparedSwap:

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from web3 import AsyncWeb3
 
 from paygent.agent_memory import GetArgs, Memory, SearchArgs, SetArgs
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 from paygent.db.accounts import get_wallet
 from paygent.db.paid_services import list_services, service_view
@@ -48,7 +48,7 @@ def validation_message(exc: ValidationError) -> str:
 class AgentToolActivities:
     def __init__(self, engine: AsyncEngine, redis: Redis, settings: Settings) -> None:
         self.engine, self.redis, self.settings = engine, redis, settings
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.w3 = async_web3(settings.rpc_url)
 
     @activity.defn(name=at.ACT_RUN_TOOL)
     async def run_tool(self, inv: at.ToolInvocation) -> at.ToolOutcome:

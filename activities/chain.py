@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncWeb3
 from web3.types import Wei
 
 from activities.finality import Finality
@@ -29,7 +28,8 @@ from activities.payments import record_status_or_fail
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import first_landed, send_stored
 from paygent.chain.revert import revert_reason
-from paygent.chain.token import FeeFields, fee_fields, transfer_calldata
+from paygent.chain.rpc import async_web3
+from paygent.chain.token import FeeCache, FeeFields, fee_fields, transfer_calldata
 from paygent.db import receipt_waits
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
@@ -68,7 +68,7 @@ class ChainActivities:
         reconcile_interval_seconds: int = 15,
     ) -> None:
         self.engine = engine
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+        self.w3 = async_web3(rpc_url)
         self._master_key = master_key
         self.gas_limit = gas_limit
         self.confirmations = confirmations
@@ -77,6 +77,7 @@ class ChainActivities:
         self.receipt_wait_seconds = receipt_wait_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self._follower_checked: dict[tuple[int, str], float] = {}
+        self._fees = FeeCache(self.w3)  # first signings; a replacement reads the market afresh
 
     def finality(self) -> Finality:
         """Finality checks and nonce-gap filling with this worker's keys (activities/finality.py)."""
@@ -179,7 +180,7 @@ class ChainActivities:
     async def _sign(self, req: PaymentRequest) -> tuple[pt.SignedTransfer, bytes]:
         """Allocate the nonce, sign, and store the bytes in one transaction; a later call returns those bytes."""
         pid = uuid.UUID(req.payment_id)
-        fees = await fee_fields(self.w3)
+        fees = await self._fees.get()
         chain_pending = await self.w3.eth.get_transaction_count(to_checksum_address(req.wallet_address), "pending")
         async with self.engine.begin() as conn:
             row = (

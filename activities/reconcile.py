@@ -18,7 +18,6 @@ from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncWeb3
 from web3.exceptions import BlockNotFound
 
 from activities.chain import as_hex
@@ -26,6 +25,7 @@ from activities.finality import Finality
 from paygent.assets import Asset
 from paygent.chain import transfer_logs
 from paygent.chain.resend import first_landed, send_stored
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of, token_abi
 from paygent.db import finality as finality_db
 from paygent.db import reconcile as db
@@ -56,7 +56,7 @@ class ReconcileActivities:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.w3 = async_web3(settings.rpc_url)
         self.assets: list[Asset] = settings.asset_registry().on_chain(settings.chain_id)
         self.finality = Finality(engine, self.w3)  # reads and reverses; no keys: the reconciler signs nothing
 

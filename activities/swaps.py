@@ -21,7 +21,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
 from activities.payments import record_status_or_fail
@@ -29,6 +28,7 @@ from paygent.chain import uniswap
 from paygent.chain.nonces import allocate_nonce
 from paygent.chain.resend import send_stored
 from paygent.chain.revert import revert_reason
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import FeeFields, fee_fields
 from paygent.db import reservations
 from paygent.db.accounts import load_signer
@@ -56,7 +56,7 @@ class SwapActivities:
         self, engine: AsyncEngine, rpc_url: str, master_key: bytes, *, gas_limit: int, confirmations: int
     ) -> None:
         self.engine = engine
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+        self.w3 = async_web3(rpc_url)
         self._master_key = master_key
         self.gas_limit = gas_limit
         self.confirmations = confirmations

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncWeb3
 from x402.schemas import NoMatchingRequirementsError
 
+from paygent.chain.rpc import async_web3
 from paygent.db.accounts import load_signer
 from paygent.db.audit import append_audit
 from paygent.db.schema import payments
@@ -76,7 +76,7 @@ class X402Activities:
         self.engine = engine
         self.settings = settings
         self._master_key = settings.master_key_bytes()
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.w3 = async_web3(settings.rpc_url)
 
     def activities(self) -> list:
         return [self.probe, self.sign, self.send]

@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncWeb3
 from x402.schemas import NoMatchingRequirementsError
 
+from paygent.chain.rpc import async_web3
 from paygent.db import reservations
 from paygent.db import x402_sessions as db
 from paygent.db.accounts import load_signer
@@ -82,7 +82,7 @@ class X402SessionActivities:
         self.engine = engine
         self.settings = settings
         self._master_key = settings.master_key_bytes()
-        self.w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        self.w3 = async_web3(settings.rpc_url)
         self.clients = session_http.OriginClients()
 
     def activities(self) -> list:

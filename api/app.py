@@ -11,7 +11,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from web3 import AsyncWeb3
 
 from api import docs, errors, json_body, metrics, openapi
 from api.admission import Admission
@@ -39,6 +38,7 @@ from api.routes import (
 )
 from api.text_guard import QueryTextGuard
 from paygent import tracing
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from paygent.settings import Settings, get_settings
 
@@ -68,7 +68,7 @@ def create_app(
             interceptors=tracing.temporal_interceptors(provider),
         )
         redis = Redis.from_url(settings.redis_url)
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+        w3 = async_web3(settings.rpc_url)
         app.state.deps = Deps(
             settings=settings,
             engine=get_engine(settings.database_url),

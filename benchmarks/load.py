@@ -52,6 +52,7 @@ from web3 import AsyncWeb3
 from benchmarks.bare_temporal import BareWorkflow, bare_worker
 from benchmarks.procs import rss_mb
 from benchmarks.side_by_side import pct
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 from paygent.db.engine import async_url
 from paygent.paths import dev_json_path
@@ -199,7 +200,7 @@ async def reference_rate(dev: dict, temporal: Client, count: int, headers: dict)
 
 async def payments(dev: dict, count: int, connections: int, reference: int, bare: int) -> dict:
     temporal = await Client.connect(dev["temporal_address"], data_converter=pydantic_data_converter)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     token, treasury = dev["token"]["address"], dev["wallets"]["treasury"]
     headers = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
     bare_1_per_s = await bare_rate(temporal, bare)

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from web3 import AsyncWeb3
 
 from paygent import search_attributes
 from paygent.chain.anvil import dev_account, start_anvil
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import deploy_token, mint
 from paygent.crypto import new_master_key
 from paygent.db import accounts
@@ -68,7 +68,7 @@ async def main(wallets: int, history_blocks: int, new_blocks: int, ticks: int, b
     try:
         await asyncio.to_thread(upgrade, database_url)
         rpc = f"http://127.0.0.1:{port}"
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc, request_kwargs={"timeout": 300}))  # anvil_mine is slow
+        w3 = async_web3(rpc, request_kwargs={"timeout": 300})  # anvil_mine is slow
         token = await deploy_token(w3, dev_account(0), "Paygent USD", "USDC")
         master = new_master_key()
         settings = Settings(

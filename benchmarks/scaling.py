@@ -35,6 +35,7 @@ from web3 import AsyncWeb3
 from benchmarks.procs import CLOCK_TICKS, family, stack_pid
 from benchmarks.side_by_side import pct
 from paygent.chain.anvil import dev_account
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import mint, send_eth
 from paygent.db.engine import async_url
 from paygent.netutil import free_port
@@ -171,7 +172,7 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 async def funded_wallets(dev: dict, count: int, usdc: int) -> list[dict]:
     """`count` new wallets of the dev tenant (alice may spend), each with 1 ETH for gas and `usdc` tokens."""
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     alice = {"Authorization": f"Bearer {dev['users']['alice']['api_key']}"}
     wallets = []
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=30, headers=alice) as http:
@@ -256,7 +257,7 @@ async def checked(dev: dict, api_url: str, ids: list[str], recipients: list[str]
         for pid in ids:
             status = (await http.get(f"/v1/payments/{pid}")).json()["status"]
             statuses[status] = statuses.get(status, 0) + 1
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     logs = await w3.eth.get_logs(
         {"address": dev["token"]["address"], "fromBlock": first_block, "toBlock": "latest", "topics": [TRANSFER_TOPIC]}
     )
@@ -269,7 +270,7 @@ async def one_size(dev: dict, temporal: Client, wallets: list[dict], workers: in
     queue = f"scaling-{workers}w-{uuid.uuid4().hex[:6]}"
     procs = await asyncio.to_thread(start_workers, workers, queue, dev["temporal_address"])
     api, api_url = await start_api(queue)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     try:
         await pay_all(api_url, temporal, dev, wallets, in_flight, in_flight)  # warm-up: caches, pools, follower
         first_block = await w3.eth.block_number + 1

@@ -44,10 +44,10 @@ import httpx
 from eth_account import Account
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from web3 import AsyncWeb3
 
 from benchmarks.bare_temporal import FINISH, UPDATE, BareUpdateWorkflow, BareWorkflow, bare_worker
 from benchmarks.procs import cpu_snapshot, cpu_used
+from paygent.chain.rpc import async_web3
 from paygent.paths import dev_json_path
 
 APPROVAL_AMOUNT = "200"  # the dev policy's 1-of-3 tier, no time-lock: one approval lets it pay
@@ -234,7 +234,7 @@ async def funded_payer(s: Stack, tokens: int):
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import mint
 
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(s.dev["rpc_url"]))
+    w3 = async_web3(s.dev["rpc_url"])
     payer = Account.create()
     await mint(w3, s.dev["token"]["address"], dev_account(0), payer.address, tokens)
     return payer

@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from paygent.chain.rpc import async_web3
+
 PRICE_ATOMIC = 10_000  # the paid service's /weather
 
 
@@ -108,7 +110,6 @@ async def session_vs_direct(
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import mint
@@ -116,7 +117,7 @@ async def main(args: argparse.Namespace) -> dict:
 
     dev = json.loads(dev_json_path().read_text())
     payer = __import__("eth_account").Account.create()
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     await mint(w3, dev["token"]["address"], dev_account(0), payer.address, PRICE_ATOMIC * (args.samples + 5))
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=60) as api:
         return await session_vs_direct(

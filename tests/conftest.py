@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from paygent import search_attributes
 from paygent.chain.anvil import start_anvil
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import async_url
 from paygent.db.migrate import upgrade
 from paygent.netutil import free_port
@@ -130,12 +131,11 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def token_address(anvil_rpc: str) -> str:
     """Our USDC-like token, compiled from contracts/PaygentUSD.vy and deployed by anvil account 0."""
-    from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import TOKEN_NAME, TOKEN_SYMBOL, deploy_token
 
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     return await deploy_token(w3, dev_account(0), TOKEN_NAME, TOKEN_SYMBOL)
 
 
@@ -143,12 +143,11 @@ async def token_address(anvil_rpc: str) -> str:
 async def eurc_address(anvil_rpc: str, token_address: str) -> str:
     """The second token, EURC ("Paygent EUR", 6 decimals): the same contract, deployed by anvil account 0 after
     the USDC (so the two never share an address)."""
-    from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import EURC_NAME, EURC_SYMBOL, deploy_token
 
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     return await deploy_token(w3, dev_account(0), EURC_NAME, EURC_SYMBOL)
 
 
@@ -156,7 +155,6 @@ async def eurc_address(anvil_rpc: str, token_address: str) -> str:
 async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dict:
     """Uniswap V2 (factory, WETH9, router02 from npm) with a USDC/EURC pool seeded as `paygent stack up` seeds it
     (1,000,000 USDC / 920,000 EURC): dev.json's `swap` document."""
-    from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import deploy_token
@@ -165,7 +163,7 @@ async def swap_dev(anvil_rpc: str, token_address: str, eurc_address: str) -> dic
     async def none_in_flight() -> int:
         return 0
 
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     unpooled = await deploy_token(
         w3, dev_account(0), "Paygent GBP", "GBPT"
     )  # GBPT: allowed, but no pool (a swap to it is refused)
@@ -216,14 +214,13 @@ def app_settings(
 async def dev(app_settings, anvil_rpc, token_address, eurc_address) -> dict:
     """The dev tenant (alice, bob, carol, dave; wallet treasury) with 10 ETH, 1,000,000 USDC and 1,000,000 EURC in
     treasury."""
-    from web3 import AsyncWeb3
 
     from paygent.chain.anvil import dev_account
     from paygent.chain.token import mint, send_eth
     from paygent.db.seed import seed_dev
 
     seeded = await seed_dev(app_settings.owner_database_url(), app_settings.master_key_bytes())
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     treasury = seeded["wallets"]["treasury"]["address"]
     await send_eth(w3, dev_account(0), treasury, 10 * 10**18)
     await mint(w3, token_address, dev_account(0), treasury, 1_000_000 * 10**6)

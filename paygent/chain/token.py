@@ -9,8 +9,10 @@ Amounts are integers in atomic units (6 decimals).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
+import time
 from typing import TypedDict, cast
 
 from eth_abi import encode as abi_encode
@@ -110,6 +112,29 @@ async def fee_fields(w3: AsyncWeb3) -> FeeFields:
     except Exception:  # nodes without eth_maxPriorityFeePerGas
         priority = DEFAULT_PRIORITY_FEE_WEI
     return {"maxFeePerGas": Wei(2 * base_fee + priority), "maxPriorityFeePerGas": Wei(priority)}
+
+
+class FeeCache:
+    """`fee_fields` read at most once per `ttl` seconds, shared by concurrent callers (one read in flight).
+
+    A first signing takes the cached fields: maxFeePerGas is twice the base fee of a block at most `ttl` old, and
+    the base fee rises at most 12.5% a block, so it still covers the next blocks; a replacement reads afresh.
+    Under load this saves two node calls per payment (eth_getBlockByNumber, eth_maxPriorityFeePerGas)."""
+
+    def __init__(self, w3: AsyncWeb3, ttl: float = 1.0) -> None:
+        self.w3, self.ttl = w3, ttl
+        self._fees: FeeFields | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> FeeFields:
+        if self._fees is not None and time.monotonic() < self._expires:
+            return self._fees
+        async with self._lock:
+            if self._fees is None or time.monotonic() >= self._expires:
+                self._fees = await fee_fields(self.w3)
+                self._expires = time.monotonic() + self.ttl
+            return self._fees
 
 
 async def send_transaction(

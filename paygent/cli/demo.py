@@ -15,8 +15,8 @@ import uuid
 
 import httpx
 from eth_account import Account
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 from paygent.cli.demo_mcp import mcp_payment
 from paygent.cli.demo_swap import swap_and_watch
@@ -208,7 +208,7 @@ async def approved_payment(http, dev, w3) -> dict:
 
 async def run_demo() -> int:
     dev = _load_dev()
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(dev["rpc_url"]))
+    w3 = async_web3(dev["rpc_url"])
     async with httpx.AsyncClient(base_url=dev["api_url"], timeout=30) as http:
         health = (await http.get("/readyz")).json()
         down = [k for k, v in health["components"].items() if v != "up"]

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from paygent.chain.rpc import async_web3
 from paygent.stack.chain_pieces import ContractPiece, ensure_contract
 from paygent.stack.config import StackConfig
 from paygent.stack.processes import StackError
@@ -228,11 +229,10 @@ def provision_chain_and_tenant(
     key = master_key(cfg)
 
     async def run():
-        from web3 import AsyncWeb3
 
         from paygent.db.engine import dispose_all
 
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(cfg.rpc_url))
+        w3 = async_web3(cfg.rpc_url)
         try:
             tokens = await ensure_tokens(w3, existing, database_url)
             seeded = await seed(database_url, key, existing, key_from=key_source(cfg))

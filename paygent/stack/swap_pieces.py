@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from paygent.chain.rpc import async_web3
 from paygent.stack.chain_pieces import ContractPiece, ensure_contract
 
 # The seeded pool: 1,000,000 USDC against 920,000 EURC (1 USDC = 0.92 EURC), in token units.
@@ -106,11 +107,10 @@ def provision_swap(rpc_url: str, database_url: str, existing: dict[str, Any] | N
         raise StackError("swap: the dev stack's tokens must include USDC and EURC")
 
     async def run():
-        from web3 import AsyncWeb3
 
         from paygent.db.engine import dispose_all
 
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+        w3 = async_web3(rpc_url)
         try:
             return await ensure_swap(
                 w3, existing, tokens["USDC"], tokens["EURC"], in_flight=lambda: payments_in_flight(database_url)

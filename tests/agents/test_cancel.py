@@ -8,8 +8,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from tests.agents.helpers import of_type, sse_events, start_run, wait_run
 from tests.agents.test_worker_crash import _submitted_payment
 from tests.api.helpers import auth, new_recipient, transfers_to, wait_final
@@ -55,7 +55,7 @@ async def test_cancel_during_a_slow_llm_step_cancels_it_and_ends_the_run_cancell
 
 
 async def test_cancel_while_the_payment_is_on_chain_lets_it_settle_exactly_once(http, dev, app_settings, db_engine):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     to = new_recipient()
     await w3.provider.make_request("evm_setAutomine", [False])
     try:

@@ -11,8 +11,8 @@ import sys
 import uuid
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.schema import payments
 from tests.agents.helpers import serve_api, sse_events, start_run, types, wait_run
 from tests.api.helpers import new_recipient, transfers_to
@@ -86,7 +86,7 @@ async def test_sigkill_mid_run_then_restart_completes_without_repeating_an_llm_s
     fake_llm.script(
         "anthropic", tool("pay", to=to, amount="7.25", asset="USDC", memo="invoice 9"), text("Paid the invoice.")
     )
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     await w3.provider.make_request("evm_setAutomine", [False])  # hold the transfer: the run stays mid-tool
     first = _worker_process(settings)
     second = None

@@ -11,6 +11,7 @@ import uvicorn
 from eth_account import Account
 from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 
 
@@ -52,12 +53,12 @@ async def wait_final(http, dev, payment_id: str, timeout: float = 60, user: str 
 
 
 async def token_balance(rpc_url: str, token: str, holder: str) -> int:
-    return await balance_of(AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url)), token, holder)
+    return await balance_of(async_web3(rpc_url), token, holder)
 
 
 async def transfers_to(rpc_url: str, token: str, recipient: str) -> int:
     """How many Transfer events on chain credited `recipient` (each one is one execution)."""
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+    w3 = async_web3(rpc_url)
     topic = AsyncWeb3.keccak(text="Transfer(address,address,uint256)")
     logs = await w3.eth.get_logs(
         {
@@ -85,7 +86,7 @@ async def funded_wallet(http, dev, settings, usdc: int, eurc: int = 0) -> dict:
         json={"grants": [{"principal_id": dev["users"]["alice"]["id"], "permission": "spend"}]},
     )
     assert granted.status_code == 200, granted.text
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     await send_eth(w3, dev_account(0), wallet["address"], 10**18)
     if usdc:
         await mint(w3, settings.token_address, dev_account(0), wallet["address"], usdc * 10**6)

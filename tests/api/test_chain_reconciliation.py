@@ -10,8 +10,8 @@ import uuid
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from paygent.db.schema import payment_transactions
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, token_balance, transfers_to, wait_final
@@ -29,7 +29,7 @@ async def _tuned_stack(app_settings, temporal_env, **overrides):
 
 @asynccontextmanager
 async def _manual_mining(rpc_url: str):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+    w3 = async_web3(rpc_url)
     await w3.provider.make_request("evm_setAutomine", [False])
     try:
         yield w3

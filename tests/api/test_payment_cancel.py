@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.reservations import reservations
 from tests.api.helpers import auth, create, new_recipient, payment_body, transfers_to, wait_final
 from tests.api.test_worker_crash import _wait_row
 
 
 async def test_cancel_after_broadcast_is_refused(http, dev, app_settings, db_engine):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     to = new_recipient()
     await w3.provider.make_request("evm_setAutomine", [False])
     try:

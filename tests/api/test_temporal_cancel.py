@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from tests.api.helpers import auth, create, new_recipient, payment_body, transfers_to, wait_final
 from tests.api.temporal_ops import audit, held_figure_matches_rows, idle_queue_api, reservation, row
 from tests.api.test_worker_crash import _wait_row
@@ -73,7 +73,7 @@ async def test_temporal_cancel_while_pending(dev, app_settings, db_engine, tempo
 async def test_temporal_cancel_after_broadcast_is_refused_and_the_payment_settles(
     http, dev, app_settings, db_engine, temporal_env
 ):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     to = new_recipient()
     await w3.provider.make_request("evm_setAutomine", [False])
     try:

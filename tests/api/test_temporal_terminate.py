@@ -8,8 +8,8 @@ import uuid
 
 import sqlalchemy as sa
 from temporalio.client import WorkflowExecutionStatus
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.schema import approvals
 from paygent.domain.payment import RECEIPT_WAIT_GAVE_UP
 from tests.api.helpers import auth, create, new_recipient, payment_body
@@ -40,7 +40,7 @@ async def _tick(app_settings, client) -> None:
 
 async def test_terminate_at_each_stage_then_the_sweep_ends_the_rows(http, dev, app_settings, db_engine, temporal_env):
     client = temporal_env.client
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     # awaiting approval (the dev policy wants one approver above 100)
     waiting = await pay(http, dev, "500")
     # time-locked

@@ -12,8 +12,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.schema import address_nonces, ledger_entries, payment_transactions, payments
 from tests.api.helpers import create, new_recipient, payment_body, serve_api, token_balance, transfers_to, wait_final
 from tests.api.rpc_proxy import RpcProxy
@@ -77,7 +77,7 @@ async def test_sigkill_at_each_step_then_restart_pays_exactly_once(
     settings = app_settings.model_copy(
         update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}", "local_steps": local_steps}
     )
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     to = new_recipient()
     treasury_id = uuid.UUID(dev["wallets"]["treasury"]["id"])
     procs: list[subprocess.Popen] = []

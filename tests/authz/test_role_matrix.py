@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from api.app import create_app
 from api.authz import PUBLIC_PATHS, markdown_table, route_table
 from api.ws_messages import ClientMessage
+from paygent.chain.rpc import async_web3
 from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, funded_wallet, new_recipient, payment_body
@@ -178,7 +179,6 @@ def allowed(principal: str, roles: tuple[str, ...]) -> bool:
 
 
 async def counts(db_engine, temporal_env, app_settings, names: list[str], since: str) -> dict:
-    from web3 import AsyncWeb3
 
     async with db_engine.connect() as conn:
         out = {t: await conn.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in TABLES}
@@ -186,7 +186,7 @@ async def counts(db_engine, temporal_env, app_settings, names: list[str], since:
             sa.text("SELECT count(*) FROM audit_log WHERE actor = ANY(:n) OR actor LIKE 'agent:shopper%'"), {"n": names}
         )
     out["workflows started"] = (await temporal_env.client.count_workflows(f"StartTime > '{since}'")).count
-    out["block"] = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)).eth.block_number
+    out["block"] = await async_web3(app_settings.rpc_url).eth.block_number
     return out
 
 

@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import TOKEN_NAME, TOKEN_SYMBOL, deploy_token, mint, send_eth, token_abi
 
 GAS_MONEY_WEI = 10**17  # 0.1 ETH: plenty for a handful of transactions on anvil
@@ -29,7 +30,7 @@ def owner() -> LocalAccount:
 
 @pytest_asyncio.fixture(scope="session")
 async def w3(anvil_rpc: str) -> AsyncWeb3:
-    return AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return async_web3(anvil_rpc)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -9,8 +9,8 @@ import uuid
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from paygent.db.receipt_waits import receipt_waits
 from paygent.db.schema import payments
@@ -41,7 +41,7 @@ async def reorg_stack(app_settings, temporal_env, depth: int, *, automine: bool 
             "reconcile_interval_seconds": 3600,  # the test runs the reconcile ticks itself
         }
     )
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     await w3.provider.make_request("evm_setAutomine", [automine])
     try:
         async with build_worker(temporal_env.client, settings, get_engine(settings.database_url)):

@@ -9,8 +9,8 @@ import uuid
 
 import sqlalchemy as sa
 from temporalio.client import WorkflowExecutionStatus
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from paygent.db.receipt_waits import receipt_waits
 from tests.api.helpers import create, funded_wallet, new_recipient, serve_api, transfers_to, wait_final
@@ -43,7 +43,7 @@ async def test_200_waits_in_flight_hold_no_activity_slots(app_settings, temporal
     (the poller design would need 200 slots), then one follower completes all of them."""
     settings = app_settings.model_copy(update={"task_queue": f"follow-{uuid.uuid4().hex[:6]}"})
     wallet = await funded_wallet(http, dev, settings, 100)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     worker = build_worker(
         temporal_env.client, settings, get_engine(settings.database_url), max_concurrent_activities=ACTIVITY_SLOTS
     )
@@ -120,7 +120,7 @@ async def test_the_follower_moves_to_a_surviving_worker_within_the_bound(
     mined after it confirms (no receipt missed)."""
     settings = app_settings.model_copy(update={"task_queue": f"failover-{uuid.uuid4().hex[:6]}"})
     wallet = await funded_wallet(http, dev, settings, 10)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     procs = [_worker_process(settings), _worker_process(settings)]
     chain_id = ct.workflow_id(settings.chain_id, settings.task_queue)
     try:

@@ -9,8 +9,8 @@ import time
 import uuid
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from paygent.db.receipt_waits import receipt_waits
 from paygent.db.schema import payments
@@ -42,7 +42,7 @@ async def test_every_reorg_below_the_depth_resends_the_same_bytes_and_confirms_o
         }
     )
     wallet = await funded_wallet(http, dev, settings, 10)
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     outcomes: dict[int, str] = {}
     await w3.provider.make_request("evm_setAutomine", [False])
     try:

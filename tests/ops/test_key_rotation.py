@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from pydantic import SecretStr
-from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import mint, send_eth
 from paygent.crypto import decode_master_key, new_master_key
 from paygent.db.accounts import load_signer
@@ -69,7 +69,7 @@ async def test_master_key_rotation_reseals_wallets_and_payments_still_sign(
     old = new_master_key()
     seeded = await seed_dev(own_database, decode_master_key(old), tenant_name="rotation")
     treasury = seeded["wallets"]["treasury"]
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     await send_eth(w3, dev_account(0), treasury["address"], 10**18)
     await mint(w3, app_settings.token_address, dev_account(0), treasury["address"], 100 * 10**6)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of, transfer_calldata
 from paygent.db.engine import get_engine
 from paygent.db.payments import NewPayment, payment_request, record_payment
@@ -64,7 +65,7 @@ async def _movements(db_engine, wallet_id: str, asset_name: str = "USDC") -> lis
 
 async def _sent_outside_paygent(rpc_url: str, token: str, wallet: str, to: str, amount: int) -> str:
     """A token transfer signed by nobody at Paygent: anvil impersonates the wallet's address."""
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+    w3 = async_web3(rpc_url)
     await w3.provider.make_request("anvil_impersonateAccount", [wallet])
     try:
         tx = await w3.eth.send_transaction({"from": wallet, "to": token, "data": transfer_calldata(to, amount)})
@@ -121,7 +122,7 @@ async def test_transfers_outside_paygent_end_equal_or_as_a_mismatch_naming_why(
 
     # to itself, outside Paygent: nothing moved, nothing is booked (its gas is another matter, below)
     await _sent_outside_paygent(rpc, token, wallet["address"], wallet["address"], CENT)
-    head = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc)).eth.block_number
+    head = await async_web3(rpc).eth.block_number
     await reconcile_until(
         temporal_env.client,
         app_settings.task_queue,
@@ -188,7 +189,7 @@ async def test_a_balance_change_with_no_transfer_is_a_mismatch_until_it_resolves
         lambda: ledger_equals_chain(http, dev, wallet["id"]),
         what="funded",
     )
-    w3, token = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)), app_settings.token_address
+    w3, token = async_web3(app_settings.rpc_url), app_settings.token_address
     slot, gauge = await _balance_slot(w3, token, wallet["address"]), await _open_gauge(http, "unexplained")
     await _set_balance(w3, token, slot, 50 * 10**6 - 7 * CENT)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from web3 import AsyncWeb3
-
+from paygent.chain.rpc import async_web3
 from tests.api.helpers import auth, create, funded_wallet, token_balance, wait_final
 from tests.reconcile.conftest import MAX_TIMEOUT_SECONDS, reconcile_once, reconcile_until
 from tests.reconcile.helpers import (
@@ -157,9 +156,7 @@ async def test_paid_without_a_receipt_gets_its_transaction_from_the_scan(
 
     await reconcile_until(temporal_env.client, app_settings.task_queue, matched, what=f"transaction of {pid}")
     final = (await http.get(f"/v1/payments/{pid}", headers=auth(dev))).json()
-    receipt = await AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url)).eth.get_transaction_receipt(
-        final["tx_hash"]
-    )
+    receipt = await async_web3(app_settings.rpc_url).eth.get_transaction_receipt(final["tx_hash"])
     print(f"\nx402 paid without a receipt: matched {final['tx_hash']} in block {final['block_number']}")
     assert receipt["status"] == 1 and receipt["blockNumber"] == final["block_number"] and final["status"] == "confirmed"
     assert [h["action"] for h in final["status_history"]][-1] == "payment.transaction_matched"

@@ -6,9 +6,9 @@ import asyncio
 import uuid
 
 from temporalio.client import WorkflowExecutionStatus
-from web3 import AsyncWeb3
 
 from paygent import search_attributes as sattr
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import transfer_calldata
 from paygent.db.reconcile_schema import reconcile_checkpoints
 from tests.api.helpers import funded_wallet, new_recipient
@@ -21,7 +21,7 @@ STRAY = 7_000_000
 
 async def _stray_transfer(rpc_url: str, token: str, wallet: str, to: str) -> str:
     """A transfer signed by nobody at Paygent: anvil impersonates the wallet's address."""
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url))
+    w3 = async_web3(rpc_url)
     await w3.provider.make_request("anvil_impersonateAccount", [wallet])
     try:
         tx = await w3.eth.send_transaction({"from": wallet, "to": token, "data": transfer_calldata(to, STRAY)})

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from web3 import AsyncWeb3
-
+from paygent.chain.rpc import async_web3
 from paygent.db.engine import get_engine
 from tests.api.helpers import funded_wallet
 from tests.reconcile.conftest import reconcile_once
@@ -16,7 +15,7 @@ from workers.main import build_worker
 
 async def test_first_scan_starts_at_the_start_block(app_settings, temporal_env, dev, http):
     wallet = await funded_wallet(http, dev, app_settings, 30)  # funded before the start block
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(app_settings.rpc_url))
+    w3 = async_web3(app_settings.rpc_url)
     await w3.provider.make_request("anvil_mine", ["0x3"])
     start = await w3.eth.block_number
     settings = app_settings.model_copy(

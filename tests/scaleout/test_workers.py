@@ -12,8 +12,8 @@ import time
 import uuid
 
 import sqlalchemy as sa
-from web3 import AsyncWeb3
 
+from paygent.chain.rpc import async_web3
 from paygent.db.receipt_waits import receipt_waits
 from paygent.db.schema import ledger_entries, payment_transactions, payments
 from tests.api.helpers import create, funded_wallet, new_recipient, serve_api, token_balance, transfers_to
@@ -49,7 +49,7 @@ async def test_three_workers_two_sigkilled_while_200_payments_run_each_pays_once
     settings = app_settings.model_copy(update={"task_queue": f"scale-{uuid.uuid4().hex[:6]}"})
     wallet = await funded_wallet(http, dev, settings, 100)
     wallet_id = uuid.UUID(wallet["id"])
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(settings.rpc_url))
+    w3 = async_web3(settings.rpc_url)
     client = temporal_env.client
     chain_wf = ct.workflow_id(settings.chain_id, settings.task_queue)
     of_wallet = payments.c.wallet_id == wallet_id

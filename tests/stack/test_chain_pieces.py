@@ -6,9 +6,9 @@ answers `eth_call` late or with errors) and database."""
 from __future__ import annotations
 
 import pytest
-from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import send_transaction
 from paygent.stack import chain_pieces
 from paygent.stack.processes import StackError
@@ -37,7 +37,7 @@ def quick_timeouts(monkeypatch):
 
 
 async def test_the_recorded_token_is_kept(anvil_rpc, token_address, database_url):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     sent = await _deployments(w3)
     token, done = await ensure_token(w3, _recorded(token_address), database_url)
     assert (token["address"], done) == (token_address, "reused")
@@ -46,7 +46,7 @@ async def test_the_recorded_token_is_kept(anvil_rpc, token_address, database_url
 
 async def test_a_slow_chain_stops_up_and_deploys_nothing(anvil_rpc, token_address, database_url, quick_timeouts):
     async with RpcProxy(anvil_rpc) as proxy:
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(proxy.url))
+        w3 = async_web3(proxy.url)
         sent = await _deployments(w3)
         proxy.slow_calls(2.0)
         with pytest.raises(StackError) as stopped:
@@ -67,7 +67,7 @@ async def test_a_slow_chain_stops_up_and_deploys_nothing(anvil_rpc, token_addres
 async def test_another_contract_is_replaced_only_when_no_payment_is_in_flight(
     anvil_rpc, database_url, http, dev, db_engine
 ):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     receipt = await w3.eth.get_transaction_receipt(await send_transaction(w3, dev_account(1), None, NOT_A_TOKEN))
     other = receipt["contractAddress"]
     found = await chain_pieces.identify(w3, token_piece(), other)
@@ -93,7 +93,7 @@ async def test_another_contract_is_replaced_only_when_no_payment_is_in_flight(
 
 
 async def test_no_code_at_the_recorded_address_counts_as_a_fresh_chain(anvil_rpc, database_url):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     empty = new_recipient()
     assert await chain_pieces.identify(w3, token_piece(), empty) == chain_pieces.Found.no_code
 
@@ -101,7 +101,7 @@ async def test_no_code_at_the_recorded_address_counts_as_a_fresh_chain(anvil_rpc
 async def test_eurc_is_kept_under_its_own_symbol_and_usdc_is_not_eurc(
     anvil_rpc, token_address, eurc_address, database_url
 ):
-    w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    w3 = async_web3(anvil_rpc)
     sent = await _deployments(w3)
     recorded = {
         "token": {"address": token_address, "symbol": "USDC", "decimals": 6},

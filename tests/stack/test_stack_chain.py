@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 
 import httpx
-from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account, start_anvil
+from paygent.chain.rpc import async_web3
 from paygent.netutil import free_port
 from paygent.paths import REPO_ROOT
 from tests.api.rpc_proxy import RpcProxy
@@ -66,7 +66,7 @@ async def test_up_again_under_load_and_on_a_slow_chain_keeps_the_token_and_dev_j
                 dev_json = Path(tmp_path) / "dev.json"
                 first = json.loads(dev_json.read_text())
                 token = first["token"]["address"]
-                w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(f"http://127.0.0.1:{anvil_port}"))
+                w3 = async_web3(f"http://127.0.0.1:{anvil_port}")
                 deployer_nonce = await w3.eth.get_transaction_count(dev_account(0).address)
 
                 # a payment in flight: 500 USDC waits for an approver

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from web3 import AsyncWeb3
 
 from paygent.chain import uniswap
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 from tests.api.helpers import auth
 
@@ -44,7 +45,7 @@ async def wait_swap(http, dev, swap_id: str, timeout: float = 90, user: str = "a
 
 
 def w3(rpc: str) -> AsyncWeb3:
-    return AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc))
+    return async_web3(rpc)
 
 
 async def balances(rpc: str, token: str, eurc: str, holder: str) -> tuple[int, int]:

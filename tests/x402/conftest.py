@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from paygent.chain.anvil import dev_account
+from paygent.chain.rpc import async_web3
 from paygent.chain.token import mint
 from paygent.db.schema import payments
 from paygent.egress import EgressPolicy
@@ -45,7 +46,7 @@ class PaidService:
 
 @pytest_asyncio.fixture(scope="session")
 async def w3(anvil_rpc: str) -> AsyncWeb3:
-    return AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil_rpc))
+    return async_web3(anvil_rpc)
 
 
 @pytest_asyncio.fixture

@@ -1,0 +1,30 @@
+"""paygent/chain/rpc.py against a real anvil: requests cancelled in flight (an activity timed out, a wait_for)
+leave no lock behind, so the process's later requests, async and sync (the x402 SDK's facilitator), still answer.
+web3's own AsyncHTTPProvider shares one threading.Lock across the process and can leave it held for ever when a
+request is cancelled at the wrong moment (ethereum/web3.py issue 3867)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from web3 import Web3
+from web3._utils.http_session_manager import HTTPSessionManager
+
+from paygent.chain.rpc import async_web3
+
+
+async def test_cancelled_requests_leave_no_lock_and_every_later_request_answers(anvil_rpc):
+    w3 = async_web3(anvil_rpc)
+    cancelled = 0
+    for _ in range(30):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(w3.eth.block_number for _ in range(20))), 0.0005)
+            continue
+        cancelled += 1
+    assert cancelled > 0  # requests really were cancelled in flight
+    assert not HTTPSessionManager._lock.locked()  # the process-wide lock of web3's session managers is free
+    sync = Web3(Web3.HTTPProvider(anvil_rpc))  # what the x402 SDK's facilitator uses
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: sync.eth.chain_id), 10) == 31337
+    assert await asyncio.wait_for(w3.eth.chain_id, 10) == 31337
+    assert len(await asyncio.wait_for(asyncio.gather(*(w3.eth.block_number for _ in range(50))), 10)) == 50
