@@ -58,6 +58,8 @@ class Finality:
     ) -> list[dict[str, Any]]:
         """One booked payment against the chain; returns the events written, as (type, data) dicts."""
         verdict, landed = await self._verdict(payment)
+        if verdict == rules.BookedVerdict.CANONICAL and not db.reorg_pending(payment):
+            return []  # where it was booked, as booked: nothing to write (the common case, with no transaction)
         pid = str(payment["id"])
         events: list[dict[str, Any]] = []
         async with tenant_transaction(self.engine, tenant_id) as conn:
@@ -138,7 +140,11 @@ class Finality:
             return rules.BookedVerdict.CANONICAL, None  # nothing of ours to check (booked before signing? never)
         attempt, receipt = await first_landed(self.w3, attempts)
         landed = (attempt["tx_hash"], int(receipt["blockNumber"])) if receipt is not None else None
-        mined = await self.w3.eth.get_transaction_count(to_checksum_address(payment["wallet_address"]), "latest")
+        mined = (  # the wallet's nonce decides only for a transaction that is not in the chain
+            -1
+            if landed is not None
+            else await self.w3.eth.get_transaction_count(to_checksum_address(payment["wallet_address"]), "latest")
+        )
         verdict = rules.transfer_verdict(
             landed_block=landed[1] if landed else None,
             booked_block=booked,

@@ -50,9 +50,9 @@ async def booked_recent(
     to land again, each with the wallet's address and the payment's signed attempts (oldest first)."""
     # `?` with the key as a literal, so the planner can use the partial index payments_reorg_pending (0022);
     # ->> (astext): a JSON null reads as SQL NULL
-    pending = payments.c.details.op("?")(sa.literal_column(f"'{REORGED}'")) & payments.c.details[REORGED][
-        "to_block"
-    ].astext.is_(None)
+    pending = payments.c.details.op("?", is_comparison=True)(sa.literal_column(f"'{REORGED}'")) & payments.c.details[
+        REORGED
+    ]["to_block"].astext.is_(None)
     query = (
         sa.select(payments, wallets.c.address.label("wallet_address"))
         .join(wallets, wallets.c.id == payments.c.wallet_id)

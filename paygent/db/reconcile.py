@@ -19,8 +19,8 @@ from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import write_payment_entries
 from paygent.db.reconcile_schema import PAYMENT, reconcile_checkpoints, reconcile_movements
-from paygent.db.schema import ledger_entries, payment_transactions, payments, swap_transactions, wallets
-from paygent.domain.audit_names import AuditSubject
+from paygent.db.schema import audit_log, ledger_entries, payment_transactions, payments, swap_transactions, wallets
+from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PAYMENT_TERMINAL, RECEIPT_WAIT_GAVE_UP, PaymentStatus
 
@@ -240,7 +240,8 @@ async def paid_but_open(conn: AsyncConnection, wallet_id: uuid.UUID) -> list:
 
 async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_block: int, to_block: int) -> list[str]:
     """Transactions the wallet itself signed that may have landed in the range (they spent its native gas): its
-    payments' transactions, and its swaps' (approve, swap, allowance reset) of swaps open or changed within the
+    payments' transactions, its swaps' (approve, swap, allowance reset) of swaps open or changed within the last
+    day, and the no-ops the chain follower sent to fill a lost nonce (audited `wallet.nonce_filled`) within the
     last day (the caller keeps only receipts in the range)."""
     transfers = (
         await conn.scalars(
@@ -269,7 +270,17 @@ async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_blo
             )
         )
     ).all()
-    return list(transfers) + list(swaps)
+    noops = (
+        await conn.scalars(
+            sa.select(audit_log.c.data["tx_hash"].astext).where(
+                audit_log.c.subject_type == AuditSubject.wallet,
+                audit_log.c.subject_id == str(wallet_id),
+                audit_log.c.action == AuditAction.wallet_nonce_filled,
+                audit_log.c.created_at > sa.func.now() - sa.text("interval '1 day'"),
+            )
+        )
+    ).all()
+    return list(transfers) + list(swaps) + [h for h in noops if h]
 
 
 async def confirm_payment(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from paygent.db.schema import address_nonces
 from tests.api.helpers import create, funded_wallet, new_recipient, transfers_to, wait_final
 from tests.follower.reorg_helpers import mine, reorg_stack, row, settle, until
-from tests.reconcile.helpers import audit_actions
+from tests.reconcile.helpers import asset, audit_actions, reconciliation
 
 WITHIN = 60.0
 
@@ -72,7 +72,12 @@ async def test_a_nonce_allocated_and_never_sent_is_filled_with_a_no_op(
         pid = (await create(api, dev, {**body, "memo": "after the gap"})).json()["id"]
         final = await wait_final(api, dev, pid, timeout=WITHIN)
         took = time.monotonic() - started
+        # the no-op's gas is the wallet's own spending: the native balance reconciles with no mismatch
+        await settle(http, dev, temporal_env, settings.task_queue, wallet["id"], int(await w3.eth.block_number))
+        view = await reconciliation(http, dev, wallet["id"])
     print(f"\nlost nonce (allocated, never sent): filled with a no-op; the payment confirmed after {took:.1f}s")
     assert final["status"] == "confirmed" and took < WITHIN
     assert await transfers_to(app_settings.rpc_url, app_settings.token_address, to) == 2
     assert "wallet.nonce_filled" in await audit_actions(db_engine, "wallet", wallet["id"])
+    eth = asset(view, "ETH")
+    assert eth["difference_atomic"] == "0" and [m for m in view["mismatches"] if m["asset"] == "ETH"] == [], view
