@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -138,12 +139,97 @@ class RunHost(Protocol):
     def note_cancelled_payment(self, note: dict[str, Any]) -> None: ...
 
 
-class PaymentTool:
+class PushedProgress:
+    """Following a child (a payment, a swap) that pushes its changes (`payment_progress` Signals) and turning them
+    into the run's events: approval_requested, approval_progress, payment_time_locked, approval_decided."""
+
     def __init__(self, run: RunHost) -> None:
         self.run = run
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
-        self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the payment
+        self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the child
 
+    async def _cancel(self, payment_id: str, reason: str) -> at.PaymentSnapshot:
+        raise NotImplementedError
+
+    def _decision(self, status: at.PaymentSnapshot) -> str:
+        if self._approval is not None:  # pushed: the approval's own outcome
+            return decision_from(status.status, self._approval)
+        return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
+
+    async def _follow_pushed(
+        self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str, final_of: Callable[[], Any]
+    ) -> Any:
+        """Wait for the child's pushed changes and its end (`final_of()` reads it); turn each change into the run's
+        events. Answers what final_of answers, or the row after a cancel when the wait ran out."""
+        news = self.run.payment_news.setdefault(payment_id, [])
+        self._approval = None
+        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
+        try:
+            while True:
+                self.run.check_cancelled()
+                remaining = (deadline - workflow.now()).total_seconds()
+                try:
+                    await workflow.wait_condition(
+                        lambda: child.done() or bool(news),
+                        timeout=max(remaining, 1.0),
+                        timeout_summary="payment outcome",
+                    )
+                except TimeoutError:  # a clean outcome: cancel if still possible, report where it stands
+                    final = await self._cancel(payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
+                    break
+                while news:  # the child awaits each Signal, so all of them land before its result
+                    await self._on_progress(bound, news.pop(0))
+                if child.done():
+                    final = final_of()
+                    break
+        finally:
+            self.run.payment_news.pop(payment_id, None)
+        if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
+            self._awaiting = None
+            await self.run.emit(
+                RunEventType.approval_decided,
+                {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
+            )
+        return final
+
+    async def _on_progress(self, bound: dict, p: pt.PaymentProgress) -> None:
+        a = self._approval = p.approval or self._approval
+        ids = {"payment_id": p.payment_id, "tool_call_id": bound["tool_call_id"]}
+        if p.change == "approval" and a is not None:
+            if a.change in ("opened", "edited"):
+                self._awaiting = bound
+                await self.run.emit(
+                    RunEventType.approval_requested,
+                    {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
+                )
+            elif a.change in ("approved", "revoked"):
+                await self.run.emit(
+                    RunEventType.approval_progress,
+                    {
+                        **ids,
+                        "decision": a.change,
+                        "approver": a.actor,
+                        "approvals_had": a.approvals_had,
+                        "approvals_needed": a.approvals_needed,
+                        "approved_by": a.approved_by,
+                        "status": a.status,
+                    },
+                )
+            return
+        if p.status == PaymentStatus.time_locked:
+            until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
+            await self.run.emit(
+                RunEventType.payment_time_locked,
+                {**ids, "until": until, "approved_by": a.approved_by if a is not None else []},
+            )
+        elif self._awaiting is not None and p.status not in PAYMENT_WAITING:
+            self._awaiting = None
+            await self.run.emit(
+                RunEventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
+            )
+
+
+class PaymentTool(PushedProgress):
     async def pay(self, step: int, call: ToolCall) -> at.ToolOutcome:
         inp = self.run.inp
         payment_id = at.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
@@ -208,7 +294,9 @@ class PaymentTool:
             "payment_id": req.payment_id,
         }
         if child is not None and workflow.patched(at.PATCH_PAYMENT_PUSH):
-            return await self._follow_pushed(child, bound, req.payment_id)
+            return await self._follow_pushed(
+                child, bound, req.payment_id, lambda: self._child_final(child, req.payment_id)
+            )
         asked = decided = False
         delay = FIRST_POLL
         deadline = workflow.now() + PAYMENT_WAIT_LIMIT
@@ -248,82 +336,6 @@ class PaymentTool:
                 {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
             )
         return final
-
-    def _decision(self, status: at.PaymentSnapshot) -> str:
-        if self._approval is not None:  # pushed: the approval's own outcome
-            return decision_from(status.status, self._approval)
-        return decision_of(status.status, status.failure_reason)  # a run that polled (before the push)
-
-    async def _follow_pushed(
-        self, child: workflow.ChildWorkflowHandle, bound: dict, payment_id: str
-    ) -> at.PaymentSnapshot:
-        """Wait for the payment's pushed changes and its end; turn each change into the run's events."""
-        news = self.run.payment_news.setdefault(payment_id, [])
-        self._approval = None
-        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
-        try:
-            while True:
-                self.run.check_cancelled()
-                remaining = (deadline - workflow.now()).total_seconds()
-                try:
-                    await workflow.wait_condition(
-                        lambda: child.done() or bool(news),
-                        timeout=max(remaining, 1.0),
-                        timeout_summary="payment outcome",
-                    )
-                except TimeoutError:  # a clean outcome: cancel if still possible, report where it stands
-                    final = await self._cancel(payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
-                    break
-                while news:  # the payment awaits each Signal, so all of them land before its result
-                    await self._on_progress(bound, news.pop(0))
-                if child.done():
-                    final = self._child_final(child, payment_id)
-                    break
-        finally:
-            self.run.payment_news.pop(payment_id, None)
-        if self._awaiting is not None:  # ended without a status change after the approval (e.g. it failed)
-            self._awaiting = None
-            await self.run.emit(
-                RunEventType.approval_decided,
-                {**bound, "status": final.status, "decision": decision_from(final.status, self._approval)},
-            )
-        return final
-
-    async def _on_progress(self, bound: dict, p: pt.PaymentProgress) -> None:
-        a = self._approval = p.approval or self._approval
-        ids = {"payment_id": p.payment_id, "tool_call_id": bound["tool_call_id"]}
-        if p.change == "approval" and a is not None:
-            if a.change in ("opened", "edited"):
-                self._awaiting = bound
-                await self.run.emit(
-                    RunEventType.approval_requested,
-                    {**bound, "status": p.status, **who_must_act(a), "edited": a.change == "edited"},
-                )
-            elif a.change in ("approved", "revoked"):
-                await self.run.emit(
-                    RunEventType.approval_progress,
-                    {
-                        **ids,
-                        "decision": a.change,
-                        "approver": a.actor,
-                        "approvals_had": a.approvals_had,
-                        "approvals_needed": a.approvals_needed,
-                        "approved_by": a.approved_by,
-                        "status": a.status,
-                    },
-                )
-            return
-        if p.status == PaymentStatus.time_locked:
-            until = a.timelock_until.isoformat() if a is not None and a.timelock_until else None
-            await self.run.emit(
-                RunEventType.payment_time_locked,
-                {**ids, "until": until, "approved_by": a.approved_by if a is not None else []},
-            )
-        elif self._awaiting is not None and p.status not in PAYMENT_WAITING:
-            self._awaiting = None
-            await self.run.emit(
-                RunEventType.approval_decided, {**bound, "status": p.status, "decision": decision_from(p.status, a)}
-            )
 
     @staticmethod
     def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> at.PaymentSnapshot:

@@ -4,9 +4,12 @@ Runs in the AgentRunWorkflow's sandbox. `agent.prepare_swap` (activities/agent_s
 input and quotes exactly as POST /v1/swaps does, and records the swap with id uuid5(run id, tool call id); the
 child is `payment-<that id>` with REJECT_DUPLICATE and ABANDON, as a paying tool's (workflows/agent_pay.py), so
 no replay or retry swaps twice and a signed swap settles on its own. The SwapWorkflow governs it like a payment
-(reservation, limits, budget, approval tiers); the run follows its row: `awaiting_approval` becomes
-`approval_requested` (the run waits), leaving it `approval_decided`. The stream shows `swap_quoted` before the
-swap is governed and `swap_settled` once it ends; the model reads the amounts, or why there are none.
+(reservation, limits, budget, approval tiers). The swap pushes its changes to the run as a payment does
+(at.PATCH_SWAP_PUSH, PushedProgress in workflows/agent_pay.py): `approval_requested` with who must act,
+`approval_progress` as each approval lands, `payment_time_locked`, then `approval_decided`; runs from before the
+push follow its row (`awaiting_approval` becomes `approval_requested`, leaving it `approval_decided`). The stream
+shows `swap_quoted` before the swap is governed and `swap_settled` once it ends; the model reads the amounts, or
+why there are none.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from paygent.llm.types import ToolCall
 from workflows import agent_types as at
 from workflows import swap_types as sw
 from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
-from workflows.agent_pay import FIRST_POLL, PAYMENT_WAIT_LIMIT, RunHost, decision_of
+from workflows.agent_pay import FIRST_POLL, PAYMENT_WAIT_LIMIT, PushedProgress, decision_of
 from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -64,10 +67,7 @@ def swap_outcome(req: sw.SwapRequest, final: sw.SwapState) -> at.ToolOutcome:
     return at.ToolOutcome(ok=False, text=json.dumps(data))
 
 
-class SwapTool:
-    def __init__(self, run: RunHost) -> None:
-        self.run = run
-
+class SwapTool(PushedProgress):
     async def swap(self, step: int, call: ToolCall) -> at.ToolOutcome:
         inp = self.run.inp
         swap_id = at.agent_payment_id(inp.run_id, call.id)
@@ -88,15 +88,21 @@ class SwapTool:
                 return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "swap not recorded"}))
             await self.run.emit(RunEventType.swap_quoted, {**bound, "quote": prepared.quote})
             child = await self._start(call, prepared)
-            final, awaiting = await self._follow(child, req, bound)
+            if child is not None and workflow.patched(at.PATCH_SWAP_PUSH):
+                final = await self._follow_pushed(child, bound, swap_id, lambda: self._child_final(child, req))
+                if not isinstance(final, sw.SwapState):  # the wait ran out and the swap was cancelled
+                    final = await self._status_as_state(req, final)
+            else:
+                final, awaiting = await self._follow(child, req, bound)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
             if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
                 raise
             status = await self._cancel(swap_id, "the agent run was cancelled")
-            if awaiting:
+            if awaiting or self._awaiting is not None:  # close the approval the stream announced
+                decision = self._decision(status) if self._awaiting is not None else "cancelled"
                 await self.run.emit(
                     RunEventType.approval_decided,
-                    {**bound, "status": status.status, "decision": "cancelled"},
+                    {**bound, "status": status.status, "decision": decision},
                     honour_cancel=False,
                 )
             self.run.note_cancelled_payment({"payment_id": swap_id, "payment_status": status.status})

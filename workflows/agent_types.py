@@ -39,6 +39,9 @@ PATCH_AMOUNT_TEXT = "agent-run-payment-amount-text"
 # workflow.patched id: the `swap` tool runs a child SwapWorkflow (workflows/agent_swap.py); asked only for a tool
 # call named `swap`, which before went to `agent.run_tool` (and was refused there as an unknown tool).
 PATCH_SWAP_TOOL = "agent-run-swap-tool"
+# workflow.patched id: the `swap` tool follows its child SwapWorkflow through pushed `payment_progress` Signals, as a
+# payment (approval_progress, payment_time_locked); runs that were polling the swap's row keep polling on replay.
+PATCH_SWAP_PUSH = "agent-run-swap-push-v1"
 SWAP_TOOL = "swap"
 
 # A payment made by a run's tool call has an id derived from (run id, tool call id): a replayed or retried run

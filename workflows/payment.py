@@ -52,6 +52,7 @@ from workflows.activity_options import (
 )
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
 from workflows.failures import StepFailed, failure_reason
+from workflows.parent_progress import tell_parent
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -618,25 +619,9 @@ class PaymentWorkflow:
 
     async def _tell_parent(self, change: pt.PaymentProgressChange, approval: ap.ApprovalProgress | None = None) -> None:
         """Push this change to the workflow that started the payment (an agent run), so it never polls.
-
-        Awaited, so the parent receives changes in order and before the payment's result. Payments started
-        before the patch (and payments with no parent) send nothing. Best effort: a parent that is gone (a
-        cancelled run) does not stop the payment.
-        """
-        parent = workflow.info().parent
-        if parent is None or not workflow.patched(pt.PATCH_PROGRESS):
-            return
-        progress = pt.PaymentProgress(
-            payment_id=self._state.payment_id,
-            change=change,
-            status=self._state.status,
-            approval=approval or self._approval,
-            reason=self._state.failure_reason,
-        )
-        try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(pt.SIGNAL_PROGRESS, progress)
-        except Exception as err:
-            workflow.logger.warning("could not tell parent %s about %s: %s", parent.workflow_id, change, err)
+        Payments started before the patch (and payments with no parent) send nothing."""
+        if workflow.info().parent is not None and workflow.patched(pt.PATCH_PROGRESS):
+            await tell_parent(change, self._state, approval or self._approval)
 
     async def _end(
         self, status: PaymentStatus, *, reason: str, actor: str = "system", channel: Channel = Channel.system

@@ -21,6 +21,7 @@ from workflows import approval_types as at
 from workflows import payment_types as pt
 from workflows import swap_types as sw
 from workflows.activity_options import CHAIN, DATABASE, SETTLEMENT, SWAP_RECEIPT
+from workflows.parent_progress import tell_parent
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -52,6 +53,9 @@ class SwapWorkflow:
         )
         self._cancel: pt.PaymentCancelRequest | None = None
         self._signing_began = False  # once set, a failure gives the router's allowance back (if it was raised)
+        self._timelocked_until: str | None = None  # the child approval's time-lock end, once it started
+        self._approval: at.ApprovalProgress | None = None  # the child approval's latest progress
+        self._approval_news: list[at.ApprovalProgress] = []  # progress not yet passed on to the parent
 
     @workflow.query(name=sw.QUERY_STATE)
     def state(self) -> sw.SwapState:
@@ -59,12 +63,14 @@ class SwapWorkflow:
 
     @workflow.signal(name=at.SIGNAL_TIMELOCKED)
     def approval_timelocked(self, until: str) -> None:
-        self._state.details["timelock_until"] = until
+        self._state.details["timelock_until"] = self._timelocked_until = until
 
     @workflow.signal(name=at.SIGNAL_PROGRESS)
     def approval_progress(self, progress: at.ApprovalProgress) -> None:
+        self._approval = progress
+        self._approval_news.append(progress)
         if progress.status == ApprovalStatus.time_locked and progress.timelock_until is not None:
-            self._state.details["timelock_until"] = progress.timelock_until.isoformat()
+            self._state.details["timelock_until"] = self._timelocked_until = progress.timelock_until.isoformat()
 
     @workflow.update(name=pt.UPDATE_CANCEL)
     async def cancel(self, request: pt.PaymentCancelRequest) -> sw.SwapState:
@@ -226,10 +232,16 @@ class SwapWorkflow:
             ),
         )
         waiting = asyncio.ensure_future(_result(child))
-        await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None)
+        if workflow.patched(sw.PATCH_PROGRESS):
+            await self._follow_approval(waiting)
+        else:
+            await workflow.wait_condition(lambda: waiting.done() or self._cancel is not None)
         if not waiting.done():  # the swap was cancelled while approvals were pending: so is the approval
             await workflow.get_external_workflow_handle(at.approval_workflow_id(pay.payment_id)).cancel()
         outcome: at.ApprovalOutcome = await waiting
+        if self._approval is not None:  # the parent's next status change carries how the approval ended
+            update = {"change": "decided", "status": outcome.status, "actor": outcome.decided_by}
+            self._approval = self._approval.model_copy(update={**update, "reason": outcome.reason})
         await self._end_if_cancelled()
         if outcome.status != ApprovalStatus.approved:
             await self._end(
@@ -239,6 +251,31 @@ class SwapWorkflow:
             )
         if operation_hash(outcome.operation) != operation_hash(operation):
             await self._fail("the approved operation is not the swap's: swaps cannot be edited")
+
+    async def _follow_approval(self, waiting: asyncio.Future) -> None:
+        """sw.PATCH_PROGRESS: until the approval ends or the swap is cancelled, pass each approval progress on to
+        the parent run, and record the time-lock as the status `time_locked`, as a payment does."""
+        shown_timelock = None
+        while True:
+
+            def moved(shown: str | None = shown_timelock) -> bool:
+                return waiting.done() or self._cancel is not None or self._timelocked_until != shown
+
+            await workflow.wait_condition(lambda: moved() or bool(self._approval_news))
+            news, self._approval_news = self._approval_news, []
+            for progress in news:  # who approved, n of m: pass it on as it lands
+                await self._tell_parent("approval", progress)
+            if waiting.done() or self._cancel is not None:
+                return
+            if self._timelocked_until != shown_timelock:
+                shown_timelock = self._timelocked_until
+                await self._set_status(PaymentStatus.time_locked, details={"until": shown_timelock})
+
+    async def _tell_parent(self, change: pt.PaymentProgressChange, approval: at.ApprovalProgress | None = None) -> None:
+        """Push this change to the workflow that started the swap (an agent run), as a payment does.
+        Swaps started before sw.PATCH_PROGRESS (and swaps with no parent) send nothing."""
+        if workflow.info().parent is not None and workflow.patched(sw.PATCH_PROGRESS):
+            await tell_parent(change, self._state, approval or self._approval)
 
     def _operation(self, quote: sw.QuoteResult) -> Operation:
         req, pay = self._req, self._req.payment
@@ -311,6 +348,7 @@ class SwapWorkflow:
             summary=f"Status {previous} -> {status}",
         )
         self._upsert_status()
+        await self._tell_parent("status")
 
     def _upsert_status(self) -> None:
         workflow.upsert_search_attributes([sa.STATUS.value_set(self._state.status)])

@@ -22,6 +22,10 @@ ACT_SETTLE = "swaps.settle"
 
 STEP_APPROVE, STEP_SWAP, STEP_RESET = "approve", "swap", "reset"
 
+# workflow.patched id: a swap with a parent (an agent run) signals it `payment_progress` after each status change
+# and passes on each approval progress, as a payment does; its approval's time-lock becomes the status time_locked.
+PATCH_PROGRESS = "swap-progress-to-parent-v1"
+
 
 class SwapRequest(BaseModel):
     """SwapWorkflow's input. `payment` carries the input leg (asset, token, amount) and `to` = the router."""

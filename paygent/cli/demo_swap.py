@@ -1,5 +1,6 @@
-"""The demo's swap step: quote 10 USDC -> EURC on the Uniswap V2 router, swap it (30 bps slippage), and show the
-quote, the minimum, and the amounts on chain before and after."""
+"""The demo's swap step: quote 10 USDC -> EURC on the Uniswap V2 router, swap it, and show the quote, the minimum,
+and the amounts on chain before and after. The quote and the swap ask for the same slippage (SLIPPAGE_BPS), so the
+minimum printed with the quote is the one the swap enforces (unless the price moves in between)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ from paygent.chain.token import balance_of
 from paygent.domain.money import format_amount
 from paygent.domain.payment import PAYMENT_TERMINAL
 
+SLIPPAGE_BPS = 30
+
 
 async def swap_and_watch(http, dev, w3, *, amount: str = "10", as_user: str = "alice") -> dict:
     treasury = dev["wallets"]["treasury"]
     usdc = dev["token"]
     eurc = dev["swap"]["tokens"]["EURC"]
     headers = {"Authorization": f"Bearer {dev['users'][as_user]['api_key']}"}
-    body = {"wallet_id": treasury["id"], "from_asset": "USDC", "to_asset": "EURC", "amount": amount}
+    body = {
+        "wallet_id": treasury["id"],
+        "from_asset": "USDC",
+        "to_asset": "EURC",
+        "amount": amount,
+        "slippage_bps": SLIPPAGE_BPS,  # quoted and swapped alike: the minimum printed is the one enforced
+    }
     print(f"\n==> {as_user} swaps {amount} USDC to EURC from treasury on Uniswap V2 ({dev['swap']['router']})")
     q = (await http.get("/v1/swaps/quote", params=body, headers=headers)).json()
     print(f"    quote:   {q['amount_out']} EURC, minimum {q['min_amount_out']} at {q['slippage_bps']} bps, "
@@ -25,9 +34,7 @@ async def swap_and_watch(http, dev, w3, *, amount: str = "10", as_user: str = "a
         await balance_of(w3, usdc["address"], treasury["address"]),
         await balance_of(w3, eurc["address"], treasury["address"]),
     )
-    r = await http.post(
-        "/v1/swaps", json={**body, "slippage_bps": 30}, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
-    )
+    r = await http.post("/v1/swaps", json=body, headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
     r.raise_for_status()
     sid = r.json()["id"]
     print(f"    started: {r.json()['quote']['text']}")

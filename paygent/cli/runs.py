@@ -5,8 +5,8 @@ A dropped stream is resumed with `Last-Event-ID`, so no event is shown twice or 
 leaves the run going (it may be waiting for a human approval); `paygent run --cancel <run id>` cancels it.
 
 Exit status, so scripts can trust it: 0 only when the run completed AND every paying tool call it made (`pay`,
-`x402_fetch`) succeeded; 1 when the run failed or was cancelled, a payment was refused, rejected, expired,
-cancelled or failed, or the planner did not understand the request; 2 for usage and connection problems.
+`x402_fetch`, `swap`) succeeded; 1 when the run failed or was cancelled, a payment or swap was refused, rejected,
+expired, cancelled or failed, or the planner did not understand the request; 2 for usage and connection problems.
 `--json` prints the final state (the run, the exit code and why, the paying calls) as one JSON document.
 """
 
@@ -24,7 +24,7 @@ import typer
 from paygent.domain.agent_run import TERMINAL_EVENTS
 from paygent.paths import dev_json_path
 
-PAYING_TOOLS = ("pay", "x402_fetch")
+PAYING_TOOLS = ("pay", "x402_fetch", "swap")  # a swap spends its input amount
 RECONNECTS = 5
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -48,7 +48,7 @@ class Outcome:
                 {
                     "tool": data["tool"],
                     "ok": data["ok"],
-                    "payment_id": result.get("payment_id"),
+                    "payment_id": result.get("payment_id") or result.get("swap_id"),
                     "status": result.get("status"),
                     "reason": result.get("reason"),
                 }
@@ -62,7 +62,8 @@ class Outcome:
                 why = f" ({p['reason']})" if p["reason"] else ""
                 self.code, self.reason = (
                     FAILED,
-                    (f"{p['tool']} did not succeed: payment {p['payment_id']} is {p['status'] or 'not made'}{why}"),
+                    f"{p['tool']} did not succeed: {'swap' if p['tool'] == 'swap' else 'payment'} "
+                    f"{p['payment_id']} is {p['status'] or 'not made'}{why}",
                 )
             elif data.get("understood") is False:
                 self.code, self.reason = FAILED, "the planner did not understand the request"
@@ -211,9 +212,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print only the final state, as JSON"),
     api_url: str = typer.Option(None, "--api-url", help="Defaults to api_url in dev.json"),
 ) -> None:
-    """Start an agent run and stream its progress. Exit 0 only if it completed and every payment it made
-    succeeded; 1 if it failed, a payment did not go through, or the request was not understood; 2 for usage or
-    connection problems. Role: requester, or an agent key (`--as shopper`)."""
+    """Start an agent run and stream its progress. Exit 0 only if it completed and every payment and swap it made
+    succeeded; 1 if it failed, a payment or swap did not go through, or the request was not understood; 2 for usage
+    or connection problems. Role: requester, or an agent key (`--as shopper`)."""
     if not message and not cancel:
         typer.echo('say what to do, e.g. paygent run "balance" (or --cancel RUN_ID)', err=True)
         _exit(USAGE)

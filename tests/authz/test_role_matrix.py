@@ -1,8 +1,8 @@
 """Every door checks who you are: the app's routes are walked (a new route without a declared role fails here),
 and every route is called as every kind of principal. A refusal is 403 `forbidden` and starts, signs and writes
 nothing (rows, audit entries, workflows and blocks are counted around the refusals). Reads by id of another
-principal's objects (every GET route with an id, every MCP tool taking a payment id, every WebSocket message
-naming a run or a thread) answer those who take no part in them exactly as an id that exists nowhere."""
+principal's objects (every GET route with an id, every MCP tool taking a payment id, get_swap, every WebSocket
+message naming a run or a thread) answer those who take no part in them exactly as an id that exists nowhere."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from api.app import create_app
 from api.authz import PUBLIC_PATHS, markdown_table, route_table
 from api.ws_messages import ClientMessage
 from paygent.chain.rpc import async_web3
+from paygent.db.accounts import create_user
+from paygent.db.engine import get_engine
+from paygent.db.tenancy import tenant_transaction
 from paygent.paths import REPO_ROOT
 from tests.agents.helpers import start_run, wait_run
 from tests.api.helpers import auth, funded_wallet, new_recipient, payment_body
@@ -26,6 +29,7 @@ from tests.approvals.helpers import pay, tiers, wallet_with_policy
 from tests.authz.conftest import bearer
 from tests.egress import exempt
 from tests.mcp.conftest import data, error_text, mcp_session
+from tests.mcp.test_mcp_contract import MCP_HEADERS
 from tests.ws.helpers import connect as ws_connect
 from tests.ws.helpers import recv as ws_recv
 from tests.ws.helpers import send as ws_send
@@ -310,6 +314,46 @@ async def test_mcp_reads_by_id_of_another_principals_payment(api_url, principals
                 nowhere = await mcp.call_tool(tool, {"payment_id": str(uuid.uuid4()), **extra})
                 assert error_text(theirs) == error_text(nowhere), (who, tool)
                 assert error_text(theirs).endswith("not_found: payment not found"), (who, tool)
+
+
+async def test_mcp_get_swap_answers_each_role_as_get_v1_swaps_does(
+    http, api_url, dev, app_settings, principals, others
+):
+    """get_swap, walked over every principal of the tenant, alice, and a person holding requester and auditor, on
+    alice's swap: whoever /mcp admits (the requester role or an agent key: as get_payment) gets what GET
+    /v1/swaps/{id} gives them, the swap itself or the not_found of a swap id that exists nowhere; the other roles
+    are refused at /mcp with the 403 every tool gets there (they read swaps at GET /v1/swaps/{id})."""
+    swap_id, nowhere = others["swap_id"], str(uuid.uuid4())
+    tenant = dev["tenant"]["id"]
+    async with tenant_transaction(get_engine(app_settings.owner_database_url()), tenant) as conn:
+        _, both = await create_user(conn, uuid.UUID(tenant), f"reqaud-{uuid.uuid4().hex[:6]}", ["requester", "auditor"])
+    keys = {who: principals[who]["key"] for who in PRINCIPALS[:-1]}
+    keys |= {"alice": dev["users"]["alice"]["api_key"], "requester+auditor": both}
+    reads = {"alice", "admin", "auditor", "requester+auditor"}  # its requester, admins and auditors (SEES)
+    admitted = {"alice", "requester", "agent", "requester+auditor"}  # /mcp: the requester role, agent keys
+    params = {"name": "get_swap", "arguments": {"swap_id": swap_id}}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}
+    for who, key in keys.items():
+        r = await http.get(f"/v1/swaps/{swap_id}", headers=bearer(key))
+        assert r.status_code == (200 if who in reads else 403 if who == "nobody" else 404), (who, r.text)
+        if who not in admitted:
+            refused = await http.post("/mcp", json=call, headers={**MCP_HEADERS, **bearer(key)})
+            error = _json(refused.content).get("error", {})
+            assert refused.status_code == 403 and role_refusal(error), (who, refused.text)
+            assert error["message"] == "this action needs the requester role", (who, error)
+            continue
+        async with mcp_session(api_url, key) as mcp:
+            assert "get_swap" in {t.name for t in (await mcp.list_tools()).tools}, who
+            got = await mcp.call_tool("get_swap", {"swap_id": swap_id})
+            if who in reads:
+                assert {k: data(got)[k] for k in ("id", "kind", "amount_in")} == {
+                    k: r.json()[k] for k in ("id", "kind", "amount_in")
+                }, who
+                continue
+            missing = await mcp.call_tool("get_swap", {"swap_id": nowhere})
+            assert error_text(got) == error_text(missing) and error_text(got).endswith(
+                "not_found: payment not found"
+            ), who
 
 
 def _short(tool: str) -> dict:

@@ -3,6 +3,7 @@ quote_swap / swap / get_swap (hints, closed output schemas, the same roles and r
 
 from __future__ import annotations
 
+from paygent.cli.demo_swap import SLIPPAGE_BPS, swap_and_watch
 from tests.api.helpers import auth
 from tests.api.test_payments_cli import home, paygent  # noqa: F401  (pytest fixture)
 from tests.mcp.conftest import data, error_text, mcp_session
@@ -43,3 +44,14 @@ async def test_mcp_quote_and_swap(api_url, dev, http):
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "swap", "arguments": args}}
     r = await http.post("/mcp", json=call, headers={**MCP_HEADERS, **auth(dev, "bob")})
     assert r.status_code == 403 and "requester role" in r.json()["error"]["message"], r.text
+
+
+async def test_the_demos_swap_step_prints_the_minimum_the_swap_enforced(
+    http, dev, swap_dev, token_address, anvil_rpc, capsys
+):
+    # the demo quoted at the default 50 bps and swapped at 30: the minimum it printed was not the swap's
+    dev_json = {**dev, "token": {"address": token_address}, "swap": swap_dev}
+    view = await swap_and_watch(http, dev_json, h.w3(anvil_rpc))
+    [quoted] = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("quote:")]
+    assert view["status"] == "confirmed" and view["slippage_bps"] == SLIPPAGE_BPS, view
+    assert f"minimum {view['min_amount_out']} at {SLIPPAGE_BPS} bps" in quoted, (quoted, view)

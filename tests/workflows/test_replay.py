@@ -20,6 +20,9 @@ Each directory holds the histories one version of the code wrote (docs/ARCHITECT
   before `payment-honours-temporal-cancel`: they replay its old branch. temporal_cancel/: tests/api/
   test_temporal_cancel.py and test_temporal_terminate.py on the new code (the new branches, reconcile ticks with
   `reconcile-sweeps-orphans`).
+- before_swap_push/: swaps and swap runs recorded at 2c4ceea, before swaps pushed their progress to the run (patches
+  `swap-progress-to-parent-v1`, `agent-run-swap-push-v1`): tests/agents/test_swap_runs.py (a run's swap, with and
+  without an approval) and tests/swaps/test_swap_sandwich.py's approval tests (one refreshed, one cancelled).
 
 The last test shows the rule the fixtures enforce on a throwaway workflow: a new timer without `workflow.patched`
 fails to replay an old history; behind the patch it replays, and new runs take the new path.
@@ -55,6 +58,7 @@ EXPECTED = {
     "before_raw_signals": {"ApprovalWorkflow": 1},
     "before_temporal_cancel": {"PaymentWorkflow": 2, "ApprovalWorkflow": 1},
     "temporal_cancel": {"PaymentWorkflow": 6, "ApprovalWorkflow": 4, "ReconcileWorkflow": 2},
+    "before_swap_push": {"SwapWorkflow": 4, "ApprovalWorkflow": 3, "AgentRunWorkflow": 2},
 }
 
 

@@ -1,11 +1,14 @@
-"""Events that say who must act: a run whose payment needs 2 of bob, carol and dave, then a time-lock, streams
-`approval_requested` (approvers, how many, deadline, time-lock), an `approval_progress` as each approval lands
-over HTTP, `payment_time_locked` with its end (the run's status follows: awaiting_approval, time_locked), then
-the decision, the payment on chain and the answer. The payment pushes each change to the run (a Signal)."""
+"""Events that say who must act: a run whose payment (or swap) needs 2 of bob, carol and dave, then a time-lock,
+streams `approval_requested` (approvers, how many, deadline, time-lock), an `approval_progress` as each approval
+lands over HTTP, `payment_time_locked` with its end (the run's status follows: awaiting_approval, time_locked),
+then the decision, the payment (swap) on chain and the answer. The payment or swap pushes each change to the run (a
+Signal)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.api.helpers import auth, new_recipient, token_balance
 from tests.workflows.replay_support import replay_all
@@ -29,13 +32,15 @@ async def run_status(http, dev, run_id: str) -> str:
     return (await http.get(f"/v1/agent-runs/{run_id}", headers=auth(dev))).json()["status"]
 
 
+@pytest.mark.parametrize("tool", ["pay", "swap"])
 async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_completion(
-    api_url, http, dev, gated_wallet, app_settings, temporal_env
+    api_url, http, dev, gated_wallet, app_settings, temporal_env, tool
 ):
     to = new_recipient()
+    message = f"pay 150 USDC to {to} for the audit" if tool == "pay" else "swap 150 USDC to EURC"
     async with connect(api_url, dev["users"]["alice"]["api_key"]) as ws:
         asked_at = datetime.now(UTC)
-        run_id = await start(ws, f"pay 150 USDC to {to} for the audit", wallet_id=gated_wallet["id"])
+        run_id = await start(ws, message, wallet_id=gated_wallet["id"])
         seen = await until(ws, lambda m: m["type"] == "approval_requested")
         requested = seen[-1]["data"]
         assert requested["approvers"] == APPROVERS and requested["approvals_needed"] == 2
@@ -65,8 +70,12 @@ async def test_a_two_of_three_run_streams_who_must_act_then_the_time_lock_then_c
     assert of_type(events, "tool_completed")[0]["data"]["ok"] is True
     assert events[-1]["type"] == "agent_completed" and "confirmed" in events[-1]["data"]["answer"]
     assert rest[-1]["status"] == "completed"
-    assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 150 * 10**6
-    # and the pushed path replays: the run, its payment and the approval, from their recorded histories
+    if tool == "pay":
+        assert await token_balance(app_settings.rpc_url, app_settings.token_address, to) == 150 * 10**6
+    else:
+        settled = of_type(events, "swap_settled")[0]["data"]
+        assert settled["status"] == "confirmed" and settled["payment_id"] == payment_id and settled["amount_out"]
+    # and the pushed path replays: the run, its payment (or swap) and the approval, from their recorded histories
     histories = [
         await temporal_env.client.get_workflow_handle(wid).fetch_history()
         for wid in (f"agent-run-{run_id}", f"payment-{payment_id}", f"approval-{payment_id}")
