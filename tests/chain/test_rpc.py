@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 from web3 import Web3
 from web3._utils.http_session_manager import HTTPSessionManager
@@ -28,3 +29,18 @@ async def test_cancelled_requests_leave_no_lock_and_every_later_request_answers(
     assert await asyncio.wait_for(asyncio.to_thread(lambda: sync.eth.chain_id), 10) == 31337
     assert await asyncio.wait_for(w3.eth.chain_id, 10) == 31337
     assert len(await asyncio.wait_for(asyncio.gather(*(w3.eth.block_number for _ in range(50))), 10)) == 50
+
+
+def test_no_code_builds_web3s_own_async_provider():
+    """Every node connection goes through async_web3: one place to keep the lock away."""
+    from paygent.paths import REPO_ROOT
+
+    found = [
+        f"{path.relative_to(REPO_ROOT)}:{n}"
+        for top in ("activities", "api", "paygent", "workers", "workflows", "tests", "benchmarks")
+        for path in (REPO_ROOT / top).rglob("*.py")
+        if path.name != "rpc.py" and path != Path(__file__)
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "AsyncHTTPProvider(" in line
+    ]
+    assert found == []
