@@ -276,7 +276,7 @@ async def wallet_tx_hashes(conn: AsyncConnection, wallet_id: uuid.UUID, from_blo
                 audit_log.c.subject_type == AuditSubject.wallet,
                 audit_log.c.subject_id == str(wallet_id),
                 audit_log.c.action == AuditAction.wallet_nonce_filled,
-                audit_log.c.created_at > sa.func.now() - sa.text("interval '1 day'"),
+                audit_log.c.at > sa.func.now() - sa.text("interval '1 day'"),
             )
         )
     ).all()
