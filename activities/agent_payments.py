@@ -16,18 +16,23 @@ import uuid
 from dataclasses import replace
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.agent_tools import validation_message
-from paygent.db.accounts import get_wallet
+from activities.agent_recording import (
+    ToolRefused,
+    invalid_arguments,
+    or_refusal,
+    record_tool_call,
+    run_wallet,
+    tool_arguments,
+)
 from paygent.db.audit import append_audit
-from paygent.db.grants import has_grant
 from paygent.db.paid_services import find_service
-from paygent.db.payments import NewPayment, payment_request, record_payment
+from paygent.db.payments import payment_request
 from paygent.db.schema import payments
 from paygent.domain.audit_names import AuditAction, AuditSubject
 from paygent.domain.channels import Channel
@@ -89,59 +94,40 @@ class AgentPaymentActivities:
 
     @activity.defn(name=at.ACT_PREPARE_PAYMENT)
     async def prepare_payment(self, p: at.PreparePayment) -> at.PreparedPayment:
-        refused = f"invalid arguments for {p.call.name}"
-        try:
-            fields, memo = self._fields(p)
-        except ValidationError as exc:
-            return at.PreparedPayment(error=f"{refused}: {validation_message(exc)}")
+        return await or_refusal(self._prepare(p), at.PreparedPayment)
+
+    async def _prepare(self, p: at.PreparePayment) -> at.PreparedPayment:
+        fields, memo = tool_arguments(p, lambda: self._fields(p))
         if fields.kind == PaymentKind.x402:  # the tools pay in the configured token
             fields = replace(fields, asset=self.settings.token_symbol)
-        if not p.wallet_id:
-            return at.PreparedPayment(error="this run has no wallet to pay from")
-        payment_id = uuid.UUID(at.agent_payment_id(p.run_id, p.call.id))
         async with self.engine.begin() as conn:
-            wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
-            if wallet is None:
-                return at.PreparedPayment(error="the run's wallet no longer exists")
-            if not await has_grant(conn, uuid.UUID(p.user_id), wallet.id):  # grants can be withdrawn mid-run
-                return at.PreparedPayment(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
+            wallet = await run_wallet(conn, p, "pay")
             mcp_call = None
             if p.call.name == "call_paid_tool":
                 paid = PaidToolArgs.model_validate(p.call.arguments)
                 service = await find_service(conn, p.tenant_id, paid.service)
                 if service is None or service["transport"] != "mcp" or not service["tool"]:
-                    return at.PreparedPayment(error=f"no paid MCP tool named {paid.service!r} is registered")
+                    raise ToolRefused(f"no paid MCP tool named {paid.service!r} is registered")
                 fields = replace(fields, url=service["url"])
                 mcp_call = {"tool": service["tool"], "arguments": paid.arguments}
             try:  # the same checks as POST /v1/payments; nothing is recorded for a refusal
                 checked = await check_payment_input(self.settings, fields, payer=wallet.address)
             except InvalidInput as exc:
-                return at.PreparedPayment(error=f"{refused}: {exc}")
-            recorded = await record_payment(
+                raise invalid_arguments(p, exc) from None
+            row = await record_tool_call(
                 conn,
-                NewPayment(
-                    payment_id=payment_id,
-                    tenant_id=uuid.UUID(p.tenant_id),
-                    requested_by_id=uuid.UUID(p.user_id),
-                    actor=p.user_name,
-                    channel=Channel.temporal,
-                    wallet_id=wallet.id,
-                    idempotency_key=f"agent-run:{p.run_id}:{p.call.id}",
-                    chain_id=self.settings.chain_id,
-                    asset=checked.asset,
-                    token_address=checked.token_address,
-                    to=checked.to,
-                    amount_atomic=checked.amount_atomic,
-                    memo=memo,
-                    kind=checked.kind,
-                    url=checked.url,
-                    mcp_call=mcp_call,
-                    audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id},
-                ),
+                p,
+                wallet_id=wallet.id,
+                chain_id=self.settings.chain_id,
+                asset=checked.asset,
+                token_address=checked.token_address,
+                to=checked.to,
+                amount_atomic=checked.amount_atomic,
+                memo=memo,
+                kind=checked.kind,
+                url=checked.url,
+                mcp_call=mcp_call,
             )
-        if not recorded.matches:
-            return at.PreparedPayment(error="a different payment is already recorded for this tool call")
-        row = recorded.row
         label = format_amount(checked.amount_atomic, checked.decimals)
         return at.PreparedPayment(
             request=payment_request(row, wallet.address, requested_by=p.user_name, decimals=checked.decimals),

@@ -10,18 +10,13 @@ SwapWorkflow (workflows/agent_swap.py); its reservation, limits, budget and appr
 
 from __future__ import annotations
 
-import uuid
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.agent_tools import validation_message
+from activities.agent_recording import invalid_arguments, or_refusal, record_tool_call, run_wallet, tool_arguments
 from paygent.chain.rpc import async_web3
-from paygent.db.accounts import get_wallet
-from paygent.db.grants import has_grant
-from paygent.db.payments import NewPayment, payment_request, record_payment
-from paygent.domain.channels import Channel
+from paygent.db.payments import payment_request
 from paygent.domain.errors import InvalidInput
 from paygent.domain.payment import PaymentKind
 from paygent.domain.text import SafeText
@@ -50,49 +45,31 @@ class AgentSwapActivities:
 
     @activity.defn(name=at.ACT_PREPARE_SWAP)
     async def prepare_swap(self, p: at.PreparePayment) -> at.PreparedSwap:
-        refused = f"invalid arguments for {p.call.name}"
-        try:
-            args = SwapArgs.model_validate(p.call.arguments)
-        except ValidationError as exc:
-            return at.PreparedSwap(error=f"{refused}: {validation_message(exc)}")
-        if not p.wallet_id:
-            return at.PreparedSwap(error="this run has no wallet to swap from")
+        return await or_refusal(self._prepare(p), at.PreparedSwap)
+
+    async def _prepare(self, p: at.PreparePayment) -> at.PreparedSwap:
+        args = tool_arguments(p, lambda: SwapArgs.model_validate(p.call.arguments))
         async with self.engine.connect() as conn:
-            wallet = await get_wallet(conn, uuid.UUID(p.tenant_id), uuid.UUID(p.wallet_id))
-            if wallet is None:
-                return at.PreparedSwap(error="the run's wallet no longer exists")
-            if not await has_grant(conn, uuid.UUID(p.user_id), wallet.id):  # grants can be withdrawn mid-run
-                return at.PreparedSwap(error=f"{p.user_name} holds no spend grant on wallet {wallet.name}")
+            wallet = await run_wallet(conn, p, "swap")
         try:  # the same check and quote as POST /v1/swaps; nothing is recorded for a refusal
             checked = check_swap_input(self.settings, args.from_asset, args.to_asset, args.amount, args.slippage_bps)
             q = await quote_swap(self.w3, self.settings, checked)
         except (InvalidInput, AssetUnavailable) as exc:
-            return at.PreparedSwap(error=f"{refused}: {exc}")
+            raise invalid_arguments(p, exc) from None
         async with self.engine.begin() as conn:
-            recorded = await record_payment(
+            row = await record_tool_call(
                 conn,
-                NewPayment(
-                    payment_id=uuid.UUID(at.agent_payment_id(p.run_id, p.call.id)),
-                    tenant_id=uuid.UUID(p.tenant_id),
-                    requested_by_id=uuid.UUID(p.user_id),
-                    actor=p.user_name,
-                    channel=Channel.temporal,
-                    wallet_id=wallet.id,
-                    idempotency_key=f"agent-run:{p.run_id}:{p.call.id}",
-                    chain_id=self.settings.chain_id,
-                    asset=checked.asset_in.symbol,
-                    token_address=checked.asset_in.address,
-                    to=checked.router,
-                    amount_atomic=checked.amount_in,
-                    memo=None,
-                    kind=PaymentKind.swap,
-                    swap=swap_terms(checked, q),
-                    audit_extra={"agent_run_id": p.run_id, "tool_call_id": p.call.id},
-                ),
+                p,
+                wallet_id=wallet.id,
+                chain_id=self.settings.chain_id,
+                asset=checked.asset_in.symbol,
+                token_address=checked.asset_in.address,
+                to=checked.router,
+                amount_atomic=checked.amount_in,
+                memo=None,
+                kind=PaymentKind.swap,
+                swap=swap_terms(checked, q),
             )
-        if not recorded.matches:
-            return at.PreparedSwap(error="a different payment is already recorded for this tool call")
-        row = recorded.row
         request = sw.SwapRequest(
             payment=payment_request(row, wallet.address, requested_by=p.user_name, decimals=checked.asset_in.decimals),
             **swap_request_fields((row["details"] or {}).get("swap") or {}, self.settings),

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import cursor as cursors
 from api.authz import not_found, oversees, spendable_wallet, takes_part
@@ -85,7 +86,6 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
     except ValueError:
         raise InvalidInput("wallet_id", "must be a UUID") from None
     mcp_call = {"tool": spec.mcp_tool, "arguments": spec.mcp_arguments} if spec.mcp_tool else None
-    payment_id = payment_id_for(who, idempotency_key)
     if d.admission is not None:
         # The workers have enough to run: 429 before any database work, so that shedding load is cheap (under a
         # burst most answers are 429s; issue 18). Nothing is recorded or started either way.
@@ -96,37 +96,62 @@ async def start_payment(d: Deps, who: Principal, spec: PaymentSpec, idempotency_
             checked = await check_payment_input(d.settings, spec.fields(), payer=wallet.address)
         except AssetUnavailable as exc:
             raise ApiError(503, "asset_unavailable", str(exc), exc.field) from None
-        recorded = await record_payment(
+        row = await record_once(
             conn,
-            NewPayment(
-                payment_id=payment_id,
-                tenant_id=who.tenant_id,
-                requested_by_id=who.user_id,
-                actor=who.actor,
-                channel=channel,
-                wallet_id=wallet_id,
-                idempotency_key=idempotency_key,
-                chain_id=d.settings.chain_id,
-                asset=checked.asset,
-                token_address=checked.token_address,
-                to=checked.to,
-                amount_atomic=checked.amount_atomic,
-                memo=spec.memo,
-                kind=checked.kind,
-                url=checked.url,
-                mcp_call=mcp_call if checked.kind == PaymentKind.x402 else None,
-            ),
+            d,
+            who,
+            idempotency_key,
+            channel=channel,
+            wallet_id=wallet_id,
+            asset=checked.asset,
+            token_address=checked.token_address,
+            to=checked.to,
+            amount_atomic=checked.amount_atomic,
+            memo=spec.memo,
+            kind=checked.kind,
+            url=checked.url,
+            mcp_call=mcp_call if checked.kind == PaymentKind.x402 else None,
         )
-    if not recorded.matches:
-        raise ApiError(
-            409, "idempotency_conflict", "Idempotency-Key: already used for a different request", "Idempotency-Key"
-        )
-    row = recorded.row
     request = payment_request(
         row, wallet.address, requested_by=who.actor, decimals=checked.decimals, local_steps=d.settings.local_steps
     )
     await start_payment_workflow(d.temporal, d.settings.task_queue, request, wallet.name)
     return row
+
+
+async def record_once(
+    conn: AsyncConnection,
+    d: Deps,
+    who: Principal,
+    idempotency_key: str,
+    *,
+    channel: Channel,
+    wallet_id: uuid.UUID,
+    **terms: Any,
+) -> RowMapping:
+    """Record the caller's payment or swap once, in `conn`'s transaction (`record_payment`: row and audit entry),
+    under the id its key gives (`payment_id_for`), and return the stored row; the caller then starts (or joins)
+    its workflow. `terms` are the kind's own NewPayment fields (asset, token_address, to, amount_atomic, memo,
+    kind, and url and mcp_call, or swap). A reused key with another request, 409: nothing recorded."""
+    recorded = await record_payment(
+        conn,
+        NewPayment(
+            payment_id=payment_id_for(who, idempotency_key),
+            tenant_id=who.tenant_id,
+            requested_by_id=who.user_id,
+            actor=who.actor,
+            channel=channel,
+            wallet_id=wallet_id,
+            idempotency_key=idempotency_key,
+            chain_id=d.settings.chain_id,
+            **terms,
+        ),
+    )
+    if not recorded.matches:
+        raise ApiError(
+            409, "idempotency_conflict", "Idempotency-Key: already used for a different request", "Idempotency-Key"
+        )
+    return recorded.row
 
 
 def payment_view(row, settings: Settings) -> dict:

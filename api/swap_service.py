@@ -18,10 +18,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.authz import not_found, spendable_wallet
 from api.deps import Deps
 from api.errors import ApiError
-from api.payment_service import payment_id_for, readable_payment
+from api.payment_service import readable_payment, record_once
 from paygent import search_attributes as sattr
 from paygent.db.accounts import Principal
-from paygent.db.payments import NewPayment, payment_request, record_payment
+from paygent.db.payments import payment_request
 from paygent.db.tenancy import tenant_transaction
 from paygent.domain.channels import Channel
 from paygent.domain.errors import InvalidInput
@@ -74,35 +74,24 @@ async def start_swap(d: Deps, who: Principal, spec: SwapSpec, idempotency_key: s
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         wallet = await spendable_wallet(conn, who, wallet_id)
     q = await quote_swap(d.w3, d.settings, checked)
-    payment_id = payment_id_for(who, idempotency_key)
     async with tenant_transaction(d.engine, who.tenant_id) as conn:
         if d.admission is not None:
             await d.admission.admit()
-        recorded = await record_payment(
+        row = await record_once(
             conn,
-            NewPayment(
-                payment_id=payment_id,
-                tenant_id=who.tenant_id,
-                requested_by_id=who.user_id,
-                actor=who.actor,
-                channel=channel,
-                wallet_id=wallet_id,
-                idempotency_key=idempotency_key,
-                chain_id=d.settings.chain_id,
-                asset=checked.asset_in.symbol,
-                token_address=checked.asset_in.address,
-                to=checked.router,
-                amount_atomic=checked.amount_in,
-                memo=spec.memo,
-                kind=PaymentKind.swap,
-                swap=swap_terms(checked, q),
-            ),
+            d,
+            who,
+            idempotency_key,
+            channel=channel,
+            wallet_id=wallet_id,
+            asset=checked.asset_in.symbol,
+            token_address=checked.asset_in.address,
+            to=checked.router,
+            amount_atomic=checked.amount_in,
+            memo=spec.memo,
+            kind=PaymentKind.swap,
+            swap=swap_terms(checked, q),
         )
-    if not recorded.matches:
-        raise ApiError(
-            409, "idempotency_conflict", "Idempotency-Key: already used for a different request", "Idempotency-Key"
-        )
-    row = recorded.row
     req = swap_request(d, row, wallet.address, who.actor, checked)
     await start_swap_workflow(d, req, wallet.name, quote_view(checked, q)["text"])
     return row, quote_view(checked, q)

@@ -21,14 +21,12 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ChildWorkflowError,
-    WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
 
@@ -37,39 +35,37 @@ from paygent.domain.agent_run import RunEventType
 from paygent.domain.approval_state import APPROVAL_FINAL, ApprovalStatus
 from paygent.domain.payment import (
     PAYMENT_PAST_APPROVAL,
-    PAYMENT_TERMINAL,
     PAYMENT_WAITING,
     PAYMENT_WORKFLOW,
     PaymentKind,
     PaymentRequest,
     PaymentStatus,
-    payment_workflow_id,
 )
 from paygent.llm.types import ToolCall
 from workflows import agent_types as at
 from workflows import payment_types as pt
-from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
+from workflows.agent_child import (
+    PAYMENT_WAIT_LIMIT,
+    RUN_CANCELLED,
+    RunHost,
+    cancel,
+    cancelled_by_run,
+    decision_of,
+    poll_until_final,
+    prepare,
+    row_status,
+    start_child,
+)
 from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
     from paygent.domain.money import format_amount
 
-FIRST_POLL = timedelta(seconds=1)
 # Polls back off to 10 minutes: an 8-day wait then costs ~1,200 polls (~12k history events, far below the 50k
 # limit). The child finishing wakes the run at once whatever the interval; only a mid-way `approval_decided`
 # (approved, then a long time-lock) can be reported up to one interval late.
 MAX_POLL = timedelta(minutes=10)
-PAYMENT_WAIT_LIMIT = timedelta(days=8)  # longer than any approval or time-lock window the payment may impose
 PAYING_TOOLS = frozenset({"pay", "x402_fetch", "call_paid_tool"})  # call_paid_tool: x402 over MCP
-
-
-def decision_of(status: str, reason: str | None) -> str:
-    """How the human decision went, read from where the payment went next."""
-    text = f"{status} {reason or ''}".lower()
-    for word in ("rejected", "expired", "cancelled"):
-        if word in text:
-            return word
-    return "approved"
 
 
 def decision_from(payment_status: str, approval: pt.ApprovalProgress | None) -> str:
@@ -126,19 +122,6 @@ def outcome(req: PaymentRequest, final: at.PaymentSnapshot) -> at.ToolOutcome:
     return at.ToolOutcome(ok=False, text=json.dumps(data))
 
 
-class RunHost(Protocol):
-    """What a paying tool needs from the run that owns it (AgentRunWorkflow), so this module never imports it."""
-
-    inp: at.AgentRunInput
-    payment_news: dict[str, list[pt.PaymentProgress]]  # pushed by child payments, by payment id
-
-    async def emit(self, kind: RunEventType, data: dict[str, Any], *, honour_cancel: bool = True) -> None: ...
-
-    def check_cancelled(self) -> None: ...
-
-    def note_cancelled_payment(self, note: dict[str, Any]) -> None: ...
-
-
 class PushedProgress:
     """Following a child (a payment, a swap) that pushes its changes (`payment_progress` Signals) and turning them
     into the run's events: approval_requested, approval_progress, payment_time_locked, approval_decided."""
@@ -148,8 +131,10 @@ class PushedProgress:
         self._awaiting: dict | None = None  # the tool call whose approval was requested and not yet decided
         self._approval: pt.ApprovalProgress | None = None  # the latest approval progress pushed by the child
 
+    noun = "payment"  # what the tool spends through, as the summaries of its row reads and cancels name it
+
     async def _cancel(self, payment_id: str, reason: str) -> at.PaymentSnapshot:
-        raise NotImplementedError
+        return await cancel(self.run, payment_id, reason, self.noun)
 
     def _decision(self, status: at.PaymentSnapshot) -> str:
         if self._approval is not None:  # pushed: the approval's own outcome
@@ -234,23 +219,15 @@ class PaymentTool(PushedProgress):
         inp = self.run.inp
         payment_id = at.agent_payment_id(inp.run_id, call.id)  # known before anything is recorded
         try:
-            prepared: at.PreparedPayment = await workflow.execute_activity(
-                at.ACT_PREPARE_PAYMENT,
-                at.PreparePayment.of(inp, call),
-                result_type=at.PreparedPayment,
-                **PREPARE_PAYMENT,
-                summary="Record the payment",
-                # never cut short: whether the row exists must be known before a cancel is decided
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            prepared = await prepare(at.ACT_PREPARE_PAYMENT, inp, call, at.PreparedPayment, "Record the payment")
             self.run.check_cancelled()
             if prepared.error or prepared.request is None:
                 return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "payment not recorded"}))
             final = await self._watch(step, call, prepared)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
-            if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
+            if not cancelled_by_run(err):
                 raise
-            status = await self._cancel(payment_id, "the agent run was cancelled")
+            status = await self._cancel(payment_id, RUN_CANCELLED)
             if self._awaiting is not None:  # close the approval the stream announced
                 await self.run.emit(
                     RunEventType.approval_decided,
@@ -263,29 +240,23 @@ class PaymentTool(PushedProgress):
         if (
             req.kind == PaymentKind.x402 and final.x402 is None
         ):  # what the server answered is on the row, not in the state
-            final = await self._status(req.payment_id)
+            final = await row_status(req.payment_id, self.noun)
         return outcome(req, final)
 
     async def _watch(self, step: int, call: ToolCall, prepared: at.PreparedPayment) -> at.PaymentSnapshot:
         req = prepared.request
         assert req is not None
-        try:
-            child = await workflow.start_child_workflow(
-                PAYMENT_WORKFLOW,
-                req,
-                id=payment_workflow_id(req.payment_id),
-                result_type=pt.PaymentState,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                # the attributes are part of the start-child command: PaygentAmountText behind its patch
-                search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(at.PATCH_AMOUNT_TEXT)),
-                static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
-                + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
-                static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
-            )
-        except WorkflowAlreadyStartedError:
-            child = None  # started by an earlier execution of this run: follow it through its row instead
+        child = await start_child(
+            PAYMENT_WORKFLOW,
+            req,
+            payment_id=req.payment_id,
+            result_type=pt.PaymentState,
+            # the attributes are part of the start-child command: PaygentAmountText behind its patch
+            search_attributes=sa.payment_attributes(req, amount_text=workflow.patched(at.PATCH_AMOUNT_TEXT)),
+            static_summary=f"Pay {prepared.amount_label} from {prepared.wallet_name} "
+            + (f"for {req.url}" if req.kind == PaymentKind.x402 else f"to {req.to}"),
+            static_details=f"Agent run {self.run.inp.run_id}, tool call {call.id}, for {req.requested_by}.",
+        )
         bound = {
             "step": step,
             "tool_call_id": call.id,
@@ -297,45 +268,21 @@ class PaymentTool(PushedProgress):
             return await self._follow_pushed(
                 child, bound, req.payment_id, lambda: self._child_final(child, req.payment_id)
             )
-        asked = decided = False
-        delay = FIRST_POLL
-        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
-        while True:
-            self.run.check_cancelled()  # a cancel swallowed by a completed activity is honoured here
-            if child is not None:
-                try:
-                    await workflow.wait_condition(child.done, timeout=delay)
-                except TimeoutError:
-                    pass
-                if child.done():
-                    final = self._child_final(child, req.payment_id)
-                    break
-            else:
-                await workflow.sleep(delay)
-            status = await self._status(req.payment_id)
-            if child is None and status.status in PAYMENT_TERMINAL:
-                final = status
-                break
-            if status.status in PAYMENT_WAITING and not asked:
-                asked, self._awaiting = True, bound
-                await self.run.emit(RunEventType.approval_requested, {**bound, "status": status.status})
-            elif asked and not decided and status.status not in PAYMENT_WAITING:
-                decided, self._awaiting = True, None
-                await self.run.emit(
-                    RunEventType.approval_decided,
-                    {**bound, "status": status.status, "decision": decision_of(status.status, status.failure_reason)},
-                )
-            if workflow.now() >= deadline:  # a clean outcome: cancel if still possible, report where it stands
-                final = await self._cancel(req.payment_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
-                break
-            delay = min(delay * 2, MAX_POLL)
-        if asked and not decided:
-            self._awaiting = None
-            await self.run.emit(
-                RunEventType.approval_decided,
-                {**bound, "status": final.status, "decision": decision_of(final.status, final.failure_reason)},
-            )
+        final, _ = await poll_until_final(
+            self.run,
+            child,
+            bound,
+            payment_id=req.payment_id,
+            noun=self.noun,
+            max_poll=MAX_POLL,
+            child_final=lambda done: self._child_final(done, req.payment_id),
+            row_final=lambda row: row,
+            awaiting=self._set_awaiting,
+        )
         return final
+
+    def _set_awaiting(self, bound: dict | None) -> None:
+        self._awaiting = bound
 
     @staticmethod
     def _child_final(child: workflow.ChildWorkflowHandle, payment_id: str) -> at.PaymentSnapshot:
@@ -350,22 +297,4 @@ class PaymentTool(PushedProgress):
             tx_hash=state.tx_hash,
             block_number=state.block_number,
             failure_reason=state.failure_reason,
-        )
-
-    async def _status(self, payment_id: str) -> at.PaymentSnapshot:
-        return await workflow.execute_activity(
-            at.ACT_PAYMENT_STATUS,
-            payment_id,
-            result_type=at.PaymentSnapshot,
-            **DATABASE,
-            summary="Payment status",
-        )
-
-    async def _cancel(self, payment_id: str, reason: str) -> at.PaymentSnapshot:
-        return await workflow.execute_activity(
-            at.ACT_CANCEL_PAYMENT,
-            at.CancelPayment(payment_id=payment_id, actor=self.run.inp.user_name, reason=reason),
-            result_type=at.PaymentSnapshot,
-            **CANCEL_PAYMENT,
-            summary="Cancel the payment",
         )

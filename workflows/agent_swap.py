@@ -2,7 +2,7 @@
 
 Runs in the AgentRunWorkflow's sandbox. `agent.prepare_swap` (activities/agent_swaps.py) checks the grant and the
 input and quotes exactly as POST /v1/swaps does, and records the swap with id uuid5(run id, tool call id); the
-child is `payment-<that id>` with REJECT_DUPLICATE and ABANDON, as a paying tool's (workflows/agent_pay.py), so
+child is `payment-<that id>` with REJECT_DUPLICATE and ABANDON, as a paying tool's (workflows/agent_child.py), so
 no replay or retry swaps twice and a signed swap settles on its own. The SwapWorkflow governs it like a payment
 (reservation, limits, budget, approval tiers). The swap pushes its changes to the run as a payment does
 (at.PATCH_SWAP_PUSH, PushedProgress in workflows/agent_pay.py): `approval_requested` with who must act,
@@ -20,22 +20,20 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ChildWorkflowError,
-    WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
 
 from paygent import search_attributes as sa
 from paygent.domain.agent_run import RunEventType
-from paygent.domain.payment import PAYMENT_TERMINAL, PAYMENT_WAITING, PaymentStatus, payment_workflow_id
+from paygent.domain.payment import PaymentStatus
 from paygent.llm.types import ToolCall
 from workflows import agent_types as at
 from workflows import swap_types as sw
-from workflows.activity_options import CANCEL_PAYMENT, DATABASE, PREPARE_PAYMENT
-from workflows.agent_pay import FIRST_POLL, PAYMENT_WAIT_LIMIT, PushedProgress, decision_of
+from workflows.agent_child import RUN_CANCELLED, cancelled_by_run, poll_until_final, prepare, start_child
+from workflows.agent_pay import PushedProgress
 from workflows.failures import failure_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -68,36 +66,50 @@ def swap_outcome(req: sw.SwapRequest, final: sw.SwapState) -> at.ToolOutcome:
 
 
 class SwapTool(PushedProgress):
+    noun = "swap"
+
     async def swap(self, step: int, call: ToolCall) -> at.ToolOutcome:
         inp = self.run.inp
         swap_id = at.agent_payment_id(inp.run_id, call.id)
         bound = {"step": step, "tool_call_id": call.id, "tool": call.name, "payment_id": swap_id}
         awaiting = False
         try:
-            prepared: at.PreparedSwap = await workflow.execute_activity(
-                at.ACT_PREPARE_SWAP,
-                at.PreparePayment.of(inp, call),
-                result_type=at.PreparedSwap,
-                **PREPARE_PAYMENT,
-                summary="Quote and record the swap",
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            prepared = await prepare(at.ACT_PREPARE_SWAP, inp, call, at.PreparedSwap, "Quote and record the swap")
             self.run.check_cancelled()
             req = prepared.request
             if prepared.error or req is None:
                 return at.ToolOutcome(ok=False, text=json.dumps({"error": prepared.error or "swap not recorded"}))
             await self.run.emit(RunEventType.swap_quoted, {**bound, "quote": prepared.quote})
-            child = await self._start(call, prepared)
+            child = await start_child(
+                sw.WORKFLOW_NAME,
+                req,
+                payment_id=req.payment.payment_id,
+                result_type=sw.SwapState,
+                search_attributes=sa.payment_attributes(req.payment),
+                static_summary=str(prepared.quote.get("text") or f"Swap from {prepared.wallet_name}"),
+                static_details=f"From wallet {prepared.wallet_name}. Agent run {self.run.inp.run_id}, "
+                f"tool call {call.id}, for {req.payment.requested_by}.",
+            )
             if child is not None and workflow.patched(at.PATCH_SWAP_PUSH):
                 final = await self._follow_pushed(child, bound, swap_id, lambda: self._child_final(child, req))
                 if not isinstance(final, sw.SwapState):  # the wait ran out and the swap was cancelled
-                    final = await self._status_as_state(req, final)
+                    final = self._row_state(req, final)
             else:
-                final, awaiting = await self._follow(child, req, bound)
+                final, awaiting = await poll_until_final(
+                    self.run,
+                    child,
+                    bound,
+                    payment_id=req.payment.payment_id,
+                    noun=self.noun,
+                    max_poll=MAX_SWAP_POLL,
+                    child_final=lambda done: self._child_final(done, req),
+                    row_final=lambda row: self._row_state(req, row),
+                    timeout_summary="swap outcome",
+                )
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
-            if workflow.cancellation_reason() is None or not is_cancelled_exception(err):
+            if not cancelled_by_run(err):
                 raise
-            status = await self._cancel(swap_id, "the agent run was cancelled")
+            status = await self._cancel(swap_id, RUN_CANCELLED)
             if awaiting or self._awaiting is not None:  # close the approval the stream announced
                 decision = self._decision(status) if self._awaiting is not None else "cancelled"
                 await self.run.emit(
@@ -120,69 +132,6 @@ class SwapTool(PushedProgress):
         await self.run.emit(RunEventType.swap_settled, settled)
         return swap_outcome(req, final)
 
-    async def _start(self, call: ToolCall, prepared: at.PreparedSwap) -> workflow.ChildWorkflowHandle | None:
-        req = prepared.request
-        assert req is not None
-        try:
-            return await workflow.start_child_workflow(
-                sw.WORKFLOW_NAME,
-                req,
-                id=payment_workflow_id(req.payment.payment_id),
-                result_type=sw.SwapState,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                search_attributes=sa.payment_attributes(req.payment),
-                static_summary=str(prepared.quote.get("text") or f"Swap from {prepared.wallet_name}"),
-                static_details=f"From wallet {prepared.wallet_name}. Agent run {self.run.inp.run_id}, "
-                f"tool call {call.id}, for {req.payment.requested_by}.",
-            )
-        except WorkflowAlreadyStartedError:
-            return None  # started by an earlier execution of this run: follow it through its row instead
-
-    async def _follow(
-        self, child: workflow.ChildWorkflowHandle | None, req: sw.SwapRequest, bound: dict
-    ) -> tuple[sw.SwapState, bool]:
-        """Poll the swap's row until it ends, turning its approval wait into the run's events."""
-        swap_id = req.payment.payment_id
-        asked = decided = False
-        delay = FIRST_POLL
-        deadline = workflow.now() + PAYMENT_WAIT_LIMIT
-        while True:
-            self.run.check_cancelled()
-            if child is not None:
-                try:
-                    await workflow.wait_condition(child.done, timeout=delay, timeout_summary="swap outcome")
-                except TimeoutError:
-                    pass
-                if child.done():
-                    final = self._child_final(child, req)
-                    break
-            else:
-                await workflow.sleep(delay)
-            row = await self._status(swap_id)
-            if child is None and row.status in PAYMENT_TERMINAL:
-                final = await self._status_as_state(req, row)
-                break
-            if row.status in PAYMENT_WAITING and not asked:
-                asked = True
-                await self.run.emit(RunEventType.approval_requested, {**bound, "status": row.status})
-            elif asked and not decided and row.status not in PAYMENT_WAITING:
-                decided = True
-                decision = decision_of(row.status, row.failure_reason)
-                await self.run.emit(
-                    RunEventType.approval_decided, {**bound, "status": row.status, "decision": decision}
-                )
-            if workflow.now() >= deadline:
-                row = await self._cancel(swap_id, f"no outcome within {PAYMENT_WAIT_LIMIT}")
-                final = await self._status_as_state(req, row)
-                break
-            delay = min(delay * 2, MAX_SWAP_POLL)
-        if asked and not decided:
-            decision = decision_of(final.status, final.failure_reason)
-            await self.run.emit(RunEventType.approval_decided, {**bound, "status": final.status, "decision": decision})
-        return final, asked and not decided
-
     @staticmethod
     def _child_final(child: workflow.ChildWorkflowHandle, req: sw.SwapRequest) -> sw.SwapState:
         try:
@@ -196,8 +145,10 @@ class SwapTool(PushedProgress):
                 failure_reason=failure_reason(err),
             )
 
-    async def _status_as_state(self, req: sw.SwapRequest, row: at.PaymentSnapshot) -> sw.SwapState:
-        """A swap followed through its row (its child was started by an earlier execution): the row's figures."""
+    @staticmethod
+    def _row_state(req: sw.SwapRequest, row: at.PaymentSnapshot) -> sw.SwapState:
+        """A swap followed through its row (its child was started by an earlier execution, or the wait ran out and
+        it was cancelled): the row's figures."""
         known = {str(s) for s in PaymentStatus}
         return sw.SwapState(
             payment_id=req.payment.payment_id,
@@ -205,18 +156,4 @@ class SwapTool(PushedProgress):
             amount_in=req.payment.amount_atomic,
             tx_hash=row.tx_hash,
             failure_reason=row.failure_reason,
-        )
-
-    async def _status(self, swap_id: str) -> at.PaymentSnapshot:
-        return await workflow.execute_activity(
-            at.ACT_PAYMENT_STATUS, swap_id, result_type=at.PaymentSnapshot, **DATABASE, summary="Swap status"
-        )
-
-    async def _cancel(self, swap_id: str, reason: str) -> at.PaymentSnapshot:
-        return await workflow.execute_activity(
-            at.ACT_CANCEL_PAYMENT,
-            at.CancelPayment(payment_id=swap_id, actor=self.run.inp.user_name, reason=reason),
-            result_type=at.PaymentSnapshot,
-            **CANCEL_PAYMENT,
-            summary="Cancel the swap",
         )

@@ -50,6 +50,7 @@ from workflows.activity_options import (
     X402_SEND,
     X402_SIGN,
 )
+from workflows.cancel_update import cancel_reason, outcome_once_terminal, refuse_unless_cancellable
 from workflows.chain_types import RECEIPT_WAIT_ACTIVITY_ID
 from workflows.failures import StepFailed, failure_reason
 from workflows.parent_progress import tell_parent
@@ -132,17 +133,13 @@ class PaymentWorkflow:
         """Cancel before signing starts; waits for the workflow to record the outcome, then returns it."""
         if self._cancel is None:
             self._cancel = request
-        await workflow.wait_condition(lambda: self._state.status in PAYMENT_TERMINAL)
-        return self._state
+        return await outcome_once_terminal(lambda: self._state)
 
     @cancel.validator
     def _validate_cancel(self, request: pt.PaymentCancelRequest) -> None:
-        if self._state.status not in PAYMENT_CANCELLABLE:
-            raise ApplicationError(
-                f"payment is {self._state.status}: it can be cancelled only before signing "
-                "(once a transaction is signed and broadcast it cannot be recalled)",
-                type=ErrorType.payment_not_cancellable,
-            )
+        refuse_unless_cancellable(
+            "payment", self._state.status, " (once a transaction is signed and broadcast it cannot be recalled)"
+        )
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> pt.PaymentState:
@@ -577,10 +574,7 @@ class PaymentWorkflow:
 
     async def _end_cancelled(self) -> NoReturn:
         assert self._cancel is not None
-        reason = f"cancelled by {self._cancel.actor} via {self._cancel.channel}"
-        if self._cancel.reason:
-            reason += f": {self._cancel.reason}"
-        await self._end(PaymentStatus.cancelled, reason=reason, actor=self._cancel.actor)
+        await self._end(PaymentStatus.cancelled, reason=cancel_reason(self._cancel), actor=self._cancel.actor)
 
     async def _set_status(
         self,

@@ -16,11 +16,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from paygent import search_attributes as sa
-from paygent.domain.payment import PAYMENT_CANCELLABLE, PAYMENT_TERMINAL, PaymentStatus
+from paygent.domain.payment import PAYMENT_TERMINAL, PaymentStatus
 from workflows import approval_types as at
 from workflows import payment_types as pt
 from workflows import swap_types as sw
 from workflows.activity_options import CHAIN, DATABASE, SETTLEMENT, SWAP_RECEIPT
+from workflows.cancel_update import cancel_reason, outcome_once_terminal, refuse_unless_cancellable
 from workflows.parent_progress import tell_parent
 
 with workflow.unsafe.imports_passed_through():
@@ -28,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
 
     from paygent.domain.approval_policy import choose_tier, needs_approval
     from paygent.domain.approval_state import ApprovalStatus
-    from paygent.domain.errors import ErrorType
     from paygent.domain.money import format_amount
     from paygent.domain.operation_hash import Operation, SwapTerms, operation_hash
     from paygent.domain.swap import swap_summary
@@ -77,22 +77,15 @@ class SwapWorkflow:
         """Cancel before signing (as a payment's: the same Update, api/payment_cancel.py sends it)."""
         if self._cancel is None:
             self._cancel = request
-        await workflow.wait_condition(lambda: self._state.status in PAYMENT_TERMINAL)
-        return self._state
+        return await outcome_once_terminal(lambda: self._state)
 
     @cancel.validator
     def _validate_cancel(self, request: pt.PaymentCancelRequest) -> None:
-        if self._state.status not in PAYMENT_CANCELLABLE:
-            raise ApplicationError(
-                f"swap is {self._state.status}: it can be cancelled only before signing",
-                type=ErrorType.payment_not_cancellable,
-            )
+        refuse_unless_cancellable("swap", self._state.status)
 
     async def _end_if_cancelled(self) -> None:
         if self._cancel is not None:
-            c = self._cancel
-            reason = f"cancelled by {c.actor} via {c.channel}" + (f": {c.reason}" if c.reason else "")
-            await self._end(PaymentStatus.cancelled, reason, actor=c.actor)
+            await self._end(PaymentStatus.cancelled, cancel_reason(self._cancel), actor=self._cancel.actor)
 
     @workflow.run
     async def run(self, req: sw.SwapRequest) -> sw.SwapState:

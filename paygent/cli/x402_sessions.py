@@ -98,8 +98,7 @@ def status(
     api_url: ApiUrl = None,
 ) -> None:
     """Budget, spent, held, remaining, expiry, last error and the paid requests."""
-    with client(as_user, api_key, api_url) as http:
-        _echo(call(http, "GET", f"/v1/x402/sessions/{session_id}"))
+    _session_call("GET", session_id, as_user, api_key, api_url)
 
 
 @session_app.command("end")
@@ -110,5 +109,10 @@ def end(
     api_url: ApiUrl = None,
 ) -> None:
     """End the session now: what is left of its budget is released."""
+    _session_call("DELETE", session_id, as_user, api_key, api_url)
+
+
+def _session_call(method: str, session_id: str, as_user: str | None, api_key: str | None, api_url: str | None) -> None:
+    """`status` and `end`: one call on the session's own path, its answer printed as JSON."""
     with client(as_user, api_key, api_url) as http:
-        _echo(call(http, "DELETE", f"/v1/x402/sessions/{session_id}"))
+        _echo(call(http, method, f"/v1/x402/sessions/{session_id}"))

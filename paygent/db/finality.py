@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paygent.db import reservations as res
 from paygent.db.audit import append_audit
 from paygent.db.ledger import wallet_account
-from paygent.db.reconcile_mismatches import ledger_balance
+from paygent.db.reconcile_mismatches import ledger_balance, open_mismatch
 from paygent.db.reconcile_schema import reconcile_checkpoints, reconcile_mismatches, reconcile_movements
 from paygent.db.schema import ledger_entries, payment_transactions, payments, wallets
 from paygent.domain.audit_names import AuditSubject
 from paygent.domain.channels import Channel
 from paygent.domain.payment import PaymentStatus
-from paygent.domain.reconcile import MISMATCH_OPENED, MISMATCH_RESOLVED, MismatchCause
+from paygent.domain.reconcile import MISMATCH_RESOLVED, MismatchCause
 
 REORGED = "reorged"  # payments.details key: the reorg seen, and (once landed again) where it landed
 ACTION_REORGED, ACTION_REINCLUDED, ACTION_REORGED_OUT = "payment.reorged", "payment.reincluded", "payment.reorged_out"
@@ -225,47 +225,30 @@ async def reverse(conn: AsyncConnection, payment: dict, *, reason: str, block_nu
     }
     await _audit(conn, payment, ACTION_REORGED_OUT, data)
     ledger = await ledger_balance(conn, wallet_id, payment["asset"])
-    mismatch_id = await conn.scalar(
-        pg_insert(reconcile_mismatches)
-        .values(
-            tenant_id=payment["tenant_id"],
-            wallet_id=wallet_id,
-            asset=payment["asset"],
-            cause=str(MismatchCause.REORGED_OUT),
-            cause_key=reorg_key(payment["id"]),
-            amount_atomic=amount,
-            block_number=block_number,
-            ledger_balance=ledger,
-            chain_balance=ledger,  # the reversal made them agree; the mismatch is the payment that did not happen
-            payment_id=payment["id"],
-            tx_hash=row.tx_hash,
-            counterparty=payment["to_address"],
-        )
-        .on_conflict_do_nothing()
-        .returning(reconcile_mismatches.c.id)
-    )
+    columns = {
+        "asset": payment["asset"],
+        "cause": str(MismatchCause.REORGED_OUT),
+        "cause_key": reorg_key(payment["id"]),
+        "amount_atomic": amount,
+        "block_number": block_number,
+        "ledger_balance": ledger,
+        "chain_balance": ledger,  # the reversal made them agree; the mismatch is the payment that did not happen
+        "payment_id": payment["id"],
+        "tx_hash": row.tx_hash,
+        "counterparty": payment["to_address"],
+    }
     found = {
         "wallet_id": str(wallet_id),
         "asset": payment["asset"],
-        "mismatch_id": mismatch_id,
+        "mismatch_id": None,  # None: one is open for this payment already (nothing opened, nothing announced)
         "cause": str(MismatchCause.REORGED_OUT),
         "amount_atomic": str(amount),
         "payment_id": str(payment["id"]),
         "tx_hash": row.tx_hash,
         "block_number": block_number,
     }
-    if mismatch_id is not None:
-        await append_audit(
-            conn,
-            tenant_id=payment["tenant_id"],
-            actor="reconciler",
-            channel=Channel.system,
-            action=MISMATCH_OPENED,
-            subject_type=AuditSubject.wallet,
-            subject_id=str(wallet_id),
-            data=found,
-        )
-    return found
+    opened = await open_mismatch(conn, payment["tenant_id"], wallet_id, columns, found)
+    return opened.data if opened is not None else found
 
 
 async def _audit(conn: AsyncConnection, payment: dict, action: str, data: dict) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paygent.db.audit import append_audit
@@ -195,34 +197,48 @@ async def record(
     for cause in found.causes:
         if cause.key in open_rows:
             continue
-        mismatch_id = await conn.scalar(
-            reconcile_mismatches.insert()
-            .values(
-                tenant_id=tenant_id,
-                wallet_id=wallet_id,
-                asset=found.asset,
-                cause=str(cause.cause),
-                cause_key=cause.key,
-                amount_atomic=cause.amount_atomic,
-                block_number=found.block_number,
-                ledger_balance=found.ledger,
-                chain_balance=found.chain,
-                movement_id=cause.movement_id,
-                payment_id=uuid.UUID(cause.payment_id) if cause.payment_id else None,
-                tx_hash=cause.tx_hash,
-                counterparty=cause.counterparty,
-            )
-            .returning(reconcile_mismatches.c.id)
-        )
+        columns = {
+            "asset": found.asset,
+            "cause": str(cause.cause),
+            "cause_key": cause.key,
+            "amount_atomic": cause.amount_atomic,
+            "block_number": found.block_number,
+            "ledger_balance": found.ledger,
+            "chain_balance": found.chain,
+            "movement_id": cause.movement_id,
+            "payment_id": uuid.UUID(cause.payment_id) if cause.payment_id else None,
+            "tx_hash": cause.tx_hash,
+            "counterparty": cause.counterparty,
+        }
         data = {
             **figures,
-            "mismatch_id": mismatch_id,
+            "mismatch_id": None,
             "cause": str(cause.cause),
             "amount_atomic": str(cause.amount_atomic),
             **{k: v for k in ("movement_id", "payment_id", "tx_hash", "counterparty") if (v := getattr(cause, k))},
         }
-        changes.append(await _audited(conn, tenant_id, wallet_id, OPENED, int(mismatch_id), data))
+        if (opened := await open_mismatch(conn, tenant_id, wallet_id, columns, data)) is not None:
+            changes.append(opened)
     return changes
+
+
+async def open_mismatch(
+    conn: AsyncConnection, tenant_id: uuid.UUID, wallet_id: uuid.UUID, columns: dict[str, Any], data: dict[str, Any]
+) -> Change | None:
+    """Open one mismatch and audit it (`reconciliation.mismatch`, by the reconciler), whoever found it: the
+    comparison (`record`) or a payment reorged out (paygent/db/finality.py `reverse`). `columns` are the row's
+    own (asset, cause, cause_key, amounts, ...); `data` is the audit entry's, its `mismatch_id` set to the new
+    row's id. None when a mismatch with the same cause is open already: nothing is written, so each is opened
+    and announced once."""
+    mismatch_id = await conn.scalar(
+        pg_insert(reconcile_mismatches)
+        .values(tenant_id=tenant_id, wallet_id=wallet_id, **columns)
+        .on_conflict_do_nothing()
+        .returning(reconcile_mismatches.c.id)
+    )
+    if mismatch_id is None:
+        return None
+    return await _audited(conn, tenant_id, wallet_id, OPENED, mismatch_id, {**data, "mismatch_id": mismatch_id})
 
 
 async def _audited(conn, tenant_id: uuid.UUID, wallet_id: uuid.UUID, action: str, mismatch_id: int, data) -> Change:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import sqlalchemy as sa
 from eth_utils import to_checksum_address
 from typer.testing import CliRunner
 
 from paygent.chain.token import fee_fields
 from paygent.cli import app as cli_app
 from paygent.db.accounts import load_signer
+from paygent.db.schema import audit_log
 from tests.api.helpers import auth, funded_wallet, new_recipient, token_balance, transfers_to
 from tests.follower.reorg_helpers import confirm, in_pool, mine, pay_and_mine, reorg_stack, row, settle, until
 from tests.reconcile.conftest import reconcile_once
@@ -83,7 +85,16 @@ async def test_a_settled_payment_reorged_out_is_reversed_and_an_admin_resolves_i
     assert usdc["difference_atomic"] == "0"  # ledger == chain: the reversal made them agree
     (mismatch,) = [m for m in view["mismatches"] if m["payment_id"] == pid]
     assert mismatch["cause"] == "reorged_out" and mismatch["tx_hash"] == tx_hash
+    # opened and audited as the reconciler opens any mismatch (paygent/db/reconcile_mismatches.py open_mismatch):
+    # one `reconciliation.mismatch` row on the wallet, by the reconciler, naming the row it opened
+    (opened,) = [a for a in await _wallet_audits(db_engine, wallet["id"]) if a.data.get("payment_id") == pid]
+    assert (opened.action, opened.actor, opened.channel) == ("reconciliation.mismatch", "reconciler", "system")
+    assert opened.data["mismatch_id"] == mismatch["id"] and opened.data["cause"] == "reorged_out"
+    assert opened.data["tx_hash"] == tx_hash and opened.data["amount_atomic"] == "1250000"
     await until(lambda: _has_event(webhook, "payment.reorged_out", pid), 30, "the webhook event")
+    await until(lambda: _has_event(webhook, "reconciliation.mismatch", pid), 30, "the mismatch's webhook event")
+    events = [e for e in webhook.of_type("reconciliation.mismatch") if e["data"].get("payment_id") == pid]
+    assert {e["data"]["mismatch_id"] for e in events} == {mismatch["id"]}  # a redelivery carries the same id
 
     # Resolving: admins only, a reason required, audited; a second time is 409; the list shows it resolved.
     url = f"/v1/wallets/{wallet['id']}/reconciliation/mismatches/{mismatch['id']}/resolve"
@@ -100,6 +111,16 @@ async def test_a_settled_payment_reorged_out_is_reversed_and_an_admin_resolves_i
     (closed,) = [m for m in view["resolved_mismatches"] if m["id"] == mismatch["id"]]
     assert closed["resolution"] == "refunded by the recipient off-chain" and closed["resolved_by"]
     assert "reconciliation.mismatch_resolved" in await audit_actions(db_engine, "wallet", wallet["id"])
+
+
+async def _wallet_audits(db_engine, wallet_id: str) -> list:
+    async with db_engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(audit_log.c.action, audit_log.c.actor, audit_log.c.channel, audit_log.c.data)
+            .where(audit_log.c.subject_type == "wallet", audit_log.c.subject_id == wallet_id)
+            .order_by(audit_log.c.id)
+        )
+        return list(rows)
 
 
 def _has_event(webhook, kind: str, pid: str):
