@@ -195,7 +195,11 @@ EXTRA_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("DELETE", "/v1/memory/items"): {503: "the memory cache could not be updated; try again"},
     ("DELETE", "/v1/memory/partitions/{partition}"): {503: "the memory cache could not be updated; try again"},
     **{
-        ("POST", f"/v1/approvals/{{approval_id}}/{d}"): {409: DECISION_REFUSED}
+        ("POST", f"/v1/approvals/{{approval_id}}/{d}"): {
+            409: DECISION_REFUSED,
+            503: "the approval kept turning decisions away for 10 s (`approval_busy`: too many at once); "
+            "nothing was decided, send the same request again",
+        }
         for d in (Decision.approve, Decision.reject, Decision.revoke, Decision.cancel, Decision.delegate)
     },
 }

@@ -270,5 +270,7 @@ async def api_url(app_settings, temporal_env, worker):
 async def http(api_url):
     import httpx
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    from tests.api.helpers import KEEP_ALIVE_LIMITS  # idle connections dropped before uvicorn's 5 s keep-alive
+
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=KEEP_ALIVE_LIMITS) as client:
         yield client

@@ -7,7 +7,10 @@ Update or the workflow had already ended (then the server knows no Update handle
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -24,6 +27,33 @@ from workflows.approval_types import (
     DecisionResult,
     approval_workflow_id,
 )
+
+# The server turns an Update away for a moment when too many are in flight on one workflow (RESOURCE_EXHAUSTED:
+# the dev server allows 10) or when it aborted one whose workflow task was lost (UNAVAILABLE). The same Update id
+# is sent again: one that was accepted after all is answered once, never counted twice.
+BUSY = frozenset({RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE})
+BUSY_RETRY_SECONDS = 10.0
+
+
+class ApprovalBusy(Exception):
+    """The approval's workflow kept turning the decision away for BUSY_RETRY_SECONDS: nothing was decided."""
+
+
+async def _execute_update(handle: Any, decision: Decision, request: BaseModel, update_id: str) -> DecisionResult:
+    deadline, pause = time.monotonic() + BUSY_RETRY_SECONDS, 0.05
+    while True:
+        try:
+            result: DecisionResult = await handle.execute_update(
+                decision, request, id=update_id, result_type=DecisionResult
+            )
+            return result
+        except RPCError as exc:
+            if exc.status not in BUSY:
+                raise
+            if time.monotonic() + pause > deadline:
+                raise ApprovalBusy(f"the approval is busy ({exc.message}); nothing was decided") from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 class DecisionRefused(Exception):
@@ -50,9 +80,7 @@ async def send_decision(
         raise ValueError(f"{decision!r} takes a {REQUEST_MODELS.get(decision, BaseModel).__name__}")
     handle = client.get_workflow_handle(approval_workflow_id(approval_id))
     try:
-        return await handle.execute_update(
-            decision, request, id=request_id or str(uuid.uuid4()), result_type=DecisionResult
-        )
+        return await _execute_update(handle, decision, request, request_id or str(uuid.uuid4()))
     except WorkflowUpdateFailedError as exc:
         if isinstance(exc.cause, ApplicationError):
             raise DecisionRefused(exc.cause.type or "Refused", exc.cause.message) from None

@@ -43,7 +43,7 @@ from paygent.domain.errors import InvalidInput
 from paygent.domain.money import parse_amount
 from paygent.domain.text import SafeText
 from paygent.payment_input import DecimalText, check_recipient
-from workflows.approval_client import DecisionRefused, get_state, send_decision
+from workflows.approval_client import ApprovalBusy, DecisionRefused, get_state, send_decision
 from workflows.approval_types import (
     ApprovalView,
     ApproveRequest,
@@ -144,6 +144,8 @@ async def decide(
         if exc.type == NOT_FOUND:
             raise ApiError(404, "not_found", "approval not found") from None
         return refusal_response(exc)
+    except ApprovalBusy as exc:  # nothing decided: the same request (same Idempotency-Key) may be sent again
+        raise ApiError(503, "approval_busy", str(exc), headers={"Retry-After": "1"}) from None
     return {"approval_id": approval_id, **result.model_dump(mode="json")}
 
 

@@ -14,6 +14,10 @@ from web3 import AsyncWeb3
 from paygent.chain.rpc import async_web3
 from paygent.chain.token import balance_of
 
+# uvicorn ends an idle keep-alive connection after 5 s; the clients drop theirs first, so a request never rides on
+# one the server is closing (httpx.ReadError after a pause of about 5 s)
+KEEP_ALIVE_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
 
 def auth(dev: dict, user: str = "alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {dev['users'][user]['api_key']}"}
@@ -124,7 +128,7 @@ async def serve_api(settings, client, **app_options):
     while not server.started:
         await asyncio.sleep(0.02)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=KEEP_ALIVE_LIMITS) as http:
             yield http
     finally:
         server.should_exit = True

@@ -28,4 +28,5 @@ async def test_first_scan_starts_at_the_start_block(app_settings, temporal_env, 
     assert usdc["checkpoint_block"] >= start - 1
     assert usdc["ledger_balance_atomic"] == usdc["chain_balance_atomic"] == str(30 * 10**6)
     assert eth["ledger_balance_atomic"] == eth["chain_balance_atomic"] == str(10**18)
-    assert view["mismatches"] == [] and result.mismatches == 0
+    # this wallet's view only: the tick also judges the wallets other tests left in the session's database
+    assert view["mismatches"] == [] and result.wallets >= 1
