@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -39,7 +38,9 @@ class ApprovalBusy(Exception):
     """The approval's workflow kept turning the decision away for BUSY_RETRY_SECONDS: nothing was decided."""
 
 
-async def _execute_update(handle: Any, decision: Decision, request: BaseModel, update_id: str) -> DecisionResult:
+async def _execute_update(
+    handle: WorkflowHandle, decision: Decision, request: BaseModel, update_id: str
+) -> DecisionResult:
     deadline, pause = time.monotonic() + BUSY_RETRY_SECONDS, 0.05
     while True:
         try:
